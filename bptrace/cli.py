@@ -1,0 +1,197 @@
+"""The command line: a thin click layer over the library.
+
+Each command parses its options, calls the library, and maps a `ScenarioError` to a
+message and exit status 2.  Heavy modules (rich, the renderers) are imported inside the
+command that needs them, so `bptrace --help` starts fast.
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+
+import click
+
+from . import __version__
+from .errors import ScenarioError
+
+FORMATS = ("text", "json", "markdown", "latex", "html")
+
+
+class BadInput(click.ClickException):
+    """A scenario or command-line mistake: exit status 2, no traceback (BRIEF section 5)."""
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def fail(error: ScenarioError, path=None):
+    raise BadInput(str(error.located(file=str(path) if path else None)))
+
+
+def load_scenario(path, *, size_limit=True):
+    from .scenario import DEFAULT_WORK_LIMIT, load
+
+    try:
+        return load(path, work_limit=DEFAULT_WORK_LIMIT if size_limit else None)
+    except ScenarioError as error:
+        fail(error, path)
+
+
+def trace_scenario(scenario, **options):
+    from .engine import run
+
+    try:
+        return run(scenario, **options)
+    except ScenarioError as error:
+        fail(error, scenario.path)
+
+
+def select_steps(trace, patterns):
+    """--only: names or shell-style patterns (`c1.*`), several or comma-separated."""
+    if not patterns:
+        return None
+    wanted = [p.strip() for item in patterns for p in item.split(",") if p.strip()]
+    chosen = {name for name in trace.names() for p in wanted if fnmatch.fnmatchcase(name, p)}
+    missing = [p for p in wanted if not any(fnmatch.fnmatchcase(name, p) for name in trace.names())]
+    if missing:
+        from .errors import did_you_mean
+
+        hint = did_you_mean(missing[0], trace.names())
+        raise BadInput(f"--only {missing[0]}: no step of this trace is called that"
+                       + (f" ({hint})" if hint else ""))
+    return chosen
+
+
+def make_console(width=None, file=None, force_plain=False):
+    from rich.console import Console
+
+    plain = force_plain or "NO_COLOR" in os.environ
+    return Console(width=width, file=file, no_color=plain, color_system=None if plain else "auto",
+                   highlight=False, soft_wrap=False)
+
+
+def write_output(text: str, output):
+    """Write all at once, so that a failure never leaves a half-written file."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    tmp = f"{output}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, output)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise BadInput(f"cannot write {output}: {exc.strerror}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bptrace")
+def main():
+    """Work backpropagation through a small CNN step by step, showing every number.
+
+    \b
+    Start from a scenario (a YAML file describing the network and its numbers):
+      bptrace new > problem.yaml
+      bptrace run problem.yaml
+    """
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=True))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="How to write the trace.")
+@click.option("--only", multiple=True, metavar="NAME",
+              help="Show only these steps (names or patterns such as 'c1.*'; repeat or separate by commas).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write to this file instead of the terminal.")
+@click.option("--width", type=click.IntRange(40, 1000), help="Terminal width for text output.")
+@click.option("--no-size-limit", is_flag=True, help="Run networks above the scalar-loop size limit.")
+def run(scenario, fmt, only, output, width, no_size_limit):
+    """Trace SCENARIO: forward values, every delta, every gradient, every update.
+
+    \b
+    Examples:
+      bptrace run scenarios/seed001.yaml
+      bptrace run scenarios/seed001.yaml --only 'c1.*'
+      bptrace run scenarios/zhang2016.yaml --format json -o trace.json
+    """
+    sc = load_scenario(scenario, size_limit=not no_size_limit)
+    trace = trace_scenario(sc)
+    chosen = select_steps(trace, only)
+    if fmt == "json":
+        from .render import json as render_json
+
+        write_output(render_json.render(trace, chosen), output)
+    elif fmt == "text":
+        from .render import text as render_text
+
+        if output is None:
+            console = make_console(width=width, force_plain=not sys.stdout.isatty())
+            console.print(render_text.render(trace, chosen))
+        else:
+            import io
+
+            buffer = io.StringIO()
+            console = make_console(width=width or 100, file=buffer, force_plain=True)
+            console.print(render_text.render(trace, chosen))
+            write_output(buffer.getvalue(), output)
+    else:
+        raise BadInput(f"--format {fmt} is not available yet")
+
+
+NEW_SCENARIO = """\
+# A bptrace scenario: the network, its numbers, and where the backward pass starts.
+# Run it with `bptrace run THIS_FILE`; every key is described in the README.
+bptrace: 1
+name: my problem — 4x4 input, 2x2 conv, 2x2 max-pool, sigmoid, dense(2)
+
+conventions:
+  kernel: correlation     # or convolution (the kernel is turned by 180° first)
+  flatten: row            # or column (each map scanned column by column)
+  index_base: 0           # or 1, how indices are printed and written below
+
+input: [[0.1, 0.2, 0.3, 0.4],
+        [0.5, 0.6, 0.7, 0.8],
+        [0.9, 1.0, 0.1, 0.2],
+        [0.3, 0.4, 0.5, 0.6]]
+
+layers:
+  - {type: conv, name: c1, kernel: [[0.1, -0.2], [0.3, 0.4]], bias: 0.0}
+  - {type: maxpool, name: p1, size: 2}
+  - {type: sigmoid, name: s1}
+  - {type: flatten, name: f}
+  - {type: dense, name: h, weights: [[0.5, -0.5, 0.25, 0.1], [0.2, 0.3, -0.4, 0.6]], bias: [0, 0]}
+
+# where the backward pass starts: a given error at a layer's output ...
+upstream:
+  layer: h
+  delta: [0.25, -0.15]
+# ... or a loss with a target (use one of the two):
+# loss: {type: half_sse, target: [1, 0]}   # half_sse, sse, mse, cross_entropy, bce
+
+# learning_rate: 0.1        # adds the SGD-updated parameters to the trace
+# given:                    # pin forward values to the rounded numbers your problem prints
+#   s1.out: [[0.58, 0.57], [0.65, 0.55]]
+# rounding: {decimals: 4, mode: half_up, apply: [p1.delta]}
+# expected:                 # your answers, for `bptrace check`
+#   c1.grad.kernel[0,0]: 0.0123
+"""
+
+
+@main.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the scenario to this file (refuses to overwrite).")
+def new(output):
+    """Write a commented scenario to start from.
+
+    \b
+    Example:
+      bptrace new -o problem.yaml && bptrace run problem.yaml
+    """
+    if output and os.path.exists(output):
+        raise BadInput(f"{output} already exists; choose another name")
+    write_output(NEW_SCENARIO, output)

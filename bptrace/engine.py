@@ -1,0 +1,184 @@
+"""The engine: forward pass, loss, backward pass and SGD step, recorded as a `Trace`.
+
+It walks the layers, calls each layer's own forward and backward loops, and records every
+value under its BRIEF section 2 name.  After each step it applies, in this order, the
+scenario's `rounding` and then any pinned values (`given`, or a checker's overrides), so
+that later steps use exactly the numbers a student would have on paper.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import Names
+from .losses import LOSSES
+from .rounding import round_array
+from .scenario import Patch, Scenario, merge_patches
+from .trace import Recorder, Step, SummaryRow, Trace
+
+# Steps with at most this many elements keep every element's terms, for the sums written
+# out under their tables; past this many terms a step is too long to read anyway.
+EXPAND_ELEMENTS = 64
+EXPAND_TERMS = 4096
+
+ROUNDING_PHASES = {"forward": ("forward",), "backward": ("backward",),
+                   "all": ("forward", "loss", "backward", "update")}
+
+
+def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | None = None) -> Trace:
+    """Trace the scenario.
+
+    overrides: name -> Patch, pinned like `given` (the checker passes a student's answers).
+    explain:   name -> set of canonical indices whose terms to record whatever the step's size.
+    """
+    return _Run(scenario, overrides or {}, explain or {}).trace()
+
+
+class _Run:
+    def __init__(self, scenario: Scenario, overrides: dict, explain: dict):
+        self.scenario = scenario
+        self.pinned = merge_patches(list(scenario.given.values()) + list(overrides.values()))
+        self.explain = explain
+        self.steps: list[Step] = []
+        self.values: dict = {}
+
+    # --- recording -------------------------------------------------------------------
+
+    def recorder(self, name: str, roles: dict):
+        shape = self.scenario.shapes[name]
+        if name in self.explain:
+            return Recorder(roles, want=set(self.explain[name]))
+        if int(np.prod(shape)) <= EXPAND_ELEMENTS:
+            return Recorder(roles, limit=EXPAND_TERMS)
+        return None
+
+    def _rounds(self, name: str, phase: str) -> bool:
+        rounding = self.scenario.rounding
+        if rounding is None:
+            return False
+        return any(item == name or phase in ROUNDING_PHASES.get(item, ()) for item in rounding.apply)
+
+    def emit(self, name, phase, layer, rule, computed, reads=(), rec=None, notes=()):
+        computed = np.asarray(computed, dtype=float).reshape(self.scenario.shapes[name])
+        values, rounded, mask = computed, None, None
+        if self._rounds(name, phase):
+            rounding = self.scenario.rounding
+            values, rounded = round_array(values, rounding.decimals, rounding.mode), rounding.describe()
+        if name in self.pinned:
+            patch: Patch = self.pinned[name]
+            values, mask = np.where(patch.mask, patch.values, values), patch.mask
+        step = Step(name=name, phase=phase, layer=layer, rule=rule, values=values, reads=tuple(reads),
+                    computed=computed if (rounded or mask is not None) else None, given=mask,
+                    rounded=rounded, expansions=rec.expansions if rec else None, notes=list(notes))
+        self.steps.append(step)
+        self.values[name] = values
+        return values
+
+    # --- the passes ------------------------------------------------------------------
+
+    def trace(self) -> Trace:
+        sc = self.scenario
+        self.emit("input", "input", None, "the input, as written", sc.input)
+        below = "input"
+        params = {}
+        for layer in sc.layers:
+            n = self.names(layer, below)
+            params[layer.name] = {}
+            for role, initial in layer.params.items():
+                params[layer.name][role] = self.emit(n.param(role), "parameter", layer.name,
+                                                     f"{n.param(role)}: {_origin(sc, layer, role)}", initial)
+            rules = layer.rules(n)
+            rec = self.recorder(n.out, layer.roles(n))
+            out = layer.forward(self.values[below], params[layer.name], rec)
+            self.emit(n.out, "forward", layer.name, rules["out"], out,
+                      reads=(below,) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
+                      notes=layer.notes(self.values[below], n))
+            below = n.out
+
+        loss_value = None
+        active = sc.layers
+        if sc.upstream:
+            start = sc.upstream.layer
+            active = sc.layers[:[layer.name for layer in sc.layers].index(start) + 1]
+            self.emit(f"{start}.delta", "backward", start,
+                      f"{start}.delta = the given error at {start}'s output (upstream.delta)",
+                      sc.upstream.delta)
+            start_text = f"from {start}.delta, the given upstream error"
+        else:
+            last = sc.layers[-1]
+            loss = LOSSES[sc.loss.type]()
+            out_name, delta_name = f"{last.name}.out", f"{last.name}.delta"
+            out = self.values[out_name]
+            rec = self.recorder("loss", {})
+            loss_value = float(self.emit("loss", "loss", None, loss.value_rule.format(out=out_name),
+                                         np.array(loss.value(out, sc.loss.target, rec)),
+                                         reads=(out_name,), rec=rec))
+            rec = self.recorder(delta_name, {"out − target": f"{out_name} − target"})
+            self.emit(delta_name, "backward", last.name,
+                      loss.delta_rule.format(out=out_name, delta=delta_name),
+                      loss.gradient(out, sc.loss.target, rec), reads=(out_name,), rec=rec)
+            start_text = f"from the loss, {sc.loss.type}"
+
+        for position in range(len(active) - 1, -1, -1):
+            layer = active[position]
+            below = f"{active[position - 1].name}.out" if position else "input"
+            n = self.names(layer, below, active[position - 1].name if position else None)
+            rules, roles = layer.rules(n), layer.roles(n)
+            recs = {role: self.recorder(n.grad(role), roles) for role in layer.param_roles}
+            recs["in"] = self.recorder(n.x_delta, roles)
+            result = layer.backward(self.values[n.x], self.values[n.out], self.values[n.delta],
+                                    params[layer.name], recs)
+            for role in layer.param_roles:
+                reads = (n.delta,) if role == "bias" else (n.delta, n.x)
+                self.emit(n.grad(role), "backward", layer.name, rules[role], result[role],
+                          reads=reads, rec=recs[role])
+            self.emit(n.x_delta, "backward", layer.name, rules["in"], result["in"],
+                      reads=tuple(roles[r] for r in layer.in_delta_reads), rec=recs["in"])
+
+        if sc.learning_rate is not None:
+            for layer in active:
+                for role in layer.param_roles:
+                    self.sgd_step(layer.name, role, sc.learning_rate)
+
+        return Trace(name=sc.name, description=sc.description, conventions=sc.conventions.as_dict(),
+                     summary=summary(sc), steps=self.steps, loss=loss_value, start=start_text)
+
+    def sgd_step(self, layer: str, role: str, rate: float):
+        """new = old − η · grad, element by element (Zhang 2016 eqs. 65-70)."""
+        old_name, grad_name, new_name = f"{layer}.{role}", f"{layer}.grad.{role}", f"{layer}.new.{role}"
+        old, grad = self.values[old_name], self.values[grad_name]
+        rec = self.recorder(new_name, {"old": old_name, "grad": grad_name})
+        new = np.zeros(old.shape)
+        for idx in np.ndindex(*old.shape):
+            new[idx] = old[idx] - rate * grad[idx]
+            if rec:
+                rec.term(idx, ("old", idx, old[idx]))
+                rec.term(idx, (f"−{rate:g}", None, -rate), ("grad", idx, grad[idx]))
+        self.emit(new_name, "update", layer, f"{new_name} = {old_name} − {rate:g} · {grad_name}", new,
+                  reads=(old_name, grad_name), rec=rec)
+
+    @staticmethod
+    def names(layer, below: str, below_layer: str | None = "") -> Names:
+        if below_layer == "":
+            below_layer = below[:-len(".out")] if below != "input" else None
+        return Names(layer=layer.name, x=below, x_delta=f"{below_layer}.delta" if below_layer else "input.delta")
+
+
+def _origin(scenario: Scenario, layer, role: str) -> str:
+    """Where a parameter's values came from, in words."""
+    doc = scenario.document
+    spec = doc.data["layers"][scenario.layers.index(layer)] if doc else {role: True}
+    if role in spec:
+        return "as written"
+    if role == "bias":
+        return "zeros (not written)"
+    return f"drawn by {doc.data['init'].get('scheme', 'glorot_uniform')} (seed {doc.data['init'].get('seed', 0)})"
+
+
+def summary(scenario: Scenario) -> list:
+    rows = [SummaryRow("input", "", tuple(scenario.input.shape), 0)]
+    rows += [SummaryRow(layer.name, layer.type, layer.out_shape, layer.param_count) for layer in scenario.layers]
+    return rows
+
+
+def step_names(scenario: Scenario) -> list:
+    return list(scenario.shapes)

@@ -1,0 +1,162 @@
+"""The five losses (BRIEF section 1), each as its value and its gradient at the last
+layer's output, in scalar loops like the layers.  `LOSSES` maps `loss.type` to the class."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import ScenarioError
+
+
+def _cells(shape):
+    return [tuple(int(i) for i in idx) for idx in np.ndindex(*shape)]
+
+
+class HalfSSE:
+    """L = ½ Σ (ŷ − y)² over every element and sample (Zhang 2016 eq. 13); δ = ŷ − y (eq. 17)."""
+    type = "half_sse"
+    value_rule = "loss = ½ Σ ({out} − target)²"
+    delta_rule = "{delta} = {out} − target"
+    scale = 0.5
+
+    def count(self, shape):
+        return 1
+
+    def value(self, out, target, rec):
+        total = 0
+        for idx in _cells(out.shape):
+            diff = out[idx] - target[idx]
+            total += self.scale / self.count(out.shape) * diff * diff
+            if rec:
+                rec.term((), (self.label(out.shape), None, self.scale / self.count(out.shape)),
+                         ("(out − target)²", idx, diff * diff))
+        return total
+
+    def label(self, shape):
+        return "½"
+
+    def gradient(self, out, target, rec):
+        delta = np.zeros(out.shape)
+        factor = 2 * self.scale / self.count(out.shape)
+        for idx in _cells(out.shape):
+            delta[idx] = factor * (out[idx] - target[idx])
+            if rec:
+                factors = [] if factor == 1 else [(f"{factor:g}", None, factor)]
+                rec.term(idx, *factors, ("out − target", idx, out[idx] - target[idx]))
+        return delta
+
+
+class SSE(HalfSSE):
+    """L = Σ (ŷ − y)²; δ = 2(ŷ − y)."""
+    type = "sse"
+    value_rule = "loss = Σ ({out} − target)²"
+    delta_rule = "{delta} = 2 · ({out} − target)"
+    scale = 1.0
+
+    def label(self, shape):
+        return "1"
+
+
+class MSE(HalfSSE):
+    """L = (1/M) Σ (ŷ − y)² over all M elements (PyTorch MSELoss); δ = 2(ŷ − y)/M."""
+    type = "mse"
+    value_rule = "loss = (1/M) Σ ({out} − target)²,  M = number of elements"
+    delta_rule = "{delta} = 2 · ({out} − target) / M"
+    scale = 1.0
+
+    def count(self, shape):
+        return int(np.prod(shape))
+
+    def label(self, shape):
+        return f"1/{self.count(shape)}"
+
+
+class CrossEntropy:
+    """Softmax and negative log-likelihood on logits, mean over the batch (PyTorch
+    CrossEntropyLoss): L = (1/N) Σ_n Σ_k −y[n,k] · log softmax(ŷ[n])[k];
+    δ[n,k] = (softmax(ŷ[n])[k] · Σ_j y[n,j] − y[n,k]) / N."""
+    type = "cross_entropy"
+    value_rule = "loss = (1/N) Σ_n Σ_k −target[n,k] · log softmax({out}[n])[k]"
+    delta_rule = "{delta}[n,k] = (softmax({out}[n])[k] − target[n,k]) / N"
+
+    @staticmethod
+    def _log_softmax(row):
+        top = max(row)
+        log_total = top + math.log(sum(math.exp(z - top) for z in row))
+        return [z - log_total for z in row]
+
+    def _check(self, out):
+        if out.ndim != 2:
+            raise ScenarioError("cross_entropy needs a vector of class scores per sample; "
+                                "the last layer makes a feature map", key="loss.type",
+                                hint="add a flatten and a dense layer")
+
+    def value(self, out, target, rec):
+        self._check(out)
+        N = out.shape[0]
+        total = 0
+        for n in range(N):
+            logp = self._log_softmax(out[n].tolist())
+            for k, lp in enumerate(logp):
+                total += -target[n, k] * lp / N
+                if rec and target[n, k] != 0:
+                    rec.term((), ("−target", (n, k), -target[n, k]), ("log softmax(out)", (n, k), lp),
+                             (f"1/{N}", None, 1 / N))
+        return total
+
+    def gradient(self, out, target, rec):
+        self._check(out)
+        N = out.shape[0]
+        delta = np.zeros(out.shape)
+        for n in range(N):
+            probs = [math.exp(lp) for lp in self._log_softmax(out[n].tolist())]
+            mass = sum(target[n].tolist())   # 1 for a one-hot or probability target
+            for k, p in enumerate(probs):
+                delta[n, k] = (p * mass - target[n, k]) / N
+                if rec:
+                    rec.term((n, k), ("softmax(out)", (n, k), p * mass), (f"1/{N}", None, 1 / N))
+                    rec.term((n, k), ("−target", (n, k), -target[n, k]), (f"1/{N}", None, 1 / N))
+        return delta
+
+
+class BCE:
+    """Binary cross-entropy on probabilities, mean over all M elements (PyTorch BCELoss):
+    L = −(1/M) Σ [y log ŷ + (1 − y) log(1 − ŷ)];  δ = (ŷ − y) / (ŷ (1 − ŷ)) / M."""
+    type = "bce"
+    value_rule = "loss = −(1/M) Σ [target · log {out} + (1 − target) · log(1 − {out})]"
+    delta_rule = "{delta} = ({out} − target) / ({out} · (1 − {out})) / M"
+
+    def _check(self, out):
+        bad = [idx for idx in _cells(out.shape) if not 0 < out[idx] < 1]
+        if bad:
+            raise ScenarioError(f"bce needs outputs strictly between 0 and 1, but the output at "
+                                f"{list(bad[0])} is {out[bad[0]]:g}", key="loss.type",
+                                hint="put a sigmoid layer last")
+
+    def value(self, out, target, rec):
+        self._check(out)
+        M = out.size
+        total = 0
+        for idx in _cells(out.shape):
+            y, t = out[idx], target[idx]
+            term = -(t * math.log(y) + (1 - t) * math.log(1 - y)) / M
+            total += term
+            if rec:
+                rec.term((), ("−(t·log ŷ + (1−t)·log(1−ŷ))", idx, term * M), (f"1/{M}", None, 1 / M))
+        return total
+
+    def gradient(self, out, target, rec):
+        self._check(out)
+        M = out.size
+        delta = np.zeros(out.shape)
+        for idx in _cells(out.shape):
+            y, t = out[idx], target[idx]
+            delta[idx] = (y - t) / (y * (1 - y)) / M
+            if rec:
+                rec.term(idx, ("out − target", idx, y - t), ("1/(out·(1 − out))", idx, 1 / (y * (1 - y))),
+                         (f"1/{M}", None, 1 / M))
+        return delta
+
+
+LOSSES = {cls.type: cls for cls in (HalfSSE, SSE, MSE, CrossEntropy, BCE)}

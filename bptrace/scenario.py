@@ -1,0 +1,410 @@
+"""A scenario file, read and checked: the one place that turns YAML into a `Scenario`.
+
+Everything is validated here, before the engine runs, and every mistake raises a
+`ScenarioError` that names the file, line and key.  What BRIEF section 1 leaves open is
+decided here and written down in the README ("Scenario format").
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ScenarioError, did_you_mean
+from .layers import LAYERS, BuildContext, Layer
+from .source import Document, read_document, parse_text
+from .spec import Spec, read_tensor, shape_error
+from .tensors import canonical_index, describe_shape, fits
+
+TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "layers", "upstream", "loss",
+            "given", "learning_rate", "rounding", "expected", "init", "tolerance")
+LOSS_TYPES = ("half_sse", "sse", "mse", "cross_entropy", "bce")
+ROUNDING_MODES = ("half_up", "half_even", "truncate")
+ROUNDING_GROUPS = ("forward", "backward", "all")
+FORMAT_VERSIONS = (1,)
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
+
+# Forward + backward scalar operations above which a scenario is refused before it runs:
+# the loops run at roughly 3 million operations a second, so this is about ten seconds.
+DEFAULT_WORK_LIMIT = 30_000_000
+
+_ELEMENT = re.compile(r"^(?P<name>[^\[\]]+?)\s*(?:\[(?P<index>[^\]]*)\])?$")
+
+
+@dataclass(frozen=True)
+class Conventions:
+    kernel: str = "correlation"
+    flatten: str = "row"
+    index_base: int = 0
+
+    def as_dict(self):
+        return {"kernel": self.kernel, "flatten": self.flatten, "index_base": self.index_base}
+
+
+@dataclass
+class Loss:
+    type: str
+    target: np.ndarray            # canonical shape of the last layer's output (one-hot for class indices)
+    classes: list | None = None   # the class indices as written, for cross_entropy
+
+
+@dataclass
+class Upstream:
+    layer: str
+    delta: np.ndarray             # canonical shape of that layer's output
+
+
+@dataclass
+class Rounding:
+    decimals: int
+    mode: str
+    apply: tuple                  # trace names and/or "forward", "backward", "all"
+
+    def describe(self):
+        return f"{self.decimals} decimals, {self.mode.replace('_', ' ')}"
+
+
+@dataclass
+class Patch:
+    """Values pinned onto a step: a whole tensor, or some elements (mask)."""
+    name: str
+    values: np.ndarray            # canonical shape of the step
+    mask: np.ndarray              # bool, canonical shape
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    conventions: Conventions
+    input: np.ndarray
+    layers: list
+    loss: Loss | None = None
+    upstream: Upstream | None = None
+    given: dict = field(default_factory=dict)        # name -> Patch
+    learning_rate: float | None = None
+    rounding: Rounding | None = None
+    expected: dict = field(default_factory=dict)     # key as written -> value as written (read by `check`)
+    tolerance: dict | None = None
+    document: Document | None = None
+    shapes: dict = field(default_factory=dict)       # every traced name -> canonical shape, in trace order
+
+    @property
+    def path(self):
+        return self.document.file if self.document else None
+
+    def layer(self, name) -> Layer:
+        return next(layer for layer in self.layers if layer.name == name)
+
+    def work(self) -> int:
+        return sum(layer.multiply_adds() for layer in self.layers)
+
+
+def load(path, *, work_limit: int | None = DEFAULT_WORK_LIMIT) -> Scenario:
+    """Read and validate a scenario file."""
+    return from_document(read_document(path), work_limit=work_limit)
+
+
+def loads(text: str, file: str | None = None, *, work_limit: int | None = DEFAULT_WORK_LIMIT) -> Scenario:
+    """Read and validate a scenario from text."""
+    return from_document(parse_text(text, file), work_limit=work_limit)
+
+
+def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT) -> Scenario:
+    top = Spec(doc, (), doc.data, TOP_KEYS, "the scenario")
+    if "bptrace" in top:
+        version = top.get("bptrace")
+        if version not in FORMAT_VERSIONS or isinstance(version, bool):
+            raise top.error("bptrace", f"unknown format version {version!r}",
+                            "this bptrace reads version " + ", ".join(map(str, FORMAT_VERSIONS)))
+    for key in ("input", "layers"):
+        if key not in top:
+            raise ScenarioError(f"the scenario has no `{key}:`", file=doc.file, key=key,
+                                hint="see `bptrace new` for a complete example")
+    conventions = _conventions(top)
+    layer_specs = top.get("layers")
+    if not isinstance(layer_specs, list) or not layer_specs:
+        raise top.error("layers", "expected a list of layers (each `- {type: ...}`)")
+    x = _input(top, layer_specs)
+    scenario = Scenario(
+        name=top.text("name", "") or (doc.file or "scenario"),
+        description=top.text("description", "") or "",
+        conventions=conventions, input=x, layers=[], document=doc)
+    scenario.layers = _layers(top, x.shape, conventions)
+    scenario.learning_rate = top.number("learning_rate", positive=True)
+    _start(top, scenario)
+    scenario.shapes = _shapes(scenario)
+    scenario.rounding = _rounding(top, scenario)
+    scenario.given = _given(top, scenario)
+    scenario.expected = _expected(top, scenario)
+    scenario.tolerance = top.get("tolerance")
+    if work_limit is not None and scenario.work() > work_limit:
+        raise ScenarioError(
+            f"this network needs about {scenario.work():,} scalar operations, more than the "
+            f"{work_limit:,} bptrace runs as explicit loops by default (about ten seconds)",
+            file=doc.file, key="layers", hint="pass --no-size-limit to run it anyway")
+    return scenario
+
+
+def _conventions(top: Spec) -> Conventions:
+    if "conventions" not in top:
+        return Conventions()
+    spec = top.sub("conventions", ("kernel", "flatten", "index_base"), "conventions")
+    base = spec.get("index_base", 0)
+    if base not in (0, 1) or isinstance(base, bool):
+        raise spec.error("index_base", f"index_base must be 0 or 1, found {base!r}")
+    return Conventions(kernel=spec.choice("kernel", ("correlation", "convolution"), "correlation"),
+                       flatten=spec.choice("flatten", ("row", "column"), "row"),
+                       index_base=base)
+
+
+def _first_kind(layer_specs) -> str | None:
+    """The type of the first layer that is not an activation: it decides whether a 1-D or
+    2-D input is a feature vector (dense) or a signal / one map (everything else)."""
+    for spec in layer_specs:
+        if isinstance(spec, dict) and spec.get("type") not in ACTIVATIONS:
+            return spec.get("type")
+    return None
+
+
+def _input(top: Spec, layer_specs) -> np.ndarray:
+    value = top.get("input")
+    if isinstance(value, dict):
+        spec = top.sub("input", ("random", "shape", "seed", "low", "high"), "a random input")
+        kind = spec.choice("random", ("uniform", "normal"), None)
+        if "shape" not in spec or not isinstance(spec.get("shape"), list) or not spec.get("shape"):
+            raise spec.error("shape", "a random input needs `shape:`, a list of sizes such as [28, 28]")
+        shape = tuple(spec._int("shape", v, 1, (i,)) for i, v in enumerate(spec.get("shape")))
+        rng = np.random.default_rng(spec.integer("seed", 0, minimum=0))
+        if kind == "uniform":
+            x = rng.uniform(spec.number("low", 0.0), spec.number("high", 1.0), size=shape)
+        else:
+            x = rng.normal(0.0, 1.0, size=shape)
+    else:
+        x = read_tensor(top.doc, ("input",), value, what="the input")
+    if x.ndim == 0 or x.ndim > 4:
+        raise top.error("input", f"the input must be [W], [H][W], [C][H][W] or [N][C][H][W]; "
+                                 f"found {x.ndim} nested levels")
+    if _first_kind(layer_specs) == "dense" and x.ndim <= 2:
+        return x.reshape(1, -1) if x.ndim == 1 else x        # features: [F] or [N][F]
+    return x.reshape((1,) * (4 - x.ndim) + x.shape) if x.ndim > 1 else x.reshape(1, 1, 1, -1)
+
+
+def _layers(top: Spec, in_shape, conventions) -> list:
+    rng, scheme = None, None
+    if "init" in top:
+        init = top.sub("init", ("scheme", "seed"), "init")
+        scheme = init.choice("scheme", ("glorot_uniform",), "glorot_uniform")
+        rng = np.random.default_rng(init.integer("seed", 0, minimum=0))
+    layers, counts, seen = [], {}, {}
+    previous = "the input"
+    for position, raw in enumerate(top.get("layers")):
+        path = ("layers", position)
+        if not isinstance(raw, dict):
+            raise top.doc.error(path, "each layer is a mapping such as {type: conv, kernel: [[1, 0], [0, 1]]}")
+        if "type" not in raw:
+            raise top.doc.error(path, "this layer has no `type:`", "one of: " + ", ".join(LAYERS))
+        kind = raw.get("type")
+        if kind not in LAYERS:
+            raise top.doc.error(path + ("type",), f"unknown layer type '{kind}'",
+                                did_you_mean(kind, LAYERS) or "one of: " + ", ".join(LAYERS))
+        cls = LAYERS[kind]
+        spec = Spec(top.doc, path, raw, {"type", "name"} | cls.keys, f"a {kind} layer")
+        counts[kind] = counts.get(kind, 0) + 1
+        name = spec.text("name") or f"{kind}{counts[kind]}"
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name == "input" or name == "loss":
+            raise spec.error("name", f"'{name}' cannot name a layer",
+                             "use letters, digits and _, starting with a letter; not 'input' or 'loss'")
+        if name in seen:
+            raise spec.error("name", f"two layers are named '{name}' (the first is layers[{seen[name]}])")
+        seen[name] = position
+        ctx = BuildContext(in_shape=tuple(in_shape), conventions=conventions,
+                           previous=previous, rng=rng, init_scheme=scheme)
+        layer = cls.build(name, spec, ctx)
+        layers.append(layer)
+        in_shape = layer.out_shape
+        previous = f"{kind} {name}"
+    return layers
+
+
+def _start(top: Spec, scenario: Scenario):
+    """Where the backward pass starts: a loss with a target, or a given upstream error."""
+    has_loss, has_up = "loss" in top, "upstream" in top
+    if has_loss == has_up:
+        raise ScenarioError("a scenario needs exactly one of `loss:` (with a target) or `upstream:` "
+                            "(a given error)" + (", not both" if has_loss else ""),
+                            file=top.doc.file, line=top.doc.mark(("loss",) if has_loss else ())[0],
+                            key="loss" if has_loss else None)
+    last = scenario.layers[-1]
+    if has_up:
+        spec = top.sub("upstream", ("layer", "delta"), "upstream")
+        names = [layer.name for layer in scenario.layers]
+        name = spec.text("layer", last.name)
+        if name not in names:
+            raise spec.error("layer", f"there is no layer '{name}'", did_you_mean(name, names) or
+                             "layers: " + ", ".join(names))
+        if "delta" not in spec:
+            raise spec.error(None, "upstream needs `delta:`, the error dL/d(output) of that layer")
+        shape = scenario.layer(name).out_shape
+        delta = spec.tensor("delta", what="the upstream delta")
+        if not fits(delta.shape, shape):
+            raise shape_error(top.doc, ("upstream", "delta"), f"the error at {name}'s output",
+                              delta.shape, shape)
+        scenario.upstream = Upstream(name, delta.reshape(shape))
+        return
+    spec = top.sub("loss", ("type", "target"), "the loss")
+    kind = spec.choice("type", LOSS_TYPES, None)
+    if "target" not in spec:
+        raise spec.error(None, "the loss needs `target:`")
+    shape = last.out_shape
+    if kind == "cross_entropy" and len(shape) != 2:
+        raise spec.error("type", f"cross_entropy needs class scores per sample, but {last.name} makes a "
+                                 "feature map", "add a flatten and a dense layer")
+    target = spec.tensor("target", what="the target")
+    classes = None
+    if kind == "cross_entropy" and len(shape) == 2 and target.size == shape[0] and not fits(target.shape, shape):
+        classes = [int(c) for c in np.atleast_1d(target)]
+        for i, c in enumerate(classes):
+            if c != np.atleast_1d(target)[i] or not (0 <= c < shape[1]):
+                raise spec.error("target", f"class index {np.atleast_1d(target)[i]:g} is out of range "
+                                           f"0..{shape[1] - 1}")
+        target = np.zeros(shape)
+        for n, c in enumerate(classes):
+            target[n, c] = 1.0
+    elif not fits(target.shape, shape):
+        raise shape_error(top.doc, ("loss", "target"), f"the target for {last.name}'s output",
+                          target.shape, shape)
+    if kind == "bce" and ((target < 0) | (target > 1)).any():
+        raise spec.error("target", "bce targets are probabilities between 0 and 1")
+    scenario.loss = Loss(kind, target.reshape(shape), classes)
+
+
+def _shapes(scenario: Scenario) -> dict:
+    """Every traced name with its canonical shape, in the order the engine makes them."""
+    shapes = {"input": scenario.input.shape}
+    for layer in scenario.layers:
+        for role, values in layer.params.items():
+            shapes[f"{layer.name}.{role}"] = values.shape
+        shapes[f"{layer.name}.out"] = layer.out_shape
+    if scenario.loss:
+        shapes["loss"] = ()
+    start = scenario.upstream.layer if scenario.upstream else scenario.layers[-1].name
+    active = scenario.layers[:[layer.name for layer in scenario.layers].index(start) + 1]
+    shapes[f"{start}.delta"] = scenario.layer(start).out_shape
+    for position in range(len(active) - 1, -1, -1):
+        layer = active[position]
+        for role in layer.param_roles:
+            shapes[f"{layer.name}.grad.{role}"] = layer.params[role].shape
+        below = f"{active[position - 1].name}.delta" if position else "input.delta"
+        shapes[below] = layer.in_shape
+    if scenario.learning_rate is not None:
+        for layer in active:
+            for role in layer.param_roles:
+                shapes[f"{layer.name}.new.{role}"] = layer.params[role].shape
+    return shapes
+
+
+def parse_element(text: str):
+    """'c1.grad.kernel[0,1]' -> ('c1.grad.kernel', (0, 1)); 'p1.delta' -> ('p1.delta', None)."""
+    match = _ELEMENT.match(str(text).strip())
+    if not match:
+        raise ValueError(f"'{text}' is not a name or name[index]")
+    index = match.group("index")
+    if index is None:
+        return match.group("name").strip(), None
+    parts = [p.strip() for p in index.split(",")] if index.strip() else []
+    if not all(re.fullmatch(r"-?\d+", p) for p in parts):
+        raise ValueError(f"the index in '{text}' must be whole numbers separated by commas")
+    return match.group("name").strip(), tuple(int(p) for p in parts)
+
+
+def resolve(scenario: Scenario, doc: Document, path: tuple, key: str):
+    """A `name` or `name[index]` key → (name, canonical index or None), or a located error."""
+    try:
+        name, index = parse_element(key)
+    except ValueError as exc:
+        raise doc.error(path, str(exc))
+    if name not in scenario.shapes:
+        raise doc.error(path, f"'{name}' is not a value in this trace",
+                        did_you_mean(name, scenario.shapes) or "see `bptrace run --format json` for the names")
+    if index is None:
+        return name, None
+    try:
+        return name, canonical_index(scenario.shapes[name], index, scenario.conventions.index_base)
+    except IndexError as exc:
+        raise doc.error(path, f"{name}{list(index)}: {exc} (shape {describe_shape(scenario.shapes[name])}, "
+                              f"indices from {scenario.conventions.index_base})")
+
+
+def make_patch(scenario: Scenario, doc: Document, path: tuple, key: str, value) -> Patch:
+    name, index = resolve(scenario, doc, path, key)
+    shape = scenario.shapes[name]
+    values = read_tensor(doc, path, value, what=f"the values of {key}")
+    patch = Patch(name, np.zeros(shape), np.zeros(shape, dtype=bool))
+    if index is None:
+        if not fits(values.shape, shape):
+            raise shape_error(doc, path, key, values.shape, shape)
+        patch.values[...] = values.reshape(shape)
+        patch.mask[...] = True
+    else:
+        if values.ndim != 0:
+            raise doc.error(path, f"{key} is one element; write a single number")
+        patch.values[index] = float(values)
+        patch.mask[index] = True
+    return patch
+
+
+def merge_patches(patches) -> dict:
+    """Patches for the same step (several elements written separately) become one."""
+    merged = {}
+    for patch in patches:
+        if patch.name in merged:
+            into = merged[patch.name]
+            into.values[patch.mask] = patch.values[patch.mask]
+            into.mask |= patch.mask
+        else:
+            merged[patch.name] = Patch(patch.name, patch.values.copy(), patch.mask.copy())
+    return merged
+
+
+def _given(top: Spec, scenario: Scenario) -> dict:
+    if "given" not in top:
+        return {}
+    spec = top.sub("given", None, "given")
+    patches = []
+    for key, value in spec.data.items():
+        patch = make_patch(scenario, top.doc, ("given", key), key, value)
+        if patch.name == "input" or patch.name.split(".")[-1] in ("kernel", "weights", "bias") \
+                and ".grad." not in patch.name and ".new." not in patch.name:
+            raise top.doc.error(("given", key), f"'{patch.name}' is written in the scenario itself; "
+                                                "`given` pins values the network computes")
+        patches.append(patch)
+    return merge_patches(patches)
+
+
+def _expected(top: Spec, scenario: Scenario) -> dict:
+    if "expected" not in top:
+        return {}
+    spec = top.sub("expected", None, "expected")
+    for key in spec.data:
+        resolve(scenario, top.doc, ("expected", key), key)
+    return dict(spec.data)
+
+
+def _rounding(top: Spec, scenario: Scenario) -> Rounding | None:
+    if "rounding" not in top:
+        return None
+    spec = top.sub("rounding", ("decimals", "mode", "apply"), "rounding")
+    decimals = spec.integer("decimals", required=True, minimum=0)
+    mode = spec.choice("mode", ROUNDING_MODES, "half_up")
+    apply = spec.get("apply", "all")
+    items = apply if isinstance(apply, list) else [apply]
+    for i, item in enumerate(items):
+        where = ("rounding", "apply") + ((i,) if isinstance(apply, list) else ())
+        if item in ROUNDING_GROUPS:
+            continue
+        if not isinstance(item, str) or item not in scenario.shapes:
+            raise top.doc.error(where, f"'{item}' is not a trace name nor one of {', '.join(ROUNDING_GROUPS)}",
+                                did_you_mean(item, list(scenario.shapes) + list(ROUNDING_GROUPS)))
+    return Rounding(decimals, mode, tuple(items))

@@ -1,0 +1,158 @@
+"""The trace: plain data that every renderer and the checker read.
+
+A `Trace` is the list of `Step`s the engine took, in order.  Each step has a stable name
+(BRIEF section 2), the one-line rule it applied, the values it produced (canonical shape),
+which values it read, and, for steps small enough to read, how each element was computed
+term by term (`Expansion`).  Nothing here computes; renderers only format what is here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .tensors import squeeze
+
+PHASES = ("input", "parameter", "forward", "loss", "backward", "update")
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One factor of one term: a traced value's element, or a constant with a label."""
+    name: str                 # "c1.kernel", "input", ... or a label such as "1/4", "η", "1 − s1.out"
+    index: tuple | None       # canonical index into the named value; None for a constant
+    value: float
+
+
+@dataclass
+class Expansion:
+    """How one element was computed.
+
+    kind "sum":   value = Σ over terms of the product of each term's factors
+    kind "max":   value = the largest candidate (each term is one candidate); `winner` is its
+                  position in `terms`, `tie` says another candidate was equal
+    kind "apply": value = fn(the single factor of the single term)
+    """
+    kind: str
+    terms: list = field(default_factory=list)
+    fn: str | None = None
+    winner: int | None = None
+    tie: bool = False
+
+
+@dataclass
+class Step:
+    name: str
+    phase: str
+    layer: str | None
+    rule: str
+    values: np.ndarray                    # what later steps use (canonical shape)
+    reads: tuple = ()                     # names of the values this step read
+    computed: np.ndarray | None = None    # the engine's own result, when rounding or a given value replaced it
+    given: np.ndarray | None = None       # bool mask of elements pinned by `given` (or a checker's override)
+    rounded: str | None = None            # e.g. "4 decimals, truncate"
+    expansions: dict | None = None        # canonical index -> Expansion
+    notes: list = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.values.shape)
+
+    @property
+    def shown(self):
+        """The values as a person sees them (length-1 axes dropped)."""
+        return squeeze(self.values)
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    layer: str
+    type: str
+    out_shape: tuple
+    params: int
+
+
+@dataclass
+class Trace:
+    name: str
+    description: str
+    conventions: dict
+    summary: list
+    steps: list
+    loss: float | None = None
+    start: str = ""                       # where the backward pass starts, in words
+
+    def __post_init__(self):
+        self._by_name = {step.name: step for step in self.steps}
+
+    def __getitem__(self, name: str) -> Step:
+        return self._by_name[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    def names(self) -> list[str]:
+        return [step.name for step in self.steps]
+
+    def value(self, name: str) -> np.ndarray:
+        return self._by_name[name].values
+
+    @property
+    def total_params(self) -> int:
+        return sum(row.params for row in self.summary)
+
+
+class Recorder:
+    """Collects the terms of the elements being explained while a layer's loop runs.
+
+    Layer code calls `rec.term(at, *factors)` next to the line that computes, guarded by
+    `if rec:` so that a step nobody will read costs nothing.  Each factor is
+    `(role, index, value)`: a role the layer knows ("kernel", "in", "delta") which the
+    engine maps to a traced name, or a label for a constant ("1/4") with index None.
+    """
+
+    def __init__(self, roles: dict, want=None, limit: int | None = None):
+        self.roles = roles          # role -> traced name
+        self.want = want            # set of canonical indices to record, or None for all
+        self.limit = limit          # give up (record nothing) past this many terms
+        self.count = 0
+        self.expansions: dict = {}
+        self.active = True
+
+    def __bool__(self):
+        return self.active
+
+    def _factor(self, factor) -> Factor:
+        role, index, value = factor
+        return Factor(self.roles.get(role, role), index, value)
+
+    def _slot(self, at, kind: str):
+        if self.want is not None and at not in self.want:
+            return None
+        self.count += 1
+        if self.limit is not None and self.count > self.limit:
+            self.active = False
+            self.expansions = {}
+            return None
+        expansion = self.expansions.get(at)
+        if expansion is None:
+            expansion = self.expansions[at] = Expansion(kind)
+        return expansion
+
+    def term(self, at, *factors):
+        expansion = self._slot(at, "sum")
+        if expansion is not None:
+            expansion.terms.append(tuple(self._factor(f) for f in factors))
+
+    def apply(self, at, fn: str, factor):
+        expansion = self._slot(at, "apply")
+        if expansion is not None:
+            expansion.fn = fn
+            expansion.terms.append((self._factor(factor),))
+
+    def choose(self, at, candidates, winner: int, tie: bool):
+        expansion = self._slot(at, "max")
+        if expansion is not None:
+            expansion.terms = [(self._factor(c),) for c in candidates]
+            expansion.winner = winner
+            expansion.tie = tie

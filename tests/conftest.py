@@ -1,0 +1,55 @@
+"""Shared test fixtures.
+
+* `--update-golden` rewrites the golden files under tests/golden/ instead of comparing.
+* Tests that need the PyTorch oracle call `require_torch()`: it skips when torch is not
+  installed, unless BPTRACE_REQUIRE_TORCH=1 (as in CI), where a missing torch fails.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite tests/golden/* from the current output")
+
+
+def require_torch():
+    try:
+        import torch
+    except ImportError:
+        if os.environ.get("BPTRACE_REQUIRE_TORCH") == "1":
+            pytest.fail("BPTRACE_REQUIRE_TORCH=1 but torch is not installed")
+        pytest.skip("torch is not installed (the PyTorch oracle is optional outside CI)")
+    torch.set_default_dtype(torch.float64)
+    return torch
+
+
+@pytest.fixture
+def torch():
+    return require_torch()
+
+
+@pytest.fixture
+def golden(request):
+    """golden(name, text): compare text with tests/golden/name, or rewrite it."""
+    update = request.config.getoption("--update-golden")
+
+    def check(name: str, text: str):
+        path = GOLDEN / name
+        if update:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            return
+        assert path.exists(), f"missing golden file {path}; run pytest --update-golden"
+        expected = path.read_text(encoding="utf-8")
+        assert text == expected, f"output differs from {path}; if the change is intended, run pytest --update-golden"
+
+    return check
