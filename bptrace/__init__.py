@@ -4,11 +4,23 @@
     >>> scenario = bptrace.load("scenarios/seed001.yaml")
     >>> trace = bptrace.run(scenario)
     >>> trace["c1.grad.kernel"].shown
-"""
-from .engine import run
-from .errors import ScenarioError
-from .scenario import Scenario, load, loads
-from .trace import Step, Trace
+    array([[0.0445918 , 0.09411869],
+           [0.01125765, 0.06831239]])
 
-__all__ = ["load", "loads", "run", "Scenario", "ScenarioError", "Step", "Trace"]
+The names below are imported on first use, so that `bptrace --help` does not pay for numpy.
+"""
+from __future__ import annotations
+
 __version__ = "0.1.0"
+__all__ = ["load", "loads", "run", "Scenario", "ScenarioError", "Step", "Trace"]
+
+_HOMES = {"load": "scenario", "loads": "scenario", "Scenario": "scenario", "run": "engine",
+          "ScenarioError": "errors", "Step": "trace", "Trace": "trace"}
+
+
+def __getattr__(name):
+    if name in _HOMES:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module 'bptrace' has no attribute {name!r}")

@@ -78,21 +78,21 @@ class _Run:
     def trace(self) -> Trace:
         sc = self.scenario
         self.emit("input", "input", None, "the input, as written", sc.input)
-        below = "input"
+        below = None
         params = {}
         for layer in sc.layers:
-            n = self.names(layer, below)
+            n = _names(layer, below)
             params[layer.name] = {}
             for role, initial in layer.params.items():
                 params[layer.name][role] = self.emit(n.param(role), "parameter", layer.name,
                                                      f"{n.param(role)}: {_origin(sc, layer, role)}", initial)
             rules = layer.rules(n)
             rec = self.recorder(n.out, layer.roles(n))
-            out = layer.forward(self.values[below], params[layer.name], rec)
+            out = layer.forward(self.values[n.x], params[layer.name], rec)
             self.emit(n.out, "forward", layer.name, rules["out"], out,
-                      reads=(below,) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
-                      notes=layer.notes(self.values[below], n))
-            below = n.out
+                      reads=(n.x,) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
+                      notes=layer.notes(self.values[n.x], n))
+            below = layer
 
         loss_value = None
         active = sc.layers
@@ -120,8 +120,7 @@ class _Run:
 
         for position in range(len(active) - 1, -1, -1):
             layer = active[position]
-            below = f"{active[position - 1].name}.out" if position else "input"
-            n = self.names(layer, below, active[position - 1].name if position else None)
+            n = _names(layer, active[position - 1] if position else None)
             rules, roles = layer.rules(n), layer.roles(n)
             recs = {role: self.recorder(n.grad(role), roles) for role in layer.param_roles}
             recs["in"] = self.recorder(n.x_delta, roles)
@@ -156,11 +155,11 @@ class _Run:
         self.emit(new_name, "update", layer, f"{new_name} = {old_name} − {rate:g} · {grad_name}", new,
                   reads=(old_name, grad_name), rec=rec)
 
-    @staticmethod
-    def names(layer, below: str, below_layer: str | None = "") -> Names:
-        if below_layer == "":
-            below_layer = below[:-len(".out")] if below != "input" else None
-        return Names(layer=layer.name, x=below, x_delta=f"{below_layer}.delta" if below_layer else "input.delta")
+def _names(layer, below) -> Names:
+    """The names one layer reads and writes; `below` is the layer before it (None: the input)."""
+    if below is None:
+        return Names(layer=layer.name, x="input", x_delta="input.delta")
+    return Names(layer=layer.name, x=f"{below.name}.out", x_delta=f"{below.name}.delta")
 
 
 def _origin(scenario: Scenario, layer, role: str) -> str:
@@ -179,6 +178,3 @@ def summary(scenario: Scenario) -> list:
     rows += [SummaryRow(layer.name, layer.type, layer.out_shape, layer.param_count) for layer in scenario.layers]
     return rows
 
-
-def step_names(scenario: Scenario) -> list:
-    return list(scenario.shapes)

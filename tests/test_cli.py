@@ -1,0 +1,84 @@
+"""The command line as a user meets it: help, `new`, `python -m bptrace`, exit codes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from bptrace.cli import main
+from conftest import ROOT
+
+
+def test_every_command_has_help_with_an_example():
+    runner = CliRunner()
+    for name, command in main.commands.items():
+        result = runner.invoke(main, [name, "--help"])
+        assert result.exit_code == 0, name
+        assert command.help and "Example" in command.help, f"`bptrace {name} --help` has no example"
+        assert f"bptrace {name}" in result.output
+
+
+def test_top_level_help_lists_the_commands():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in main.commands:
+        assert name in result.output
+
+
+def test_new_writes_a_scenario_that_runs(tmp_path):
+    runner = CliRunner()
+    target = tmp_path / "problem.yaml"
+    assert runner.invoke(main, ["new", "-o", str(target)]).exit_code == 0
+    result = runner.invoke(main, ["run", str(target), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    names = [step["name"] for step in json.loads(result.output)["steps"]]
+    assert "c1.grad.kernel" in names and "input.delta" in names
+
+
+def test_new_refuses_to_overwrite(tmp_path):
+    target = tmp_path / "problem.yaml"
+    target.write_text("mine")
+    result = CliRunner().invoke(main, ["new", "-o", str(target)])
+    assert result.exit_code == 2
+    assert "already exists" in result.output
+    assert target.read_text() == "mine"
+
+
+def test_only_selects_steps_by_name_and_pattern():
+    result = CliRunner().invoke(main, ["run", str(ROOT / "scenarios/seed001.yaml"), "--format", "json",
+                                       "--only", "c1.*", "--only", "input.delta,f.delta"])
+    assert result.exit_code == 0, result.output
+    names = [step["name"] for step in json.loads(result.output)["steps"]]
+    assert names == ["c1.kernel", "c1.bias", "c1.out", "f.delta", "c1.delta", "c1.grad.kernel",
+                     "c1.grad.bias", "input.delta"]
+
+
+def test_only_with_an_unknown_name_is_an_input_error():
+    result = CliRunner().invoke(main, ["run", str(ROOT / "scenarios/seed001.yaml"), "--only", "c1.grad.kernal"])
+    assert result.exit_code == 2
+    assert "did you mean 'c1.grad.kernel'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_output_file_is_written_whole(tmp_path):
+    target = tmp_path / "trace.json"
+    result = CliRunner().invoke(main, ["run", str(ROOT / "scenarios/seed001.yaml"), "--format", "json",
+                                       "-o", str(target)])
+    assert result.exit_code == 0
+    assert json.loads(target.read_text())["total_params"] == 15
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "bptrace", "run", str(ROOT / "scenarios/seed001.yaml"),
+                             "--format", "json"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["name"].startswith("seed 001")
+
+
+def test_help_does_not_import_numpy():
+    # start-up time: students run bptrace dozens of times
+    code = "import sys; from bptrace.cli import main; assert 'numpy' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
