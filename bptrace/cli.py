@@ -45,7 +45,7 @@ def trace_scenario(scenario, **options):
     try:
         return run(scenario, **options)
     except ScenarioError as error:
-        fail(error, scenario.path)
+        fail(scenario.document.locate(error) if scenario.document else error, scenario.path)
 
 
 def select_steps(trace, patterns):
@@ -110,7 +110,9 @@ def main():
               help="Write to this file instead of the terminal.")
 @click.option("--width", type=click.IntRange(40, 1000), help="Terminal width for text output.")
 @click.option("--no-size-limit", is_flag=True, help="Run networks above the scalar-loop size limit.")
-def run(scenario, fmt, only, output, width, no_size_limit):
+@click.option("--fragment", is_flag=True,
+              help="With --format latex: only the body, to \\input into your own document (needs amsmath).")
+def run(scenario, fmt, only, output, width, no_size_limit, fragment):
     """Trace SCENARIO: forward values, every delta, every gradient, every update.
 
     \b
@@ -119,6 +121,8 @@ def run(scenario, fmt, only, output, width, no_size_limit):
       bptrace run scenarios/seed001.yaml --only 'c1.*'
       bptrace run scenarios/zhang2016.yaml --format json -o trace.json
     """
+    if fragment and fmt != "latex":
+        raise BadInput("--fragment goes with --format latex")
     sc = load_scenario(scenario, size_limit=not no_size_limit)
     trace = trace_scenario(sc)
     chosen = select_steps(trace, only)
@@ -129,35 +133,149 @@ def run(scenario, fmt, only, output, width, no_size_limit):
     elif fmt == "text":
         from .render import text as render_text
 
+        # The text renderer never writes past the width, so rich need not crop each line
+        # (which costs more than the layout itself on a big trace).
         if output is None:
             console = make_console(width=width, force_plain=not sys.stdout.isatty())
-            console.print(render_text.render(trace, chosen))
+            console.print(render_text.render(trace, chosen), crop=False)
         else:
             import io
 
             buffer = io.StringIO()
             console = make_console(width=width or 100, file=buffer, force_plain=True)
-            console.print(render_text.render(trace, chosen))
+            console.print(render_text.render(trace, chosen), crop=False)
             write_output(buffer.getvalue(), output)
-    else:
-        raise BadInput(f"--format {fmt} is not available yet")
+    elif fmt == "markdown":
+        from .render import markdown
+
+        write_output(markdown.render(trace, chosen), output)
+    elif fmt == "latex":
+        from .render import latex
+
+        write_output(latex.render(trace, chosen, fragment=fragment), output)
+    elif fmt == "html":
+        from .render import html
+
+        write_output(html.render(trace, chosen), output)
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=True))
+@click.argument("target", metavar="NAME[INDEX]")
+@click.option("--unrolled", is_flag=True,
+              help="TARGET is a conv layer: show it as a dense layer (its weight matrix with shared weights).")
+@click.option("--width", type=click.IntRange(40, 1000), help="Terminal width.")
+@click.option("--no-size-limit", is_flag=True, help="Run networks above the scalar-loop size limit.")
+def explain(scenario, target, unrolled, width, no_size_limit):
+    """Where one number comes from: its rule, every term of its sum, and what each term is.
+
+    \b
+    Examples:
+      bptrace explain scenarios/seed001.yaml 'c1.grad.kernel[0,1]'
+      bptrace explain scenarios/seed001.yaml 'input.delta[1,2]'   # chain rule and full convolution
+      bptrace explain scenarios/seed001.yaml c1.delta              # the whole step, every element
+      bptrace explain --unrolled scenarios/seed002_two_convs.yaml c1
+    """
+    from . import explain as explaining
+
+    sc = load_scenario(scenario, size_limit=not no_size_limit)
+    console = make_console(width=width, force_plain=not sys.stdout.isatty())
+    try:
+        if unrolled:
+            from .render.explain_text import render_unrolled
+            from .unrolled import unroll
+
+            shown = render_unrolled(unroll(sc, trace_scenario(sc), target), console.width)
+        else:
+            from .render.explain_text import render
+
+            shown = render(explaining.explain(sc, target), console.width)
+    except ScenarioError as error:
+        raise BadInput(f"{scenario}: {error}")
+    console.print(shown, crop=False)
+
+
+@main.command()
+@click.argument("scenarios", nargs=-1, required=True, metavar="SCENARIO...")
+@click.option("--expected", "expected", multiple=True, metavar="FILE",
+              help="Answers to check instead of the scenario's `expected:`: YAML, JSON (also a "
+                   "`run --format json` export) or .npz; repeat it, or give a directory, for many sheets.")
+@click.option("--tolerance", "absolute", type=click.FloatRange(min=0), metavar="ABS",
+              help="Right when |yours − bptrace| ≤ ABS (+ REL·|bptrace|), instead of 'as written'.")
+@click.option("--rtol", "relative", type=click.FloatRange(min=0), metavar="REL",
+              help="Relative tolerance (with or without --tolerance).")
+@click.option("--round", "decimals", type=click.IntRange(0, 20), metavar="N",
+              help="Round every computed value to N decimals, as by hand (replaces the scenario's rounding).")
+@click.option("--mode", type=click.Choice(("half_up", "half_even", "truncate")),
+              help="How --round rounds (default half_up).")
+@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the report to this file instead of the terminal.")
+@click.option("--width", type=click.IntRange(40, 1000), help="Terminal width for text output.")
+@click.option("--no-size-limit", is_flag=True, help="Run networks above the scalar-loop size limit.")
+def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, width, no_size_limit):
+    """Check hand-worked answers: every number, the first wrong step, the likely mistake.
+
+    Answers come from each SCENARIO's `expected:`, or from --expected files checked against
+    one SCENARIO.  Exit status 0: all right; 1: a wrong answer; 2: a file could not be read.
+
+    \b
+    Examples:
+      bptrace check scenarios/seed001_rounded.yaml
+      bptrace check problem.yaml --expected answers/          # a class's sheets, one line each
+      bptrace check problem.yaml --expected grads.npz --rtol 1e-5
+      bptrace check homework.yaml --round 4 --mode truncate   # is the mismatch only rounding?
+      bptrace check answers/*.yaml --format json -o report.json
+    """
+    from .check import DEFAULT_WORK_LIMIT, check_files, command_line_tolerance
+    from .scenario import Rounding
+
+    if mode and decimals is None:
+        raise BadInput("--mode goes with --round N")
+    if expected and len(scenarios) != 1:
+        raise BadInput(f"--expected goes with exactly one SCENARIO (each answer file is checked against it); "
+                       f"got {len(scenarios)}")
+    rounding = Rounding(decimals, mode or "half_up", ("all",)) if decimals is not None else None
+    report = check_files(scenarios, expected, tolerance=command_line_tolerance(absolute, relative),
+                         rounding=rounding, work_limit=None if no_size_limit else DEFAULT_WORK_LIMIT)
+    for sheet in report.files:
+        if sheet.error:
+            click.echo(f"error: {sheet.error}", err=True)
+    if fmt == "json":
+        from .render import check_json
+
+        write_output(check_json.render(report), output)
+    elif not (len(report.files) == 1 and report.broken):
+        from .render import check_text
+
+        if output is None:
+            console = make_console(width=width, force_plain=not sys.stdout.isatty())
+            console.print(check_text.render(report), crop=False)
+        else:
+            import io
+
+            buffer = io.StringIO()
+            make_console(width=width or 100, file=buffer, force_plain=True).print(check_text.render(report))
+            write_output(buffer.getvalue(), output)
+    click.get_current_context().exit(report.exit_code)
 
 
 NEW_SCENARIO = """\
 # A bptrace scenario: the network, its numbers, and where the backward pass starts.
 # Run it with `bptrace run THIS_FILE`; every key is described in the README.
 bptrace: 1
-name: my problem — 4x4 input, 2x2 conv, 2x2 max-pool, sigmoid, dense(2)
+name: my problem — 5x5 input, 2x2 conv, 2x2 max-pool, sigmoid, dense(2)
 
 conventions:
   kernel: correlation     # or convolution (the kernel is turned by 180° first)
   flatten: row            # or column (each map scanned column by column)
   index_base: 0           # or 1, how indices are printed and written below
 
-input: [[0.1, 0.2, 0.3, 0.4],
-        [0.5, 0.6, 0.7, 0.8],
-        [0.9, 1.0, 0.1, 0.2],
-        [0.3, 0.4, 0.5, 0.6]]
+input: [[0.1, 0.2, 0.3, 0.4, 0.5],
+        [0.5, 0.6, 0.7, 0.8, 0.9],
+        [0.9, 1.0, 0.1, 0.2, 0.3],
+        [0.3, 0.4, 0.5, 0.6, 0.7],
+        [0.2, 0.8, 0.4, 0.1, 0.6]]
 
 layers:
   - {type: conv, name: c1, kernel: [[0.1, -0.2], [0.3, 0.4]], bias: 0.0}

@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .layers import Names
-from .losses import LOSSES
 from .rounding import round_array
-from .scenario import Patch, Scenario, merge_patches
+from .scenario import Patch, Scenario, merge_patches, non_finite_error
 from .trace import Recorder, Step, SummaryRow, Trace
 
 # Steps with at most this many elements keep every element's terms, for the sums written
@@ -24,20 +23,25 @@ ROUNDING_PHASES = {"forward": ("forward",), "backward": ("backward",),
                    "all": ("forward", "loss", "backward", "update")}
 
 
-def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | None = None) -> Trace:
+def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | None = None,
+        terms: bool = True) -> Trace:
     """Trace the scenario.
 
     overrides: name -> Patch, pinned like `given` (the checker passes a student's answers).
     explain:   name -> set of canonical indices whose terms to record whatever the step's size.
+    terms:     False records no sums term by term except those `explain` asks for: the
+               checker reads only values and runs the engine many times, and recording
+               the terms is half the cost of a run.
     """
-    return _Run(scenario, overrides or {}, explain or {}).trace()
+    return _Run(scenario, overrides or {}, explain or {}, terms).trace()
 
 
 class _Run:
-    def __init__(self, scenario: Scenario, overrides: dict, explain: dict):
+    def __init__(self, scenario: Scenario, overrides: dict, explain: dict, terms: bool = True):
         self.scenario = scenario
         self.pinned = merge_patches(list(scenario.given.values()) + list(overrides.values()))
         self.explain = explain
+        self.terms = terms
         self.steps: list[Step] = []
         self.values: dict = {}
 
@@ -47,7 +51,7 @@ class _Run:
         shape = self.scenario.shapes[name]
         if name in self.explain:
             return Recorder(roles, want=set(self.explain[name]))
-        if int(np.prod(shape)) <= EXPAND_ELEMENTS:
+        if self.terms and int(np.prod(shape)) <= EXPAND_ELEMENTS:
             return Recorder(roles, limit=EXPAND_TERMS)
         return None
 
@@ -59,6 +63,8 @@ class _Run:
 
     def emit(self, name, phase, layer, rule, computed, reads=(), rec=None, notes=()):
         computed = np.asarray(computed, dtype=float).reshape(self.scenario.shapes[name])
+        if not np.isfinite(computed).all():
+            raise non_finite_error(self.scenario, name, computed)
         values, rounded, mask = computed, None, None
         if self._rounds(name, phase):
             rounding = self.scenario.rounding
@@ -81,7 +87,7 @@ class _Run:
         below = None
         params = {}
         for layer in sc.layers:
-            n = _names(layer, below)
+            n = _names(layer, below, sc.conventions.index_base)
             params[layer.name] = {}
             for role, initial in layer.params.items():
                 params[layer.name][role] = self.emit(n.param(role), "parameter", layer.name,
@@ -105,14 +111,14 @@ class _Run:
             start_text = f"from {start}.delta, the given upstream error"
         else:
             last = sc.layers[-1]
-            loss = LOSSES[sc.loss.type]()
+            loss = sc.loss.function()
             out_name, delta_name = f"{last.name}.out", f"{last.name}.delta"
             out = self.values[out_name]
-            rec = self.recorder("loss", {})
+            rec = self.recorder("loss", loss.roles(out_name))
             loss_value = float(self.emit("loss", "loss", None, loss.value_rule.format(out=out_name),
                                          np.array(loss.value(out, sc.loss.target, rec)),
                                          reads=(out_name,), rec=rec))
-            rec = self.recorder(delta_name, {"out − target": f"{out_name} − target"})
+            rec = self.recorder(delta_name, loss.roles(out_name))
             self.emit(delta_name, "backward", last.name,
                       loss.delta_rule.format(out=out_name, delta=delta_name),
                       loss.gradient(out, sc.loss.target, rec), reads=(out_name,), rec=rec)
@@ -120,7 +126,7 @@ class _Run:
 
         for position in range(len(active) - 1, -1, -1):
             layer = active[position]
-            n = _names(layer, active[position - 1] if position else None)
+            n = _names(layer, active[position - 1] if position else None, sc.conventions.index_base)
             rules, roles = layer.rules(n), layer.roles(n)
             recs = {role: self.recorder(n.grad(role), roles) for role in layer.param_roles}
             recs["in"] = self.recorder(n.x_delta, roles)
@@ -155,11 +161,11 @@ class _Run:
         self.emit(new_name, "update", layer, f"{new_name} = {old_name} − {rate:g} · {grad_name}", new,
                   reads=(old_name, grad_name), rec=rec)
 
-def _names(layer, below) -> Names:
+def _names(layer, below, base: int) -> Names:
     """The names one layer reads and writes; `below` is the layer before it (None: the input)."""
     if below is None:
-        return Names(layer=layer.name, x="input", x_delta="input.delta")
-    return Names(layer=layer.name, x=f"{below.name}.out", x_delta=f"{below.name}.delta")
+        return Names(layer=layer.name, x="input", x_delta="input.delta", base=base)
+    return Names(layer=layer.name, x=f"{below.name}.out", x_delta=f"{below.name}.delta", base=base)
 
 
 def _origin(scenario: Scenario, layer, role: str) -> str:

@@ -59,3 +59,12 @@ def did_you_mean(word: str, choices) -> str | None:
 
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+def suggest(word, choices, label: str = "one of", *, limit: int = 16) -> str:
+    """A suggestion when one is close, then the valid values, so that a reader never has
+    to look them up: "did you mean 'maxpool'? one of: conv, maxpool, avgpool, ..." """
+    choices = [str(c) for c in choices]
+    listed = ", ".join(choices[:limit]) + (f", ... ({len(choices)} in all)" if len(choices) > limit else "")
+    close = did_you_mean(word, choices)
+    return f"{close} {label}: {listed}" if close else f"{label}: {listed}"

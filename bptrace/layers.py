@@ -18,8 +18,8 @@ from itertools import product
 
 import numpy as np
 
-from .spec import Spec, shape_error
-from .tensors import fits
+from .spec import Spec, shape_error, shape_words
+from .tensors import display_index, fits, format_index
 
 
 # --- helpers for the one-line rules ------------------------------------------------------
@@ -35,10 +35,32 @@ def sums(*pairs) -> str:
     return "".join(f"Σ_{letter} " for letter, size in pairs if size > 1)
 
 
-def position(out_letter: str, tap: str, stride: int, pad: int) -> str:
-    """The input position a kernel tap reads: `2i+u−1` for stride 2 and padding 1."""
-    text = (f"{stride}{out_letter}" if stride != 1 else out_letter) + (f"+{tap}" if tap else "")
-    return text + (f"−{pad}" if pad else "")
+def position(out_letter: str, out_size: int, tap_letter: str, taps: int, *, stride: int, pad: int,
+             flip: bool, base: int) -> str:
+    """The input index a kernel tap reads, written in the scenario's index base: `2i+u−1`
+    for stride 2 and padding 1, `i+4−u` for a turned 5-tap kernel.  An index with a single
+    value (a 1×1 output, a 1-tap kernel) is folded into the constant."""
+    # 0-based: h = stride·i + u − pad, or stride·i + (taps−1−u) − pad when the kernel is turned;
+    # with every index counted from `base`, the constant shifts by the bases it absorbs.
+    const = (taps - 1 + 2 * base if flip else 0) - pad - stride * base
+    out_part = tap_part = ""
+    if out_size > 1:
+        out_part = f"{stride}{out_letter}" if stride != 1 else out_letter
+    else:
+        const += stride * base
+    if taps > 1:
+        tap_part = ("−" if flip else "+") + tap_letter
+    else:
+        const += -base if flip else base
+    const_part = f"+{const}" if const > 0 else f"−{-const}" if const < 0 else ""
+    text = out_part + (const_part + tap_part if flip else tap_part + const_part)
+    return text.lstrip("+") or "0"
+
+
+def _letters_text(letters, sizes) -> str:
+    """`(i,j) ` for the letters whose range is more than one value."""
+    kept = [letter for letter, size in zip(letters, sizes) if size > 1]
+    return f"({','.join(kept)}) " if kept else ""
 
 
 def nested(shape, fill=0):
@@ -58,6 +80,7 @@ class Names:
     layer: str
     x: str          # this layer's input: the previous layer's out, or "input"
     x_delta: str    # the error at the input: previous layer's delta, or "input.delta"
+    base: int = 0   # conventions.index_base, for indices written into notes
 
     @property
     def out(self):
@@ -106,7 +129,7 @@ class Layer:
 
     def multiply_adds(self) -> int:
         """How many scalar operations forward + backward take (for the size limit)."""
-        return 3 * int(np.prod(self.out_shape))
+        return 3 * math.prod(self.out_shape)
 
     def notes(self, x, n: Names) -> list:
         """Remarks on the forward step a reader should not miss (a max-pool tie)."""
@@ -128,6 +151,11 @@ class Layer:
         return roles
 
 
+# Every value is a Python number in the loops; a tensor past this many elements would not
+# fit in memory as such, so it is refused even with --no-size-limit.
+MAX_TENSOR_ELEMENTS = 10_000_000
+
+
 def _draw(ctx: BuildContext, shape, fan_in, fan_out):
     # Glorot & Bengio's uniform bound, as Zhang 2016 eqs. 1-3: ±sqrt(6 / (fan_in + fan_out))
     bound = math.sqrt(6.0 / (fan_in + fan_out))
@@ -142,19 +170,24 @@ def _parameter(spec: Spec, key: str, shape, ctx: BuildContext, fans, what: str):
             raise shape_error(spec.doc, spec.path + (key,), what, values.shape, shape)
         return values.reshape(shape)
     if ctx.rng is None:
-        raise spec.error(None, f"{what} is not given and the scenario has no `init`",
+        raise spec.error(None, f"{what} {'are' if what.endswith('s') else 'is'} not given and the scenario "
+                               "has no `init`",
                          f"write `{key}:` or add `init: {{scheme: glorot_uniform, seed: 0}}`")
+    if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+        raise spec.error(None, f"{what} would hold {math.prod(shape):,} numbers, more than the "
+                               f"{MAX_TENSOR_ELEMENTS:,} bptrace holds in one tensor")
     return _draw(ctx, shape, *fans)
 
 
-def _bias(spec: Spec, count: int, what: str):
+def _bias(spec: Spec, count: int, what: str, each: str = ""):
     if "bias" not in spec:
         return np.zeros(count)
     values = spec.tensor("bias", what=what)
     if values.ndim == 0:
         return np.full(count, float(values))
     if not fits(values.shape, (count,)):
-        raise shape_error(spec.doc, spec.path + ("bias",), what, values.shape, (count,))
+        raise spec.error("bias", f"{what} should be {shape_words((count,))}{each}, found {shape_words(values.shape)}",
+                         "or one number for all of them")
     return values.reshape(count)
 
 
@@ -162,6 +195,24 @@ def _need_map(spec: Spec, ctx: BuildContext, what: str):
     if len(ctx.in_shape) != 4:
         raise spec.error("type", f"{what} needs a feature map, but {ctx.previous} makes "
                                  f"{ctx.in_shape[1]} features")
+
+
+def _makes(ctx: BuildContext, amount: str) -> str:
+    """"conv c1 makes 3 maps" or "the input has 3 maps", for messages about a mismatch."""
+    return f"the input has {amount}" if ctx.previous == "the input" else f"{ctx.previous} makes {amount}"
+
+
+def _too_large(spec: Spec, ctx: BuildContext, key: str, what: str, window, padding):
+    """A kernel or pooling window that does not fit its (padded) input, or None."""
+    (kh, kw), (ph, pw) = window, padding
+    _, _, H, W = ctx.in_shape
+    if kh <= H + 2 * ph and kw <= W + 2 * pw:
+        return None
+    padded = f"{H + 2 * ph}×{W + 2 * pw} padded input ({H}×{W} with padding {ph},{pw})" if ph or pw \
+        else f"{H}×{W} input"
+    source = "" if ctx.previous == "the input" else f" (the output of {ctx.previous})"
+    return spec.error(key, f"the {kh}×{kw} {what} is larger than its {padded}{source}",
+                      "use a smaller window, or more padding")
 
 
 # --- convolution ------------------------------------------------------------------------
@@ -186,45 +237,59 @@ class Conv(Layer):
         N, C, H, W = ctx.in_shape
         layer.stride = spec.pair("stride", (1, 1), minimum=1)
         layer.padding = spec.pair("padding", (0, 0), minimum=0)
+        if H == 1 and not isinstance(spec.get("padding"), list):
+            layer.padding = (0, layer.padding[1])  # a 1-D signal is padded along its one axis
         layer.groups = groups = spec.integer("groups", 1, minimum=1)
         layer.flip = ctx.conventions.kernel == "convolution"
         if C % groups:
             raise spec.error("groups", f"groups = {groups} does not divide the {C} input maps")
         in_per_group = C // groups
+        written_size = None
+        if "size" in spec:
+            written_size = spec.pair("size", None, minimum=1)
+            if H == 1 and not isinstance(spec.get("size"), list):
+                written_size = (1, written_size[1])  # a 1-D signal takes a 1-D kernel
         if "kernel" in spec:
             written = spec.tensor("kernel", what="the kernel")
-            shape = cls._kernel_shape(spec, written.shape, in_per_group, H)
+            shape = cls._kernel_shape(spec, written.shape, in_per_group, H, name, ctx, groups)
+            if "out_channels" in spec and spec.integer("out_channels", minimum=1) != shape[0]:
+                raise spec.error("out_channels", f"out_channels is {spec.get('out_channels')}, but the kernel "
+                                                 f"has {shape[0]} filter{'s' * (shape[0] != 1)}",
+                                 "leave out `out_channels` when the kernel is written")
+            if written_size is not None and written_size != shape[2:]:
+                raise spec.error("size", f"size is {written_size[0]}×{written_size[1]}, but the kernel is "
+                                         f"{shape[2]}×{shape[3]}", "leave out `size` when the kernel is written")
         else:
             if "out_channels" not in spec or "size" not in spec:
                 raise spec.error(None, "a conv layer needs `kernel`, or `out_channels` and `size` with `init`")
-            kh, kw = spec.pair("size", None, minimum=1)
-            if H == 1 and not isinstance(spec.get("size"), list):
-                kh = 1  # a 1-D signal takes a 1-D kernel
-            shape = (spec.integer("out_channels", minimum=1), in_per_group, kh, kw)
+            shape = (spec.integer("out_channels", minimum=1), in_per_group) + written_size
         out_channels, _, kh, kw = shape
         if out_channels % groups:
-            raise spec.error("kernel", f"groups = {groups} does not divide the {out_channels} output maps")
+            raise spec.error("groups" if "kernel" not in spec else "kernel",
+                             f"groups = {groups} does not divide the {out_channels} output maps")
+        too_large = _too_large(spec, ctx, "kernel" if "kernel" in spec else "size", "kernel",
+                               (kh, kw), layer.padding)
+        if too_large:
+            raise too_large
         area = kh * kw
         layer.params["kernel"] = _parameter(spec, "kernel", shape, ctx,
                                             (in_per_group * area, out_channels * area), "the kernel")
-        layer.params["bias"] = _bias(spec, out_channels, "the bias")
+        layer.params["bias"] = _bias(spec, out_channels, "the bias", " (one per output map)")
         (sh, sw), (ph, pw) = layer.stride, layer.padding
-        if kh > H + 2 * ph or kw > W + 2 * pw:
-            raise spec.error("kernel", f"the {kh}×{kw} kernel is larger than its "
-                                       f"{H + 2 * ph}×{W + 2 * pw} (padded) input")
         layer.out_shape = (N, out_channels, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
         return layer
 
     @staticmethod
-    def _kernel_shape(spec, written, in_per_group, H):
+    def _kernel_shape(spec, written, in_per_group, H, name, ctx, groups):
         """The canonical [out][in/groups][kh][kw] shape of a kernel written with length-1
         axes left out: the last two axes are the kernel's rows and columns (the last one
         only, for a 1-D signal); any axis before them is `out`, or `in` when the layer
         has several input maps per group."""
         spatial = 1 if H == 1 and len(written) in (1, 2) and not (len(written) == 2 and in_per_group > 1) else 2
         if len(written) > 4 or len(written) < spatial:
+            found = "a single number" if not written else f"{len(written)} nested levels"
             raise spec.error("kernel", f"a kernel is written [kh][kw], [out][kh][kw] or [out][in][kh][kw]; "
-                                       f"found {len(written)} nested levels")
+                                       f"found {found}")
         if spatial == 1:
             lead, kh, kw = written[:-1], 1, written[-1]
         else:
@@ -236,13 +301,17 @@ class Conv(Layer):
         else:
             out, inner = 1, 1
         if inner != in_per_group:
-            raise spec.error("kernel", f"the kernel has {inner} input map{'s' * (inner != 1)} per filter, "
-                                       f"but this layer sees {in_per_group}",
-                             "write it [out][in][kh][kw] with in = the previous layer's maps / groups")
+            # kernels are written [out][in][kh][kw]: `inner` is what the kernel reads
+            expects = inner * groups
+            per_group = f" ({inner} per group × {groups} groups)" if groups > 1 else ""
+            maps = ctx.in_shape[1]
+            raise spec.error("kernel", f"conv {name} expects {expects} input map{'s' * (expects != 1)}{per_group}; "
+                                       + _makes(ctx, f"{maps}"),
+                             f"a kernel is written [out][in][kh][kw]; here in = {in_per_group}")
         return (out, inner, kh, kw)
 
     def multiply_adds(self):
-        return 3 * int(np.prod(self.out_shape)) * int(np.prod(self.params["kernel"].shape[1:]))
+        return 3 * math.prod(self.out_shape) * math.prod(self.params["kernel"].shape[1:])
 
     def window(self, o, i, j):
         """The (kernel channel, input channel, u, v, h, w) under output position (o, i, j),
@@ -298,7 +367,7 @@ class Conv(Layer):
                     rx.term((n, c, h, w), ("delta", (n, o, i, j), d), ("kernel", (o, ck, u, v), kernel[o][ck][u][v]))
         return {"in": as_array(x_delta), "kernel": as_array(kernel_grad), "bias": as_array(bias_grad)}
 
-    def _letters(self):
+    def _letters(self, base):
         _, in_per_group, kh, kw = self.params["kernel"].shape
         out_per_group = self.out_shape[1] // self.groups
         if self.groups == 1:
@@ -306,17 +375,19 @@ class Conv(Layer):
         elif in_per_group == 1 and out_per_group == 1:
             channel = "o"            # one filter per map
         else:
-            channel = f"{in_per_group}⌊o/{out_per_group}⌋+c"
+            o = "(o−1)" if base else "o"
+            channel = f"{in_per_group}⌊{o}/{out_per_group}⌋+c"
         (sh, sw), (ph, pw) = self.stride, self.padding
-        tap_u = (f"{kh - 1}−u" if kh > 1 else "") if self.flip else ("u" if kh > 1 else "")
-        tap_v = (f"{kw - 1}−v" if kw > 1 else "") if self.flip else ("v" if kw > 1 else "")
-        return channel, position("i", tap_u, sh, ph), position("j", tap_v, sw, pw)
+        _, _, Ho, Wo = self.out_shape
+        return (channel,
+                position("i", Ho, "u", kh, stride=sh, pad=ph, flip=self.flip, base=base),
+                position("j", Wo, "v", kw, stride=sw, pad=pw, flip=self.flip, base=base))
 
     def rules(self, n):
         N, O, Ho, Wo = self.out_shape
         kshape = self.params["kernel"].shape
         _, in_per_group, kh, kw = kshape
-        channel, hpos, wpos = self._letters()
+        channel, hpos, wpos = self._letters(n.base)
         k = ref(n.param("kernel"), kshape, "ocuv")
         xin = ref(n.x, self.in_shape, ("n", channel, hpos, wpos))
         b = ref(n.param("bias"), (O,), "o")
@@ -330,7 +401,8 @@ class Conv(Layer):
             "kernel": f"{ref(n.grad('kernel'), kshape, 'ocuv')} = {outputs}{d} · {xin}",
             "bias": f"{ref(n.grad('bias'), (O,), 'o')} = {outputs}{d}",
             "in": f"{ref(n.x_delta, self.in_shape, ('n', 'c', 'h', 'w'))} = Σ {d} · {k} over every output "
-                  f"(i,j) and tap (u,v) that read it, i.e. the zero-padded {n.delta} slid under the {turned}",
+                  f"{_letters_text('ij', (Ho, Wo))}and tap {_letters_text('uv', (kh, kw))}that read it, "
+                  f"i.e. the zero-padded {n.delta} slid under the {turned}",
         }
 
 
@@ -355,13 +427,20 @@ class Pool(Layer):
             stride = (1, stride[1])
         layer.stride = stride
         layer.padding = spec.pair("padding", (0, 0), minimum=0)
+        if H == 1 and not isinstance(spec.get("padding"), list):
+            layer.padding = (0, layer.padding[1])  # a 1-D signal is padded along its one axis
         (kh, kw), (ph, pw) = layer.size, layer.padding
         if 2 * ph > kh or 2 * pw > kw:
-            raise spec.error("padding", f"padding {layer.padding} is more than half the {kh}×{kw} window")
-        if kh > H + 2 * ph or kw > W + 2 * pw:
-            raise spec.error("size", f"the {kh}×{kw} window does not fit the {H}×{W} input")
+            raise spec.error("padding", f"padding {ph},{pw} is more than half the {kh}×{kw} window",
+                             "a window must always cover at least one real cell, as in PyTorch")
+        too_large = _too_large(spec, ctx, "size", "window", layer.size, layer.padding)
+        if too_large:
+            raise too_large
         layer.out_shape = (N, C, (H + 2 * ph - kh) // stride[0] + 1, (W + 2 * pw - kw) // stride[1] + 1)
         return layer
+
+    def multiply_adds(self):
+        return 3 * math.prod(self.out_shape) * self.size[0] * self.size[1]
 
     def window(self, i, j):
         """The input cells (h, w) under pooling window (i, j), in row-major order, without
@@ -375,7 +454,11 @@ class Pool(Layer):
 
     def _window_text(self):
         (kh, kw), (sh, sw), _ = self.size, self.stride, self.padding
-        return f"{kh}×{kw} window{'' if (sh, sw) == (kh, kw) else f' (stride {sh},{sw})'}"
+        # name the window by the output indices a reader sees (none for a 1×1 output)
+        _, _, Ho, Wo = self.out_shape
+        letters = [letter for letter, size in (("i", Ho), ("j", Wo)) if size != 1]
+        where = f" at ({','.join(letters)})" if letters else ""
+        return f"{kh}×{kw} window{where}{'' if (sh, sw) == (kh, kw) else f' (stride {sh},{sw})'}"
 
 
 class MaxPool(Pool):
@@ -410,8 +493,8 @@ class MaxPool(Pool):
     def notes(self, x, names):
         x = x.tolist()
         ties = [(n, c, i, j) for n, c, i, j in np.ndindex(*self.out_shape) if self.winner(x, n, c, i, j)[3]]
-        return [f"tie in the window of {names.out}{ref('', self.out_shape, at)}: the first maximum "
-                "in row-major order takes the whole error" for at in ties]
+        return [f"tie in the window of {names.out}{format_index(display_index(self.out_shape, at, names.base))}: "
+                "the first maximum in row-major order takes the whole error" for at in ties]
 
     def backward(self, x, out, delta, p, recs):
         x, delta = x.tolist(), delta.tolist()
@@ -428,7 +511,7 @@ class MaxPool(Pool):
     def rules(self, n):
         out = ref(n.out, self.out_shape, "ncij")
         return {
-            "out": f"{out} = max of {n.x} over the {self._window_text()} at (i,j)",
+            "out": f"{out} = max of {n.x} over the {self._window_text()}",
             "in": f"{n.x_delta}: each {n.delta} element goes to the cell of {n.x} that won its window; "
                   "zeros elsewhere",
         }
@@ -469,7 +552,7 @@ class AvgPool(Pool):
     def rules(self, n):
         area = self.size[0] * self.size[1]
         return {
-            "out": f"{ref(n.out, self.out_shape, 'ncij')} = 1/{area} · Σ {n.x} over the {self._window_text()} at (i,j)",
+            "out": f"{ref(n.out, self.out_shape, 'ncij')} = 1/{area} · Σ {n.x} over the {self._window_text()}",
             "in": f"{n.x_delta}: each cell gets 1/{area} of the {n.delta} of every window it is in",
         }
 
@@ -711,12 +794,16 @@ class Flatten(Layer):
     def rules(self, n):
         N, C, H, W = self.in_shape
         order = "column by column" if self.column else "row by row"
-        parts = [f"c·{H * W}"] if C > 1 else []
-        if self.column:
-            parts += ([f"j·{H}"] if W > 1 and H > 1 else ["j"] if W > 1 else []) + (["i"] if H > 1 else [])
-        else:
-            parts += ([f"i·{W}"] if H > 1 and W > 1 else ["i"] if H > 1 else []) + (["j"] if W > 1 else [])
-        at = " + ".join(parts) or "0"
+        # axes from most to least significant, with how far one step along each moves
+        axes = [("c", C, H * W)] + ([("j", W, H), ("i", H, 1)] if self.column else [("i", H, W), ("j", W, 1)])
+        kept = [(letter, step) for letter, size, step in axes if size > 1]
+        parts = []
+        for k, (letter, step) in enumerate(kept):
+            last = k == len(kept) - 1
+            # counting from 1, every index but the last gives up its 1; the last keeps it for the position
+            term = f"({letter}−1)" if n.base and not last else letter
+            parts.append(term if step == 1 else f"{term}·{step}")
+        at = " + ".join(parts) or str(n.base)
         flat = ref(n.out, self.out_shape, ("n", at))
         cell = ref(n.x, self.in_shape, "ncij")
         return {
@@ -749,15 +836,21 @@ class Dense(Layer):
             elif written.ndim == 2:
                 shape = written.shape
             else:
-                raise spec.error("weights", f"weights are written [out][in]; found {written.ndim} nested levels")
+                found = "a single number" if written.ndim == 0 else f"{written.ndim} nested levels"
+                raise spec.error("weights", f"weights are written [out][in]; found {found}")
             if shape[1] != F:
-                raise spec.error("weights", f"dense {name} expects {shape[1]} inputs; {ctx.previous} makes {F}")
+                raise spec.error("weights", f"dense {name} expects {shape[1]} input{'s' * (shape[1] != 1)}; "
+                                            + _makes(ctx, f"{F}"),
+                                 f"weights are written [out][in]: each row needs {F} numbers")
+            if "out" in spec and spec.integer("out", minimum=1) != shape[0]:
+                raise spec.error("out", f"out is {spec.get('out')}, but the weights have {shape[0]} "
+                                        f"row{'s' * (shape[0] != 1)}", "leave out `out` when the weights are written")
         elif "out" in spec:
             shape = (spec.integer("out", minimum=1), F)
         else:
             raise spec.error(None, "a dense layer needs `weights`, or `out` (its width) with `init`")
         layer.params["weights"] = _parameter(spec, "weights", shape, ctx, (F, shape[0]), "the weights")
-        layer.params["bias"] = _bias(spec, shape[0], "the bias")
+        layer.params["bias"] = _bias(spec, shape[0], "the bias", " (one per output)")
         layer.out_shape = (N, shape[0])
         return layer
 

@@ -7,15 +7,25 @@ import math
 import numpy as np
 
 from .errors import ScenarioError
+from .tensors import display_index
 
 
 def _cells(shape):
     return [tuple(int(i) for i in idx) for idx in np.ndindex(*shape)]
 
 
-class HalfSSE:
+class Loss:
+    # labels of recorded factors that are values of the output, named after it in the trace
+    labels: tuple = ()
+
+    def roles(self, out_name: str) -> dict:
+        return {label: label.replace("out", out_name) for label in self.labels}
+
+
+class HalfSSE(Loss):
     """L = ½ Σ (ŷ − y)² over every element and sample (Zhang 2016 eq. 13); δ = ŷ − y (eq. 17)."""
     type = "half_sse"
+    labels = ("out − target",)
     value_rule = "loss = ½ Σ ({out} − target)²"
     delta_rule = "{delta} = {out} − target"
     scale = 0.5
@@ -29,8 +39,9 @@ class HalfSSE:
             diff = out[idx] - target[idx]
             total += self.scale / self.count(out.shape) * diff * diff
             if rec:
-                rec.term((), (self.label(out.shape), None, self.scale / self.count(out.shape)),
-                         ("(out − target)²", idx, diff * diff))
+                label = self.label(out.shape)
+                scale = [(label, None, self.scale / self.count(out.shape))] if label else []
+                rec.term((), *scale, ("out − target", idx, diff), ("out − target", idx, diff))
         return total
 
     def label(self, shape):
@@ -55,7 +66,7 @@ class SSE(HalfSSE):
     scale = 1.0
 
     def label(self, shape):
-        return "1"
+        return None
 
 
 class MSE(HalfSSE):
@@ -72,11 +83,12 @@ class MSE(HalfSSE):
         return f"1/{self.count(shape)}"
 
 
-class CrossEntropy:
+class CrossEntropy(Loss):
     """Softmax and negative log-likelihood on logits, mean over the batch (PyTorch
     CrossEntropyLoss): L = (1/N) Σ_n Σ_k −y[n,k] · log softmax(ŷ[n])[k];
     δ[n,k] = (softmax(ŷ[n])[k] · Σ_j y[n,j] − y[n,k]) / N."""
     type = "cross_entropy"
+    labels = ("log softmax(out)", "softmax(out)")
     value_rule = "loss = (1/N) Σ_n Σ_k −target[n,k] · log softmax({out}[n])[k]"
     delta_rule = "{delta}[n,k] = (softmax({out}[n])[k] − target[n,k]) / N"
 
@@ -120,18 +132,21 @@ class CrossEntropy:
         return delta
 
 
-class BCE:
+class BCE(Loss):
     """Binary cross-entropy on probabilities, mean over all M elements (PyTorch BCELoss):
     L = −(1/M) Σ [y log ŷ + (1 − y) log(1 − ŷ)];  δ = (ŷ − y) / (ŷ (1 − ŷ)) / M."""
     type = "bce"
+    labels = ("out − target", "1/(out·(1 − out))")
     value_rule = "loss = −(1/M) Σ [target · log {out} + (1 − target) · log(1 − {out})]"
     delta_rule = "{delta} = ({out} − target) / ({out} · (1 − {out})) / M"
 
     def _check(self, out):
         bad = [idx for idx in _cells(out.shape) if not 0 < out[idx] < 1]
         if bad:
-            raise ScenarioError(f"bce needs outputs strictly between 0 and 1, but the output at "
-                                f"{list(bad[0])} is {out[bad[0]]:g}", key="loss.type",
+            at = display_index(out.shape, bad[0])   # as the trace shows it, length-1 axes dropped
+            element = f" element [{','.join(map(str, at))}] (counting from 0)" if at else ""
+            raise ScenarioError(f"bce needs outputs strictly between 0 and 1, but the last layer's output"
+                                f"{element} is {out[bad[0]]:g}", key="loss.type",
                                 hint="put a sigmoid layer last")
 
     def value(self, out, target, rec):

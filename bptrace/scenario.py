@@ -6,16 +6,17 @@ decided here and written down in the README ("Scenario format").
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ScenarioError, did_you_mean
-from .layers import LAYERS, BuildContext, Layer
+from .errors import ScenarioError, did_you_mean, suggest
+from .layers import LAYERS, MAX_TENSOR_ELEMENTS, BuildContext, Layer
 from .source import Document, read_document, parse_text
-from .spec import Spec, read_tensor, shape_error
-from .tensors import canonical_index, describe_shape, fits
+from .spec import Spec, kind_of, read_tensor, shape_error, shape_words
+from .tensors import canonical_index, display_index, fits, format_index, kept_axes
 
 TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "layers", "upstream", "loss",
             "given", "learning_rate", "rounding", "expected", "init", "tolerance")
@@ -28,6 +29,8 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
 # Forward + backward scalar operations above which a scenario is refused before it runs:
 # the loops run at roughly 3 million operations a second, so this is about ten seconds.
 DEFAULT_WORK_LIMIT = 30_000_000
+# Rounding by hand keeps a few decimals; past this a float has no digits left to round.
+MAX_DECIMALS = 20
 
 _ELEMENT = re.compile(r"^(?P<name>[^\[\]]+?)\s*(?:\[(?P<index>[^\]]*)\])?$")
 
@@ -47,6 +50,13 @@ class Loss:
     type: str
     target: np.ndarray            # canonical shape of the last layer's output (one-hot for class indices)
     classes: list | None = None   # the class indices as written, for cross_entropy
+
+    def function(self):
+        """The loss's value and gradient (`LOSSES[type]`); the engine asks here so that the
+        checker's catalog of mistakes can hand it a mistaken one without touching the engine."""
+        from .losses import LOSSES
+
+        return LOSSES[self.type]()
 
 
 @dataclass
@@ -115,23 +125,23 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
     top = Spec(doc, (), doc.data, TOP_KEYS, "the scenario")
     if "bptrace" in top:
         version = top.get("bptrace")
-        if version not in FORMAT_VERSIONS or isinstance(version, bool):
+        if isinstance(version, bool) or version not in FORMAT_VERSIONS:
             raise top.error("bptrace", f"unknown format version {version!r}",
                             "this bptrace reads version " + ", ".join(map(str, FORMAT_VERSIONS)))
     for key in ("input", "layers"):
         if key not in top:
-            raise ScenarioError(f"the scenario has no `{key}:`", file=doc.file, key=key,
-                                hint="see `bptrace new` for a complete example")
+            raise top.error(None, f"the scenario has no `{key}:`", "see `bptrace new` for a complete example")
     conventions = _conventions(top)
     layer_specs = top.get("layers")
     if not isinstance(layer_specs, list) or not layer_specs:
-        raise top.error("layers", "expected a list of layers (each `- {type: ...}`)")
+        raise top.error("layers", "expected a list of layers (each `- {type: ...}`), found "
+                        + ("an empty list" if layer_specs == [] else kind_of(layer_specs)))
     x = _input(top, layer_specs)
     scenario = Scenario(
         name=top.text("name", "") or (doc.file or "scenario"),
         description=top.text("description", "") or "",
         conventions=conventions, input=x, layers=[], document=doc)
-    scenario.layers = _layers(top, x.shape, conventions)
+    scenario.layers = _layers(top, x.shape, conventions, work_limit)
     scenario.learning_rate = top.number("learning_rate", positive=True)
     _start(top, scenario)
     scenario.shapes = _shapes(scenario)
@@ -139,12 +149,18 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
     scenario.given = _given(top, scenario)
     scenario.expected = _expected(top, scenario)
     scenario.tolerance = top.get("tolerance")
-    if work_limit is not None and scenario.work() > work_limit:
-        raise ScenarioError(
-            f"this network needs about {scenario.work():,} scalar operations, more than the "
-            f"{work_limit:,} bptrace runs as explicit loops by default (about ten seconds)",
-            file=doc.file, key="layers", hint="pass --no-size-limit to run it anyway")
     return scenario
+
+
+def _too_large(top: Spec, work: int, limit: int, position: int) -> ScenarioError:
+    last = position == len(top.get("layers")) - 1
+    amount = f"about {work:,}" if last else f"at least {work:,}"
+    part = "" if last else f", counting only layers[0]" + (f" to layers[{position}]" if position else "")
+    return top.doc.error(
+        ("layers", position),
+        f"this network needs {amount} scalar operations (forward and backward{part}), more than the "
+        f"{limit:,} bptrace runs as explicit loops by default (about ten seconds)",
+        "pass --no-size-limit to run it anyway")
 
 
 def _conventions(top: Spec) -> Conventions:
@@ -152,11 +168,12 @@ def _conventions(top: Spec) -> Conventions:
         return Conventions()
     spec = top.sub("conventions", ("kernel", "flatten", "index_base"), "conventions")
     base = spec.get("index_base", 0)
-    if base not in (0, 1) or isinstance(base, bool):
-        raise spec.error("index_base", f"index_base must be 0 or 1, found {base!r}")
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or base not in (0, 1):
+        raise spec.error("index_base", f"index_base must be 0 or 1, found {kind_of(base)}",
+                         "0 as in Python and PyTorch, 1 as in MATLAB and most textbooks")
     return Conventions(kernel=spec.choice("kernel", ("correlation", "convolution"), "correlation"),
                        flatten=spec.choice("flatten", ("row", "column"), "row"),
-                       index_base=base)
+                       index_base=int(base))
 
 
 def _first_kind(layer_specs) -> str | None:
@@ -171,11 +188,26 @@ def _first_kind(layer_specs) -> str | None:
 def _input(top: Spec, layer_specs) -> np.ndarray:
     value = top.get("input")
     if isinstance(value, dict):
+        if "random" not in value:
+            raise top.error("input", "expected numbers (a list such as [[1, 2], [3, 4]]) or "
+                                     "{random: uniform, shape: [...]}, found a mapping without `random:`")
         spec = top.sub("input", ("random", "shape", "seed", "low", "high"), "a random input")
         kind = spec.choice("random", ("uniform", "normal"), None)
+        if kind == "normal":
+            for key in ("low", "high"):
+                if key in spec:
+                    raise spec.error(key, f"`{key}` is for `random: uniform`; `random: normal` draws "
+                                          "from the standard normal distribution", "remove it")
         if "shape" not in spec or not isinstance(spec.get("shape"), list) or not spec.get("shape"):
-            raise spec.error("shape", "a random input needs `shape:`, a list of sizes such as [28, 28]")
+            raise spec.error("shape" if "shape" in spec else None,
+                             "a random input needs `shape:`, a list of sizes such as [28, 28]")
         shape = tuple(spec._int("shape", v, 1, (i,)) for i, v in enumerate(spec.get("shape")))
+        if len(shape) > 4:
+            raise spec.error("shape", f"the input must be [W], [H][W], [C][H][W] or [N][C][H][W]; "
+                                      f"found {len(shape)} sizes")
+        if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+            raise spec.error("shape", f"an input of {math.prod(shape):,} numbers is more than the "
+                                      f"{MAX_TENSOR_ELEMENTS:,} bptrace holds in one tensor")
         rng = np.random.default_rng(spec.integer("seed", 0, minimum=0))
         if kind == "uniform":
             x = rng.uniform(spec.number("low", 0.0), spec.number("high", 1.0), size=shape)
@@ -185,30 +217,33 @@ def _input(top: Spec, layer_specs) -> np.ndarray:
         x = read_tensor(top.doc, ("input",), value, what="the input")
     if x.ndim == 0 or x.ndim > 4:
         raise top.error("input", f"the input must be [W], [H][W], [C][H][W] or [N][C][H][W]; "
-                                 f"found {x.ndim} nested levels")
+                                 f"found {'a single number' if x.ndim == 0 else f'{x.ndim} nested levels'}")
     if _first_kind(layer_specs) == "dense" and x.ndim <= 2:
         return x.reshape(1, -1) if x.ndim == 1 else x        # features: [F] or [N][F]
     return x.reshape((1,) * (4 - x.ndim) + x.shape) if x.ndim > 1 else x.reshape(1, 1, 1, -1)
 
 
-def _layers(top: Spec, in_shape, conventions) -> list:
+def _layers(top: Spec, in_shape, conventions, work_limit=None) -> list:
     rng, scheme = None, None
     if "init" in top:
         init = top.sub("init", ("scheme", "seed"), "init")
         scheme = init.choice("scheme", ("glorot_uniform",), "glorot_uniform")
         rng = np.random.default_rng(init.integer("seed", 0, minimum=0))
-    layers, counts, seen = [], {}, {}
+    layers, counts, seen, work = [], {}, {}, 0
     previous = "the input"
     for position, raw in enumerate(top.get("layers")):
         path = ("layers", position)
         if not isinstance(raw, dict):
-            raise top.doc.error(path, "each layer is a mapping such as {type: conv, kernel: [[1, 0], [0, 1]]}")
+            raise top.doc.error(path, "each layer is a mapping such as {type: conv, kernel: [[1, 0], [0, 1]]}, "
+                                      f"found {kind_of(raw)}")
         if "type" not in raw:
             raise top.doc.error(path, "this layer has no `type:`", "one of: " + ", ".join(LAYERS))
         kind = raw.get("type")
+        if not isinstance(kind, str):
+            raise top.doc.error(path + ("type",), f"a layer type is one word, found {kind_of(kind)}",
+                                "one of: " + ", ".join(LAYERS))
         if kind not in LAYERS:
-            raise top.doc.error(path + ("type",), f"unknown layer type '{kind}'",
-                                did_you_mean(kind, LAYERS) or "one of: " + ", ".join(LAYERS))
+            raise top.doc.error(path + ("type",), f"unknown layer type '{kind}'", suggest(kind, LAYERS))
         cls = LAYERS[kind]
         spec = Spec(top.doc, path, raw, {"type", "name"} | cls.keys, f"a {kind} layer")
         counts[kind] = counts.get(kind, 0) + 1
@@ -217,11 +252,21 @@ def _layers(top: Spec, in_shape, conventions) -> list:
             raise spec.error("name", f"'{name}' cannot name a layer",
                              "use letters, digits and _, starting with a letter; not 'input' or 'loss'")
         if name in seen:
-            raise spec.error("name", f"two layers are named '{name}' (the first is layers[{seen[name]}])")
+            raise spec.error("name" if "name" in spec else "type",
+                             f"two layers are named '{name}' (the first is layers[{seen[name]}])",
+                             None if "name" in spec else "give this layer a `name:`")
         seen[name] = position
         ctx = BuildContext(in_shape=tuple(in_shape), conventions=conventions,
                            previous=previous, rng=rng, init_scheme=scheme)
         layer = cls.build(name, spec, ctx)
+        # (an empty output cannot happen: sizes are at least 1 and a window fits its input)
+        size = math.prod(layer.out_shape)
+        if size > MAX_TENSOR_ELEMENTS:
+            raise spec.error(None, f"{kind} {name} makes {size:,} numbers, more than the "
+                                   f"{MAX_TENSOR_ELEMENTS:,} bptrace holds in one tensor")
+        work += layer.multiply_adds()
+        if work_limit is not None and work > work_limit:
+            raise _too_large(top, work, work_limit, position)
         layers.append(layer)
         in_shape = layer.out_shape
         previous = f"{kind} {name}"
@@ -231,19 +276,21 @@ def _layers(top: Spec, in_shape, conventions) -> list:
 def _start(top: Spec, scenario: Scenario):
     """Where the backward pass starts: a loss with a target, or a given upstream error."""
     has_loss, has_up = "loss" in top, "upstream" in top
-    if has_loss == has_up:
-        raise ScenarioError("a scenario needs exactly one of `loss:` (with a target) or `upstream:` "
-                            "(a given error)" + (", not both" if has_loss else ""),
-                            file=top.doc.file, line=top.doc.mark(("loss",) if has_loss else ())[0],
-                            key="loss" if has_loss else None)
+    if has_loss and has_up:
+        second = max(("loss", "upstream"), key=lambda key: top.doc.mark((key,))[0] or 0)
+        raise top.error(second, "a scenario needs exactly one of `loss:` (with a target) or `upstream:` "
+                                "(a given error), not both", "remove one of them")
+    if not has_loss and not has_up:
+        raise top.error(None, "a scenario needs exactly one of `loss:` (with a target) or `upstream:` "
+                              "(a given error), and this one has neither",
+                        "add e.g. `loss: {type: half_sse, target: [...]}`")
     last = scenario.layers[-1]
     if has_up:
         spec = top.sub("upstream", ("layer", "delta"), "upstream")
         names = [layer.name for layer in scenario.layers]
         name = spec.text("layer", last.name)
         if name not in names:
-            raise spec.error("layer", f"there is no layer '{name}'", did_you_mean(name, names) or
-                             "layers: " + ", ".join(names))
+            raise spec.error("layer", f"there is no layer '{name}'", suggest(name, names, "the layers are"))
         if "delta" not in spec:
             raise spec.error(None, "upstream needs `delta:`, the error dL/d(output) of that layer")
         shape = scenario.layer(name).out_shape
@@ -264,11 +311,17 @@ def _start(top: Spec, scenario: Scenario):
     target = spec.tensor("target", what="the target")
     classes = None
     if kind == "cross_entropy" and len(shape) == 2 and target.size == shape[0] and not fits(target.shape, shape):
-        classes = [int(c) for c in np.atleast_1d(target)]
-        for i, c in enumerate(classes):
-            if c != np.atleast_1d(target)[i] or not (0 <= c < shape[1]):
-                raise spec.error("target", f"class index {np.atleast_1d(target)[i]:g} is out of range "
-                                           f"0..{shape[1] - 1}")
+        # one class index per sample
+        written = np.atleast_1d(target).reshape(-1)
+        for i, c in enumerate(written):
+            where = ("loss", "target") + ((i,) if target.ndim else ())
+            if not float(c).is_integer():
+                raise top.doc.error(where, f"class index {c:g} is not a whole number",
+                                    f"write a class index 0..{shape[1] - 1} or a one-hot vector of {shape[1]}")
+            if not 0 <= c < shape[1]:
+                raise top.doc.error(where, f"class index {c:g} is out of range 0..{shape[1] - 1} "
+                                           f"({last.name} makes {shape[1]} class scores; class indices start at 0)")
+        classes = [int(c) for c in written]
         target = np.zeros(shape)
         for n, c in enumerate(classes):
             target[n, c] = 1.0
@@ -276,7 +329,11 @@ def _start(top: Spec, scenario: Scenario):
         raise shape_error(top.doc, ("loss", "target"), f"the target for {last.name}'s output",
                           target.shape, shape)
     if kind == "bce" and ((target < 0) | (target > 1)).any():
-        raise spec.error("target", "bce targets are probabilities between 0 and 1")
+        bad = np.argwhere((target < 0) | (target > 1))[0]
+        raise spec.error("target", f"bce targets are probabilities between 0 and 1, found {target[tuple(bad)]:g}")
+    if kind == "cross_entropy" and (target < 0).any():
+        raise spec.error("target", f"cross_entropy targets are class indices or probabilities, "
+                                   f"found {target[target < 0][0]:g}")
     scenario.loss = Loss(kind, target.reshape(shape), classes)
 
 
@@ -320,21 +377,31 @@ def parse_element(text: str):
 
 
 def resolve(scenario: Scenario, doc: Document, path: tuple, key: str):
-    """A `name` or `name[index]` key → (name, canonical index or None), or a located error."""
+    """A `name` or `name[index]` key → (name, canonical index or None), or an error located
+    at the key."""
     try:
         name, index = parse_element(key)
     except ValueError as exc:
-        raise doc.error(path, str(exc))
+        raise doc.error(path, str(exc), "write a trace name, optionally with an index: c1.grad.kernel[0,1]",
+                        at_key=True)
     if name not in scenario.shapes:
         raise doc.error(path, f"'{name}' is not a value in this trace",
-                        did_you_mean(name, scenario.shapes) or "see `bptrace run --format json` for the names")
+                        did_you_mean(name, scenario.shapes) or "see `bptrace run --format json` for the names",
+                        at_key=True)
     if index is None:
         return name, None
-    try:
-        return name, canonical_index(scenario.shapes[name], index, scenario.conventions.index_base)
-    except IndexError as exc:
-        raise doc.error(path, f"{name}{list(index)}: {exc} (shape {describe_shape(scenario.shapes[name])}, "
-                              f"indices from {scenario.conventions.index_base})")
+    shape, base = scenario.shapes[name], scenario.conventions.index_base
+    axes = kept_axes(shape)
+    if len(index) != len(axes):
+        if not axes:
+            raise doc.error(path, f"{name} is a single number; write it without an index", at_key=True)
+        raise doc.error(path, f"{name} is {shape_words(shape)}, so an element needs {len(axes)} "
+                              f"ind{'ex' if len(axes) == 1 else 'ices'}; found {len(index)}", at_key=True)
+    for i, axis in zip(index, axes):
+        if not base <= i < shape[axis] + base:
+            raise doc.error(path, f"index {i} is out of range {base}..{shape[axis] + base - 1} "
+                                  f"({name} is {shape_words(shape)}, indices from {base})", at_key=True)
+    return name, canonical_index(shape, index, base)
 
 
 def make_patch(scenario: Scenario, doc: Document, path: tuple, key: str, value) -> Patch:
@@ -349,10 +416,34 @@ def make_patch(scenario: Scenario, doc: Document, path: tuple, key: str, value) 
         patch.mask[...] = True
     else:
         if values.ndim != 0:
-            raise doc.error(path, f"{key} is one element; write a single number")
+            raise doc.error(path, f"{key} is one element; write a single number, found {shape_words(values.shape)}")
         patch.values[index] = float(values)
         patch.mask[index] = True
     return patch
+
+
+def non_finite_error(scenario: Scenario, name: str, values: np.ndarray) -> ScenarioError:
+    """A step the engine computed holds inf or nan (finite numbers can overflow: 1e200 ·
+    1e200): name its first such element and point at what made it."""
+    at = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+    element = name + format_index(display_index(values.shape, at, scenario.conventions.index_base))
+    value = float(values[at])
+    layer = name.split(".")[0]
+    names = [item.name for item in scenario.layers]
+    if ".new." in name:
+        path = ("learning_rate",)
+    elif name == "loss":
+        path = ("loss",)
+    elif layer in names:
+        path = ("layers", names.index(layer))
+    else:
+        path = ("layers", 0)
+    if np.isnan(value):
+        message = f"{element} is not a number (nan): the computation met inf − inf or 0 · inf"
+    else:
+        message = f"{element} is {value}: the numbers grew beyond the largest floating-point number (±1.8e308)"
+    return scenario.document.error(path, message, "use smaller inputs, parameters or learning rate") \
+        if scenario.document else ScenarioError(message)
 
 
 def merge_patches(patches) -> dict:
@@ -387,8 +478,8 @@ def _expected(top: Spec, scenario: Scenario) -> dict:
     if "expected" not in top:
         return {}
     spec = top.sub("expected", None, "expected")
-    for key in spec.data:
-        resolve(scenario, top.doc, ("expected", key), key)
+    for key, value in spec.data.items():
+        make_patch(scenario, top.doc, ("expected", key), key, value)   # checks the name, index and shape
     return dict(spec.data)
 
 
@@ -397,14 +488,20 @@ def _rounding(top: Spec, scenario: Scenario) -> Rounding | None:
         return None
     spec = top.sub("rounding", ("decimals", "mode", "apply"), "rounding")
     decimals = spec.integer("decimals", required=True, minimum=0)
+    if decimals > MAX_DECIMALS:
+        raise spec.error("decimals", f"must be at most {MAX_DECIMALS}, found {decimals}",
+                         "a float holds about 17 significant digits")
     mode = spec.choice("mode", ROUNDING_MODES, "half_up")
     apply = spec.get("apply", "all")
     items = apply if isinstance(apply, list) else [apply]
     for i, item in enumerate(items):
         where = ("rounding", "apply") + ((i,) if isinstance(apply, list) else ())
-        if item in ROUNDING_GROUPS:
+        if isinstance(item, str) and item in ROUNDING_GROUPS:
             continue
-        if not isinstance(item, str) or item not in scenario.shapes:
+        if not isinstance(item, str):
+            raise top.doc.error(where, f"expected a trace name or one of {', '.join(ROUNDING_GROUPS)}, "
+                                       f"found {kind_of(item)}")
+        if item not in scenario.shapes:
             raise top.doc.error(where, f"'{item}' is not a trace name nor one of {', '.join(ROUNDING_GROUPS)}",
                                 did_you_mean(item, list(scenario.shapes) + list(ROUNDING_GROUPS)))
     return Rounding(decimals, mode, tuple(items))

@@ -5,16 +5,36 @@ PyYAML's `safe_load` is not enough for hand-written scenario files: it silently 
 last of two duplicate keys, expands aliases (a "billion laughs" file takes forever), and
 forgets line numbers, so a later validation error could not say where the mistake is.
 Here we compose the node tree ourselves and build the data from it, refusing aliases,
-duplicate keys and any tag that is not a plain scalar, sequence or mapping.
+duplicate keys and any tag that is not a plain scalar, sequence or mapping.  PyYAML's own
+syntax messages ("expected <block end>, but found '<block sequence start>'") are turned
+into words a student can act on.
 """
 from __future__ import annotations
 
+import functools
 import math
+import re
+import sys
 from dataclasses import dataclass, field
 
 from .errors import ScenarioError
 
 Path = tuple  # key path: ("layers", 2, "kernel")
+
+# Deeper than any tensor a scenario holds ([N][C][H][W] inside a mapping inside a list);
+# also keeps the recursive readers far from Python's recursion limit.
+MAX_DEPTH = 32
+
+# A snippet line longer than this is cut to a window around the caret.
+SNIPPET_WIDTH = 100
+
+_YAML = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {_YAML + t for t in ("null", "bool", "int", "float", "str")}
+
+# YAML 1.2 (and JSON) numbers without a decimal point such as 1e-3: PyYAML follows YAML 1.1,
+# where they are text, and a student writing `0.1e-2`'s shorter form would get a puzzling
+# "expected a number, found the text '1e-3'".
+_EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$")
 
 
 def format_path(path: Path) -> str:
@@ -27,122 +47,285 @@ def format_path(path: Path) -> str:
     return text
 
 
+def parse_path(key: str) -> Path:
+    """The inverse of `format_path` for plain keys ("loss.type", "layers[2].kernel"), used to
+    place errors raised where the document is not at hand (the engine, the losses)."""
+    parts = []
+    for word, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", key):
+        parts.append(int(index) if index else word)
+    return tuple(parts)
+
+
+def short_tag(tag: str) -> str:
+    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+
+
 @dataclass
 class Document:
     """Plain data plus, for every key path, where it stood and (for scalars) its text."""
     data: object
     file: str | None = None
     lines: list[str] = field(default_factory=list)
-    marks: dict = field(default_factory=dict)   # path -> (line, column), both 1-based
+    marks: dict = field(default_factory=dict)   # path -> (line, column) of the value (of the key, for lists and mappings)
+    keys: dict = field(default_factory=dict)    # path -> (line, column) of the key itself
     raw: dict = field(default_factory=dict)     # path -> scalar text as written
 
-    def mark(self, path: Path):
+    def mark(self, path: Path, at_key: bool = False):
         """The location of `path`, or of its nearest ancestor that has one."""
         path = tuple(path)
+        if at_key and path in self.keys:
+            return self.keys[path]
         while path and path not in self.marks:
             path = path[:-1]
         return self.marks.get(path, (None, None))
 
-    def error(self, path: Path, message: str, hint: str | None = None) -> ScenarioError:
-        line, column = self.mark(path)
+    def error(self, path: Path, message: str, hint: str | None = None, *, at_key: bool = False) -> ScenarioError:
+        """A located error about the value at `path` (or about its key, for `expected` and
+        `given` keys that name a trace value)."""
+        line, column = self.mark(path, at_key)
         return ScenarioError(message, file=self.file, line=line, column=column,
                              key=format_path(path) or None, hint=hint,
                              snippet=self.snippet(line, column))
 
+    def locate(self, error: ScenarioError) -> ScenarioError:
+        """Fill in the file, line and snippet of an error raised by code that only knew
+        its key path (a loss that finds an output outside (0, 1), an overflow)."""
+        if error.line is None and error.key:
+            line, column = self.mark(parse_path(error.key))
+            error.located(line=line, column=column, snippet=self.snippet(line, column))
+        return error.located(file=self.file)
+
     def snippet(self, line, column) -> str | None:
         if not line or line > len(self.lines):
             return None
-        text = self.lines[line - 1].rstrip("\n").expandtabs(1)
-        caret = " " * max((column or 1) - 1, 0) + "^"
-        return f"  {line:>4} | {text}\n       | {caret}"
+        text = self.lines[line - 1].rstrip("\r\n").expandtabs(1)  # a tab is one column, as YAML counts
+        column = max(column or 1, 1)
+        if len(text) > SNIPPET_WIDTH:
+            start = max(0, min(column - SNIPPET_WIDTH // 2, len(text) - SNIPPET_WIDTH))
+            text = ("…" if start else "") + text[start:start + SNIPPET_WIDTH] + \
+                   ("…" if start + SNIPPET_WIDTH < len(text) else "")
+            column = column - start + (1 if start else 0)
+        return f"  {line:>4} | {text}\n       | {' ' * (column - 1)}^"
 
 
-_SCALAR_TAGS = {
-    "tag:yaml.org,2002:null", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float", "tag:yaml.org,2002:str",
-}
+class _Refused(Exception):
+    """Raised while composing, before the document exists: turned into a located error."""
+    def __init__(self, mark, message, hint):
+        super().__init__(message)
+        self.mark, self.message, self.hint = mark, message, hint
+
+
+@functools.lru_cache(maxsize=None)
+def _loaders() -> tuple:
+    """YAML loaders to try in order: libyaml's parser when PyYAML has it (ten times faster),
+    then PyYAML's own, whose error messages `_syntax_error` knows how to reword.  Both
+    compose nodes here, refusing aliases before anything is expanded."""
+    import yaml
+    from yaml.composer import Composer
+    from yaml.constructor import SafeConstructor
+    from yaml.events import AliasEvent
+    from yaml.resolver import Resolver
+
+    class Composing(Composer):
+        depth = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(AliasEvent):
+                raise _Refused(self.peek_event().start_mark, "YAML aliases (*name) are not allowed in a scenario",
+                               "write the values out in full")
+            if self.depth >= MAX_DEPTH:
+                # the composer recurses once a level: stop long before Python's recursion limit
+                raise _Refused(self.peek_event().start_mark, f"nested more than {MAX_DEPTH} levels deep",
+                               "a scenario's deepest value is a tensor [N][C][H][W]")
+            self.depth += 1
+            try:
+                return Composer.compose_node(self, parent, index)
+            finally:
+                self.depth -= 1
+
+    class PureLoader(Composing, yaml.SafeLoader):
+        pass
+
+    loaders = [PureLoader]
+    try:
+        from yaml._yaml import CParser
+    except ImportError:
+        pass
+    else:
+        class FastLoader(Composing, CParser, SafeConstructor, Resolver):
+            def __init__(self, stream):
+                CParser.__init__(self, stream)
+                Composer.__init__(self)
+                SafeConstructor.__init__(self)
+                Resolver.__init__(self)
+
+        loaders.insert(0, FastLoader)
+    for loader in loaders:
+        loader.add_implicit_resolver(_YAML + "float", _EXPONENT_FLOAT, list("-+0123456789"))
+    return tuple(loaders)
 
 
 def parse_text(text: str, file: str | None = None) -> Document:
     import yaml
-    from yaml.composer import Composer
-    from yaml.events import AliasEvent
 
     doc = Document(data=None, file=file, lines=text.splitlines())
 
-    class Loader(yaml.SafeLoader):
-        def compose_node(self, parent, index):
-            if self.check_event(AliasEvent):
-                event = self.peek_event()
-                raise doc_error(event.start_mark, "YAML aliases (*name) are not allowed in a scenario",
-                                "write the values out in full")
-            return Composer.compose_node(self, parent, index)
-
-    def doc_error(mark, message, hint=None):
-        line, column = mark.line + 1, mark.column + 1
-        return ScenarioError(message, file=file, line=line, column=column, hint=hint,
+    def located(line, column, message, hint=None, key=None):
+        return ScenarioError(message, file=file, line=line, column=column, hint=hint, key=key,
                              snippet=doc.snippet(line, column))
 
-    loader = Loader(text)
-    try:
-        root = loader.get_single_node()
-    except ScenarioError:
-        raise
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        if "\t" in text and "tab" in str(problem):
-            problem += "; use spaces, not tabs, to indent"
-        raise doc_error(mark, f"YAML syntax error: {problem}") if mark else \
-            ScenarioError(f"YAML syntax error: {problem}", file=file)
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"YAML syntax error: {exc}", file=file)
-    finally:
-        loader.dispose()
+    def at(mark, message, hint=None, key=None):
+        return located(mark.line + 1, mark.column + 1, message, hint, key)
+
+    loaders = _loaders()
+    for attempt, cls in enumerate(loaders):
+        loader = None
+        try:
+            loader = cls(text)   # PyYAML's reader refuses control characters here already
+            root = loader.get_single_node()
+            break
+        except _Refused as refused:
+            loader.dispose()
+            raise at(refused.mark, refused.message, refused.hint) from None
+        except yaml.YAMLError as exc:
+            if loader is not None:
+                loader.dispose()
+            if attempt + 1 < len(loaders):
+                continue      # the next loader words the same mistake in the way we read
+            raise _read_error(exc, text, file, at, located) from None
 
     def build(node, path):
         doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
-            if node.tag != "tag:yaml.org,2002:map":
-                raise doc.error(path, f"the tag {node.tag} is not allowed", "write a plain mapping")
+            if node.tag != _YAML + "map":
+                raise doc.error(path, f"the tag {short_tag(node.tag)} is not allowed", "write a plain mapping")
             out = {}
             for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise doc_error(key_node.start_mark, "a key must be a plain word")
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise doc_error(key_node.start_mark, "YAML merge keys (<<) are not allowed")
+                if key_node.tag == _YAML + "merge":
+                    raise at(key_node.start_mark, "YAML merge keys (<<) are not allowed in a scenario",
+                             "write the keys out in full")
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS:
+                    raise at(key_node.start_mark, "a key must be a plain word such as `input`",
+                             key=format_path(path) or None)
                 key = key_node.value
                 key_path = path + (key,)
                 key_mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 if key in out:
-                    first = doc.marks[key_path][0]
-                    raise doc_error(key_node.start_mark,
-                                    f"{format_path(key_path)}: duplicate key '{key}' (first written on line {first})",
-                                    "each key may appear once; remove one")
+                    first = doc.keys[key_path][0]
+                    raise located(*key_mark, f"duplicate key '{key}' (first written on line {first})",
+                                  "each key may appear once; remove one", key=format_path(key_path))
+                doc.keys[key_path] = key_mark
                 out[key] = build(value_node, key_path)
                 if not isinstance(value_node, yaml.ScalarNode):
                     # errors about a list or mapping point at its key, not at its opening bracket
                     doc.marks[key_path] = key_mark
             return out
         if isinstance(node, yaml.SequenceNode):
-            if node.tag != "tag:yaml.org,2002:seq":
-                raise doc.error(path, f"the tag {node.tag} is not allowed", "write a plain list")
+            if node.tag != _YAML + "seq":
+                raise doc.error(path, f"the tag {short_tag(node.tag)} is not allowed", "write a plain list")
             return [build(item, path + (i,)) for i, item in enumerate(node.value)]
+        if node.tag == _YAML + "timestamp":
+            raise doc.error(path, f"'{node.value}' reads as a date in YAML, which a scenario has no use for",
+                            "put it in quotes if it is text")
         if node.tag not in _SCALAR_TAGS:
-            raise doc.error(path, f"the tag {node.tag} is not allowed",
+            raise doc.error(path, f"the tag {short_tag(node.tag)} is not allowed",
                             "only plain numbers, words, lists and mappings may be written")
         value = loader.construct_object(node, deep=True)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise doc.error(path, f"'{node.value}' is not a finite number",
-                            "every number must be finite (no .nan, .inf, or values beyond ±1.8e308)")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not _finite(value):
+                raise doc.error(path, f"'{_brief(node.value)}' is not a finite number",
+                                "every number must be finite: no .nan or .inf, nothing beyond ±1.8e308")
             doc.raw[path] = node.value
         return value
 
-    if root is None:
-        raise ScenarioError("the file is empty", file=file, hint="start from `bptrace new`")
-    doc.data = build(root, ())
+    try:
+        if root is None:
+            raise ScenarioError("the file is empty (or holds only comments)", file=file,
+                                hint="start from `bptrace new`")
+        doc.data = build(root, ())
+    finally:
+        loader.dispose()
     return doc
+
+
+def _read_error(exc, text, file, at, located) -> ScenarioError:
+    import yaml
+
+    if isinstance(exc, yaml.MarkedYAMLError):
+        return _syntax_error(exc, at)
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or "\0")
+        return located(line, column, f"the control character {code:#04x} is not allowed in a YAML file",
+                       "delete it, or retype the line")
+    return ScenarioError(f"YAML syntax error: {exc}", file=file)
+
+
+def _brief(text: str, width: int = 24) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _finite(value) -> bool:
+    if isinstance(value, int):
+        return abs(value) <= sys.float_info.max   # a longer integer has no float value
+    return math.isfinite(value)
+
+
+_TOKEN_WORDS = {"'<scalar>'": "text", "'<stream end>'": "the end of the file", "'-'": "a '-' list entry",
+                "'<block mapping start>'": "a key", "'<block sequence start>'": "a '-' list entry"}
+
+
+def _syntax_error(exc, at) -> ScenarioError:
+    """PyYAML's parser messages in words: what is wrong, where, and what to do."""
+    context, problem = exc.context or "", exc.problem or ""
+    start, stop = exc.context_mark, exc.problem_mark
+    found = problem.rsplit("but found ", 1)[-1] if "but found " in problem else \
+        problem.rsplit("but got ", 1)[-1] if "but got " in problem else None
+    found_words = _TOKEN_WORDS.get(found, found)
+
+    if "flow sequence" in context or "flow mapping" in context:
+        kind, close = ("list", "]") if "sequence" in context else ("mapping", "}")
+        if stop.line != start.line or found == "'<stream end>'":
+            return at(start, f"YAML syntax error: the {kind} '{'[' if close == ']' else '{'}' opened here is never "
+                             f"closed (a ',' or '{close}' was expected before line {stop.line + 1}, "
+                             f"column {stop.column + 1})",
+                      f"add the missing '{close}', or a ',' between two entries")
+        return at(stop, f"YAML syntax error: expected ',' or '{close}' here, in the {kind} opened at column "
+                        f"{start.column + 1}, found {found_words}",
+                  "is a comma missing between two entries?")
+    if "'\\t'" in problem:
+        return at(stop, "YAML syntax error: a tab character; YAML is indented with spaces only",
+                  "use spaces, not tabs, to indent")
+    if "that cannot start any token" in problem:
+        char = problem.split("'")[1] if "'" in problem else "this character"
+        return at(stop, f"YAML syntax error: a value cannot start with '{char}'", "put the value in quotes")
+    if "quoted scalar" in context:
+        return at(start, "YAML syntax error: the quoted text that starts here is never closed",
+                  "add the closing quote")
+    if "mapping values are not allowed" in problem:
+        return at(stop, "YAML syntax error: unexpected ':' (bad indentation, or a value with ': ' in it)",
+                  "indent a key like the keys beside it; put a value that contains ': ' in quotes")
+    if "simple key" in context and "could not find expected ':'" in problem:
+        return at(start, "YAML syntax error: this line is neither `key: value` nor a `- ` list entry",
+                  "add the ':' after the key, or join it to the line above")
+    if "single document" in context:
+        return at(stop, "YAML syntax error: the file holds several YAML documents; a second one starts here",
+                  "a scenario is one document: delete this `---` line and what follows, or make it a file of its own")
+    if "block" in context and "expected <block end>" in problem:
+        kind = "mapping" if "mapping" in context else "list"
+        if found in ("'<block sequence start>'", "'<block mapping start>'", "'-'") or stop.line != start.line \
+                and found == "'<scalar>'" and stop.column != start.column:
+            return at(stop, f"YAML syntax error: bad indentation: this line does not line up with the {kind} "
+                            f"that starts on line {start.line + 1}, column {start.column + 1}",
+                      "entries of one list or mapping start in the same column")
+        return at(stop, f"YAML syntax error: unexpected {found_words} here, after a complete value",
+                  "check the brackets and quotes on this line")
+    text = f"{context}: {problem}" if context and problem else problem or context or "invalid YAML"
+    mark = stop or start
+    if mark is None:
+        return ScenarioError(f"YAML syntax error: {text}")
+    return at(mark, f"YAML syntax error: {text}")
 
 
 def read_document(path) -> Document:
@@ -151,20 +334,31 @@ def read_document(path) -> Document:
 
     name = str(path)
     if not os.path.exists(name):
-        raise ScenarioError("no such file", file=name)
+        folder = os.path.dirname(name) or "."
+        hint = None
+        if os.path.isdir(folder):
+            from .errors import did_you_mean
+
+            hint = did_you_mean(os.path.basename(name), os.listdir(folder))
+        raise ScenarioError("no such file", file=name, hint=hint)
     if os.path.isdir(name):
-        raise ScenarioError("this is a directory, not a scenario file", file=name)
+        raise ScenarioError("this is a directory, not a scenario file", file=name,
+                            hint="name a .yaml file in it")
     try:
         with open(name, "rb") as fh:
             blob = fh.read()
     except OSError as exc:
-        raise ScenarioError(f"cannot read the file: {exc.strerror}", file=name)
+        raise ScenarioError(f"cannot read the file: {exc.strerror}", file=name) from None
+    if blob.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ScenarioError("the file is UTF-16 text; bptrace reads UTF-8", file=name,
+                            hint="save it as UTF-8")
     if b"\0" in blob:
         raise ScenarioError("this is a binary file, not a YAML scenario", file=name)
     try:
         text = blob.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = blob[:exc.start].count(b"\n") + 1
+        column = exc.start - (blob.rfind(b"\n", 0, exc.start) + 1) + 1
         raise ScenarioError(f"the file is not UTF-8 text (byte 0x{blob[exc.start]:02x})",
-                            file=name, line=line, hint="save it as UTF-8")
+                            file=name, line=line, column=column, hint="save it as UTF-8") from None
     return parse_text(text, name)

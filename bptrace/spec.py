@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import did_you_mean
+from .errors import did_you_mean, suggest
 from .source import Document
-from .tensors import describe_shape, nested_shape
+from .tensors import nested_shape
 
 
-def _kind(value) -> str:
+def kind_of(value) -> str:
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
@@ -31,14 +31,13 @@ class Spec:
     def __init__(self, doc: Document, path: tuple, data, allowed=None, what="this section"):
         self.doc, self.path = doc, tuple(path)
         if not isinstance(data, dict):
-            raise doc.error(self.path, f"{what} must be a mapping of keys to values, found {_kind(data)}")
+            raise doc.error(self.path, f"{what} must be a mapping of keys to values, found {kind_of(data)}")
         self.data = data
         if allowed is not None:
             for key in data:
                 if key not in allowed:
                     raise doc.error(self.path + (key,), f"unknown key '{key}' in {what}",
-                                    did_you_mean(key, allowed) or
-                                    "allowed keys: " + ", ".join(sorted(allowed)))
+                                    suggest(key, sorted(allowed), "allowed keys"), at_key=True)
 
     def error(self, key, message, hint=None):
         path = self.path + ((key,) if key is not None else ())
@@ -61,14 +60,20 @@ class Spec:
         if value is None:
             return default
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise self.error(key, f"expected text, found {_kind(value)}")
+            # YAML 1.1 reads yes/no/on/off as booleans
+            raise self.error(key, f"expected text, found {kind_of(value)}",
+                             "put it in quotes" if isinstance(value, bool) else None)
         return str(value)
 
     def choice(self, key, options, default=None) -> str:
+        """One of a few words.  Without a default the key is required."""
+        if key not in self.data and default is None:
+            raise self.error(None, f"`{key}:` is missing; it is one of: " + ", ".join(map(str, options)))
         value = self.data.get(key, default)
-        if value not in options or isinstance(value, bool):
-            raise self.error(key, f"'{value}' is not one of: " + ", ".join(map(str, options)),
-                             did_you_mean(value, options))
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value not in options:
+            shown = f"'{value}'" if isinstance(value, str) else kind_of(value)
+            raise self.error(key, f"{shown} is not one of: " + ", ".join(map(str, options)),
+                             did_you_mean(value, options) if isinstance(value, str) else None)
         return value
 
     def number(self, key, default=None, *, positive=False, required=False) -> float:
@@ -78,7 +83,7 @@ class Spec:
             return default
         value = self.data[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(key, f"expected a number, found {_kind(value)}")
+            raise self.error(key, f"expected a number, found {kind_of(value)}")
         if positive and value <= 0:
             raise self.error(key, f"must be greater than 0, found {value}")
         return float(value)
@@ -93,7 +98,7 @@ class Spec:
     def _int(self, key, value, minimum, path_extra=()):
         path = self.path + (key,) + path_extra
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.doc.error(path, f"expected a whole number, found {_kind(value)}")
+            raise self.doc.error(path, f"expected a whole number, found {kind_of(value)}")
         if isinstance(value, float):
             if not value.is_integer():
                 raise self.doc.error(path, f"expected a whole number, found {value}")
@@ -121,23 +126,41 @@ class Spec:
 
 
 def read_tensor(doc: Document, path: tuple, value, *, what="numbers") -> np.ndarray:
+    """A number or a rectangular nested list of numbers, or a located error naming the
+    first entry that is not a number, or the innermost list whose rows differ."""
+    if isinstance(value, dict):
+        raise doc.error(path, f"expected numbers for {what} (a number or a list such as [[1, 2], [3, 4]]), "
+                              f"found a mapping")
+
     def walk(item, where):
         if isinstance(item, list):
             for i, sub in enumerate(item):
                 walk(sub, where + (i,))
+            shapes = [nested_shape(sub) for sub in item]
+            if len(set(shapes)) > 1:
+                lengths = [f"{len(sub)}" if isinstance(sub, list) else "a number" for sub in item]
+                raise doc.error(where, f"the rows of {what} have different lengths ({', '.join(lengths)})",
+                                "every row must have the same number of entries")
         elif isinstance(item, bool) or not isinstance(item, (int, float)):
-            raise doc.error(where, f"expected a number in {what}, found {_kind(item)}")
+            raise doc.error(where, f"expected a number in {what}, found {kind_of(item)}",
+                            "write numbers without quotes" if isinstance(item, str) else None)
 
     walk(value, tuple(path))
     shape = nested_shape(value)
-    if shape is None:
-        lengths = [len(v) if isinstance(v, list) else "a number" for v in value]
-        raise doc.error(path, f"the rows of {what} have different lengths ({', '.join(map(str, lengths))})",
-                        "every row must have the same number of entries")
     if 0 in shape:
         raise doc.error(path, f"{what} is empty")
     return np.array(value, dtype=float)
 
 
+def shape_words(shape) -> str:
+    """How a person would say a (squeezed) shape: a single number, 3 numbers, 2×2."""
+    shape = tuple(d for d in shape if d != 1)
+    if not shape:
+        return "a single number"
+    if len(shape) == 1:
+        return f"{shape[0]} numbers"
+    return "×".join(str(d) for d in shape)
+
+
 def shape_error(doc: Document, path, what: str, found, expected) -> Exception:
-    return doc.error(path, f"{what} should be {describe_shape(expected)}, found {describe_shape(found)}")
+    return doc.error(path, f"{what} should be {shape_words(expected)}, found {shape_words(found)}")

@@ -124,7 +124,7 @@ class Recorder:
 
     def _factor(self, factor) -> Factor:
         role, index, value = factor
-        return Factor(self.roles.get(role, role), index, value)
+        return Factor(self.roles.get(role, role), index, float(value))
 
     def _slot(self, at, kind: str):
         if self.want is not None and at not in self.want:

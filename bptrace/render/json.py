@@ -48,8 +48,8 @@ def render(trace, only=None) -> str:
     data = trace_dict(trace)
     if only is not None:
         data["steps"] = [step for step in data["steps"] if step["name"] in only]
-    steps = data.pop("steps")
+    steps, loss = data.pop("steps"), data.pop("loss")
     head = json.dumps(data, ensure_ascii=False)[:-1]
     body = ",\n  ".join(json.dumps(step, ensure_ascii=False) for step in steps)
-    return f'{head}, "steps": [\n  {body}\n]}}\n'
+    return f'{head}, "steps": [\n  {body}\n], "loss": {json.dumps(loss)}}}\n'
 

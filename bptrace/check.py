@@ -1,0 +1,634 @@
+"""`bptrace check`: hand-worked answers held against the trace.
+
+A sheet is a set of answers: whole steps (`p1.delta: [[...]]`) or single elements
+(`c1.grad.kernel[0,1]: 0.094061`), from a scenario's `expected:` or a separate file.  Each
+written number gets one of three verdicts:
+
+* right: it matches the trace's number at the tolerance in force.  By default that is the
+  number "as written": with k decimals it is right when the trace's number rounded half-up
+  to k decimals equals it, or (reported as such) when truncated to k decimals does.  The
+  decimals are read from the file's text, so `0.0360` claims four decimals, not two.
+* follows from your earlier values: wrong against the clean trace, but right against the
+  number computed from the sheet's own earlier answers.  One engine run with every answer
+  pinned (`overrides=`) gives that number for every step at once (`Step.computed` is what
+  the step computed before its own pin), so a slip is counted once, and a sheet that
+  carried its own rounded numbers forward passes.
+* wrong.
+
+The first wrong step is named, and `mistakes.diagnose` looks for classic mistakes that
+reproduce the wrong numbers.  `Checker` keeps the clean run and the catalog's runs of each
+scenario it has seen, so a class's submissions of one problem share them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shlex
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+import numpy as np
+
+from .errors import ScenarioError
+from .rounding import round_array, round_number
+from .scenario import DEFAULT_WORK_LIMIT, Patch, Rounding, Scenario, load, merge_patches, resolve
+from .source import Document, read_document
+from .spec import Spec
+from .tensors import describe_shape, display_index, fits, squeezed_shape
+
+# Two numbers this close are the same number computed two ways (float noise), whatever
+# was written: |a − b| ≤ NOISE·max(|a|, |b|) + FLOOR.
+NOISE = 1e-9
+FLOOR = 1e-12
+# Before rounding a computed number to the decimals a person wrote, keep this many
+# significant digits: 0.04675 computed as 0.046749999999999997 rounds up, as on paper.
+DENOISE_DIGITS = 12
+# Numbers from an .npz have no text to read decimals from; they are right within this many
+# machine epsilons of their array's float type, relative to the array's largest magnitude.
+NPZ_EPSILONS = 100
+ANSWER_SUFFIXES = (".yaml", ".yml", ".json", ".npz")
+
+RIGHT, FOLLOWS, WRONG = "right", "follows", "wrong"
+FOLLOWS_TEXT = "follows from your earlier values"
+
+
+# --- tolerance ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tolerance:
+    """`abs`/`rel` both None: "as written".  Otherwise |yours − bptrace| ≤ abs + rel·|bptrace|."""
+    abs: float | None = None
+    rel: float | None = None
+
+    @property
+    def as_written(self) -> bool:
+        return self.abs is None and self.rel is None
+
+    def describe(self) -> str:
+        if self.as_written:
+            return "as written (bptrace's number rounded, or truncated, to the decimals you wrote)"
+        return f"|yours − bptrace| ≤ {self.abs:g} + {self.rel:g}·|bptrace|"
+
+    def as_dict(self):
+        return "as_written" if self.as_written else {"abs": self.abs, "rel": self.rel}
+
+
+def command_line_tolerance(absolute: float | None, relative: float | None) -> Tolerance | None:
+    if absolute is None and relative is None:
+        return None
+    return Tolerance(absolute or 0.0, relative or 0.0)
+
+
+def scenario_tolerance(scenario: Scenario) -> Tolerance:
+    """The scenario's `tolerance:` key: absent or `as_written`; a number (absolute); or
+    `{abs: 1e-4, rel: 0}` (either may be left out, as 0)."""
+    raw = scenario.tolerance
+    doc = scenario.document
+    if raw is None or raw in ("as_written", "as written"):
+        return Tolerance()
+    hint = "write `tolerance: as_written`, a number such as 1e-4, or {abs: 1e-4, rel: 1e-3}"
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, dict)):
+        raise doc.error(("tolerance",), f"tolerance must be `as_written`, a number or {{abs, rel}}, found {raw!r}",
+                        hint)
+    if not isinstance(raw, dict):
+        if raw < 0:
+            raise doc.error(("tolerance",), f"a tolerance cannot be negative, found {raw}")
+        return Tolerance(float(raw), 0.0)
+    spec = Spec(doc, ("tolerance",), raw, ("abs", "rel"), "tolerance")
+    if not raw:
+        raise doc.error(("tolerance",), "tolerance is empty", hint)
+    values = []
+    for key in ("abs", "rel"):
+        value = spec.number(key, 0.0)
+        if value < 0:
+            raise spec.error(key, f"a tolerance cannot be negative, found {value:g}")
+        values.append(value)
+    return Tolerance(*values)
+
+
+# --- numbers as written -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Written:
+    """One number of a sheet: its value, and its text as written (None from an .npz)."""
+    value: float
+    text: str | None
+    slack: float = 0.0     # .npz numbers: the precision of the array's float type
+
+    @property
+    def decimals(self) -> int | None:
+        """Decimals the text claims: 0.0360 → 4, 1.5e-3 → 4, 2 → 0; None without text."""
+        if self.text is None:
+            return None
+        try:
+            exponent = Decimal(self.text.replace("_", "").strip()).as_tuple().exponent
+        except InvalidOperation:
+            return 0
+        return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+    def shown(self) -> str:
+        from .render.common import number
+
+        return self.text.strip() if self.text is not None else number(self.value)
+
+
+def _plural(count, word):
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def match(written: Written, value: float, tolerance: Tolerance) -> str | None:
+    """How `written` matches the computed `value` (a phrase for the report), or None."""
+    mine = written.value
+    if not math.isfinite(value):
+        return None
+    if not tolerance.as_written:
+        return "within tolerance" if abs(mine - value) <= tolerance.abs + tolerance.rel * abs(value) else None
+    if abs(mine - value) <= NOISE * max(abs(mine), abs(value)) + FLOOR + written.slack:
+        return "exact" if written.text is not None else "equal at the array's precision"
+    decimals = written.decimals
+    if not decimals:
+        # A whole number (no decimals) is taken as exact: "0" is not right for 0.3.
+        return None
+    clean = float(f"{value:.{DENOISE_DIGITS}g}")
+    if round_number(clean, decimals, "half_up") == mine:
+        return f"as written ({_plural(decimals, 'decimal')})"
+    if round_number(clean, decimals, "truncate") == mine:
+        return f"matches when truncated ({_plural(decimals, 'decimal')})"
+    return None
+
+
+def same_number(a: float, b: float) -> bool:
+    return abs(a - b) <= NOISE * max(abs(a), abs(b)) + FLOOR
+
+
+# --- answers ------------------------------------------------------------------------------
+
+@dataclass
+class Answer:
+    """One answer as written: a whole step (`index` None) or one element."""
+    key: str
+    name: str
+    index: tuple | None          # canonical index of an element
+    values: np.ndarray           # as written (written shape)
+    written: list                # Written per number, in the order written (C order)
+    path: tuple                  # where it stands in its document, for messages
+
+
+def _number(doc: Document, path: tuple, item, what: str) -> Written:
+    if isinstance(item, bool) or not isinstance(item, (int, float, str)):
+        raise doc.error(path, f"expected a number in {what}, found {_kind(item)}")
+    if isinstance(item, str):
+        # `1e-5` and JSON's `1e-05` are text to YAML 1.1; as answers they are numbers
+        try:
+            value = float(item.replace("_", "")) if item.strip() else math.nan
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or item.strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
+            raise doc.error(path, f"expected a number in {what}, found the text '{item}'")
+        return Written(value, item.strip())
+    return Written(float(item), doc.raw.get(path, repr(item)))
+
+
+def _kind(value) -> str:
+    from .spec import kind_of
+
+    return kind_of(value)
+
+
+def _numbers(doc: Document, path: tuple, value, what: str):
+    """A number or a rectangular nested list → (array, [Written...] in C order)."""
+    written = []
+
+    def walk(item, where):
+        if isinstance(item, list):
+            if not item:
+                raise doc.error(where, f"{what} has an empty list")
+            rows = [walk(sub, where + (i,)) for i, sub in enumerate(item)]
+            shapes = {shape for shape in rows}
+            if len(shapes) != 1:
+                raise doc.error(where, f"the rows of {what} have different lengths",
+                                "every row must have the same number of entries")
+            return (len(item),) + rows[0]
+        written.append(_number(doc, where, item, what))
+        return ()
+
+    shape = walk(value, tuple(path))
+    return np.array([w.value for w in written], dtype=float).reshape(shape), written
+
+
+def _answers(scenario: Scenario, doc: Document, items) -> list[Answer]:
+    """items: (key as written, value, key path) → answers, each key checked against the trace."""
+    answers = []
+    for key, value, path in items:
+        name, index = resolve(scenario, doc, path, str(key))
+        values, written = _numbers(doc, path, value, f"the answer {key}")
+        if index is not None and values.ndim != 0:
+            raise doc.error(path, f"{key} is one element; write a single number")
+        answers.append(Answer(str(key), name, index, values, written, path))
+    _refuse_overlaps(answers, doc)
+    return answers
+
+
+def _refuse_overlaps(answers, doc: Document):
+    seen = {}
+    for answer in answers:
+        cells = [answer.index] if answer.index is not None else [None]
+        for cell in cells:
+            for other in seen.get(answer.name, []):
+                if cell is None or other.index is None or other.index == cell:
+                    raise doc.error(answer.path, f"{answer.key} answers numbers {other.key} already answers",
+                                    "write each number once")
+        seen.setdefault(answer.name, []).append(answer)
+
+
+def scenario_answers(scenario: Scenario) -> list[Answer]:
+    doc = scenario.document
+    return _answers(scenario, doc, [(key, value, ("expected", key)) for key, value in scenario.expected.items()])
+
+
+def read_answers(path, scenario: Scenario) -> list[Answer]:
+    """An answer file: YAML or JSON (`{name: values}`, `{expected: {...}}`, or bptrace's own
+    `run --format json` export, whose steps' values are taken), or an .npz of named arrays."""
+    name = str(path)
+    if name.lower().endswith(".npz"):
+        return _npz_answers(name, scenario)
+    doc = read_document(name)
+    data = doc.data
+    if not isinstance(data, dict):
+        raise doc.error((), "an answer file is a mapping of names to numbers, such as "
+                            "`c1.grad.kernel: [[0.1, 0.2], [0.3, 0.4]]`")
+    if "steps" in data and "bptrace" in data:
+        steps = data["steps"]
+        if not isinstance(steps, list):
+            raise doc.error(("steps",), "`steps` of a bptrace export must be a list")
+        items = []
+        for i, step in enumerate(steps):
+            if not isinstance(step, dict) or "name" not in step or "values" not in step:
+                raise doc.error(("steps", i), "each step of a bptrace export has a `name` and `values`")
+            items.append((step["name"], step["values"], ("steps", i, "values")))
+        answers = _answers(scenario, doc, items)
+    elif "expected" in data:
+        extra = [key for key in data if key != "expected"]
+        if extra:
+            raise doc.error((extra[0],), f"unknown key '{extra[0]}' beside `expected:` in an answer file",
+                            "an answer file holds answers only; tolerance and rounding belong to the scenario")
+        mapping = data["expected"]
+        if not isinstance(mapping, dict):
+            raise doc.error(("expected",), "`expected` must be a mapping of names to numbers")
+        answers = _answers(scenario, doc, [(key, value, ("expected", key)) for key, value in mapping.items()])
+    else:
+        answers = _answers(scenario, doc, [(key, value, (key,)) for key, value in data.items()])
+    if not answers:
+        raise ScenarioError("the answer file has no answers", file=name)
+    return answers
+
+
+def _npz_answers(name: str, scenario: Scenario) -> list[Answer]:
+    import zipfile
+
+    if not os.path.exists(name):
+        raise ScenarioError("no such file", file=name)
+    try:
+        archive = np.load(name, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ScenarioError(f"cannot read this .npz: {exc}", file=name)
+    if not hasattr(archive, "files"):
+        raise ScenarioError("this is a single .npy array, not an .npz of named arrays", file=name,
+                            hint="save with numpy.savez(path, **{'c1.grad.kernel': array, ...})")
+    doc = Document(data=None, file=name)
+    answers = []
+    with archive:
+        for key in archive.files:
+            try:
+                array = archive[key]
+            except ValueError as exc:
+                raise doc.error((key,), f"cannot read this array: {exc}")
+            if array.dtype.kind not in "fiu":
+                raise doc.error((key,), f"expected numbers, found an array of {array.dtype}")
+            values = array.astype(float)
+            if not np.isfinite(values).all():
+                raise doc.error((key,), "every number must be finite")
+            slack = 0.0
+            if array.dtype.kind == "f":
+                slack = NPZ_EPSILONS * float(np.finfo(array.dtype).eps) * float(np.abs(values).max(initial=0))
+            cell, index = resolve(scenario, doc, (key,), key)
+            if index is not None and values.size != 1:
+                raise doc.error((key,), f"{key} is one element; save a single number")
+            if index is not None:
+                values = values.reshape(())
+            written = [Written(float(v), None, slack) for v in values.reshape(-1)]
+            answers.append(Answer(key, cell, index, values, written, (key,)))
+    _refuse_overlaps(answers, doc)
+    if not answers:
+        raise ScenarioError("the .npz holds no arrays", file=name)
+    return answers
+
+
+def answer_files(paths) -> list[str]:
+    """--expected arguments: files, or directories standing for the answer files in them."""
+    files = []
+    for path in paths:
+        path = str(path)
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, entry) for entry in os.listdir(path)
+                           if entry.lower().endswith(ANSWER_SUFFIXES) and not entry.startswith("."))
+            files.extend(found or [path])      # an empty directory is reported as broken
+        else:
+            files.append(path)
+    return files
+
+
+# --- the report ---------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    """One compared number (or one answer of the wrong shape)."""
+    name: str
+    index: tuple | None           # canonical index; None for a wrong-shape answer
+    label: str                    # as a person writes it: c1.grad.kernel[0,1]
+    yours: object                 # float, or a nested list for a wrong-shape answer
+    bptrace: object               # the clean trace's number (nested list for a wrong shape)
+    verdict: str                  # RIGHT, FOLLOWS, WRONG
+    how: str                      # "as written (4 decimals)", "follows from your earlier values", "wrong", ...
+    written: Written | None = None
+    own: float | None = None      # computed from your own earlier values, when that differs
+    shape: tuple | None = None    # a wrong-shape answer's shape (squeezed)
+    answer: Answer | None = None  # a wrong-shape answer, for the catalog
+    shown_index: tuple | None = None   # the index as written: length-1 axes dropped, index base added
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict != WRONG
+
+    @property
+    def difference(self):
+        if self.shape is not None:
+            return None
+        return 0.0 if same_number(self.yours, self.bptrace) else self.yours - self.bptrace
+
+
+@dataclass
+class FirstWrong:
+    label: str
+    name: str
+    rule: str
+    yours: object
+    bptrace: object
+    own: float | None
+    explain: str                  # the command that explains it
+
+
+@dataclass
+class Diagnosis:
+    id: str
+    message: str
+    explains: list                # labels of the wrong answers it reproduces
+    layers: list = field(default_factory=list)
+
+
+@dataclass
+class FileReport:
+    file: str                     # the answer file, or the scenario holding `expected:`
+    scenario: str
+    title: str = ""
+    tolerance: Tolerance | None = None
+    rounding: str | None = None
+    rows: list = field(default_factory=list)
+    first_wrong: FirstWrong | None = None
+    diagnosis: list = field(default_factory=list)
+    unexplained: list = field(default_factory=list)
+    error: str | None = None      # the file could not be checked (exit status 2)
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for row in self.rows if row.passed)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for row in self.rows if not row.passed)
+
+
+@dataclass
+class CheckReport:
+    files: list
+
+    @property
+    def passed(self) -> int:
+        return sum(report.passed for report in self.files)
+
+    @property
+    def failed(self) -> int:
+        return sum(report.failed for report in self.files)
+
+    @property
+    def broken(self) -> int:
+        return sum(1 for report in self.files if report.error)
+
+    @property
+    def exit_code(self) -> int:
+        """2 when a file could not be read (even if others were checked), else 1 when an
+        answer is wrong, else 0."""
+        if self.broken:
+            return 2
+        return 1 if self.failed else 0
+
+
+# --- checking -----------------------------------------------------------------------------
+
+def references(trace, scenario: Scenario) -> dict:
+    """Each step's numbers as a careful worker would have them in this run: what the step
+    computed from what it read (rounded where the scenario rounds), with the problem's
+    `given` values in place, but not the answers pinned onto it."""
+    out = {}
+    for step in trace.steps:
+        if step.computed is None:
+            out[step.name] = step.values
+            continue
+        values = step.computed
+        if step.rounded:
+            values = round_array(values, scenario.rounding.decimals, scenario.rounding.mode)
+        given = scenario.given.get(step.name)
+        if given is not None:
+            values = np.where(given.mask, given.values, values)
+        out[step.name] = values
+    return out
+
+
+class Model:
+    """One scenario's clean run, and (made when first needed) its catalog of mistaken runs."""
+
+    def __init__(self, scenario: Scenario):
+        from .engine import run
+
+        self.scenario = scenario
+        self.trace = run(scenario, terms=False)
+        self.refs = references(self.trace, scenario)
+        self.order = {name: position for position, name in enumerate(self.trace.names())}
+        self.reads = {step.name: step.reads for step in self.trace.steps}
+        self._catalog = None
+
+    @property
+    def catalog(self):
+        if self._catalog is None:
+            from .mistakes import Catalog
+
+            self._catalog = Catalog(self)
+        return self._catalog
+
+
+def _content_key(scenario: Scenario, rounding) -> str:
+    """Scenarios that differ only in their answers (and name) share their runs."""
+    data = scenario.document.data if scenario.document else None
+    if not isinstance(data, dict):
+        return f"id:{id(scenario)}"
+    kept = {key: value for key, value in data.items()
+            if key not in ("expected", "tolerance", "name", "description")}
+    return json.dumps([kept, dataclasses.astuple(rounding) if rounding else None], sort_keys=True, default=repr)
+
+
+class Checker:
+    """Checks sheets, keeping each scenario's runs for every sheet of the same problem."""
+
+    def __init__(self, tolerance: Tolerance | None = None, rounding: Rounding | None = None):
+        self.tolerance = tolerance        # from the command line; overrides the scenario's
+        self.rounding = rounding          # from the command line; replaces the scenario's
+        self._models: dict = {}
+
+    def model(self, scenario: Scenario) -> Model:
+        key = _content_key(scenario, self.rounding)
+        if key not in self._models:
+            if self.rounding is not None:
+                scenario = dataclasses.replace(scenario, rounding=self.rounding)
+            self._models[key] = Model(scenario)
+        return self._models[key]
+
+    def check(self, scenario: Scenario, answers: list, *, file: str, scenario_path: str) -> FileReport:
+        from .engine import run
+        from .render.common import element
+
+        tolerance = self.tolerance or scenario_tolerance(scenario)
+        model = self.model(scenario)
+        sc = model.scenario
+        base = sc.conventions.index_base
+        report = FileReport(file=file, scenario=scenario_path, title=scenario.name, tolerance=tolerance,
+                            rounding=_rounding_text(sc))
+
+        fitting = [a for a in answers if a.index is not None or fits(a.values.shape, sc.shapes[a.name])]
+        fitting_ids = {id(answer) for answer in fitting}
+        overrides = merge_patches(_patch(sc, answer) for answer in fitting)
+        try:
+            own = references(run(sc, overrides=overrides, terms=False), sc)
+        except ScenarioError:
+            # the answers drive the network where it cannot go (a bce output outside 0..1):
+            # nothing can follow from them, so each is held against the clean trace alone
+            own = model.refs
+        rows = []
+        for answer in answers:
+            shape = sc.shapes[answer.name]
+            if id(answer) not in fitting_ids:
+                rows.append(Row(answer.name, None, answer.key, answer.values.tolist(),
+                                _plain(model.refs[answer.name]), WRONG,
+                                f"wrong shape: yours is {describe_shape(answer.values.shape)}, "
+                                f"bptrace's {describe_shape(shape)}",
+                                shape=squeezed_shape(answer.values.shape), answer=answer))
+                continue
+            cells = [answer.index] if answer.index is not None else list(np.ndindex(*shape))
+            for cell, written in zip(cells, answer.written):
+                clean, mine = float(model.refs[answer.name][cell]), float(own[answer.name][cell])
+                how = match(written, clean, tolerance)
+                verdict = RIGHT
+                if how is None:
+                    if match(written, mine, tolerance) is not None:
+                        verdict, how = FOLLOWS, FOLLOWS_TEXT
+                    else:
+                        verdict, how = WRONG, "wrong"
+                rows.append(Row(answer.name, cell, element(answer.name, shape, cell, base), written.value,
+                                clean, verdict, how, written=written,
+                                own=None if same_number(clean, mine) else mine,
+                                shown_index=display_index(shape, cell, base)))
+        rows.sort(key=lambda row: (model.order[row.name], row.index is None, row.index or ()))
+        report.rows = rows
+
+        wrong = [row for row in rows if not row.passed]
+        if wrong:
+            first = wrong[0]
+            report.first_wrong = FirstWrong(
+                first.label, first.name, model.trace[first.name].rule, first.yours, first.bptrace, first.own,
+                f"bptrace explain {shlex.quote(scenario_path)} {shlex.quote(first.label)}")
+            from .mistakes import diagnose
+
+            report.diagnosis, report.unexplained = diagnose(
+                model.catalog, rows, overrides, own, lambda written, value: match(written, value, tolerance))
+        return report
+
+
+def _patch(scenario: Scenario, answer: Answer) -> Patch:
+    shape = scenario.shapes[answer.name]
+    values, mask = np.zeros(shape), np.zeros(shape, dtype=bool)
+    if answer.index is None:
+        values[...] = answer.values.reshape(shape)
+        mask[...] = True
+    else:
+        values[answer.index] = float(answer.values)
+        mask[answer.index] = True
+    return Patch(answer.name, values, mask)
+
+
+def _plain(values: np.ndarray):
+    shown = values.reshape(squeezed_shape(values.shape))
+    return shown.tolist() if shown.ndim else float(shown)
+
+
+def _rounding_text(scenario: Scenario) -> str | None:
+    rounding = scenario.rounding
+    if rounding is None:
+        return None
+    return f"{rounding.describe()}, applied to {', '.join(rounding.apply)}"
+
+
+def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | None = None,
+                rounding: Rounding | None = None, work_limit: int | None = DEFAULT_WORK_LIMIT) -> CheckReport:
+    """Check several sheets in one go: each scenario's own `expected:`, or (with
+    `expected_paths`, which need exactly one scenario) each answer file against that
+    scenario.  A file that cannot be read becomes a report with `error` set; the rest are
+    still checked."""
+    checker = Checker(tolerance, rounding)
+    reports = []
+    if expected_paths:
+        if len(scenario_paths) != 1:
+            raise ScenarioError("--expected goes with exactly one scenario (each answer file is "
+                                "checked against it)")
+        scenario_path = str(scenario_paths[0])
+        try:
+            scenario = load(scenario_path, work_limit=work_limit)
+            checker.model(scenario)
+        except ScenarioError as error:
+            return CheckReport([FileReport(file=scenario_path, scenario=scenario_path,
+                                           error=str(error.located(file=scenario_path)))])
+        for path in answer_files(expected_paths):
+            reports.append(_checked(checker, lambda p=path: (scenario, read_answers(p, scenario)), path,
+                                    scenario_path))
+        return CheckReport(reports)
+    for path in scenario_paths:
+        path = str(path)
+
+        def sheet(p=path):
+            scenario = load(p, work_limit=work_limit)
+            answers = scenario_answers(scenario)
+            if not answers:
+                raise ScenarioError("nothing to check: the scenario has no `expected:` answers", file=p,
+                                    hint="add `expected:` to the scenario, or give --expected FILE")
+            return scenario, answers
+
+        reports.append(_checked(checker, sheet, path, path))
+    return CheckReport(reports)
+
+
+def _checked(checker: Checker, sheet, file: str, scenario_path: str) -> FileReport:
+    try:
+        scenario, answers = sheet()
+        return checker.check(scenario, answers, file=file, scenario_path=scenario_path)
+    except ScenarioError as error:
+        return FileReport(file=file, scenario=scenario_path, error=str(error.located(file=file)))

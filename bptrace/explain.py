@@ -1,0 +1,480 @@
+"""`bptrace explain`: where one traced number comes from, as plain data.
+
+`explain(scenario, "c1.grad.kernel[0,1]")` runs the engine asking it to record that one
+element's terms (whatever the step's size), reads them back from the trace, and returns an
+`Explanation`: the rule, every term with its factors (each labelled with its traced name,
+its index as a person writes it, and its value), the running sum, and the total, which is
+the engine's own number.  Some steps get a second view:
+
+* an element of a max-pool's input delta: every window the cell is in, who won it, why;
+* an element of a conv layer's input delta: the 'full' convolution of the zero-padded
+  (and, for a stride, dilated) delta with the kernel turned by 180°, computed here
+  independently of the engine from the layer's geometry, next to the engine's direct
+  chain-rule terms;
+* an element of a dense layer's input delta: the row of Wᵀ and the delta it meets.
+
+A name without an index (of a step with more than one element) gives a `StepOverview`:
+the rule, where the values come from, and every element with its index.
+
+Nothing here prints; `bptrace.render.explain_text` formats these objects.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ScenarioError, did_you_mean
+from .scenario import Scenario, parse_element
+from .trace import Expansion
+from .tensors import canonical_index, describe_shape, display_index, squeezed_shape
+
+# agreement between the two views of a conv input delta (they sum the same products in a
+# different order, so only rounding noise may separate them)
+AGREE_RTOL = 1e-9
+AGREE_ATOL = 1e-12
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One factor as a person reads it: `c1.kernel[0,1]` = 0.15, or a constant `1/4`."""
+    label: str                 # the name with its index, e.g. "c1.kernel[0,1]", or "1/4"
+    name: str | None           # the traced name (or the expression around one, "1 − s1.out"); None for a constant
+    index: tuple | None        # the index as written (index base applied), None for a constant
+    value: float
+
+
+@dataclass(frozen=True)
+class Term:
+    operands: tuple            # of Operand; the term is their product
+    product: float
+    running: float             # the sum of this and every earlier term
+
+
+@dataclass
+class Window:
+    """A max-pool window that contains the explained cell of the pool's input."""
+    output: Operand            # the pool's output element of this window
+    cells: list                # Operand per cell of the window, row-major
+    winner: int                # position in `cells` of the maximum
+    tie: bool                  # another cell held the same maximum
+    mine: int                  # position in `cells` of the explained cell
+    delta: Operand             # the error at this window's output
+
+    @property
+    def won(self) -> bool:
+        return self.winner == self.mine
+
+
+@dataclass
+class ChannelPatch:
+    """One output map's share of the full convolution at the explained input cell."""
+    delta_name: str            # e.g. "c1.delta[2]" or "c1.delta" (one map)
+    rows: tuple                # rows of the padded delta under the window (first, last), index base applied
+    cols: tuple
+    patch: np.ndarray          # kh×kw values of the padded, dilated delta under the window
+    sources: list              # kh×kw nested list: the delta element's label, or None for a zero
+    kernel: np.ndarray         # kh×kw: the kernel turned by 180° (for this output map and input map)
+    kernel_labels: list        # kh×kw nested list of labels of the kernel elements
+    products: np.ndarray       # patch · kernel, elementwise
+    total: float
+
+
+@dataclass
+class FullConvolution:
+    """The second view of a conv input delta: the delta, dilated by the stride and padded
+    with zeros, slid under the kernel turned by 180°."""
+    layer: str
+    delta: str                 # the traced name of the delta (the conv's output error)
+    kernel: str                # the traced name of the kernel
+    flipped_from: str          # "the kernel as used in the forward pass, turned by 180°" ...
+    stride: tuple
+    padding: tuple
+    pad_before: tuple          # zeros before the dilated delta, (rows, cols)
+    padded: list               # per output map in this group: the whole padded, dilated delta (2-D)
+    maps: list                 # the output map index (as written) of each entry of `padded`
+    window: tuple              # (first row, first col) of the window in the padded map, index base applied
+    index_base: int
+    channels: list             # ChannelPatch per output map that reads this input map
+    total: float
+    direct: float              # the engine's chain-rule total
+    agree: bool
+
+
+@dataclass
+class DenseRow:
+    """An element of a dense layer's input delta: row k of Wᵀ times the delta."""
+    weights: list              # Operand per output: W[o,k]
+    deltas: list               # Operand per output: delta[o]
+
+
+@dataclass
+class Explanation:
+    element: str               # "c1.grad.kernel[0,1]"
+    name: str
+    index: tuple               # as written (index base applied); () for a single number
+    canonical: tuple
+    phase: str
+    layer: str | None
+    layer_type: str | None
+    rule: str
+    kind: str                  # "sum", "max", "apply", or "value" (not computed from other values)
+    origin: str | None = None  # for kind "value": where the number comes from
+    terms: list = field(default_factory=list)       # Term, for "sum"
+    fn: str | None = None                           # for "apply": σ, tanh, ...
+    argument: Operand | None = None                 # for "apply"
+    candidates: list = field(default_factory=list)  # Operand, for "max"
+    winner: int | None = None
+    tie: bool = False
+    total: float = 0.0         # the engine's own result for this element
+    value: float = 0.0         # what later steps use (differs when rounded or given)
+    replaced: str | None = None  # why value differs from total: "given" or the rounding
+    windows: list = field(default_factory=list)     # Window, through a max-pool backward
+    share: str | None = None   # "1/4", through an average pool backward
+    full_conv: FullConvolution | None = None
+    dense_row: DenseRow | None = None
+    index_base: int = 0
+
+
+@dataclass
+class StepOverview:
+    """A whole step: the rule, where it comes from, every element."""
+    name: str
+    phase: str
+    layer: str | None
+    layer_type: str | None
+    rule: str
+    shape: str                 # "4×4"
+    reads: tuple
+    elements: list             # (index as written, value)
+    rounded: str | None
+    given: int                 # how many elements were pinned by `given`
+    computed: list | None      # (index, engine's value) of the elements that were replaced
+    notes: list
+    index_base: int
+    example: str               # an element name to explain next, e.g. "c1.out[0,0]"
+
+
+# --- entry points ------------------------------------------------------------------------
+
+def explain(scenario: Scenario, target: str):
+    """`name` or `name[index]` → an `Explanation` (one element) or a `StepOverview`.
+
+    Raises ScenarioError (with a did-you-mean hint) for a name or index that does not exist.
+    """
+    name, index = locate(scenario, target)
+    if index is None:
+        from .engine import run
+
+        return overview(scenario, run(scenario), name)
+    return explain_many(scenario, [(name, index)])[0]
+
+
+def locate(scenario: Scenario, target: str):
+    """'c1.out[0,1]' → ('c1.out', canonical index); a single-number step needs no index."""
+    try:
+        name, written = parse_element(target)
+    except ValueError as exc:
+        raise ScenarioError(str(exc), key=target) from None
+    if name not in scenario.shapes:
+        raise ScenarioError(f"'{name}' is not a value in this trace", key=target,
+                            hint=did_you_mean(name, scenario.shapes) or
+                            "`bptrace run SCENARIO --format json` lists every name")
+    shape = scenario.shapes[name]
+    base = scenario.conventions.index_base
+    if written is None:
+        return name, (tuple(0 for _ in shape) if not squeezed_shape(shape) else None)
+    try:
+        return name, canonical_index(shape, written, base)
+    except IndexError as exc:
+        raise ScenarioError(f"{exc} (the shape is {describe_shape(shape)}, indices from {base})",
+                            key=target) from None
+
+
+def explain_many(scenario: Scenario, wanted) -> list:
+    """Explain several (name, canonical index) elements from one run of the engine."""
+    from .engine import run
+
+    requests: dict = {}
+    for name, index in wanted:
+        requests.setdefault(name, set()).add(tuple(index))
+        for other, other_index in _related(scenario, name, tuple(index)):
+            requests.setdefault(other, set()).add(other_index)
+    trace = run(scenario, explain=requests)
+    return [_Explainer(scenario, trace).element(name, tuple(index)) for name, index in wanted]
+
+
+def overview(scenario: Scenario, trace, name: str) -> StepOverview:
+    step = trace[name]
+    base = trace.conventions["index_base"]
+    elements = [(display_index(step.shape, idx, base), float(step.values[idx])) for idx in np.ndindex(*step.shape)]
+    replaced = None
+    if step.computed is not None:
+        replaced = [(display_index(step.shape, idx, base), float(step.computed[idx]))
+                    for idx in np.ndindex(*step.shape) if step.computed[idx] != step.values[idx]]
+    first = display_index(step.shape, tuple(0 for _ in step.shape), base)
+    return StepOverview(
+        name=name, phase=step.phase, layer=step.layer, layer_type=_layer_type(scenario, step.layer),
+        rule=step.rule, shape=describe_shape(step.shape), reads=step.reads, elements=elements,
+        rounded=step.rounded, given=int(step.given.sum()) if step.given is not None else 0,
+        computed=replaced, notes=list(step.notes), index_base=base,
+        example=name + ("[" + ",".join(map(str, first)) + "]" if first else ""))
+
+
+# --- what else the engine must record --------------------------------------------------
+
+def _role(scenario: Scenario, name: str):
+    """(layer, what) for a backward step that is a layer's input delta, else (None, None)."""
+    for position, layer in enumerate(scenario.layers):
+        below = f"{scenario.layers[position - 1].name}.delta" if position else "input.delta"
+        if name == below:
+            return layer, "in_delta"
+    return None, None
+
+
+def _related(scenario: Scenario, name: str, index: tuple):
+    """Elements whose terms an explanation also needs: the windows of a max-pool."""
+    layer, what = _role(scenario, name)
+    if layer is not None and layer.type == "maxpool":
+        for window in _windows_containing(layer, index):
+            yield f"{layer.name}.out", window
+
+
+def _windows_containing(layer, index):
+    n, c, h, w = index
+    _, _, Ho, Wo = layer.out_shape
+    for i, j in np.ndindex(Ho, Wo):
+        if (h, w) in list(layer.window(i, j)):
+            yield (n, c, i, j)
+
+
+def _layer_type(scenario: Scenario, layer_name):
+    for layer in scenario.layers:
+        if layer.name == layer_name:
+            return layer.type
+    return None
+
+
+# --- reading the trace -----------------------------------------------------------------
+
+class _Explainer:
+    def __init__(self, scenario: Scenario, trace):
+        self.scenario = scenario
+        self.trace = trace
+        self.base = trace.conventions["index_base"]
+        # longest first, so that "c1.out" is not found inside "c1.out2.out"
+        self.names = sorted(trace.names(), key=len, reverse=True)
+
+    # labels ----------------------------------------------------------------------------
+
+    def label(self, name: str, index) -> str:
+        return name + self.written(name, index, as_text=True)
+
+    def written(self, name, index, as_text=False):
+        shape = self.trace[name].shape
+        shown = display_index(shape, index, self.base)
+        if as_text:
+            return "[" + ",".join(map(str, shown)) + "]" if shown else ""
+        return shown
+
+    def operand(self, factor, step) -> Operand:
+        if factor.index is None:
+            return Operand(factor.name, None, None, float(factor.value))
+        if factor.name in self.trace:
+            return Operand(self.label(factor.name, factor.index), factor.name,
+                           self.written(factor.name, factor.index), float(factor.value))
+        return self._derived(factor, step)
+
+    def _derived(self, factor, step) -> Operand:
+        """A factor such as `1 − s1.out` or `(out − target)²` at an index: the index goes
+        after each traced name in it (and after `target`); a bare `out` is the output the
+        step read."""
+        text = factor.name
+        found = [name for name in self.names if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.\[])", text)]
+        if found:
+            owner = found[0]
+        else:
+            owner = step.reads[0] if step.reads else None
+            if owner and re.search(r"(?<![\w.])out(?![\w.])", text):
+                text = re.sub(r"(?<![\w.])out(?![\w.])", owner, text)
+                found = [owner]
+        shape = self.trace[owner].shape if owner else None
+        if shape is not None and len(shape) == len(factor.index):
+            shown = display_index(shape, factor.index, self.base)
+        else:
+            shown = tuple(i + self.base for i in factor.index)
+        suffix = "[" + ",".join(map(str, shown)) + "]" if shown else ""
+        expression = text            # e.g. "1 − s1.out": what every element of this factor is
+        for name in found:
+            text = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w.\[])", lambda _m, n=name: n + suffix, text)
+        text = re.sub(r"(?<![\w.])target(?![\w.\[])", "target" + suffix, text)
+        if text == expression:
+            text += suffix
+        return Operand(text, expression, shown, float(factor.value))
+
+    # one element -----------------------------------------------------------------------
+
+    def element(self, name: str, index: tuple) -> Explanation:
+        step = self.trace[name]
+        engine_value = float(step.computed[index] if step.computed is not None else step.values[index])
+        value = float(step.values[index])
+        replaced = None
+        if value != engine_value or (step.given is not None and step.given[index]):
+            if step.given is not None and step.given[index]:
+                replaced = "given"
+            elif step.rounded:
+                replaced = f"rounded ({step.rounded})"
+        layer = next((layer for layer in self.scenario.layers if layer.name == step.layer), None)
+        shown = self.written(name, index)
+        result = Explanation(
+            element=self.label(name, index), name=name, index=shown, canonical=index, phase=step.phase,
+            layer=step.layer, layer_type=layer.type if layer else None, rule=step.rule, kind="value",
+            total=engine_value, value=value, replaced=replaced, index_base=self.base)
+        if step.expansions is None:
+            # the engine records terms for every element asked for; a step with no record
+            # at all is not computed from other values (the input, a parameter, upstream.delta)
+            result.origin = self._origin(step)
+            return result
+        expansion = step.expansions.get(index)
+        if expansion is None:
+            # asked for, yet no term reached it (a cell that won no max-pool window)
+            expansion = Expansion("sum")
+        result.kind = expansion.kind
+        if expansion.kind == "sum":
+            running = 0.0
+            for factors in expansion.terms:
+                operands = tuple(self.operand(f, step) for f in factors)
+                product = 1.0
+                for operand in operands:
+                    product *= operand.value
+                running += product
+                result.terms.append(Term(operands, product, running))
+        elif expansion.kind == "max":
+            result.candidates = [self.operand(factors[0], step) for factors in expansion.terms]
+            result.winner, result.tie = expansion.winner, expansion.tie
+        elif expansion.kind == "apply":
+            result.fn = expansion.fn
+            result.argument = self.operand(expansion.terms[0][0], step)
+        role_layer, what = _role(self.scenario, name)
+        if what == "in_delta":
+            if role_layer.type == "maxpool":
+                result.windows = self._windows(role_layer, index)
+            elif role_layer.type == "avgpool":
+                result.share = f"1/{role_layer.size[0] * role_layer.size[1]}"
+            elif role_layer.type == "conv":
+                result.full_conv = self._full_convolution(role_layer, index, result.total)
+            elif role_layer.type == "dense":
+                result.dense_row = self._dense_row(role_layer, index)
+        return result
+
+    def _origin(self, step) -> str:
+        if step.phase == "input":
+            return "the scenario's input, as written"
+        if step.phase == "parameter":
+            return step.rule.split(": ", 1)[-1]
+        return step.rule
+
+    # max-pool: the windows around a cell ------------------------------------------------
+
+    def _windows(self, layer, index) -> list:
+        out_name, delta_name, x_name = f"{layer.name}.out", f"{layer.name}.delta", self._below(layer)
+        out_step, delta_step = self.trace[out_name], self.trace[delta_name]
+        windows = []
+        n, c, h, w = index
+        for at in _windows_containing(layer, index):
+            expansion = out_step.expansions[at]
+            cells = [self.operand(factors[0], out_step) for factors in expansion.terms]
+            positions = [f.index for (f,) in expansion.terms]
+            windows.append(Window(
+                output=Operand(self.label(out_name, at), out_name, self.written(out_name, at),
+                               float(out_step.values[at])),
+                cells=cells, winner=expansion.winner, tie=expansion.tie, mine=positions.index((n, c, h, w)),
+                delta=Operand(self.label(delta_name, at), delta_name, self.written(delta_name, at),
+                              float(delta_step.values[at]))))
+        return windows
+
+    def _below(self, layer) -> str:
+        position = self.scenario.layers.index(layer)
+        return f"{self.scenario.layers[position - 1].name}.out" if position else "input"
+
+    # dense: the row of Wᵀ -----------------------------------------------------------------
+
+    def _dense_row(self, layer, index) -> DenseRow:
+        n, k = index
+        weights_name, delta_name = f"{layer.name}.weights", f"{layer.name}.delta"
+        weights, delta = self.trace.value(weights_name), self.trace.value(delta_name)
+        return DenseRow(
+            weights=[Operand(self.label(weights_name, (o, k)), weights_name, self.written(weights_name, (o, k)),
+                             float(weights[o, k])) for o in range(weights.shape[0])],
+            deltas=[Operand(self.label(delta_name, (n, o)), delta_name, self.written(delta_name, (n, o)),
+                            float(delta[n, o])) for o in range(weights.shape[0])])
+
+    # conv: the full convolution, computed on its own ------------------------------------
+
+    def _full_convolution(self, layer, index, direct: float) -> FullConvolution:
+        """input.delta[n,c,h,w] = Σ_o Σ_u' Σ_v' P[o, h+u', w+v'] · K'[o, c, u', v'],
+
+        where K' is the kernel the forward pass slid over the input (as written under the
+        correlation convention, turned under the convolution convention), turned by 180°,
+        and P is the delta with s−1 zeros put between its rows (and columns) for stride s,
+        then kh−1−p zeros before it for padding p: P[o, r, q] = delta[o, i, j] when
+        r = i·s + kh−1−p and q = j·s + kw−1−p."""
+        n, c, h, w = index
+        delta_name, kernel_name = f"{layer.name}.delta", f"{layer.name}.kernel"
+        delta, kernel = self.trace.value(delta_name), self.trace.value(kernel_name)
+        out_channels, in_per_group, kh, kw = kernel.shape
+        _, _, H, W = layer.in_shape
+        _, _, Ho, Wo = layer.out_shape
+        (sh, sw), (ph, pw) = layer.stride, layer.padding
+        out_per_group = out_channels // layer.groups
+        group, ck = divmod(c, in_per_group)
+        # the kernel as the forward pass applied it (tap (u,v) reads x[i·s+u−p, j·s+v−p])
+        applied = kernel[:, :, ::-1, ::-1] if layer.flip else kernel
+        turned = applied[:, :, ::-1, ::-1]
+        before = (kh - 1 - ph, kw - 1 - pw)
+        padded_maps, maps, channels = [], [], []
+        total = 0.0
+        for o in range(group * out_per_group, (group + 1) * out_per_group):
+            padded = np.zeros((H + kh - 1, W + kw - 1))
+            source = {}
+            for i, j in np.ndindex(Ho, Wo):
+                r, q = i * sh + before[0], j * sw + before[1]
+                if 0 <= r < padded.shape[0] and 0 <= q < padded.shape[1]:
+                    padded[r, q] = delta[n, o, i, j]
+                    source[(r, q)] = self.label(delta_name, (n, o, i, j))
+            patch = padded[h:h + kh, w:w + kw]
+            rotated = turned[o, ck]
+            products = patch * rotated
+            # the label of each turned-kernel cell: which element of the written kernel it is
+            labels = []
+            for a in range(kh):
+                row = []
+                for b in range(kw):
+                    u, v = kh - 1 - a, kw - 1 - b          # the applied tap this turned cell came from
+                    if layer.flip:
+                        u, v = kh - 1 - u, kw - 1 - v      # ... and the written cell that tap used
+                    row.append(self.label(kernel_name, (o, ck, u, v)))
+                labels.append(row)
+            part = float(products.sum())
+            total += part
+            channels.append(ChannelPatch(
+                delta_name=self._map_label(delta_name, (n, o)), rows=(h + self.base, h + kh - 1 + self.base),
+                cols=(w + self.base, w + kw - 1 + self.base),
+                patch=patch.copy(), sources=[[source.get((h + a, w + b)) for b in range(kw)] for a in range(kh)],
+                kernel=rotated.copy(), kernel_labels=labels, products=products, total=part))
+            padded_maps.append(padded)
+            maps.append(self._map_label(delta_name, (n, o)))
+        agree = abs(total - direct) <= AGREE_ATOL + AGREE_RTOL * max(abs(total), abs(direct))
+        return FullConvolution(
+            layer=layer.name, delta=delta_name, kernel=kernel_name,
+            flipped_from=("the kernel as written (the convolution convention already turned it once "
+                          "in the forward pass)") if layer.flip else "the kernel turned by 180°",
+            stride=(sh, sw), padding=(ph, pw), pad_before=before, padded=padded_maps, maps=maps,
+            window=(h + self.base, w + self.base), index_base=self.base, channels=channels, total=total, direct=direct, agree=agree)
+
+    def _map_label(self, name: str, leading: tuple) -> str:
+        """`c1.delta[2]` for map 2 of a layer with several maps; `c1.delta` for one map."""
+        shape = self.trace[name].shape
+        shown = [i + self.base for axis, i in enumerate(leading) if shape[axis] != 1]
+        return name + ("[" + ",".join(map(str, shown)) + "]" if shown else "")

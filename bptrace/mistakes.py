@@ -1,0 +1,707 @@
+"""The catalog of classic backpropagation mistakes, and which of them reproduce a sheet.
+
+Each mistake is the scenario itself with one thing changed: a layer swapped for a copy
+whose class is a small subclass overriding one method (a conv whose kernel gradient comes
+out turned by 180°, a sigmoid whose slope is missing, a max-pool that routes its error to
+the wrong cell...), a loss whose gradient is scaled, or a negated learning rate.  The
+engine then runs it as it runs anything; neither the engine nor the layers know about
+mistakes.
+
+A mistake *explains* a wrong step when every wrong number of that step matches the
+mistaken run, at the tolerance in force, either as the mistaken run computes it from the
+start or as it computes it from the sheet's own earlier answers (a student who made the
+mistake also carried their own rounded numbers).  It is reported only if, in addition, no
+number the sheet got right disagrees with it.  Nothing else is ever offered as a guess.
+
+Speed: a class's sheets of one problem share one `Catalog` (the mistaken runs without
+answers, and which steps each mistake changes).  For a sheet, a mistake is run with the
+sheet's answers only when it could touch a wrong answer and the outcome is not already
+known without running: a step the mistake cannot reach (through steps the sheet did not
+pin) is the sheet's own run; a step none of whose inputs the sheet pinned is the mistaken
+run without answers.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+
+from .errors import ScenarioError
+from .losses import LOSSES
+from .scenario import Loss, Patch, Scenario
+
+# In the order reports list them.
+IDS = (
+    "kernel-not-flipped", "input-delta-kernel-not-rotated", "input-delta-valid-not-full",
+    "activation-derivative-missing", "activation-derivative-wrong-argument", "avgpool-scale-missing",
+    "maxpool-routed-everywhere", "maxpool-wrong-position", "flatten-order-swapped", "loss-gradient-sign",
+    "loss-factor-two", "batch-averaged-not-summed", "batch-summed-not-averaged", "bias-gradient-not-summed",
+    "update-sign",
+)
+
+
+@dataclass
+class Variant:
+    """One way of making one catalog mistake in one scenario."""
+    id: str
+    message: str                  # one sentence a student can act on
+    scenario: Scenario            # the scenario with the mistake built in
+    layers: tuple = ()
+    form: str = ""                # which way of making it (the swapped-in class or attribute)
+    # For an answer of another shape than the step's: (name, written shape) → (the step whose
+    # numbers it would be, a function from that step's canonical values to the written shape)
+    shaped: Callable | None = None
+
+
+# --- the mistaken layers --------------------------------------------------------------------
+
+def _turned(values: np.ndarray) -> np.ndarray:
+    """A kernel or a feature map turned by 180° in its last two axes."""
+    return np.ascontiguousarray(values[..., ::-1, ::-1])
+
+
+def _silent(recs: dict) -> dict:
+    return {role: None for role in recs}
+
+
+class KernelGradientTurned:
+    """kernel-not-flipped: the right kernel gradient, turned by 180°."""
+
+    def backward(self, x, out, delta, p, recs):
+        result = super().backward(x, out, delta, p, recs)
+        result["kernel"] = _turned(result["kernel"])
+        return result
+
+
+class DeltaTurnedInKernelGradient:
+    """kernel-not-flipped: the delta turned by 180° before sliding it over the input (a
+    convolution where the forward pass correlates, or the reverse)."""
+
+    def backward(self, x, out, delta, p, recs):
+        result = super().backward(x, out, delta, p, recs)
+        result["kernel"] = super().backward(x, out, _turned(delta), p, _silent(recs))["kernel"]
+        return result
+
+
+class InputDeltaKernelUnturned:
+    """input-delta-kernel-not-rotated: the error sent to the input through the kernel in
+    the forward pass's orientation."""
+
+    def backward(self, x, out, delta, p, recs):
+        result = super().backward(x, out, delta, p, recs)
+        turned = dict(p, kernel=_turned(p["kernel"]))
+        result["in"] = super().backward(x, out, delta, turned, _silent(recs))["in"]
+        return result
+
+
+def covered_cells(layer) -> np.ndarray:
+    """[H][W] mask of the input cells that every kernel tap reads (a 'valid' convolution of
+    the delta with the turned kernel yields exactly these)."""
+    _, _, H, W = layer.in_shape
+    _, _, kh, kw = layer.params["kernel"].shape
+    taps = {}
+    for i, j in np.ndindex(*layer.out_shape[2:]):
+        for ck, _, u, v, h, w in layer.window(0, i, j):
+            if ck == 0:
+                taps.setdefault((h, w), set()).add((u, v))
+    return np.array([[len(taps.get((h, w), ())) == kh * kw for w in range(W)] for h in range(H)])
+
+
+class InputDeltaValid:
+    """input-delta-valid-not-full: only the cells a 'valid' convolution reaches get an error."""
+
+    def backward(self, x, out, delta, p, recs):
+        result = super().backward(x, out, delta, p, recs)
+        result["in"] = result["in"] * covered_cells(self)
+        return result
+
+
+class BiasGradientAveraged:
+    """bias-gradient-not-summed: the bias gradient averaged over positions and samples."""
+
+    def backward(self, x, out, delta, p, recs):
+        result = super().backward(x, out, delta, p, recs)
+        result["bias"] = result["bias"] / (int(np.prod(self.out_shape)) // self.out_shape[1])
+        return result
+
+
+class ParameterGradientsScaled:
+    """batch-averaged-not-summed: every parameter gradient times `gradient_factor` (1/N)."""
+    gradient_factor = 1.0
+
+    def backward(self, x, out, delta, p, recs):
+        result = super().backward(x, out, delta, p, recs)
+        for role in self.param_roles:
+            result[role] = result[role] * self.gradient_factor
+        return result
+
+
+class SlopeMissing:
+    """activation-derivative-missing: the error passes the activation unchanged."""
+
+    def slope(self, z, y):
+        return []
+
+
+class SoftmaxSlopeMissing:
+    def backward(self, x, out, delta, p, recs):
+        return {"in": np.array(delta, dtype=float)}
+
+
+class SlopeAtInput:
+    """activation-derivative-wrong-argument: f′ written in terms of the output, fed the input
+    (z(1 − z) for the sigmoid, 1 − z² for tanh)."""
+
+    def slope(self, z, y):
+        return super().slope(z, z)
+
+
+class SlopeOfOutput:
+    """activation-derivative-wrong-argument: f′ of the output, σ(y)(1 − σ(y)) with y = σ(z)."""
+
+    def slope(self, z, y):
+        return super().slope(y, self.f(y))
+
+
+def _routed(layer, x, delta, choose) -> dict:
+    """Max-pool backward where `choose(cells, values, best, origin)` picks the cells of each
+    window that receive its error."""
+    x, delta = x.tolist(), delta.tolist()
+    (sh, sw), (ph, pw) = layer.stride, layer.padding
+    x_delta = np.zeros(layer.in_shape)
+    for n, c, i, j in np.ndindex(*layer.out_shape):
+        cells, values, best, _ = layer.winner(x, n, c, i, j)
+        for h, w in choose(cells, values, best, (i * sh - ph, j * sw - pw)):
+            x_delta[n, c, h, w] += delta[n][c][i][j]
+    return {"in": x_delta}
+
+
+class RoutedEverywhere:
+    """maxpool-routed-everywhere: each window's error copied to every cell of the window."""
+
+    def backward(self, x, out, delta, p, recs):
+        return _routed(self, x, delta, lambda cells, values, best, origin: cells)
+
+
+class RoutedToCorner:
+    """maxpool-wrong-position: each window's error at its top-left cell."""
+
+    def backward(self, x, out, delta, p, recs):
+        return _routed(self, x, delta, lambda cells, values, best, origin: cells[:1])
+
+
+class RoutedToMinimum:
+    """maxpool-wrong-position: each window's error at its (first) smallest cell."""
+
+    def backward(self, x, out, delta, p, recs):
+        return _routed(self, x, delta, lambda cells, values, best, origin: [cells[values.index(min(values))]])
+
+
+class RoutedTransposed:
+    """maxpool-wrong-position: row and column of the winner swapped within its window."""
+
+    def backward(self, x, out, delta, p, recs):
+        def choose(cells, values, best, origin):
+            (h, w), (oh, ow) = cells[best], origin
+            mirrored = (oh + (w - ow), ow + (h - oh))
+            return [mirrored] if mirrored in cells else []
+        return _routed(self, x, delta, choose)
+
+
+class AverageNotDivided:
+    """avgpool-scale-missing: every cell of a window gets the window's whole error."""
+
+    def backward(self, x, out, delta, p, recs):
+        result = super().backward(x, out, delta, p, recs)
+        result["in"] = result["in"] * (self.size[0] * self.size[1])
+        return result
+
+
+class UnflattenedOtherWay:
+    """flatten-order-swapped (backward only): the error laid back in the other order."""
+
+    def backward(self, x, out, delta, p, recs):
+        other = copy.copy(self)
+        other.column = not self.column
+        return super(UnflattenedOtherWay, other).backward(x, out, delta, p, recs)
+
+
+@lru_cache(maxsize=None)
+def _mistaken_class(base: type, mistake: type) -> type:
+    return type(f"{mistake.__name__}{base.__name__}", (mistake, base), {})
+
+
+def _swapped(layer, mistake: type | None = None, **attributes):
+    """A copy of `layer` whose class is `mistake` mixed into its own; attributes set on it."""
+    clone = copy.copy(layer)
+    if mistake is not None:
+        clone.__class__ = _mistaken_class(type(layer), mistake)
+    for key, value in attributes.items():
+        setattr(clone, key, value)
+    return clone
+
+
+def _with_layers(scenario: Scenario, replaced: dict) -> Scenario:
+    return dataclasses.replace(scenario, layers=[replaced.get(layer.name, layer) for layer in scenario.layers])
+
+
+# --- the mistaken losses --------------------------------------------------------------------
+
+@dataclass
+class MistakenLoss(Loss):
+    """The scenario's loss with its value and gradient scaled (a sign, a factor 2, a 1/N)."""
+    value_factor: float = 1.0
+    gradient_factor: float = 1.0
+
+    def function(self):
+        return _scaled_loss(LOSSES[self.type], self.value_factor, self.gradient_factor)()
+
+
+@lru_cache(maxsize=None)
+def _scaled_loss(base: type, value_factor: float, gradient_factor: float) -> type:
+    def value(self, out, target, rec):
+        return value_factor * base.value(self, out, target, None)
+
+    def gradient(self, out, target, rec):
+        return gradient_factor * base.gradient(self, out, target, None)
+
+    return type(f"Mistaken{base.__name__}", (base,), {"value": value, "gradient": gradient})
+
+
+def _with_loss(scenario: Scenario, value_factor: float, gradient_factor: float) -> Scenario:
+    loss = scenario.loss
+    return dataclasses.replace(scenario, loss=MistakenLoss(loss.type, loss.target, loss.classes,
+                                                           value_factor, gradient_factor))
+
+
+# --- the catalog for one scenario -----------------------------------------------------------
+
+@dataclass
+class Where:
+    """The names a message about one layer uses."""
+    layer: object
+    x: str              # the layer's input
+    x_delta: str        # the error at its input
+
+    @property
+    def name(self):
+        return self.layer.name
+
+    @property
+    def delta(self):
+        return f"{self.layer.name}.delta"
+
+
+def variants(scenario: Scenario) -> list[Variant]:
+    """Every way the catalog's mistakes can be made in this scenario."""
+    sc = scenario
+    names = [layer.name for layer in sc.layers]
+    start = sc.upstream.layer if sc.upstream else names[-1]
+    active = {layer.name for layer in sc.layers[:names.index(start) + 1]}
+    places = []
+    for position, layer in enumerate(sc.layers):
+        below = names[position - 1] if position else None
+        places.append(Where(layer, f"{below}.out" if below else "input",
+                            f"{below}.delta" if below else "input.delta"))
+    found = []
+    for where in places:
+        if where.name in active:
+            found += _layer_variants(sc, where)
+        elif where.layer.type == "conv":
+            found += _conv_forward(sc, where)
+    found += _grouped(sc, found)
+    found += _batch_and_loss_variants(sc, [w for w in places if w.name in active])
+    if sc.learning_rate is not None:
+        found.append(Variant(
+            "update-sign",
+            f"Gradient descent subtracts: new = old − {sc.learning_rate:g} · grad; your updated "
+            "parameters add the gradient instead.",
+            dataclasses.replace(sc, learning_rate=-sc.learning_rate)))
+    order = {id_: position for position, id_ in enumerate(IDS)}
+    return sorted(found, key=lambda variant: order[variant.id])
+
+
+def _one(sc, where, id_, message, mistake=None, shaped=None, **attributes) -> Variant:
+    layer = _swapped(where.layer, mistake, **attributes)
+    form = mistake.__name__ if mistake else ",".join(sorted(attributes))
+    return Variant(id_, message, _with_layers(sc, {where.name: layer}), (where.name,), form, shaped)
+
+
+def _conv_forward(sc, where) -> list:
+    layer = where.layer
+    if layer.params["kernel"].shape[2:] == (1, 1):
+        return []
+    if layer.flip:
+        message = (f"This scenario's convention is convolution: {where.name} turns its kernel by 180° "
+                   "before sliding it over the input, and your numbers come from sliding it unturned.")
+    else:
+        message = (f"This scenario's convention is correlation: {where.name} slides its kernel over the "
+                   "input as written, and your numbers come from turning it by 180° first.")
+    return [_one(sc, where, "kernel-not-flipped", message, flip=not layer.flip)]
+
+
+def _layer_variants(sc, where) -> list:
+    layer, kind = where.layer, where.layer.type
+    found = []
+    if kind == "conv":
+        found += _conv_forward(sc, where)
+        kh, kw = layer.params["kernel"].shape[2:]
+        if (kh, kw) != (1, 1):
+            found.append(_one(
+                sc, where, "kernel-not-flipped",
+                f"Your {where.name}.grad.kernel is the right one turned by 180°: the gradient takes the "
+                f"forward pass's orientation, so correlate {where.x} with {where.delta} "
+                + ("and turn the result as the kernel was turned." if layer.flip else "without turning anything."),
+                KernelGradientTurned))
+            found.append(_one(
+                sc, where, "kernel-not-flipped",
+                f"You turned {where.delta} by 180° before sliding it over {where.x} (a convolution); "
+                f"{where.name}.grad.kernel[u,v] is Σ {where.delta}[i,j] · {where.x}[i+u, j+v] with the delta unturned.",
+                DeltaTurnedInKernelGradient))
+            found.append(_one(
+                sc, where, "input-delta-kernel-not-rotated",
+                f"To send {where.delta} back to {where.x}, slide it under the kernel turned by 180° "
+                f"relative to the forward pass (a full convolution); your {where.x_delta} uses it unturned.",
+                InputDeltaKernelUnturned))
+            covered = covered_cells(layer)
+            if layer.stride == (1, 1) and covered.any() and not covered.all():
+                found.append(_one(
+                    sc, where, "input-delta-valid-not-full",
+                    f"Pad {where.delta} with {kh - 1}×{kw - 1} rings of zeros before sliding the turned kernel "
+                    f"over it (a full, not a valid, convolution), so that the border cells of {where.x} get "
+                    "their error too.",
+                    InputDeltaValid, shaped=_valid_shape(where.x_delta, covered)))
+        positions = int(np.prod(layer.out_shape)) // layer.out_shape[1]
+        if positions > 1:
+            found.append(_bias_variant(sc, where, "position" + (" and sample" if layer.out_shape[0] > 1 else "")))
+    elif kind == "dense":
+        if layer.out_shape[0] > 1:
+            found.append(_bias_variant(sc, where, "sample of the batch"))
+    elif kind == "maxpool":
+        found.append(_one(sc, where, "maxpool-routed-everywhere",
+                          f"Send each {where.delta} element only to the cell of {where.x} that won its window "
+                          "in the forward pass (zeros elsewhere); you copied it to every cell of the window.",
+                          RoutedEverywhere))
+        right = f"Send each {where.delta} element to the cell of {where.x} that held its window's maximum"
+        found.append(_one(sc, where, "maxpool-wrong-position",
+                          f"{right}; you put it at each window's top-left cell.", RoutedToCorner))
+        found.append(_one(sc, where, "maxpool-wrong-position",
+                          f"{right}; you put it at each window's smallest cell.", RoutedToMinimum))
+        if layer.size[0] == layer.size[1]:
+            found.append(_one(sc, where, "maxpool-wrong-position",
+                              f"{right}; you swapped its row and column within the window.", RoutedTransposed))
+    elif kind == "avgpool":
+        area = layer.size[0] * layer.size[1]
+        if area > 1:
+            found.append(_one(sc, where, "avgpool-scale-missing",
+                              f"Each cell of an average-pool window gets 1/{area} of the window's error; "
+                              f"you gave every cell of {where.x_delta} the whole {where.delta}.",
+                              AverageNotDivided))
+    elif kind in ("sigmoid", "tanh", "relu", "leaky_relu", "softmax"):
+        slope = {"sigmoid": f"{where.name}.out·(1 − {where.name}.out)",
+                 "tanh": f"1 − {where.name}.out²", "relu": f"[{where.x} > 0]",
+                 "leaky_relu": f"1 or {getattr(layer, 'negative_slope', 0.01):g} by the sign of {where.x}",
+                 "softmax": "the softmax's Jacobian"}[kind]
+        found.append(_one(sc, where, "activation-derivative-missing",
+                          f"Multiply {where.delta} by {kind}′ = {slope} on the way back through {where.name}; "
+                          f"your {where.x_delta} is {where.delta} passed through unchanged.",
+                          SoftmaxSlopeMissing if kind == "softmax" else SlopeMissing))
+        if kind in ("sigmoid", "tanh"):
+            as_input = {"sigmoid": f"{where.x}·(1 − {where.x})", "tanh": f"1 − {where.x}²"}[kind]
+            found.append(_one(sc, where, "activation-derivative-wrong-argument",
+                              f"{kind}′ written with the output is {slope}; you put {where.name}'s input in "
+                              f"its place ({as_input}).", SlopeAtInput))
+            found.append(_one(sc, where, "activation-derivative-wrong-argument",
+                              f"{kind}′ written with the output is {slope}; you applied {kind} to "
+                              f"{where.name}.out once more before using it.", SlopeOfOutput))
+    elif kind == "flatten":
+        orders = ("column by column", "row by row") if layer.column else ("row by row", "column by column")
+        found.append(_one(sc, where, "flatten-order-swapped",
+                          f"Lay {where.delta} back onto the map in the order {where.name} flattened it "
+                          f"({orders[0]}); you filled {where.x_delta} {orders[1]}.", UnflattenedOtherWay))
+        found.append(_one(sc, where, "flatten-order-swapped",
+                          f"This scenario flattens each map {orders[0]} (conventions.flatten); your numbers "
+                          f"follow a flatten {orders[1]}.", column=not layer.column))
+    return found
+
+
+def _bias_variant(sc, where, over: str) -> Variant:
+    def shaped(name, shape):
+        if name == f"{where.name}.grad.bias" and _squeezed(shape) == _squeezed(where.layer.out_shape):
+            return where.delta, lambda values: values
+        return None
+
+    return _one(sc, where, "bias-gradient-not-summed",
+                f"{where.name}.grad.bias is one number per output map: the sum of {where.delta} over every "
+                f"{over}; yours is not that sum.", BiasGradientAveraged, shaped=shaped)
+
+
+def _valid_shape(x_delta: str, covered: np.ndarray):
+    rows, columns = np.nonzero(covered.any(axis=1))[0], np.nonzero(covered.any(axis=0))[0]
+    crop = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
+
+    def shaped(name, shape):
+        if name != x_delta:
+            return None
+        return name, lambda values: values[(Ellipsis,) + crop]
+
+    return shaped
+
+
+def _squeezed(shape) -> tuple:
+    return tuple(d for d in shape if d != 1)
+
+
+def _grouped(sc, found) -> list:
+    """A mistake made in every layer of a kind at once (a student who does it once does it
+    everywhere), when the scenario has several such layers: one layer's variant alone
+    would not reproduce answers given only after the last of them."""
+    groups = {}
+    for variant in found:
+        if len(variant.layers) == 1:
+            groups.setdefault((variant.id, variant.form), []).append(variant)
+    combined = []
+    for (id_, form), members in groups.items():
+        if len(members) < 2:
+            continue
+        replaced = {m.layers[0]: m.scenario.layer(m.layers[0]) for m in members}
+        names = tuple(replaced)
+        combined.append(Variant(id_, f"{members[0].message} The same goes for {', '.join(names[1:])}.",
+                                _with_layers(sc, replaced), names, form=form))
+    return combined
+
+
+def _batch_and_loss_variants(sc, active_places) -> list:
+    found = []
+    samples = sc.input.shape[0]
+    loss = sc.loss
+    if loss is not None:
+        delta = f"{sc.layers[-1].name}.delta"
+        out = f"{sc.layers[-1].name}.out"
+        found.append(Variant("loss-gradient-sign",
+                             f"The loss's gradient is taken with respect to the output, {out} − target, "
+                             f"not target − {out}: flip the sign of {delta}.", _with_loss(sc, 1.0, -1.0)))
+        if loss.type in ("half_sse", "sse", "mse"):
+            if loss.type == "half_sse":
+                right, factor = f"the ½ cancels the 2 from the square: {delta} = {out} − target", 2.0
+            else:
+                right, factor = (f"the square brings down a 2: {delta} = 2 · ({out} − target)"
+                                 + (" / M" if loss.type == "mse" else "")), 0.5
+            found.append(Variant("loss-factor-two", f"With {loss.type}, {right}; yours is off by a factor 2.",
+                                 _with_loss(sc, 1.0, factor)))
+            found.append(Variant("loss-factor-two", f"With {loss.type}, {right}; your loss and {delta} are "
+                                 "both off by a factor 2.", _with_loss(sc, factor, factor)))
+        if samples > 1 and loss.type in ("half_sse", "sse"):
+            text = (f"{loss.type} adds up the {samples} samples of the batch, so do not divide by {samples}")
+            found.append(Variant("batch-averaged-not-summed", f"{text}: {delta} is off by a factor {samples}.",
+                                 _with_loss(sc, 1.0, 1.0 / samples)))
+            found.append(Variant("batch-averaged-not-summed", f"{text}: your loss and {delta} are averaged.",
+                                 _with_loss(sc, 1.0 / samples, 1.0 / samples)))
+        if samples > 1 and loss.type in ("mse", "cross_entropy", "bce"):
+            text = f"{loss.type} averages over the {samples} samples of the batch: divide by {samples}"
+            found.append(Variant("batch-summed-not-averaged", f"{text}; your {delta} is summed.",
+                                 _with_loss(sc, 1.0, float(samples))))
+            found.append(Variant("batch-summed-not-averaged", f"{text}; your loss and {delta} are summed.",
+                                 _with_loss(sc, float(samples), float(samples))))
+    if samples > 1 and (loss is None or loss.type in ("half_sse", "sse")):
+        with_params = [w for w in active_places if w.layer.param_roles]
+        if with_params:
+            replaced = {w.name: _swapped(w.layer, ParameterGradientsScaled, gradient_factor=1.0 / samples)
+                        for w in with_params}
+            found.append(Variant("batch-averaged-not-summed",
+                                 f"Add up the parameter gradients over the {samples} samples of the batch; "
+                                 f"yours are averaged (divided by {samples}).",
+                                 _with_layers(sc, replaced), tuple(replaced)))
+    return found
+
+
+# --- which mistakes reproduce a sheet -------------------------------------------------------
+
+@dataclass
+class MistakenRun:
+    variant: Variant
+    refs: dict               # the mistaken run's numbers without the sheet's answers
+    modified: frozenset      # the steps whose rule the mistake changes
+    first: int               # position of the first step whose numbers differ from the clean run
+
+
+class Catalog:
+    """The catalog's runs for one scenario, made once and shared by every sheet of it."""
+
+    def __init__(self, model):
+        self.model = model
+        self._runs = None
+
+    @property
+    def runs(self) -> list[MistakenRun]:
+        if self._runs is None:
+            self._runs = [r for r in (self._prepare(v) for v in variants(self.model.scenario)) if r]
+        return self._runs
+
+    def _prepare(self, variant: Variant) -> MistakenRun | None:
+        from .check import references
+        from .engine import run
+
+        model = self.model
+        try:
+            refs = references(run(variant.scenario, terms=False), variant.scenario)
+            # every step pinned to the clean numbers: a step then computes something else
+            # only if the mistake changed its own rule
+            pinned = {name: Patch(name, values, np.ones(values.shape, dtype=bool))
+                      for name, values in model.refs.items()}
+            isolated = references(run(variant.scenario, overrides=pinned, terms=False), variant.scenario)
+        except ScenarioError:
+            return None              # the mistake drives this network out of range: not a candidate
+        names = list(model.order)
+        differing = [name for name in names if not np.array_equal(refs[name], model.refs[name])]
+        if not differing:
+            return None              # the mistake makes no difference here
+        modified = frozenset(name for name in names if not np.array_equal(isolated[name], model.refs[name]))
+        return MistakenRun(variant, refs, modified, model.order[differing[0]])
+
+
+def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match) -> tuple[list, list]:
+    """The catalog entries that reproduce the sheet's wrong numbers, and the labels of the
+    wrong answers none reproduces.
+
+    rows: the checker's rows; overrides: the sheet's answers as pinned patches; own: every
+    step's numbers computed from the sheet's own answers; match(written, value) → truthy."""
+    from .check import WRONG
+
+    wrong = [row for row in rows if row.verdict == WRONG]
+    if not wrong:
+        return [], []
+    found = {}
+    for mistaken in catalog.runs:
+        explained = _explained(catalog, mistaken, rows, overrides, own, match)
+        if explained:
+            entry = found.setdefault(mistaken.variant.id, {"variants": [], "labels": []})
+            entry["variants"].append(mistaken.variant)
+            entry["labels"] += [label for label in explained if label not in entry["labels"]]
+    from .check import Diagnosis
+
+    order = {row.label: position for position, row in enumerate(rows)}
+    diagnoses = []
+    for id_, entry in found.items():
+        labels = sorted(entry["labels"], key=order.get)
+        layers = []
+        for variant in entry["variants"]:
+            layers += [name for name in variant.layers if name not in layers]
+        diagnoses.append(Diagnosis(id_, entry["variants"][0].message, labels, layers))
+    # a mistake that reproduces only part of what another reproduces adds nothing to it
+    # (averaging over the batch also averages the bias gradient): keep the larger one
+    diagnoses = [d for d in diagnoses
+                 if not any(set(d.explains) < set(other.explains) for other in diagnoses)]
+    diagnoses.sort(key=lambda d: (order[d.explains[0]], IDS.index(d.id)))
+    covered = {label for d in diagnoses for label in d.explains}
+    return diagnoses, [row.label for row in wrong if row.label not in covered]
+
+
+def _explained(catalog, mistaken: MistakenRun, rows, overrides, own, match) -> list:
+    """The labels of the wrong answers this mistake reproduces (whole steps only), or []
+    when it reproduces none or disagrees with a number the sheet got right."""
+    from .check import WRONG
+    from .engine import run
+
+    model, variant = catalog.model, mistaken.variant
+    order = model.order
+    relevant = [row for row in rows if order[row.name] >= mistaken.first]
+    wrong_steps = {}
+    for row in relevant:
+        if row.verdict == WRONG:
+            wrong_steps.setdefault(row.name if row.shape is None else ("shape", row.label), []).append(row)
+    if not wrong_steps:
+        return []
+    source = _sources(model, mistaken, overrides)
+    mine = {}
+
+    def with_answers(name):
+        """This mistake's numbers for a step, computed from the sheet's own answers."""
+        where = source[name]
+        if where == "own":
+            return own[name]
+        if where == "clean":
+            return mistaken.refs[name]
+        if "trace" not in mine:
+            mine["trace"] = _run_with(run, variant.scenario, overrides)
+        return mine["trace"][name] if mine["trace"] is not None else None
+
+    def fits(row, optimistic):
+        if match(row.written, float(mistaken.refs[row.name][row.index])):
+            return True
+        if optimistic and source[row.name] == "run":
+            return True              # not known without running
+        values = with_answers(row.name)
+        return values is not None and bool(match(row.written, float(values[row.index])))
+
+    def shaped_fits(row, optimistic):
+        found = variant.shaped(row.name, row.answer.values.shape) if variant.shaped else None
+        if found is None:
+            return False
+        step, select = found
+        if optimistic and source[step] == "run":
+            return True
+        for values in (mistaken.refs[step], with_answers(step)):
+            if values is None:
+                continue
+            chosen = np.asarray(select(values)).reshape(-1)
+            if chosen.size == len(row.answer.written) and all(
+                    match(w, float(v)) for w, v in zip(row.answer.written, chosen)):
+                return True
+        return False
+
+    def explained_steps(optimistic):
+        labels = []
+        for key, step_rows in wrong_steps.items():
+            test = shaped_fits if isinstance(key, tuple) else fits
+            if all(test(row, optimistic) for row in step_rows):
+                labels += [row.label for row in step_rows]
+        return labels
+
+    def contradicted(optimistic):
+        return any(row.verdict != WRONG and row.shape is None and not fits(row, optimistic)
+                   for row in relevant)
+
+    # first with what is known without running, optimistic where only a run would tell
+    if not explained_steps(True) or contradicted(True):
+        return []
+    if contradicted(False):
+        return []
+    return explained_steps(False)
+
+
+def _run_with(run, scenario, overrides):
+    from .check import references
+
+    try:
+        return references(run(scenario, overrides=overrides, terms=False), scenario)
+    except ScenarioError:
+        return None
+
+
+def _sources(model, mistaken: MistakenRun, overrides: dict) -> dict:
+    """For each step, where the mistaken run *with the sheet's answers* gets its numbers
+    without running it: "own" (the mistake cannot reach the step, so it is the sheet's own
+    run), "clean" (the sheet pinned nothing the step depends on, so it is the mistaken run
+    without answers), or "run" (only running tells)."""
+    perturbed = {name for name, patch in overrides.items()
+                 if not np.array_equal(patch.values[patch.mask], mistaken.refs[name][patch.mask])}
+    whole = {name for name, patch in overrides.items() if patch.mask.all()}
+    value_differs, pinned_above, sources, seen_pins = {}, {}, {}, False
+    for name in model.order:
+        reads = model.reads[name]
+        modified = name in mistaken.modified
+        differs = modified or any(value_differs[r] for r in reads)
+        value_differs[name] = differs and name not in whole
+        if modified:
+            # a changed rule may read more than the clean step's `reads`: any pin above counts
+            pinned_above[name] = seen_pins
+        else:
+            pinned_above[name] = any(r in perturbed or pinned_above[r] for r in reads)
+        seen_pins = seen_pins or name in perturbed
+        sources[name] = "own" if not differs else ("clean" if not pinned_above[name] else "run")
+    return sources

@@ -1,0 +1,181 @@
+"""`check` as text: the report of one sheet (every compared number, the first wrong step,
+the likely mistake), or one verdict line per sheet when a call checks many.  The last
+line is always `N passed, M failed`.  Formats the `CheckReport`; computes nothing."""
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+
+from .common import number
+
+MINUS = "−"
+WRONG = Style(bold=True, color="red")
+FOLLOWS = Style(color="yellow")
+RIGHT = Style(color="green")
+TITLE = Style(bold=True)
+DIM = Style(dim=True)
+NAME = Style(bold=True, color="cyan")
+
+
+def _signed(text: str) -> str:
+    return text.replace("-", MINUS) if not text.lower().startswith(("e", "+e")) else text
+
+
+def _number(value) -> str:
+    return _signed(number(value))
+
+
+def _yours(row) -> str:
+    if row.shape is not None:
+        return _shape(row.shape)
+    return _signed(row.written.shown()) if row.written else _number(row.yours)
+
+
+def _shape(shape) -> str:
+    return "×".join(map(str, shape)) + " numbers" if shape else "1 number"
+
+
+def _difference(value) -> str:
+    """A difference needs only its size: three significant digits."""
+    if value == 0:
+        return "0"
+    text = f"{value:.3g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return _signed(text)
+
+
+def _verdict(row) -> Text:
+    if row.verdict == "wrong":
+        # a follows-row's own value is its answer; a wrong row's tells what it should have been
+        extra = f" ({_number(row.own)} from your values)" if row.own is not None else ""
+        return Text(f"✗ {row.how}{extra}", style=WRONG)
+    return Text(f"✓ {row.how}", style=FOLLOWS if row.verdict == "follows" else RIGHT)
+
+
+def _counts(passed: int, failed: int) -> str:
+    return f"{passed} passed, {failed} failed"
+
+
+def render(report) -> Group:
+    if len(report.files) == 1 and not report.files[0].error:
+        return Group(*_sheet(report.files[0]), Text(_counts(report.passed, report.failed)))
+    return Group(*_many(report), Text(_counts(report.passed, report.failed)))
+
+
+def _sheet(sheet) -> list:
+    parts = [Text(sheet.title, style=TITLE)]
+    source = sheet.file if sheet.file == sheet.scenario else f"{sheet.file} against {sheet.scenario}"
+    parts.append(Text(f"checking {source}", style=DIM))
+    parts.append(Text(f"tolerance: {sheet.tolerance.describe()}", style=DIM))
+    if sheet.rounding:
+        parts.append(Text(f"rounding: {sheet.rounding}", style=DIM))
+    rows = []
+    for row in sheet.rows:
+        if row.shape is not None:
+            bptrace, difference = _shape(_shape_of(row.bptrace)), ""
+        else:
+            bptrace, difference = _number(row.bptrace), _difference(row.difference)
+        rows.append(([row.label, _yours(row), bptrace, difference], _verdict(row), row.verdict == "wrong"))
+    parts.append(AnswerTable(rows))
+    first = sheet.first_wrong
+    if first is None:
+        follows = sum(1 for row in sheet.rows if row.verdict == "follows")
+        parts.append(Text("every answer is right" + (f" ({follows} follow from your own earlier values)"
+                                                     if follows else ""), style=RIGHT))
+        return parts
+    parts.append(Text.assemble(("first wrong step: ", TITLE), (first.name, NAME)))
+    parts.append(Text(f"  rule: {first.rule}"))
+    if isinstance(first.yours, list):
+        parts.append(Text(f"  {first.label}: yours is {_shape(_shape_of(first.yours))}, "
+                          f"bptrace's {_shape(_shape_of(first.bptrace))}"))
+    else:
+        own = f" ({_number(first.own)} from your own earlier values)" if first.own is not None else ""
+        parts.append(Text(f"  {first.label}: yours {_number(first.yours)}, bptrace {_number(first.bptrace)}{own}"))
+    parts.append(Text(f"  see every term: {first.explain}"))
+    if not sheet.diagnosis:
+        parts.append(Text.assemble(("likely mistake: ", TITLE), "no known mistake explains this"))
+    for diagnosis in sheet.diagnosis:
+        parts.append(Text.assemble(("likely mistake: ", TITLE), (diagnosis.id, WRONG), f" — {diagnosis.message}"))
+        parts.append(Text(f"  reproduces {_listed(diagnosis.explains)}", style=DIM))
+    if sheet.diagnosis and sheet.unexplained:
+        parts.append(Text(f"no known mistake explains {_listed(sheet.unexplained)}"))
+    return parts
+
+
+class AnswerTable:
+    """The compared numbers, one line each, columns aligned; the verdict moves to its own
+    indented line when a row does not fit the width.  Not a rich `Table`: a sheet may hold
+    every number of a trace (tens of thousands), and plain lines lay out in no time."""
+    GAP = "   "
+    HEADINGS = ("answer", "yours", "bptrace", "difference", "verdict")
+
+    def __init__(self, rows):
+        self.rows = rows     # ([label, yours, bptrace, difference], verdict Text, wrong)
+
+    def __rich_console__(self, console, options):
+        widths = [max([len(heading)] + [len(cells[i]) for cells, _, _ in self.rows])
+                  for i, heading in enumerate(self.HEADINGS[:4])]
+        verdict_width = max([len("verdict")] + [len(verdict) for _, verdict, _ in self.rows])
+
+        def line(cells):
+            return self.GAP.join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])])
+
+        left = len(line(["", "", "", ""])) + len(self.GAP)
+        inline = left + verdict_width <= options.max_width
+        yield Text(line(self.HEADINGS[:4]) + self.GAP + "verdict" if inline else line(self.HEADINGS[:4]),
+                   style=TITLE)
+        yield Text("─" * min(options.max_width, left + verdict_width if inline else left - len(self.GAP)))
+        for cells, verdict, wrong in self.rows:
+            text = Text(line(cells), style=WRONG if wrong else "")
+            if wrong is False:
+                text.stylize(NAME, 0, len(cells[0]))
+            if inline:
+                yield Text.assemble(text, self.GAP, verdict)
+            else:
+                yield text
+                yield Text.assemble("    ", verdict)
+
+
+def _listed(labels, limit=6) -> str:
+    shown = ", ".join(labels[:limit])
+    return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
+
+
+def _shape_of(values) -> tuple:
+    shape = []
+    while isinstance(values, list):
+        shape.append(len(values))
+        values = values[0] if values else None
+    return tuple(shape)
+
+
+def _many(report) -> list:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style=TITLE)
+    # a long path folds rather than squeezing the verdicts into a narrow column
+    table.add_column("file", overflow="fold")
+    table.add_column("passed", justify="right", no_wrap=True)
+    table.add_column("failed", justify="right", no_wrap=True)
+    table.add_column("verdict", min_width=32)
+    right = wrong = 0
+    for sheet in report.files:
+        if sheet.error:
+            table.add_row(sheet.file, "–", "–", Text(f"✗ could not be read: {sheet.error.splitlines()[0]}",
+                                                     style=WRONG))
+        elif sheet.failed:
+            wrong += 1
+            likely = ", ".join(d.id for d in sheet.diagnosis) or "no known mistake explains it"
+            table.add_row(sheet.file, str(sheet.passed), str(sheet.failed),
+                          Text(f"✗ first wrong {sheet.first_wrong.label} · {likely}", style=WRONG))
+        else:
+            right += 1
+            table.add_row(sheet.file, str(sheet.passed), "0", Text("✓ all right", style=RIGHT))
+    files = len(report.files)
+    summary = f"{files} file{'s' * (files != 1)}: {right} all right, {wrong} with wrong answers"
+    if report.broken:
+        summary += f", {report.broken} could not be read"
+    return [table, Text(summary)]

@@ -1,0 +1,216 @@
+"""What the document formats (Markdown, LaTeX, HTML) show, as plain pieces they then mark up.
+
+A trace becomes: a heading, the network summary, sections by phase, and per step its rule,
+its values cut into labelled 2-D blocks, and (for steps the engine expanded) each element's
+sum written out.  Each format marks these pieces up in its own syntax; none of them
+computes: every number is one the trace holds, formatted by `common.number`.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..tensors import kept_axes
+from .common import element, number
+
+MINUS = "−"
+
+SECTIONS = {"input": "Forward pass", "parameter": "Forward pass", "forward": "Forward pass",
+            "loss": "Loss", "backward": "Backward pass", "update": "Update (one SGD step)"}
+
+
+@dataclass
+class Block:
+    """One 2-D table of a step's values."""
+    title: str                 # "map 2" for a slice of a 3-D value, "" otherwise
+    row_labels: list           # index of each row as written ("" for a vector's one row)
+    column_labels: list        # index of each column as written
+    cells: list                # rows of formatted numbers
+    given: list                # rows of bools: the element was pinned by `given`
+    caption: str               # what rows and columns are, e.g. "rows i, columns j"
+
+
+@dataclass
+class SumLine:
+    """One element written out: `label = body = total`."""
+    label: str                 # "c1.out[0,0]"
+    kind: str                  # "sum", "max", "apply"
+    terms: list                # sum: list of (negative, [factor texts]); max: candidate texts
+    fn: str | None             # apply: the function's symbol
+    winner: int | None         # max: which candidate won
+    winner_label: str | None   # max: the winning element, e.g. "c1.out[1,1]"
+    tie: bool
+    total: str                 # the engine's result for this element
+    used: str | None           # what later steps use, when rounding or `given` replaced it
+
+
+def sections(trace, only=None):
+    """[(section title, [steps])] in trace order; consecutive phases of one kind merge."""
+    result = []
+    for step in trace.steps:
+        if only is not None and step.name not in only:
+            continue
+        title = SECTIONS.get(step.phase, step.phase)
+        if not result or result[-1][0] != title:
+            result.append((title, []))
+        result[-1][1].append(step)
+    return result
+
+
+def conventions_text(trace) -> str:
+    c = trace.conventions
+    return (f"kernel: {c['kernel']} · flatten: {c['flatten']} · indices from {c['index_base']}")
+
+
+def shape_text(shape) -> str:
+    kept = [str(d) for d in shape if d != 1]
+    return "×".join(kept) if kept else "1"
+
+
+def signed(text: str) -> str:
+    """A number with a true minus sign, for typeset output."""
+    return MINUS + text[1:] if text.startswith("-") else text
+
+
+def scalar(step) -> str | None:
+    """The value of a single-number step, else None."""
+    return number(step.values.reshape(-1)[0]) if step.values.size == 1 else None
+
+
+# --- tables ----------------------------------------------------------------------------
+
+def blocks(step, base: int, max_columns: int, values=None) -> list:
+    """A step's values as 2-D blocks of at most `max_columns` columns.
+
+    The last two kept axes make each block's rows and columns; the axes before them name
+    the block ("map 2").  A vector longer than `max_columns` is folded into rows, each
+    labelled with the index it starts at."""
+    values = step.values if values is None else values
+    shape = values.shape
+    kept = kept_axes(shape)
+    given = step.given if step.given is not None else np.zeros(shape, dtype=bool)
+    flat_values = values.reshape([shape[a] for a in kept])
+    flat_given = given.reshape([shape[a] for a in kept])
+    if len(kept) == 0:
+        return []
+    if len(kept) == 1:
+        size = flat_values.shape[0]
+        width = min(size, max_columns)
+        rows = range(0, size, width)
+        cells = [[number(flat_values[k]) for k in range(start, min(start + width, size))] for start in rows]
+        marks = [[bool(flat_given[k]) for k in range(start, min(start + width, size))] for start in rows]
+        if size <= max_columns:
+            return [Block("", [""], [str(k + base) for k in range(size)], cells, marks, "")]
+        return [Block("", [str(start + base) for start in rows], [f"+{k}" for k in range(width)], cells, marks,
+                      f"row r, column +c holds element r + c (elements {base}…{size - 1 + base})")]
+    lead = flat_values.shape[:-2]
+    rows, cols = flat_values.shape[-2:]
+    result = []
+    for outer in itertools.product(*(range(n) for n in lead)):
+        title = "[" + ", ".join([str(i + base) for i in outer] + [":", ":"]) + "]" if outer else ""
+        for first in range(0, cols, max_columns):
+            last = min(first + max_columns, cols)
+            part = f"columns {first + base}…{last - 1 + base}" if cols > max_columns else ""
+            result.append(Block(
+                title=" · ".join(t for t in (title, part) if t),
+                row_labels=[str(r + base) for r in range(rows)],
+                column_labels=[str(c + base) for c in range(first, last)],
+                cells=[[number(flat_values[outer + (r, c)]) for c in range(first, last)] for r in range(rows)],
+                given=[[bool(flat_given[outer + (r, c)]) for c in range(first, last)] for r in range(rows)],
+                caption=""))
+    return result
+
+
+# --- written-out sums ----------------------------------------------------------------------
+
+def _factor(factor, first: bool):
+    """(text, negative) of one factor in a product: a constant by its label (1/4, −0.5),
+    a value by its number; the first factor's minus becomes the term's sign, a later
+    negative factor goes in parentheses."""
+    text = factor.name if factor.index is None else number(factor.value)
+    negative = text.startswith(("-", MINUS))
+    bare = text[1:] if negative else text
+    if negative and not first:
+        return f"({MINUS}{bare})", False
+    return bare, negative
+
+
+def sum_lines(step, trace) -> list:
+    """Every expanded element of a step, in index order."""
+    if not step.expansions:
+        return []
+    base = trace.conventions["index_base"]
+    lines = []
+    for index in sorted(step.expansions):
+        expansion = step.expansions[index]
+        label = element(step.name, step.shape, index, base)
+        total = number(step.computed[index] if step.computed is not None else step.values[index])
+        used = number(step.values[index]) if number(step.values[index]) != total else None
+        if expansion.kind == "max":
+            terms = [number(f.value) for (f,) in expansion.terms]
+            winner = expansion.terms[expansion.winner][0]
+            lines.append(SumLine(label, "max", terms, None, expansion.winner,
+                                 element(winner.name, trace[winner.name].shape, winner.index, base)
+                                 if winner.name in trace else winner.name, expansion.tie, total, used))
+        elif expansion.kind == "apply":
+            lines.append(SumLine(label, "apply", [number(expansion.terms[0][0].value)], expansion.fn,
+                                 None, None, False, total, used))
+        else:
+            terms = []
+            for factors in expansion.terms:
+                texts, negative = [], False
+                for k, factor in enumerate(factors):
+                    text, sign = _factor(factor, k == 0)
+                    negative = sign if k == 0 else negative
+                    texts.append(text)
+                terms.append((negative, texts))
+            lines.append(SumLine(label, "sum", terms, None, None, None, False, total, used))
+    return lines
+
+
+def plain_body(line: SumLine, dot: str = "·") -> str:
+    """The right-hand side in plain Unicode: `0.61·0.25 + 0.02·(−0.15)`, `max(…)`, `σ(0.3164)`."""
+    if line.kind == "max":
+        return "max(" + ", ".join(signed(t) + ("★" if k == line.winner else "") for k, t in enumerate(line.terms)) + ")"
+    if line.kind == "apply":
+        return f"{line.fn}({signed(line.terms[0])})"
+    if not line.terms:
+        return "0 (nothing reaches it)"
+    text = ""
+    for k, (negative, factors) in enumerate(line.terms):
+        body = dot.join(factors)
+        if k == 0:
+            text = (MINUS if negative else "") + body
+        else:
+            text += (f" {MINUS} " if negative else " + ") + body
+    return text
+
+
+def plain_line(line: SumLine) -> str:
+    text = f"{line.label} = {plain_body(line)} = {signed(line.total)}"
+    if line.kind == "max":
+        text += f", from {line.winner_label}" + (" (a tie: the first maximum wins)" if line.tie else "")
+    if line.used is not None:
+        text += f" → {signed(line.used)} used"
+    return text
+
+
+def summary_rows(trace) -> list:
+    """(layer, type, output shape, parameters) rows and the total."""
+    return [(row.layer, row.type, shape_text(row.out_shape), str(row.params)) for row in trace.summary]
+
+
+def replaced_note(step) -> str | None:
+    """Why the values shown are not the engine's own: rounding and/or `given`."""
+    parts = []
+    if step.rounded:
+        parts.append(f"rounded to {step.rounded}")
+    if step.given is not None and step.given.any():
+        count, total = int(step.given.sum()), step.given.size
+        parts.append("pinned to the given values" if count == total else f"{count} of {total} elements pinned "
+                     "to given values (marked †)")
+    if not parts:
+        return None
+    return "; ".join(parts) + ": later steps use these values"

@@ -1,0 +1,122 @@
+"""A conv layer as the dense layer it is: one big weight matrix with shared weights.
+
+Each row is one output position (o, i, j), each column one input position (c, h, w).  The
+entry is the kernel element that joins them, or a structural zero where the kernel does not
+reach.  The same kernel element appears in many rows: that is weight sharing (seed 002's
+accepted answer: "a convolution layer can be understood as a fully connected layer, with
+the constraints that several edge weights are identical and many edge weights are set to 0").
+
+The matrix is built from the layer's own `Conv.window()`, the geometry its forward and
+backward loops use, so that stride, padding, groups and the kernel convention cannot drift
+from the engine.  Then, per sample, M·x + b is the forward output and Mᵀ·δ is the input
+delta, which `unroll` sets next to the engine's numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ScenarioError, did_you_mean
+from .tensors import display_index
+
+SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+@dataclass
+class SampleCheck:
+    """For one sample of the batch: both products next to the engine's values."""
+    sample: int                # as written (index base applied), or None for a batch of one
+    x: np.ndarray              # the layer's input, flattened in column order
+    out: np.ndarray            # M·x + b
+    engine_out: np.ndarray     # the engine's forward output, flattened in row order
+    delta: np.ndarray          # the error at the layer's output, flattened in row order
+    x_delta: np.ndarray        # Mᵀ·δ
+    engine_x_delta: np.ndarray  # the engine's input delta, flattened in column order
+
+
+@dataclass
+class Unrolled:
+    layer: str
+    rows: list                 # label of each output position, e.g. "c1.out[0,1]"
+    columns: list              # label of each input position, e.g. "input[2,3]"
+    symbols: np.ndarray        # int: k for weight w_k (1-based), 0 for a structural zero
+    matrix: np.ndarray         # the numbers
+    bias: np.ndarray           # per row
+    weights: list              # (symbol "w₁", kernel element label, value) for k = 1, 2, ...
+    checks: list               # SampleCheck per sample
+    out_name: str
+    in_name: str
+    delta_name: str
+    x_delta_name: str
+
+    @property
+    def nonzero(self) -> int:
+        return int((self.symbols != 0).sum())
+
+    def symbol(self, k: int) -> str:
+        return f"w{str(k).translate(SUBSCRIPTS)}" if k else "·"
+
+
+def unroll(scenario, trace, layer_name: str) -> Unrolled:
+    """The unrolled matrix of conv layer `layer_name`, checked against `trace`."""
+    names = [layer.name for layer in scenario.layers]
+    if layer_name not in names:
+        raise ScenarioError(f"'{layer_name}' is not a layer of this scenario", key=layer_name,
+                            hint=did_you_mean(layer_name, names) or "layers: " + ", ".join(names))
+    position = names.index(layer_name)
+    layer = scenario.layers[position]
+    if layer.type != "conv":
+        convs = [layer.name for layer in scenario.layers if layer.type == "conv"]
+        raise ScenarioError(f"'{layer_name}' is a {layer.type} layer; --unrolled shows a conv layer "
+                            "as a dense one", key=layer_name,
+                            hint=("conv layers here: " + ", ".join(convs)) if convs else "this scenario has no conv layer")
+    base = trace.conventions["index_base"]
+    in_name = f"{names[position - 1]}.out" if position else "input"
+    x_delta_name = f"{names[position - 1]}.delta" if position else "input.delta"
+    out_name, delta_name = f"{layer_name}.out", f"{layer_name}.delta"
+    kernel_name = f"{layer_name}.kernel"
+    kernel = trace.value(kernel_name)
+    bias = trace.value(f"{layer_name}.bias")
+
+    N, C, H, W = layer.in_shape
+    _, O, Ho, Wo = layer.out_shape
+    rows = [(o, i, j) for o, i, j in np.ndindex(O, Ho, Wo)]
+    columns = [(c, h, w) for c, h, w in np.ndindex(C, H, W)]
+    column_of = {cell: k for k, cell in enumerate(columns)}
+    # one symbol per kernel element, numbered in the kernel's own order
+    symbol_of = {tuple(int(a) for a in at): k + 1 for k, at in enumerate(np.ndindex(*kernel.shape))}
+
+    symbols = np.zeros((len(rows), len(columns)), dtype=int)
+    matrix = np.zeros((len(rows), len(columns)))
+    for r, (o, i, j) in enumerate(rows):
+        for ck, c, u, v, h, w in layer.window(o, i, j):
+            symbols[r, column_of[(c, h, w)]] = symbol_of[(o, ck, u, v)]
+            matrix[r, column_of[(c, h, w)]] = kernel[o, ck, u, v]
+
+    checks = []
+    x, out = trace.value(in_name), trace.value(out_name)
+    delta = trace.value(delta_name) if delta_name in trace else None
+    x_delta = trace.value(x_delta_name) if x_delta_name in trace else None
+    for n in range(N):
+        xs = x[n].reshape(-1)
+        ds = delta[n].reshape(-1) if delta is not None else None
+        checks.append(SampleCheck(
+            sample=n + base if N > 1 else None, x=xs,
+            out=matrix @ xs + bias[[o for o, _, _ in rows]], engine_out=out[n].reshape(-1),
+            delta=ds, x_delta=matrix.T @ ds if ds is not None else None,
+            engine_x_delta=x_delta[n].reshape(-1) if x_delta is not None else None))
+    return Unrolled(
+        layer=layer_name,
+        # positions within one sample: the same matrix serves every sample of a batch
+        rows=[_label(out_name, layer.out_shape[1:], cell, base) for cell in rows],
+        columns=[_label(in_name, layer.in_shape[1:], cell, base) for cell in columns],
+        symbols=symbols, matrix=matrix, bias=bias[[o for o, _, _ in rows]],
+        weights=[(f"w{str(k).translate(SUBSCRIPTS)}", _label(kernel_name, kernel.shape, at, base),
+                  float(kernel[at])) for at, k in symbol_of.items()],
+        checks=checks, out_name=out_name, in_name=in_name, delta_name=delta_name, x_delta_name=x_delta_name)
+
+
+def _label(name, shape, at, base) -> str:
+    shown = display_index(shape, at, base)
+    return name + ("[" + ",".join(map(str, shown)) + "]" if shown else "")

@@ -1,0 +1,296 @@
+"""Independent oracles for every number the engine traces (a helper for the tests).
+
+Two PyTorch (float64, CPU) oracles, both built from the scenario's data alone (input, layer
+geometry, parameters, loss target), never from bptrace's engine, layers or losses:
+
+* `global_values(scenario)`: the whole network in torch.nn.functional, one autograd pass
+  (`retain_grad()` on every layer output gives every delta), SGD as p − lr·grad.  Valid
+  for scenarios without `given` or `rounding`, which change what later steps read.
+* `local_values(scenario, trace)`: every step recomputed on its own with torch, from the
+  values the trace says that step read (after rounding and pinning).  Valid for every
+  scenario.  Sigmoid, tanh and softmax backward go through the layer's *output*
+  (torch's own `sigmoid_backward` / `tanh_backward` / `_softmax_backward_data` kernels),
+  the documented convention that lets a pinned rounded output act on the delta.
+
+`check(trace, expected)` compares a trace with either; both agree to ATOL + RTOL·|expected|.
+torch is imported inside the functions, so this module imports without it (the tests
+ask for the `torch` fixture first, which skips or fails as conftest decides).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# |engine − oracle| ≤ ATOL + RTOL·|oracle|, elementwise
+ATOL = 1e-9
+RTOL = 1e-9
+
+
+def _torch():
+    import torch
+    import torch.nn.functional as F
+    return torch, F
+
+
+def tensor(values):
+    torch, _ = _torch()
+    return torch.tensor(np.asarray(values, dtype=np.float64), dtype=torch.float64)
+
+
+def layer_forward(layer, x, params: dict, conventions):
+    """One layer's forward pass in torch.nn.functional, from its geometry and the given
+    parameter tensors."""
+    torch, F = _torch()
+    kind = layer.type
+    if kind == "conv":
+        kernel = params["kernel"]
+        if conventions.kernel == "convolution":
+            kernel = torch.flip(kernel, dims=(-2, -1))
+        return F.conv2d(x, kernel, params["bias"], stride=tuple(layer.stride),
+                        padding=tuple(layer.padding), groups=layer.groups)
+    if kind == "maxpool":
+        return F.max_pool2d(x, tuple(layer.size), tuple(layer.stride), tuple(layer.padding))
+    if kind == "avgpool":
+        return F.avg_pool2d(x, tuple(layer.size), tuple(layer.stride), tuple(layer.padding),
+                            count_include_pad=True)
+    if kind == "sigmoid":
+        return torch.sigmoid(x)
+    if kind == "tanh":
+        return torch.tanh(x)
+    if kind == "relu":
+        return F.relu(x)
+    if kind == "leaky_relu":
+        return F.leaky_relu(x, layer.negative_slope)
+    if kind == "identity":
+        return x.clone()          # a node of its own, so that its delta can be retained
+    if kind == "softmax":
+        return F.softmax(x, dim=1)
+    if kind == "flatten":
+        n = x.shape[0]
+        if conventions.flatten == "column":
+            return x.transpose(-1, -2).reshape(n, -1)
+        return x.reshape(n, -1)
+    if kind == "dense":
+        return F.linear(x, params["weights"], params["bias"])
+    raise AssertionError(f"the oracle does not know layer type {kind!r}")
+
+
+def loss_value(loss, out):
+    """The scenario's loss of `out`, as PyTorch defines it."""
+    torch, F = _torch()
+    target = tensor(loss.target)
+    if loss.type == "half_sse":
+        return 0.5 * ((out - target) ** 2).sum()
+    if loss.type == "sse":
+        return ((out - target) ** 2).sum()
+    if loss.type == "mse":
+        return F.mse_loss(out, target)
+    if loss.type == "cross_entropy":
+        if loss.classes is not None:
+            return F.cross_entropy(out, torch.tensor(loss.classes, dtype=torch.long))
+        return F.cross_entropy(out, target)     # probability (or one-hot) targets
+    if loss.type == "bce":
+        return F.binary_cross_entropy(out, target)
+    raise AssertionError(f"the oracle does not know loss {loss.type!r}")
+
+
+def _active(scenario):
+    """The layers the backward pass goes through."""
+    if scenario.upstream is None:
+        return list(scenario.layers)
+    names = [layer.name for layer in scenario.layers]
+    return list(scenario.layers[:names.index(scenario.upstream.layer) + 1])
+
+
+def _below(scenario, position):
+    """(name of the layer's input, name of the error at that input)."""
+    if position == 0:
+        return "input", "input.delta"
+    previous = scenario.layers[position - 1].name
+    return f"{previous}.out", f"{previous}.delta"
+
+
+def _numpy(t, shape=None):
+    values = t.detach().cpu().numpy().astype(np.float64)
+    return values.reshape(shape) if shape is not None else values
+
+
+# --- the whole network, one autograd pass ----------------------------------------------------
+
+def global_values(scenario) -> dict:
+    """name -> canonical numpy array for every value of BRIEF section 2."""
+    if scenario.given or scenario.rounding:
+        raise ValueError("given/rounding change what later steps read; use local_values")
+    x = tensor(scenario.input).requires_grad_()
+    leaves = {"input": x}
+    outs = {}
+    h = x
+    for layer in scenario.layers:
+        params = {role: tensor(values).requires_grad_() for role, values in layer.params.items()}
+        leaves.update({f"{layer.name}.{role}": t for role, t in params.items()})
+        h = layer_forward(layer, h, params, scenario.conventions)
+        h.retain_grad()
+        outs[layer.name] = h
+    result = {name: _numpy(t) for name, t in leaves.items()}
+    result.update({f"{name}.out": _numpy(t) for name, t in outs.items()})
+    if scenario.upstream is not None:
+        outs[scenario.upstream.layer].backward(tensor(scenario.upstream.delta))
+    else:
+        loss = loss_value(scenario.loss, outs[scenario.layers[-1].name])
+        result["loss"] = _numpy(loss)
+        loss.backward()
+    active = _active(scenario)
+    for layer in active:
+        out = outs[layer.name]
+        result[f"{layer.name}.delta"] = _numpy(out.grad) if out.grad is not None else np.zeros(out.shape)
+        for role in layer.params:
+            grad = leaves[f"{layer.name}.{role}"].grad
+            result[f"{layer.name}.grad.{role}"] = _numpy(grad)
+            if scenario.learning_rate is not None:
+                old = leaves[f"{layer.name}.{role}"]
+                result[f"{layer.name}.new.{role}"] = _numpy(old - scenario.learning_rate * grad)
+    result["input.delta"] = _numpy(x.grad) if x.grad is not None else np.zeros(x.shape)
+    return result
+
+
+# --- every step on its own, from the values the trace says it read ---------------------------
+
+def layer_backward(layer, x, out, delta, params: dict, conventions) -> dict:
+    """{"in": error at the input, role: parameter gradient} for one layer, given the values
+    of its input, output and delta."""
+    torch, _ = _torch()
+    aten = torch.ops.aten
+    if layer.type == "sigmoid":
+        return {"in": aten.sigmoid_backward(delta, out)}
+    if layer.type == "tanh":
+        return {"in": aten.tanh_backward(delta, out)}
+    if layer.type == "softmax":
+        return {"in": aten._softmax_backward_data(delta, out, 1, torch.float64)}
+    x = x.detach().clone().requires_grad_()
+    params = {role: p.detach().clone().requires_grad_() for role, p in params.items()}
+    roles = list(params)
+    y = layer_forward(layer, x, params, conventions)
+    grads = torch.autograd.grad(y, [x] + [params[r] for r in roles], grad_outputs=delta, allow_unused=True)
+    grads = [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, [x] + [params[r] for r in roles])]
+    return {"in": grads[0], **dict(zip(roles, grads[1:]))}
+
+
+def local_values(scenario, trace) -> dict:
+    """name -> what torch computes for that step from the trace's values of what it read.
+
+    Compare with a step's `computed` values (before rounding and pinning)."""
+    torch, _ = _torch()
+
+    def read(name):
+        return tensor(trace.value(name))       # the values later steps used: rounded, pinned
+
+    result = {"input": np.asarray(scenario.input, dtype=float)}
+    for position, layer in enumerate(scenario.layers):
+        x_name, _ = _below(scenario, position)
+        for role, values in layer.params.items():
+            result[f"{layer.name}.{role}"] = np.asarray(values, dtype=float)
+        params = {role: read(f"{layer.name}.{role}") for role in layer.params}
+        result[f"{layer.name}.out"] = _numpy(layer_forward(layer, read(x_name), params, scenario.conventions))
+
+    if scenario.upstream is not None:
+        result[f"{scenario.upstream.layer}.delta"] = np.asarray(scenario.upstream.delta, dtype=float)
+    else:
+        last = scenario.layers[-1].name
+        out = read(f"{last}.out").requires_grad_()
+        loss = loss_value(scenario.loss, out)
+        result["loss"] = _numpy(loss)
+        result[f"{last}.delta"] = _numpy(torch.autograd.grad(loss, out)[0])
+
+    active = _active(scenario)
+    for position in range(len(active) - 1, -1, -1):
+        layer = active[position]
+        x_name, x_delta_name = _below(scenario, position)
+        params = {role: read(f"{layer.name}.{role}") for role in layer.params}
+        grads = layer_backward(layer, read(x_name), read(f"{layer.name}.out"), read(f"{layer.name}.delta"),
+                               params, scenario.conventions)
+        for role in layer.params:
+            result[f"{layer.name}.grad.{role}"] = _numpy(grads[role])
+        result[x_delta_name] = _numpy(grads["in"])
+
+    if scenario.learning_rate is not None:
+        for layer in active:
+            for role in layer.params:
+                old, grad = read(f"{layer.name}.{role}"), read(f"{layer.name}.grad.{role}")
+                result[f"{layer.name}.new.{role}"] = _numpy(old - scenario.learning_rate * grad)
+    return result
+
+
+# --- comparing ---------------------------------------------------------------------------
+
+def check(trace, expected: dict, *, use_computed: bool = False) -> int:
+    """Assert every step of the trace agrees with `expected` (same names, same shapes,
+    values within ATOL + RTOL·|expected|).  use_computed compares each step's own result
+    before rounding and pinning.  Returns how many numbers were compared."""
+    names = trace.names()
+    assert len(names) == len(set(names)), f"a name is traced twice: {names}"
+    assert set(names) == set(expected), (
+        f"trace names differ from the oracle's: only in the trace {sorted(set(names) - set(expected))}, "
+        f"only in the oracle {sorted(set(expected) - set(names))}")
+    failures, compared = [], 0
+    for step in trace.steps:
+        got = step.computed if (use_computed and step.computed is not None) else step.values
+        want = np.asarray(expected[step.name], dtype=float)
+        if got.shape != want.shape:
+            failures.append(f"{step.name}: shape {got.shape}, oracle {want.shape}")
+            continue
+        compared += got.size
+        bad = ~np.isclose(got, want, rtol=RTOL, atol=ATOL)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            failures.append(f"{step.name}{list(where)}: engine {got[where]!r}, oracle {want[where]!r} "
+                            f"({int(bad.sum())} of {got.size} elements differ)")
+    assert not failures, "engine and oracle disagree:\n  " + "\n  ".join(failures)
+    return compared
+
+
+def check_pinned(scenario, trace) -> int:
+    """Where `given` pinned a step the values are the given ones; where rounding acted they
+    are the computed values rounded as the mode says (checked from the definition: a
+    multiple of 10^-decimals, within one quantum (truncate, toward zero) or half a quantum
+    (half_up / half_even) of the computed value).  Everywhere else values = computed."""
+    compared = 0
+    for step in trace.steps:
+        values = step.values
+        computed = step.computed if step.computed is not None else values
+        mask = step.given if step.given is not None else np.zeros(values.shape, dtype=bool)
+        patch = scenario.given.get(step.name)
+        if patch is not None:
+            assert np.array_equal(mask, patch.mask), step.name
+            assert np.array_equal(values[mask], patch.values[mask]), step.name
+        free = ~mask
+        if step.rounded:
+            quantum = 10.0 ** -scenario.rounding.decimals
+            v, c = values[free], computed[free]
+            steps_ = v / quantum
+            assert np.allclose(steps_, np.round(steps_), rtol=0, atol=1e-6), f"{step.name} is not rounded"
+            if scenario.rounding.mode == "truncate":
+                assert np.all(np.abs(v) <= np.abs(c) + 1e-12) and np.all(np.abs(v - c) < quantum + 1e-12), step.name
+            else:
+                assert np.all(np.abs(v - c) <= quantum / 2 + 1e-12), step.name
+        else:
+            assert np.array_equal(values[free], computed[free]), f"{step.name} changed without a reason"
+        compared += values.size
+    return compared
+
+
+def check_json(text: str, expected: dict, *, use_computed: bool = False) -> int:
+    """`check` for a `run --format json` export: each step's `values` (length-1 axes
+    dropped) are put back in its canonical `shape` and compared the same way."""
+    import json
+
+    steps = json.loads(text)["steps"]
+    assert [s["name"] for s in steps] and {s["name"] for s in steps} == set(expected)
+    failures, compared = [], 0
+    for step in steps:
+        shown = step["computed"] if use_computed and "computed" in step else step["values"]
+        got = np.asarray(shown, dtype=float).reshape(step["shape"])
+        want = np.asarray(expected[step["name"]], dtype=float)
+        compared += got.size
+        if got.shape != want.shape or not np.allclose(got, want, rtol=RTOL, atol=ATOL):
+            failures.append(step["name"])
+    assert not failures, f"the JSON export disagrees with the oracle at {failures}"
+    return compared

@@ -1,0 +1,272 @@
+"""Bad input never crashes (issue 6): every mistake is refused with a message naming the
+file, line, column and key, what was expected and what was found, and exit status 2.
+
+The corpus under tests/bad/ holds one broken scenario per mistake; each file's first lines
+say what the message must contain (`# expect: ...`) and where it must point (`# at:
+line:column`).  Cases that cannot be written as a scenario file (a missing file, a
+directory, bytes that are not UTF-8) are tests of their own below.
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bptrace import scenario as scenario_module
+from bptrace.cli import main
+from bptrace.errors import ScenarioError, suggest
+from bptrace.scenario import load, loads
+from bptrace.source import format_path, parse_path, parse_text
+from conftest import ROOT
+
+CORPUS = sorted((Path(__file__).parent / "bad").glob("*.yaml"))
+COMMANDS_THAT_LOAD = [("run", "--format", "json"), ("run",), ("check",), ("explain",)]
+
+
+def _header(path: Path):
+    text = path.read_text(encoding="utf-8")
+    expect = re.search(r"^# expect: (.+)$", text, re.M)
+    at = re.search(r"^# at: (\d+(?::\d+)?)$", text, re.M)
+    assert expect, f"{path.name} has no `# expect:` line"
+    return expect.group(1), at.group(1) if at else None
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _refused(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.output.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in result.output, f"{fragment!r} not in:\n{result.output}"
+
+
+def test_the_corpus_covers_the_issue():
+    assert len(CORPUS) >= 100
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
+def test_broken_scenario_is_refused_with_a_located_message(path, tmp_path):
+    expect, at = _header(path)
+    out = tmp_path / "trace.json"
+    result = _invoke("run", "--format", "json", "-o", out, path)
+    location = f"{path.name}:{at}:" if at else f"{path.name}:"
+    _refused(result, expect, location)
+    assert not out.exists() and not list(tmp_path.iterdir()), "a failed run left a file behind"
+    if at:
+        line = int(at.split(":")[0])
+        # the snippet shows the line the location names, with a caret under the column
+        assert re.search(rf"^\s+{line} \| ", result.output, re.M), result.output
+        if ":" in at:
+            column = int(at.split(":")[1])
+            caret = [row for row in result.output.splitlines() if row.strip().endswith("^")]
+            assert caret and caret[0].index("^") - caret[0].index("|") - 2 == column - 1, result.output
+
+
+@pytest.mark.parametrize("path", CORPUS[::9], ids=lambda p: p.stem)
+def test_every_command_that_loads_a_scenario_refuses_it_the_same_way(path):
+    expect, _ = _header(path)
+    commands = [c for c in COMMANDS_THAT_LOAD if c[0] in main.commands]
+    assert ("run", "--format", "json") in commands
+    for command in commands:
+        extra = ["input"] if command[0] == "explain" else []
+        _refused(_invoke(*command, path, *extra), expect, path.name)
+
+
+def test_a_message_reads_as_a_whole():
+    path = Path(__file__).parent / "bad" / "dense_width.yaml"
+    result = _invoke("run", path)
+    assert result.exit_code == 2
+    assert result.output.replace(str(path), path.name) == (
+        "error: dense_width.yaml:7:28: layers[2].weights: dense h expects 4 inputs; flatten f makes 9 "
+        "(weights are written [out][in]: each row needs 9 numbers)\n"
+        "     7 |   - {type: dense, name: h, weights: [[1, 1, 1, 1], [0, 0, 0, 0]]}\n"
+        "       |                            ^\n")
+
+
+def test_the_library_raises_one_typed_error_with_its_parts():
+    with pytest.raises(ScenarioError) as caught:
+        load(Path(__file__).parent / "bad" / "unknown_layer_key.yaml")
+    error = caught.value
+    assert (error.line, error.column, error.key) == (5, 18, "layers[0].kernal")
+    assert error.hint.startswith("did you mean 'kernel'?")
+
+
+# --- files that are not scenarios at all --------------------------------------------------
+
+def test_a_missing_file(tmp_path):
+    (tmp_path / "problem.yaml").write_text("input: [1]\n")
+    _refused(_invoke("run", tmp_path / "problme.yaml"), "problme.yaml: no such file",
+             "did you mean 'problem.yaml'?")
+
+
+def test_a_directory(tmp_path):
+    _refused(_invoke("run", tmp_path), "this is a directory, not a scenario file")
+
+
+def test_a_binary_file(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"PK\x03\x04\x00\x00\x08\x00" + bytes(range(256)))
+    _refused(_invoke("run", path), "model.pt: this is a binary file, not a YAML scenario")
+
+
+def test_a_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("input: [1, 2]\nname: Übung\n".encode("latin-1"))
+    _refused(_invoke("run", path), "latin1.yaml:2:7: the file is not UTF-8 text (byte 0xdc)", "save it as UTF-8")
+
+
+def test_a_utf16_file(tmp_path):
+    path = tmp_path / "notepad.yaml"
+    path.write_bytes("input: [1, 2]\n".encode("utf-16"))
+    _refused(_invoke("run", path), "the file is UTF-16 text; bptrace reads UTF-8")
+
+
+def test_a_control_character(tmp_path):
+    path = tmp_path / "bell.yaml"
+    path.write_text("input: [1, 2]\nname: a\x07b\n")
+    _refused(_invoke("run", path), "bell.yaml:2:8: the control character 0x07 is not allowed")
+
+
+def test_an_empty_file(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    _refused(_invoke("run", path), "empty.yaml: the file is empty", "bptrace new")
+
+
+# --- YAML that would be dangerous or slow --------------------------------------------------
+
+def test_an_unsafe_tag_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.yaml"
+    path.write_text(f"input: !!python/object/apply:os.system ['touch {marker}']\nlayers: [{{type: relu}}]\n")
+    _refused(_invoke("run", path), "evil.yaml:1:8: input: the tag !!python/object/apply:os.system is not allowed")
+    assert not marker.exists()
+
+
+def test_an_alias_bomb_is_refused_at_once():
+    # 9^30 copies of "lol" once expanded: refused at the first alias, before anything grows
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for level in range(1, 31):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*{'a' if level == 1 else f'l{level - 1}'}"] * 9) + "]")
+    text = "\n".join(lines + ["input: *l30", "layers: [{type: relu}]"])
+    started = time.perf_counter()
+    with pytest.raises(ScenarioError, match="aliases") as caught:
+        loads(text, "bomb.yaml")
+    assert time.perf_counter() - started < 0.5
+    assert (caught.value.line, caught.value.column) == (2, 10)   # l1: &l1 [*a
+
+
+def test_deep_nesting_is_refused_without_a_recursion_error(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("input: " + "[" * 5000 + "1" + "]" * 5000 + "\nlayers: [{type: relu}]\n")
+    _refused(_invoke("run", path), "deep.yaml:1:39: nested more than 32 levels deep")
+
+
+def test_an_integer_beyond_floating_point_is_not_finite(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("input: [1, 2]\nlayers: [{type: relu}]\nupstream: {delta: [1, 1]}\nlearning_rate: 1" + "0" * 400 + "\n")
+    _refused(_invoke("run", path), "huge.yaml:4:16: learning_rate: '1000", "is not a finite number")
+
+
+def test_numbers_with_an_exponent_and_no_point_are_numbers():
+    # YAML 1.1 (PyYAML) reads 1e-3 as text; a student means a number, as YAML 1.2 and JSON do
+    sc = loads("input: [1e-3, -2E+2]\nlayers: [{type: relu}]\nupstream: {delta: [1, 1]}\n")
+    assert sc.input.tolist() == [[[[0.001, -200.0]]]]
+
+
+def test_a_long_line_is_cut_around_the_mistake(tmp_path):
+    path = tmp_path / "wide.yaml"
+    row = ", ".join(["0.5"] * 400)
+    path.write_text(f"input: [{row}, oops, {row}]\nlayers: [{{type: relu}}]\n")
+    result = _invoke("run", path)
+    _refused(result, "input[400]: expected a number in the input, found the text 'oops'")
+    source, caret = result.output.splitlines()[1:3]
+    assert len(source) < 130
+    assert source[caret.index("^"):].startswith("oops")
+
+
+def test_windows_line_endings_and_a_byte_order_mark_are_fine(tmp_path):
+    path = tmp_path / "windows.yaml"
+    path.write_bytes(b"\xef\xbb\xbfinput: [1, 2]\r\nlayers: [{type: relu}]\r\nupstream: {delta: [1, 1]}\r\n")
+    assert _invoke("run", "--format", "json", path).exit_code == 0
+    path.write_bytes(b"input: [1, 2]\r\nlayers: [{type: rleu}]\r\n")
+    result = _invoke("run", path)
+    _refused(result, "windows.yaml:2:17: layers[0].type: unknown layer type 'rleu' (did you mean 'relu'?")
+    assert "\r" not in result.output
+
+
+# --- the size limit -------------------------------------------------------------------------
+
+def test_a_network_too_large_for_scalar_loops_is_refused_at_once(tmp_path):
+    path = tmp_path / "imagenet.yaml"
+    path.write_text("input: {random: uniform, shape: [3, 224, 224], seed: 0}\ninit: {seed: 0}\n"
+                    "layers:\n  - {type: conv, out_channels: 64, size: 7, stride: 2, padding: 3}\n"
+                    "  - {type: relu}\n  - {type: conv, out_channels: 64, size: 3, padding: 1}\n"
+                    "upstream: {delta: 1}\n")
+    started = time.perf_counter()
+    result = _invoke("run", path)
+    assert time.perf_counter() - started < 3
+    _refused(result, "imagenet.yaml:4:5: layers[0]: this network needs at least 354,041,856 scalar operations",
+             "more than the 30,000,000 bptrace runs as explicit loops", "pass --no-size-limit")
+
+
+def test_no_size_limit_lifts_the_limit(monkeypatch):
+    path = ROOT / "scenarios" / "seed001.yaml"
+    monkeypatch.setattr(scenario_module, "DEFAULT_WORK_LIMIT", 100)
+    _refused(_invoke("run", path), "more than the 100 bptrace runs", "--no-size-limit")
+    assert _invoke("run", "--format", "json", "--no-size-limit", path).exit_code == 0
+
+
+def test_a_tensor_too_large_to_hold_is_refused_even_without_the_limit(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("input: {random: uniform, shape: [100000, 100000]}\nlayers: [{type: relu}]\n")
+    _refused(_invoke("run", "--no-size-limit", path), "input.shape: an input of 10,000,000,000 numbers")
+    path.write_text("input: [1, 2]\ninit: {seed: 0}\nlayers: [{type: dense, out: 100000000}]\n")
+    _refused(_invoke("run", "--no-size-limit", path), "huge.yaml:3:10: layers[0]: the weights would hold 200,000,000")
+
+
+# --- errors found while running -------------------------------------------------------------
+
+def test_a_failed_run_leaves_an_existing_output_file_alone(tmp_path):
+    out = tmp_path / "trace.json"
+    out.write_text("previous trace")
+    for broken in ("bce_output_range.yaml", "nonfinite_computed.yaml", "dense_width.yaml"):
+        result = _invoke("run", "--format", "json", "-o", out, Path(__file__).parent / "bad" / broken)
+        assert result.exit_code == 2
+        assert out.read_text() == "previous trace"
+        assert [p.name for p in tmp_path.iterdir()] == ["trace.json"]
+
+
+def test_an_overflow_while_running_names_the_value_and_the_layer(tmp_path):
+    path = tmp_path / "overflow.yaml"
+    path.write_text("input: [[1e300, 1e300], [1, 1]]\nlayers:\n  - {type: relu, name: r}\n"
+                    "  - {type: flatten}\n  - {type: dense, name: h, weights: [[1e10, 1e10, 0, 0]]}\n"
+                    "loss: {type: mse, target: 0}\nlearning_rate: 0.1\n")
+    _refused(_invoke("run", path), "overflow.yaml:5:5: layers[2]: h.out is inf")
+
+
+# --- the pieces -----------------------------------------------------------------------------
+
+def test_key_paths_are_written_and_read_back():
+    for path in [("layers", 2, "kernel"), ("loss", "type"), ("input",), ("upstream", "delta", 0, 1)]:
+        assert parse_path(format_path(path)) == path
+    assert format_path(("layers", 2, "kernel")) == "layers[2].kernel"
+
+
+def test_an_error_raised_without_the_document_is_located_afterwards():
+    doc = parse_text("input: [1, 2]\nloss:\n  type: bce\n  target: [1, 0]\n", "f.yaml")
+    error = doc.locate(ScenarioError("outputs must be in (0, 1)", key="loss.type"))
+    assert (error.file, error.line, error.column) == ("f.yaml", 3, 9)
+    assert str(error).startswith("f.yaml:3:9: loss.type: outputs must be in (0, 1)\n     3 |   type: bce\n")
+
+
+def test_a_suggestion_lists_the_valid_values():
+    assert suggest("maxpoool", ["conv", "maxpool"]) == "did you mean 'maxpool'? one of: conv, maxpool"
+    assert suggest("lstm", ["conv", "maxpool"]) == "one of: conv, maxpool"
+    assert suggest("x", [f"n{i}" for i in range(40)]).endswith(", ... (40 in all)")

@@ -1,0 +1,68 @@
+"""The one-line rules must say what the loops do: the index arithmetic printed in a rule
+is evaluated here and compared with the positions the layer's loops actually read."""
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+import bptrace
+from bptrace.layers import position
+
+
+def evaluate(expression: str, **letters) -> int:
+    """Evaluate an index expression as printed (`2i+u−1`, `(c−1)·16 + j`, `i+4−u`)."""
+    python = expression.replace("−", "-").replace("·", "*")
+    python = re.sub(r"(\d)([a-z(])", r"\1*\2", python)
+    return eval(python, {}, letters)  # the expression comes from our own rule text
+
+
+@pytest.mark.parametrize("stride, pad, flip, base, out_size, taps",
+                         list(itertools.product((1, 2, 3), (0, 1, 2), (False, True), (0, 1), (1, 4), (1, 2, 5))))
+def test_position_text_matches_the_loop_arithmetic(stride, pad, flip, base, out_size, taps):
+    text = position("i", out_size, "u", taps, stride=stride, pad=pad, flip=flip, base=base)
+    for i in range(out_size):
+        for u in range(taps):
+            read = i * stride + ((taps - 1 - u) if flip else u) - pad      # as Conv.window
+            assert evaluate(text, i=i + base, u=u + base) == read + base, text
+
+
+@pytest.mark.parametrize("column", [False, True])
+@pytest.mark.parametrize("base", [0, 1])
+@pytest.mark.parametrize("shape", [(3, 2, 4), (1, 3, 3), (2, 1, 5), (1, 1, 4)])
+def test_flatten_rule_matches_the_positions(column, base, shape):
+    C, H, W = shape
+    text = f"""
+conventions: {{flatten: {'column' if column else 'row'}, index_base: {base}}}
+input: {{random: uniform, shape: [{C}, {H}, {W}], seed: 0}}
+layers: [{{type: flatten, name: f}}]
+upstream: {{delta: {[0.0] * (C * H * W)}}}
+"""
+    scenario = bptrace.loads(text)
+    trace = bptrace.run(scenario)
+    rule = trace["f.out"].rule
+    at = re.match(r"f\.out\[(.*?)\] = ", rule).group(1)
+    layer = scenario.layers[0]
+    for c, i, j in itertools.product(range(C), range(H), range(W)):
+        assert evaluate(at, c=c + base, i=i + base, j=j + base) == layer.position(c, i, j) + base, rule
+
+
+def test_conv_rule_on_a_one_by_one_output_names_no_output_index():
+    trace = bptrace.run(bptrace.loads("""
+input: [[1, 2], [3, 4]]
+layers: [{type: conv, name: c, kernel: [[1, 0], [0, 1]]}]
+upstream: {delta: 1}
+"""))
+    assert trace["c.out"].rule == "c.out = Σ_u Σ_v c.kernel[u,v] · input[u,v] + c.bias"
+    assert trace["c.grad.kernel"].rule == "c.grad.kernel[u,v] = c.delta · input[u,v]"
+
+
+def test_rules_count_from_one_under_index_base_one():
+    trace = bptrace.run(bptrace.loads("""
+conventions: {index_base: 1, kernel: convolution}
+input: {random: uniform, shape: [6, 6], seed: 0}
+layers: [{type: conv, name: c, kernel: [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}]
+upstream: {delta: [[0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5]]}
+"""))
+    assert trace["c.out"].rule == "c.out[i,j] = Σ_u Σ_v c.kernel[u,v] · input[i+3−u,j+3−v] + c.bias"

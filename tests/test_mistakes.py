@@ -1,0 +1,190 @@
+"""The catalog of mistakes: each one, planted in a sheet by an independent PyTorch model of
+the mistake (tests/planted.py), is named by its id and by no other; correct sheets get no
+diagnosis; wrong numbers no mistake makes are not explained."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bptrace.check import Checker, read_answers, scenario_answers
+from bptrace.mistakes import IDS, variants
+from bptrace.scenario import loads
+from planted import conv_scenario, conv_sheet, expected_block, mlp_scenario, mlp_sheet
+
+# (catalog id, the planted model's mistake, scenario options, the first wrong step)
+PLANTED = [
+    ("kernel-not-flipped", "kernel-not-flipped", {}, "c1.grad.kernel"),
+    ("kernel-not-flipped", "kernel-not-flipped/delta", {}, "c1.grad.kernel"),
+    ("kernel-not-flipped", "kernel-not-flipped/forward", {"kernel": "convolution"}, "h.grad.weights"),
+    ("input-delta-kernel-not-rotated", "input-delta-kernel-not-rotated", {}, "input.delta"),
+    ("input-delta-valid-not-full", "input-delta-valid-not-full", {}, "input.delta"),
+    ("activation-derivative-missing", "activation-derivative-missing", {}, "p1.delta"),
+    ("activation-derivative-wrong-argument", "activation-derivative-wrong-argument", {}, "p1.delta"),
+    ("avgpool-scale-missing", "avgpool-scale-missing", {"pool": "avg"}, "c1.delta"),
+    ("maxpool-routed-everywhere", "maxpool-routed-everywhere", {}, "c1.delta"),
+    ("maxpool-wrong-position", "maxpool-wrong-position", {}, "c1.delta"),
+    ("flatten-order-swapped", "flatten-order-swapped", {}, "s1.delta"),
+    ("loss-gradient-sign", "loss-gradient-sign", {"start": "half_sse"}, "h.delta"),
+    ("loss-factor-two", "loss-factor-two", {"start": "half_sse"}, "h.delta"),
+    ("batch-averaged-not-summed", "batch-averaged-not-summed", {"start": "half_sse", "batch": 2}, "h.delta"),
+    ("batch-averaged-not-summed", "batch-averaged-not-summed/parameters", {"batch": 2}, "h.grad.weights"),
+    ("bias-gradient-not-summed", "bias-gradient-not-summed", {}, "c1.grad.bias"),
+    ("update-sign", "update-sign", {"learning_rate": 0.1}, "c1.new.kernel"),
+]
+
+
+def check_text(text: str):
+    scenario = loads(text, "sheet.yaml")
+    return Checker().check(scenario, scenario_answers(scenario), file="sheet.yaml", scenario_path="sheet.yaml")
+
+
+def planted_report(mistake, options):
+    return check_text(conv_scenario(**options) + expected_block(conv_sheet(mistake, **options)))
+
+
+def test_every_catalog_id_has_a_planted_sheet():
+    assert {case[0] for case in PLANTED} | {"batch-summed-not-averaged"} == set(IDS)
+
+
+@pytest.mark.parametrize("id_, mistake, options, first", PLANTED, ids=[case[1] for case in PLANTED])
+def test_a_planted_mistake_is_named_by_its_id_alone(torch, id_, mistake, options, first):
+    report = planted_report(mistake, options)
+    assert report.failed, "the planted mistake changed nothing the sheet answers"
+    assert report.first_wrong.name == first
+    assert [d.id for d in report.diagnosis] == [id_]
+    assert report.unexplained == []
+    wrong = [row.label for row in report.rows if not row.passed]
+    assert report.diagnosis[0].explains == wrong
+
+
+def test_a_valid_convolution_of_the_wrong_shape_is_named(torch, tmp_path):
+    # the 'valid' convolution makes a 3×3 input.delta where 5×5 belongs; in an answer file
+    # that is a wrong answer (in a scenario's own `expected:` the loader refuses it)
+    sheet = conv_sheet("input-delta-valid-not-full/shape")
+    assert np.shape(sheet["input.delta"]) == (3, 3)
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(expected_block(sheet))
+    scenario = loads(conv_scenario())
+    report = Checker().check(scenario, read_answers(answers, scenario), file=str(answers), scenario_path="x")
+    wrong = [row for row in report.rows if not row.passed]
+    assert [row.label for row in wrong] == ["input.delta"]
+    assert wrong[0].how == "wrong shape: yours is 3×3, bptrace's 5×5"
+    assert [d.id for d in report.diagnosis] == ["input-delta-valid-not-full"]
+
+
+def test_a_bias_gradient_written_as_the_delta_map_is_named(torch, tmp_path):
+    sheet = conv_sheet(None)
+    sheet["c1.grad.bias"] = sheet["c1.delta"]
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(expected_block(sheet))
+    scenario = loads(conv_scenario())
+    report = Checker().check(scenario, read_answers(answers, scenario), file=str(answers), scenario_path="x")
+    assert [row.label for row in report.rows if not row.passed] == ["c1.grad.bias"]
+    assert [d.id for d in report.diagnosis] == ["bias-gradient-not-summed"]
+
+
+def test_a_wrong_shape_nothing_explains(torch, tmp_path):
+    sheet = conv_sheet(None)
+    sheet["c1.grad.kernel"] = [0.1, 0.2, 0.3]
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(expected_block(sheet))
+    scenario = loads(conv_scenario())
+    report = Checker().check(scenario, read_answers(answers, scenario), file=str(answers), scenario_path="x")
+    assert report.failed == 1 and report.diagnosis == [] and report.unexplained == ["c1.grad.kernel"]
+
+
+def test_batch_summed_not_averaged_with_cross_entropy(torch):
+    report = check_text(mlp_scenario() + expected_block(mlp_sheet("batch-summed-not-averaged")))
+    assert report.first_wrong.name == "h2.delta"      # the loss's value is right: a mean
+    assert [d.id for d in report.diagnosis] == ["batch-summed-not-averaged"]
+    assert report.unexplained == []
+
+
+def test_later_answers_that_follow_from_a_planted_mistake_are_not_new_errors(torch):
+    report = planted_report("activation-derivative-missing", {})
+    verdicts = {row.name: row.verdict for row in report.rows}
+    assert verdicts["p1.delta"] == "wrong"
+    for name in ("c1.delta", "c1.grad.kernel", "c1.grad.bias", "input.delta"):
+        assert verdicts[name] == "follows", name
+
+
+@pytest.mark.parametrize("options", [{}, {"pool": "avg"}, {"start": "half_sse"}, {"start": "half_sse", "batch": 2},
+                                     {"batch": 2, "learning_rate": 0.1}, {"kernel": "convolution"}])
+def test_a_correct_sheet_passes_without_diagnosis(torch, options):
+    report = check_text(conv_scenario(**options) + expected_block(conv_sheet(None, **options)))
+    assert report.failed == 0 and report.passed > 40
+    assert report.diagnosis == [] and report.first_wrong is None
+
+
+def test_a_correct_cross_entropy_sheet_passes(torch):
+    report = check_text(mlp_scenario() + expected_block(mlp_sheet(None)))
+    assert report.failed == 0 and report.diagnosis == []
+
+
+@pytest.mark.parametrize("step", ["p1.delta", "c1.delta", "c1.grad.kernel", "input.delta", "h.grad.weights"])
+def test_arbitrary_wrong_numbers_are_not_explained(torch, step):
+    sheet = conv_sheet(None)
+    rng = np.random.default_rng(len(step))
+    sheet[step] = rng.uniform(-0.1, 0.1, size=np.shape(sheet[step]))
+    report = check_text(conv_scenario() + expected_block(sheet))
+    assert report.failed
+    assert report.diagnosis == []
+    assert report.unexplained == [row.label for row in report.rows if not row.passed]
+
+
+def test_one_slipped_digit_is_not_explained(torch):
+    sheet = conv_sheet(None)
+    sheet["c1.grad.kernel"][1, 0] += 0.001
+    report = check_text(conv_scenario() + expected_block(sheet))
+    assert report.failed == 1 and report.diagnosis == []
+
+
+def test_indistinguishable_mistakes_are_all_reported(torch):
+    # with sse and a batch of 2, leaving out sse's factor 2 and averaging over the batch
+    # both halve the output's delta: the sheet cannot tell them apart, so both are named
+    text = conv_scenario(start="sse", batch=2)
+    sheet = conv_sheet(None, start="half_sse", batch=2)   # half_sse's delta is sse's halved
+    report = check_text(text + expected_block({"h.delta": sheet["h.delta"]}))
+    assert {d.id for d in report.diagnosis} == {"loss-factor-two", "batch-averaged-not-summed"}
+
+
+def test_two_mistakes_in_one_sheet_are_both_named(torch):
+    sheet = conv_sheet("maxpool-routed-everywhere")
+    flipped = conv_sheet("kernel-not-flipped")
+    # the kernel gradient turned by 180°, from the student's own (wrongly routed) c1.delta
+    x = np.array(planted_input())
+    d = sheet["c1.delta"]
+    gradient = np.array([[np.sum(d * x[u:u + 4, v:v + 4]) for v in range(2)] for u in range(2)])
+    sheet["c1.grad.kernel"] = gradient[::-1, ::-1]
+    assert not np.allclose(sheet["c1.grad.kernel"], flipped["c1.grad.kernel"])
+    del sheet["input.delta"], sheet["c1.grad.bias"]
+    report = check_text(conv_scenario() + expected_block(sheet))
+    assert [d.id for d in report.diagnosis] == ["maxpool-routed-everywhere", "kernel-not-flipped"]
+    assert report.unexplained == []
+
+
+def planted_input():
+    from planted import INPUT
+    return INPUT
+
+
+def test_the_catalog_leaves_the_scenario_alone():
+    text = conv_scenario(start="half_sse", batch=2, learning_rate=0.1)
+    scenario = loads(text)
+    layers = [(type(layer), dict(vars(layer))) for layer in scenario.layers]
+    found = variants(scenario)
+    assert {v.id for v in found} >= {"kernel-not-flipped", "loss-gradient-sign", "update-sign"}
+    assert [(type(layer), dict(vars(layer))) for layer in scenario.layers] == layers
+    assert scenario.loss.function().__class__.__name__ == "HalfSSE"
+    assert scenario.learning_rate == 0.1
+
+
+def test_mistaken_runs_are_shared_by_the_sheets_of_one_problem(torch):
+    checker = Checker()
+    text = conv_scenario()
+    for mistake in ("maxpool-routed-everywhere", "kernel-not-flipped"):
+        scenario = loads(text + expected_block(conv_sheet(mistake)))
+        checker.check(scenario, scenario_answers(scenario), file="a", scenario_path="a")
+    assert len(checker._models) == 1
+    catalog = next(iter(checker._models.values())).catalog
+    assert catalog._runs is not None

@@ -1,0 +1,227 @@
+"""The second oracle, which needs no torch: central finite differences of the loss.
+
+For every parameter element, input element and layer-output element p,
+(L(p + h) − L(p − h)) / 2h must match the engine's gradient (`L.grad.*`, `input.delta`,
+`L.delta`).  Layer outputs are nudged by pinning them (the engine's `overrides`, as the
+checker uses them), so that every later step recomputes from the nudged value.  With an
+`upstream` error the loss is L = Σ out · delta at that layer.  Agreement:
+|fd − grad| ≤ ATOL + RTOL · |grad|.  The cases keep clear of kinks (a relu input near 0, a
+max-pool window with two nearly equal maxima), and `assert_smooth` says so when one is not.
+"""
+from __future__ import annotations
+
+import json
+from itertools import product
+
+import numpy as np
+import pytest
+
+import bptrace
+from bptrace.scenario import Patch
+
+H = 1e-6
+RTOL = 1e-6
+ATOL = 1e-8
+
+
+def vals(*shape, seed=0, low=-1.0, high=1.0):
+    """A YAML literal of random numbers at full precision (so no two are exactly equal)."""
+    return json.dumps(np.random.default_rng(seed).uniform(low, high, size=shape).tolist())
+
+
+CASES = {
+    "conv-maxpool-sigmoid-dense-upstream": f"""
+input: {vals(5, 5, seed=1)}
+layers:
+  - {{type: conv, name: c1, kernel: {vals(2, 2, seed=2)}, bias: 0.03}}
+  - {{type: maxpool, name: p1, size: 2}}
+  - {{type: sigmoid, name: s1}}
+  - {{type: flatten, name: f}}
+  - {{type: dense, name: h, weights: {vals(2, 4, seed=3)}, bias: [0.1, -0.2]}}
+upstream: {{layer: h, delta: [0.25, -0.15]}}
+""",
+    "convolution-stride-padding-tanh-avgpool-column-sse": f"""
+conventions: {{kernel: convolution, flatten: column}}
+input: {vals(2, 4, 4, seed=4)}
+layers:
+  - {{type: conv, kernel: {vals(2, 2, 3, 2, seed=5)}, bias: [0.1, -0.1], stride: [2, 1], padding: 1}}
+  - {{type: tanh}}
+  - {{type: avgpool, size: 2, stride: 2, padding: 1}}
+  - {{type: flatten}}
+  - {{type: dense, weights: {vals(3, 12, seed=6)}}}
+loss: {{type: sse, target: [0.5, -0.5, 0.25]}}
+""",
+    "groups-leaky-overlapping-maxpool-softmax-mse": f"""
+input: {vals(4, 3, 4, seed=7)}
+layers:
+  - {{type: conv, kernel: {vals(2, 2, 2, 2, seed=8)}, groups: 2, bias: [0.1, 0.2]}}
+  - {{type: leaky_relu, slope: 0.2}}
+  - {{type: maxpool, size: 2, stride: 1}}
+  - {{type: flatten}}
+  - {{type: dense, weights: {vals(3, 4, seed=9)}}}
+  - {{type: softmax}}
+loss: {{type: mse, target: [0.2, 0.3, 0.5]}}
+""",
+    "depthwise-relu-identity-batch-cross-entropy": f"""
+input: {vals(2, 2, 3, 3, seed=10)}
+layers:
+  - {{type: conv, kernel: {vals(2, 2, 2, seed=11)}, groups: 2, bias: [0.5, 0.5]}}
+  - {{type: relu}}
+  - {{type: identity}}
+  - {{type: flatten}}
+  - {{type: dense, weights: {vals(4, 8, seed=12)}}}
+loss: {{type: cross_entropy, target: [3, 1]}}
+learning_rate: 0.1
+""",
+    "dense-cross-entropy-probabilities": f"""
+input: {vals(2, 5, seed=13)}
+layers:
+  - {{type: dense, weights: {vals(4, 5, seed=14)}, bias: {vals(4, seed=15)}}}
+  - {{type: tanh}}
+  - {{type: dense, weights: {vals(3, 4, seed=16)}}}
+loss: {{type: cross_entropy, target: [[0.2, 0.3, 0.5], [0.6, 0.4, 0.0]]}}
+""",
+    "conv-sigmoid-bce": f"""
+input: {vals(4, 4, seed=17)}
+layers:
+  - {{type: conv, kernel: {vals(2, 2, 2, seed=18)}, bias: [0.1, -0.1]}}
+  - {{type: sigmoid}}
+loss: {{type: bce, target: {vals(2, 3, 3, seed=19, low=0.0, high=1.0)}}}
+""",
+    "conv-avgpool-half-sse-map": f"""
+input: {vals(2, 1, 4, 4, seed=20)}
+layers:
+  - {{type: conv, kernel: {vals(3, 3, seed=21)}, padding: 1}}
+  - {{type: avgpool, size: 3, stride: 1}}
+loss: {{type: half_sse, target: {vals(2, 2, 2, seed=22)}}}
+""",
+    "upstream-middle": f"""
+input: {vals(5, 5, seed=23)}
+layers:
+  - {{type: conv, name: c1, kernel: {vals(2, 2, seed=24)}}}
+  - {{type: sigmoid, name: s1}}
+  - {{type: conv, name: c2, kernel: {vals(2, 2, seed=25)}, stride: 2}}
+  - {{type: flatten}}
+  - {{type: dense, weights: {vals(1, 4, seed=26)}}}
+upstream: {{layer: c2, delta: {vals(2, 2, seed=27)}}}
+""",
+    "signal-1d": f"""
+input: {vals(9, seed=28)}
+layers:
+  - {{type: conv, kernel: {vals(3, seed=29)}, padding: 1, stride: 2, bias: 0.1}}
+  - {{type: maxpool, size: 2, stride: 1}}
+  - {{type: tanh}}
+loss: {{type: sse, target: {vals(4, seed=30)}}}
+""",
+}
+
+
+def loss_of(scenario, overrides=None) -> float:
+    # explain with no elements for every step: nothing is recorded, the loops run faster
+    quiet = {name: set() for name in scenario.shapes}
+    trace = bptrace.run(scenario, overrides=overrides or {}, explain=quiet)
+    if scenario.upstream is not None:
+        out = trace.value(f"{scenario.upstream.layer}.out")
+        return float(np.sum(out * scenario.upstream.delta))
+    return trace.loss
+
+
+def central(f, base: np.ndarray) -> np.ndarray:
+    """(f(base + h·e) − f(base − h·e)) / 2h for every element e of base."""
+    grad = np.zeros(base.shape)
+    for idx in np.ndindex(*base.shape):
+        plus, minus = base.copy(), base.copy()
+        plus[idx] += H
+        minus[idx] -= H
+        grad[idx] = (f(plus) - f(minus)) / (2 * H)
+    return grad
+
+
+def finite_differences(scenario) -> dict:
+    """name -> the finite-difference gradient, for every gradient the engine traces."""
+    trace = bptrace.run(scenario)
+    result = {}
+
+    def swapping(owner, key):
+        original = owner[key]
+
+        def f(values):
+            owner[key] = values
+            try:
+                return loss_of(scenario)
+            finally:
+                owner[key] = original
+        return f
+
+    input_holder = {"input": scenario.input}
+
+    def with_input(values):
+        scenario.input = values
+        try:
+            return loss_of(scenario)
+        finally:
+            scenario.input = input_holder["input"]
+
+    result["input.delta"] = central(with_input, scenario.input)
+    for layer in scenario.layers:
+        if f"{layer.name}.delta" not in trace:
+            continue                       # after the upstream layer: no backward pass there
+        for role in layer.params:
+            result[f"{layer.name}.grad.{role}"] = central(swapping(layer.params, role), layer.params[role])
+
+        out_name = f"{layer.name}.out"
+
+        def with_out(values, out_name=out_name):
+            mask = np.ones(values.shape, dtype=bool)
+            return loss_of(scenario, {out_name: Patch(out_name, values, mask)})
+        result[f"{layer.name}.delta"] = central(with_out, trace.value(out_name))
+    return result
+
+
+def assert_smooth(scenario, margin=1e-4):
+    """The loss is differentiable around this point: no relu/leaky input and no max-pool
+    runner-up within `margin` of the switch."""
+    trace = bptrace.run(scenario)
+    below = "input"
+    for layer in scenario.layers:
+        x = trace.value(below)
+        if layer.type in ("relu", "leaky_relu"):
+            assert np.abs(x).min() > margin, f"{layer.name}: an input is within {margin} of the kink"
+        if layer.type == "maxpool":
+            N, C, Hh, W = x.shape
+            (kh, kw), (sh, sw), (ph, pw) = layer.size, layer.stride, layer.padding
+            padded = np.full((N, C, Hh + 2 * ph, W + 2 * pw), -np.inf)
+            padded[:, :, ph:ph + Hh, pw:pw + W] = x
+            _, _, Ho, Wo = layer.out_shape
+            for n, c, i, j in product(range(N), range(C), range(Ho), range(Wo)):
+                window = np.sort(padded[n, c, i * sh:i * sh + kh, j * sw:j * sw + kw].ravel())[::-1]
+                if window.size > 1 and np.isfinite(window[1]):
+                    assert window[0] - window[1] > margin, f"{layer.name}: a near tie in window {(n, c, i, j)}"
+        below = f"{layer.name}.out"
+
+
+@pytest.mark.parametrize("text", list(CASES.values()), ids=list(CASES))
+def test_gradients_match_finite_differences(text):
+    scenario = bptrace.loads(text)
+    assert_smooth(scenario)
+    trace = bptrace.run(scenario)
+    fd = finite_differences(scenario)
+    gradient_names = {s.name for s in trace.steps if s.name.endswith(".delta") or ".grad." in s.name}
+    assert gradient_names == set(fd), "every traced gradient has a finite-difference twin"
+    failures = []
+    for name, approx in fd.items():
+        exact = trace.value(name)
+        bad = ~np.isclose(exact, approx, rtol=RTOL, atol=ATOL)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            failures.append(f"{name}{list(where)}: engine {exact[where]!r}, finite difference {approx[where]!r}")
+    assert not failures, "\n".join(failures)
+
+
+def test_cases_cover_every_layer_and_loss():
+    from bptrace.layers import LAYERS
+    from bptrace.scenario import LOSS_TYPES
+    scenarios = [bptrace.loads(text) for text in CASES.values()]
+    assert {layer.type for sc in scenarios for layer in sc.layers} == set(LAYERS)
+    assert {sc.loss.type for sc in scenarios if sc.loss} == set(LOSS_TYPES)
+    assert any(sc.upstream for sc in scenarios)

@@ -1,0 +1,519 @@
+"""Every traced value against PyTorch autograd in float64 (see tests/oracle.py).
+
+Each case is a small scenario written as YAML.  Cases without `given`/`rounding` are
+compared with the whole-network oracle and with the step-by-step one; cases with them
+only step by step (and their pinned/rounded values against their definition).
+Agreement: |engine − torch| ≤ 1e-9 + 1e-9·|torch| for every element of every step.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bptrace
+import oracle
+from bptrace.layers import LAYERS
+from bptrace.render.json import render as render_json
+from bptrace.scenario import LOSS_TYPES
+
+SCENARIO_FILES = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
+
+
+def lit(*shape, seed=0, low=-1.0, high=1.0):
+    """A YAML literal of random numbers with three decimals, for tensors too big to type."""
+    values = np.round(np.random.default_rng(seed).uniform(low, high, size=shape), 3)
+    return json.dumps(values.tolist())
+
+
+X44 = "[[0.2, -0.5, 0.9, 0.1], [0.7, 0.3, -0.8, 0.4], [-0.6, 0.05, 0.35, -0.25], [0.15, 0.95, -0.45, 0.6]]"
+
+CASES = {
+    # --- conv: both conventions, stride, padding, channels, groups ---------------------------
+    "conv-correlation": f"""
+input: {X44}
+layers:
+  - {{type: conv, name: c, kernel: [[0.3, -0.2, 0.5], [0.1, 0.4, -0.6]], bias: 0.1}}
+loss: {{type: half_sse, target: [[0.1, 0.2], [0.3, -0.1], [0.5, 0.0]]}}
+""",
+    "conv-convolution": f"""
+conventions: {{kernel: convolution}}
+input: {lit(5, 5, seed=1)}
+layers:
+  - {{type: conv, name: c1, kernel: [[0.3, -0.2], [0.1, 0.4], [0.7, -0.5]], bias: -0.05}}
+  - {{type: sigmoid}}
+  - {{type: conv, name: c2, kernel: [[0.9, -0.3], [0.2, 0.6]], bias: 0.2}}
+loss: {{type: sse, target: {lit(2, 3, seed=2)}}}
+""",
+    "conv-stride-2": f"""
+input: {lit(7, 7, seed=3)}
+layers:
+  - {{type: conv, kernel: {lit(3, 3, seed=4)}, stride: 2, bias: 0.3}}
+  - {{type: tanh}}
+loss: {{type: mse, target: {lit(3, 3, seed=5)}}}
+""",
+    "conv-stride-pair": f"""
+input: {lit(5, 6, seed=6)}
+layers:
+  - {{type: conv, kernel: {lit(2, 2, seed=7)}, stride: [1, 2]}}
+  - {{type: conv, kernel: {lit(2, 2, seed=8)}, stride: [2, 1]}}
+loss: {{type: half_sse, target: {lit(2, 2, seed=9)}}}
+""",
+    "conv-padding": f"""
+input: {X44}
+layers:
+  - {{type: conv, kernel: {lit(3, 3, seed=10)}, padding: 1, bias: 0.05}}
+  - {{type: relu}}
+  - {{type: conv, kernel: {lit(3, 3, seed=11)}, padding: 2, stride: 2}}
+loss: {{type: half_sse, target: {lit(3, 3, seed=12)}}}
+""",
+    "conv-padding-pair-convolution": f"""
+conventions: {{kernel: convolution}}
+input: {lit(5, 4, seed=13)}
+layers:
+  - {{type: conv, kernel: {lit(3, 2, seed=14)}, padding: [1, 0], stride: [2, 1]}}
+loss: {{type: sse, target: {lit(3, 3, seed=15)}}}
+""",
+    "conv-channels": f"""
+input: {lit(2, 4, 4, seed=16)}
+layers:
+  - {{type: conv, kernel: {lit(3, 2, 2, 2, seed=17)}, bias: [0.1, -0.2, 0.3]}}
+  - {{type: relu}}
+  - {{type: conv, kernel: {lit(1, 3, 2, 2, seed=18)}}}
+loss: {{type: half_sse, target: {lit(2, 2, seed=19)}}}
+""",
+    "conv-groups": f"""
+input: {lit(4, 5, 5, seed=20)}
+init: {{scheme: glorot_uniform, seed: 3}}
+layers:
+  - {{type: conv, out_channels: 6, size: 3, groups: 2, bias: [0.1, 0.2, 0.3, -0.1, -0.2, -0.3]}}
+  - {{type: sigmoid}}
+  - {{type: conv, kernel: {lit(2, 3, 2, 2, seed=21)}, groups: 2}}
+upstream: {{delta: {lit(2, 2, 2, seed=22)}}}
+""",
+    "conv-depthwise": f"""
+input: {lit(3, 4, 4, seed=23)}
+layers:
+  - {{type: conv, name: dw, kernel: {lit(3, 2, 2, seed=24)}, groups: 3, bias: [0.1, 0.0, -0.1]}}
+  - {{type: conv, name: dm, kernel: {lit(6, 1, 2, 2, seed=25)}, groups: 3, padding: 1}}
+  - {{type: conv, name: pw, kernel: {lit(2, 6, 1, 1, seed=26)}}}
+loss: {{type: mse, target: {lit(2, 4, 4, seed=27)}}}
+""",
+    # --- pooling ---------------------------------------------------------------------------
+    "maxpool": f"""
+input: {X44}
+layers:
+  - {{type: maxpool, name: p, size: 2}}
+loss: {{type: half_sse, target: [[0.5, 0.5], [0.5, 0.5]]}}
+""",
+    "maxpool-overlapping": f"""
+input: {lit(5, 5, seed=28)}
+layers:
+  - {{type: conv, kernel: [[0.5, -0.4], [0.3, 0.8]]}}
+  - {{type: maxpool, size: 3, stride: 1}}
+loss: {{type: sse, target: {lit(2, 2, seed=29)}}}
+""",
+    "maxpool-padding-all-negative": f"""
+input: {lit(5, 5, seed=30, low=-1.0, high=-0.1)}
+layers:
+  - {{type: maxpool, size: 3, stride: 2, padding: 1}}
+loss: {{type: half_sse, target: {lit(3, 3, seed=31)}}}
+""",
+    "maxpool-ties": """
+input: [[0.5, 0.5, 0.2, 0.9], [0.5, 0.1, 0.9, 0.9], [0.3, 0.3, 0.0, 0.0], [0.3, 0.3, 0.0, 0.0]]
+layers:
+  - {type: maxpool, size: 2, stride: 1}
+  - {type: flatten}
+  - {type: dense, weights: [[0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8, 0.9]], bias: 0.1}
+loss: {type: half_sse, target: [1.0]}
+""",
+    "maxpool-size-pair": f"""
+input: {lit(2, 4, 6, seed=32)}
+layers:
+  - {{type: maxpool, size: [2, 3], stride: [2, 1]}}
+upstream: {{delta: {lit(2, 2, 4, seed=33)}}}
+""",
+    "avgpool": f"""
+input: {X44}
+layers:
+  - {{type: avgpool, size: 2}}
+  - {{type: sigmoid}}
+loss: {{type: half_sse, target: [[0.5, 0.2], [0.1, 0.9]]}}
+""",
+    "avgpool-padding-overlapping": f"""
+input: {lit(2, 5, 5, seed=34)}
+layers:
+  - {{type: avgpool, size: 3, stride: 2, padding: 1}}
+  - {{type: avgpool, size: [2, 1], stride: 1}}
+loss: {{type: sse, target: {lit(2, 2, 3, seed=35)}}}
+""",
+    # --- activations ---------------------------------------------------------------------
+    "sigmoid-tanh": f"""
+input: {lit(3, 3, seed=36, low=-3, high=3)}
+layers:
+  - {{type: sigmoid}}
+  - {{type: conv, kernel: [[1.5, -2.0], [0.5, 1.0]]}}
+  - {{type: tanh}}
+loss: {{type: half_sse, target: {lit(2, 2, seed=37)}}}
+""",
+    "relu-with-zeros": """
+input: [[-0.5, 0.0, 0.7], [0.3, -0.2, 0.0], [0.9, 0.0, -0.1]]
+layers:
+  - {type: relu}
+  - {type: conv, kernel: [[0.5, -1.0], [2.0, 0.25]], bias: -0.1}
+  - {type: relu}
+loss: {type: sse, target: [[0.1, 0.2], [0.3, 0.4]]}
+""",
+    "leaky-relu-slope": f"""
+input: {lit(4, 4, seed=38)}
+layers:
+  - {{type: leaky_relu, slope: 0.2}}
+  - {{type: conv, kernel: {lit(2, 2, seed=39)}}}
+  - {{type: leaky_relu}}
+loss: {{type: half_sse, target: {lit(3, 3, seed=40)}}}
+""",
+    "identity": f"""
+input: {lit(3, 3, seed=41)}
+layers:
+  - {{type: identity}}
+  - {{type: conv, kernel: {lit(2, 2, seed=42)}}}
+  - {{type: identity, name: id2}}
+loss: {{type: half_sse, target: {lit(2, 2, seed=43)}}}
+""",
+    "softmax-features": f"""
+input: {lit(2, 4, seed=44)}
+layers:
+  - {{type: dense, weights: {lit(3, 4, seed=45)}, bias: [0.1, 0.0, -0.1]}}
+  - {{type: softmax}}
+loss: {{type: sse, target: [[1, 0, 0], [0, 0.5, 0.5]]}}
+""",
+    "softmax-over-channels": f"""
+input: {lit(3, 2, 3, seed=46)}
+layers:
+  - {{type: softmax, name: sm}}
+loss: {{type: half_sse, target: {lit(3, 2, 3, seed=47, low=0, high=1)}}}
+""",
+    # --- flatten and dense -----------------------------------------------------------------
+    "flatten-row": f"""
+input: {lit(2, 2, 3, seed=48)}
+layers:
+  - {{type: flatten, name: f}}
+  - {{type: dense, weights: {lit(2, 12, seed=49)}, bias: [0.5, -0.5]}}
+loss: {{type: half_sse, target: [0.3, -0.2]}}
+""",
+    "flatten-column": f"""
+conventions: {{flatten: column}}
+input: {lit(2, 2, 3, seed=48)}
+layers:
+  - {{type: flatten, name: f}}
+  - {{type: dense, weights: {lit(2, 12, seed=49)}, bias: [0.5, -0.5]}}
+loss: {{type: half_sse, target: [0.3, -0.2]}}
+""",
+    "dense-mlp-1d-features": """
+input: [0.5, -1.0, 0.25, 2.0]
+layers:
+  - {type: dense, weights: [[0.1, 0.2, -0.3, 0.4], [-0.5, 0.6, 0.7, -0.8], [0.9, -0.1, 0.2, 0.3]], bias: 0.1}
+  - {type: tanh}
+  - {type: dense, weights: [[1.0, -2.0, 0.5]]}
+loss: {type: sse, target: 0.7}
+""",
+    "dense-batch": f"""
+input: {lit(3, 4, seed=50)}
+layers:
+  - {{type: dense, weights: {lit(5, 4, seed=51)}, bias: {lit(5, seed=52)}}}
+  - {{type: sigmoid}}
+  - {{type: dense, weights: {lit(2, 5, seed=53)}}}
+loss: {{type: mse, target: {lit(3, 2, seed=54)}}}
+""",
+    # --- 1-D signals -------------------------------------------------------------------------
+    "signal-1d": """
+input: [0.1, 0.5, -0.3, 0.8, 0.2, -0.6, 0.4, 0.9]
+layers:
+  - {type: conv, kernel: [0.5, -1.0, 0.25], bias: 0.1}
+  - {type: relu}
+  - {type: maxpool, size: 2}
+  - {type: flatten}
+  - {type: dense, weights: [[0.3, -0.6, 0.9]]}
+loss: {type: half_sse, target: 0.5}
+""",
+    "signal-1d-stride-padding": """
+conventions: {kernel: convolution}
+input: [0.1, 0.5, -0.3, 0.8, 0.2, -0.6, 0.4]
+layers:
+  - {type: conv, kernel: [0.5, -1.0, 0.25], stride: 2, padding: 1}
+  - {type: avgpool, size: 2, stride: 1, padding: 1}
+  - {type: maxpool, size: 3, stride: 2, padding: 1}
+upstream: {delta: [1.0, -2.0, 0.5]}
+""",
+    "signal-1d-channels": f"""
+input: {lit(2, 1, 6, seed=55)}
+layers:
+  - {{type: conv, kernel: {lit(3, 2, 1, 2, seed=56)}, bias: [0.1, 0.2, 0.3]}}
+  - {{type: tanh}}
+loss: {{type: half_sse, target: {lit(3, 1, 5, seed=57)}}}
+""",
+    # --- batches -----------------------------------------------------------------------------
+    "batch-conv-pool-dense": f"""
+input: {lit(2, 2, 5, 5, seed=58)}
+layers:
+  - {{type: conv, name: c1, kernel: {lit(3, 2, 2, 2, seed=59)}, bias: [0.1, 0.0, -0.1]}}
+  - {{type: relu}}
+  - {{type: maxpool, size: 2}}
+  - {{type: flatten}}
+  - {{type: dense, name: d, weights: {lit(3, 12, seed=60)}}}
+loss: {{type: cross_entropy, target: [2, 0]}}
+learning_rate: 0.1
+""",
+    "batch-conv-sse": f"""
+input: {lit(3, 1, 4, 4, seed=61)}
+layers:
+  - {{type: conv, kernel: {lit(2, 2, seed=62)}}}
+  - {{type: avgpool, size: 3}}
+loss: {{type: sse, target: [0.1, 0.2, 0.3]}}
+""",
+    # --- losses ------------------------------------------------------------------------------
+    "loss-mse-map": f"""
+input: {lit(2, 3, 3, seed=63)}
+layers:
+  - {{type: conv, kernel: {lit(2, 2, 2, 2, seed=64)}}}
+loss: {{type: mse, target: {lit(2, 2, 2, seed=65)}}}
+""",
+    "loss-cross-entropy-index": f"""
+input: {lit(4, seed=66)}
+layers:
+  - {{type: dense, weights: {lit(3, 4, seed=67)}, bias: [0.2, -0.1, 0.0]}}
+loss: {{type: cross_entropy, target: 1}}
+""",
+    "loss-cross-entropy-probabilities": f"""
+input: {lit(2, 4, seed=68)}
+layers:
+  - {{type: dense, weights: {lit(3, 4, seed=69)}}}
+loss: {{type: cross_entropy, target: [[0.2, 0.5, 0.3], [0.0, 0.1, 0.9]]}}
+""",
+    "loss-cross-entropy-onehot": f"""
+input: {lit(3, 3, seed=70)}
+layers:
+  - {{type: conv, kernel: [[0.5, -0.5], [0.25, 1.0]]}}
+  - {{type: flatten}}
+  - {{type: dense, weights: {lit(3, 4, seed=71)}}}
+loss: {{type: cross_entropy, target: [0, 0, 1]}}
+""",
+    "loss-bce": f"""
+input: {lit(2, 3, seed=72)}
+layers:
+  - {{type: dense, weights: {lit(2, 3, seed=73)}, bias: [0.1, -0.1]}}
+  - {{type: sigmoid}}
+loss: {{type: bce, target: [[1, 0], [0.3, 0.8]]}}
+""",
+    "loss-bce-map": f"""
+input: {lit(3, 3, seed=74)}
+layers:
+  - {{type: conv, kernel: {lit(2, 2, seed=75)}}}
+  - {{type: sigmoid}}
+loss: {{type: bce, target: [[1, 0], [0, 1]]}}
+""",
+    # --- upstream ----------------------------------------------------------------------------
+    "upstream-last": f"""
+input: {lit(4, 4, seed=76)}
+layers:
+  - {{type: conv, kernel: {lit(2, 2, seed=77)}, bias: 0.1}}
+  - {{type: sigmoid}}
+upstream: {{delta: {lit(3, 3, seed=78)}}}
+""",
+    "upstream-middle": f"""
+input: {lit(4, 4, seed=79)}
+layers:
+  - {{type: conv, name: c1, kernel: {lit(2, 2, seed=80)}}}
+  - {{type: tanh, name: t1}}
+  - {{type: conv, name: c2, kernel: {lit(2, 2, seed=81)}}}
+  - {{type: flatten}}
+  - {{type: dense, weights: {lit(2, 4, seed=82)}}}
+upstream: {{layer: c2, delta: {lit(2, 2, seed=83)}}}
+learning_rate: 0.5
+""",
+    # --- learning rate, init, random input, index base --------------------------------------
+    "learning-rate": f"""
+input: {lit(4, 4, seed=84)}
+layers:
+  - {{type: conv, kernel: {lit(2, 2, 2, seed=85)}, bias: [0.1, -0.1]}}
+  - {{type: maxpool, size: 3}}
+  - {{type: flatten}}
+  - {{type: dense, weights: {lit(1, 2, seed=86)}, bias: 0.2}}
+loss: {{type: half_sse, target: 1.0}}
+learning_rate: 0.25
+""",
+    "init-glorot-random-input": """
+conventions: {kernel: convolution, flatten: column}
+input: {random: uniform, shape: [8, 8], seed: 1}
+init: {scheme: glorot_uniform, seed: 0}
+layers:
+  - {type: conv, name: C1, out_channels: 2, size: 3}
+  - {type: sigmoid}
+  - {type: avgpool, size: 2}
+  - {type: conv, name: C2, out_channels: 3, size: 2}
+  - {type: sigmoid}
+  - {type: flatten}
+  - {type: dense, name: F, out: 4}
+  - {type: sigmoid}
+loss: {type: half_sse, target: [0, 1, 0, 0]}
+learning_rate: 1.0
+""",
+    "random-normal-input": """
+input: {random: normal, shape: [2, 3, 5], seed: 7}
+init: {scheme: glorot_uniform, seed: 2}
+layers:
+  - {type: conv, out_channels: 2, size: [2, 3], stride: [1, 2]}
+  - {type: leaky_relu, slope: 0.1}
+loss: {type: mse, target: [[[0.1, 0.2], [0.3, 0.4]], [[0.5, 0.6], [0.7, 0.8]]]}
+""",
+    "index-base-1": f"""
+conventions: {{index_base: 1}}
+input: {X44}
+layers:
+  - {{type: conv, kernel: [[1, 2], [3, 4]]}}
+  - {{type: maxpool, size: 3}}
+loss: {{type: half_sse, target: 1}}
+""",
+    # --- given and rounding: later steps read the pinned/rounded numbers -------------------
+    "given-whole-sigmoid": f"""
+input: {X44}
+layers:
+  - {{type: conv, name: c, kernel: [[0.3, -0.2], [0.1, 0.4]]}}
+  - {{type: sigmoid, name: s}}
+  - {{type: maxpool, name: p, size: 2, stride: 1}}
+loss: {{type: half_sse, target: [[1, 0], [0, 1]]}}
+given:
+  s.out: [[0.55, 0.47, 0.62], [0.5, 0.51, 0.49], [0.44, 0.66, 0.6]]
+""",
+    "given-elements-and-delta": f"""
+input: {lit(4, 4, seed=87)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 2, seed=88)}}}
+  - {{type: tanh, name: t}}
+  - {{type: flatten, name: f}}
+  - {{type: dense, name: d, weights: {lit(2, 9, seed=89)}}}
+loss: {{type: sse, target: [0.5, -0.5]}}
+given:
+  c.out[0,0]: 0.25
+  c.out[2,1]: -0.5
+  f.delta[4]: 0.125
+  d.delta: [0.1, -0.2]
+learning_rate: 0.1
+""",
+    "rounding-all-half-up": f"""
+input: {lit(5, 5, seed=90)}
+layers:
+  - {{type: conv, kernel: {lit(2, 2, seed=91)}, bias: 0.03}}
+  - {{type: maxpool, size: 2}}
+  - {{type: sigmoid}}
+  - {{type: flatten}}
+  - {{type: dense, weights: {lit(2, 4, seed=92)}}}
+loss: {{type: half_sse, target: [1, 0]}}
+rounding: {{decimals: 3, mode: half_up, apply: all}}
+learning_rate: 0.1
+""",
+    "rounding-backward-half-even": f"""
+input: {lit(2, 4, 4, seed=93)}
+layers:
+  - {{type: conv, kernel: {lit(2, 2, 2, 2, seed=94)}}}
+  - {{type: relu}}
+  - {{type: avgpool, size: 2, stride: 1}}
+loss: {{type: mse, target: {lit(2, 2, 2, seed=95)}}}
+rounding: {{decimals: 2, mode: half_even, apply: backward}}
+""",
+    "rounding-forward-truncate": f"""
+input: {lit(4, 4, seed=96)}
+layers:
+  - {{type: conv, kernel: {lit(2, 2, seed=97)}}}
+  - {{type: sigmoid}}
+  - {{type: maxpool, size: 2, stride: 1}}
+  - {{type: softmax}}
+upstream: {{delta: {lit(2, 2, seed=98)}}}
+rounding: {{decimals: 2, mode: truncate, apply: [forward]}}
+""",
+}
+
+
+def agree(scenario, trace) -> int:
+    """Compare the trace, and its JSON export, with every oracle that applies; the number
+    of values compared."""
+    exported = render_json(trace)
+    compared = 0
+    if not scenario.given and not scenario.rounding:
+        whole = oracle.global_values(scenario)
+        compared += oracle.check(trace, whole)
+        oracle.check_json(exported, whole)
+    local = oracle.local_values(scenario, trace)
+    compared += oracle.check(trace, local, use_computed=True)
+    oracle.check_json(exported, local, use_computed=True)
+    oracle.check_pinned(scenario, trace)
+    return compared
+
+
+@pytest.mark.parametrize("text", list(CASES.values()), ids=list(CASES))
+def test_case_agrees_with_torch(torch, text):
+    scenario = bptrace.loads(text)
+    assert agree(scenario, bptrace.run(scenario)) > 0
+
+
+@pytest.mark.parametrize("path", SCENARIO_FILES, ids=[p.stem for p in SCENARIO_FILES])
+def test_shipped_scenario_agrees_with_torch(torch, path):
+    scenario = bptrace.load(path)
+    assert agree(scenario, bptrace.run(scenario)) > 0
+
+
+def test_global_oracle_agrees_where_given_changes_nothing(torch):
+    """seed001 without its `given` is an ordinary network: the whole-network oracle applies."""
+    scenario = bptrace.load(Path(__file__).resolve().parent.parent / "scenarios" / "seed001.yaml")
+    assert scenario.given
+    scenario.given = {}
+    oracle.check(bptrace.run(scenario), oracle.global_values(scenario))
+
+
+def test_cases_cover_every_layer_loss_and_convention():
+    """The cases above are the coverage claim; keep it true when layers or losses are added."""
+    scenarios = [bptrace.loads(text) for text in CASES.values()]
+    layer_types = {layer.type for sc in scenarios for layer in sc.layers}
+    assert layer_types == set(LAYERS)
+    assert {sc.loss.type for sc in scenarios if sc.loss} == set(LOSS_TYPES)
+    assert {sc.conventions.kernel for sc in scenarios} == {"correlation", "convolution"}
+    assert {sc.conventions.flatten for sc in scenarios
+            if any(layer.type == "flatten" for layer in sc.layers)} == {"row", "column"}
+    convs = [layer for sc in scenarios for layer in sc.layers if layer.type == "conv"]
+    assert any(layer.stride[0] != layer.stride[1] for layer in convs)
+    assert any(layer.padding[0] != layer.padding[1] for layer in convs)
+    assert any(layer.groups == layer.in_shape[1] > 1 for layer in convs)          # depthwise
+    assert any(1 < layer.groups < layer.in_shape[1] for layer in convs)
+    pools = [layer for sc in scenarios for layer in sc.layers if layer.type.endswith("pool")]
+    assert any(layer.stride[1] < layer.size[1] for layer in pools)                # overlapping
+    assert any(any(layer.padding) for layer in pools if layer.type == "maxpool")
+    assert any(any(layer.padding) for layer in pools if layer.type == "avgpool")
+    assert any(sc.input.shape[0] > 1 for sc in scenarios)                         # batches
+    assert any(sc.input.ndim == 4 and sc.input.shape[2] == 1 for sc in scenarios)  # 1-D signals
+    ce = [sc.loss for sc in scenarios if sc.loss and sc.loss.type == "cross_entropy"]
+    assert any(loss.classes is not None for loss in ce) and any(loss.classes is None for loss in ce)
+    upstream = [sc for sc in scenarios if sc.upstream]
+    assert any(sc.upstream.layer == sc.layers[-1].name for sc in upstream)
+    assert any(sc.upstream.layer != sc.layers[-1].name for sc in upstream)
+    assert any(sc.learning_rate for sc in scenarios) and any(sc.given for sc in scenarios)
+    assert {sc.rounding.mode for sc in scenarios if sc.rounding} == {"half_up", "half_even", "truncate"}
+
+
+def test_init_and_random_input_follow_the_brief():
+    """glorot_uniform: default_rng(seed), layer by layer, each tensor in canonical shape,
+    bounds ±sqrt(6/(fan_in+fan_out)) with fan = channels × kernel area; biases 0.  A random
+    input: default_rng(seed).uniform(low, high, shape)."""
+    scenario = bptrace.loads(CASES["init-glorot-random-input"])
+    x = np.random.default_rng(1).uniform(0.0, 1.0, size=(8, 8))
+    assert np.array_equal(scenario.input.reshape(8, 8), x)
+    rng = np.random.default_rng(0)
+    shapes = {"C1": ((2, 1, 3, 3), 1 * 9, 2 * 9), "C2": ((3, 2, 2, 2), 2 * 4, 3 * 4), "F": ((4, 12), 12, 4)}
+    for name, (shape, fan_in, fan_out) in shapes.items():
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        drawn = rng.uniform(-bound, bound, size=shape)
+        params = scenario.layer(name).params
+        role = "weights" if name == "F" else "kernel"
+        assert np.array_equal(params[role], drawn), name
+        assert np.array_equal(params["bias"], np.zeros(shape[0])), name

@@ -1,0 +1,116 @@
+"""Property: on any small valid network, every traced value agrees with PyTorch autograd.
+
+Hypothesis draws an architecture (input size, channels, batch; conv with kernel, stride,
+padding, groups; max/avg pools with stride and padding; activations; flatten order; dense
+layers; loss or upstream; learning rate) and the numbers in it; the scenario is written as
+YAML text, as a user would, and the whole trace is compared with the whole-network torch
+oracle (tests/oracle.py) to 1e-9 absolute + 1e-9 relative.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import bptrace
+import oracle
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
+
+
+def numbers(rng, *shape, low=-1.0, high=1.0):
+    return json.dumps(np.round(rng.uniform(low, high, size=shape), 4).tolist())
+
+
+@st.composite
+def scenarios(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    N = draw(st.integers(1, 2))
+    C = draw(st.integers(1, 3))
+    H = draw(st.integers(1, 7))
+    W = draw(st.integers(2, 7))
+    lines = [f"conventions: {{kernel: {draw(st.sampled_from(['correlation', 'convolution']))}, "
+             f"flatten: {draw(st.sampled_from(['row', 'column']))}}}",
+             f"input: {numbers(rng, N, C, H, W)}", "layers:"]
+    outputs = [(None, (N, C, H, W))]      # (layer name, its output shape), after the input
+
+    def add(keys, shape=None):
+        """Append a layer; shape: its output shape (default: the same as its input's)."""
+        name = f"l{len(outputs)}"
+        lines.append(f"  - {{name: {name}, {keys}}}")
+        outputs.append((name, shape or outputs[-1][1]))
+
+    for _ in range(draw(st.integers(0, 3))):
+        N, C, H, W = outputs[-1][1]
+        kind = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool"] + list(ACTIVATIONS)))
+        if kind == "conv":
+            groups = draw(st.sampled_from([g for g in range(1, C + 1) if C % g == 0]))
+            out = groups * draw(st.integers(1, 3 if groups == 1 else 2))
+            ph, pw = draw(st.integers(0, 1)), draw(st.integers(0, 1))
+            kh = draw(st.integers(1, min(3, H + 2 * ph)))
+            kw = draw(st.integers(1, min(3, W + 2 * pw)))
+            sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+            add(f"type: conv, kernel: {numbers(rng, out, C // groups, kh, kw)}, bias: {numbers(rng, out)}, "
+                f"stride: [{sh}, {sw}], padding: [{ph}, {pw}], groups: {groups}",
+                (N, out, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1))
+        elif kind in ("maxpool", "avgpool"):
+            kh, kw = draw(st.integers(1, min(3, H))), draw(st.integers(1, min(3, W)))
+            sh, sw = draw(st.integers(1, kh)), draw(st.integers(1, kw))
+            ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+            add(f"type: {kind}, size: [{kh}, {kw}], stride: [{sh}, {sw}], padding: [{ph}, {pw}]",
+                (N, C, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1))
+        elif kind == "leaky_relu":
+            add(f"type: leaky_relu, slope: {draw(st.sampled_from([0.01, 0.1, 0.3]))}")
+        else:
+            add(f"type: {kind}")
+
+    dense = draw(st.booleans())
+    if dense:
+        N, C, H, W = outputs[-1][1]
+        features = C * H * W
+        add("type: flatten", (N, features))
+        for _ in range(draw(st.integers(1, 2))):
+            out = draw(st.integers(1, 4))
+            add(f"type: dense, weights: {numbers(rng, out, features)}, bias: {numbers(rng, out)}", (N, out))
+            features = out
+            if draw(st.booleans()):
+                add(f"type: {draw(st.sampled_from(ACTIVATIONS))}")
+    sigmoid_last = len(outputs) == 1 or draw(st.booleans())
+    if sigmoid_last:
+        add("type: sigmoid")             # also makes bce possible below
+    shape = outputs[-1][1]
+
+    losses = ["half_sse", "sse", "mse", "upstream"]
+    if dense:
+        losses.append("cross_entropy")
+    if sigmoid_last:
+        losses.append("bce")
+    loss = draw(st.sampled_from(losses))
+    if loss == "upstream":
+        name, at = draw(st.sampled_from(outputs[1:]))
+        lines.append(f"upstream: {{layer: {name}, delta: {numbers(rng, *at)}}}")
+    elif loss == "cross_entropy":
+        if draw(st.booleans()):
+            classes = rng.integers(0, shape[1], shape[0]).tolist()
+            lines.append(f"loss: {{type: cross_entropy, target: {json.dumps(classes)}}}")
+        else:
+            probs = rng.dirichlet(np.ones(shape[1]), size=shape[0])
+            lines.append(f"loss: {{type: cross_entropy, target: {json.dumps(probs.tolist())}}}")
+    elif loss == "bce":
+        lines.append(f"loss: {{type: bce, target: {numbers(rng, *shape, low=0.0, high=1.0)}}}")
+    else:
+        lines.append(f"loss: {{type: {loss}, target: {numbers(rng, *shape)}}}")
+    if draw(st.booleans()):
+        lines.append(f"learning_rate: {draw(st.sampled_from([0.01, 0.1, 0.5]))}")
+    return "\n".join(lines) + "\n"
+
+
+# the torch fixture only imports torch (or skips): nothing in it needs resetting per example
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(text=scenarios())
+def test_random_networks_agree_with_torch(torch, text):
+    scenario = bptrace.loads(text)
+    oracle.check(bptrace.run(scenario), oracle.global_values(scenario))

@@ -1,0 +1,144 @@
+"""`run --format latex`: every shipped scenario compiles with a real pdflatex, as a document
+and as a fragment; names and descriptions with LaTeX's special characters and Unicode are
+escaped; no matrix runs badly off the page.
+
+pdflatex is Debian's texlive-latex-base (installed by .ci/run).  Without it these tests
+skip, unless BPTRACE_REQUIRE_TOOLS=1 (as in CI), where a missing pdflatex fails.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from bptrace.cli import main
+from bptrace.engine import run
+from bptrace.render import latex
+from bptrace.scenario import load, loads
+from conftest import ROOT, SCENARIOS
+
+# an overfull line this much wider than the text is "badly" off the page
+OVERFULL_POINTS = 30.0
+
+
+def pdflatex():
+    path = shutil.which("pdflatex")
+    if path is None:
+        if os.environ.get("BPTRACE_REQUIRE_TOOLS") == "1":
+            pytest.fail("BPTRACE_REQUIRE_TOOLS=1 but pdflatex is not installed (apt-get install texlive-latex-base)")
+        pytest.skip("pdflatex is not installed")
+    return path
+
+
+def compile_tex(tmp_path, source: str, stem: str = "trace"):
+    """Compile; return the log.  Fails the test with the first LaTeX error."""
+    (tmp_path / f"{stem}.tex").write_text(source, encoding="utf-8")
+    result = subprocess.run([pdflatex(), "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
+                             f"{stem}.tex"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    log = (tmp_path / f"{stem}.log").read_text(encoding="latin-1") if (tmp_path / f"{stem}.log").exists() else ""
+    if result.returncode != 0 or not (tmp_path / f"{stem}.pdf").exists():
+        error = re.search(r"^!.*(?:\n.*){0,6}", log, re.M)
+        pytest.fail(f"pdflatex failed on {stem}.tex: {error.group(0) if error else result.stdout[-2000:]}")
+    return log
+
+
+def worst_overfull(log: str) -> float:
+    return max([float(m) for m in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)], default=0.0)
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_every_shipped_scenario_compiles(path, tmp_path):
+    source = latex.render(run(load(path)))
+    assert source.startswith(r"\documentclass") and source.rstrip().endswith(r"\end{document}")
+    log = compile_tex(tmp_path, source)
+    assert worst_overfull(log) <= OVERFULL_POINTS, f"a line is {worst_overfull(log)}pt wider than the page"
+    assert "Undefined control sequence" not in log
+
+
+def test_fragment_goes_into_a_document(tmp_path):
+    result = CliRunner().invoke(main, ["run", str(ROOT / "scenarios" / "seed001.yaml"), "--format", "latex",
+                                       "--fragment", "-o", str(tmp_path / "body.tex")])
+    assert result.exit_code == 0, result.output
+    body = (tmp_path / "body.tex").read_text(encoding="utf-8")
+    assert r"\documentclass" not in body and r"\begin{document}" not in body and r"\begin{bmatrix}" in body
+    wrapper = ("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\setcounter{MaxMatrixCols}{40}\n"
+               "\\begin{document}\nMy own text.\n\\input{body}\n\\end{document}\n")
+    compile_tex(tmp_path, wrapper, "wrapper")
+
+
+def test_fragment_only_with_latex():
+    result = CliRunner().invoke(main, ["run", str(ROOT / "scenarios" / "seed001.yaml"), "--fragment"])
+    assert result.exit_code == 2 and "--fragment" in result.output
+
+
+AWKWARD = r"""
+name: 'Costs & profits: 100% of $5 #1 ~x^2 \alpha {a_b} <é> 漢 — “quoted”'
+description: 'back\slash, under_score, caret^, braces {}, tilde ~, pipe |, σ and Δ'
+input: [[0.5, -1e-7], [2, 3]]
+layers:
+  - {type: conv, name: conv_1, kernel: [[1, -2], [0.5, 1e-5]]}
+  - {type: leaky_relu, name: leaky_1, slope: 0.1}
+  - {type: flatten, name: flat_1}
+  - {type: dense, name: out_layer, weights: [[1], [2]]}
+  - {type: softmax, name: soft_1}
+loss: {type: bce, target: [1, 0]}
+learning_rate: 0.5
+"""
+
+
+def test_specials_and_unicode_are_escaped(tmp_path):
+    trace = run(loads(AWKWARD))
+    source = latex.render(trace)
+    compile_tex(tmp_path, source)
+    assert r"100\% of \$5 \#1" in source and r"conv\_1" in source
+
+
+def test_every_layer_type_and_loss_rule_compiles(tmp_path):
+    # one scenario per loss, every layer type between them: each rule becomes math that compiles
+    layers = """
+  - {type: conv, name: c, kernel: [[0.5, -1], [1, 0.5]], padding: 1, stride: 2}
+  - {type: avgpool, name: a, size: 2, stride: 1}
+  - {type: maxpool, name: m, size: 1}
+  - {type: tanh, name: t}
+  - {type: relu, name: r}
+  - {type: identity, name: i}
+  - {type: sigmoid, name: s}
+  - {type: flatten, name: f}
+  - {type: dense, name: d, weights: [[1], [-1]]}
+"""
+    sources = []
+    for loss in ("half_sse: {type: half_sse, target: [1, 0]}", "sse: {type: sse, target: [1, 0]}",
+                 "mse: {type: mse, target: [1, 0]}", "ce: {type: cross_entropy, target: 1}"):
+        text = f"input: [[1, 2], [3, 4]]\nconventions: {{kernel: convolution, flatten: column, index_base: 1}}\n" \
+               f"layers:{layers}loss: {loss.split(': ', 1)[1]}\nlearning_rate: 0.1\n"
+        sources.append(latex.render(run(loads(text)), fragment=True))
+    document = latex.PREAMBLE + "\n".join(sources) + "\\end{document}\n"
+    compile_tex(tmp_path, document)
+
+
+def test_rules_become_math():
+    assert latex.math("c1.out[i,j] = Σ_u Σ_v c1.kernel[u,v] · input[i+u,j+v] + c1.bias") == \
+        r"\mathrm{c1.out}[i,j]=\sum_{u}\sum_{v}\mathrm{c1.kernel}[u,v]\cdot \mathrm{input}[i+u,j+v]+\mathrm{c1.bias}"
+    assert latex.math("p1.delta = s1.delta ⊙ s1.out ⊙ (1 − s1.out)") == \
+        r"\mathrm{p1.delta}=\mathrm{s1.delta}\odot \mathrm{s1.out}\odot (1-\mathrm{s1.out})"
+    # prose stays text, with its spaces and punctuation
+    assert latex.math("the input, as written") == r"\text{the }\mathrm{input}\text{, as written}"
+    assert latex.number_math("1.5e-7") == r"1.5\times 10^{-7}"
+
+
+def test_text_escapes_everything():
+    assert latex.text("a_b & 50% #1 $x ~ ^ \\ {}") == \
+        r"a\_b \& 50\% \#1 \$x \textasciitilde{} \textasciicircum{} \textbackslash{} \{\}"
+    assert latex.text("σ — é 漢") == r"\ensuremath{\sigma } --- e [U+6F22]"
+
+
+def test_output_file(tmp_path):
+    out = tmp_path / "trace.tex"
+    result = CliRunner().invoke(main, ["run", str(ROOT / "scenarios" / "seed001.yaml"), "--format", "latex",
+                                       "-o", str(out)])
+    assert result.exit_code == 0 and result.output == ""
+    assert out.read_text(encoding="utf-8").startswith(r"\documentclass")
