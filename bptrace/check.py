@@ -36,7 +36,7 @@ from .rounding import round_array, round_number
 from .scenario import DEFAULT_WORK_LIMIT, Patch, Rounding, Scenario, load, merge_patches, resolve
 from .source import Document, read_document
 from .spec import Spec
-from .tensors import describe_shape, display_index, fits, squeezed_shape
+from .tensors import describe_shape, display_index, fits, format_index, squeezed_shape
 
 # Two numbers this close are the same number computed two ways (float noise), whatever
 # was written: |a − b| ≤ NOISE·max(|a|, |b|) + FLOOR.
@@ -48,6 +48,7 @@ DENOISE_DIGITS = 12
 # Numbers from an .npz have no text to read decimals from; they are right within this many
 # machine epsilons of their array's float type, relative to the array's largest magnitude.
 NPZ_EPSILONS = 100
+NPZ_DIGITS = 6          # what a match with an .npz number is worth, in significant digits
 ANSWER_SUFFIXES = (".yaml", ".yml", ".json", ".npz")
 
 RIGHT, FOLLOWS, WRONG = "right", "follows", "wrong"
@@ -118,6 +119,16 @@ class Written:
     slack: float = 0.0     # .npz numbers: the precision of the array's float type
 
     @property
+    def digits(self) -> int | None:
+        """Significant digits the text claims: 0.0364 → 3, 0.0360 → 3, 0 → 1."""
+        if self.text is None:
+            return None
+        try:
+            return max(1, len(Decimal(self.text.replace("_", "").strip()).as_tuple().digits))
+        except InvalidOperation:
+            return 1
+
+    @property
     def decimals(self) -> int | None:
         """Decimals the text claims: 0.0360 → 4, 1.5e-3 → 4, 2 → 0; None without text."""
         if self.text is None:
@@ -127,11 +138,6 @@ class Written:
         except InvalidOperation:
             return 0
         return -exponent if isinstance(exponent, int) and exponent < 0 else 0
-
-    def shown(self) -> str:
-        from .render.common import number
-
-        return self.text.strip() if self.text is not None else number(self.value)
 
 
 def _plural(count, word):
@@ -157,6 +163,15 @@ def match(written: Written, value: float, tolerance: Tolerance) -> str | None:
     if round_number(clean, decimals, "truncate") == mine:
         return f"matches when truncated ({_plural(decimals, 'decimal')})"
     return None
+
+
+def evidence(written: Written, tolerance: Tolerance) -> float:
+    """How many significant digits a match with this number is worth: what it claims as
+    written, what the tolerance resolves of it, or a float's worth from an .npz."""
+    if not tolerance.as_written:
+        width = tolerance.abs + tolerance.rel * abs(written.value)
+        return max(0.0, math.log10(abs(written.value) / width)) if width > 0 and written.value else 0.0
+    return written.digits if written.text is not None else NPZ_DIGITS
 
 
 def same_number(a: float, b: float) -> bool:
@@ -252,6 +267,8 @@ def read_answers(path, scenario: Scenario) -> list[Answer]:
     """An answer file: YAML or JSON (`{name: values}`, `{expected: {...}}`, or bptrace's own
     `run --format json` export, whose steps' values are taken), or an .npz of named arrays."""
     name = str(path)
+    if os.path.isdir(name):
+        raise ScenarioError("no answer files (" + ", ".join(ANSWER_SUFFIXES) + ") in this directory", file=name)
     if name.lower().endswith(".npz"):
         return _npz_answers(name, scenario)
     doc = read_document(name)
@@ -506,7 +523,6 @@ class Checker:
 
     def check(self, scenario: Scenario, answers: list, *, file: str, scenario_path: str) -> FileReport:
         from .engine import run
-        from .render.common import element
 
         tolerance = self.tolerance or scenario_tolerance(scenario)
         model = self.model(scenario)
@@ -544,10 +560,11 @@ class Checker:
                         verdict, how = FOLLOWS, FOLLOWS_TEXT
                     else:
                         verdict, how = WRONG, "wrong"
-                rows.append(Row(answer.name, cell, element(answer.name, shape, cell, base), written.value,
+                shown = display_index(shape, cell, base)
+                rows.append(Row(answer.name, cell, answer.name + format_index(shown), written.value,
                                 clean, verdict, how, written=written,
                                 own=None if same_number(clean, mine) else mine,
-                                shown_index=display_index(shape, cell, base)))
+                                shown_index=shown))
         rows.sort(key=lambda row: (model.order[row.name], row.index is None, row.index or ()))
         report.rows = rows
 
@@ -560,7 +577,8 @@ class Checker:
             from .mistakes import diagnose
 
             report.diagnosis, report.unexplained = diagnose(
-                model.catalog, rows, overrides, own, lambda written, value: match(written, value, tolerance))
+                model.catalog, rows, overrides, own, lambda written, value: match(written, value, tolerance),
+                lambda written: evidence(written, tolerance))
         return report
 
 

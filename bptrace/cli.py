@@ -45,7 +45,7 @@ def trace_scenario(scenario, **options):
     try:
         return run(scenario, **options)
     except ScenarioError as error:
-        fail(scenario.document.locate(error) if scenario.document else error, scenario.path)
+        fail(error, scenario.path)
 
 
 def select_steps(trace, patterns):
@@ -191,7 +191,7 @@ def explain(scenario, target, unrolled, width, no_size_limit):
 
             shown = render(explaining.explain(sc, target), console.width)
     except ScenarioError as error:
-        raise BadInput(f"{scenario}: {error}")
+        fail(error, scenario)
     console.print(shown, crop=False)
 
 
@@ -208,7 +208,8 @@ def explain(scenario, target, unrolled, width, no_size_limit):
               help="Round every computed value to N decimals, as by hand (replaces the scenario's rounding).")
 @click.option("--mode", type=click.Choice(("half_up", "half_even", "truncate")),
               help="How --round rounds (default half_up).")
-@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True,
+              help="A table for people, or JSON for an autograder.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the report to this file instead of the terminal.")
 @click.option("--width", type=click.IntRange(40, 1000), help="Terminal width for text output.")

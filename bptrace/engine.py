@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ScenarioError
 from .layers import Names
 from .rounding import round_array
 from .scenario import Patch, Scenario, merge_patches, non_finite_error
@@ -33,7 +34,11 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
                checker reads only values and runs the engine many times, and recording
                the terms is half the cost of a run.
     """
-    return _Run(scenario, overrides or {}, explain or {}, terms).trace()
+    try:
+        return _Run(scenario, overrides or {}, explain or {}, terms).trace()
+    except ScenarioError as error:
+        # a loss found an output it cannot take, knowing only its key path: point at the line
+        raise scenario.document.locate(error) if scenario.document else error
 
 
 class _Run:

@@ -13,12 +13,14 @@ start or as it computes it from the sheet's own earlier answers (a student who m
 mistake also carried their own rounded numbers).  It is reported only if, in addition, no
 number the sheet got right disagrees with it.  Nothing else is ever offered as a guess.
 
-Speed: a class's sheets of one problem share one `Catalog` (the mistaken runs without
-answers, and which steps each mistake changes).  For a sheet, a mistake is run with the
-sheet's answers only when it could touch a wrong answer and the outcome is not already
-known without running: a step the mistake cannot reach (through steps the sheet did not
-pin) is the sheet's own run; a step none of whose inputs the sheet pinned is the mistaken
-run without answers.
+Each variant declares the steps whose rule it changes (`Variant.changes`; a test holds
+the declarations against runs where every step reads the clean numbers).  That makes the
+search cheap.  A mistake whose changed steps feed no wrong answer is not run at all; the
+mistaken run without answers is made once per scenario and shared by a class's sheets;
+and the mistaken run *with* a sheet's answers is made only when its numbers are needed
+and not known otherwise: a step the mistake cannot reach through steps the sheet left
+unpinned is the sheet's own run, and a step none of whose inputs the sheet pinned is the
+mistaken run without answers.
 """
 from __future__ import annotations
 
@@ -32,7 +34,11 @@ import numpy as np
 
 from .errors import ScenarioError
 from .losses import LOSSES
-from .scenario import Loss, Patch, Scenario
+from .scenario import Loss, Scenario
+
+# A mistake is named only when the numbers it reproduces carry this many significant digits
+# between them: one number written "0.1" matches some mistake or other by chance.
+EVIDENCE_DIGITS = 3
 
 # In the order reports list them.
 IDS = (
@@ -51,6 +57,7 @@ class Variant:
     message: str                  # one sentence a student can act on
     scenario: Scenario            # the scenario with the mistake built in
     layers: tuple = ()
+    changes: frozenset = frozenset()   # the steps whose rule the mistake changes
     form: str = ""                # which way of making it (the swapped-in class or attribute)
     # For an answer of another shape than the step's: (name, written shape) → (the step whose
     # numbers it would be, a function from that step's canonical values to the written shape)
@@ -71,6 +78,8 @@ def _silent(recs: dict) -> dict:
 class KernelGradientTurned:
     """kernel-not-flipped: the right kernel gradient, turned by 180°."""
 
+    mistaken_steps = ("grad.kernel",)
+
     def backward(self, x, out, delta, p, recs):
         result = super().backward(x, out, delta, p, recs)
         result["kernel"] = _turned(result["kernel"])
@@ -81,6 +90,8 @@ class DeltaTurnedInKernelGradient:
     """kernel-not-flipped: the delta turned by 180° before sliding it over the input (a
     convolution where the forward pass correlates, or the reverse)."""
 
+    mistaken_steps = ("grad.kernel",)
+
     def backward(self, x, out, delta, p, recs):
         result = super().backward(x, out, delta, p, recs)
         result["kernel"] = super().backward(x, out, _turned(delta), p, _silent(recs))["kernel"]
@@ -90,6 +101,8 @@ class DeltaTurnedInKernelGradient:
 class InputDeltaKernelUnturned:
     """input-delta-kernel-not-rotated: the error sent to the input through the kernel in
     the forward pass's orientation."""
+
+    mistaken_steps = ("in",)
 
     def backward(self, x, out, delta, p, recs):
         result = super().backward(x, out, delta, p, recs)
@@ -114,6 +127,8 @@ def covered_cells(layer) -> np.ndarray:
 class InputDeltaValid:
     """input-delta-valid-not-full: only the cells a 'valid' convolution reaches get an error."""
 
+    mistaken_steps = ("in",)
+
     def backward(self, x, out, delta, p, recs):
         result = super().backward(x, out, delta, p, recs)
         result["in"] = result["in"] * covered_cells(self)
@@ -122,6 +137,8 @@ class InputDeltaValid:
 
 class BiasGradientAveraged:
     """bias-gradient-not-summed: the bias gradient averaged over positions and samples."""
+
+    mistaken_steps = ("grad.bias",)
 
     def backward(self, x, out, delta, p, recs):
         result = super().backward(x, out, delta, p, recs)
@@ -132,6 +149,7 @@ class BiasGradientAveraged:
 class ParameterGradientsScaled:
     """batch-averaged-not-summed: every parameter gradient times `gradient_factor` (1/N)."""
     gradient_factor = 1.0
+    mistaken_steps = ("grads",)
 
     def backward(self, x, out, delta, p, recs):
         result = super().backward(x, out, delta, p, recs)
@@ -143,11 +161,16 @@ class ParameterGradientsScaled:
 class SlopeMissing:
     """activation-derivative-missing: the error passes the activation unchanged."""
 
+    mistaken_steps = ("in",)
+
     def slope(self, z, y):
         return []
 
 
 class SoftmaxSlopeMissing:
+    """activation-derivative-missing, for a softmax: the error passes it unchanged."""
+    mistaken_steps = ("in",)
+
     def backward(self, x, out, delta, p, recs):
         return {"in": np.array(delta, dtype=float)}
 
@@ -156,12 +179,16 @@ class SlopeAtInput:
     """activation-derivative-wrong-argument: f′ written in terms of the output, fed the input
     (z(1 − z) for the sigmoid, 1 − z² for tanh)."""
 
+    mistaken_steps = ("in",)
+
     def slope(self, z, y):
         return super().slope(z, z)
 
 
 class SlopeOfOutput:
     """activation-derivative-wrong-argument: f′ of the output, σ(y)(1 − σ(y)) with y = σ(z)."""
+
+    mistaken_steps = ("in",)
 
     def slope(self, z, y):
         return super().slope(y, self.f(y))
@@ -183,12 +210,16 @@ def _routed(layer, x, delta, choose) -> dict:
 class RoutedEverywhere:
     """maxpool-routed-everywhere: each window's error copied to every cell of the window."""
 
+    mistaken_steps = ("in",)
+
     def backward(self, x, out, delta, p, recs):
         return _routed(self, x, delta, lambda cells, values, best, origin: cells)
 
 
 class RoutedToCorner:
     """maxpool-wrong-position: each window's error at its top-left cell."""
+
+    mistaken_steps = ("in",)
 
     def backward(self, x, out, delta, p, recs):
         return _routed(self, x, delta, lambda cells, values, best, origin: cells[:1])
@@ -197,12 +228,16 @@ class RoutedToCorner:
 class RoutedToMinimum:
     """maxpool-wrong-position: each window's error at its (first) smallest cell."""
 
+    mistaken_steps = ("in",)
+
     def backward(self, x, out, delta, p, recs):
         return _routed(self, x, delta, lambda cells, values, best, origin: [cells[values.index(min(values))]])
 
 
 class RoutedTransposed:
     """maxpool-wrong-position: row and column of the winner swapped within its window."""
+
+    mistaken_steps = ("in",)
 
     def backward(self, x, out, delta, p, recs):
         def choose(cells, values, best, origin):
@@ -215,6 +250,8 @@ class RoutedTransposed:
 class AverageNotDivided:
     """avgpool-scale-missing: every cell of a window gets the window's whole error."""
 
+    mistaken_steps = ("in",)
+
     def backward(self, x, out, delta, p, recs):
         result = super().backward(x, out, delta, p, recs)
         result["in"] = result["in"] * (self.size[0] * self.size[1])
@@ -223,6 +260,8 @@ class AverageNotDivided:
 
 class UnflattenedOtherWay:
     """flatten-order-swapped (backward only): the error laid back in the other order."""
+
+    mistaken_steps = ("in",)
 
     def backward(self, x, out, delta, p, recs):
         other = copy.copy(self)
@@ -272,10 +311,14 @@ def _scaled_loss(base: type, value_factor: float, gradient_factor: float) -> typ
     return type(f"Mistaken{base.__name__}", (base,), {"value": value, "gradient": gradient})
 
 
-def _with_loss(scenario: Scenario, value_factor: float, gradient_factor: float) -> Scenario:
+def _loss_variant(scenario: Scenario, id_: str, message: str, value_factor: float,
+                  gradient_factor: float) -> Variant:
     loss = scenario.loss
-    return dataclasses.replace(scenario, loss=MistakenLoss(loss.type, loss.target, loss.classes,
-                                                           value_factor, gradient_factor))
+    mistaken = dataclasses.replace(scenario, loss=MistakenLoss(loss.type, loss.target, loss.classes,
+                                                               value_factor, gradient_factor))
+    changes = {f"{scenario.layers[-1].name}.delta"} | ({"loss"} if value_factor != 1 else set())
+    return Variant(id_, message, mistaken, changes=frozenset(changes),
+                   form=f"loss×{value_factor:g},×{gradient_factor:g}")
 
 
 # --- the catalog for one scenario -----------------------------------------------------------
@@ -312,26 +355,46 @@ def variants(scenario: Scenario) -> list[Variant]:
         if where.name in active:
             found += _layer_variants(sc, where)
         elif where.layer.type == "conv":
-            found += _conv_forward(sc, where)
+            found += _conv_forward(sc, where, backward=False)
     found += _grouped(sc, found)
     found += _batch_and_loss_variants(sc, [w for w in places if w.name in active])
     if sc.learning_rate is not None:
+        updated = frozenset(f"{w.name}.new.{role}" for w in places if w.name in active
+                            for role in w.layer.param_roles)
         found.append(Variant(
             "update-sign",
             f"Gradient descent subtracts: new = old − {sc.learning_rate:g} · grad; your updated "
             "parameters add the gradient instead.",
-            dataclasses.replace(sc, learning_rate=-sc.learning_rate)))
+            dataclasses.replace(sc, learning_rate=-sc.learning_rate), changes=updated, form="learning_rate"))
     order = {id_: position for position, id_ in enumerate(IDS)}
     return sorted(found, key=lambda variant: order[variant.id])
 
 
-def _one(sc, where, id_, message, mistake=None, shaped=None, **attributes) -> Variant:
+def _one(sc, where, id_, message, mistake=None, shaped=None, steps=(), **attributes) -> Variant:
+    """The mistake made in one layer: `mistake` mixed into its class, or `attributes`
+    changed on it (then `steps` names the roles of the steps that changes)."""
     layer = _swapped(where.layer, mistake, **attributes)
     form = mistake.__name__ if mistake else ",".join(sorted(attributes))
-    return Variant(id_, message, _with_layers(sc, {where.name: layer}), (where.name,), form, shaped)
+    roles = mistake.mistaken_steps if mistake else steps
+    return Variant(id_, message, _with_layers(sc, {where.name: layer}), (where.name,),
+                   _step_names(where, roles), form, shaped)
 
 
-def _conv_forward(sc, where) -> list:
+def _step_names(where, roles) -> frozenset:
+    names = set()
+    for role in roles:
+        if role == "in":
+            names.add(where.x_delta)
+        elif role == "out":
+            names.add(f"{where.name}.out")
+        elif role == "grads":
+            names.update(f"{where.name}.grad.{r}" for r in where.layer.param_roles)
+        else:
+            names.add(f"{where.name}.{role}")
+    return frozenset(names)
+
+
+def _conv_forward(sc, where, backward=True) -> list:
     layer = where.layer
     if layer.params["kernel"].shape[2:] == (1, 1):
         return []
@@ -341,7 +404,8 @@ def _conv_forward(sc, where) -> list:
     else:
         message = (f"This scenario's convention is correlation: {where.name} slides its kernel over the "
                    "input as written, and your numbers come from turning it by 180° first.")
-    return [_one(sc, where, "kernel-not-flipped", message, flip=not layer.flip)]
+    steps = ("out", "grad.kernel", "in") if backward else ("out",)
+    return [_one(sc, where, "kernel-not-flipped", message, steps=steps, flip=not layer.flip)]
 
 
 def _layer_variants(sc, where) -> list:
@@ -425,7 +489,7 @@ def _layer_variants(sc, where) -> list:
                           f"({orders[0]}); you filled {where.x_delta} {orders[1]}.", UnflattenedOtherWay))
         found.append(_one(sc, where, "flatten-order-swapped",
                           f"This scenario flattens each map {orders[0]} (conventions.flatten); your numbers "
-                          f"follow a flatten {orders[1]}.", column=not layer.column))
+                          f"follow a flatten {orders[1]}.", steps=("out", "in"), column=not layer.column))
     return found
 
 
@@ -471,7 +535,8 @@ def _grouped(sc, found) -> list:
         replaced = {m.layers[0]: m.scenario.layer(m.layers[0]) for m in members}
         names = tuple(replaced)
         combined.append(Variant(id_, f"{members[0].message} The same goes for {', '.join(names[1:])}.",
-                                _with_layers(sc, replaced), names, form=form))
+                                _with_layers(sc, replaced), names,
+                                frozenset().union(*(m.changes for m in members)), form))
     return combined
 
 
@@ -482,31 +547,31 @@ def _batch_and_loss_variants(sc, active_places) -> list:
     if loss is not None:
         delta = f"{sc.layers[-1].name}.delta"
         out = f"{sc.layers[-1].name}.out"
-        found.append(Variant("loss-gradient-sign",
-                             f"The loss's gradient is taken with respect to the output, {out} − target, "
-                             f"not target − {out}: flip the sign of {delta}.", _with_loss(sc, 1.0, -1.0)))
+        found.append(_loss_variant(sc, "loss-gradient-sign",
+                                   f"The loss's gradient is taken with respect to the output, {out} − target, "
+                                   f"not target − {out}: flip the sign of {delta}.", 1.0, -1.0))
         if loss.type in ("half_sse", "sse", "mse"):
             if loss.type == "half_sse":
                 right, factor = f"the ½ cancels the 2 from the square: {delta} = {out} − target", 2.0
             else:
                 right, factor = (f"the square brings down a 2: {delta} = 2 · ({out} − target)"
                                  + (" / M" if loss.type == "mse" else "")), 0.5
-            found.append(Variant("loss-factor-two", f"With {loss.type}, {right}; yours is off by a factor 2.",
-                                 _with_loss(sc, 1.0, factor)))
-            found.append(Variant("loss-factor-two", f"With {loss.type}, {right}; your loss and {delta} are "
-                                 "both off by a factor 2.", _with_loss(sc, factor, factor)))
+            found.append(_loss_variant(sc, "loss-factor-two", f"With {loss.type}, {right}; yours is off by a "
+                                       "factor 2.", 1.0, factor))
+            found.append(_loss_variant(sc, "loss-factor-two", f"With {loss.type}, {right}; your loss and {delta} "
+                                       "are both off by a factor 2.", factor, factor))
         if samples > 1 and loss.type in ("half_sse", "sse"):
             text = (f"{loss.type} adds up the {samples} samples of the batch, so do not divide by {samples}")
-            found.append(Variant("batch-averaged-not-summed", f"{text}: {delta} is off by a factor {samples}.",
-                                 _with_loss(sc, 1.0, 1.0 / samples)))
-            found.append(Variant("batch-averaged-not-summed", f"{text}: your loss and {delta} are averaged.",
-                                 _with_loss(sc, 1.0 / samples, 1.0 / samples)))
+            found.append(_loss_variant(sc, "batch-averaged-not-summed", f"{text}: {delta} is off by a factor "
+                                       f"{samples}.", 1.0, 1.0 / samples))
+            found.append(_loss_variant(sc, "batch-averaged-not-summed", f"{text}: your loss and {delta} are "
+                                       "averaged.", 1.0 / samples, 1.0 / samples))
         if samples > 1 and loss.type in ("mse", "cross_entropy", "bce"):
             text = f"{loss.type} averages over the {samples} samples of the batch: divide by {samples}"
-            found.append(Variant("batch-summed-not-averaged", f"{text}; your {delta} is summed.",
-                                 _with_loss(sc, 1.0, float(samples))))
-            found.append(Variant("batch-summed-not-averaged", f"{text}; your loss and {delta} are summed.",
-                                 _with_loss(sc, float(samples), float(samples))))
+            found.append(_loss_variant(sc, "batch-summed-not-averaged", f"{text}; your {delta} is summed.",
+                                       1.0, float(samples)))
+            found.append(_loss_variant(sc, "batch-summed-not-averaged", f"{text}; your loss and {delta} are "
+                                       "summed.", float(samples), float(samples)))
     if samples > 1 and (loss is None or loss.type in ("half_sse", "sse")):
         with_params = [w for w in active_places if w.layer.param_roles]
         if with_params:
@@ -515,7 +580,9 @@ def _batch_and_loss_variants(sc, active_places) -> list:
             found.append(Variant("batch-averaged-not-summed",
                                  f"Add up the parameter gradients over the {samples} samples of the batch; "
                                  f"yours are averaged (divided by {samples}).",
-                                 _with_layers(sc, replaced), tuple(replaced)))
+                                 _with_layers(sc, replaced), tuple(replaced),
+                                 frozenset().union(*(_step_names(w, ("grads",)) for w in with_params)),
+                                 "ParameterGradientsScaled"))
     return found
 
 
@@ -525,58 +592,77 @@ def _batch_and_loss_variants(sc, active_places) -> list:
 class MistakenRun:
     variant: Variant
     refs: dict               # the mistaken run's numbers without the sheet's answers
-    modified: frozenset      # the steps whose rule the mistake changes
-    first: int               # position of the first step whose numbers differ from the clean run
+    first: int               # position of the first step that can differ: a changed step, or one
+                             # whose numbers differ from the clean run
+
+    @property
+    def modified(self) -> frozenset:
+        return self.variant.changes
 
 
 class Catalog:
-    """The catalog's runs for one scenario, made once and shared by every sheet of it."""
+    """The catalog of one scenario: its variants, and each one's run without answers, made
+    when a sheet first needs it and shared by every later sheet of the same problem."""
 
     def __init__(self, model):
         self.model = model
-        self._runs = None
+        self.variants = variants(model.scenario)
+        self._runs: dict = {}
+        self._reach: dict = {}
 
-    @property
-    def runs(self) -> list[MistakenRun]:
-        if self._runs is None:
-            self._runs = [r for r in (self._prepare(v) for v in variants(self.model.scenario)) if r]
-        return self._runs
+    def reach(self, position: int) -> frozenset:
+        """The steps the variant's changed steps feed, themselves included (the clean
+        trace's `reads`, followed forward)."""
+        if position not in self._reach:
+            reached = set(self.variants[position].changes)
+            for name in self.model.order:
+                if any(r in reached for r in self.model.reads[name]):
+                    reached.add(name)
+            self._reach[position] = frozenset(reached)
+        return self._reach[position]
 
-    def _prepare(self, variant: Variant) -> MistakenRun | None:
-        from .check import references
-        from .engine import run
+    def run(self, position: int) -> MistakenRun | None:
+        """The variant's run without answers; None when it drives the network out of range
+        (then it is no candidate)."""
+        if position not in self._runs:
+            from .check import references
+            from .engine import run
 
-        model = self.model
-        try:
-            refs = references(run(variant.scenario, terms=False), variant.scenario)
-            # every step pinned to the clean numbers: a step then computes something else
-            # only if the mistake changed its own rule
-            pinned = {name: Patch(name, values, np.ones(values.shape, dtype=bool))
-                      for name, values in model.refs.items()}
-            isolated = references(run(variant.scenario, overrides=pinned, terms=False), variant.scenario)
-        except ScenarioError:
-            return None              # the mistake drives this network out of range: not a candidate
-        names = list(model.order)
-        differing = [name for name in names if not np.array_equal(refs[name], model.refs[name])]
-        if not differing:
-            return None              # the mistake makes no difference here
-        modified = frozenset(name for name in names if not np.array_equal(isolated[name], model.refs[name]))
-        return MistakenRun(variant, refs, modified, model.order[differing[0]])
+            variant, model = self.variants[position], self.model
+            try:
+                refs = references(run(variant.scenario, terms=False), variant.scenario)
+            except ScenarioError:
+                self._runs[position] = None
+                return None
+            # with the clean numbers a changed step may happen to come out the same (every
+            # window's maximum in its top-left cell), with a sheet's numbers not
+            first = min([model.order[name] for name in variant.changes] +
+                        [model.order[name] for name in model.order if not np.array_equal(refs[name], model.refs[name])])
+            self._runs[position] = MistakenRun(variant, refs, first)
+        return self._runs[position]
 
 
-def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match) -> tuple[list, list]:
+def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match, evidence) -> tuple[list, list]:
     """The catalog entries that reproduce the sheet's wrong numbers, and the labels of the
     wrong answers none reproduces.
 
     rows: the checker's rows; overrides: the sheet's answers as pinned patches; own: every
-    step's numbers computed from the sheet's own answers; match(written, value) → truthy."""
+    step's numbers computed from the sheet's own answers; match(written, value) → truthy;
+    evidence(written) → the significant digits a match with it is worth."""
     from .check import WRONG
 
     wrong = [row for row in rows if row.verdict == WRONG]
     if not wrong:
         return [], []
     found = {}
-    for mistaken in catalog.runs:
+    wrong_steps = {row.name for row in wrong}
+    for position in range(len(catalog.variants)):
+        # a mistake whose changed steps feed no wrong answer cannot explain any: not run
+        if not wrong_steps & catalog.reach(position):
+            continue
+        mistaken = catalog.run(position)
+        if mistaken is None:
+            continue
         explained = _explained(catalog, mistaken, rows, overrides, own, match)
         if explained:
             entry = found.setdefault(mistaken.variant.id, {"variants": [], "labels": []})
@@ -585,8 +671,16 @@ def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match) ->
     from .check import Diagnosis
 
     order = {row.label: position for position, row in enumerate(rows)}
+    by_label = {row.label: row for row in rows}
+
+    def digits(label):
+        row = by_label[label]
+        return sum(evidence(w) for w in (row.answer.written if row.shape is not None else [row.written]))
+
     diagnoses = []
     for id_, entry in found.items():
+        if sum(digits(label) for label in entry["labels"]) < EVIDENCE_DIGITS:
+            continue
         labels = sorted(entry["labels"], key=order.get)
         layers = []
         for variant in entry["variants"]:

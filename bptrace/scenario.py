@@ -178,7 +178,8 @@ def _conventions(top: Spec) -> Conventions:
 
 def _first_kind(layer_specs) -> str | None:
     """The type of the first layer that is not an activation: it decides whether a 1-D or
-    2-D input is a feature vector (dense) or a signal / one map (everything else)."""
+    2-D input is a feature vector (dense, or activations alone: a softmax of [1, 2, 3] is
+    over the three values) or a signal / one map (everything else)."""
     for spec in layer_specs:
         if isinstance(spec, dict) and spec.get("type") not in ACTIVATIONS:
             return spec.get("type")
@@ -218,7 +219,7 @@ def _input(top: Spec, layer_specs) -> np.ndarray:
     if x.ndim == 0 or x.ndim > 4:
         raise top.error("input", f"the input must be [W], [H][W], [C][H][W] or [N][C][H][W]; "
                                  f"found {'a single number' if x.ndim == 0 else f'{x.ndim} nested levels'}")
-    if _first_kind(layer_specs) == "dense" and x.ndim <= 2:
+    if _first_kind(layer_specs) in ("dense", None) and x.ndim <= 2:
         return x.reshape(1, -1) if x.ndim == 1 else x        # features: [F] or [N][F]
     return x.reshape((1,) * (4 - x.ndim) + x.shape) if x.ndim > 1 else x.reshape(1, 1, 1, -1)
 
@@ -415,9 +416,9 @@ def make_patch(scenario: Scenario, doc: Document, path: tuple, key: str, value) 
         patch.values[...] = values.reshape(shape)
         patch.mask[...] = True
     else:
-        if values.ndim != 0:
+        if values.size != 1:
             raise doc.error(path, f"{key} is one element; write a single number, found {shape_words(values.shape)}")
-        patch.values[index] = float(values)
+        patch.values[index] = float(values.reshape(()))
         patch.mask[index] = True
     return patch
 

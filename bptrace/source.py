@@ -287,10 +287,10 @@ def _syntax_error(exc, at) -> ScenarioError:
     if "flow sequence" in context or "flow mapping" in context:
         kind, close = ("list", "]") if "sequence" in context else ("mapping", "}")
         if stop.line != start.line or found == "'<stream end>'":
-            return at(start, f"YAML syntax error: the {kind} '{'[' if close == ']' else '{'}' opened here is never "
-                             f"closed (a ',' or '{close}' was expected before line {stop.line + 1}, "
-                             f"column {stop.column + 1})",
-                      f"add the missing '{close}', or a ',' between two entries")
+            opening = "[" if close == "]" else "{"
+            return at(start, f"YAML syntax error: the {kind} opened here with '{opening}' misses a ',' between "
+                             f"two entries or its closing '{close}' (YAML stopped at line {stop.line + 1}, "
+                             f"column {stop.column + 1})")
         return at(stop, f"YAML syntax error: expected ',' or '{close}' here, in the {kind} opened at column "
                         f"{start.column + 1}, found {found_words}",
                   "is a comma missing between two entries?")

@@ -68,6 +68,11 @@ def test_decimals_are_read_from_the_text(text, decimals):
     assert Written(float(text.replace("_", "")), text).decimals == decimals
 
 
+@pytest.mark.parametrize("text, digits", [("0.0364", 3), ("0.0360", 3), ("0", 1), ("-12.5", 3), ("1.50e-3", 3)])
+def test_significant_digits_are_read_from_the_text(text, digits):
+    assert Written(float(text), text).digits == digits
+
+
 def test_a_number_is_right_as_written_rounded_or_truncated():
     as_written = Tolerance()
     assert match(Written(0.0364, "0.0364"), 0.0364182, as_written) == "as written (4 decimals)"

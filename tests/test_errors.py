@@ -177,7 +177,13 @@ def test_an_integer_beyond_floating_point_is_not_finite(tmp_path):
 def test_numbers_with_an_exponent_and_no_point_are_numbers():
     # YAML 1.1 (PyYAML) reads 1e-3 as text; a student means a number, as YAML 1.2 and JSON do
     sc = loads("input: [1e-3, -2E+2]\nlayers: [{type: relu}]\nupstream: {delta: [1, 1]}\n")
-    assert sc.input.tolist() == [[[[0.001, -200.0]]]]
+    assert sc.input.ravel().tolist() == [0.001, -200.0]
+
+
+def test_a_vector_before_activations_alone_is_read_as_features():
+    # read as a one-pixel-high map, a softmax would be over one channel: [1, 1, 1]
+    sc = loads("input: [1, 2, 3]\nlayers: [{type: softmax}]\nupstream: {delta: [1, 0, 0]}\n")
+    assert sc.input.shape == (1, 3)
 
 
 def test_a_long_line_is_cut_around_the_mistake(tmp_path):
@@ -241,6 +247,17 @@ def test_a_failed_run_leaves_an_existing_output_file_alone(tmp_path):
         assert result.exit_code == 2
         assert out.read_text() == "previous trace"
         assert [p.name for p in tmp_path.iterdir()] == ["trace.json"]
+
+
+def test_an_error_found_while_running_is_located_by_every_command(tmp_path):
+    path = tmp_path / "bce.yaml"
+    path.write_text((Path(__file__).parent / "bad" / "bce_output_range.yaml").read_text() + "expected:\n  loss: 1\n")
+    commands = [("run",), ("check",), ("explain", "loss")]
+    for command in [c for c in commands if c[0] in main.commands]:
+        result = _invoke(command[0], path, *command[1:])
+        _refused(result, "bce.yaml:6:14: loss.type: bce needs outputs strictly between 0 and 1, but the last "
+                         "layer's output element [1] (counting from 0) is -1 (put a sigmoid layer last)")
+        assert result.output.count("bce.yaml") == 1
 
 
 def test_an_overflow_while_running_names_the_value_and_the_layer(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
+from bptrace.render.common import signed
 from bptrace.cli import main
 from bptrace.engine import run
 from bptrace.errors import ScenarioError
@@ -330,6 +331,20 @@ def test_cli_plain_when_piped_and_width(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     result = runner.invoke(main, ["explain", "--unrolled", str(SEED002), "c1"], color=True)
     assert result.exit_code == 0 and "\x1b[" not in result.output and "w₁" in result.output
+
+
+@pytest.mark.parametrize("width", [40, 72])
+@pytest.mark.parametrize("target", ["input.delta[1,2]", "p1.out[0,1]", "f.delta[2]", "c1.grad.kernel[1,1]"])
+def test_narrow_terminals_wrap_and_never_cut(target, width):
+    from rich.cells import cell_len
+
+    text = _text(explain(load(SEED001), target), width)
+    assert "…" not in text
+    assert max(cell_len(line) for line in text.splitlines()) <= width
+    # every number of every term is still there
+    for term in explain(load(SEED001), target).terms:
+        for operand in term.operands:
+            assert re.sub(r"\s", "", signed(operand.value))[:6] in re.sub(r"\s", "", text)
 
 
 def test_cli_colour_only_on_a_terminal(monkeypatch):

@@ -6,9 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bptrace.check import Checker, read_answers, scenario_answers
+from bptrace.check import Checker, read_answers, references, scenario_answers
+from bptrace.engine import run
+from bptrace.errors import ScenarioError
 from bptrace.mistakes import IDS, variants
-from bptrace.scenario import loads
+from bptrace.scenario import Patch, load, loads
+from conftest import ROOT, SCENARIOS
 from planted import conv_scenario, conv_sheet, expected_block, mlp_scenario, mlp_sheet
 
 # (catalog id, the planted model's mistake, scenario options, the first wrong step)
@@ -187,4 +190,50 @@ def test_mistaken_runs_are_shared_by_the_sheets_of_one_problem(torch):
         checker.check(scenario, scenario_answers(scenario), file="a", scenario_path="a")
     assert len(checker._models) == 1
     catalog = next(iter(checker._models.values())).catalog
-    assert catalog._runs is not None
+    assert catalog._runs, "the second sheet found no runs to share"
+
+
+def _isolated_changes(scenario, variant, refs):
+    """The steps that compute something else under the mistake when every step reads the
+    clean numbers: the ones whose own rule the mistake changed."""
+    pinned = {name: Patch(name, values, np.ones(values.shape, dtype=bool)) for name, values in refs.items()}
+    isolated = references(run(variant.scenario, overrides=pinned, terms=False), variant.scenario)
+    return {name for name in refs if not np.array_equal(isolated[name], refs[name])}
+
+
+PLANTED_SCENARIOS = [conv_scenario(), conv_scenario(pool="avg", start="half_sse", batch=2, learning_rate=0.1),
+                     conv_scenario(kernel="convolution", start="mse", batch=2), mlp_scenario(),
+                     # a conv after the layer the backward pass starts from: its forward only
+                     conv_scenario().split("  - {type: sigmoid")[0]
+                     + "  - {type: conv, name: c2, kernel: [[0.5, -0.2], [0.1, 0.3]]}\n"
+                       "upstream: {layer: p1, delta: [[0.1, -0.2], [0.3, 0.4]]}\n"]
+
+
+@pytest.mark.parametrize("text", PLANTED_SCENARIOS)
+def test_each_variant_changes_exactly_the_steps_it_declares(text):
+    scenario = loads(text)
+    refs = references(run(scenario, terms=False), scenario)
+    for variant in variants(scenario):
+        assert _isolated_changes(scenario, variant, refs) == variant.changes, (variant.id, variant.form)
+
+
+@pytest.mark.parametrize("path", [p for p in SCENARIOS if "zhang" not in p.name], ids=lambda p: p.stem)
+def test_variants_of_the_shipped_scenarios_change_no_undeclared_step(path):
+    scenario = load(path)
+    refs = references(run(scenario, terms=False), scenario)
+    for variant in variants(scenario):
+        try:
+            changed = _isolated_changes(scenario, variant, refs)
+        except ScenarioError:
+            continue
+        assert changed <= variant.changes, (variant.id, variant.form)
+
+
+@pytest.mark.parametrize("written, named", [("0.1", False), ("0.15", False), ("0.1495", True)])
+def test_a_mistake_is_named_only_on_enough_digits(written, named):
+    # p1.delta[0,0] with the sigmoid's slope left out is s1.delta[0,0] = 0.1495; written
+    # with one or two digits, that is as likely a coincidence as a diagnosis
+    text = (ROOT / "scenarios/seed001.yaml").read_text() + f"expected:\n  p1.delta[0,0]: {written}\n"
+    report = check_text(text)
+    assert report.failed == 1
+    assert [d.id for d in report.diagnosis] == (["activation-derivative-missing"] if named else [])

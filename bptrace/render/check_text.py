@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Group
+from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -31,7 +32,9 @@ def _number(value) -> str:
 def _yours(row) -> str:
     if row.shape is not None:
         return _shape(row.shape)
-    return _signed(row.written.shown()) if row.written else _number(row.yours)
+    if row.written is not None and row.written.text is not None:
+        return _signed(row.written.text.strip())      # as written: its decimals are the point
+    return _number(row.yours)
 
 
 def _shape(shape) -> str:
@@ -109,36 +112,40 @@ def _sheet(sheet) -> list:
 
 class AnswerTable:
     """The compared numbers, one line each, columns aligned; the verdict moves to its own
-    indented line when a row does not fit the width.  Not a rich `Table`: a sheet may hold
-    every number of a trace (tens of thousands), and plain lines lay out in no time."""
+    indented line when a row does not fit the width.  Not a rich `Table`, and written as
+    plain segments: a sheet may hold every number of a trace (tens of thousands of rows),
+    which rich would measure and wrap cell by cell for half a minute."""
     GAP = "   "
-    HEADINGS = ("answer", "yours", "bptrace", "difference", "verdict")
+    HEADINGS = ("answer", "yours", "bptrace", "difference")
 
     def __init__(self, rows):
         self.rows = rows     # ([label, yours, bptrace, difference], verdict Text, wrong)
 
     def __rich_console__(self, console, options):
         widths = [max([len(heading)] + [len(cells[i]) for cells, _, _ in self.rows])
-                  for i, heading in enumerate(self.HEADINGS[:4])]
+                  for i, heading in enumerate(self.HEADINGS)]
         verdict_width = max([len("verdict")] + [len(verdict) for _, verdict, _ in self.rows])
 
         def line(cells):
             return self.GAP.join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])])
 
-        left = len(line(["", "", "", ""])) + len(self.GAP)
-        inline = left + verdict_width <= options.max_width
-        yield Text(line(self.HEADINGS[:4]) + self.GAP + "verdict" if inline else line(self.HEADINGS[:4]),
-                   style=TITLE)
-        yield Text("─" * min(options.max_width, left + verdict_width if inline else left - len(self.GAP)))
+        left = len(line(["", "", "", ""]))
+        inline = left + len(self.GAP) + verdict_width <= options.max_width
+        newline = Segment.line()
+        yield Segment(line(self.HEADINGS) + (self.GAP + "verdict" if inline else ""), TITLE)
+        yield newline
+        yield Segment("─" * min(options.max_width, left + len(self.GAP) + verdict_width if inline else left))
+        yield newline
         for cells, verdict, wrong in self.rows:
-            text = Text(line(cells), style=WRONG if wrong else "")
-            if wrong is False:
-                text.stylize(NAME, 0, len(cells[0]))
-            if inline:
-                yield Text.assemble(text, self.GAP, verdict)
+            text = line(cells)
+            if wrong:
+                yield Segment(text, WRONG)
             else:
-                yield text
-                yield Text.assemble("    ", verdict)
+                yield Segment(text[:len(cells[0])], NAME)
+                yield Segment(text[len(cells[0]):])
+            yield Segment(self.GAP if inline else "\n    ")
+            yield Segment(verdict.plain, verdict.style)
+            yield newline
 
 
 def _listed(labels, limit=6) -> str:

@@ -19,6 +19,15 @@ def number(value) -> str:
     return text
 
 
+MINUS = "−"
+
+
+def signed(value) -> str:
+    """`number()` with a true minus sign (U+2212), for text read by people: tables, sums."""
+    text = number(value)
+    return MINUS + text[1:] if text.startswith("-") else text
+
+
 def element(name: str, shape, index, base: int) -> str:
     """`c1.kernel[0,1]`: a traced value's element, as written in `expected` keys."""
     return name + format_index(display_index(shape, index, base))

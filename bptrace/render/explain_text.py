@@ -7,7 +7,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .common import number
+from .common import signed
 
 # a matrix wider or taller than this is described rather than printed
 UNROLLED_ROWS = 64
@@ -18,7 +18,7 @@ OVERVIEW_ELEMENTS = 4096  # a step overview lists at most this many elements
 
 
 def num(value) -> str:
-    return number(value)
+    return signed(value)
 
 
 def _index(index) -> str:

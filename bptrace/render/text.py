@@ -21,9 +21,7 @@ from rich.segment import Segment
 from rich.style import Style
 
 from ..tensors import display_index, format_index, kept_axes, squeezed_shape
-from .common import element, number
-
-MINUS = "−"
+from .common import MINUS, element, number, signed
 INDENT = 2
 GAP = 2            # spaces between two columns of numbers
 BLOCK_GAP = 4      # spaces between two blocks laid side by side
@@ -187,10 +185,6 @@ def _signed(text: str) -> str:
     return MINUS + text[1:] if text.startswith("-") else text
 
 
-def _cell_text(value) -> str:
-    return _signed(number(value))
-
-
 def _split(text: str) -> int:
     """Where the integer part of a number's text ends (its decimal point)."""
     point = text.find(".")
@@ -207,7 +201,7 @@ class Cells:
 
     def __init__(self, values, markers=None, styles=None, zero_dot=False):
         flat = values.reshape(-1).tolist()
-        texts = [_cell_text(v) for v in flat]
+        texts = [signed(v) for v in flat]
         styles = dict(styles or {})
         if zero_dot:
             texts = ["·" if v == 0 else t for v, t in zip(flat, texts)]
@@ -509,15 +503,15 @@ class StepView:
         sums, zero_elements, skips = [], [], []
         for index, expansion in sorted(step.expansions.items()):
             label = element(step.name, step.shape, index, self.base)
-            total = _signed(number(computed[index]))
+            total = signed(computed[index])
             tail = ""
             if step.computed is not None and used[index] != computed[index]:
                 why = "given" if step.given is not None and step.given[index] else "rounded"
-                tail = f" → {_signed(number(used[index]))} {why}"
+                tail = f" → {signed(used[index])} {why}"
             skipped = 0
             if expansion.kind == "apply":
                 factor = expansion.terms[0][0]
-                pieces = [f"{expansion.fn}({_signed(number(factor.value))})"]
+                pieces = [f"{expansion.fn}({signed(factor.value)})"]
             elif expansion.kind == "max":
                 pieces = self._max_pieces(expansion)
                 factor = expansion.terms[expansion.winner][0]
@@ -578,7 +572,7 @@ class StepView:
         last = len(expansion.terms) - 1
         for k, (factor,) in enumerate(expansion.terms):
             mark = "★" if k == expansion.winner else ("☆" if factor.value == best else "")
-            text = _signed(number(factor.value)) + mark
+            text = signed(factor.value) + mark
             text = ("max(" if k == 0 else " ") + text + (")" if k == last else ",")
             pieces.append(text)
         return pieces
@@ -589,7 +583,7 @@ class StepView:
         step = self.step
         pieces = [(step.name, NAME)]
         if not self.shown_shape:
-            pieces.append((" = " + _signed(number(step.values.reshape(-1)[0])), TITLE))
+            pieces.append((" = " + signed(step.values.reshape(-1)[0]), TITLE))
         else:
             pieces.append(("  " + "×".join(str(d) for d in self.shown_shape), DIM))
             if self.zero_dot:
@@ -672,7 +666,7 @@ class StepView:
             for index in changed:
                 why = "given" if step.given is not None and step.given[index] else "rounded"
                 rows.append((element(step.name, step.shape, index, self.base),
-                             _signed(number(computed[index])), _signed(number(used[index])), why))
+                             signed(computed[index]), signed(used[index]), why))
             w0 = max(len(r[0]) for r in rows)
             w1 = max(len(r[1]) for r in rows)
             for name, before, after, why in rows:
