@@ -33,9 +33,8 @@ import numpy as np
 
 from .errors import ScenarioError
 from .rounding import round_array, round_number
-from .scenario import DEFAULT_WORK_LIMIT, Patch, Rounding, Scenario, load, merge_patches, resolve
+from .scenario import DEFAULT_WORK_LIMIT, Patch, Rounding, Scenario, Tolerance, load, merge_patches, resolve
 from .source import Document, read_document
-from .spec import Spec
 from .tensors import describe_shape, display_index, fits, format_index, squeezed_shape
 
 # Two numbers this close are the same number computed two ways (float noise), whatever
@@ -57,25 +56,6 @@ FOLLOWS_TEXT = "follows from your earlier values"
 
 # --- tolerance ----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Tolerance:
-    """`abs`/`rel` both None: "as written".  Otherwise |yours − bptrace| ≤ abs + rel·|bptrace|."""
-    abs: float | None = None
-    rel: float | None = None
-
-    @property
-    def as_written(self) -> bool:
-        return self.abs is None and self.rel is None
-
-    def describe(self) -> str:
-        if self.as_written:
-            return "as written (bptrace's number rounded, or truncated, to the decimals you wrote)"
-        return f"|yours − bptrace| ≤ {self.abs:g} + {self.rel:g}·|bptrace|"
-
-    def as_dict(self):
-        return "as_written" if self.as_written else {"abs": self.abs, "rel": self.rel}
-
-
 def command_line_tolerance(absolute: float | None, relative: float | None) -> Tolerance | None:
     if absolute is None and relative is None:
         return None
@@ -83,30 +63,8 @@ def command_line_tolerance(absolute: float | None, relative: float | None) -> To
 
 
 def scenario_tolerance(scenario: Scenario) -> Tolerance:
-    """The scenario's `tolerance:` key: absent or `as_written`; a number (absolute); or
-    `{abs: 1e-4, rel: 0}` (either may be left out, as 0)."""
-    raw = scenario.tolerance
-    doc = scenario.document
-    if raw is None or raw in ("as_written", "as written"):
-        return Tolerance()
-    hint = "write `tolerance: as_written`, a number such as 1e-4, or {abs: 1e-4, rel: 1e-3}"
-    if isinstance(raw, bool) or not isinstance(raw, (int, float, dict)):
-        raise doc.error(("tolerance",), f"tolerance must be `as_written`, a number or {{abs, rel}}, found {raw!r}",
-                        hint)
-    if not isinstance(raw, dict):
-        if raw < 0:
-            raise doc.error(("tolerance",), f"a tolerance cannot be negative, found {raw}")
-        return Tolerance(float(raw), 0.0)
-    spec = Spec(doc, ("tolerance",), raw, ("abs", "rel"), "tolerance")
-    if not raw:
-        raise doc.error(("tolerance",), "tolerance is empty", hint)
-    values = []
-    for key in ("abs", "rel"):
-        value = spec.number(key, 0.0)
-        if value < 0:
-            raise spec.error(key, f"a tolerance cannot be negative, found {value:g}")
-        values.append(value)
-    return Tolerance(*values)
+    """The scenario's `tolerance:` key, read and checked when the scenario was loaded."""
+    return scenario.tolerance
 
 
 # --- numbers as written -------------------------------------------------------------------

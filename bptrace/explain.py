@@ -378,7 +378,7 @@ class _Explainer:
     # max-pool: the windows around a cell ------------------------------------------------
 
     def _windows(self, layer, index) -> list:
-        out_name, delta_name, x_name = f"{layer.name}.out", f"{layer.name}.delta", self._below(layer)
+        out_name, delta_name = f"{layer.name}.out", f"{layer.name}.delta"
         out_step, delta_step = self.trace[out_name], self.trace[delta_name]
         windows = []
         n, c, h, w = index

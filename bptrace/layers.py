@@ -13,7 +13,7 @@ table that maps a scenario's `type:` to its class.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import product
 
 import numpy as np

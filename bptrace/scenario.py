@@ -83,6 +83,25 @@ class Patch:
     mask: np.ndarray              # bool, canonical shape
 
 
+@dataclass(frozen=True)
+class Tolerance:
+    """`abs`/`rel` both None: "as written".  Otherwise |yours − bptrace| ≤ abs + rel·|bptrace|."""
+    abs: float | None = None
+    rel: float | None = None
+
+    @property
+    def as_written(self) -> bool:
+        return self.abs is None and self.rel is None
+
+    def describe(self) -> str:
+        if self.as_written:
+            return "as written (bptrace's number rounded, or truncated, to the decimals you wrote)"
+        return f"|yours − bptrace| ≤ {self.abs:g} + {self.rel:g}·|bptrace|"
+
+    def as_dict(self):
+        return "as_written" if self.as_written else {"abs": self.abs, "rel": self.rel}
+
+
 @dataclass
 class Scenario:
     name: str
@@ -96,7 +115,7 @@ class Scenario:
     learning_rate: float | None = None
     rounding: Rounding | None = None
     expected: dict = field(default_factory=dict)     # key as written -> value as written (read by `check`)
-    tolerance: dict | None = None
+    tolerance: "Tolerance" = None                     # for `check`; as written unless the file says
     document: Document | None = None
     shapes: dict = field(default_factory=dict)       # every traced name -> canonical shape, in trace order
 
@@ -148,19 +167,46 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
     scenario.rounding = _rounding(top, scenario)
     scenario.given = _given(top, scenario)
     scenario.expected = _expected(top, scenario)
-    scenario.tolerance = top.get("tolerance")
+    scenario.tolerance = _tolerance(top)
     return scenario
 
 
 def _too_large(top: Spec, work: int, limit: int, position: int) -> ScenarioError:
     last = position == len(top.get("layers")) - 1
     amount = f"about {work:,}" if last else f"at least {work:,}"
-    part = "" if last else f", counting only layers[0]" + (f" to layers[{position}]" if position else "")
+    part = "" if last else ", counting only layers[0]" + (f" to layers[{position}]" if position else "")
     return top.doc.error(
         ("layers", position),
         f"this network needs {amount} scalar operations (forward and backward{part}), more than the "
         f"{limit:,} bptrace runs as explicit loops by default (about ten seconds)",
         "pass --no-size-limit to run it anyway")
+
+
+def _tolerance(top: Spec) -> Tolerance:
+    """The scenario's `tolerance:` key: absent or `as_written`; a number (absolute); or
+    `{abs: 1e-4, rel: 0}` (either may be left out, as 0)."""
+    raw = top.get("tolerance")
+    doc = top.doc
+    if raw is None or raw in ("as_written", "as written"):
+        return Tolerance()
+    hint = "write `tolerance: as_written`, a number such as 1e-4, or {abs: 1e-4, rel: 1e-3}"
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, dict)):
+        raise doc.error(("tolerance",), f"tolerance must be `as_written`, a number or {{abs, rel}}, found {raw!r}",
+                        hint)
+    if not isinstance(raw, dict):
+        if raw < 0:
+            raise doc.error(("tolerance",), f"a tolerance cannot be negative, found {raw}")
+        return Tolerance(float(raw), 0.0)
+    spec = Spec(doc, ("tolerance",), raw, ("abs", "rel"), "tolerance")
+    if not raw:
+        raise doc.error(("tolerance",), "tolerance is empty", hint)
+    values = []
+    for key in ("abs", "rel"):
+        value = spec.number(key, 0.0)
+        if value < 0:
+            raise spec.error(key, f"a tolerance cannot be negative, found {value:g}")
+        values.append(value)
+    return Tolerance(*values)
 
 
 def _conventions(top: Spec) -> Conventions:

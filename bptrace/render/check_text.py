@@ -10,9 +10,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from .common import number
-
-MINUS = "−"
+from .common import MINUS, signed
 WRONG = Style(bold=True, color="red")
 FOLLOWS = Style(color="yellow")
 RIGHT = Style(color="green")
@@ -25,16 +23,12 @@ def _signed(text: str) -> str:
     return text.replace("-", MINUS) if not text.lower().startswith(("e", "+e")) else text
 
 
-def _number(value) -> str:
-    return _signed(number(value))
-
-
 def _yours(row) -> str:
     if row.shape is not None:
         return _shape(row.shape)
     if row.written is not None and row.written.text is not None:
         return _signed(row.written.text.strip())      # as written: its decimals are the point
-    return _number(row.yours)
+    return signed(row.yours)
 
 
 def _shape(shape) -> str:
@@ -43,19 +37,13 @@ def _shape(shape) -> str:
 
 def _difference(value) -> str:
     """A difference needs only its size: three significant digits."""
-    if value == 0:
-        return "0"
-    text = f"{value:.3g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return _signed(text)
+    return signed(value, 3)
 
 
 def _verdict(row) -> Text:
     if row.verdict == "wrong":
         # a follows-row's own value is its answer; a wrong row's tells what it should have been
-        extra = f" ({_number(row.own)} from your values)" if row.own is not None else ""
+        extra = f" ({signed(row.own)} from your values)" if row.own is not None else ""
         return Text(f"✗ {row.how}{extra}", style=WRONG)
     return Text(f"✓ {row.how}", style=FOLLOWS if row.verdict == "follows" else RIGHT)
 
@@ -82,7 +70,7 @@ def _sheet(sheet) -> list:
         if row.shape is not None:
             bptrace, difference = _shape(_shape_of(row.bptrace)), ""
         else:
-            bptrace, difference = _number(row.bptrace), _difference(row.difference)
+            bptrace, difference = signed(row.bptrace), _difference(row.difference)
         rows.append(([row.label, _yours(row), bptrace, difference], _verdict(row), row.verdict == "wrong"))
     parts.append(AnswerTable(rows))
     first = sheet.first_wrong
@@ -97,8 +85,8 @@ def _sheet(sheet) -> list:
         parts.append(Text(f"  {first.label}: yours is {_shape(_shape_of(first.yours))}, "
                           f"bptrace's {_shape(_shape_of(first.bptrace))}"))
     else:
-        own = f" ({_number(first.own)} from your own earlier values)" if first.own is not None else ""
-        parts.append(Text(f"  {first.label}: yours {_number(first.yours)}, bptrace {_number(first.bptrace)}{own}"))
+        own = f" ({signed(first.own)} from your own earlier values)" if first.own is not None else ""
+        parts.append(Text(f"  {first.label}: yours {signed(first.yours)}, bptrace {signed(first.bptrace)}{own}"))
     parts.append(Text(f"  see every term: {first.explain}"))
     if not sheet.diagnosis:
         parts.append(Text.assemble(("likely mistake: ", TITLE), "no known mistake explains this"))

@@ -6,13 +6,13 @@ from ..tensors import display_index, format_index
 SIGNIFICANT = 10
 
 
-def number(value) -> str:
+def number(value, significant: int = SIGNIFICANT) -> str:
     """A number as a person would write it: up to 10 significant digits, no float noise
     (0.036418200000000005 → 0.0364182), and a true minus sign left to the caller."""
     value = float(value)
     if value == 0:
         return "0"
-    text = f"{value:.{SIGNIFICANT}g}"
+    text = f"{value:.{significant}g}"
     if "e" in text:
         mantissa, exponent = text.split("e")
         text = f"{mantissa}e{int(exponent)}"
@@ -22,9 +22,9 @@ def number(value) -> str:
 MINUS = "−"
 
 
-def signed(value) -> str:
+def signed(value, significant: int = SIGNIFICANT) -> str:
     """`number()` with a true minus sign (U+2212), for text read by people: tables, sums."""
-    text = number(value)
+    text = number(value, significant)
     return MINUS + text[1:] if text.startswith("-") else text
 
 
