@@ -88,6 +88,21 @@ def write_output(text: str, output):
         raise BadInput(f"cannot write {output}: {exc.strerror}")
 
 
+def show(renderable, output, width):
+    """A rich renderable on the terminal, or as plain 100-column text into `-o FILE`.
+
+    Our renderers never write past the width, so rich need not crop each line (which costs
+    more than the layout itself on a big trace)."""
+    if output is None:
+        make_console(width=width, force_plain=not sys.stdout.isatty()).print(renderable, crop=False)
+        return
+    import io
+
+    buffer = io.StringIO()
+    make_console(width=width or 100, file=buffer, force_plain=True).print(renderable, crop=False)
+    write_output(buffer.getvalue(), output)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bptrace")
 def main():
@@ -133,18 +148,7 @@ def run(scenario, fmt, only, output, width, no_size_limit, fragment):
     elif fmt == "text":
         from .render import text as render_text
 
-        # The text renderer never writes past the width, so rich need not crop each line
-        # (which costs more than the layout itself on a big trace).
-        if output is None:
-            console = make_console(width=width, force_plain=not sys.stdout.isatty())
-            console.print(render_text.render(trace, chosen), crop=False)
-        else:
-            import io
-
-            buffer = io.StringIO()
-            console = make_console(width=width or 100, file=buffer, force_plain=True)
-            console.print(render_text.render(trace, chosen), crop=False)
-            write_output(buffer.getvalue(), output)
+        show(render_text.render(trace, chosen), output, width)
     elif fmt == "markdown":
         from .render import markdown
 
@@ -249,56 +253,10 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
     elif not (len(report.files) == 1 and report.broken):
         from .render import check_text
 
-        if output is None:
-            console = make_console(width=width, force_plain=not sys.stdout.isatty())
-            console.print(check_text.render(report), crop=False)
-        else:
-            import io
-
-            buffer = io.StringIO()
-            make_console(width=width or 100, file=buffer, force_plain=True).print(check_text.render(report))
-            write_output(buffer.getvalue(), output)
+        show(check_text.render(report), output, width)
     click.get_current_context().exit(report.exit_code)
 
 
-NEW_SCENARIO = """\
-# A bptrace scenario: the network, its numbers, and where the backward pass starts.
-# Run it with `bptrace run THIS_FILE`; every key is described in the README.
-bptrace: 1
-name: my problem — 5x5 input, 2x2 conv, 2x2 max-pool, sigmoid, dense(2)
-
-conventions:
-  kernel: correlation     # or convolution (the kernel is turned by 180° first)
-  flatten: row            # or column (each map scanned column by column)
-  index_base: 0           # or 1, how indices are printed and written below
-
-input: [[0.1, 0.2, 0.3, 0.4, 0.5],
-        [0.5, 0.6, 0.7, 0.8, 0.9],
-        [0.9, 1.0, 0.1, 0.2, 0.3],
-        [0.3, 0.4, 0.5, 0.6, 0.7],
-        [0.2, 0.8, 0.4, 0.1, 0.6]]
-
-layers:
-  - {type: conv, name: c1, kernel: [[0.1, -0.2], [0.3, 0.4]], bias: 0.0}
-  - {type: maxpool, name: p1, size: 2}
-  - {type: sigmoid, name: s1}
-  - {type: flatten, name: f}
-  - {type: dense, name: h, weights: [[0.5, -0.5, 0.25, 0.1], [0.2, 0.3, -0.4, 0.6]], bias: [0, 0]}
-
-# where the backward pass starts: a given error at a layer's output ...
-upstream:
-  layer: h
-  delta: [0.25, -0.15]
-# ... or a loss with a target (use one of the two):
-# loss: {type: half_sse, target: [1, 0]}   # half_sse, sse, mse, cross_entropy, bce
-
-# learning_rate: 0.1        # adds the SGD-updated parameters to the trace
-# given:                    # pin forward values to the rounded numbers your problem prints
-#   s1.out: [[0.58, 0.57], [0.65, 0.55]]
-# rounding: {decimals: 4, mode: half_up, apply: [p1.delta]}
-# expected:                 # your answers, for `bptrace check`
-#   c1.grad.kernel[0,0]: 0.0123
-"""
 
 
 @main.command()
@@ -313,4 +271,6 @@ def new(output):
     """
     if output and os.path.exists(output):
         raise BadInput(f"{output} already exists; choose another name")
+    from .template import NEW_SCENARIO
+
     write_output(NEW_SCENARIO, output)
