@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from bptrace.cli import main
 from bptrace.engine import run
 from bptrace.render import html
+from bptrace.render.common import signed
 from bptrace.scenario import load, loads
 from conftest import ROOT, SCENARIOS
 
@@ -80,7 +81,7 @@ def test_every_shipped_scenario_is_self_contained_and_well_formed(path):
     cells = set(checker.cells)
     for step in trace.steps:
         for value in step.values.reshape(-1)[:50]:
-            assert html.doc.signed(html.number(value)) in cells, step.name
+            assert signed(value) in cells, step.name
 
 
 def test_scenario_text_is_escaped():

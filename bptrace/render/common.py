@@ -22,10 +22,14 @@ def number(value, significant: int = SIGNIFICANT) -> str:
 MINUS = "−"
 
 
-def signed(value, significant: int = SIGNIFICANT) -> str:
-    """`number()` with a true minus sign (U+2212), for text read by people: tables, sums."""
-    text = number(value, significant)
+def minus_sign(text: str) -> str:
+    """A number's text with a true minus sign (U+2212) in front, for text read by people."""
     return MINUS + text[1:] if text.startswith("-") else text
+
+
+def signed(value, significant: int = SIGNIFICANT) -> str:
+    """`number()` with a true minus sign, for tables and sums."""
+    return minus_sign(number(value, significant))
 
 
 def element(name: str, shape, index, base: int) -> str:
@@ -35,3 +39,45 @@ def element(name: str, shape, index, base: int) -> str:
 
 def shown_index(shape, index, base: int) -> tuple:
     return display_index(shape, index, base)
+
+
+# --- written-out sums: one way of writing `0.61·0.25 + 0.02·(−0.15)` for every renderer ---
+
+def factor_text(value, label: str | None = None, first: bool = True) -> tuple[str, bool]:
+    """(text, negative) of one factor in a product: a constant by its label (1/4, −0.5), a
+    value by its number.  The first factor's minus becomes the term's sign; a later negative
+    factor is written in parentheses."""
+    text = label if label is not None else number(value)
+    negative = text.startswith(("-", MINUS))
+    bare = text[1:] if negative else text
+    if negative and not first:
+        return f"({MINUS}{bare})", False
+    return bare, negative
+
+
+def product_text(factors) -> tuple[bool, list[str]]:
+    """(negative, factor texts) of one term; `factors` are (value, constant label or None)."""
+    texts, negative = [], False
+    for k, (value, label) in enumerate(factors):
+        text, sign = factor_text(value, label, first=k == 0)
+        negative = sign if k == 0 else negative
+        texts.append(text)
+    return negative, texts
+
+
+def sum_pieces(products, dot: str = "·", minus: str = MINUS, factor=lambda text: text) -> list[str]:
+    """The pieces of a written sum, `["0.61·0.25", " + 0.02·(−0.15)", " − 1·0.55"]`, from
+    `product_text` results; a renderer may wrap between pieces and typeset each factor."""
+    pieces = []
+    for k, (negative, texts) in enumerate(products):
+        body = dot.join(factor(text) for text in texts)
+        if k == 0:
+            pieces.append((minus if negative else "") + body)
+        else:
+            pieces.append(f" {minus if negative else '+'} {body}")
+    return pieces
+
+
+def trace_factors(term) -> list:
+    """(value, label) pairs of a recorded term (`trace.Factor`s): constants keep their label."""
+    return [(factor.value, factor.name if factor.index is None else None) for factor in term]

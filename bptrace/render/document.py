@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..tensors import kept_axes
-from .common import element, number
+from .common import element, minus_sign, number, product_text, sum_pieces, trace_factors
 
-MINUS = "−"
 
 SECTIONS = {"input": "Forward pass", "parameter": "Forward pass", "forward": "Forward pass",
             "loss": "Loss", "backward": "Backward pass", "update": "Update (one SGD step)"}
@@ -69,9 +68,6 @@ def shape_text(shape) -> str:
     return "×".join(kept) if kept else "1"
 
 
-def signed(text: str) -> str:
-    """A number with a true minus sign, for typeset output."""
-    return MINUS + text[1:] if text.startswith("-") else text
 
 
 def scalar(step) -> str | None:
@@ -125,18 +121,6 @@ def blocks(step, base: int, max_columns: int, values=None) -> list:
 
 # --- written-out sums ----------------------------------------------------------------------
 
-def _factor(factor, first: bool):
-    """(text, negative) of one factor in a product: a constant by its label (1/4, −0.5),
-    a value by its number; the first factor's minus becomes the term's sign, a later
-    negative factor goes in parentheses."""
-    text = factor.name if factor.index is None else number(factor.value)
-    negative = text.startswith(("-", MINUS))
-    bare = text[1:] if negative else text
-    if negative and not first:
-        return f"({MINUS}{bare})", False
-    return bare, negative
-
-
 def sum_lines(step, trace) -> list:
     """Every expanded element of a step, in index order."""
     if not step.expansions:
@@ -158,14 +142,7 @@ def sum_lines(step, trace) -> list:
             lines.append(SumLine(label, "apply", [number(expansion.terms[0][0].value)], expansion.fn,
                                  None, None, False, total, used))
         else:
-            terms = []
-            for factors in expansion.terms:
-                texts, negative = [], False
-                for k, factor in enumerate(factors):
-                    text, sign = _factor(factor, k == 0)
-                    negative = sign if k == 0 else negative
-                    texts.append(text)
-                terms.append((negative, texts))
+            terms = [product_text(trace_factors(factors)) for factors in expansion.terms]
             lines.append(SumLine(label, "sum", terms, None, None, None, False, total, used))
     return lines
 
@@ -173,27 +150,20 @@ def sum_lines(step, trace) -> list:
 def plain_body(line: SumLine, dot: str = "·") -> str:
     """The right-hand side in plain Unicode: `0.61·0.25 + 0.02·(−0.15)`, `max(…)`, `σ(0.3164)`."""
     if line.kind == "max":
-        return "max(" + ", ".join(signed(t) + ("★" if k == line.winner else "") for k, t in enumerate(line.terms)) + ")"
+        return "max(" + ", ".join(minus_sign(t) + ("★" if k == line.winner else "") for k, t in enumerate(line.terms)) + ")"
     if line.kind == "apply":
-        return f"{line.fn}({signed(line.terms[0])})"
+        return f"{line.fn}({minus_sign(line.terms[0])})"
     if not line.terms:
         return "0 (nothing reaches it)"
-    text = ""
-    for k, (negative, factors) in enumerate(line.terms):
-        body = dot.join(factors)
-        if k == 0:
-            text = (MINUS if negative else "") + body
-        else:
-            text += (f" {MINUS} " if negative else " + ") + body
-    return text
+    return "".join(sum_pieces(line.terms, dot))
 
 
 def plain_line(line: SumLine) -> str:
-    text = f"{line.label} = {plain_body(line)} = {signed(line.total)}"
+    text = f"{line.label} = {plain_body(line)} = {minus_sign(line.total)}"
     if line.kind == "max":
         text += f", from {line.winner_label}" + (" (a tie: the first maximum wins)" if line.tie else "")
     if line.used is not None:
-        text += f" → {signed(line.used)} used"
+        text += f" → {minus_sign(line.used)} used"
     return text
 
 

@@ -7,7 +7,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .common import signed
+from .common import product_text, signed, sum_pieces
 
 # a matrix wider or taller than this is described rather than printed
 UNROLLED_ROWS = 64
@@ -138,18 +138,8 @@ def _terms(e, width: int) -> list:
 
 def written_sum(terms) -> str:
     """0.068628·0.84 + 0.0364182·0.22 − 0.06818625·0.09: each term's factors, signs pulled out."""
-    text = ""
-    for k, term in enumerate(terms):
-        values = [o.value for o in term.operands]
-        negative = values[0] < 0
-        first = num(abs(values[0]))
-        rest = [num(v) if v >= 0 else f"({num(v)})" for v in values[1:]]
-        body = "·".join([first] + rest)
-        if k == 0:
-            text = ("-" if negative else "") + body
-        else:
-            text += (" − " if negative else " + ") + body
-    return text
+    return "".join(sum_pieces(product_text([(o.value, o.label if o.name is None else None) for o in term.operands])
+                              for term in terms))
 
 
 def _max(e, width: int) -> list:

@@ -12,7 +12,7 @@ import re
 from html import escape
 
 from . import document as doc
-from .common import number
+from .common import minus_sign, signed
 
 MAX_COLUMNS = 16
 
@@ -120,7 +120,7 @@ def _rule(rule: str) -> str:
 
 def _values(step, base, values, marks=True) -> str:
     if values.size == 1:
-        return f'<div class="scroll"><table class="values"><tr><td>{escape(doc.signed(number(values.reshape(-1)[0])))}' \
+        return f'<div class="scroll"><table class="values"><tr><td>{escape(signed(values.reshape(-1)[0]))}' \
                "</td></tr></table></div>"
     parts = []
     for block in doc.blocks(step, base, MAX_COLUMNS, values=values):
@@ -131,7 +131,7 @@ def _values(step, base, values, marks=True) -> str:
             tds = []
             for value, pinned in zip(cells, given):
                 css = "given" if pinned and marks else ("zero" if value == "0" else "")
-                tds.append(f'<td class="{css}">{escape(doc.signed(value))}</td>' if css else f"<td>{escape(doc.signed(value))}</td>")
+                tds.append(f'<td class="{css}">{escape(minus_sign(value))}</td>' if css else f"<td>{escape(minus_sign(value))}</td>")
             rows.append(f"<tr><th>{escape(label)}</th>{''.join(tds)}</tr>")
         parts.append('<div class="scroll"><table class="values">' + "".join(rows) + "</table></div>")
     return "\n".join(parts)

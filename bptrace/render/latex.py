@@ -12,7 +12,7 @@ import re
 import unicodedata
 
 from . import document as doc
-from .common import number
+from .common import number, sum_pieces
 
 # the text width in points (A4, 2 cm margins), less the brackets, to fit a block's columns
 LINE_POINTS = 440
@@ -311,10 +311,7 @@ def _sum_line(line) -> str:
         body = _fn(line.fn) + "(" + number_math(line.terms[0]) + ")"
         tail = ""
     else:
-        body = ""
-        for k, (negative, factors) in enumerate(line.terms):
-            product = r" \cdot ".join(_factor(f) for f in factors)
-            body += ("-" if negative else "") + product if k == 0 else (" - " if negative else " + ") + product
+        body = "".join(sum_pieces(line.terms, dot=r" \cdot ", minus="-", factor=_factor))
         if not line.terms:
             body = r"0\text{ (nothing reaches it)}"
         tail = ""

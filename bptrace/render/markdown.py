@@ -7,7 +7,7 @@ small steps are written out as code spans, so that they read the same rendered o
 from __future__ import annotations
 
 from . import document as doc
-from .common import number
+from .common import minus_sign, signed
 from .latex import math
 
 MAX_COLUMNS = 12
@@ -79,14 +79,14 @@ def _step(step, trace, base) -> list:
 
 def _values(step, base, values, marks=True) -> list:
     if values.size == 1:
-        return [f"{code(step.name)} = {code(doc.signed(number(values.reshape(-1)[0])))}", ""]
+        return [f"{code(step.name)} = {code(signed(values.reshape(-1)[0]))}", ""]
     out = []
     for block in doc.blocks(step, base, MAX_COLUMNS, values=values):
         if block.title:
             out += [f"**{inline(block.title)}**", ""]
         if block.caption:
             out += [f"*{inline(block.caption)}*", ""]
-        rows = [[label] + [doc.signed(c) + ("†" if g and marks else "") for c, g in zip(cells, given)]
+        rows = [[label] + [minus_sign(c) + ("†" if g and marks else "") for c, g in zip(cells, given)]
                 for label, cells, given in zip(block.row_labels, block.cells, block.given)]
         out += table([""] + block.column_labels, rows) + [""]
     return out

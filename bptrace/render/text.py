@@ -21,7 +21,7 @@ from rich.segment import Segment
 from rich.style import Style
 
 from ..tensors import display_index, format_index, kept_axes, squeezed_shape
-from .common import MINUS, element, number, signed
+from .common import element, product_text, signed, sum_pieces, trace_factors
 INDENT = 2
 GAP = 2            # spaces between two columns of numbers
 BLOCK_GAP = 4      # spaces between two blocks laid side by side
@@ -181,8 +181,6 @@ def _text_lines(text: str, width: int, style=None, indent: int = INDENT, hang: i
         yield NEWLINE
 
 
-def _signed(text: str) -> str:
-    return MINUS + text[1:] if text.startswith("-") else text
 
 
 def _split(text: str) -> int:
@@ -363,33 +361,6 @@ def _emit(lines, indent=INDENT):
 
 # --- written-out sums ----------------------------------------------------------------------
 
-def _factor_text(factor, first: bool) -> tuple[str, bool]:
-    """(text, negative): the factor as written in a product.  The first factor's minus
-    becomes the term's sign; later negative factors are written in parentheses."""
-    if factor.index is None:
-        label = factor.name
-        negative = label.startswith((MINUS, "-"))
-        text = label[1:] if negative else label
-    else:
-        text = number(factor.value)
-        negative = text.startswith("-")
-        text = text[1:] if negative else text
-    if negative and not first:
-        return f"({MINUS}{text})", False
-    return text, negative
-
-
-def _term_text(term):
-    """(sign, text) of one product of factors."""
-    parts, sign = [], False
-    for k, factor in enumerate(term):
-        text, negative = _factor_text(factor, k == 0)
-        if k == 0:
-            sign = negative
-        parts.append(text)
-    return sign, "·".join(parts)
-
-
 class Sum:
     """One written-out element: `label = piece piece … = total tail`, wrapped between pieces
     with continuation lines under the first piece and the total under the first `=`."""
@@ -557,14 +528,7 @@ class StepView:
         if len(terms) == 1 and len(terms[0]) == 1 and terms[0][0].index is not None:
             factor = terms[0][0]
             return [self._factor_element(factor)]
-        pieces = []
-        for k, term in enumerate(terms):
-            negative, text = _term_text(term)
-            if k == 0:
-                pieces.append((MINUS if negative else "") + text)
-            else:
-                pieces.append(f" {MINUS if negative else '+'} {text}")
-        return pieces
+        return sum_pieces(product_text(trace_factors(term)) for term in terms)
 
     def _max_pieces(self, expansion):
         pieces = []
