@@ -402,6 +402,15 @@ class CheckReport:
         return sum(1 for report in self.files if report.error)
 
     @property
+    def all_right(self) -> int:
+        """Sheets that were read and have no wrong answer."""
+        return sum(1 for report in self.files if not report.error and not report.failed)
+
+    @property
+    def with_wrong_answers(self) -> int:
+        return sum(1 for report in self.files if not report.error and report.failed)
+
+    @property
     def exit_code(self) -> int:
         """2 when a file could not be read (even if others were checked), else 1 when an
         answer is wrong, else 0."""

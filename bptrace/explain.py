@@ -357,16 +357,27 @@ class _Explainer:
             result.fn = expansion.fn
             result.argument = self.operand(expansion.terms[0][0], step)
         role_layer, what = _role(self.scenario, name)
-        if what == "in_delta":
-            if role_layer.type == "maxpool":
-                result.windows = self._windows(role_layer, index)
-            elif role_layer.type == "avgpool":
-                result.share = f"1/{role_layer.size[0] * role_layer.size[1]}"
-            elif role_layer.type == "conv":
-                result.full_conv = self._full_convolution(role_layer, index, result.total)
-            elif role_layer.type == "dense":
-                result.dense_row = self._dense_row(role_layer, index)
+        extra = self.IN_DELTA_VIEWS.get(role_layer.type) if what == "in_delta" else None
+        if extra:
+            extra(self, result, role_layer, index)
         return result
+
+    # The error at a layer's input seen the way each layer type is taught: max-pool
+    # routing, the average's share, the full convolution, the row of Wᵀ.
+    def _max_view(self, result, layer, index):
+        result.windows = self._windows(layer, index)
+
+    def _average_view(self, result, layer, index):
+        result.share = f"1/{layer.size[0] * layer.size[1]}"
+
+    def _convolution_view(self, result, layer, index):
+        result.full_conv = self._full_convolution(layer, index, result.total)
+
+    def _dense_view(self, result, layer, index):
+        result.dense_row = self._dense_row(layer, index)
+
+    IN_DELTA_VIEWS = {"maxpool": _max_view, "avgpool": _average_view, "conv": _convolution_view,
+                      "dense": _dense_view}
 
     def _origin(self, step) -> str:
         if step.phase == "input":

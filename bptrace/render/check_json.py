@@ -52,14 +52,13 @@ def file_dict(sheet) -> dict:
 
 
 def report_dict(report) -> dict:
-    checked = [sheet for sheet in report.files if not sheet.error]
     return {
         "bptrace": 1,
         "files": [file_dict(sheet) for sheet in report.files],
         "totals": {
             "files": len(report.files),
-            "all_right": sum(1 for sheet in checked if not sheet.failed),
-            "with_wrong_answers": sum(1 for sheet in checked if sheet.failed),
+            "all_right": report.all_right,
+            "with_wrong_answers": report.with_wrong_answers,
             "broken": report.broken,
             "passed": report.passed,
             "failed": report.failed,

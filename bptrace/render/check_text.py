@@ -156,21 +156,19 @@ def _many(report) -> list:
     table.add_column("passed", justify="right", no_wrap=True)
     table.add_column("failed", justify="right", no_wrap=True)
     table.add_column("verdict", min_width=32)
-    right = wrong = 0
     for sheet in report.files:
         if sheet.error:
             table.add_row(sheet.file, "–", "–", Text(f"✗ could not be read: {sheet.error.splitlines()[0]}",
                                                      style=WRONG))
         elif sheet.failed:
-            wrong += 1
             likely = ", ".join(d.id for d in sheet.diagnosis) or "no known mistake explains it"
             table.add_row(sheet.file, str(sheet.passed), str(sheet.failed),
                           Text(f"✗ first wrong {sheet.first_wrong.label} · {likely}", style=WRONG))
         else:
-            right += 1
             table.add_row(sheet.file, str(sheet.passed), "0", Text("✓ all right", style=RIGHT))
     files = len(report.files)
-    summary = f"{files} file{'s' * (files != 1)}: {right} all right, {wrong} with wrong answers"
+    summary = f"{files} file{'s' * (files != 1)}: {report.all_right} all right, " \
+              f"{report.with_wrong_answers} with wrong answers"
     if report.broken:
         summary += f", {report.broken} could not be read"
     return [table, Text(summary)]
