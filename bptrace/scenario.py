@@ -95,7 +95,7 @@ class Tolerance:
 
     def describe(self) -> str:
         if self.as_written:
-            return "as written (bptrace's number rounded, or truncated, to the decimals you wrote)"
+            return "as written (bptrace's number rounded or truncated to your decimals)"
         return f"|yours − bptrace| ≤ {self.abs:g} + {self.rel:g}·|bptrace|"
 
     def as_dict(self):
