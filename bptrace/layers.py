@@ -191,6 +191,16 @@ def _bias(spec: Spec, count: int, what: str, each: str = ""):
     return values.reshape(count)
 
 
+def _pair(spec: Spec, key: str, default, *, minimum: int, signal: bool, across: int):
+    """A window size, stride or padding: one number, or [rows, columns].  On a 1-D signal
+    (a map one row high) one number applies along the signal only, and the row axis takes
+    `across` (size and stride 1, padding 0)."""
+    value = spec.pair(key, default, minimum=minimum)
+    if signal and key in spec and not isinstance(spec.get(key), list):
+        return (across, value[1])
+    return value
+
+
 def _need_map(spec: Spec, ctx: BuildContext, what: str):
     if len(ctx.in_shape) != 4:
         raise spec.error("type", f"{what} needs a feature map, but {ctx.previous} makes "
@@ -235,10 +245,8 @@ class Conv(Layer):
         _need_map(spec, ctx, "conv")
         layer = cls(name, ctx.in_shape)
         N, C, H, W = ctx.in_shape
-        layer.stride = spec.pair("stride", (1, 1), minimum=1)
-        layer.padding = spec.pair("padding", (0, 0), minimum=0)
-        if H == 1 and not isinstance(spec.get("padding"), list):
-            layer.padding = (0, layer.padding[1])  # a 1-D signal is padded along its one axis
+        layer.stride = _pair(spec, "stride", (1, 1), minimum=1, signal=H == 1, across=1)
+        layer.padding = _pair(spec, "padding", (0, 0), minimum=0, signal=H == 1, across=0)
         layer.groups = groups = spec.integer("groups", 1, minimum=1)
         layer.flip = ctx.conventions.kernel == "convolution"
         if C % groups:
@@ -246,9 +254,7 @@ class Conv(Layer):
         in_per_group = C // groups
         written_size = None
         if "size" in spec:
-            written_size = spec.pair("size", None, minimum=1)
-            if H == 1 and not isinstance(spec.get("size"), list):
-                written_size = (1, written_size[1])  # a 1-D signal takes a 1-D kernel
+            written_size = _pair(spec, "size", None, minimum=1, signal=H == 1, across=1)
         if "kernel" in spec:
             written = spec.tensor("kernel", what="the kernel")
             shape = cls._kernel_shape(spec, written.shape, in_per_group, H, name, ctx, groups)
@@ -418,17 +424,9 @@ class Pool(Layer):
         N, C, H, W = ctx.in_shape
         if "size" not in spec:
             raise spec.error(None, f"a {cls.type} layer needs `size` (its window, e.g. 2)")
-        size = spec.pair("size", None, minimum=1)
-        if H == 1 and not isinstance(spec.get("size"), list):
-            size = (1, size[1])  # a 1-D signal pools along its one axis
-        layer.size = size
-        stride = spec.pair("stride", size, minimum=1)
-        if H == 1 and not isinstance(spec.get("stride"), list):
-            stride = (1, stride[1])
-        layer.stride = stride
-        layer.padding = spec.pair("padding", (0, 0), minimum=0)
-        if H == 1 and not isinstance(spec.get("padding"), list):
-            layer.padding = (0, layer.padding[1])  # a 1-D signal is padded along its one axis
+        layer.size = size = _pair(spec, "size", None, minimum=1, signal=H == 1, across=1)
+        layer.stride = stride = _pair(spec, "stride", size, minimum=1, signal=H == 1, across=1)
+        layer.padding = _pair(spec, "padding", (0, 0), minimum=0, signal=H == 1, across=0)
         (kh, kw), (ph, pw) = layer.size, layer.padding
         if 2 * ph > kh or 2 * pw > kw:
             raise spec.error("padding", f"padding {ph},{pw} is more than half the {kh}×{kw} window",
