@@ -78,6 +78,17 @@ def sum_pieces(products, dot: str = "·", minus: str = MINUS, factor=lambda text
     return pieces
 
 
+def factor_label(factor, trace, step, base: int) -> str:
+    """Where a recorded factor comes from, as a person writes it: `s1.out[0,1]`, or for a
+    value derived from one (`1 − s1.out`) the expression with the step's index."""
+    if factor.name in trace:
+        return element(factor.name, trace[factor.name].shape, factor.index, base)
+    label = f"({factor.name})" if " " in factor.name else factor.name
+    if factor.index is not None and len(factor.index) == len(step.shape):
+        return label + format_index(display_index(step.shape, factor.index, base))
+    return label
+
+
 def trace_factors(term) -> list:
     """(value, label) pairs of a recorded term (`trace.Factor`s): constants keep their label."""
     return [(factor.value, factor.name if factor.index is None else None) for factor in term]

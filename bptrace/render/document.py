@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..tensors import kept_axes
-from .common import element, minus_sign, number, product_text, sum_pieces, trace_factors
+from .common import element, factor_label, minus_sign, number, product_text, sum_pieces, trace_factors
 
 
 SECTIONS = {"input": "Forward pass", "parameter": "Forward pass", "forward": "Forward pass",
@@ -143,6 +143,9 @@ def sum_lines(step, trace) -> list:
                                  None, None, False, total, used))
         else:
             terms = [product_text(trace_factors(factors)) for factors in expansion.terms]
+            if len(expansion.terms) == 1 and len(expansion.terms[0]) == 1 and expansion.terms[0][0].index is not None:
+                # a copied value (flatten, max-pool routing) reads better by where it comes from
+                terms = [(False, [factor_label(expansion.terms[0][0], trace, step, base)])]
             lines.append(SumLine(label, "sum", terms, None, None, None, False, total, used))
     return lines
 

@@ -20,8 +20,8 @@ from rich.console import Group
 from rich.segment import Segment
 from rich.style import Style
 
-from ..tensors import display_index, format_index, kept_axes, squeezed_shape
-from .common import element, product_text, signed, sum_pieces, trace_factors
+from ..tensors import kept_axes, squeezed_shape
+from .common import element, factor_label, product_text, signed, sum_pieces, trace_factors
 INDENT = 2
 GAP = 2            # spaces between two columns of numbers
 BLOCK_GAP = 4      # spaces between two blocks laid side by side
@@ -518,11 +518,7 @@ class StepView:
         return sums, notes
 
     def _factor_element(self, factor):
-        if factor.name in self.trace:
-            return element(factor.name, self.trace[factor.name].shape, factor.index, self.base)
-        label = f"({factor.name})" if " " in factor.name else factor.name
-        return label + format_index(display_index(self.step.shape, factor.index, self.base)) \
-            if len(factor.index) == len(self.step.shape) else label
+        return factor_label(factor, self.trace, self.step, self.base)
 
     def _sum_pieces(self, terms):
         if len(terms) == 1 and len(terms[0]) == 1 and terms[0][0].index is not None:
