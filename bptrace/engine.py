@@ -66,7 +66,7 @@ class _Run:
             return False
         return any(item == name or phase in ROUNDING_PHASES.get(item, ()) for item in rounding.apply)
 
-    def emit(self, name, phase, layer, rule, computed, reads=(), rec=None, notes=()):
+    def emit(self, name, phase, layer, rule, computed, reads=(), rec=None, notes=(), origin=None):
         computed = np.asarray(computed, dtype=float).reshape(self.scenario.shapes[name])
         if not np.isfinite(computed).all():
             raise non_finite_error(self.scenario, name, computed)
@@ -79,7 +79,8 @@ class _Run:
             values, mask = np.where(patch.mask, patch.values, values), patch.mask
         step = Step(name=name, phase=phase, layer=layer, rule=rule, values=values, reads=tuple(reads),
                     computed=computed if (rounded or mask is not None) else None, given=mask,
-                    rounded=rounded, expansions=rec.expansions if rec else None, notes=list(notes))
+                    rounded=rounded, expansions=rec.expansions if rec else None, notes=list(notes),
+                    origin=origin)
         self.steps.append(step)
         self.values[name] = values
         return values
@@ -88,28 +89,25 @@ class _Run:
 
     def trace(self) -> Trace:
         sc = self.scenario
-        self.emit("input", "input", None, "the input, as written", sc.input)
-        below = None
+        self.emit("input", "input", None, f"the input, {sc.input_origin}", sc.input, origin=sc.input_origin)
         params = {}
         for layer in sc.layers:
-            n = _names(layer, below, sc.conventions.index_base)
+            n = sc.names(layer)
             params[layer.name] = {}
             for role, initial in layer.params.items():
+                origin = layer.origins[role]
                 params[layer.name][role] = self.emit(n.param(role), "parameter", layer.name,
-                                                     f"{n.param(role)}: {_origin(sc, layer, role)}", initial)
+                                                     f"{n.param(role)}: {origin}", initial, origin=origin)
             rules = layer.rules(n)
             rec = self.recorder(n.out, layer.roles(n))
             out = layer.forward(self.values[n.x], params[layer.name], rec)
             self.emit(n.out, "forward", layer.name, rules["out"], out,
                       reads=(n.x,) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
                       notes=layer.notes(self.values[n.x], n))
-            below = layer
 
         loss_value = None
-        active = sc.layers
         if sc.upstream:
             start = sc.upstream.layer
-            active = sc.layers[:[layer.name for layer in sc.layers].index(start) + 1]
             self.emit(f"{start}.delta", "backward", start,
                       f"{start}.delta = the given error at {start}'s output (upstream.delta)",
                       sc.upstream.delta)
@@ -129,9 +127,8 @@ class _Run:
                       loss.gradient(out, sc.loss.target, rec), reads=(out_name,), rec=rec)
             start_text = f"from the loss, {sc.loss.type}"
 
-        for position in range(len(active) - 1, -1, -1):
-            layer = active[position]
-            n = _names(layer, active[position - 1] if position else None, sc.conventions.index_base)
+        for layer in reversed(sc.active_layers):
+            n = sc.names(layer)
             rules, roles = layer.rules(n), layer.roles(n)
             recs = {role: self.recorder(n.grad(role), roles) for role in layer.param_roles}
             recs["in"] = self.recorder(n.x_delta, roles)
@@ -145,16 +142,16 @@ class _Run:
                       reads=tuple(roles[r] for r in layer.in_delta_reads), rec=recs["in"])
 
         if sc.learning_rate is not None:
-            for layer in active:
+            for layer in sc.active_layers:
                 for role in layer.param_roles:
-                    self.sgd_step(layer.name, role, sc.learning_rate)
+                    self.sgd_step(sc.names(layer), role, sc.learning_rate)
 
         return Trace(name=sc.name, description=sc.description, conventions=sc.conventions.as_dict(),
                      summary=summary(sc), steps=self.steps, loss=loss_value, start=start_text)
 
-    def sgd_step(self, layer: str, role: str, rate: float):
+    def sgd_step(self, n: Names, role: str, rate: float):
         """new = old − η · grad, element by element (Zhang 2016 eqs. 65-70)."""
-        old_name, grad_name, new_name = f"{layer}.{role}", f"{layer}.grad.{role}", f"{layer}.new.{role}"
+        old_name, grad_name, new_name = n.param(role), n.grad(role), n.new(role)
         old, grad = self.values[old_name], self.values[grad_name]
         rec = self.recorder(new_name, {"old": old_name, "grad": grad_name})
         new = np.zeros(old.shape)
@@ -163,26 +160,8 @@ class _Run:
             if rec:
                 rec.term(idx, ("old", idx, old[idx]))
                 rec.term(idx, (f"−{rate:g}", None, -rate), ("grad", idx, grad[idx]))
-        self.emit(new_name, "update", layer, f"{new_name} = {old_name} − {rate:g} · {grad_name}", new,
+        self.emit(new_name, "update", n.layer, f"{new_name} = {old_name} − {rate:g} · {grad_name}", new,
                   reads=(old_name, grad_name), rec=rec)
-
-def _names(layer, below, base: int) -> Names:
-    """The names one layer reads and writes; `below` is the layer before it (None: the input)."""
-    if below is None:
-        return Names(layer=layer.name, x="input", x_delta="input.delta", base=base)
-    return Names(layer=layer.name, x=f"{below.name}.out", x_delta=f"{below.name}.delta", base=base)
-
-
-def _origin(scenario: Scenario, layer, role: str) -> str:
-    """Where a parameter's values came from, in words."""
-    doc = scenario.document
-    spec = doc.data["layers"][scenario.layers.index(layer)] if doc else {role: True}
-    if role in spec:
-        return "as written"
-    if role == "bias":
-        return "zeros (not written)"
-    return f"drawn by {doc.data['init'].get('scheme', 'glorot_uniform')} (seed {doc.data['init'].get('seed', 0)})"
-
 
 def summary(scenario: Scenario) -> list:
     rows = [SummaryRow("input", "", tuple(scenario.input.shape), 0)]

@@ -96,6 +96,9 @@ class Names:
     def grad(self, role):
         return f"{self.layer}.grad.{role}"
 
+    def new(self, role):
+        return f"{self.layer}.new.{role}"
+
 
 @dataclass
 class BuildContext:
@@ -104,7 +107,6 @@ class BuildContext:
     conventions: object
     previous: str                    # name and type of the layer before, for messages
     rng: object = None               # numpy Generator when the scenario has `init`
-    init_scheme: str | None = None
 
 
 class Layer:
@@ -118,6 +120,7 @@ class Layer:
         self.in_shape = tuple(in_shape)
         self.out_shape = tuple(in_shape)
         self.params: dict = {}
+        self.origins: dict = {}      # role -> where the parameter's values came from, in words
 
     @classmethod
     def build(cls, name: str, spec: Spec, ctx: BuildContext) -> "Layer":
@@ -201,6 +204,11 @@ def _pair(spec: Spec, key: str, default, *, minimum: int, signal: bool, across: 
     return value
 
 
+def _out_size(size, window, stride, padding) -> tuple:
+    """How many positions a window takes along each axis of a (zero-padded) input."""
+    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, window, stride, padding))
+
+
 def _need_map(spec: Spec, ctx: BuildContext, what: str):
     if len(ctx.in_shape) != 4:
         raise spec.error("type", f"{what} needs a feature map, but {ctx.previous} makes "
@@ -281,8 +289,7 @@ class Conv(Layer):
         layer.params["kernel"] = _parameter(spec, "kernel", shape, ctx,
                                             (in_per_group * area, out_channels * area), "the kernel")
         layer.params["bias"] = _bias(spec, out_channels, "the bias", " (one per output map)")
-        (sh, sw), (ph, pw) = layer.stride, layer.padding
-        layer.out_shape = (N, out_channels, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
+        layer.out_shape = (N, out_channels) + _out_size((H, W), (kh, kw), layer.stride, layer.padding)
         return layer
 
     @staticmethod
@@ -434,21 +441,30 @@ class Pool(Layer):
         too_large = _too_large(spec, ctx, "size", "window", layer.size, layer.padding)
         if too_large:
             raise too_large
-        layer.out_shape = (N, C, (H + 2 * ph - kh) // stride[0] + 1, (W + 2 * pw - kw) // stride[1] + 1)
+        layer.out_shape = (N, C) + _out_size((H, W), layer.size, stride, layer.padding)
         return layer
 
     def multiply_adds(self):
-        return 3 * math.prod(self.out_shape) * self.size[0] * self.size[1]
+        return 3 * math.prod(self.out_shape) * self.area
 
     def window(self, i, j):
         """The input cells (h, w) under pooling window (i, j), in row-major order, without
         the padding."""
-        (kh, kw), (sh, sw), (ph, pw) = self.size, self.stride, self.padding
+        (kh, kw), (top, left) = self.size, self.origin(i, j)
         _, _, H, W = self.in_shape
         for u, v in product(range(kh), range(kw)):
-            h, w = i * sh + u - ph, j * sw + v - pw
+            h, w = top + u, left + v
             if 0 <= h < H and 0 <= w < W:
                 yield h, w
+
+    def origin(self, i, j):
+        """Where window (i, j) starts in the input (negative inside the padding)."""
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        return i * sh - ph, j * sw - pw
+
+    @property
+    def area(self) -> int:
+        return self.size[0] * self.size[1]
 
     def _window_text(self):
         (kh, kw), (sh, sw), _ = self.size, self.stride, self.padding
@@ -520,10 +536,14 @@ class AvgPool(Pool):
     eq. 6 with area 4).  Backward: each cell of a window gets 1/area of its error (eq. 32)."""
     type = "avgpool"
 
+    @property
+    def share_label(self) -> str:
+        """Each cell's share of a window, as written in sums: `1/4`."""
+        return f"1/{self.area}"
+
     def forward(self, x, p, rec):
         x = x.tolist()
-        share = 1 / (self.size[0] * self.size[1])
-        label = f"1/{self.size[0] * self.size[1]}"
+        share, label = 1 / self.area, self.share_label
         out = nested(self.out_shape)
         for n, c, i, j in np.ndindex(*self.out_shape):
             total = 0
@@ -536,8 +556,7 @@ class AvgPool(Pool):
 
     def backward(self, x, out, delta, p, recs):
         delta = delta.tolist()
-        share = 1 / (self.size[0] * self.size[1])
-        label = f"1/{self.size[0] * self.size[1]}"
+        share, label = 1 / self.area, self.share_label
         x_delta = nested(self.in_shape)
         rec = recs["in"]
         for n, c, i, j in np.ndindex(*self.out_shape):
@@ -548,7 +567,7 @@ class AvgPool(Pool):
         return {"in": as_array(x_delta)}
 
     def rules(self, n):
-        area = self.size[0] * self.size[1]
+        area = self.area
         return {
             "out": f"{ref(n.out, self.out_shape, 'ncij')} = 1/{area} · Σ {n.x} over the {self._window_text()}",
             "in": f"{n.x_delta}: each cell gets 1/{area} of the {n.delta} of every window it is in",

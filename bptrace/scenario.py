@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ScenarioError, did_you_mean, suggest
-from .layers import LAYERS, MAX_TENSOR_ELEMENTS, BuildContext, Layer
+from .layers import LAYERS, MAX_TENSOR_ELEMENTS, BuildContext, Layer, Names
 from .source import Document, read_document, parse_text
 from .spec import Spec, kind_of, read_tensor, shape_error, shape_words
 from .tensors import canonical_index, display_index, fits, format_index, kept_axes
@@ -109,6 +109,7 @@ class Scenario:
     conventions: Conventions
     input: np.ndarray
     layers: list
+    input_origin: str = "as written"
     loss: Loss | None = None
     upstream: Upstream | None = None
     given: dict = field(default_factory=dict)        # name -> Patch
@@ -125,6 +126,23 @@ class Scenario:
 
     def layer(self, name) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)
+
+    @property
+    def active_layers(self) -> list:
+        """The layers the backward pass runs through: all of them, or those up to
+        `upstream.layer` (the layers after it run forward only)."""
+        if self.upstream is None:
+            return list(self.layers)
+        position = [layer.name for layer in self.layers].index(self.upstream.layer)
+        return self.layers[:position + 1]
+
+    def names(self, layer: Layer) -> Names:
+        """The traced names `layer`'s steps read and write."""
+        position = self.layers.index(layer)
+        below = self.layers[position - 1].name if position else None
+        return Names(layer=layer.name, x=f"{below}.out" if below else "input",
+                     x_delta=f"{below}.delta" if below else "input.delta",
+                     base=self.conventions.index_base)
 
     def work(self) -> int:
         return sum(layer.multiply_adds() for layer in self.layers)
@@ -155,11 +173,11 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
     if not isinstance(layer_specs, list) or not layer_specs:
         raise top.error("layers", "expected a list of layers (each `- {type: ...}`), found "
                         + ("an empty list" if layer_specs == [] else kind_of(layer_specs)))
-    x = _input(top, layer_specs)
+    x, input_origin = _input(top, layer_specs)
     scenario = Scenario(
         name=top.text("name", "") or (doc.file or "scenario"),
         description=top.text("description", "") or "",
-        conventions=conventions, input=x, layers=[], document=doc)
+        conventions=conventions, input=x, input_origin=input_origin, layers=[], document=doc)
     scenario.layers = _layers(top, x.shape, conventions, work_limit)
     scenario.learning_rate = top.number("learning_rate", positive=True)
     _start(top, scenario)
@@ -232,7 +250,8 @@ def _first_kind(layer_specs) -> str | None:
     return None
 
 
-def _input(top: Spec, layer_specs) -> np.ndarray:
+def _input(top: Spec, layer_specs) -> tuple:
+    """The input in canonical shape, and where its values came from in words."""
     value = top.get("input")
     if isinstance(value, dict):
         if "random" not in value:
@@ -255,27 +274,32 @@ def _input(top: Spec, layer_specs) -> np.ndarray:
         if math.prod(shape) > MAX_TENSOR_ELEMENTS:
             raise spec.error("shape", f"an input of {math.prod(shape):,} numbers is more than the "
                                       f"{MAX_TENSOR_ELEMENTS:,} bptrace holds in one tensor")
-        rng = np.random.default_rng(spec.integer("seed", 0, minimum=0))
+        seed = spec.integer("seed", 0, minimum=0)
+        rng = np.random.default_rng(seed)
         if kind == "uniform":
-            x = rng.uniform(spec.number("low", 0.0), spec.number("high", 1.0), size=shape)
+            low, high = spec.number("low", 0.0), spec.number("high", 1.0)
+            x = rng.uniform(low, high, size=shape)
+            origin = f"drawn uniformly from [{low:g}, {high:g}) (seed {seed})"
         else:
             x = rng.normal(0.0, 1.0, size=shape)
+            origin = f"drawn from a standard normal (seed {seed})"
     else:
-        x = read_tensor(top.doc, ("input",), value, what="the input")
+        x, origin = read_tensor(top.doc, ("input",), value, what="the input"), "as written"
     if x.ndim == 0 or x.ndim > 4:
         raise top.error("input", f"the input must be [W], [H][W], [C][H][W] or [N][C][H][W]; "
                                  f"found {'a single number' if x.ndim == 0 else f'{x.ndim} nested levels'}")
     if _first_kind(layer_specs) in ("dense", None) and x.ndim <= 2:
-        return x.reshape(1, -1) if x.ndim == 1 else x        # features: [F] or [N][F]
-    return x.reshape((1,) * (4 - x.ndim) + x.shape) if x.ndim > 1 else x.reshape(1, 1, 1, -1)
+        return (x.reshape(1, -1) if x.ndim == 1 else x), origin       # features: [F] or [N][F]
+    return (x.reshape((1,) * (4 - x.ndim) + x.shape) if x.ndim > 1 else x.reshape(1, 1, 1, -1)), origin
 
 
 def _layers(top: Spec, in_shape, conventions, work_limit=None) -> list:
-    rng, scheme = None, None
+    rng, drawn = None, None
     if "init" in top:
         init = top.sub("init", ("scheme", "seed"), "init")
         scheme = init.choice("scheme", ("glorot_uniform",), "glorot_uniform")
-        rng = np.random.default_rng(init.integer("seed", 0, minimum=0))
+        seed = init.integer("seed", 0, minimum=0)
+        rng, drawn = np.random.default_rng(seed), f"drawn by {scheme} (seed {seed})"
     layers, counts, seen, work = [], {}, {}, 0
     previous = "the input"
     for position, raw in enumerate(top.get("layers")):
@@ -303,9 +327,10 @@ def _layers(top: Spec, in_shape, conventions, work_limit=None) -> list:
                              f"two layers are named '{name}' (the first is layers[{seen[name]}])",
                              None if "name" in spec else "give this layer a `name:`")
         seen[name] = position
-        ctx = BuildContext(in_shape=tuple(in_shape), conventions=conventions,
-                           previous=previous, rng=rng, init_scheme=scheme)
+        ctx = BuildContext(in_shape=tuple(in_shape), conventions=conventions, previous=previous, rng=rng)
         layer = cls.build(name, spec, ctx)
+        layer.origins = {role: "as written" if role in spec else "zeros (not written)" if role == "bias" else drawn
+                         for role in layer.params}
         # (an empty output cannot happen: sizes are at least 1 and a window fits its input)
         size = math.prod(layer.out_shape)
         if size > MAX_TENSOR_ELEMENTS:
@@ -393,15 +418,13 @@ def _shapes(scenario: Scenario) -> dict:
         shapes[f"{layer.name}.out"] = layer.out_shape
     if scenario.loss:
         shapes["loss"] = ()
-    start = scenario.upstream.layer if scenario.upstream else scenario.layers[-1].name
-    active = scenario.layers[:[layer.name for layer in scenario.layers].index(start) + 1]
-    shapes[f"{start}.delta"] = scenario.layer(start).out_shape
-    for position in range(len(active) - 1, -1, -1):
-        layer = active[position]
+    active = scenario.active_layers
+    shapes[f"{active[-1].name}.delta"] = active[-1].out_shape
+    for layer in reversed(active):
+        n = scenario.names(layer)
         for role in layer.param_roles:
-            shapes[f"{layer.name}.grad.{role}"] = layer.params[role].shape
-        below = f"{active[position - 1].name}.delta" if position else "input.delta"
-        shapes[below] = layer.in_shape
+            shapes[n.grad(role)] = layer.params[role].shape
+        shapes[n.x_delta] = layer.in_shape
     if scenario.learning_rate is not None:
         for layer in active:
             for role in layer.param_roles:

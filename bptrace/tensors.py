@@ -46,6 +46,19 @@ def format_index(index) -> str:
     return "[" + ",".join(str(i) for i in index) + "]" if index else ""
 
 
+def element(name: str, shape, index, base: int = 0) -> str:
+    """`c1.kernel[0,1]`: a traced value's element as a person writes it (length-1 axes
+    dropped, counted from `base`), as in `expected` keys and `explain` arguments."""
+    return name + format_index(display_index(shape, index, base))
+
+
+def plain(values):
+    """Values as nested lists with length-1 axes dropped, or a float for a single value:
+    what JSON exports and reports hold."""
+    shown = squeeze(np.asarray(values, dtype=float))
+    return shown.tolist() if shown.ndim else float(shown)
+
+
 def nested_shape(value):
     """The shape of a nested list of numbers, or None when it is ragged.  A bare number has
     shape ()."""

@@ -53,6 +53,7 @@ class Step:
     rounded: str | None = None            # e.g. "4 decimals, truncate"
     expansions: dict | None = None        # canonical index -> Expansion
     notes: list = field(default_factory=list)
+    origin: str | None = None             # input and parameters: where the values came from
 
     @property
     def shape(self) -> tuple:

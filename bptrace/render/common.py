@@ -1,7 +1,7 @@
 """Formatting shared by every renderer: numbers, indices, element labels."""
 from __future__ import annotations
 
-from ..tensors import display_index, format_index
+from ..tensors import display_index, element, format_index  # noqa: F401  (element: renderers import it from here)
 
 SIGNIFICANT = 10
 
@@ -30,15 +30,6 @@ def minus_sign(text: str) -> str:
 def signed(value, significant: int = SIGNIFICANT) -> str:
     """`number()` with a true minus sign, for tables and sums."""
     return minus_sign(number(value, significant))
-
-
-def element(name: str, shape, index, base: int) -> str:
-    """`c1.kernel[0,1]`: a traced value's element, as written in `expected` keys."""
-    return name + format_index(display_index(shape, index, base))
-
-
-def shown_index(shape, index, base: int) -> tuple:
-    return display_index(shape, index, base)
 
 
 # --- written-out sums: one way of writing `0.61·0.25 + 0.02·(−0.15)` for every renderer ---

@@ -549,8 +549,7 @@ class StepView:
             if self.zero_dot:
                 pieces.append(("  (· = 0)", DIM))
         if step.phase in ("input", "parameter"):
-            origin = step.rule.split(": ", 1)[1] if step.rule.startswith(step.name + ":") else step.rule
-            pieces.append(("  " + origin, DIM))
+            pieces.append(("  " + step.origin, DIM))
         return pieces
 
     def __rich_console__(self, console, options):
