@@ -204,6 +204,17 @@ def _pair(spec: Spec, key: str, default, *, minimum: int, signal: bool, across: 
     return value
 
 
+# Two values closer than this, relative to the largest magnitude around them, differ only by
+# float noise (a sum of hand-sized numbers is off by ~1e-16 of its terms): they are equal,
+# as on paper.  It decides max-pool ties and which side of relu's kink a value is on.
+NOISE = 1e-12
+
+
+def noise_floor(x) -> float:
+    """Below this magnitude a value of `x` is an exact zero blurred by float rounding."""
+    return NOISE * float(np.abs(x).max()) if x.size else 0.0
+
+
 def _out_size(size, window, stride, padding) -> tuple:
     """How many positions a window takes along each axis of a (zero-padded) input."""
     return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, window, stride, padding))
@@ -345,12 +356,13 @@ class Conv(Layer):
         x, kernel, bias = x.tolist(), p["kernel"].tolist(), p["bias"].tolist()
         out = nested(self.out_shape)
         for n, o, i, j in np.ndindex(*self.out_shape):
-            total = bias[o]
+            total = 0
             for ck, c, u, v, h, w in self.window(o, i, j):
                 total += kernel[o][ck][u][v] * x[n][c][h][w]
                 if rec:
                     rec.term((n, o, i, j), ("kernel", (o, ck, u, v), kernel[o][ck][u][v]),
                              ("in", (n, c, h, w), x[n][c][h][w]))
+            total += bias[o]
             if rec:
                 rec.term((n, o, i, j), ("bias", (o,), bias[o]))
             out[n][o][i][j] = total
@@ -486,11 +498,13 @@ class MaxPool(Pool):
         """(h, w) of the window's maximum, the candidates, and whether it was a tie."""
         cells = list(self.window(i, j))
         values = [x[n][c][h][w] for h, w in cells]
+        # Values equal but for float noise (0.1 + 0.2 against 0.3) are equal on paper: a tie.
+        noise = NOISE * max(abs(value) for value in values)
         best = 0
         for k in range(1, len(values)):
-            if values[k] > values[best]:
+            if values[k] > values[best] + noise:
                 best = k
-        tie = sum(1 for value in values if value == values[best]) > 1
+        tie = sum(1 for value in values if abs(value - values[best]) <= noise) > 1
         return cells, values, best, tie
 
     def forward(self, x, p, rec):
@@ -581,6 +595,7 @@ class Activation(Layer):
     the terms a student uses (σ′ = out·(1 − out), as in seed 001 and Zhang eq. 37)."""
     symbol = "f"
     in_delta_reads = ("delta", "out")
+    zero = 0.0     # the step's noise floor (`noise_floor`), set as each loop starts
 
     def f(self, z):
         raise NotImplementedError
@@ -593,6 +608,7 @@ class Activation(Layer):
     slope_text = "f′"
 
     def forward(self, x, p, rec):
+        self.zero = noise_floor(x)
         shape = x.shape
         x = x.reshape(-1).tolist()
         out = [self.f(z) for z in x]
@@ -603,6 +619,7 @@ class Activation(Layer):
         return as_array(out).reshape(shape)
 
     def backward(self, x, out, delta, p, recs):
+        self.zero = noise_floor(x)
         shape = x.shape
         rec = recs["in"]
         x, out, delta = x.reshape(-1).tolist(), out.reshape(-1).tolist(), delta.reshape(-1).tolist()
@@ -672,11 +689,11 @@ class Relu(Activation):
     slope_text = "[{x} > 0]"
 
     def f(self, z):
-        return z if z > 0 else 0 * z
+        return z if z > self.zero else 0 * z
 
     def slope(self, z, y):
         # relu′(0) = 0, as PyTorch
-        return [("1 (x > 0)" if z > 0 else "0 (x ≤ 0)", 1 if z > 0 else 0)]
+        return [("1 (x > 0)" if z > self.zero else "0 (x ≤ 0)", 1 if z > self.zero else 0)]
 
 
 class LeakyRelu(Activation):
@@ -695,10 +712,10 @@ class LeakyRelu(Activation):
         return f"(1 if {{x}} > 0 else {self.negative_slope:g})"
 
     def f(self, z):
-        return z if z > 0 else self.negative_slope * z
+        return z if z > self.zero else self.negative_slope * z
 
     def slope(self, z, y):
-        return [("1 (x > 0)", 1)] if z > 0 else [(f"{self.negative_slope:g} (x ≤ 0)", self.negative_slope)]
+        return [("1 (x > 0)", 1)] if z > self.zero else [(f"{self.negative_slope:g} (x ≤ 0)", self.negative_slope)]
 
 
 class Identity(Activation):
@@ -878,11 +895,12 @@ class Dense(Layer):
         x, weights, bias = x.tolist(), p["weights"].tolist(), p["bias"].tolist()
         out = nested(self.out_shape)
         for n, o in np.ndindex(*self.out_shape):
-            total = bias[o]
+            total = 0
             for k in range(self.in_shape[1]):
                 total += weights[o][k] * x[n][k]
                 if rec:
                     rec.term((n, o), ("weights", (o, k), weights[o][k]), ("in", (n, k), x[n][k]))
+            total += bias[o]
             if rec:
                 rec.term((n, o), ("bias", (o,), bias[o]))
             out[n][o] = total

@@ -380,6 +380,9 @@ def _start(top: Spec, scenario: Scenario):
     if kind == "cross_entropy" and len(shape) != 2:
         raise spec.error("type", f"cross_entropy needs class scores per sample, but {last.name} makes a "
                                  "feature map", "add a flatten and a dense layer")
+    if kind == "cross_entropy" and shape[1] < 2:
+        raise spec.error("type", f"cross_entropy needs at least 2 class scores per sample; {last.name} makes 1",
+                         "use bce for one probability, or give the last layer one output per class")
     target = spec.tensor("target", what="the target")
     classes = None
     if kind == "cross_entropy" and len(shape) == 2 and target.size == shape[0] and not fits(target.shape, shape):
@@ -406,6 +409,14 @@ def _start(top: Spec, scenario: Scenario):
     if kind == "cross_entropy" and (target < 0).any():
         raise spec.error("target", f"cross_entropy targets are class indices or probabilities, "
                                    f"found {target[target < 0][0]:g}")
+    if kind == "cross_entropy" and classes is None:
+        sums = target.reshape(shape).sum(axis=1)
+        off = [n for n, total in enumerate(sums) if abs(total - 1) > 1e-9]
+        if off:
+            sample = f"sample {off[0]}'s" if shape[0] > 1 else "the"
+            raise spec.error("target", f"a cross_entropy target is a class index or a probability vector; "
+                                       f"{sample} target sums to {sums[off[0]]:g}, not 1",
+                             "write the class index, or a one-hot vector")
     scenario.loss = Loss(kind, target.reshape(shape), classes)
 
 

@@ -66,3 +66,54 @@ layers: [{type: conv, name: c, kernel: [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}]
 upstream: {delta: [[0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5]]}
 """))
     assert trace["c.out"].rule == "c.out[i,j] = Σ_u Σ_v c.kernel[u,v] · input[i+3−u,j+3−v] + c.bias"
+
+
+# --- float noise is not a difference on paper -------------------------------------------------
+
+def test_values_equal_but_for_float_noise_are_a_max_pool_tie():
+    # c1.out = [0.3, 0.1, 0.1 + 0.2]: on paper the first and last are equal, so the first wins
+    trace = bptrace.run(bptrace.loads("""
+input: [0.3, 0.0, 0.1, 0.2]
+layers:
+  - {type: conv, name: c1, kernel: [1, 1]}
+  - {type: maxpool, name: p1, size: 3}
+  - {type: flatten, name: f}
+upstream: {layer: f, delta: [1]}
+"""))
+    assert 0.1 + 0.2 != 0.3
+    assert trace["c1.delta"].shown.tolist() == [1, 0, 0]
+    assert trace["c1.grad.kernel"].shown.tolist() == [0.3, 0.0]
+    assert any("tie" in note for note in trace["p1.out"].notes)
+
+
+def test_an_exact_zero_blurred_by_rounding_is_on_relus_flat_side():
+    # 0.1·0.7 + 0.2·(−0.2) − 0.3·0.1 = 0 exactly, but not in floats; relu′(0) = 0
+    trace = bptrace.run(bptrace.loads("""
+input: [[0.7, -0.2, 0.1]]
+layers:
+  - {type: dense, name: d, weights: [[0.1, 0.2, -0.3], [1, 1, 1]]}
+  - {type: relu, name: r}
+upstream: {delta: [1, 1]}
+"""))
+    z = trace["d.out"].shown[0]
+    assert z != 0 and abs(z) < 1e-16
+    assert trace["r.out"].shown[0] == 0
+    assert trace["d.delta"].shown.tolist() == [0, 1]
+
+
+def test_a_single_max_pool_output_renders(tmp_path):
+    from click.testing import CliRunner
+
+    from bptrace.cli import main
+
+    path = tmp_path / "global.yaml"
+    path.write_text("""
+input: [[0.1, 0.2], [0.3, 0.4]]
+layers:
+  - {type: maxpool, name: p1, size: 2}
+  - {type: flatten, name: f}
+upstream: {layer: f, delta: [1]}
+""")
+    result = CliRunner().invoke(main, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "p1.out = max(0.1, 0.2, 0.3, 0.4★) = 0.4 from input[1,1]" in result.output

@@ -577,7 +577,7 @@ class StepView:
                                    f"{'it' if total == 1 else 'these'}, not the computed "
                                    f"{'one' if total == 1 else 'ones'}", width, GIVEN)
         winners = self._winner_view()
-        if winners and len(self.blocks) == 1 and len(winners[1]) == 1:
+        if winners and self.blocks and len(self.blocks) == 1 and len(winners[1]) == 1:
             # one small map: the pool's output and its input with the winners, side by side
             source, (block,) = winners
             self.blocks[0].label = step.name
