@@ -73,7 +73,7 @@ class MSE(HalfSSE):
     """L = (1/M) Σ (ŷ − y)² over all M elements (PyTorch MSELoss); δ = 2(ŷ − y)/M."""
     type = "mse"
     value_rule = "loss = (1/M) Σ ({out} − target)²,  M = number of elements"
-    delta_rule = "{delta} = 2 · ({out} − target) / M"
+    delta_rule = "{delta} = 2 · ({out} − target) / M,  M = number of elements"
     scale = 1.0
 
     def count(self, shape):
@@ -89,8 +89,8 @@ class CrossEntropy(Loss):
     δ[n,k] = (softmax(ŷ[n])[k] · Σ_j y[n,j] − y[n,k]) / N."""
     type = "cross_entropy"
     labels = ("log softmax(out)", "softmax(out)")
-    value_rule = "loss = (1/N) Σ_n Σ_k −target[n,k] · log softmax({out}[n])[k]"
-    delta_rule = "{delta}[n,k] = (softmax({out}[n])[k] − target[n,k]) / N"
+    value_rule = "loss = (1/N) Σ_n Σ_k −target[n,k] · log softmax({out}[n])[k],  N = samples in the batch"
+    delta_rule = "{delta}[n,k] = (softmax({out}[n])[k] − target[n,k]) / N,  N = samples in the batch"
 
     @staticmethod
     def _log_softmax(row):
@@ -137,8 +137,8 @@ class BCE(Loss):
     L = −(1/M) Σ [y log ŷ + (1 − y) log(1 − ŷ)];  δ = (ŷ − y) / (ŷ (1 − ŷ)) / M."""
     type = "bce"
     labels = ("out − target", "1/(out·(1 − out))")
-    value_rule = "loss = −(1/M) Σ [target · log {out} + (1 − target) · log(1 − {out})]"
-    delta_rule = "{delta} = ({out} − target) / ({out} · (1 − {out})) / M"
+    value_rule = "loss = −(1/M) Σ [target · log {out} + (1 − target) · log(1 − {out})],  M = number of elements"
+    delta_rule = "{delta} = ({out} − target) / ({out} · (1 − {out})) / M,  M = number of elements"
 
     def _check(self, out):
         bad = [idx for idx in _cells(out.shape) if not 0 < out[idx] < 1]
