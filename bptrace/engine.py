@@ -135,9 +135,8 @@ class _Run:
             result = layer.backward(self.values[n.x], self.values[n.out], self.values[n.delta],
                                     params[layer.name], recs)
             for role in layer.param_roles:
-                reads = (n.delta,) if role == "bias" else (n.delta, n.x)
                 self.emit(n.grad(role), "backward", layer.name, rules[role], result[role],
-                          reads=reads, rec=recs[role])
+                          reads=tuple(roles[r] for r in layer.grad_reads[role]), rec=recs[role])
             self.emit(n.x_delta, "backward", layer.name, rules["in"], result["in"],
                       reads=tuple(roles[r] for r in layer.in_delta_reads), rec=recs["in"])
 

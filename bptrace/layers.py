@@ -114,6 +114,9 @@ class Layer:
     keys: frozenset = frozenset()
     param_roles: tuple = ()
     in_delta_reads: tuple = ("delta",)     # roles the error at the input is computed from
+    # roles each parameter's gradient is computed from: the delta, times the input for a weight
+    grad_reads = {"kernel": ("delta", "in"), "weights": ("delta", "in"), "bias": ("delta",)}
+    elementwise = False                    # an activation: it reads one value, or one vector, at a time
 
     def __init__(self, name: str, in_shape: tuple):
         self.name = name
@@ -596,6 +599,7 @@ class Activation(Layer):
     symbol = "f"
     in_delta_reads = ("delta", "out")
     zero = 0.0     # the step's noise floor (`noise_floor`), set as each loop starts
+    elementwise = True
 
     def f(self, z):
         raise NotImplementedError
@@ -734,6 +738,7 @@ class Softmax(Layer):
     over the channels at each position).  Backward: x.delta[k] = out[k]·(delta[k] − Σ_j
     delta[j]·out[j])."""
     type = "softmax"
+    elementwise = True
     in_delta_reads = ("delta", "out")
 
     def _groups(self):

@@ -98,14 +98,7 @@ class CrossEntropy(Loss):
         log_total = top + math.log(sum(math.exp(z - top) for z in row))
         return [z - log_total for z in row]
 
-    def _check(self, out):
-        if out.ndim != 2:
-            raise ScenarioError("cross_entropy needs a vector of class scores per sample; "
-                                "the last layer makes a feature map", key="loss.type",
-                                hint="add a flatten and a dense layer")
-
     def value(self, out, target, rec):
-        self._check(out)
         N = out.shape[0]
         total = 0
         for n in range(N):
@@ -118,7 +111,6 @@ class CrossEntropy(Loss):
         return total
 
     def gradient(self, out, target, rec):
-        self._check(out)
         N = out.shape[0]
         delta = np.zeros(out.shape)
         for n in range(N):

@@ -14,17 +14,19 @@ import numpy as np
 
 from .errors import ScenarioError, did_you_mean, suggest
 from .layers import LAYERS, MAX_TENSOR_ELEMENTS, BuildContext, Layer, Names
+from .losses import LOSSES
+from .rounding import MODES
 from .source import Document, read_document, parse_text
 from .spec import Spec, kind_of, read_tensor, shape_error, shape_words
 from .tensors import canonical_index, display_index, fits, format_index, kept_axes
 
 TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "layers", "upstream", "loss",
             "given", "learning_rate", "rounding", "expected", "init", "tolerance")
-LOSS_TYPES = ("half_sse", "sse", "mse", "cross_entropy", "bce")
-ROUNDING_MODES = ("half_up", "half_even", "truncate")
+LOSS_TYPES = tuple(LOSSES)
+ROUNDING_MODES = tuple(MODES)
 ROUNDING_GROUPS = ("forward", "backward", "all")
 FORMAT_VERSIONS = (1,)
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
+ACTIVATIONS = tuple(kind for kind, cls in LAYERS.items() if cls.elementwise)
 
 # Forward + backward scalar operations above which a scenario is refused before it runs:
 # the loops run at roughly 3 million operations a second, so this is about ten seconds.
@@ -54,8 +56,6 @@ class Loss:
     def function(self):
         """The loss's value and gradient (`LOSSES[type]`); the engine asks here so that the
         checker's catalog of mistakes can hand it a mistaken one without touching the engine."""
-        from .losses import LOSSES
-
         return LOSSES[self.type]()
 
 
@@ -544,11 +544,11 @@ def _given(top: Spec, scenario: Scenario) -> dict:
     if "given" not in top:
         return {}
     spec = top.sub("given", None, "given")
+    written = {scenario.names(layer).param(role) for layer in scenario.layers for role in layer.params}
     patches = []
     for key, value in spec.data.items():
         patch = make_patch(scenario, top.doc, ("given", key), key, value)
-        if patch.name == "input" or patch.name.split(".")[-1] in ("kernel", "weights", "bias") \
-                and ".grad." not in patch.name and ".new." not in patch.name:
+        if patch.name == "input" or patch.name in written:
             raise top.doc.error(("given", key), f"'{patch.name}' is written in the scenario itself; "
                                                 "`given` pins values the network computes")
         patches.append(patch)

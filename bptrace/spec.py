@@ -49,9 +49,6 @@ class Spec:
     def get(self, key, default=None):
         return self.data.get(key, default)
 
-    def raw(self, key):
-        return self.doc.raw.get(self.path + (key,))
-
     def sub(self, key, allowed=None, what=None) -> "Spec":
         return Spec(self.doc, self.path + (key,), self.data[key], allowed, what or f"'{key}'")
 
