@@ -880,7 +880,7 @@ class Dense(Layer):
             if shape[1] != F:
                 raise spec.error("weights", f"dense {name} expects {shape[1]} input{'s' * (shape[1] != 1)}; "
                                             + _makes(ctx, f"{F}"),
-                                 f"weights are written [out][in]: each row needs {F} numbers")
+                                 f"weights are written [out][in]: each row needs {F} number{'s' * (F != 1)}")
             if "out" in spec and spec.integer("out", minimum=1) != shape[0]:
                 raise spec.error("out", f"out is {spec.get('out')}, but the weights have {shape[0]} "
                                         f"row{'s' * (shape[0] != 1)}", "leave out `out` when the weights are written")

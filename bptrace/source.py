@@ -337,9 +337,16 @@ def read_document(path) -> Document:
         folder = os.path.dirname(name) or "."
         hint = None
         if os.path.isdir(folder):
-            from .errors import did_you_mean
+            import difflib
 
-            hint = did_you_mean(os.path.basename(name), os.listdir(folder))
+            # compare the names without their endings, or every .yaml file looks close
+            by_stem = {}
+            readable = (".yaml", ".yml", ".json", ".npz")
+            for entry in sorted(os.listdir(folder), key=lambda f: (os.path.splitext(f)[1] not in readable, f)):
+                by_stem.setdefault(os.path.splitext(entry)[0], entry)
+            stem = os.path.splitext(os.path.basename(name))[0]
+            close = difflib.get_close_matches(stem, list(by_stem), n=1, cutoff=0.6)
+            hint = f"did you mean '{by_stem[close[0]]}'?" if close else None
         raise ScenarioError("no such file", file=name, hint=hint)
     if os.path.isdir(name):
         raise ScenarioError("this is a directory, not a scenario file", file=name,
