@@ -341,8 +341,13 @@ def read_document(path) -> Document:
 
             # compare the names without their endings, or every .yaml file looks close
             by_stem = {}
-            readable = (".yaml", ".yml", ".json", ".npz")
-            for entry in sorted(os.listdir(folder), key=lambda f: (os.path.splitext(f)[1] not in readable, f)):
+            readable = [".yaml", ".yml", ".json", ".npz"]       # in the order a suggestion prefers them
+
+            def preference(entry):
+                ext = os.path.splitext(entry)[1]
+                return (readable.index(ext) if ext in readable else len(readable), entry)
+
+            for entry in sorted(os.listdir(folder), key=preference):
                 by_stem.setdefault(os.path.splitext(entry)[0], entry)
             stem = os.path.splitext(os.path.basename(name))[0]
             close = difflib.get_close_matches(stem, list(by_stem), n=1, cutoff=0.6)
