@@ -33,9 +33,10 @@ import numpy as np
 
 from .errors import ScenarioError
 from .rounding import round_array, round_number
-from .scenario import DEFAULT_WORK_LIMIT, Patch, Rounding, Scenario, Tolerance, load, merge_patches, resolve
+from .scenario import DEFAULT_WORK_LIMIT, Rounding, Scenario, Tolerance, load, make_patch, merge_patches, resolve
 from .source import Document, read_document
-from .tensors import describe_shape, display_index, fits, format_index, squeezed_shape
+from .spec import kind_of, read_tensor
+from .tensors import describe_shape, display_index, fits, format_index, plain, squeezed_shape
 
 # Two numbers this close are the same number computed two ways (float noise), whatever
 # was written: |a − b| ≤ NOISE·max(|a|, |b|) + FLOOR.
@@ -47,7 +48,7 @@ DENOISE_DIGITS = 12
 # Numbers from an .npz have no text to read decimals from; they are right within this many
 # machine epsilons of their array's float type, relative to the array's largest magnitude.
 NPZ_EPSILONS = 100
-NPZ_DIGITS = 6          # what a match with an .npz number is worth, in significant digits
+NPZ_DIGITS = 6          # what a match with a number without text (.npz, export) is worth, in digits
 ANSWER_SUFFIXES = (".yaml", ".yml", ".json", ".npz")
 
 RIGHT, FOLLOWS, WRONG = "right", "follows", "wrong"
@@ -62,16 +63,12 @@ def command_line_tolerance(absolute: float | None, relative: float | None) -> To
     return Tolerance(absolute or 0.0, relative or 0.0)
 
 
-def scenario_tolerance(scenario: Scenario) -> Tolerance:
-    """The scenario's `tolerance:` key, read and checked when the scenario was loaded."""
-    return scenario.tolerance
-
-
 # --- numbers as written -------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Written:
-    """One number of a sheet: its value, and its text as written (None from an .npz)."""
+    """One number of a sheet: its value, and its text as written by a person (None from an
+    .npz, or from a program's export, whose digits are a float's and not a claim)."""
     value: float
     text: str | None
     slack: float = 0.0     # .npz numbers: the precision of the array's float type
@@ -109,8 +106,8 @@ def match(written: Written, value: float, tolerance: Tolerance) -> str | None:
         return None
     if not tolerance.as_written:
         return "within tolerance" if abs(mine - value) <= tolerance.abs + tolerance.rel * abs(value) else None
-    if abs(mine - value) <= NOISE * max(abs(mine), abs(value)) + FLOOR + written.slack:
-        return "exact" if written.text is not None else "equal at the array's precision"
+    if same_number(mine, value, written.slack):
+        return "equal at the array's precision" if written.slack else "exact"
     decimals = written.decimals
     if not decimals:
         # A whole number (no decimals) is taken as exact: "0" is not right for 0.3.
@@ -125,15 +122,16 @@ def match(written: Written, value: float, tolerance: Tolerance) -> str | None:
 
 def evidence(written: Written, tolerance: Tolerance) -> float:
     """How many significant digits a match with this number is worth: what it claims as
-    written, what the tolerance resolves of it, or a float's worth from an .npz."""
+    written, what the tolerance resolves of it, or a float's worth without text (.npz, export)."""
     if not tolerance.as_written:
         width = tolerance.abs + tolerance.rel * abs(written.value)
         return max(0.0, math.log10(abs(written.value) / width)) if width > 0 and written.value else 0.0
     return written.digits if written.text is not None else NPZ_DIGITS
 
 
-def same_number(a: float, b: float) -> bool:
-    return abs(a - b) <= NOISE * max(abs(a), abs(b)) + FLOOR
+def same_number(a: float, b: float, slack: float = 0.0) -> bool:
+    """The same number computed two ways (float noise), or within `slack` of it."""
+    return abs(a - b) <= NOISE * max(abs(a), abs(b)) + FLOOR + slack
 
 
 # --- answers ------------------------------------------------------------------------------
@@ -147,59 +145,49 @@ class Answer:
     values: np.ndarray           # as written (written shape)
     written: list                # Written per number, in the order written (C order)
     path: tuple                  # where it stands in its document, for messages
+    doc: Document
 
 
-def _number(doc: Document, path: tuple, item, what: str) -> Written:
+def _number(doc: Document, path: tuple, item, what: str, typed: bool) -> Written:
+    """typed: the text is a person's (its decimals count), not a program's float."""
     if isinstance(item, bool) or not isinstance(item, (int, float, str)):
-        raise doc.error(path, f"expected a number in {what}, found {_kind(item)}")
+        raise doc.error(path, f"expected a number in {what}, found {kind_of(item)}")
     if isinstance(item, str):
         # `1e-5` and JSON's `1e-05` are text to YAML 1.1; as answers they are numbers
         try:
             value = float(item.replace("_", "")) if item.strip() else math.nan
         except ValueError:
             value = math.nan
-        if not math.isfinite(value) or item.strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
+        if not math.isfinite(value):
             raise doc.error(path, f"expected a number in {what}, found the text '{item}'")
-        return Written(value, item.strip())
-    return Written(float(item), doc.raw.get(path, repr(item)))
+        return Written(value, item.strip() if typed else None)
+    return Written(float(item), doc.raw.get(path, repr(item)) if typed else None)
 
 
-def _kind(value) -> str:
-    from .spec import kind_of
-
-    return kind_of(value)
-
-
-def _numbers(doc: Document, path: tuple, value, what: str):
+def _numbers(doc: Document, path: tuple, value, what: str, typed: bool = True):
     """A number or a rectangular nested list → (array, [Written...] in C order)."""
     written = []
 
-    def walk(item, where):
+    def numbers(item, where):
+        # each entry read as a number (YAML 1.1 leaves `1e-5` as text), then the whole held
+        # to the rules of every tensor a scenario holds
         if isinstance(item, list):
-            if not item:
-                raise doc.error(where, f"{what} has an empty list")
-            rows = [walk(sub, where + (i,)) for i, sub in enumerate(item)]
-            shapes = {shape for shape in rows}
-            if len(shapes) != 1:
-                raise doc.error(where, f"the rows of {what} have different lengths",
-                                "every row must have the same number of entries")
-            return (len(item),) + rows[0]
-        written.append(_number(doc, where, item, what))
-        return ()
+            return [numbers(sub, where + (i,)) for i, sub in enumerate(item)]
+        written.append(_number(doc, where, item, what, typed))
+        return written[-1].value
 
-    shape = walk(value, tuple(path))
-    return np.array([w.value for w in written], dtype=float).reshape(shape), written
+    return read_tensor(doc, path, numbers(value, tuple(path)), what=what), written
 
 
-def _answers(scenario: Scenario, doc: Document, items) -> list[Answer]:
+def _answers(scenario: Scenario, doc: Document, items, typed: bool = True) -> list[Answer]:
     """items: (key as written, value, key path) → answers, each key checked against the trace."""
     answers = []
     for key, value, path in items:
         name, index = resolve(scenario, doc, path, str(key))
-        values, written = _numbers(doc, path, value, f"the answer {key}")
+        values, written = _numbers(doc, path, value, f"the answer {key}", typed)
         if index is not None and values.ndim != 0:
             raise doc.error(path, f"{key} is one element; write a single number")
-        answers.append(Answer(str(key), name, index, values, written, path))
+        answers.append(Answer(str(key), name, index, values, written, path, doc))
     _refuse_overlaps(answers, doc)
     return answers
 
@@ -207,12 +195,10 @@ def _answers(scenario: Scenario, doc: Document, items) -> list[Answer]:
 def _refuse_overlaps(answers, doc: Document):
     seen = {}
     for answer in answers:
-        cells = [answer.index] if answer.index is not None else [None]
-        for cell in cells:
-            for other in seen.get(answer.name, []):
-                if cell is None or other.index is None or other.index == cell:
-                    raise doc.error(answer.path, f"{answer.key} answers numbers {other.key} already answers",
-                                    "write each number once")
+        for other in seen.get(answer.name, []):
+            if answer.index is None or other.index is None or other.index == answer.index:
+                raise doc.error(answer.path, f"{answer.key} answers numbers {other.key} already answers",
+                                "write each number once")
         seen.setdefault(answer.name, []).append(answer)
 
 
@@ -243,7 +229,7 @@ def read_answers(path, scenario: Scenario) -> list[Answer]:
             if not isinstance(step, dict) or "name" not in step or "values" not in step:
                 raise doc.error(("steps", i), "each step of a bptrace export has a `name` and `values`")
             items.append((step["name"], step["values"], ("steps", i, "values")))
-        answers = _answers(scenario, doc, items)
+        answers = _answers(scenario, doc, items, typed=False)
     elif "expected" in data:
         extra = [key for key in data if key != "expected"]
         if extra:
@@ -294,7 +280,7 @@ def _npz_answers(name: str, scenario: Scenario) -> list[Answer]:
             if index is not None:
                 values = values.reshape(())
             written = [Written(float(v), None, slack) for v in values.reshape(-1)]
-            answers.append(Answer(key, cell, index, values, written, (key,)))
+            answers.append(Answer(key, cell, index, values, written, (key,), doc))
     _refuse_overlaps(answers, doc)
     if not answers:
         raise ScenarioError("the .npz holds no arrays", file=name)
@@ -330,6 +316,7 @@ class Row:
     written: Written | None = None
     own: float | None = None      # computed from your own earlier values, when that differs
     shape: tuple | None = None    # a wrong-shape answer's shape (squeezed)
+    bptrace_shape: tuple | None = None   # and the step's (squeezed)
     answer: Answer | None = None  # a wrong-shape answer, for the catalog
     shown_index: tuple | None = None   # the index as written: length-1 axes dropped, index base added
 
@@ -353,6 +340,8 @@ class FirstWrong:
     bptrace: object
     own: float | None
     explain: str                  # the command that explains it
+    shape: tuple | None = None    # a wrong-shape answer's shape and the step's (squeezed)
+    bptrace_shape: tuple | None = None
 
 
 @dataclass
@@ -383,6 +372,10 @@ class FileReport:
     @property
     def failed(self) -> int:
         return sum(1 for row in self.rows if not row.passed)
+
+    @property
+    def follows(self) -> int:
+        return sum(1 for row in self.rows if row.verdict == FOLLOWS)
 
 
 @dataclass
@@ -491,7 +484,7 @@ class Checker:
     def check(self, scenario: Scenario, answers: list, *, file: str, scenario_path: str) -> FileReport:
         from .engine import run
 
-        tolerance = self.tolerance or scenario_tolerance(scenario)
+        tolerance = self.tolerance or scenario.tolerance
         model = self.model(scenario)
         sc = model.scenario
         base = sc.conventions.index_base
@@ -500,7 +493,7 @@ class Checker:
 
         fitting = [a for a in answers if a.index is not None or fits(a.values.shape, sc.shapes[a.name])]
         fitting_ids = {id(answer) for answer in fitting}
-        overrides = merge_patches(_patch(sc, answer) for answer in fitting)
+        overrides = merge_patches(make_patch(sc, a.doc, a.path, a.key, a.values.tolist()) for a in fitting)
         try:
             own = references(run(sc, overrides=overrides, terms=False), sc)
         except ScenarioError:
@@ -512,10 +505,11 @@ class Checker:
             shape = sc.shapes[answer.name]
             if id(answer) not in fitting_ids:
                 rows.append(Row(answer.name, None, answer.key, answer.values.tolist(),
-                                _plain(model.refs[answer.name]), WRONG,
+                                plain(model.refs[answer.name]), WRONG,
                                 f"wrong shape: yours is {describe_shape(answer.values.shape)}, "
                                 f"bptrace's {describe_shape(shape)}",
-                                shape=squeezed_shape(answer.values.shape), answer=answer))
+                                shape=squeezed_shape(answer.values.shape), bptrace_shape=squeezed_shape(shape),
+                                answer=answer))
                 continue
             cells = [answer.index] if answer.index is not None else list(np.ndindex(*shape))
             for cell, written in zip(cells, answer.written):
@@ -540,30 +534,14 @@ class Checker:
             first = wrong[0]
             report.first_wrong = FirstWrong(
                 first.label, first.name, model.trace[first.name].rule, first.yours, first.bptrace, first.own,
-                f"bptrace explain {shlex.quote(scenario_path)} {shlex.quote(first.label)}")
+                f"bptrace explain {shlex.quote(scenario_path)} {shlex.quote(first.label)}",
+                first.shape, first.bptrace_shape)
             from .mistakes import diagnose
 
             report.diagnosis, report.unexplained = diagnose(
                 model.catalog, rows, overrides, own, lambda written, value: match(written, value, tolerance),
                 lambda written: evidence(written, tolerance))
         return report
-
-
-def _patch(scenario: Scenario, answer: Answer) -> Patch:
-    shape = scenario.shapes[answer.name]
-    values, mask = np.zeros(shape), np.zeros(shape, dtype=bool)
-    if answer.index is None:
-        values[...] = answer.values.reshape(shape)
-        mask[...] = True
-    else:
-        values[answer.index] = float(answer.values)
-        mask[answer.index] = True
-    return Patch(answer.name, values, mask)
-
-
-def _plain(values: np.ndarray):
-    shown = values.reshape(squeezed_shape(values.shape))
-    return shown.tolist() if shown.ndim else float(shown)
 
 
 def _rounding_text(scenario: Scenario) -> str | None:

@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ScenarioError
+from .layers import Activation, AvgPool, Conv, Dense, Flatten, Identity, MaxPool, Softmax
 from .losses import LOSSES
 from .scenario import Loss, Scenario
 
@@ -111,6 +112,12 @@ class InputDeltaKernelUnturned:
         return result
 
 
+def _per_map(layer) -> int:
+    """How many numbers each output map of a conv holds over the batch: the terms of its
+    bias gradient."""
+    return int(np.prod(layer.out_shape)) // layer.out_shape[1]
+
+
 def covered_cells(layer) -> np.ndarray:
     """[H][W] mask of the input cells that every kernel tap reads (a 'valid' convolution of
     the delta with the turned kernel yields exactly these)."""
@@ -142,7 +149,7 @@ class BiasGradientAveraged:
 
     def backward(self, x, out, delta, p, recs):
         result = super().backward(x, out, delta, p, recs)
-        result["bias"] = result["bias"] / (int(np.prod(self.out_shape)) // self.out_shape[1])
+        result["bias"] = result["bias"] / _per_map(self)
         return result
 
 
@@ -198,11 +205,10 @@ def _routed(layer, x, delta, choose) -> dict:
     """Max-pool backward where `choose(cells, values, best, origin)` picks the cells of each
     window that receive its error."""
     x, delta = x.tolist(), delta.tolist()
-    (sh, sw), (ph, pw) = layer.stride, layer.padding
     x_delta = np.zeros(layer.in_shape)
     for n, c, i, j in np.ndindex(*layer.out_shape):
         cells, values, best, _ = layer.winner(x, n, c, i, j)
-        for h, w in choose(cells, values, best, (i * sh - ph, j * sw - pw)):
+        for h, w in choose(cells, values, best, layer.origin(i, j)):
             x_delta[n, c, h, w] += delta[n][c][i][j]
     return {"in": x_delta}
 
@@ -254,7 +260,7 @@ class AverageNotDivided:
 
     def backward(self, x, out, delta, p, recs):
         result = super().backward(x, out, delta, p, recs)
-        result["in"] = result["in"] * (self.size[0] * self.size[1])
+        result["in"] = result["in"] * self.area
         return result
 
 
@@ -316,51 +322,27 @@ def _loss_variant(scenario: Scenario, id_: str, message: str, value_factor: floa
     loss = scenario.loss
     mistaken = dataclasses.replace(scenario, loss=MistakenLoss(loss.type, loss.target, loss.classes,
                                                                value_factor, gradient_factor))
-    changes = {f"{scenario.layers[-1].name}.delta"} | ({"loss"} if value_factor != 1 else set())
+    changes = {scenario.names(scenario.layers[-1]).delta} | ({"loss"} if value_factor != 1 else set())
     return Variant(id_, message, mistaken, changes=frozenset(changes),
                    form=f"loss×{value_factor:g},×{gradient_factor:g}")
 
 
 # --- the catalog for one scenario -----------------------------------------------------------
 
-@dataclass
-class Where:
-    """The names a message about one layer uses."""
-    layer: object
-    x: str              # the layer's input
-    x_delta: str        # the error at its input
-
-    @property
-    def name(self):
-        return self.layer.name
-
-    @property
-    def delta(self):
-        return f"{self.layer.name}.delta"
-
-
 def variants(scenario: Scenario) -> list[Variant]:
     """Every way the catalog's mistakes can be made in this scenario."""
     sc = scenario
-    names = [layer.name for layer in sc.layers]
-    start = sc.upstream.layer if sc.upstream else names[-1]
-    active = {layer.name for layer in sc.layers[:names.index(start) + 1]}
-    places = []
-    for position, layer in enumerate(sc.layers):
-        below = names[position - 1] if position else None
-        places.append(Where(layer, f"{below}.out" if below else "input",
-                            f"{below}.delta" if below else "input.delta"))
+    active = sc.active_layers
     found = []
-    for where in places:
-        if where.name in active:
-            found += _layer_variants(sc, where)
-        elif where.layer.type == "conv":
-            found += _conv_forward(sc, where, backward=False)
+    for layer in sc.layers:
+        table = LAYER_VARIANTS if layer in active else FORWARD_ONLY_VARIANTS
+        made = _for_layer(table, layer)
+        if made is not None:
+            found += made(sc, layer, sc.names(layer))
     found += _grouped(sc, found)
-    found += _batch_and_loss_variants(sc, [w for w in places if w.name in active])
+    found += _batch_and_loss_variants(sc, active)
     if sc.learning_rate is not None:
-        updated = frozenset(f"{w.name}.new.{role}" for w in places if w.name in active
-                            for role in w.layer.param_roles)
+        updated = frozenset(sc.names(layer).new(role) for layer in active for role in layer.param_roles)
         found.append(Variant(
             "update-sign",
             f"Gradient descent subtracts: new = old − {sc.learning_rate:g} · grad; your updated "
@@ -370,137 +352,168 @@ def variants(scenario: Scenario) -> list[Variant]:
     return sorted(found, key=lambda variant: order[variant.id])
 
 
-def _one(sc, where, id_, message, mistake=None, shaped=None, steps=(), **attributes) -> Variant:
+def _for_layer(table: dict, layer):
+    """The table's entry for the layer's class or the nearest class it derives from."""
+    return next((table[cls] for cls in type(layer).__mro__ if cls in table), None)
+
+
+def _one(sc, layer, n, id_, message, mistake=None, shaped=None, steps=(), **attributes) -> Variant:
     """The mistake made in one layer: `mistake` mixed into its class, or `attributes`
     changed on it (then `steps` names the roles of the steps that changes)."""
-    layer = _swapped(where.layer, mistake, **attributes)
+    clone = _swapped(layer, mistake, **attributes)
     form = mistake.__name__ if mistake else ",".join(sorted(attributes))
     roles = mistake.mistaken_steps if mistake else steps
-    return Variant(id_, message, _with_layers(sc, {where.name: layer}), (where.name,),
-                   _step_names(where, roles), form, shaped)
+    return Variant(id_, message, _with_layers(sc, {layer.name: clone}), (layer.name,),
+                   _step_names(layer, n, roles), form, shaped)
 
 
-def _step_names(where, roles) -> frozenset:
+def _step_names(layer, n, roles) -> frozenset:
+    """The traced names of a layer's steps: "in" (the error at its input), "out",
+    "grad.<role>", or "grads" (every parameter gradient)."""
     names = set()
     for role in roles:
         if role == "in":
-            names.add(where.x_delta)
+            names.add(n.x_delta)
         elif role == "out":
-            names.add(f"{where.name}.out")
+            names.add(n.out)
         elif role == "grads":
-            names.update(f"{where.name}.grad.{r}" for r in where.layer.param_roles)
+            names.update(n.grad(r) for r in layer.param_roles)
         else:
-            names.add(f"{where.name}.{role}")
+            names.add(n.grad(role.removeprefix("grad.")))
     return frozenset(names)
 
 
-def _conv_forward(sc, where, backward=True) -> list:
-    layer = where.layer
+def _conv_forward(sc, layer, n, backward=False) -> list:
     if layer.params["kernel"].shape[2:] == (1, 1):
         return []
     if layer.flip:
-        message = (f"This scenario's convention is convolution: {where.name} turns its kernel by 180° "
+        message = (f"This scenario's convention is convolution: {n.layer} turns its kernel by 180° "
                    "before sliding it over the input, and your numbers come from sliding it unturned.")
     else:
-        message = (f"This scenario's convention is correlation: {where.name} slides its kernel over the "
+        message = (f"This scenario's convention is correlation: {n.layer} slides its kernel over the "
                    "input as written, and your numbers come from turning it by 180° first.")
     steps = ("out", "grad.kernel", "in") if backward else ("out",)
-    return [_one(sc, where, "kernel-not-flipped", message, steps=steps, flip=not layer.flip)]
+    return [_one(sc, layer, n, "kernel-not-flipped", message, steps=steps, flip=not layer.flip)]
 
 
-def _layer_variants(sc, where) -> list:
-    layer, kind = where.layer, where.layer.type
-    found = []
-    if kind == "conv":
-        found += _conv_forward(sc, where)
-        kh, kw = layer.params["kernel"].shape[2:]
-        if (kh, kw) != (1, 1):
+def _conv_variants(sc, layer, n) -> list:
+    found = _conv_forward(sc, layer, n, backward=True)
+    kh, kw = layer.params["kernel"].shape[2:]
+    if (kh, kw) != (1, 1):
+        found.append(_one(
+            sc, layer, n, "kernel-not-flipped",
+            f"Your {n.grad('kernel')} is the right one turned by 180°: the gradient takes the "
+            f"forward pass's orientation, so correlate {n.x} with {n.delta} "
+            + ("and turn the result as the kernel was turned." if layer.flip else "without turning anything."),
+            KernelGradientTurned))
+        found.append(_one(
+            sc, layer, n, "kernel-not-flipped",
+            f"You turned {n.delta} by 180° before sliding it over {n.x} (a convolution); "
+            f"{n.grad('kernel')}[u,v] is Σ {n.delta}[i,j] · {n.x}[i+u, j+v] with the delta unturned.",
+            DeltaTurnedInKernelGradient))
+        found.append(_one(
+            sc, layer, n, "input-delta-kernel-not-rotated",
+            f"To send {n.delta} back to {n.x}, slide it under the kernel turned by 180° "
+            f"relative to the forward pass (a full convolution); your {n.x_delta} uses it unturned.",
+            InputDeltaKernelUnturned))
+        covered = covered_cells(layer)
+        if layer.stride == (1, 1) and covered.any() and not covered.all():
             found.append(_one(
-                sc, where, "kernel-not-flipped",
-                f"Your {where.name}.grad.kernel is the right one turned by 180°: the gradient takes the "
-                f"forward pass's orientation, so correlate {where.x} with {where.delta} "
-                + ("and turn the result as the kernel was turned." if layer.flip else "without turning anything."),
-                KernelGradientTurned))
-            found.append(_one(
-                sc, where, "kernel-not-flipped",
-                f"You turned {where.delta} by 180° before sliding it over {where.x} (a convolution); "
-                f"{where.name}.grad.kernel[u,v] is Σ {where.delta}[i,j] · {where.x}[i+u, j+v] with the delta unturned.",
-                DeltaTurnedInKernelGradient))
-            found.append(_one(
-                sc, where, "input-delta-kernel-not-rotated",
-                f"To send {where.delta} back to {where.x}, slide it under the kernel turned by 180° "
-                f"relative to the forward pass (a full convolution); your {where.x_delta} uses it unturned.",
-                InputDeltaKernelUnturned))
-            covered = covered_cells(layer)
-            if layer.stride == (1, 1) and covered.any() and not covered.all():
-                found.append(_one(
-                    sc, where, "input-delta-valid-not-full",
-                    f"Pad {where.delta} with {kh - 1}×{kw - 1} rings of zeros before sliding the turned kernel "
-                    f"over it (a full, not a valid, convolution), so that the border cells of {where.x} get "
-                    "their error too.",
-                    InputDeltaValid, shaped=_valid_shape(where.x_delta, covered)))
-        positions = int(np.prod(layer.out_shape)) // layer.out_shape[1]
-        if positions > 1:
-            found.append(_bias_variant(sc, where, "position" + (" and sample" if layer.out_shape[0] > 1 else "")))
-    elif kind == "dense":
-        if layer.out_shape[0] > 1:
-            found.append(_bias_variant(sc, where, "sample of the batch"))
-    elif kind == "maxpool":
-        found.append(_one(sc, where, "maxpool-routed-everywhere",
-                          f"Send each {where.delta} element only to the cell of {where.x} that won its window "
-                          "in the forward pass (zeros elsewhere); you copied it to every cell of the window.",
-                          RoutedEverywhere))
-        right = f"Send each {where.delta} element to the cell of {where.x} that held its window's maximum"
-        found.append(_one(sc, where, "maxpool-wrong-position",
-                          f"{right}; you put it at each window's top-left cell.", RoutedToCorner))
-        found.append(_one(sc, where, "maxpool-wrong-position",
-                          f"{right}; you put it at each window's smallest cell.", RoutedToMinimum))
-        if layer.size[0] == layer.size[1]:
-            found.append(_one(sc, where, "maxpool-wrong-position",
-                              f"{right}; you swapped its row and column within the window.", RoutedTransposed))
-    elif kind == "avgpool":
-        area = layer.size[0] * layer.size[1]
-        if area > 1:
-            found.append(_one(sc, where, "avgpool-scale-missing",
-                              f"Each cell of an average-pool window gets 1/{area} of the window's error; "
-                              f"you gave every cell of {where.x_delta} the whole {where.delta}.",
-                              AverageNotDivided))
-    elif kind in ("sigmoid", "tanh", "relu", "leaky_relu", "softmax"):
-        slope = {"sigmoid": f"{where.name}.out·(1 − {where.name}.out)",
-                 "tanh": f"1 − {where.name}.out²", "relu": f"[{where.x} > 0]",
-                 "leaky_relu": f"1 or {getattr(layer, 'negative_slope', 0.01):g} by the sign of {where.x}",
-                 "softmax": "the softmax's Jacobian"}[kind]
-        found.append(_one(sc, where, "activation-derivative-missing",
-                          f"Multiply {where.delta} by {kind}′ = {slope} on the way back through {where.name}; "
-                          f"your {where.x_delta} is {where.delta} passed through unchanged.",
-                          SoftmaxSlopeMissing if kind == "softmax" else SlopeMissing))
-        if kind in ("sigmoid", "tanh"):
-            as_input = {"sigmoid": f"{where.x}·(1 − {where.x})", "tanh": f"1 − {where.x}²"}[kind]
-            found.append(_one(sc, where, "activation-derivative-wrong-argument",
-                              f"{kind}′ written with the output is {slope}; you put {where.name}'s input in "
-                              f"its place ({as_input}).", SlopeAtInput))
-            found.append(_one(sc, where, "activation-derivative-wrong-argument",
-                              f"{kind}′ written with the output is {slope}; you applied {kind} to "
-                              f"{where.name}.out once more before using it.", SlopeOfOutput))
-    elif kind == "flatten":
-        orders = ("column by column", "row by row") if layer.column else ("row by row", "column by column")
-        found.append(_one(sc, where, "flatten-order-swapped",
-                          f"Lay {where.delta} back onto the map in the order {where.name} flattened it "
-                          f"({orders[0]}); you filled {where.x_delta} {orders[1]}.", UnflattenedOtherWay))
-        found.append(_one(sc, where, "flatten-order-swapped",
-                          f"This scenario flattens each map {orders[0]} (conventions.flatten); your numbers "
-                          f"follow a flatten {orders[1]}.", steps=("out", "in"), column=not layer.column))
+                sc, layer, n, "input-delta-valid-not-full",
+                f"Pad {n.delta} with {kh - 1}×{kw - 1} rings of zeros before sliding the turned kernel "
+                f"over it (a full, not a valid, convolution), so that the border cells of {n.x} get "
+                "their error too.",
+                InputDeltaValid, shaped=_valid_shape(n.x_delta, covered)))
+    if _per_map(layer) > 1:
+        found.append(_bias_variant(sc, layer, n, "position" + (" and sample" if layer.out_shape[0] > 1 else "")))
     return found
 
 
-def _bias_variant(sc, where, over: str) -> Variant:
+def _dense_variants(sc, layer, n) -> list:
+    return [_bias_variant(sc, layer, n, "sample of the batch")] if layer.out_shape[0] > 1 else []
+
+
+def _maxpool_variants(sc, layer, n) -> list:
+    right = f"Send each {n.delta} element to the cell of {n.x} that held its window's maximum"
+    found = [
+        _one(sc, layer, n, "maxpool-routed-everywhere",
+             f"Send each {n.delta} element only to the cell of {n.x} that won its window in the forward "
+             "pass (zeros elsewhere); you copied it to every cell of the window.", RoutedEverywhere),
+        _one(sc, layer, n, "maxpool-wrong-position", f"{right}; you put it at each window's top-left cell.",
+             RoutedToCorner),
+        _one(sc, layer, n, "maxpool-wrong-position", f"{right}; you put it at each window's smallest cell.",
+             RoutedToMinimum),
+    ]
+    if layer.size[0] == layer.size[1]:
+        found.append(_one(sc, layer, n, "maxpool-wrong-position",
+                          f"{right}; you swapped its row and column within the window.", RoutedTransposed))
+    return found
+
+
+def _avgpool_variants(sc, layer, n) -> list:
+    if layer.area == 1:
+        return []
+    return [_one(sc, layer, n, "avgpool-scale-missing",
+                 f"Each cell of an average-pool window gets {layer.share_label} of the window's error; "
+                 f"you gave every cell of {n.x_delta} the whole {n.delta}.", AverageNotDivided)]
+
+
+def _slope_missing(sc, layer, n, slope: str, mistake: type) -> Variant:
+    return _one(sc, layer, n, "activation-derivative-missing",
+                f"Multiply {n.delta} by {layer.type}′ = {slope} on the way back through {n.layer}; "
+                f"your {n.x_delta} is {n.delta} passed through unchanged.", mistake)
+
+
+def _activation_variants(sc, layer, n) -> list:
+    if isinstance(layer, Identity):
+        return []          # its slope is 1: there is nothing to leave out
+    slope = layer.slope_text.format(out=n.out, x=n.x)
+    found = [_slope_missing(sc, layer, n, slope, SlopeMissing)]
+    if "{out}" in layer.slope_text:
+        # f′ written with the output (σ′ = out·(1 − out)): it can be fed the input instead,
+        # or f applied to the output once more
+        kind = layer.type
+        found.append(_one(sc, layer, n, "activation-derivative-wrong-argument",
+                          f"{kind}′ written with the output is {slope}; you put {n.layer}'s input in its "
+                          f"place: {layer.slope_text.format(out=n.x, x=n.x)}.", SlopeAtInput))
+        found.append(_one(sc, layer, n, "activation-derivative-wrong-argument",
+                          f"{kind}′ written with the output is {slope}; you applied {kind} to {n.out} once "
+                          "more before using it.", SlopeOfOutput))
+    return found
+
+
+def _softmax_variants(sc, layer, n) -> list:
+    return [_slope_missing(sc, layer, n, "the softmax's Jacobian", SoftmaxSlopeMissing)]
+
+
+def _flatten_variants(sc, layer, n) -> list:
+    orders = ("column by column", "row by row") if layer.column else ("row by row", "column by column")
+    return [
+        _one(sc, layer, n, "flatten-order-swapped",
+             f"Lay {n.delta} back onto the map in the order {n.layer} flattened it ({orders[0]}); you "
+             f"filled {n.x_delta} {orders[1]}.", UnflattenedOtherWay),
+        _one(sc, layer, n, "flatten-order-swapped",
+             f"This scenario flattens each map {orders[0]} (conventions.flatten); your numbers follow a "
+             f"flatten {orders[1]}.", steps=("out", "in"), column=not layer.column),
+    ]
+
+
+# The mistakes each layer class can carry (looked up through the class's bases), in a layer
+# the backward pass runs through, and in one after `upstream.layer` that runs forward only.
+LAYER_VARIANTS = {Conv: _conv_variants, Dense: _dense_variants, MaxPool: _maxpool_variants,
+                  AvgPool: _avgpool_variants, Activation: _activation_variants, Softmax: _softmax_variants,
+                  Flatten: _flatten_variants}
+FORWARD_ONLY_VARIANTS = {Conv: _conv_forward}
+
+
+def _bias_variant(sc, layer, n, over: str) -> Variant:
     def shaped(name, shape):
-        if name == f"{where.name}.grad.bias" and _squeezed(shape) == _squeezed(where.layer.out_shape):
-            return where.delta, lambda values: values
+        if name == n.grad("bias") and _squeezed(shape) == _squeezed(layer.out_shape):
+            return n.delta, lambda values: values
         return None
 
-    return _one(sc, where, "bias-gradient-not-summed",
-                f"{where.name}.grad.bias is one number per output map: the sum of {where.delta} over every "
+    return _one(sc, layer, n, "bias-gradient-not-summed",
+                f"{n.grad('bias')} is one number per output map: the sum of {n.delta} over every "
                 f"{over}; yours is not that sum.", BiasGradientAveraged, shaped=shaped)
 
 
@@ -540,22 +553,22 @@ def _grouped(sc, found) -> list:
     return combined
 
 
-def _batch_and_loss_variants(sc, active_places) -> list:
+def _batch_and_loss_variants(sc, active) -> list:
     found = []
     samples = sc.input.shape[0]
     loss = sc.loss
     if loss is not None:
-        delta = f"{sc.layers[-1].name}.delta"
-        out = f"{sc.layers[-1].name}.out"
+        last = sc.names(sc.layers[-1])
+        delta, out = last.delta, last.out
+        rule = LOSSES[loss.type].delta_rule.format(delta=delta, out=out)
         found.append(_loss_variant(sc, "loss-gradient-sign",
-                                   f"The loss's gradient is taken with respect to the output, {out} − target, "
-                                   f"not target − {out}: flip the sign of {delta}.", 1.0, -1.0))
+                                   f"With {loss.type}, {rule}; yours has the opposite sign (the target on "
+                                   f"the wrong side): flip the sign of {delta}.", 1.0, -1.0))
         if loss.type in ("half_sse", "sse", "mse"):
             if loss.type == "half_sse":
-                right, factor = f"the ½ cancels the 2 from the square: {delta} = {out} − target", 2.0
+                right, factor = f"the ½ cancels the 2 from the square: {rule}", 2.0
             else:
-                right, factor = (f"the square brings down a 2: {delta} = 2 · ({out} − target)"
-                                 + (" / M" if loss.type == "mse" else "")), 0.5
+                right, factor = f"the square brings down a 2: {rule}", 0.5
             found.append(_loss_variant(sc, "loss-factor-two", f"With {loss.type}, {right}; yours is off by a "
                                        "factor 2.", 1.0, factor))
             found.append(_loss_variant(sc, "loss-factor-two", f"With {loss.type}, {right}; your loss and {delta} "
@@ -573,15 +586,16 @@ def _batch_and_loss_variants(sc, active_places) -> list:
             found.append(_loss_variant(sc, "batch-summed-not-averaged", f"{text}; your loss and {delta} are "
                                        "summed.", float(samples), float(samples)))
     if samples > 1 and (loss is None or loss.type in ("half_sse", "sse")):
-        with_params = [w for w in active_places if w.layer.param_roles]
+        with_params = [layer for layer in active if layer.param_roles]
         if with_params:
-            replaced = {w.name: _swapped(w.layer, ParameterGradientsScaled, gradient_factor=1.0 / samples)
-                        for w in with_params}
+            replaced = {layer.name: _swapped(layer, ParameterGradientsScaled, gradient_factor=1.0 / samples)
+                        for layer in with_params}
             found.append(Variant("batch-averaged-not-summed",
                                  f"Add up the parameter gradients over the {samples} samples of the batch; "
                                  f"yours are averaged (divided by {samples}).",
                                  _with_layers(sc, replaced), tuple(replaced),
-                                 frozenset().union(*(_step_names(w, ("grads",)) for w in with_params)),
+                                 frozenset().union(*(_step_names(layer, sc.names(layer), ("grads",))
+                                                     for layer in with_params)),
                                  "ParameterGradientsScaled"))
     return found
 
@@ -594,10 +608,6 @@ class MistakenRun:
     refs: dict               # the mistaken run's numbers without the sheet's answers
     first: int               # position of the first step that can differ: a changed step, or one
                              # whose numbers differ from the clean run
-
-    @property
-    def modified(self) -> frozenset:
-        return self.variant.changes
 
 
 class Catalog:
@@ -788,10 +798,10 @@ def _sources(model, mistaken: MistakenRun, overrides: dict) -> dict:
     value_differs, pinned_above, sources, seen_pins = {}, {}, {}, False
     for name in model.order:
         reads = model.reads[name]
-        modified = name in mistaken.modified
-        differs = modified or any(value_differs[r] for r in reads)
+        changed = name in mistaken.variant.changes
+        differs = changed or any(value_differs[r] for r in reads)
         value_differs[name] = differs and name not in whole
-        if modified:
+        if changed:
             # a changed rule may read more than the clean step's `reads`: any pin above counts
             pinned_above[name] = seen_pins
         else:

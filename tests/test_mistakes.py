@@ -237,3 +237,16 @@ def test_a_mistake_is_named_only_on_enough_digits(written, named):
     report = check_text(text)
     assert report.failed == 1
     assert [d.id for d in report.diagnosis] == (["activation-derivative-missing"] if named else [])
+
+
+@pytest.mark.parametrize("loss, rule", [
+    ("{type: half_sse, target: [[0.0, 1.0]]}", "s.delta = s.out − target;"),
+    ("{type: cross_entropy, target: [1]}", "s.delta[n,k] = (softmax(s.out[n])[k] − target[n,k]) / N"),
+    ("{type: bce, target: [[0.0, 1.0]]}", "s.delta = (s.out − target) / (s.out · (1 − s.out)) / M"),
+])
+def test_the_loss_gradient_sign_message_gives_the_losss_own_gradient(loss, rule):
+    scenario = loads("input: [[0.2, -0.4]]\nlayers:\n"
+                     "  - {type: dense, name: h, weights: [[0.5, -0.3], [0.1, 0.2]]}\n"
+                     f"  - {{type: sigmoid, name: s}}\nloss: {loss}\n")
+    (variant,) = [v for v in variants(scenario) if v.id == "loss-gradient-sign"]
+    assert rule in variant.message and "flip the sign of s.delta" in variant.message

@@ -10,24 +10,24 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from .common import MINUS, signed
-WRONG = Style(bold=True, color="red")
-FOLLOWS = Style(color="yellow")
-RIGHT = Style(color="green")
+from ..check import FOLLOWS, WRONG
+from .common import minus_sign, signed
+
+WRONG_STYLE = Style(bold=True, color="red")
+FOLLOWS_STYLE = Style(color="yellow")
+RIGHT_STYLE = Style(color="green")
 TITLE = Style(bold=True)
 DIM = Style(dim=True)
 NAME = Style(bold=True, color="cyan")
-
-
-def _signed(text: str) -> str:
-    return text.replace("-", MINUS) if not text.lower().startswith(("e", "+e")) else text
 
 
 def _yours(row) -> str:
     if row.shape is not None:
         return _shape(row.shape)
     if row.written is not None and row.written.text is not None:
-        return _signed(row.written.text.strip())      # as written: its decimals are the point
+        # as written: its decimals are the point (but a zero has no sign)
+        text = row.written.text.strip()
+        return minus_sign(text.lstrip("-") if row.yours == 0 else text)
     return signed(row.yours)
 
 
@@ -41,11 +41,11 @@ def _difference(value) -> str:
 
 
 def _verdict(row) -> Text:
-    if row.verdict == "wrong":
+    if row.verdict == WRONG:
         # a follows-row's own value is its answer; a wrong row's tells what it should have been
         extra = f" ({signed(row.own)} from your values)" if row.own is not None else ""
-        return Text(f"✗ {row.how}{extra}", style=WRONG)
-    return Text(f"✓ {row.how}", style=FOLLOWS if row.verdict == "follows" else RIGHT)
+        return Text(f"✗ {row.how}{extra}", style=WRONG_STYLE)
+    return Text(f"✓ {row.how}", style=FOLLOWS_STYLE if row.verdict == FOLLOWS else RIGHT_STYLE)
 
 
 def _counts(passed: int, failed: int) -> str:
@@ -53,9 +53,28 @@ def _counts(passed: int, failed: int) -> str:
 
 
 def render(report) -> Group:
-    if len(report.files) == 1 and not report.files[0].error:
-        return Group(*_sheet(report.files[0]), Text(_counts(report.passed, report.failed)))
-    return Group(*_many(report), Text(_counts(report.passed, report.failed)))
+    parts = _sheet(report.files[0]) if len(report.files) == 1 and not report.files[0].error else _many(report)
+    parts.append(Text(_counts(report.passed, report.failed)))
+    # the answer table ends its lines itself, and may be too long to go through rich's lines
+    return Group(*(part if isinstance(part, AnswerTable) else Trimmed(part) for part in parts))
+
+
+class Trimmed:
+    """A renderable without the spaces rich pads lines with (a table's last column, a
+    wrapped paragraph): lines end where their text ends."""
+
+    def __init__(self, renderable):
+        self.renderable = renderable
+
+    def __rich_console__(self, console, options):
+        for line in console.render_lines(self.renderable, options, pad=False):
+            while line and not line[-1].text.rstrip(" "):
+                line.pop()
+            if line:
+                last = line[-1]
+                line[-1] = Segment(last.text.rstrip(" "), last.style, last.control)
+            yield from line
+            yield Segment.line()
 
 
 def _sheet(sheet) -> list:
@@ -68,22 +87,21 @@ def _sheet(sheet) -> list:
     rows = []
     for row in sheet.rows:
         if row.shape is not None:
-            bptrace, difference = _shape(_shape_of(row.bptrace)), ""
+            bptrace, difference = _shape(row.bptrace_shape), ""
         else:
             bptrace, difference = signed(row.bptrace), _difference(row.difference)
-        rows.append(([row.label, _yours(row), bptrace, difference], _verdict(row), row.verdict == "wrong"))
+        rows.append(([row.label, _yours(row), bptrace, difference], _verdict(row), row.verdict == WRONG))
     parts.append(AnswerTable(rows))
     first = sheet.first_wrong
     if first is None:
-        follows = sum(1 for row in sheet.rows if row.verdict == "follows")
+        follows = sheet.follows
         parts.append(Text("every answer is right" + (f" ({follows} follow from your own earlier values)"
-                                                     if follows else ""), style=RIGHT))
+                                                     if follows else ""), style=RIGHT_STYLE))
         return parts
     parts.append(Text.assemble(("first wrong step: ", TITLE), (first.name, NAME)))
     parts.append(Text(f"  rule: {first.rule}"))
-    if isinstance(first.yours, list):
-        parts.append(Text(f"  {first.label}: yours is {_shape(_shape_of(first.yours))}, "
-                          f"bptrace's {_shape(_shape_of(first.bptrace))}"))
+    if first.shape is not None:
+        parts.append(Text(f"  {first.label}: yours is {_shape(first.shape)}, bptrace's {_shape(first.bptrace_shape)}"))
     else:
         own = f" ({signed(first.own)} from your own earlier values)" if first.own is not None else ""
         parts.append(Text(f"  {first.label}: yours {signed(first.yours)}, bptrace {signed(first.bptrace)}{own}"))
@@ -91,7 +109,7 @@ def _sheet(sheet) -> list:
     if not sheet.diagnosis:
         parts.append(Text.assemble(("likely mistake: ", TITLE), "no known mistake explains this"))
     for diagnosis in sheet.diagnosis:
-        parts.append(Text.assemble(("likely mistake: ", TITLE), (diagnosis.id, WRONG), f" — {diagnosis.message}"))
+        parts.append(Text.assemble(("likely mistake: ", TITLE), (diagnosis.id, WRONG_STYLE), f" — {diagnosis.message}"))
         parts.append(Text(f"  reproduces {_listed(diagnosis.explains)}", style=DIM))
     if sheet.diagnosis and sheet.unexplained:
         parts.append(Text(f"no known mistake explains {_listed(sheet.unexplained)}"))
@@ -127,7 +145,7 @@ class AnswerTable:
         for cells, verdict, wrong in self.rows:
             text = line(cells)
             if wrong:
-                yield Segment(text, WRONG)
+                yield Segment(text, WRONG_STYLE)
             else:
                 yield Segment(text[:len(cells[0])], NAME)
                 yield Segment(text[len(cells[0]):])
@@ -141,14 +159,6 @@ def _listed(labels, limit=6) -> str:
     return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
 
 
-def _shape_of(values) -> tuple:
-    shape = []
-    while isinstance(values, list):
-        shape.append(len(values))
-        values = values[0] if values else None
-    return tuple(shape)
-
-
 def _many(report) -> list:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style=TITLE)
     # a long path folds rather than squeezing the verdicts into a narrow column
@@ -159,13 +169,13 @@ def _many(report) -> list:
     for sheet in report.files:
         if sheet.error:
             table.add_row(sheet.file, "–", "–", Text(f"✗ could not be read: {sheet.error.splitlines()[0]}",
-                                                     style=WRONG))
+                                                     style=WRONG_STYLE))
         elif sheet.failed:
             likely = ", ".join(d.id for d in sheet.diagnosis) or "no known mistake explains it"
             table.add_row(sheet.file, str(sheet.passed), str(sheet.failed),
-                          Text(f"✗ first wrong {sheet.first_wrong.label} · {likely}", style=WRONG))
+                          Text(f"✗ first wrong {sheet.first_wrong.label} · {likely}", style=WRONG_STYLE))
         else:
-            table.add_row(sheet.file, str(sheet.passed), "0", Text("✓ all right", style=RIGHT))
+            table.add_row(sheet.file, str(sheet.passed), "0", Text("✓ all right", style=RIGHT_STYLE))
     files = len(report.files)
     summary = f"{files} file{'s' * (files != 1)}: {report.all_right} all right, " \
               f"{report.with_wrong_answers} with wrong answers"
