@@ -28,7 +28,7 @@ import numpy as np
 from .errors import ScenarioError, did_you_mean
 from .scenario import Scenario, parse_element
 from .trace import Expansion
-from .tensors import canonical_index, describe_shape, display_index, squeezed_shape
+from .tensors import canonical_index, describe_shape, display_index, element, format_index, squeezed_shape
 
 # agreement between the two views of a conv input delta (they sum the same products in a
 # different order, so only rounding noise may separate them)
@@ -74,9 +74,8 @@ class ChannelPatch:
     rows: tuple                # rows of the padded delta under the window (first, last), index base applied
     cols: tuple
     patch: np.ndarray          # kh×kw values of the padded, dilated delta under the window
-    sources: list              # kh×kw nested list: the delta element's label, or None for a zero
     kernel: np.ndarray         # kh×kw: the kernel turned by 180° (for this output map and input map)
-    kernel_labels: list        # kh×kw nested list of labels of the kernel elements
+    kernel_indices: list       # kh×kw nested list: the index (as written) of each cell's kernel element
     products: np.ndarray       # patch · kernel, elementwise
     total: float
 
@@ -85,16 +84,11 @@ class ChannelPatch:
 class FullConvolution:
     """The second view of a conv input delta: the delta, dilated by the stride and padded
     with zeros, slid under the kernel turned by 180°."""
-    layer: str
-    delta: str                 # the traced name of the delta (the conv's output error)
     kernel: str                # the traced name of the kernel
     flipped_from: str          # "the kernel as used in the forward pass, turned by 180°" ...
     stride: tuple
-    padding: tuple
     pad_before: tuple          # zeros before the dilated delta, (rows, cols)
     padded: list               # per output map in this group: the whole padded, dilated delta (2-D)
-    maps: list                 # the output map index (as written) of each entry of `padded`
-    window: tuple              # (first row, first col) of the window in the padded map, index base applied
     index_base: int
     channels: list             # ChannelPatch per output map that reads this input map
     total: float
@@ -105,6 +99,8 @@ class FullConvolution:
 @dataclass
 class DenseRow:
     """An element of a dense layer's input delta: row k of Wᵀ times the delta."""
+    input: int                 # k, the input feature (index base applied)
+    outputs: list              # o of each output unit (index base applied), in order
     weights: list              # Operand per output: W[o,k]
     deltas: list               # Operand per output: delta[o]
 
@@ -219,23 +215,23 @@ def overview(scenario: Scenario, trace, name: str) -> StepOverview:
         rule=step.rule, shape=describe_shape(step.shape), reads=step.reads, elements=elements,
         rounded=step.rounded, given=int(step.given.sum()) if step.given is not None else 0,
         computed=replaced, notes=list(step.notes), index_base=base,
-        example=name + ("[" + ",".join(map(str, first)) + "]" if first else ""))
+        example=name + format_index(first))
 
 
 # --- what else the engine must record --------------------------------------------------
 
-def _role(scenario: Scenario, name: str):
-    """(layer, what) for a backward step that is a layer's input delta, else (None, None)."""
+def _delta_below(scenario: Scenario, name: str):
+    """The layer whose input delta `name` is, or None."""
     for position, layer in enumerate(scenario.layers):
         below = f"{scenario.layers[position - 1].name}.delta" if position else "input.delta"
         if name == below:
-            return layer, "in_delta"
-    return None, None
+            return layer
+    return None
 
 
 def _related(scenario: Scenario, name: str, index: tuple):
     """Elements whose terms an explanation also needs: the windows of a max-pool."""
-    layer, what = _role(scenario, name)
+    layer = _delta_below(scenario, name)
     if layer is not None and layer.type == "maxpool":
         for window in _windows_containing(layer, index):
             yield f"{layer.name}.out", window
@@ -269,14 +265,10 @@ class _Explainer:
     # labels ----------------------------------------------------------------------------
 
     def label(self, name: str, index) -> str:
-        return name + self.written(name, index, as_text=True)
+        return element(name, self.trace[name].shape, index, self.base)
 
-    def written(self, name, index, as_text=False):
-        shape = self.trace[name].shape
-        shown = display_index(shape, index, self.base)
-        if as_text:
-            return "[" + ",".join(map(str, shown)) + "]" if shown else ""
-        return shown
+    def written(self, name, index) -> tuple:
+        return display_index(self.trace[name].shape, index, self.base)
 
     def operand(self, factor, step) -> Operand:
         if factor.index is None:
@@ -304,10 +296,13 @@ class _Explainer:
             shown = display_index(shape, factor.index, self.base)
         else:
             shown = tuple(i + self.base for i in factor.index)
-        suffix = "[" + ",".join(map(str, shown)) + "]" if shown else ""
+        suffix = format_index(shown)
         expression = text            # e.g. "1 − s1.out": what every element of this factor is
         for name in found:
-            text = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w.\[])", lambda _m, n=name: n + suffix, text)
+            # a function of the whole value (softmax(d.out)) is indexed after its parenthesis:
+            # softmax(d.out)[2] is element 2 of the softmax, not the softmax of element 2
+            text = re.sub(rf"(?<=\w\()({re.escape(name)}\))", lambda m: m.group(1) + suffix, text)
+            text = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w.\[])(?!\)\[)", lambda _m, n=name: n + suffix, text)
         text = re.sub(r"(?<![\w.])target(?![\w.\[])", "target" + suffix, text)
         if text == expression:
             text += suffix
@@ -356,8 +351,8 @@ class _Explainer:
         elif expansion.kind == "apply":
             result.fn = expansion.fn
             result.argument = self.operand(expansion.terms[0][0], step)
-        role_layer, what = _role(self.scenario, name)
-        extra = self.IN_DELTA_VIEWS.get(role_layer.type) if what == "in_delta" else None
+        role_layer = _delta_below(self.scenario, name)
+        extra = self.IN_DELTA_VIEWS.get(role_layer.type) if role_layer is not None else None
         if extra:
             extra(self, result, role_layer, index)
         return result
@@ -405,10 +400,6 @@ class _Explainer:
                               float(delta_step.values[at]))))
         return windows
 
-    def _below(self, layer) -> str:
-        position = self.scenario.layers.index(layer)
-        return f"{self.scenario.layers[position - 1].name}.out" if position else "input"
-
     # dense: the row of Wᵀ -----------------------------------------------------------------
 
     def _dense_row(self, layer, index) -> DenseRow:
@@ -416,6 +407,7 @@ class _Explainer:
         weights_name, delta_name = f"{layer.name}.weights", f"{layer.name}.delta"
         weights, delta = self.trace.value(weights_name), self.trace.value(delta_name)
         return DenseRow(
+            input=k + self.base, outputs=[o + self.base for o in range(weights.shape[0])],
             weights=[Operand(self.label(weights_name, (o, k)), weights_name, self.written(weights_name, (o, k)),
                              float(weights[o, k])) for o in range(weights.shape[0])],
             deltas=[Operand(self.label(delta_name, (n, o)), delta_name, self.written(delta_name, (n, o)),
@@ -444,48 +436,43 @@ class _Explainer:
         applied = kernel[:, :, ::-1, ::-1] if layer.flip else kernel
         turned = applied[:, :, ::-1, ::-1]
         before = (kh - 1 - ph, kw - 1 - pw)
-        padded_maps, maps, channels = [], [], []
+        padded_maps, channels = [], []
         total = 0.0
         for o in range(group * out_per_group, (group + 1) * out_per_group):
             padded = np.zeros((H + kh - 1, W + kw - 1))
-            source = {}
             for i, j in np.ndindex(Ho, Wo):
                 r, q = i * sh + before[0], j * sw + before[1]
                 if 0 <= r < padded.shape[0] and 0 <= q < padded.shape[1]:
                     padded[r, q] = delta[n, o, i, j]
-                    source[(r, q)] = self.label(delta_name, (n, o, i, j))
             patch = padded[h:h + kh, w:w + kw]
             rotated = turned[o, ck]
             products = patch * rotated
-            # the label of each turned-kernel cell: which element of the written kernel it is
-            labels = []
+            # each turned-kernel cell: which element of the written kernel it is
+            indices = []
             for a in range(kh):
                 row = []
                 for b in range(kw):
                     u, v = kh - 1 - a, kw - 1 - b          # the applied tap this turned cell came from
                     if layer.flip:
                         u, v = kh - 1 - u, kw - 1 - v      # ... and the written cell that tap used
-                    row.append(self.label(kernel_name, (o, ck, u, v)))
-                labels.append(row)
+                    row.append(self.written(kernel_name, (o, ck, u, v)))
+                indices.append(row)
             part = float(products.sum())
             total += part
             channels.append(ChannelPatch(
                 delta_name=self._map_label(delta_name, (n, o)), rows=(h + self.base, h + kh - 1 + self.base),
                 cols=(w + self.base, w + kw - 1 + self.base),
-                patch=patch.copy(), sources=[[source.get((h + a, w + b)) for b in range(kw)] for a in range(kh)],
-                kernel=rotated.copy(), kernel_labels=labels, products=products, total=part))
+                patch=patch.copy(), kernel=rotated.copy(), kernel_indices=indices, products=products, total=part))
             padded_maps.append(padded)
-            maps.append(self._map_label(delta_name, (n, o)))
         agree = abs(total - direct) <= AGREE_ATOL + AGREE_RTOL * max(abs(total), abs(direct))
         return FullConvolution(
-            layer=layer.name, delta=delta_name, kernel=kernel_name,
+            kernel=kernel_name,
             flipped_from=("the kernel as written (the convolution convention already turned it once "
                           "in the forward pass)") if layer.flip else "the kernel turned by 180°",
-            stride=(sh, sw), padding=(ph, pw), pad_before=before, padded=padded_maps, maps=maps,
-            window=(h + self.base, w + self.base), index_base=self.base, channels=channels, total=total, direct=direct, agree=agree)
+            stride=(sh, sw), pad_before=before, padded=padded_maps, index_base=self.base, channels=channels,
+            total=total, direct=direct, agree=agree)
 
     def _map_label(self, name: str, leading: tuple) -> str:
         """`c1.delta[2]` for map 2 of a layer with several maps; `c1.delta` for one map."""
         shape = self.trace[name].shape
-        shown = [i + self.base for axis, i in enumerate(leading) if shape[axis] != 1]
-        return name + ("[" + ",".join(map(str, shown)) + "]" if shown else "")
+        return name + format_index(display_index(shape[:len(leading)], leading, self.base))

@@ -18,9 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ScenarioError, did_you_mean
-from .tensors import display_index
+from .tensors import element
 
 SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+# M·x + b and Mᵀ·δ sum the engine's products in another order: only rounding noise may differ
+AGREE_RTOL = 1e-9
+AGREE_ATOL = 1e-12
 
 
 @dataclass
@@ -33,6 +37,10 @@ class SampleCheck:
     delta: np.ndarray          # the error at the layer's output, flattened in row order
     x_delta: np.ndarray        # Mᵀ·δ
     engine_x_delta: np.ndarray  # the engine's input delta, flattened in column order
+    out_worst: float           # the largest |M·x + b − engine|
+    out_agree: bool
+    x_delta_worst: float | None  # the largest |Mᵀ·δ − engine|, None without a delta
+    x_delta_agree: bool | None
 
 
 @dataclass
@@ -44,6 +52,7 @@ class Unrolled:
     matrix: np.ndarray         # the numbers
     bias: np.ndarray           # per row
     weights: list              # (symbol "w₁", kernel element label, value) for k = 1, 2, ...
+    max_row_weights: int       # the most weights in one row (the kernel's reach at one output)
     checks: list               # SampleCheck per sample
     out_name: str
     in_name: str
@@ -55,7 +64,18 @@ class Unrolled:
         return int((self.symbols != 0).sum())
 
     def symbol(self, k: int) -> str:
-        return f"w{str(k).translate(SUBSCRIPTS)}" if k else "·"
+        return symbol(k)
+
+
+def symbol(k: int) -> str:
+    """w₁, w₂, ... for weight k; · for a structural zero (k = 0)."""
+    return f"w{str(k).translate(SUBSCRIPTS)}" if k else "·"
+
+
+def _compare(mine, engine):
+    """(largest difference, agree) of two vectors of the same numbers summed differently."""
+    worst = float(np.max(np.abs(mine - engine))) if len(mine) else 0.0
+    return worst, bool(np.allclose(mine, engine, rtol=AGREE_RTOL, atol=AGREE_ATOL))
 
 
 def unroll(scenario, trace, layer_name: str) -> Unrolled:
@@ -98,25 +118,27 @@ def unroll(scenario, trace, layer_name: str) -> Unrolled:
     x, out = trace.value(in_name), trace.value(out_name)
     delta = trace.value(delta_name) if delta_name in trace else None
     x_delta = trace.value(x_delta_name) if x_delta_name in trace else None
+    row_bias = bias[[o for o, _, _ in rows]]
     for n in range(N):
         xs = x[n].reshape(-1)
         ds = delta[n].reshape(-1) if delta is not None else None
+        mine_out, engine_out = matrix @ xs + row_bias, out[n].reshape(-1)
+        mine_x_delta = matrix.T @ ds if ds is not None else None
+        engine_x_delta = x_delta[n].reshape(-1) if x_delta is not None else None
+        out_worst, out_agree = _compare(mine_out, engine_out)
+        x_delta_worst, x_delta_agree = (_compare(mine_x_delta, engine_x_delta)
+                                        if mine_x_delta is not None and engine_x_delta is not None else (None, None))
         checks.append(SampleCheck(
-            sample=n + base if N > 1 else None, x=xs,
-            out=matrix @ xs + bias[[o for o, _, _ in rows]], engine_out=out[n].reshape(-1),
-            delta=ds, x_delta=matrix.T @ ds if ds is not None else None,
-            engine_x_delta=x_delta[n].reshape(-1) if x_delta is not None else None))
+            sample=n + base if N > 1 else None, x=xs, out=mine_out, engine_out=engine_out,
+            delta=ds, x_delta=mine_x_delta, engine_x_delta=engine_x_delta,
+            out_worst=out_worst, out_agree=out_agree, x_delta_worst=x_delta_worst, x_delta_agree=x_delta_agree))
     return Unrolled(
         layer=layer_name,
         # positions within one sample: the same matrix serves every sample of a batch
-        rows=[_label(out_name, layer.out_shape[1:], cell, base) for cell in rows],
-        columns=[_label(in_name, layer.in_shape[1:], cell, base) for cell in columns],
-        symbols=symbols, matrix=matrix, bias=bias[[o for o, _, _ in rows]],
-        weights=[(f"w{str(k).translate(SUBSCRIPTS)}", _label(kernel_name, kernel.shape, at, base),
-                  float(kernel[at])) for at, k in symbol_of.items()],
+        rows=[element(out_name, layer.out_shape[1:], cell, base) for cell in rows],
+        columns=[element(in_name, layer.in_shape[1:], cell, base) for cell in columns],
+        symbols=symbols, matrix=matrix, bias=row_bias,
+        weights=[(symbol(k), element(kernel_name, kernel.shape, at, base), float(kernel[at]))
+                 for at, k in symbol_of.items()],
+        max_row_weights=int((symbols != 0).sum(axis=1).max()) if symbols.size else 0,
         checks=checks, out_name=out_name, in_name=in_name, delta_name=delta_name, x_delta_name=x_delta_name)
-
-
-def _label(name, shape, at, base) -> str:
-    shown = display_index(shape, at, base)
-    return name + ("[" + ",".join(map(str, shown)) + "]" if shown else "")

@@ -353,3 +353,120 @@ def test_cli_colour_only_on_a_terminal(monkeypatch):
     console = cli.make_console(width=80, force_plain=False)
     monkeypatch.setenv("NO_COLOR", "1")
     assert cli.make_console(width=80, force_plain=False).no_color and not console.no_color
+
+
+# --- review and QA findings ------------------------------------------------------------------
+
+ONE_BY_ONE = """
+input: [[1, 2], [3, 4]]
+layers:
+  - {type: conv, name: c1, kernel: [[0.5]]}
+upstream: {layer: c1, delta: [[1, -2], [0.5, 3]]}
+"""
+
+# 6×6 input, 3×3 kernel, relu, avgpool, dense 3, cross-entropy: long numbers everywhere
+SIX_BY_SIX = """
+input: [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1], [0.1, 0.3, 0.5, 0.7, 0.9, 0.2],
+        [0.2, 0.4, 0.6, 0.8, 0.1, 0.3], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [0.3, 0.1, 0.4, 0.1, 0.5, 0.9]]
+layers:
+  - {type: conv, name: c1, kernel: [[0.1, -0.2, 0.3], [0.4, 0.5, -0.6], [0.7, -0.8, 0.9]]}
+  - {type: relu, name: r1}
+  - {type: avgpool, name: p1, size: 2}
+  - {type: flatten, name: f}
+  - {type: dense, name: d, out: 3}
+init: {scheme: glorot_uniform, seed: 0}
+loss: {type: cross_entropy, target: 2}
+"""
+
+GROUPS = """
+conventions: {index_base: 1}
+input: [[[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]],
+        [[1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1]]]
+layers:
+  - {type: conv, name: c1, out_channels: 2, groups: 2, kernel: [[[[0.1, 0.2], [0.3, 0.4]]], [[[0.5, 0.6], [0.7, 0.8]]]]}
+upstream:
+  layer: c1
+  delta: [[[1, -1, 2], [0, 1, 1], [2, 1, -1]], [[1, 2, 3], [-1, 0, 1], [1, 1, 1]]]
+"""
+
+
+@pytest.mark.parametrize("width", [100, 30])
+def test_one_by_one_kernel_is_named_in_full(width):
+    e = explain(loads(ONE_BY_ONE), "input.delta[0,1]")
+    assert e.full_conv.kernel == "c1.kernel" and e.full_conv.channels[0].kernel_indices == [[()]]
+    text = _text(e, width)
+    assert "c1.kernel turned 180°" in re.sub(r"\s+", " ", text)
+    assert "c1.kerne…" not in text and "0.5 l" not in text and "…" not in text
+
+
+def test_dense_row_with_one_input_feature_or_one_output_unit():
+    one_input = loads("""
+input: [[0.5]]
+layers: [{type: dense, name: h, weights: [[0.3], [0.7]], bias: [0, 0]}]
+upstream: {layer: h, delta: [0.25, -0.15]}
+""")
+    e = explain(one_input, "input.delta")
+    assert (e.dense_row.input, e.dense_row.outputs) == (0, [0, 1])
+    assert "row 0 of h.weightsᵀ" in _text(e)
+    one_output = loads("""
+conventions: {index_base: 1}
+input: [[0.5, 0.2]]
+layers: [{type: dense, name: h, weights: [[0.3, 0.7]], bias: [0]}]
+upstream: {layer: h, delta: [0.25]}
+""")
+    e = explain(one_output, "input.delta[2]")
+    assert (e.dense_row.input, e.dense_row.outputs) == (2, [1])
+    text = _text(e)
+    header = text.splitlines()[text.splitlines().index(next(l for l in text.splitlines() if "row 2 of h.weightsᵀ" in l
+                                                             and "0.7" in l)) - 1]
+    assert header.split() == ["[1]"]
+
+
+def test_unrolled_checks_are_data():
+    scenario = loads(GROUPS)
+    u = unroll(scenario, run(scenario), "c1")
+    assert u.max_row_weights == 4            # a 2×2 kernel over one input map (groups: 2)
+    for check in u.checks:
+        assert check.out_agree and check.x_delta_agree
+        assert check.out_worst == pytest.approx(0, abs=1e-12) and check.x_delta_worst == pytest.approx(0, abs=1e-12)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_term_table_fits_and_grids_align(width):
+    from rich.cells import cell_len
+
+    e = explain(loads(SIX_BY_SIX), "c1.grad.kernel[0,0]")
+    text = _text(e, width)
+    assert max(cell_len(line) for line in text.splitlines()) <= width
+    # a table, one line per term (not the rows spelt out as wrapped prose)
+    rows = [line for line in text.splitlines() if re.match(r"\s*\d+\s+\[\d,\d\]", line)]
+    assert len(rows) == len(e.terms) == 16 and "c1.delta: [" not in text
+    e = explain(loads(SIX_BY_SIX), "input.delta[2,2]")
+    text = _text(e, width)
+    assert max(cell_len(line) for line in text.splitlines()) <= width
+    # the caption of the turned kernel on one line, above its grid
+    assert any(line.startswith("c1.kernel turned 180°") for line in text.splitlines())
+    # the padded delta: every line of a block of columns is as wide as its header
+    from bptrace.render.explain_text import _padded
+    fc = e.full_conv
+    lines = [line.plain for line in _padded(fc.padded[0], fc.channels[0], 0, width) if not line.plain.startswith("columns")]
+    assert len({cell_len(line) for line in lines[:10]}) == 1
+
+
+@pytest.mark.parametrize("width", [120, 80])
+def test_unrolled_column_headers_are_never_cut(width):
+    from rich.cells import cell_len
+
+    scenario = loads(GROUPS)
+    u = unroll(scenario, run(scenario), "c1")
+    text = _text(u, width)
+    assert max(cell_len(line) for line in text.splitlines()) <= width
+    assert not re.search(r"\[[\d,]*…", text)
+    for label in u.columns:
+        assert label[label.index("["):] in text
+
+
+def test_softmax_factor_is_indexed_after_the_whole_softmax():
+    e = explain(loads(SIX_BY_SIX), "d.delta[2]")
+    assert e.terms[0].operands[0].label == "softmax(d.out)[2]"
+    assert "softmax(d.out[2])" not in _text(e)

@@ -143,3 +143,14 @@ def test_renders_in_headless_chromium(path, tmp_path):
     width, height, distinct, inked = png_pixels(shot)
     assert (width, height) == (1200, 1600)
     assert distinct > 20 and inked > 0.005, "the screenshot is blank"
+
+
+def test_blocks_are_named_and_zero_terms_counted():
+    page = html.render(run(load(SEED001)))
+    assert "(+12 zero terms left out)" in page and "0·0.01" not in page
+    page = html.render(run(loads("""
+input: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]]
+layers: [{type: relu, name: r}]
+upstream: {layer: r, delta: [[[1, 0], [0, 1]], [[1, 1], [0, 0]]]}
+""")))
+    assert '<div class="block-title">map 1</div>' in page and ":, :" not in page

@@ -57,6 +57,8 @@ def test_every_shipped_scenario_compiles(path, tmp_path):
     log = compile_tex(tmp_path, source)
     assert worst_overfull(log) <= OVERFULL_POINTS, f"a line is {worst_overfull(log)}pt wider than the page"
     assert "Undefined control sequence" not in log
+    # a size command inside math is ignored, with a warning: sizes go around displays
+    assert "invalid in math mode" not in log
 
 
 def test_fragment_goes_into_a_document(tmp_path):
@@ -142,3 +144,15 @@ def test_output_file(tmp_path):
                                        "-o", str(out)])
     assert result.exit_code == 0 and result.output == ""
     assert out.read_text(encoding="utf-8").startswith(r"\documentclass")
+
+
+def test_sums_leave_out_zero_terms_and_blocks_are_named():
+    source = latex.render(run(load(ROOT / "scenarios" / "seed001.yaml")))
+    line = next(line for line in source.splitlines() if line.startswith(r"$\mathrm{c1.grad.kernel}[0,1] = "))
+    assert r"0 \cdot 0.01" not in line and r"\text{(+12 zero terms left out)}" in line
+    source = latex.render(run(loads("""
+input: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]]
+layers: [{type: relu, name: r}]
+upstream: {layer: r, delta: [[[1, 0], [0, 1]], [[1, 1], [0, 0]]]}
+""")))
+    assert r"{\small map 1:}" in source and ":, :" not in source

@@ -124,3 +124,35 @@ def test_only_and_output_file(tmp_path):
     text = out.read_text(encoding="utf-8")
     assert re.findall(r"^### `([^`]+)`", text, re.M) == ["c1.kernel", "c1.bias", "c1.out", "c1.delta",
                                                           "c1.grad.kernel", "c1.grad.bias"]
+
+
+FOUR_D = """
+input: [[[[1, 2, 3], [4, 5, 6], [7, 8, 9]], [[1, 0, 1], [0, 1, 0], [1, 0, 1]]],
+        [[[2, 2, 2], [1, 1, 1], [0, 0, 0]], [[0, 1, 0], [1, 0, 1], [0, 1, 0]]]]
+layers:
+  - {type: conv, name: c1, kernel: [[[[1, 0], [0, 1]], [[0.5, 0], [0, -1]]], [[[0, 1], [1, 0]], [[1, 1], [0, 0]]]]}
+  - {type: flatten, name: f}
+  - {type: dense, name: d, weights: [[1, 0, 0, 0, 0, 0, 0, 1]]}
+loss: {type: half_sse, target: [[1], [0]]}
+"""
+
+
+def test_blocks_of_3d_and_4d_values_are_named_like_the_terminal():
+    text = markdown.render(run(loads(FOUR_D)))
+    assert "**sample 1 · map 0**" in text and "**filter 1 · input map 0**" in text
+    assert "[1, :, :]" not in text and ", :]" not in text
+    # a 3-D value (one sample): its maps
+    text = markdown.render(run(loads("""
+input: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]]
+layers: [{type: relu, name: r}]
+upstream: {layer: r, delta: [[[1, 0], [0, 1]], [[1, 1], [0, 0]]]}
+""")))
+    assert "**map 1**" in text and "sample" not in text
+
+
+def test_sums_leave_out_zero_terms_and_count_them():
+    text = markdown.render(run(load(SEED001)))
+    # the four terms the terminal writes, and the twelve with a zero factor counted, not written
+    line = next(line for line in text.splitlines() if line.startswith("- `c1.grad.kernel[0,1] = "))
+    assert line == ("- `c1.grad.kernel[0,1] = 0.068628·0.84 + 0.0364182·0.22 + 0.04675125·0.74 − 0.06818625·0.09 "
+                    "= 0.0941186865   (+12 zero terms left out)`")

@@ -43,6 +43,7 @@ class SumLine:
     tie: bool
     total: str                 # the engine's result for this element
     used: str | None           # what later steps use, when rounding or `given` replaced it
+    zero_terms: int = 0        # sum: terms with a zero factor, left out of `terms`
 
 
 def sections(trace, only=None):
@@ -68,8 +69,33 @@ def shape_text(shape) -> str:
     return "×".join(kept) if kept else "1"
 
 
+# What each canonical axis of a value is (BRIEF section 2), to label the blocks of a 3-D or
+# 4-D value as a person says them: "map 1", "filter 2 · input map 5", "sample 0 · map 3".
+AXES = {
+    "map": ("sample", "map", "row", "column"),
+    "kernel": ("filter", "input map", "row", "column"),
+    "dense": ("sample", "unit"),
+    "weights": ("output unit", "input"),
+    "conv bias": ("filter",),
+    "bias": ("unit",),
+}
 
 
+def axis_names(name: str, shape, layer_type: str | None = None) -> tuple:
+    """The names of the canonical axes of the traced value `name` (of shape `shape`);
+    `layer_type` tells a conv bias (per filter) from a dense one (per unit)."""
+    role = name.rsplit(".", 1)[-1]
+    if role in ("kernel", "weights"):
+        return AXES[role]
+    if role == "bias":
+        return AXES["conv bias"] if layer_type == "conv" else AXES["bias"]
+    return AXES["map"] if len(shape) == 4 else AXES["dense"]
+
+
+def block_title(names, axes, outer, base: int) -> str:
+    """`filter 2 · input map 5`: the leading kept axes (`axes`, canonical positions) at `outer`."""
+    return " · ".join(f"{names[axis] if axis < len(names) else f'axis {axis}'} {i + base}"
+                      for axis, i in zip(axes, outer))
 def scalar(step) -> str | None:
     """The value of a single-number step, else None."""
     return number(step.values.reshape(-1)[0]) if step.values.size == 1 else None
@@ -81,7 +107,7 @@ def blocks(step, base: int, max_columns: int, values=None) -> list:
     """A step's values as 2-D blocks of at most `max_columns` columns.
 
     The last two kept axes make each block's rows and columns; the axes before them name
-    the block ("map 2").  A vector longer than `max_columns` is folded into rows, each
+    the block ("map 2", "filter 1 · input map 0").  A vector longer than `max_columns` is folded into rows, each
     labelled with the index it starts at."""
     values = step.values if values is None else values
     shape = values.shape
@@ -103,9 +129,10 @@ def blocks(step, base: int, max_columns: int, values=None) -> list:
                       f"row r, column +c holds element r + c (elements {base}…{size - 1 + base})")]
     lead = flat_values.shape[:-2]
     rows, cols = flat_values.shape[-2:]
+    names = axis_names(step.name, shape)
     result = []
     for outer in itertools.product(*(range(n) for n in lead)):
-        title = "[" + ", ".join([str(i + base) for i in outer] + [":", ":"]) + "]" if outer else ""
+        title = block_title(names, kept[:-2], outer, base)
         for first in range(0, cols, max_columns):
             last = min(first + max_columns, cols)
             part = f"columns {first + base}…{last - 1 + base}" if cols > max_columns else ""
@@ -141,12 +168,16 @@ def sum_lines(step, trace) -> list:
         elif expansion.kind == "apply":
             lines.append(SumLine(label, "apply", [number(expansion.terms[0][0].value)], expansion.fn,
                                  None, None, False, total, used))
-        else:
-            terms = [product_text(trace_factors(factors)) for factors in expansion.terms]
-            if len(expansion.terms) == 1 and len(expansion.terms[0]) == 1 and expansion.terms[0][0].index is not None:
-                # a copied value (flatten, max-pool routing) reads better by where it comes from
-                terms = [(False, [factor_label(expansion.terms[0][0], trace, step, base)])]
+        elif len(expansion.terms) == 1 and len(expansion.terms[0]) == 1 and expansion.terms[0][0].index is not None:
+            # a copied value (flatten, max-pool routing) reads better by where it comes from
+            terms = [(False, [factor_label(expansion.terms[0][0], trace, step, base)])]
             lines.append(SumLine(label, "sum", terms, None, None, None, False, total, used))
+        else:
+            # as on the terminal: a term with a zero factor adds nothing, so it is left out and counted
+            kept = [factors for factors in expansion.terms if not any(f.value == 0 for f in factors)]
+            terms = [product_text(trace_factors(factors)) for factors in kept]
+            lines.append(SumLine(label, "sum", terms, None, None, None, False, total, used,
+                                 zero_terms=len(expansion.terms) - len(kept)))
     return lines
 
 
@@ -157,8 +188,15 @@ def plain_body(line: SumLine, dot: str = "·") -> str:
     if line.kind == "apply":
         return f"{line.fn}({minus_sign(line.terms[0])})"
     if not line.terms:
-        return "0 (nothing reaches it)"
+        return "0 (every term has a zero factor)" if line.zero_terms else "0 (nothing reaches it)"
     return "".join(sum_pieces(line.terms, dot))
+
+
+def zero_note(line: SumLine) -> str | None:
+    """`+2 zero terms left out` for a sum whose terms with a zero factor were left out."""
+    if not line.terms or not line.zero_terms:
+        return None
+    return f"+{line.zero_terms} zero term{'s' * (line.zero_terms != 1)} left out"
 
 
 def plain_line(line: SumLine) -> str:
@@ -167,6 +205,9 @@ def plain_line(line: SumLine) -> str:
         text += f", from {line.winner_label}" + (" (a tie: the first maximum wins)" if line.tie else "")
     if line.used is not None:
         text += f" → {minus_sign(line.used)} used"
+    note = zero_note(line)
+    if note:
+        text += f"   ({note})"
     return text
 
 

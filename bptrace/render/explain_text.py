@@ -3,11 +3,12 @@ matrix as rich renderables.  Formatting only; every number comes from the object
 from __future__ import annotations
 
 from rich import box
+from rich.align import Align
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .common import product_text, signed, sum_pieces
+from .common import format_index, product_text, signed, sum_pieces
 
 # a matrix wider or taller than this is described rather than printed
 UNROLLED_ROWS = 64
@@ -15,14 +16,6 @@ UNROLLED_COLUMNS = 128
 VECTOR_ROWS = 64          # unrolled checks: print every element up to this many
 LEGEND_ROWS = 64          # shared weights listed one by one
 OVERVIEW_ELEMENTS = 4096  # a step overview lists at most this many elements
-
-
-def num(value) -> str:
-    return signed(value)
-
-
-def _index(index) -> str:
-    return "[" + ",".join(map(str, index)) + "]" if index else ""
 
 
 def _heading(text: str) -> Text:
@@ -62,10 +55,10 @@ def render(explanation, width: int = 100):
     e = explanation
     parts = [_title(e), _rule_line(e.rule), Text(_where(e), style="dim"), Text()]
     if e.kind == "value":
-        parts.append(Text(f"{e.element} = {num(e.total)}: {e.origin}"))
+        parts.append(Text(f"{e.element} = {signed(e.total)}: {e.origin}"))
     elif e.kind == "apply":
-        parts.append(Text(f"{e.element} = {e.fn}({e.argument.label}) = {e.fn}({num(e.argument.value)}) "
-                          f"= {num(e.total)}"))
+        parts.append(Text(f"{e.element} = {e.fn}({e.argument.label}) = {e.fn}({signed(e.argument.value)}) "
+                          f"= {signed(e.total)}"))
     elif e.kind == "max":
         parts += _max(e, width)
     else:
@@ -87,7 +80,7 @@ def render(explanation, width: int = 100):
 
 def _title(e) -> Text:
     title = Text(e.element, style="bold")
-    title.append(f" = {num(e.value)}", style="bold")
+    title.append(f" = {signed(e.value)}", style="bold")
     return title
 
 
@@ -106,33 +99,40 @@ def _terms(e, width: int) -> list:
         headers.append(names.pop() if len(names) == 1 and None not in names else None)
     constants = [all(t.operands[column].name is None for t in e.terms if column < len(t.operands))
                  for column in range(factors)]
+    # one column per factor: its index under a shared name (or its whole label), then its
+    # value, padded so that labels line up on the left and numbers on the right
+    cells = []
+    for term in e.terms:
+        row = []
+        for column in range(factors):
+            if column < len(term.operands):
+                operand = term.operands[column]
+                row.append((format_index(operand.index) if headers[column] else operand.label, signed(operand.value)))
+            else:
+                row.append(("", ""))
+        cells.append(row)
+    label_widths = [max(len(row[c][0]) for row in cells) for c in range(factors)]
+    value_widths = [max(len(row[c][1]) for row in cells) for c in range(factors)]
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
     table.add_column("#", justify="right", style="dim")
     for column, header in enumerate(headers):
-        if column:
-            table.add_column("", justify="center", style="dim")
-        # the factor's index (or its whole label when the column mixes names), then its value
-        table.add_column(header or ("constant" if constants[column] else f"factor {column + 1}"),
-                         justify="left", no_wrap=True, style="dim")
-        table.add_column("", justify="right", no_wrap=True)
+        table.add_column(("× " if column else "") + (header or ("constant" if constants[column] else f"factor {column + 1}")),
+                         justify="left", no_wrap=True)
     table.add_column("term", justify="right", no_wrap=True)
-    table.add_column("running sum", justify="right", no_wrap=True)
-    for k, term in enumerate(e.terms, 1):
-        cells = [str(k)]
-        for column in range(factors):
-            if column:
-                cells.append("×" if column < len(term.operands) else "")
-            if column < len(term.operands):
-                operand = term.operands[column]
-                cells += [_index(operand.index) if headers[column] else operand.label, num(operand.value)]
-            else:
-                cells += ["", ""]
-        cells += [num(term.product), num(term.running)]
-        table.add_row(*cells)
-    parts = [Text(f"{len(e.terms)} term{'s' * (len(e.terms) != 1)}, each a product of the factors in its row:"),
-             fitted(table, width)]
+    table.add_column("sum", justify="right", no_wrap=True)
+    for k, (term, row) in enumerate(zip(e.terms, cells), 1):
+        texts = []
+        for column, (label, value) in enumerate(row):
+            text = Text("× " if column and label + value else ("  " if column else ""))
+            if label:
+                text.append(label.ljust(label_widths[column]) + " ", style="dim")
+            text.append(value.rjust(value_widths[column]))
+            texts.append(text)
+        table.add_row(str(k), *texts, signed(term.product), signed(term.running))
+    parts = [Text(f"{len(e.terms)} term{'s' * (len(e.terms) != 1)}, each a product of its row's factors "
+                  "(sum: the running sum):"), fitted(table, width)]
     if len(e.terms) <= 16:
-        parts.append(Text(f"{e.element} = {written_sum(e.terms)} = {num(e.total)}"))
+        parts.append(Text(f"{e.element} = {written_sum(e.terms)} = {signed(e.total)}"))
     return parts
 
 
@@ -150,9 +150,9 @@ def _max(e, width: int) -> list:
     best = e.candidates[e.winner]
     for k, candidate in enumerate(e.candidates):
         mark = "★ the largest" if k == e.winner else ("= the largest too" if e.tie and candidate.value == best.value else "")
-        table.add_row(candidate.label, num(candidate.value), mark)
+        table.add_row(candidate.label, signed(candidate.value), mark)
     parts = [Text(f"the window has {len(e.candidates)} cell{'s' * (len(e.candidates) != 1)}:"), fitted(table, width),
-             Text(f"{e.element} = max(...) = {num(best.value)}, from {best.label}")]
+             Text(f"{e.element} = max(...) = {signed(best.value)}, from {best.label}")]
     if e.tie:
         parts.append(Text("tie: several cells hold the maximum; the first in row-major order wins it "
                           "and, going back, takes the whole error"))
@@ -164,15 +164,15 @@ def _windows(e) -> list:
     parts = [Text(f"through max-pooling ({e.layer}): this cell is in {count} window{'s' * (count != 1)}")]
     for window in e.windows:
         winner = window.cells[window.winner]
-        cells = ", ".join(f"{c.label} {num(c.value)}" + (" ★" if k == window.winner else "")
+        cells = ", ".join(f"{c.label} {signed(c.value)}" + (" ★" if k == window.winner else "")
                           for k, c in enumerate(window.cells))
         parts.append(Text(f"  window of {window.output.label}: {cells}"))
-        why = f"{num(winner.value)} is the largest"
+        why = f"{signed(winner.value)} is the largest"
         if window.tie:
             why += "; a tie, and the first maximum in row-major order wins"
         if window.won:
             parts.append(Text(f"    → this cell won ({why}): it receives {window.delta.label} = "
-                              f"{num(window.delta.value)}"))
+                              f"{signed(window.delta.value)}"))
         else:
             parts.append(Text(f"    → {winner.label} won ({why}), not this cell: nothing from {window.delta.label}"))
     return parts
@@ -180,16 +180,16 @@ def _windows(e) -> list:
 
 def _dense_row(e, width: int) -> list:
     row = e.dense_row
-    k = _index(e.index[-1:]) if e.index else ""
     weights = row.weights[0].name
     table = Table(box=None, show_header=True, padding=(0, 2))
     table.add_column("")
-    for w in row.weights:
-        table.add_column(_index(w.index[:1]), justify="right")
-    table.add_row(f"row {k[1:-1]} of {weights}ᵀ", *[num(w.value) for w in row.weights])
-    table.add_row(row.deltas[0].name, *[num(d.value) for d in row.deltas])
+    for output in row.outputs:
+        table.add_column(f"[{output}]", justify="right")
+    table.add_row(f"row {row.input} of {weights}ᵀ", *[signed(w.value) for w in row.weights])
+    table.add_row(row.deltas[0].name, *[signed(d.value) for d in row.deltas])
     return [Text(f"through dense layer {e.layer}: the error at the input is {weights}ᵀ · delta; this element "
-                 f"is row {k[1:-1]} of {weights}ᵀ (column {k[1:-1]} of {weights}) times the delta:"),
+                 f"is row {row.input} of {weights}ᵀ (column {row.input} of {weights}) times the delta "
+                 "(columns: the output units):"),
             fitted(table, width)]
 
 
@@ -200,7 +200,7 @@ def _both_views(e, direct: list, width: int) -> list:
     left = Group(Text("direct chain rule: every output that read this cell, times the weight that joined them",
                       style="bold"), *direct)
     right = Group(*_full_convolution(fc, width))
-    agree = Text(f"both views: {num(fc.direct)} (chain rule) and {num(fc.total)} (full convolution) ")
+    agree = Text(f"both views: {signed(fc.direct)} (chain rule) and {signed(fc.total)} (full convolution) ")
     agree.append("✓ agree" if fc.agree else "✗ DISAGREE", style="green" if fc.agree else "bold red")
     # side by side only when both fit without wrapping (measured on a scratch console)
     scratch = Console(width=10_000, color_system=None)
@@ -234,78 +234,84 @@ def _full_convolution(fc, width: int) -> list:
         if show_maps:
             parts.append(Text(f"{channel.delta_name} padded ({padded.shape[0]}×{padded.shape[1]}), "
                               f"[the window] at {where}:"))
-            parts.append(fitted(_padded(padded, channel, fc.index_base), width))
+            parts += _padded(padded, channel, fc.index_base, width)
         else:
             parts.append(Text(f"{channel.delta_name} padded ({padded.shape[0]}×{padded.shape[1]}), window at {where}:"))
-        parts.append(_window_grids(channel, width))
-        parts.append(Text(f"sum of the products: {num(channel.total)}"))
+        parts.append(_window_grids(channel, fc.kernel, width))
+        parts.append(Text(f"sum of the products: {signed(channel.total)}"))
     if len(fc.channels) > 1:
-        parts += [Text(), Text(f"sum over the {len(fc.channels)} maps: {num(fc.total)}")]
+        parts += [Text(), Text(f"sum over the {len(fc.channels)} maps: {signed(fc.total)}")]
     return parts
 
 
-def _window_grids(channel, width: int):
+def _grid(cells) -> Table:
+    table = Table(box=None, show_header=False, padding=(0, 1), pad_edge=False)
+    for _ in range(len(cells[0])):
+        table.add_column(justify="right", no_wrap=True)
+    for row in cells:
+        table.add_row(*row)
+    return table
+
+
+def _window_grids(channel, kernel_name: str, width: int):
     """The window of the padded delta, the turned kernel and their products: side by side
-    when they fit, else one under the other."""
+    (each under its caption) when they fit, else one under the other with the captions
+    written above them."""
     from rich.console import Console
 
     kh, kw = channel.patch.shape
-    kernel_name = channel.kernel_labels[0][0][:channel.kernel_labels[0][0].find("[")]
-
-    def grid(cells, title):
-        table = Table(box=None, show_header=True, header_style="dim", padding=(0, 1), pad_edge=False,
-                      title=title, title_justify="left", title_style="dim")
-        for _ in range(kw):
-            table.add_column("", justify="right", no_wrap=True)
-        table.show_header = False
-        for a in range(kh):
-            table.add_row(*cells[a])
-        return table
-
-    window = [[num(channel.patch[a, b]) for b in range(kw)] for a in range(kh)]
-    kernel = [[f"{num(channel.kernel[a, b])} {channel.kernel_labels[a][b][channel.kernel_labels[a][b].find('['):]}"
-               for b in range(kw)] for a in range(kh)]
-    products = [[num(channel.products[a, b]) for b in range(kw)] for a in range(kh)]
-    grids = (grid(window, "window"), grid(kernel, f"{kernel_name} turned 180° [its index]"),
-             grid(products, "products"))
-    scratch = Console(width=10_000, color_system=None)
+    indices = channel.kernel_indices
+    window = _grid([[signed(channel.patch[a, b]) for b in range(kw)] for a in range(kh)])
+    products = _grid([[signed(channel.products[a, b]) for b in range(kw)] for a in range(kh)])
+    indexed = any(indices[a][b] for a in range(kh) for b in range(kw))
+    kernel = _grid([[(signed(channel.kernel[a, b]) + " " + format_index(indices[a][b])).rstrip() for b in range(kw)]
+                    for a in range(kh)])
     outer = Table.grid(padding=(0, 1))
     for _ in range(5):
         outer.add_column(no_wrap=True, vertical="middle")
-    outer.add_row(grids[0], "⊙", grids[1], "=", grids[2])
-    if scratch.measure(outer).maximum <= width:
+    outer.add_row(Text("window", style="dim"), "", Text(f"{kernel_name} turned 180°" + (" [its index]" if indexed else ""),
+                                                        style="dim"), "", Text("products", style="dim"))
+    outer.add_row(window, "⊙", Align.center(kernel), "=", products)
+    if Console(width=10_000, color_system=None).measure(outer).maximum <= width:
         return outer
     # too wide: one under the other, and the kernel's indices said once instead of per cell
-    labels = channel.kernel_labels
-    plain = grid([[num(channel.kernel[a, b]) for b in range(kw)] for a in range(kh)],
-                 f"{kernel_name} turned 180° (top left is {labels[0][0]}, bottom right {labels[-1][-1]})")
-    return Group(fitted(grids[0], width), fitted(plain, width), fitted(grids[2], width))
+    first, last = _written(kernel_name, indices[0][0]), _written(kernel_name, indices[-1][-1])
+    plain = _grid([[signed(channel.kernel[a, b]) for b in range(kw)] for a in range(kh)])
+    turned = f"{kernel_name} turned 180°" + (f" (top left is {first}, bottom right {last})" if indexed else "")
+    return Group(Text("window", style="dim"), fitted(window, width), Text(turned, style="dim"), fitted(plain, width),
+                 Text("products", style="dim"), fitted(products, width))
 
 
-def _padded(padded, channel, base: int) -> Table:
-    table = Table(box=None, show_header=False, padding=(0, 1), pad_edge=False)
-    for _ in range(padded.shape[1]):
-        table.add_column(justify="right", no_wrap=True)
-    for r in range(padded.shape[0]):
-        cells = []
-        for q in range(padded.shape[1]):
-            text = num(padded[r, q])
+def _written(name: str, index) -> str:
+    """`c1.kernel[2,2]` from a name and an index already as written."""
+    return name + format_index(index)
+
+
+def _padded(padded, channel, base: int, width: int) -> list:
+    """The padded delta with the window's cells in brackets; every cell as wide as the
+    widest, so that the columns line up, and cut into blocks of columns that fit."""
+    rows, cols = padded.shape
+    cells = []
+    for r in range(rows):
+        line = []
+        for q in range(cols):
             inside = channel.rows[0] <= r + base <= channel.rows[1] and channel.cols[0] <= q + base <= channel.cols[1]
-            cells.append(Text(f"[{text}]", style="bold") if inside else Text(f" {text} ", style="dim"))
-        table.add_row(*cells)
-    return table
+            line.append(f"[{signed(padded[r, q])}]" if inside else f" {signed(padded[r, q])} ")
+        cells.append(line)
+    return matrix_blocks([str(r + base) for r in range(rows)], [str(q + base) for q in range(cols)], cells, width,
+                         trailing=1)
 
 
 def _total(e) -> list:
     parts = [Text()]
     line = Text("total ", style="bold")
-    line.append(num(e.total), style="bold")
+    line.append(signed(e.total), style="bold")
     if e.kind == "value":
-        return parts[:1] if not e.replaced else parts[:1] + [Text(f"{e.replaced}: later steps use {num(e.value)}")]
+        return parts[:1] if not e.replaced else parts[:1] + [Text(f"{e.replaced}: later steps use {signed(e.value)}")]
     line.append(f"  (the engine's {e.element})", style="dim")
     parts.append(line)
     if e.replaced:
-        parts.append(Text(f"{e.replaced}: later steps use {num(e.value)} instead of {num(e.total)}"))
+        parts.append(Text(f"{e.replaced}: later steps use {signed(e.value)} instead of {signed(e.total)}"))
     return parts
 
 
@@ -321,12 +327,12 @@ def render_overview(o, width: int = 100):
     if o.given:
         parts.append(Text(f"{o.given} element{'s' * (o.given != 1)} pinned by `given`"))
     if o.computed:
-        parts.append(Text("the engine computed " + ", ".join(f"{_index(i)} {num(v)}" for i, v in o.computed[:12])
+        parts.append(Text("the engine computed " + ", ".join(f"{format_index(i)} {signed(v)}" for i, v in o.computed[:12])
                           + (" …" if len(o.computed) > 12 else "") + " before that"))
     parts += [Text(note) for note in o.notes]
     parts.append(Text())
     shown = o.elements[:OVERVIEW_ELEMENTS]
-    cells = [f"{_index(i)} {num(v)}" for i, v in shown]
+    cells = [f"{format_index(i)} {signed(v)}" for i, v in shown]
     cell_width = max(len(c) for c in cells) + 3
     per_line = max(1, width // cell_width)
     table = Table(box=None, show_header=False, padding=(0, 3, 0, 0), pad_edge=False)
@@ -357,7 +363,7 @@ def render_unrolled(u, width: int = 100):
     legend.add_column()
     legend.add_column(justify="right")
     for symbol, label, value in u.weights[:LEGEND_ROWS]:
-        legend.add_row(symbol, f"= {label}", num(value))
+        legend.add_row(symbol, f"= {label}", signed(value))
     parts += [Text("shared weights:"), fitted(legend, width)]
     if len(u.weights) > LEGEND_ROWS:
         parts.append(Text(f"… {len(u.weights) - LEGEND_ROWS} more: w_k is element k of {u.layer}.kernel, "
@@ -367,31 +373,27 @@ def render_unrolled(u, width: int = 100):
     if small:
         symbols = [[u.symbol(k) for k in row] for row in u.symbols]
         parts += [Text("M with the shared weights named:", style="bold")]
-        parts += matrix_blocks(u.rows, u.columns, symbols, width)
-        numbers = [[num(v) if k else "·" for v, k in zip(vrow, krow)] for vrow, krow in zip(u.matrix, u.symbols)]
+        parts += matrix_blocks(u.rows, u.columns, symbols, width, short=True)
+        numbers = [[signed(v) if k else "·" for v, k in zip(vrow, krow)] for vrow, krow in zip(u.matrix, u.symbols)]
         parts += [Text(), Text("M in numbers:", style="bold")]
-        parts += matrix_blocks(u.rows, u.columns, numbers, width)
+        parts += matrix_blocks(u.rows, u.columns, numbers, width, short=True)
     else:
         parts.append(Text(f"(M is too large to print here: {rows}×{cols}; each row holds at most "
-                          f"{int((u.symbols != 0).sum(axis=1).max())} weights)"))
+                          f"{u.max_row_weights} weights)"))
     for check in u.checks:
         sample = f" (sample {check.sample})" if check.sample is not None else ""
         parts += [Text()]
         parts += _check(f"M · {u.in_name} + bias = {u.out_name}{sample}", u.rows, check.out, check.engine_out,
-                        "M · x + b", f"{u.out_name} (engine)", width)
+                        check.out_worst, check.out_agree, "M · x + b", f"{u.out_name} (engine)", width)
         if check.x_delta is not None:
             parts += [Text()]
             parts += _check(f"Mᵀ · {u.delta_name} = {u.x_delta_name}{sample}: the same input delta as the full "
-                            "convolution", u.columns, check.x_delta, check.engine_x_delta,
-                            f"Mᵀ · {u.delta_name}", f"{u.x_delta_name} (engine)", width)
+                            "convolution", u.columns, check.x_delta, check.engine_x_delta, check.x_delta_worst,
+                            check.x_delta_agree, f"Mᵀ · {u.delta_name}", f"{u.x_delta_name} (engine)", width)
     return Group(*parts)
 
 
-def _check(title, labels, mine, engine, mine_header, engine_header, width: int) -> list:
-    import numpy as np
-
-    worst = float(np.max(np.abs(mine - engine))) if len(mine) else 0.0
-    agree = bool(np.allclose(mine, engine, rtol=1e-9, atol=1e-12))
+def _check(title, labels, mine, engine, worst, agree, mine_header, engine_header, width: int) -> list:
     parts = [Text(title, style="bold")]
     if len(labels) <= VECTOR_ROWS:
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 2))
@@ -399,40 +401,46 @@ def _check(title, labels, mine, engine, mine_header, engine_header, width: int) 
         table.add_column(mine_header, justify="right")
         table.add_column(engine_header, justify="right")
         for label, a, b in zip(labels, mine, engine):
-            table.add_row(label, num(a), num(b))
+            table.add_row(label, signed(a), signed(b))
         parts.append(fitted(table, width))
-    line = Text(f"largest difference {num(worst)} ")
+    line = Text(f"largest difference {signed(worst)} ")
     line.append("✓ the same" if agree else "✗ DIFFERENT", style="green" if agree else "bold red")
     parts.append(line)
     return parts
 
 
-def matrix_blocks(row_labels, column_labels, cells, width: int) -> list:
-    """A labelled matrix split into blocks of columns that fit `width`."""
-    def short(label):
-        return label[label.index("["):] if "[" in label else label
+def matrix_blocks(row_labels, column_labels, cells, width: int, short: bool = False, trailing: int = 0) -> list:
+    """A labelled matrix as lines of text, cut into blocks of whole columns that fit `width`,
+    each block under its own header row: no cell or header is ever cut.  `short` labels
+    rows and columns by their index alone (`c1.out[0,1]` → `[0,1]`); `trailing` characters
+    after each cell's number (a bracket) are left out when aligning the headers."""
+    def shortened(label):
+        return label[label.index("["):] if short and "[" in label else label
 
-    heads = [short(c) for c in column_labels]
-    row_heads = [short(r) for r in row_labels]
-    lead = max(len(r) for r in row_heads) + 2
-    widths = [max(len(heads[c]), *(len(row[c]) for row in cells)) + 1 for c in range(len(heads))]
+    heads = [shortened(c) for c in column_labels]
+    row_heads = [shortened(r) for r in row_labels]
+    lead = max(len(r) for r in row_heads) if row_heads else 0
+    widths = [max(len(heads[c]), *(len(row[c]) for row in cells)) for c in range(len(heads))]
     blocks, start = [], 0
     while start < len(heads):
         used, end = lead, start
-        while end < len(heads) and (end == start or used + widths[end] <= width):
-            used += widths[end]
+        while end < len(heads) and (end == start or used + 1 + widths[end] <= width):
+            used += 1 + widths[end]
             end += 1
         blocks.append((start, end))
         start = end
     parts = []
     for first, last in blocks:
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 1))
-        table.add_column("", style="dim", no_wrap=True)
-        for c in range(first, last):
-            table.add_column(heads[c], justify="right", no_wrap=True)
-        for r, row in enumerate(cells):
-            table.add_row(row_heads[r], *row[first:last])
         if len(blocks) > 1:
-            parts.append(Text(f"columns {heads[first]} … {heads[last - 1]}", style="dim"))
-        parts.append(table)
+            parts.append(Text(f"columns {heads[first]} to {heads[last - 1]}", style="dim"))
+        header = Text(" " * lead)
+        for c in range(first, last):
+            header.append(" " + heads[c].rjust(widths[c] - trailing) + " " * trailing, style="bold")
+        lines = [header, Text("─" * (lead + sum(1 + widths[c] for c in range(first, last))), style="dim")]
+        for r, row in enumerate(cells):
+            line = Text(row_heads[r].ljust(lead), style="dim")
+            for c in range(first, last):
+                line.append(" " + row[c].rjust(widths[c]))
+            lines.append(line)
+        parts += lines
     return parts

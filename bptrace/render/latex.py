@@ -289,8 +289,9 @@ def _values(step, base, values, label, marks=True) -> str:
         for cells, given in zip(block.cells, block.given):
             rows.append(" & ".join(number_math(c) + (r"^{\dagger}" if g and marks else "") for c, g in zip(cells, given)))
         lhs = name(label) + " = " if len(blocks) == 1 else ""
-        out.append(r"\[" + "\n" + "{" + size + "\n" + lhs + r"\begin{bmatrix}" + "\n" + " \\\\\n".join(rows) + "\n"
-                   + r"\end{bmatrix}}" + "\n" + r"\]" + "\n")
+        # a size is a text-mode command: it goes around the display, never inside the math
+        out.append("{" + size + "\n" + r"\[" + "\n" + lhs + r"\begin{bmatrix}" + "\n" + " \\\\\n".join(rows) + "\n"
+                   + r"\end{bmatrix}" + "\n" + r"\]" + "\n}\n")
     return "".join(out)
 
 
@@ -313,8 +314,9 @@ def _sum_line(line) -> str:
     else:
         body = "".join(sum_pieces(line.terms, dot=r" \cdot ", minus="-", factor=_factor))
         if not line.terms:
-            body = r"0\text{ (nothing reaches it)}"
-        tail = ""
+            body = r"0\text{ (" + ("every term has a zero factor" if line.zero_terms else "nothing reaches it") + ")}"
+        note = doc.zero_note(line)
+        tail = r"\quad\text{(" + note + ")}" if note else ""
     used = rf"\;\to\; {number_math(line.used)}\text{{ used}}" if line.used is not None else ""
     return f"${label} = {body} = {number_math(line.total)}{tail}{used}$"
 
