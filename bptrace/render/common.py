@@ -32,6 +32,35 @@ def signed(value, significant: int = SIGNIFICANT) -> str:
     return minus_sign(number(value, significant))
 
 
+# --- what the axes of a value are called, for block titles ---------------------------------
+
+AXES = {
+    "map": ("sample", "map", "row", "column"),
+    "kernel": ("filter", "input map", "row", "column"),
+    "dense": ("sample", "unit"),
+    "weights": ("output unit", "input"),
+    "conv bias": ("filter",),
+    "bias": ("unit",),
+}
+
+
+def axis_names(name: str, shape, layer_type: str | None = None) -> tuple:
+    """The names of the canonical axes of the traced value `name` (of shape `shape`);
+    `layer_type` tells a conv bias (per filter) from a dense one (per unit)."""
+    role = name.rsplit(".", 1)[-1]
+    if role in ("kernel", "weights"):
+        return AXES[role]
+    if role == "bias":
+        return AXES["conv bias"] if layer_type == "conv" else AXES["bias"]
+    return AXES["map"] if len(shape) == 4 else AXES["dense"]
+
+
+def block_title(names, axes, outer, base: int) -> str:
+    """`filter 2 · input map 5`: the leading kept axes (`axes`, canonical positions) at `outer`."""
+    return " · ".join(f"{names[axis] if axis < len(names) else f'axis {axis}'} {i + base}"
+                      for axis, i in zip(axes, outer))
+
+
 # --- written-out sums: one way of writing `0.61·0.25 + 0.02·(−0.15)` for every renderer ---
 
 def factor_text(value, label: str | None = None, first: bool = True) -> tuple[str, bool]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..tensors import kept_axes
-from .common import element, factor_label, minus_sign, number, product_text, sum_pieces, trace_factors
+from .common import axis_names, block_title, element, factor_label, minus_sign, number, product_text, sum_pieces, trace_factors
 
 
 SECTIONS = {"input": "Forward pass", "parameter": "Forward pass", "forward": "Forward pass",
@@ -71,31 +71,6 @@ def shape_text(shape) -> str:
 
 # What each canonical axis of a value is (BRIEF section 2), to label the blocks of a 3-D or
 # 4-D value as a person says them: "map 1", "filter 2 · input map 5", "sample 0 · map 3".
-AXES = {
-    "map": ("sample", "map", "row", "column"),
-    "kernel": ("filter", "input map", "row", "column"),
-    "dense": ("sample", "unit"),
-    "weights": ("output unit", "input"),
-    "conv bias": ("filter",),
-    "bias": ("unit",),
-}
-
-
-def axis_names(name: str, shape, layer_type: str | None = None) -> tuple:
-    """The names of the canonical axes of the traced value `name` (of shape `shape`);
-    `layer_type` tells a conv bias (per filter) from a dense one (per unit)."""
-    role = name.rsplit(".", 1)[-1]
-    if role in ("kernel", "weights"):
-        return AXES[role]
-    if role == "bias":
-        return AXES["conv bias"] if layer_type == "conv" else AXES["bias"]
-    return AXES["map"] if len(shape) == 4 else AXES["dense"]
-
-
-def block_title(names, axes, outer, base: int) -> str:
-    """`filter 2 · input map 5`: the leading kept axes (`axes`, canonical positions) at `outer`."""
-    return " · ".join(f"{names[axis] if axis < len(names) else f'axis {axis}'} {i + base}"
-                      for axis, i in zip(axes, outer))
 def scalar(step) -> str | None:
     """The value of a single-number step, else None."""
     return number(step.values.reshape(-1)[0]) if step.values.size == 1 else None

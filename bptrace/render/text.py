@@ -21,7 +21,7 @@ from rich.segment import Segment
 from rich.style import Style
 
 from ..tensors import kept_axes, squeezed_shape
-from .common import element, factor_label, product_text, signed, sum_pieces, trace_factors
+from .common import AXES, axis_names, block_title, element, factor_label, product_text, signed, sum_pieces, trace_factors
 INDENT = 2
 GAP = 2            # spaces between two columns of numbers
 BLOCK_GAP = 4      # spaces between two blocks laid side by side
@@ -46,16 +46,6 @@ PHASE_OF = {"input": "forward", "parameter": "forward", "forward": "forward",
             "loss": "loss", "backward": "backward", "update": "update"}
 
 # Axis names of each kind of value, in canonical order (BRIEF section 2).
-AXES = {
-    "map": ("sample", "map", "row", "column"),
-    "kernel": ("filter", "input map", "row", "column"),
-    "dense": ("sample", "unit"),
-    "weights": ("output unit", "input"),
-    "conv bias": ("filter",),
-    "bias": ("unit",),
-}
-
-
 def render(trace, only=None) -> Group:
     """The whole trace as one rich renderable: heading, network summary, then each step
     (only the steps named in `only`, when given) under its phase's header."""
@@ -297,7 +287,7 @@ def _blocks(shape, axes_names, base, cells):
     blocks = []
     for outer in product(*(range(n) for n in lead)):
         offset = sum(i * s for i, s in zip(outer, strides))
-        label = " · ".join(f"{names[k]} {i + base}" for k, i in enumerate(outer))
+        label = block_title(axes_names, kept[:-2], outer, base)
         positions = [[offset + r * strides[-2] + c for c in range(cols)] for r in range(rows)]
         blocks.append(Block(label, row_ids, col_ids, positions).align(cells))
     return blocks, caption
@@ -411,15 +401,7 @@ class StepView:
     # -- what is shown ---------------------------------------------------------------------
 
     def _axes(self):
-        step = self.step
-        role = step.name.rsplit(".", 1)[-1]
-        if role == "kernel":
-            return AXES["kernel"]
-        if role == "weights":
-            return AXES["weights"]
-        if role == "bias":
-            return AXES["conv bias"] if self.layer_type == "conv" else AXES["bias"]
-        return AXES["map"] if len(step.shape) == 4 else AXES["dense"]
+        return axis_names(self.step.name, self.step.shape, self.layer_type)
 
     def _table(self):
         step = self.step
