@@ -200,13 +200,18 @@ def test_given_whole_step_keeps_the_computed_values(seed001):
     assert trace["p1.delta"].shown[0, 0] == pytest.approx(0.1495 * 0.58 * 0.42, abs=1e-15)
 
 
-def test_given_single_elements_in_index_base_1():
-    text = """
+# a 3x3 input, one 2x2 conv, indices from 1
+BASE_1_NET = """
 conventions: {index_base: 1}
 input: [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]]
 layers:
   - {type: conv, name: c, kernel: [[1, -1], [0.5, 2]]}
 loss: {type: sse, target: [[0, 0], [0, 0]]}
+"""
+
+
+def test_given_single_elements_in_index_base_1():
+    text = BASE_1_NET + """
 given:
   c.out[2,1]: 10
   c.delta[1,2]: -3
@@ -230,12 +235,7 @@ given:
 
 
 def test_index_base_1_labels_and_keys():
-    text = """
-conventions: {index_base: 1}
-input: [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]]
-layers:
-  - {type: conv, name: c, kernel: [[1, -1], [0.5, 2]]}
-loss: {type: sse, target: [[0, 0], [0, 0]]}
+    text = BASE_1_NET + """
 expected:
   c.grad.kernel[2,1]: 0.5
 """
