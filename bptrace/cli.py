@@ -141,26 +141,17 @@ def run(scenario, fmt, only, output, width, no_size_limit, fragment):
     sc = load_scenario(scenario, size_limit=not no_size_limit)
     trace = trace_scenario(sc)
     chosen = select_steps(trace, only)
-    if fmt == "json":
-        from .render import json as render_json
+    if fmt == "text":
+        from .render import text
 
-        write_output(render_json.render(trace, chosen), output)
-    elif fmt == "text":
-        from .render import text as render_text
+        show(text.render(trace, chosen), output, width)
+        return
+    from importlib import import_module
 
-        show(render_text.render(trace, chosen), output, width)
-    elif fmt == "markdown":
-        from .render import markdown
-
-        write_output(markdown.render(trace, chosen), output)
-    elif fmt == "latex":
-        from .render import latex
-
-        write_output(latex.render(trace, chosen, fragment=fragment), output)
-    elif fmt == "html":
-        from .render import html
-
-        write_output(html.render(trace, chosen), output)
+    # every document format has its renderer module of the same name in bptrace/render
+    document = import_module(f".render.{fmt}", __package__)
+    options = {"fragment": fragment} if fmt == "latex" else {}
+    write_output(document.render(trace, chosen, **options), output)
 
 
 @main.command()
@@ -255,8 +246,6 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
 
         show(check_text.render(report), output, width)
     click.get_current_context().exit(report.exit_code)
-
-
 
 
 @main.command()

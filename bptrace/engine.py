@@ -162,6 +162,7 @@ class _Run:
         self.emit(new_name, "update", n.layer, f"{new_name} = {old_name} − {rate:g} · {grad_name}", new,
                   reads=(old_name, grad_name), rec=rec)
 
+
 def summary(scenario: Scenario) -> list:
     rows = [SummaryRow("input", "", tuple(scenario.input.shape), 0)]
     rows += [SummaryRow(layer.name, layer.type, layer.out_shape, layer.param_count) for layer in scenario.layers]

@@ -78,6 +78,7 @@ def scalar(step) -> str | None:
 
 # --- tables ----------------------------------------------------------------------------
 
+
 def blocks(step, base: int, max_columns: int, values=None) -> list:
     """A step's values as 2-D blocks of at most `max_columns` columns.
 
@@ -122,6 +123,7 @@ def blocks(step, base: int, max_columns: int, values=None) -> list:
 
 
 # --- written-out sums ----------------------------------------------------------------------
+
 
 def sum_lines(step, trace) -> list:
     """Every expanded element of a step, in index order."""

@@ -45,7 +45,7 @@ NEWLINE = Segment.line()
 PHASE_OF = {"input": "forward", "parameter": "forward", "forward": "forward",
             "loss": "loss", "backward": "backward", "update": "update"}
 
-# Axis names of each kind of value, in canonical order (BRIEF section 2).
+
 def render(trace, only=None) -> Group:
     """The whole trace as one rich renderable: heading, network summary, then each step
     (only the steps named in `only`, when given) under its phase's header."""
@@ -64,6 +64,7 @@ def render(trace, only=None) -> Group:
 
 
 # --- heading and summary ------------------------------------------------------------------
+
 
 class Heading:
     """The trace's name, its description and the conventions it was traced with."""
@@ -143,6 +144,7 @@ class PhaseHeader:
 
 # --- plain-line layout helpers -------------------------------------------------------------
 
+
 def _wrap(text: str, width: int, indent: int) -> list[str]:
     """Word-wrap `text` into lines of at most `width` cells, keeping its leading spaces;
     continuation lines are prefixed by `indent` spaces; a word longer than a line is
@@ -171,8 +173,6 @@ def _text_lines(text: str, width: int, style=None, indent: int = INDENT, hang: i
         yield NEWLINE
 
 
-
-
 def _split(text: str) -> int:
     """Where the integer part of a number's text ends (its decimal point)."""
     point = text.find(".")
@@ -182,6 +182,7 @@ def _split(text: str) -> int:
 
 
 # --- matrices ------------------------------------------------------------------------------
+
 
 class Cells:
     """One step's numbers as text, with an optional marker (★, *) and style per element,
@@ -350,6 +351,7 @@ def _emit(lines, indent=INDENT):
 
 
 # --- written-out sums ----------------------------------------------------------------------
+
 
 class Sum:
     """One written-out element: `label = piece piece … = total tail`, wrapped between pieces
