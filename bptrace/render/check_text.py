@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Group
+from rich.padding import Padding
 from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
@@ -77,6 +78,11 @@ class Trimmed:
             yield Segment.line()
 
 
+def _indented(text: Text) -> Trimmed:
+    """A line under a heading, indented by two, its wrapped continuation lines too."""
+    return Trimmed(Padding(text, (0, 0, 0, 2)))
+
+
 def _sheet(sheet) -> list:
     parts = [Text(sheet.title, style=TITLE)]
     source = sheet.file if sheet.file == sheet.scenario else f"{sheet.file} against {sheet.scenario}"
@@ -99,18 +105,19 @@ def _sheet(sheet) -> list:
                                                      if follows else ""), style=RIGHT_STYLE))
         return parts
     parts.append(Text.assemble(("first wrong step: ", TITLE), (first.name, NAME)))
-    parts.append(Text(f"  rule: {first.rule}"))
+    parts.append(_indented(Text(f"rule: {first.rule}")))
     if first.shape is not None:
-        parts.append(Text(f"  {first.label}: yours is {_shape(first.shape)}, bptrace's {_shape(first.bptrace_shape)}"))
+        parts.append(_indented(Text(f"{first.label}: yours is {_shape(first.shape)}, "
+                                    f"bptrace's {_shape(first.bptrace_shape)}")))
     else:
         own = f" ({signed(first.own)} from your own earlier values)" if first.own is not None else ""
-        parts.append(Text(f"  {first.label}: yours {signed(first.yours)}, bptrace {signed(first.bptrace)}{own}"))
-    parts.append(Text(f"  see every term: {first.explain}"))
+        parts.append(_indented(Text(f"{first.label}: yours {signed(first.yours)}, bptrace {signed(first.bptrace)}{own}")))
+    parts.append(_indented(Text(f"see every term: {first.explain}")))
     if not sheet.diagnosis:
         parts.append(Text.assemble(("likely mistake: ", TITLE), "no known mistake explains this"))
     for diagnosis in sheet.diagnosis:
         parts.append(Text.assemble(("likely mistake: ", TITLE), (diagnosis.id, WRONG_STYLE), f" — {diagnosis.message}"))
-        parts.append(Text(f"  reproduces {_listed(diagnosis.explains)}", style=DIM))
+        parts.append(_indented(Text(f"reproduces {_listed(diagnosis.explains)}", style=DIM)))
     if sheet.diagnosis and sheet.unexplained:
         parts.append(Text(f"no known mistake explains {_listed(sheet.unexplained)}"))
     return parts
