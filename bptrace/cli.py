@@ -73,19 +73,30 @@ def make_console(width=None, file=None, force_plain=False):
 
 
 def write_output(text: str, output):
-    """Write all at once, so that a failure never leaves a half-written file."""
+    """Write all at once, so that a failure never leaves a half-written file: into a
+    temporary file beside it, then renamed over it.  What is not a regular file
+    (`-o /dev/null`, a pipe) is written to directly: renaming over it would replace it."""
     if output is None:
         click.echo(text, nl=False)
         return
-    tmp = f"{output}.tmp-{os.getpid()}"
+    import stat
+
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, output)
+        special = os.path.exists(output) and not stat.S_ISREG(os.stat(output).st_mode)
+        if special:
+            with open(output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            return
+        tmp = f"{output}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, output)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
     except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise BadInput(f"cannot write {output}: {exc.strerror}")
+        raise BadInput(f"cannot write {output}: {exc.strerror}") from None
 
 
 def show(renderable, output, width):

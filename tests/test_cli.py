@@ -82,3 +82,30 @@ def test_help_does_not_import_numpy():
     # start-up time: students run bptrace dozens of times
     code = "import sys; from bptrace.cli import main; assert 'numpy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_output_to_a_device_writes_into_it_and_leaves_it_alone(tmp_path):
+    # renaming a finished temporary file over `-o` would replace /dev/null with a file
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    import threading
+
+    reader = threading.Thread(target=lambda: received.append(open(fifo, encoding="utf-8").read()))
+    reader.start()
+    result = CliRunner().invoke(main, ["run", str(ROOT / "scenarios/seed001.yaml"), "--format", "json",
+                                       "-o", str(fifo)])
+    reader.join(timeout=10)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert json.loads(received[0])["total_params"] == 15
+
+
+def test_an_unwritable_output_is_an_input_error(tmp_path):
+    result = CliRunner().invoke(main, ["run", str(ROOT / "scenarios/seed001.yaml"), "--format", "json",
+                                       "-o", str(tmp_path / "no such folder" / "trace.json")])
+    assert result.exit_code == 2
+    assert "cannot write" in result.output
