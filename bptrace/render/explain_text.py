@@ -130,10 +130,27 @@ def _terms(e, width: int) -> list:
             texts.append(text)
         table.add_row(str(k), *texts, signed(term.product), signed(term.running))
     parts = [Text(f"{len(e.terms)} term{'s' * (len(e.terms) != 1)}, each a product of its row's factors "
-                  "(sum: the running sum):"), fitted(table, width)]
+                  "(sum: the running sum):"), table if _fits(table, width) else _stacked_terms(e)]
     if len(e.terms) <= 16:
         parts.append(Text(f"{e.element} = {written_sum(e.terms)} = {signed(e.total)}"))
     return parts
+
+
+def _fits(table: Table, width: int) -> bool:
+    from rich.console import Console
+
+    return Console(width=10_000, color_system=None).measure(table).maximum <= width
+
+
+def _stacked_terms(e) -> Group:
+    """The terms one factor per line, for a terminal too narrow for the table."""
+    lines = []
+    for k, term in enumerate(e.terms, 1):
+        for column, operand in enumerate(term.operands):
+            lead = f"{k:>3}  " if column == 0 else "     × "
+            lines.append(Text.assemble(lead, (operand.label, "dim"), " ", signed(operand.value)))
+        lines.append(Text(f"     = {signed(term.product)}   sum {signed(term.running)}"))
+    return Group(*lines)
 
 
 def written_sum(terms) -> str:
