@@ -375,11 +375,8 @@ class _Explainer:
                       "dense": _dense_view}
 
     def _origin(self, step) -> str:
-        if step.phase == "input":
-            return "the scenario's input, as written"
-        if step.phase == "parameter":
-            return step.rule.split(": ", 1)[-1]
-        return step.rule
+        """Where an input or parameter came from (recorded by the engine), else the rule."""
+        return step.origin or step.rule
 
     # max-pool: the windows around a cell ------------------------------------------------
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from .errors import did_you_mean, suggest
 from .source import Document
-from .tensors import nested_shape
+from .tensors import describe_shape, nested_shape, squeezed_shape
 
 
 def kind_of(value) -> str:
@@ -150,13 +150,9 @@ def read_tensor(doc: Document, path: tuple, value, *, what="numbers") -> np.ndar
 
 
 def shape_words(shape) -> str:
-    """How a person would say a (squeezed) shape: a single number, 3 numbers, 2×2."""
-    shape = tuple(d for d in shape if d != 1)
-    if not shape:
-        return "a single number"
-    if len(shape) == 1:
-        return f"{shape[0]} numbers"
-    return "×".join(str(d) for d in shape)
+    """How a person would say a (squeezed) shape in a message: a single number, 3 numbers, 2×2."""
+    squeezed = squeezed_shape(shape)
+    return f"{squeezed[0]} numbers" if len(squeezed) == 1 else describe_shape(shape)
 
 
 def shape_error(doc: Document, path, what: str, found, expected) -> Exception:

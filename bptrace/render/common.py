@@ -19,6 +19,12 @@ def number(value, significant: int = SIGNIFICANT) -> str:
     return text
 
 
+def shape_text(shape) -> str:
+    """A value's shape as shown: `6×24×24`, length-1 axes dropped (`1` for a single number)."""
+    kept = [str(d) for d in shape if d != 1]
+    return "×".join(kept) if kept else "1"
+
+
 MINUS = "−"
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..tensors import kept_axes
-from .common import axis_names, block_title, element, factor_label, minus_sign, number, product_text, sum_pieces, trace_factors
+from .common import axis_names, block_title, element, factor_label, minus_sign, number, product_text, shape_text, sum_pieces, trace_factors
 
 
 SECTIONS = {"input": "Forward pass", "parameter": "Forward pass", "forward": "Forward pass",
@@ -62,11 +62,6 @@ def sections(trace, only=None):
 def conventions_text(trace) -> str:
     c = trace.conventions
     return (f"kernel: {c['kernel']} · flatten: {c['flatten']} · indices from {c['index_base']}")
-
-
-def shape_text(shape) -> str:
-    kept = [str(d) for d in shape if d != 1]
-    return "×".join(kept) if kept else "1"
 
 
 # What each canonical axis of a value is (BRIEF section 2), to label the blocks of a 3-D or

@@ -21,7 +21,7 @@ from rich.segment import Segment
 from rich.style import Style
 
 from ..tensors import kept_axes, squeezed_shape
-from .common import AXES, axis_names, block_title, element, factor_label, product_text, signed, sum_pieces, trace_factors
+from .common import AXES, axis_names, block_title, element, factor_label, product_text, shape_text, signed, sum_pieces, trace_factors
 INDENT = 2
 GAP = 2            # spaces between two columns of numbers
 BLOCK_GAP = 4      # spaces between two blocks laid side by side
@@ -85,18 +85,13 @@ class Heading:
         yield NEWLINE
 
 
-def _shape_text(shape) -> str:
-    shown = squeezed_shape(shape)
-    return "×".join(str(d) for d in shown) if shown else "1"
-
-
 class Summary:
     """The network, Keras/torchinfo style: layer, type, output shape (length-1 axes
     dropped), parameters, and the total."""
 
     def __init__(self, trace):
         self.header = ("layer", "type", "output", "params")
-        self.rows = [(row.layer, row.type, _shape_text(row.out_shape), str(row.params) if row.type else "")
+        self.rows = [(row.layer, row.type, shape_text(row.out_shape), str(row.params) if row.type else "")
                      for row in trace.summary]
         self.total = ("", "", "total", str(trace.total_params))
 
