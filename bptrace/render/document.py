@@ -13,7 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..tensors import kept_axes
-from .common import axis_names, block_title, element, factor_label, minus_sign, number, product_text, shape_text, sum_pieces, trace_factors
+from .common import (
+    axis_names, block_title, element, factor_label, minus_sign, number, product_text,
+    shape_text, sum_pieces, trace_factors,
+)
 
 
 SECTIONS = {"input": "Forward pass", "parameter": "Forward pass", "forward": "Forward pass",

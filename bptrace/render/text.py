@@ -21,7 +21,10 @@ from rich.segment import Segment
 from rich.style import Style
 
 from ..tensors import kept_axes, squeezed_shape
-from .common import AXES, axis_names, block_title, element, factor_label, product_text, shape_text, signed, sum_pieces, trace_factors
+from .common import (
+    AXES, axis_names, block_title, element, factor_label, product_text, shape_text, signed,
+    sum_pieces, trace_factors,
+)
 INDENT = 2
 GAP = 2            # spaces between two columns of numbers
 BLOCK_GAP = 4      # spaces between two blocks laid side by side
