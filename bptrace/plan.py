@@ -108,7 +108,7 @@ class Plan:
                 done.append(value)
         return done
 
-    def reader_of_delta(self, delta_name: str):
+    def readers_of_delta(self, delta_name: str):
         """The nodes whose backward pass sends something into the delta called
         `delta_name` (one for a chain, several where a value is read twice)."""
         for name, readers in self.readers.items():

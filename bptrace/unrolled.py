@@ -92,8 +92,8 @@ def unroll(scenario, trace, layer_name: str) -> Unrolled:
                             "as a dense one", key=layer_name,
                             hint=("conv layers here: " + ", ".join(convs)) if convs else "this scenario has no conv layer")
     base = trace.conventions["index_base"]
-    in_name = f"{names[position - 1]}.out" if position else "input"
-    x_delta_name = f"{names[position - 1]}.delta" if position else "input.delta"
+    wiring = scenario.names(layer)
+    in_name, x_delta_name = wiring.x, wiring.x_delta
     out_name, delta_name = f"{layer_name}.out", f"{layer_name}.delta"
     kernel_name = f"{layer_name}.kernel"
     kernel = trace.value(kernel_name)
@@ -117,7 +117,12 @@ def unroll(scenario, trace, layer_name: str) -> Unrolled:
     checks = []
     x, out = trace.value(in_name), trace.value(out_name)
     delta = trace.value(delta_name) if delta_name in trace else None
-    x_delta = trace.value(x_delta_name) if x_delta_name in trace else None
+    x_delta = None
+    if x_delta_name in trace:
+        step = trace[x_delta_name]
+        # a value several layers read: Mᵀ·δ is this layer's share of its delta
+        x_delta = next((part.values for part in step.parts if part.layer == layer_name), None) \
+            if step.parts else step.values
     row_bias = bias[[o for o, _, _ in rows]]
     for n in range(N):
         xs = x[n].reshape(-1)
