@@ -278,6 +278,13 @@ def _input(top: Spec, layer_specs) -> tuple:
         rng = np.random.default_rng(seed)
         if kind == "uniform":
             low, high = spec.number("low", 0.0), spec.number("high", 1.0)
+            if not low < high:
+                raise spec.error("high" if "high" in spec else "low",
+                                 f"`low` ({low:g}) must be below `high` ({high:g}): numbers are drawn from [low, high)")
+            if not math.isfinite(high - low):
+                raise spec.error("high" if "high" in spec else "low",
+                                 f"the range [{low:g}, {high:g}) is wider than a float can hold",
+                                 "keep high − low below 1.8e308")
             x = rng.uniform(low, high, size=shape)
             origin = f"drawn uniformly from [{low:g}, {high:g}) (seed {seed})"
         else:
