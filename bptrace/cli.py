@@ -273,8 +273,9 @@ def explain(scenario, target, unrolled, width, no_size_limit):
     try:
         if unrolled:
             from .render.explain_text import render_unrolled
-            from .unrolled import unroll
+            from .unrolled import unroll, unrollable
 
+            unrollable(sc, target)      # before the trace is run: a layer too large is refused at once
             shown = render_unrolled(unroll(sc, trace_scenario(sc), target), console.width)
         else:
             from .render.explain_text import render
