@@ -351,3 +351,20 @@ def test_a_suggestion_lists_the_valid_values():
     assert suggest("maxpoool", ["conv", "maxpool"]) == "did you mean 'maxpool'? one of: conv, maxpool"
     assert suggest("lstm", ["conv", "maxpool"]) == "one of: conv, maxpool"
     assert suggest("x", [f"n{i}" for i in range(40)]).endswith(", ... (40 in all)")
+
+
+def test_bce_on_a_saturated_sigmoid_does_not_ask_for_a_sigmoid(tmp_path):
+    # a sigmoid is last; its output is exactly 1 (input 40) or rounded to 1
+    path = tmp_path / "saturated.yaml"
+    path.write_text("input: [40, 1]\nlayers:\n  - {type: dense, name: h, weights: [[1, 0]], bias: [0]}\n"
+                    "  - {type: sigmoid, name: s}\nloss: {type: bce, target: [1]}\n")
+    result = _invoke("run", path)
+    _refused(result, "saturated.yaml:5:14: loss.type: bce needs outputs strictly between 0 and 1, but the last "
+                     "layer's output is 1 (log 0 is infinite; a sigmoid gives exactly 1 only when it saturates")
+    assert "put a sigmoid layer last" not in result.output
+    path.write_text("input: [4, 1]\nlayers:\n  - {type: dense, name: h, weights: [[1, 0]], bias: [0]}\n"
+                    "  - {type: sigmoid, name: s}\nloss: {type: bce, target: [1]}\n"
+                    "rounding: {decimals: 1}\n")
+    result = _invoke("run", path)
+    _refused(result, "output is 1 (log 0 is infinite", "or is rounded")
+    assert "put a sigmoid layer last" not in result.output
