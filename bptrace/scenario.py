@@ -163,7 +163,11 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
     if "bptrace" in top:
         version = top.get("bptrace")
         if isinstance(version, bool) or version not in FORMAT_VERSIONS:
-            raise top.error("bptrace", f"unknown format version {version!r}",
+            scalar = isinstance(version, (str, int, float)) and not isinstance(version, bool)
+            shown = f"unknown format version '{version}'" if isinstance(version, str) else \
+                f"unknown format version {version}" if scalar else \
+                f"the format version is a number, found {kind_of(version)}"
+            raise top.error("bptrace", shown,
                             "this bptrace reads version " + ", ".join(map(str, FORMAT_VERSIONS)))
     for key in ("input", "layers"):
         if key not in top:
