@@ -24,7 +24,10 @@ class BadInput(click.ClickException):
     exit_code = 2
 
     def show(self, file=None):
-        click.echo(f"error: {self.format_message()}", err=True)
+        from .errors import visible
+
+        # a message may quote the command line (a file name, a pattern): shown, never obeyed
+        click.echo(f"error: {visible(self.format_message())}", err=True)
 
 
 def fail(error: ScenarioError, path=None):

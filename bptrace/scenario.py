@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ScenarioError, did_you_mean, suggest
+from .errors import ScenarioError, did_you_mean, plain_text, suggest
 from .layers import LAYERS, MAX_TENSOR_ELEMENTS, BuildContext, Layer, Names
 from .losses import LOSSES
 from .rounding import MODES
@@ -179,8 +179,8 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
                         + ("an empty list" if layer_specs == [] else kind_of(layer_specs)))
     x, input_origin = _input(top, layer_specs)
     scenario = Scenario(
-        name=top.text("name", "") or (doc.file or "scenario"),
-        description=top.text("description", "") or "",
+        name=plain_text(top.text("name", "")) or plain_text(doc.file or "") or "scenario",
+        description=plain_text(top.text("description", "") or ""),
         conventions=conventions, input=x, input_origin=input_origin, layers=[], document=doc)
     scenario.layers = _layers(top, x.shape, conventions, work_limit)
     scenario.learning_rate = top.number("learning_rate", positive=True)

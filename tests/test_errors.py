@@ -368,3 +368,45 @@ def test_bce_on_a_saturated_sigmoid_does_not_ask_for_a_sigmoid(tmp_path):
     result = _invoke("run", path)
     _refused(result, "output is 1 (log 0 is infinite", "or is rounded")
     assert "put a sigmoid layer last" not in result.output
+
+
+# --- user text that steers a terminal -------------------------------------------------------
+
+STEERING = ('name: "Problem 3\\n\\nthe \\e[31mred\\e[0m one\\a"\n'
+            'description: "First line.\\n\\n\\tSecond \\u202eparagraph.\\x0c"\n'
+            "input: [1, 2]\nlayers: [{type: relu}]\nupstream: {delta: [1, 1]}\n")
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "latex", "html", "json"])
+def test_names_and_descriptions_reach_no_output_with_control_characters(fmt, tmp_path):
+    # escapes in a double-quoted YAML string (or a JSON one) make any character
+    path = tmp_path / "steer.yaml"
+    path.write_text(STEERING)
+    result = _invoke("run", "--format", fmt, path)
+    assert result.exit_code == 0, result.output
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]", result.output), repr(result.output[:300])
+    assert "Problem 3 the [31mred [0m one" in result.output or fmt == "markdown"
+    sc = loads(STEERING)
+    assert (sc.name, sc.description) == ("Problem 3 the [31mred [0m one", "First line. Second paragraph.")
+
+
+def test_messages_show_control_characters_instead_of_sending_them(tmp_path):
+    path = tmp_path / "evil\x1b[2J.yaml"
+    path.write_text('input: [1, 2]\nlayers: [{type: relu, name: "x\\e]0;owned\\a"}]\n')
+    result = _invoke("run", path)
+    _refused(result, "evil\\x1b[2J.yaml:2:29: layers[0].name: 'x\\x1b]0;owned\\x07' cannot name a layer")
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    result = _invoke("run", ROOT / "scenarios" / "seed001.yaml", "--only", "c1\x1b[2J")
+    _refused(result, "--only c1\\x1b[2J: no step")
+    assert "\x1b" not in result.output
+
+
+def test_a_check_report_shows_file_names_instead_of_obeying_them(tmp_path):
+    scenario = ROOT / "scenarios" / "seed001_rounded.yaml"
+    folder = tmp_path / "sheets"
+    folder.mkdir()
+    (folder / "alice\x1b]0;owned\x07.yaml").write_text("loss: 0.5\n")
+    (folder / "bob.yaml").write_text("loss: 0.5\n")
+    result = _invoke("check", scenario, "--expected", folder)
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "alice\\x1b]0;owned\\x07.yaml" in result.output
