@@ -410,3 +410,14 @@ def test_a_check_report_shows_file_names_instead_of_obeying_them(tmp_path):
     result = _invoke("check", scenario, "--expected", folder)
     assert "\x1b" not in result.output and "\x07" not in result.output
     assert "alice\\x1b]0;owned\\x07.yaml" in result.output
+
+
+def test_only_a_quoted_number_is_told_to_lose_its_quotes():
+    text = "input: [1, {}]\nlayers: [{{type: relu}}]\nupstream: {{delta: [1, 1]}}\n"
+    with pytest.raises(ScenarioError) as caught:
+        loads(text.format('"0.5"'))
+    assert caught.value.hint == "write numbers without quotes"
+    for word in ("O.5", "nan", "0b11"):
+        with pytest.raises(ScenarioError, match="found the text") as caught:
+            loads(text.format(word))
+        assert caught.value.hint is None, word
