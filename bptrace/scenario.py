@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ScenarioError, did_you_mean, suggest
+from .errors import ScenarioError, did_you_mean, plain_text, suggest
 from .layers import LAYERS, MAX_TENSOR_ELEMENTS, BuildContext, Layer, Names
 from .losses import LOSSES
 from .plan import Node, Plan, input_value, layer_value
@@ -180,7 +180,11 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
     if "bptrace" in top:
         version = top.get("bptrace")
         if isinstance(version, bool) or version not in FORMAT_VERSIONS:
-            raise top.error("bptrace", f"unknown format version {version!r}",
+            scalar = isinstance(version, (str, int, float)) and not isinstance(version, bool)
+            shown = f"unknown format version '{version}'" if isinstance(version, str) else \
+                f"unknown format version {version}" if scalar else \
+                f"the format version is a number, found {kind_of(version)}"
+            raise top.error("bptrace", shown,
                             "this bptrace reads version " + ", ".join(map(str, FORMAT_VERSIONS)))
     if "input" in top and "inputs" in top:
         raise top.error("inputs", "a scenario has `input:` (one input) or `inputs:` (several, named), not both",
@@ -195,8 +199,8 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
                         + ("an empty list" if layer_specs == [] else kind_of(layer_specs)))
     inputs, origins = _inputs(top, layer_specs)
     scenario = Scenario(
-        name=top.text("name", "") or (doc.file or "scenario"),
-        description=top.text("description", "") or "",
+        name=plain_text(top.text("name", "")) or plain_text(doc.file or "") or "scenario",
+        description=plain_text(top.text("description", "") or ""),
         conventions=conventions, layers=[], document=doc, inputs=inputs, input_origins=origins)
     scenario.layers, scenario.plan = _layers(top, inputs, conventions, work_limit)
     _output(top, scenario)
@@ -356,6 +360,13 @@ def _input(top: Spec, path: tuple, layer_specs, name: str, input_names) -> tuple
         rng = np.random.default_rng(seed)
         if kind == "uniform":
             low, high = spec.number("low", 0.0), spec.number("high", 1.0)
+            if not low < high:
+                raise spec.error("high" if "high" in spec else "low",
+                                 f"`low` ({low:g}) must be below `high` ({high:g}): numbers are drawn from [low, high)")
+            if not math.isfinite(high - low):
+                raise spec.error("high" if "high" in spec else "low",
+                                 f"the range [{low:g}, {high:g}) is wider than a float can hold",
+                                 "keep high − low below 1.8e308")
             x = rng.uniform(low, high, size=shape)
             origin = f"drawn uniformly from [{low:g}, {high:g}) (seed {seed})"
         else:

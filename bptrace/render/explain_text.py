@@ -383,7 +383,7 @@ def render_overview(o, width: int = 100):
 # --- a conv layer as a dense layer --------------------------------------------------------
 
 def render_unrolled(u, width: int = 100):
-    rows, cols = u.symbols.shape
+    rows, cols = u.shape
     distinct = len(u.weights)
     parts = [_heading(f"{u.layer} as a dense layer: {u.out_name} = M · {u.in_name} + {u.layer}.bias"),
              Text(f"M is {rows}×{cols}: one row per output position, one column per input position. "
