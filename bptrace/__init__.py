@@ -14,7 +14,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 __all__ = ["load", "loads", "run", "Scenario", "ScenarioError", "Step", "Trace"]
 
-_HOMES = {"load": "scenario", "loads": "scenario", "Scenario": "scenario", "run": "engine",
+_HOMES = {"load": "api", "loads": "scenario", "Scenario": "scenario", "run": "api",
           "ScenarioError": "errors", "Step": "trace", "Trace": "trace"}
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .api import StepMethods, TraceMethods
 from .tensors import squeeze
 
 PHASES = ("input", "parameter", "forward", "loss", "backward", "update")
@@ -48,8 +49,8 @@ class StepPart:
     values: np.ndarray
 
 
-@dataclass
-class Step:
+@dataclass(repr=False)
+class Step(StepMethods):
     name: str
     phase: str
     layer: str | None
@@ -83,8 +84,8 @@ class SummaryRow:
     reads: tuple = ()                     # what it reads, where that is not the row above
 
 
-@dataclass
-class Trace:
+@dataclass(repr=False)
+class Trace(TraceMethods):
     name: str
     description: str
     conventions: dict
@@ -92,9 +93,12 @@ class Trace:
     steps: list
     loss: float | None = None
     start: str = ""                       # where the backward pass starts, in words
+    scenario: object = field(default=None, compare=False)   # set by `bptrace.run`: for explain and check
 
     def __post_init__(self):
         self._by_name = {step.name: step for step in self.steps}
+        for step in self.steps:
+            step.trace = self             # a step shows itself with its trace's labels
 
     def __getitem__(self, name: str) -> Step:
         return self._by_name[name]
