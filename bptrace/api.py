@@ -86,12 +86,14 @@ def plain_data(value):
         return value                            # refused by the loader, with its key path
 
 
-def run(scenario: "Scenario | Source", *, arithmetic: str = "float", size_limit: bool = True) -> "Trace":
+def run(scenario: "Scenario | Source", *, arithmetic: str = "float", size_limit: bool = True,
+        **engine_options: Any) -> "Trace":
     """Trace a scenario (or anything `load` takes): every forward value, delta, gradient and
     update, as a `Trace` that remembers its scenario (for `explain` and `check`).
 
     `arithmetic` is how the numbers are computed; only `"float"` (IEEE double precision,
-    as PyTorch's float64) is available in this version.
+    as PyTorch's float64) is available in this version.  `engine_options` go to
+    `bptrace.engine.run` (`overrides=`, `explain=`, `terms=`: what the checker uses).
     """
     from .engine import run as run_engine
     from .errors import ScenarioError
@@ -103,7 +105,7 @@ def run(scenario: "Scenario | Source", *, arithmetic: str = "float", size_limit:
     if not isinstance(scenario, Scenario):
         scenario = load(scenario, size_limit=size_limit)
     try:
-        trace = run_engine(scenario)
+        trace = run_engine(scenario, **engine_options)
     except ScenarioError as error:
         raise error.located(file=scenario.path) from None
     trace.scenario = scenario

@@ -364,3 +364,22 @@ def new(output):
     from .template import NEW_SCENARIO
 
     write_output(NEW_SCENARIO, output)
+
+
+@main.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the schema to this file instead of the terminal.")
+def schema(output):
+    """Print the JSON Schema of scenario files, for editors that complete and check YAML.
+
+    `bptrace new` starts a scenario with `# yaml-language-server: $schema=bptrace.schema.json`;
+    write the schema beside it and an editor with the YAML language server completes layer
+    types and keys and marks unknown ones.
+
+    \b
+    Example:
+      bptrace schema -o bptrace.schema.json
+    """
+    from .schema import schema_text
+
+    write_output(schema_text(), output)

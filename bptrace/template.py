@@ -1,6 +1,8 @@
 """The scenario `bptrace new` writes: a small complete problem, every key commented."""
 
 NEW_SCENARIO = """\
+# yaml-language-server: $schema=bptrace.schema.json
+# (editors complete and check keys from that schema: make it with `bptrace schema -o bptrace.schema.json`)
 # A bptrace scenario: the network, its numbers, and where the backward pass starts.
 # Run it with `bptrace run THIS_FILE`; every key is described in the README.
 bptrace: 1

@@ -1,0 +1,159 @@
+"""A JSON Schema for scenario files, so that an editor completes and checks keys as they are
+typed (the YAML language server reads it from a `# yaml-language-server: $schema=...` line).
+
+It is generated, not written by hand: the layer types and each type's keys come from the
+layer registry (`bptrace.layers.LAYERS`, each class's `keys`), the top-level keys from
+`scenario.TOP_KEYS`, and what each key holds from the two tables below.  A key the tables do
+not know raises `KeyError` here, and a test asks for every key of every registered layer,
+so a new layer type cannot ship without its schema.
+
+The schema is looser than the loader, never stricter: whatever it refuses, the loader
+refuses too (tests check this on the bad-input corpus and on mutated scenarios), but the
+loader also checks what a schema cannot (shapes, names that must exist, index ranges).
+"""
+from __future__ import annotations
+
+import json
+
+SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"
+SCHEMA_FILE = "bptrace.schema.json"   # where `bptrace new` expects it, beside the scenario
+
+_TENSOR = {"$ref": "#/definitions/tensor"}
+_NAME = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "not": {"enum": ["input", "loss"]}}
+
+
+def _whole(minimum: int) -> dict:
+    return {"type": "integer", "minimum": minimum}
+
+
+def _pair(minimum: int, what: str) -> dict:
+    return {"description": f"{what}: one whole number, or [rows, columns]",
+            "oneOf": [_whole(minimum), {"type": "array", "items": _whole(minimum), "minItems": 2, "maxItems": 2}]}
+
+
+def _described(fragment: dict, text: str) -> dict:
+    return {"description": text, **fragment}
+
+
+# What each layer key holds (`type`, `name` and `from` are every layer's).
+LAYER_KEY_TYPES = {
+    "type": {"description": "the layer type"},          # its enum comes from the registry
+    "name": {"description": "the layer's name in the trace (default: type + running number)",
+             "anyOf": [_NAME, {"type": "null"}]},
+    "from": {"description": "what the layer reads: a layer name, `input`, an input under `inputs:`, or a list",
+             "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+    "kernel": _described(_TENSOR, "[kh][kw], [out][kh][kw], [out][in][kh][kw] or [k] (drawn by init if absent)"),
+    "bias": _described(_TENSOR, "one number per output (or one for all); 0 if absent"),
+    "weights": _described(_TENSOR, "dense weights, [out][in] (drawn by init if absent)"),
+    "stride": _pair(1, "step between windows"),
+    "padding": _pair(0, "zeros added on each side"),
+    "size": _pair(1, "window (kernel or pooling) size"),
+    "groups": _described(_whole(1), "groups of input maps each filter reads (1: all of them)"),
+    "out_channels": _described(_whole(1), "number of filters, when the kernel is drawn by init"),
+    "out": _described(_whole(1), "number of outputs, when the weights are drawn by init"),
+    "slope": _described({"type": "number"}, "leaky_relu's slope for negative inputs (default 0.01)"),
+    "axis": _described({"enum": ["channels", "features"]}, "concat along the channels of maps or the features"),
+}
+
+_INPUT = {
+    "description": "numbers [W], [H][W], [C][H][W] or [N][C][H][W], or {random: uniform, shape: [...]}",
+    "oneOf": [
+        _TENSOR,
+        {"type": "object", "required": ["random", "shape"], "additionalProperties": False,
+         "properties": {"random": {"enum": ["uniform", "normal"]},
+                        "shape": {"type": "array", "items": _whole(1), "minItems": 1, "maxItems": 4},
+                        "seed": _whole(0), "low": {"type": "number"}, "high": {"type": "number"}}},
+    ],
+}
+
+_VALUES_BY_NAME = {"type": "object", "additionalProperties": _TENSOR,
+                   "propertyNames": {"pattern": r"^[^\[\]]+(\[[^\]]*\])?$"}}
+
+
+def _top_key_types() -> dict:
+    from .losses import LOSSES
+    from .rounding import MODES
+
+    return {
+        "bptrace": _described({"enum": [1]}, "format version"),
+        "name": _described({"type": ["string", "number", "null"]}, "the scenario's title"),
+        "description": _described({"type": ["string", "number", "null"]}, "shown under the name"),
+        "conventions": {"type": "object", "additionalProperties": False,
+                        "properties": {"kernel": {"enum": ["correlation", "convolution"]},
+                                       "flatten": {"enum": ["row", "column"]},
+                                       "index_base": {"enum": [0, 1]}}},
+        "input": _INPUT,
+        "inputs": {"description": "several named inputs, each read by `from:`", "type": "object",
+                   "minProperties": 1, "additionalProperties": _INPUT, "propertyNames": _NAME},
+        "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/layer"}},
+        "output": _described({"type": "string"}, "the layer the loss applies to (default: the last one)"),
+        "upstream": {"description": "a given error dL/d(out) at a layer's output", "type": "object",
+                     "required": ["delta"], "additionalProperties": False,
+                     "properties": {"layer": {"type": ["string", "null"]}, "delta": _TENSOR}},
+        "loss": {"type": "object", "required": ["type", "target"], "additionalProperties": False,
+                 "properties": {"type": {"enum": list(LOSSES)}, "target": _TENSOR}},
+        "given": _described(_VALUES_BY_NAME, "computed values pinned: whole steps or name[i,j]"),
+        "learning_rate": _described({"type": "number", "exclusiveMinimum": 0}, "adds one SGD step (L.new.*)"),
+        "rounding": {"type": "object", "required": ["decimals"], "additionalProperties": False,
+                     "properties": {"decimals": {"type": "integer", "minimum": 0, "maximum": 20},
+                                    "mode": {"enum": list(MODES)},
+                                    "apply": {"oneOf": [{"type": "string"},
+                                                        {"type": "array", "items": {"type": "string"}}]}}},
+        "expected": _described(_VALUES_BY_NAME, "answers for `bptrace check`: whole steps or name[i,j]"),
+        "init": {"type": "object", "additionalProperties": False,
+                 "properties": {"scheme": {"enum": ["glorot_uniform"]}, "seed": _whole(0)}},
+        "tolerance": {"description": "for check: as_written, an absolute number, or {abs, rel}",
+                      "oneOf": [{"enum": ["as_written", "as written", None]}, {"type": "number", "minimum": 0},
+                                {"type": "object", "minProperties": 1, "additionalProperties": False,
+                                 "properties": {"abs": {"type": "number", "minimum": 0},
+                                                "rel": {"type": "number", "minimum": 0}}}]},
+    }
+
+
+def layer_keys(kind: str) -> list:
+    """Every key a layer of this type takes, as the loader allows them."""
+    from .layers import LAYERS
+
+    return ["type", "name", "from", *sorted(LAYERS[kind].keys)]
+
+
+def schema() -> dict:
+    """The JSON Schema (draft 7) of a scenario file."""
+    from .layers import LAYERS
+    from .scenario import TOP_KEYS
+
+    top_types = _top_key_types()
+    missing = [key for key in TOP_KEYS if key not in top_types]
+    missing += [key for kind in LAYERS for key in layer_keys(kind) if key not in LAYER_KEY_TYPES]
+    if missing:
+        raise KeyError(f"bptrace.schema has no type for the key(s) {', '.join(sorted(set(missing)))}")
+    branches = []
+    for kind in LAYERS:
+        properties = {key: LAYER_KEY_TYPES[key] for key in layer_keys(kind)}
+        doc = (LAYERS[kind].__doc__ or "").strip().splitlines()
+        properties["type"] = {"const": kind, "description": doc[0] if doc else f"a {kind} layer"}
+        branches.append({"if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+                         "then": {"properties": properties, "additionalProperties": False}})
+    layer = {"type": "object", "required": ["type"],
+             "properties": {"type": {**LAYER_KEY_TYPES["type"], "enum": list(LAYERS)},
+                            "name": LAYER_KEY_TYPES["name"], "from": LAYER_KEY_TYPES["from"]},
+             "allOf": branches}
+    tensor = {"description": "a number or a rectangular nested list of numbers",
+              "anyOf": [{"type": "number"},
+                        {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/tensor"}}]}
+    return {
+        "$schema": SCHEMA_DRAFT,
+        "title": "bptrace scenario",
+        "description": "A network, its numbers and where the backward pass starts (see `bptrace new`).",
+        "type": "object",
+        "required": ["layers"],
+        "properties": {key: top_types[key] for key in TOP_KEYS},
+        "additionalProperties": False,
+        "allOf": [{"oneOf": [{"required": ["input"]}, {"required": ["inputs"]}]},
+                  {"oneOf": [{"required": ["loss"]}, {"required": ["upstream"]}]}],
+        "definitions": {"tensor": tensor, "layer": layer},
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(schema(), indent=2, ensure_ascii=False) + "\n"
