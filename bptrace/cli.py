@@ -383,3 +383,71 @@ def schema(output):
     from .schema import schema_text
 
     write_output(schema_text(), output)
+
+
+@main.command("from-torch")
+@click.argument("model", metavar="MODEL")
+@click.option("--input", "input_file", metavar="FILE",
+              help="The input: a .npy file, or a YAML/JSON file of nested lists.")
+@click.option("--shape", metavar="N,C,H,W",
+              help="Instead of --input: a random input of this shape (uniform on [0, 1), drawn by bptrace).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for --shape.")
+@click.option("--target", metavar="FILE|VALUES",
+              help="The loss target: a .npy file, a YAML/JSON file, or the values ('[1, 0]'); without it the "
+                   "backward pass starts from an error of ones (the gradients of the output's sum).")
+@click.option("--loss", type=click.Choice(("half_sse", "sse", "mse", "cross_entropy", "bce")), default="mse",
+              show_default=True, help="The loss, as torch's MSELoss (mse), CrossEntropyLoss, BCELoss.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the scenario to this file (refuses to overwrite).")
+def from_torch(model, input_file, shape, seed, target, loss, output):
+    """Write the scenario of a PyTorch nn.Sequential with its weights (needs torch).
+
+    MODEL is `file.py:name` (the module, or a function returning it, named `name` in that
+    Python file, which is run) or a file saved with `torch.save(model, path)`.  A saved
+    model is a pickle: loading it (torch.load with weights_only=False) runs code from the
+    file, so give only files you trust.
+
+    \b
+    Examples:
+      bptrace from-torch net.py:model --shape 1,1,6,6 -o problem.yaml
+      bptrace from-torch model.pt --input x.npy --target '[[1, 0]]' --loss cross_entropy
+    """
+    from .pytorch import Unsupported
+
+    if (input_file is None) == (shape is None):
+        raise BadInput("give the input with --input FILE or --shape N,C,H,W (one of them)")
+    if output and os.path.lexists(output) and not _is_stream(output):
+        raise BadInput(f"{output} already exists; choose another name")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise BadInput("from-torch needs PyTorch: pip install 'bptrace[torch]'") from None
+    from .pytorch import load_module, read_values, scenario_dict, scenario_yaml
+
+    try:
+        module = load_module(model)
+        if shape is not None:
+            try:
+                sizes = [int(part) for part in shape.split(",")]
+            except ValueError:
+                raise BadInput(f"--shape {shape}: whole numbers separated by commas, such as 1,1,6,6") from None
+            import numpy as np
+
+            x = np.random.default_rng(seed).uniform(0.0, 1.0, size=sizes)
+        else:
+            x = read_values(input_file)
+        y = read_values(target) if target is not None else None
+        parameter = next(iter(module.parameters()), None) if hasattr(module, "parameters") else None
+        x = torch.as_tensor(x, dtype=parameter.dtype if parameter is not None else torch.float64)
+        data = scenario_dict(module, x, y, loss)
+        if shape is not None:
+            # the same numbers, written as bptrace draws them: short, and reproducible
+            data["input"] = {"random": "uniform", "shape": sizes, "seed": seed}
+        from .api import load
+
+        load(data, size_limit=False)      # what is written must be a scenario bptrace runs
+    except Unsupported as exc:
+        raise BadInput(str(exc)) from None
+    except ScenarioError as error:
+        fail(error, model)
+    write_output(scenario_yaml(data, f"from PyTorch: {model}"), output)

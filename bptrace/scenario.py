@@ -164,6 +164,12 @@ class Scenario:
     def work(self) -> int:
         return sum(layer.multiply_adds() for layer in self.layers)
 
+    def to_torch(self):
+        """The network as a float64 `torch.nn.Sequential` with these parameters (`bptrace[torch]`)."""
+        from .pytorch import to_torch
+
+        return to_torch(self)
+
 
 def load(path, *, work_limit: int | None = DEFAULT_WORK_LIMIT) -> Scenario:
     """Read and validate a scenario file."""

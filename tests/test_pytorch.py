@@ -1,0 +1,225 @@
+"""The PyTorch bridge, both ways, against PyTorch autograd (float64):
+
+* `from_torch(module, x, target, loss)`: bptrace's trace of the scenario has the gradients
+  `loss.backward()` gives the module's parameters and its input;
+* `Scenario.to_torch()`: the shipped scenarios' networks built in torch give, through
+  autograd, the gradients bptrace traces.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import bptrace
+from bptrace.cli import main
+from conftest import ROOT, SCENARIOS
+
+ATOL, RTOL = 1e-10, 1e-9
+
+
+def _close(mine, theirs, what):
+    theirs = np.asarray(theirs, dtype=float)
+    mine = np.asarray(mine, dtype=float).reshape(theirs.shape)
+    assert np.allclose(mine, theirs, atol=ATOL, rtol=RTOL), f"{what}: bptrace {mine} vs torch {theirs}"
+
+
+def _compare(trace, net, x):
+    """Every parameter's gradient and the input's, bptrace against torch's .grad."""
+    layers = [row.layer for row in trace.summary if row.params]
+    modules = [m for m in net.modules() if list(m.parameters(recurse=False))]
+    assert len(layers) == len(modules)
+    for layer, module in zip(layers, modules):
+        role = "kernel" if type(module).__name__ == "Conv2d" else "weights"
+        _close(trace[f"{layer}.grad.{role}"].values, module.weight.grad, f"{layer}.grad.{role}")
+        _close(trace[f"{layer}.grad.bias"].values, module.bias.grad, f"{layer}.grad.bias")
+    _close(trace["input.delta"].values, x.grad, "input.delta")
+
+
+def _conv_net(nn):
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, stride=2, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(2, stride=1, padding=1),
+        nn.Conv2d(4, 3, (2, 3), padding=(1, 0)), nn.Tanh(), nn.AvgPool2d(2), nn.LeakyReLU(0.2), nn.Identity(),
+        nn.Flatten(), nn.Linear(18, 5), nn.Sigmoid(), nn.Sequential(nn.Linear(5, 3)))
+
+
+@pytest.mark.parametrize("case", ["mse", "sse", "cross_entropy", "bce", "sum"])
+def test_from_torch_gives_the_gradients_of_loss_backward(torch, case):
+    nn = torch.nn
+    torch.manual_seed(7)
+    net = _conv_net(nn)
+    if case == "bce":
+        net.append(nn.Sigmoid())
+    x = torch.randn(2, 2, 9, 9, requires_grad=True)
+    target, loss = {
+        "mse": (torch.rand(2, 3), nn.MSELoss()),
+        "sse": (torch.rand(2, 3), nn.MSELoss(reduction="sum")),
+        "cross_entropy": (torch.tensor([2, 0]), nn.CrossEntropyLoss()),
+        "bce": (torch.rand(2, 3), nn.BCELoss()),
+        "sum": (None, None),
+    }[case]
+    trace = bptrace.run(bptrace.from_torch(net, x, target, loss=loss))
+    out = net(x)
+    value = out.sum() if loss is None else loss(out, target)
+    value.backward()
+    if loss is not None:
+        assert trace.loss == pytest.approx(float(value.detach()), rel=1e-12)
+    _close(trace[f"{trace.summary[-1].layer}.out"].values, out.detach(), "output")
+    _compare(trace, net, x)
+
+
+def test_from_torch_with_a_loss_name_and_a_dense_network(torch):
+    nn = torch.nn
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1), nn.Linear(3, 2))
+    x = torch.randn(3, 4, requires_grad=True)
+    target = torch.rand(3, 2)
+    trace = bptrace.run(bptrace.from_torch(net, x, target, loss="half_sse"))
+    (0.5 * ((net(x) - target) ** 2).sum()).backward()
+    _compare(trace, net, x)
+
+
+@pytest.mark.parametrize("module, reason", [
+    ("nn.Conv2d(1, 1, 2, dilation=2)", "dilation"),
+    ("nn.Conv2d(1, 1, 2, padding=1, padding_mode='reflect')", "padding_mode='reflect'"),
+    ("nn.MaxPool2d(2, ceil_mode=True)", "ceil_mode"),
+    ("nn.AvgPool2d(2, padding=1, count_include_pad=False)", "count_include_pad"),
+    ("nn.Softmax(dim=0)", "dim=0"),
+    ("nn.Flatten(0)", "start_dim=0"),
+    ("nn.BatchNorm2d(1)", "BatchNorm2d"),
+    ("nn.GELU()", "GELU"),
+])
+def test_an_unsupported_module_or_option_is_named_with_the_reason(torch, module, reason):
+    from bptrace.pytorch import Unsupported
+
+    nn = torch.nn
+    net = nn.Sequential(nn.Identity(), eval(module))
+    with pytest.raises(Unsupported) as error:
+        bptrace.from_torch(net, torch.rand(1, 1, 4, 4))
+    assert "module 1 (" in str(error.value) and reason in str(error.value)
+
+
+def test_a_network_with_its_own_forward_is_refused(torch):
+    from bptrace.pytorch import Unsupported
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    with pytest.raises(Unsupported, match="nn.Sequential"):
+        bptrace.from_torch(Net(), torch.rand(1, 4))
+
+
+def _torch_loss(torch, scenario, out):
+    kind, target = scenario.loss.type, torch.tensor(scenario.loss.target)
+    if kind == "half_sse":
+        return 0.5 * ((out - target) ** 2).sum()
+    if kind == "sse":
+        return ((out - target) ** 2).sum()
+    if kind == "mse":
+        return ((out - target) ** 2).mean()
+    if kind == "cross_entropy":
+        return torch.nn.functional.cross_entropy(out, target)
+    return torch.nn.functional.binary_cross_entropy(out, target)
+
+
+CHAINS = [p for p in SCENARIOS if p.name not in ("zhang2016.yaml",)]
+
+
+@pytest.mark.parametrize("path", CHAINS, ids=lambda p: p.name)
+def test_to_torch_gives_the_gradients_bptrace_traces(torch, path):
+    scenario = bptrace.load(path)
+    scenario.given, scenario.rounding = {}, None      # autograd knows nothing of pinned or rounded values
+    trace = bptrace.run(scenario)
+    net = scenario.to_torch()
+    from bptrace.pytorch import torch_input
+
+    x = torch_input(scenario).requires_grad_()
+    out = net(x)
+    if scenario.upstream:
+        assert scenario.upstream.layer == scenario.layers[-1].name
+        out.backward(torch.tensor(scenario.upstream.delta))
+    else:
+        _torch_loss(torch, scenario, out).backward()
+    _compare(trace, net, x)
+
+
+def test_to_torch_names_what_it_cannot_build(torch):
+    from bptrace.pytorch import Unsupported
+
+    with pytest.raises(Unsupported, match="column order"):
+        bptrace.load(ROOT / "scenarios/zhang2016.yaml").to_torch()
+    graph = bptrace.load("input: [[1, 2], [3, 4]]\nlayers:\n  - {type: relu, name: r}\n"
+                         "  - {type: add, from: [r, input]}\nupstream: {delta: [[1, 1], [1, 1]]}\n")
+    with pytest.raises(Unsupported, match="only a chain"):
+        graph.to_torch()
+
+
+def test_a_scenario_goes_to_torch_and_back_unchanged(torch):
+    scenario = bptrace.load(ROOT / "scenarios/stride_padding.yaml")
+    from bptrace.pytorch import torch_input
+
+    back = bptrace.from_torch(scenario.to_torch(), torch_input(scenario), torch.tensor(scenario.loss.target),
+                              loss=scenario.loss.type)
+    first, second = bptrace.run(scenario), bptrace.run(back)
+    assert [s.name for s in first.steps] == [s.name for s in second.steps]
+    for a, b in zip(first.steps, second.steps):
+        _close(b.values, a.values, a.name)
+
+
+NET_PY = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Conv2d(1, 2, 2), nn.Sigmoid(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 2)).double()
+def broken():
+    return nn.Sequential(nn.Conv2d(1, 1, 3), nn.Dropout())
+"""
+
+
+def test_from_torch_command_writes_a_scenario_with_the_same_gradients(torch, tmp_path):
+    (tmp_path / "net.py").write_text(NET_PY)
+    out = tmp_path / "problem.yaml"
+    result = CliRunner().invoke(main, ["from-torch", f"{tmp_path}/net.py:model", "--shape", "1,1,5,5",
+                                       "--seed", "3", "--target", "[1, 0]", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert text.startswith("# yaml-language-server: $schema=bptrace.schema.json")
+    trace = bptrace.run(bptrace.load(out))
+    # the same network in torch, on the same input bptrace drew
+    namespace: dict = {}
+    exec(NET_PY, namespace)
+    net = namespace["model"]
+    x = torch.tensor(np.random.default_rng(3).uniform(0, 1, size=(1, 1, 5, 5)), requires_grad=True)
+    torch.nn.MSELoss()(net(x), torch.tensor([[1.0, 0.0]])).backward()
+    _compare(trace, net, x)
+    # a saved module and an input file give the same scenario's numbers
+    torch.save(net, tmp_path / "net.pt")
+    np.save(tmp_path / "x.npy", x.detach().numpy())
+    result = CliRunner().invoke(main, ["from-torch", str(tmp_path / "net.pt"), "--input", str(tmp_path / "x.npy"),
+                                       "--target", "[1, 0]"])
+    assert result.exit_code == 0, result.output
+    again = bptrace.run(bptrace.load(result.output))
+    _close(again["conv1.grad.kernel"].values, trace["conv1.grad.kernel"].values, "from the .pt file")
+
+
+def test_from_torch_command_refuses_unsupported_modules_and_says_why(torch, tmp_path):
+    (tmp_path / "net.py").write_text(NET_PY)
+    out = tmp_path / "problem.yaml"
+    result = CliRunner().invoke(main, ["from-torch", f"{tmp_path}/net.py:broken", "--shape", "1,1,5,5",
+                                       "-o", str(out)])
+    assert result.exit_code == 2
+    assert "module 1 (Dropout) is not supported" in result.output and "dropout" in result.output
+    assert not out.exists()
+    help_text = CliRunner().invoke(main, ["from-torch", "--help"]).output
+    assert "weights_only=False" in help_text and "trust" in help_text
+
+
+def test_the_bridge_imports_torch_only_when_used():
+    code = ("import sys, bptrace; s = bptrace.run(bptrace.load('scenarios/seed001.yaml')); "
+            "import bptrace.pytorch; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
