@@ -63,11 +63,14 @@ def terminal_width() -> int:
 
 
 def plain_text(renderable, width: int) -> str:
-    """A rich renderable as plain text, as `bptrace run ... -o FILE` writes it."""
-    from .cli import make_console
+    """A rich renderable as plain text, as `bptrace run ... -o FILE` writes it.  (Not through
+    the CLI's console: inside Jupyter a rich console would display what it prints instead of
+    writing it to the buffer.)"""
+    from rich.console import Console
 
     buffer = io.StringIO()
-    make_console(width=width, file=buffer, force_plain=True).print(renderable, crop=False)
+    Console(width=width, file=buffer, no_color=True, color_system=None, highlight=False, soft_wrap=False,
+            force_jupyter=False).print(renderable, crop=False)
     return buffer.getvalue()
 
 
@@ -83,7 +86,7 @@ def rich_html(renderable, scope: str, width: int = DEFAULT_WIDTH) -> str:
     from rich.console import Console
 
     console = Console(record=True, file=io.StringIO(), width=width, force_terminal=True,
-                      color_system="truecolor", highlight=False, soft_wrap=False)
+                      color_system="truecolor", highlight=False, soft_wrap=False, force_jupyter=False)
     console.print(renderable, crop=False)
     pre = ('<pre style="font-family: \'DejaVu Sans Mono\', Menlo, Consolas, monospace; font-size: 12.5px; '
            'line-height: 1.35; color: #1d232a; background: #fff; padding: 8px; margin: 0; '
