@@ -64,26 +64,37 @@ def document_from_mapping(data: Mapping[str, Any]):
         text = yaml.safe_dump(plain_data(data), sort_keys=False, allow_unicode=True)
     except yaml.YAMLError as exc:
         raise ScenarioError(f"this mapping cannot be read as a scenario: {exc}") from None
-    parsed = parse_text(text)
+    try:
+        parsed = parse_text(text)
+    except ScenarioError as error:     # its line is in text nobody wrote: keep the key alone
+        error.line = error.column = error.snippet = None
+        raise
     return Document(data=parsed.data, file=None, raw=parsed.raw)
 
 
-def plain_data(value):
-    """numpy arrays and scalars, tensors and tuples as the lists and numbers YAML writes."""
+def plain_data(value, path: tuple = ()):
+    """numpy arrays and scalars, tensors and tuples as the lists and numbers YAML writes; a
+    number that is not finite is refused here, by its key path."""
+    import math
+
+    from .errors import ScenarioError
+    from .source import format_path
+
     if isinstance(value, Mapping):
-        return {key: plain_data(item) for key, item in value.items()}
+        return {key: plain_data(item, path + (key,)) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [plain_data(item) for item in value]
+        return [plain_data(item, path + (k,)) for k, item in enumerate(value)]
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        return plain_data(value.tolist())       # numpy arrays and scalars, torch tensors
+        return plain_data(value.tolist(), path)     # numpy arrays and scalars, torch tensors
     if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
         return value
-    if isinstance(value, float):
-        return value
     try:
-        return float(value)                     # fractions, decimals, other number types
+        number = float(value)                       # floats, fractions, decimals, ...
     except (TypeError, ValueError):
-        return value                            # refused by the loader, with its key path
+        return value                                # refused by the loader, with its key path
+    if not math.isfinite(number):
+        raise ScenarioError(f"{number} is not a finite number", key=format_path(path) or None)
+    return number
 
 
 def run(scenario: "Scenario | Source", *, arithmetic: str = "float", size_limit: bool = True,
