@@ -68,6 +68,24 @@ def select_steps(trace, patterns):
     return chosen
 
 
+def complete_names(ctx, param, incomplete):
+    """Shell completion of trace names (`explain SCENARIO c1.g<TAB>`, `--only`), from the
+    scenario already on the command line; nothing when it cannot be read."""
+    from click.shell_completion import CompletionItem
+
+    # while an option still waits for its value, click leaves the arguments unparsed in ctx.args
+    path = ctx.params.get("scenario") or next((arg for arg in ctx.args if not arg.startswith("-")), None)
+    if not path:
+        return []
+    try:
+        from .scenario import load
+
+        names = list(load(path).shapes)
+    except Exception:       # a half-typed command line: complete nothing rather than fail
+        return []
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
+
 def make_console(width=None, file=None, force_plain=False):
     from rich.console import Console
 
@@ -216,7 +234,7 @@ def main():
 @click.argument("scenario", type=click.Path(dir_okay=True))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="How to write the trace.")
-@click.option("--only", multiple=True, metavar="NAME",
+@click.option("--only", multiple=True, metavar="NAME", shell_complete=complete_names,
               help="Show only these steps (names or patterns such as 'c1.*'; repeat or separate by commas).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write to this file instead of the terminal.")
@@ -254,7 +272,7 @@ def run(scenario, fmt, only, output, width, no_size_limit, fragment):
 
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=True))
-@click.argument("target", metavar="NAME[INDEX]")
+@click.argument("target", metavar="NAME[INDEX]", shell_complete=complete_names)
 @click.option("--unrolled", is_flag=True,
               help="TARGET is a conv layer: show it as a dense layer (its weight matrix with shared weights).")
 @click.option("--width", type=click.IntRange(40, 1000), help="Terminal width.")

@@ -179,3 +179,13 @@ def test_shell_completion_script():
     assert "_bptrace_completion()" in result.output and "complete " in result.output
     result = CliRunner().invoke(main, [], prog_name="bptrace", env={"_BPTRACE_COMPLETE": "zsh_source"})
     assert "#compdef bptrace" in result.output
+
+
+def test_shell_completion_offers_the_scenario_s_trace_names():
+    env = {"_BPTRACE_COMPLETE": "bash_complete", "COMP_WORDS": f"bptrace explain {ROOT}/scenarios/seed001.yaml c1.g",
+           "COMP_CWORD": "3"}
+    result = CliRunner().invoke(main, [], prog_name="bptrace", env=env)
+    assert result.output.split() == ["plain,c1.grad.kernel", "plain,c1.grad.bias"]
+    env["COMP_WORDS"] = f"bptrace run {ROOT}/scenarios/seed001.yaml --only p1."
+    result = CliRunner().invoke(main, [], prog_name="bptrace", env=env | {"COMP_CWORD": "4"})
+    assert result.output.split() == ["plain,p1.out", "plain,p1.delta"]
