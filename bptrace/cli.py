@@ -243,7 +243,11 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
         raise BadInput(f"--expected goes with exactly one SCENARIO (each answer file is checked against it); "
                        f"got {len(scenarios)}")
     rounding = Rounding(decimals, mode or "half_up", ("all",)) if decimals is not None else None
-    report = check_files(scenarios, expected, tolerance=command_line_tolerance(absolute, relative),
+    try:
+        tolerance = command_line_tolerance(absolute, relative)
+    except ScenarioError as error:
+        fail(error)
+    report = check_files(scenarios, expected, tolerance=tolerance,
                          rounding=rounding, work_limit=None if no_size_limit else DEFAULT_WORK_LIMIT)
     for sheet in report.files:
         if sheet.error:

@@ -328,6 +328,19 @@ def _syntax_error(exc, at) -> ScenarioError:
     return at(mark, f"YAML syntax error: {text}")
 
 
+def regular_file(name: str) -> None:
+    """Refuse, before opening it, a path that is not a regular file: a named pipe would block
+    for ever and a device never ends."""
+    import os
+    import stat
+
+    mode = os.stat(name).st_mode
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+        raise ScenarioError(f"this is {kind}, not a regular file", file=name, hint="bptrace reads files")
+
+
 def read_document(path) -> Document:
     """Read a scenario or answer file, turning every way it can fail into a ScenarioError."""
     import os
