@@ -58,9 +58,6 @@ NPZ_STEP_EPSILONS = 16
 # An .npz array may hold at most this many numbers, or its step's count when that is more
 # (a wrong-shape answer is reported as such); checked in its header before any data is read.
 NPZ_MIN_LIMIT = 10_000
-# Rounding to more decimals than any float's shortest form has (17 digits down to 1e-324)
-# changes nothing, so a text claiming more is rounded to this many.
-MAX_DECIMALS = 400
 NPZ_DIGITS = 6          # what a match with a number without text (.npz, export) is worth, in digits
 ANSWER_SUFFIXES = (".yaml", ".yml", ".json", ".npz")
 
@@ -141,7 +138,6 @@ def match(written: Written, value: float, tolerance: Tolerance) -> str | None:
     if not decimals:
         # A whole number (no decimals) is taken as exact: "0" is not right for 0.3.
         return None
-    decimals = min(decimals, MAX_DECIMALS)
     clean = float(f"{value:.{DENOISE_DIGITS}g}")
     if round_number(clean, decimals, "half_up") == mine:
         return f"as written ({_plural(decimals, 'decimal')})"

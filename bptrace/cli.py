@@ -224,7 +224,8 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
     """Check hand-worked answers: every number, the first wrong step, the likely mistake.
 
     Answers come from each SCENARIO's `expected:`, or from --expected files checked against
-    one SCENARIO.  Exit status 0: all right; 1: a wrong answer; 2: a file could not be read.
+    one SCENARIO.  Exit status 0: all right; 1: a wrong answer; 2: a file could not be read
+    (the report of the others is still written).
 
     \b
     Examples:
