@@ -35,7 +35,7 @@ from .errors import ScenarioError
 from .rounding import round_array, round_number
 from .scenario import (DEFAULT_WORK_LIMIT, Rounding, Scenario, Tolerance, load, make_patch, merge_patches, resolve,
                        tolerance_problem)
-from .source import Document, read_document, regular_file
+from .source import Document, _brief, read_document, regular_file
 from .spec import kind_of, read_tensor
 from .tensors import describe_shape, display_index, fits, format_index, plain, squeezed_shape
 
@@ -204,10 +204,6 @@ def _nonzero(text: str) -> bool:
         return False
 
 
-def _brief(text: str, width: int = 24) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"
-
-
 def _numbers(doc: Document, path: tuple, value, what: str, typed: bool = True):
     """A number or a rectangular nested list → (array, [Written...] in C order)."""
     written = []
@@ -318,11 +314,10 @@ def _npz_answers(name: str, scenario: Scenario) -> list[Answer]:
                 raise doc.error((key,), "this member is not a .npy array",
                                 "an .npz holds NAME.npy arrays, as numpy.savez writes them")
             cell, index = resolve(scenario, doc, (key,), key)
-            size = math.prod(scenario.shapes[cell])
-            limit = 1 if index is not None else max(size, NPZ_MIN_LIMIT)
+            size = 1 if index is not None else math.prod(scenario.shapes[cell])
             try:
                 with archive.open(member) as stream:
-                    array = _npy_array(stream, doc, key, limit, size)
+                    array = _npy_array(stream, doc, key, size, element=index is not None)
             except (OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error) as exc:
                 raise doc.error((key,), f"cannot read this array: {exc}") from None
             values = array.astype(float)
@@ -339,9 +334,10 @@ def _npz_answers(name: str, scenario: Scenario) -> list[Answer]:
     return answers
 
 
-def _npy_array(stream, doc: Document, key: str, limit: int, size: int) -> np.ndarray:
-    """One .npy member: its header read and checked (numbers, at most `limit` of them), then
-    exactly the bytes it declares."""
+def _npy_array(stream, doc: Document, key: str, size: int, element: bool) -> np.ndarray:
+    """One .npy member: its header read and checked against the `size` numbers it answers
+    (one for an element; for a step, at most NPZ_MIN_LIMIT or `size`, a wrong shape being
+    reported as such), then exactly the bytes it declares."""
     from numpy.lib import format as npy
 
     try:
@@ -355,7 +351,9 @@ def _npy_array(stream, doc: Document, key: str, limit: int, size: int) -> np.nda
     if dtype.kind not in "fiu" or dtype.fields is not None or dtype.subdtype is not None:
         raise doc.error((key,), f"expected numbers, found an array of {dtype}")
     count = math.prod(shape)
-    if count > limit:
+    if element and count != 1:
+        raise doc.error((key,), f"{key} is one element; save a single number")
+    if count > max(size, NPZ_MIN_LIMIT):
         raise doc.error((key,), f"the array's header declares {count} numbers; {key} has {size}")
     data = stream.read(count * dtype.itemsize)
     if len(data) != count * dtype.itemsize or stream.read(1):
