@@ -125,6 +125,16 @@ def test_an_absurd_tolerance_key_is_located(tmp_path, tolerance, line):
     assert f"sheet.yaml:" in result.output and f"{line}: a relative tolerance must be below 1" in result.output
 
 
+@pytest.mark.parametrize("tolerance, where", [(".nan", ":36:12: tolerance: '.nan' is not a finite number"),
+                                              ("{rel: .inf}", ":36:18: tolerance.rel: '.inf' is not a finite number")])
+def test_a_non_finite_tolerance_key_is_located(tmp_path, tolerance, where):
+    path = tmp_path / "sheet.yaml"
+    path.write_text(SEED001.read_text() + f"expected:\n  c1.delta[0,0]: 5\ntolerance: {tolerance}\n")
+    result = invoke(path, "--format", "json")
+    assert result.exit_code == 2 and f"sheet.yaml{where}" in result.output
+    assert "NaN" not in result.output and "Infinity" not in result.output
+
+
 # --- numbers a float cannot hold ----------------------------------------------------------
 
 @pytest.mark.parametrize("name, text", [("a.yaml", "c1.grad.kernel[0,0]: 1e-9999999\n"),
