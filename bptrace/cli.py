@@ -6,6 +6,7 @@ command that needs them, so `bptrace --help` starts fast.
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import sys
@@ -23,7 +24,10 @@ class BadInput(click.ClickException):
     exit_code = 2
 
     def show(self, file=None):
-        click.echo(f"error: {self.format_message()}", err=True)
+        from .errors import visible
+
+        # a message may quote the command line (a file name, a pattern): shown, never obeyed
+        click.echo(f"error: {visible(self.format_message())}", err=True)
 
 
 def fail(error: ScenarioError, path=None):
@@ -72,31 +76,113 @@ def make_console(width=None, file=None, force_plain=False):
                    highlight=False, soft_wrap=False)
 
 
+def refuse_overwriting_inputs(output, inputs):
+    """`-o` naming a file the command reads (`run s.yaml -o s.yaml`, or the same file through
+    another path, a link or a hard link) would replace the scenario or the student's sheet."""
+    if output is None or not os.path.exists(output):
+        return
+    for path in inputs:
+        try:
+            same = os.path.samefile(output, path)
+        except OSError:
+            continue
+        if same:
+            raise BadInput(f"-o {output} is the input file {path}; writing there would replace it "
+                           "(choose another name)")
+
+
+# Signals whose default action ends the process: an interrupted write removes its temporary
+# file first.  (SIGINT raises KeyboardInterrupt, which the `finally` below already handles.)
+_FATAL_SIGNALS = ("SIGHUP", "SIGTERM", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM",
+                  "SIGPROF", "SIGXCPU", "SIGXFSZ")
+
+
+@contextlib.contextmanager
+def _removed_if_killed(holder: list):
+    """While inside, a fatal signal removes the file named in `holder` and then ends the
+    process as that signal would have."""
+    import signal
+
+    def handler(number, frame):
+        for path in holder:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), number)
+
+    previous = {}
+    for name in _FATAL_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is None:
+            continue
+        try:
+            if signal.getsignal(number) is signal.SIG_DFL:
+                previous[number] = signal.signal(number, handler)
+        except ValueError:      # not the main thread: signals cannot be caught here
+            break
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
 def write_output(text: str, output):
     """Write all at once, so that a failure never leaves a half-written file: into a
-    temporary file beside it, then renamed over it.  What is not a regular file
-    (`-o /dev/null`, a pipe) is written to directly: renaming over it would replace it."""
+    temporary file beside it, then renamed over it.  The temporary file is made by
+    `mkstemp` (a new name, never a link someone planted) and removed whatever ends the
+    write.  What is not a regular file (`-o /dev/null`, `/dev/stdout`, a pipe) is written to
+    directly: renaming over it would replace it."""
     if output is None:
         click.echo(text, nl=False)
         return
-    import stat
+    import tempfile
 
     try:
-        special = os.path.exists(output) and not stat.S_ISREG(os.stat(output).st_mode)
-        if special:
+        if _is_stream(output):
             with open(output, "w", encoding="utf-8") as fh:
                 fh.write(text)
             return
-        tmp = f"{output}.tmp-{os.getpid()}"
-        try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, output)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        folder, base = os.path.split(os.path.abspath(output))
+        holder = []
+        with _removed_if_killed(holder):
+            try:
+                fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".tmp")
+                holder.append(tmp)
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    # mkstemp makes the file private (0600); the output gets the usual mode
+                    os.fchmod(fh.fileno(), _new_file_mode(output))
+                    fh.write(text)
+                os.replace(tmp, output)
+                holder.clear()
+            finally:
+                for path in holder:
+                    if os.path.lexists(path):
+                        os.remove(path)
     except OSError as exc:
         raise BadInput(f"cannot write {output}: {exc.strerror}") from None
+
+
+def _is_stream(output) -> bool:
+    """A device or a pipe, or a name for one of the process's streams (`/dev/stdout`,
+    `/dev/fd/3`, whatever file the shell opened behind it): written into, never replaced."""
+    import stat
+
+    if str(output).startswith(("/dev/", "/proc/")):
+        return True
+    return os.path.exists(output) and not stat.S_ISREG(os.stat(output).st_mode)
+
+
+def _new_file_mode(output) -> int:
+    """The mode the output keeps (when it exists) or would get from open(): 0666 less the umask."""
+    import stat
+
+    try:
+        return stat.S_IMODE(os.stat(output).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def show(renderable, output, width):
@@ -149,6 +235,7 @@ def run(scenario, fmt, only, output, width, no_size_limit, fragment):
     """
     if fragment and fmt != "latex":
         raise BadInput("--fragment goes with --format latex")
+    refuse_overwriting_inputs(output, [scenario])
     sc = load_scenario(scenario, size_limit=not no_size_limit)
     trace = trace_scenario(sc)
     chosen = select_steps(trace, only)
@@ -189,8 +276,9 @@ def explain(scenario, target, unrolled, width, no_size_limit):
     try:
         if unrolled:
             from .render.explain_text import render_unrolled
-            from .unrolled import unroll
+            from .unrolled import unroll, unrollable
 
+            unrollable(sc, target)      # before the trace is run: a layer too large is refused at once
             shown = render_unrolled(unroll(sc, trace_scenario(sc), target), console.width)
         else:
             from .render.explain_text import render
@@ -235,7 +323,7 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
       bptrace check homework.yaml --round 4 --mode truncate   # is the mismatch only rounding?
       bptrace check answers/*.yaml --format json -o report.json
     """
-    from .check import DEFAULT_WORK_LIMIT, check_files, command_line_tolerance
+    from .check import DEFAULT_WORK_LIMIT, answer_files, check_files, command_line_tolerance
     from .scenario import Rounding
 
     if mode and decimals is None:
@@ -243,6 +331,7 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
     if expected and len(scenarios) != 1:
         raise BadInput(f"--expected goes with exactly one SCENARIO (each answer file is checked against it); "
                        f"got {len(scenarios)}")
+    refuse_overwriting_inputs(output, [*scenarios, *answer_files(expected)])
     rounding = Rounding(decimals, mode or "half_up", ("all",)) if decimals is not None else None
     try:
         tolerance = command_line_tolerance(absolute, relative)
@@ -274,7 +363,8 @@ def new(output):
     Example:
       bptrace new -o problem.yaml && bptrace run problem.yaml
     """
-    if output and os.path.exists(output):
+    # a device or a pipe (`-o /dev/stdout`) is written into, not overwritten
+    if output and os.path.lexists(output) and not _is_stream(output):
         raise BadInput(f"{output} already exists; choose another name")
     from .template import NEW_SCENARIO
 

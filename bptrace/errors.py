@@ -6,6 +6,8 @@ or exits.
 """
 from __future__ import annotations
 
+import re
+
 
 class ScenarioError(Exception):
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
@@ -41,16 +43,39 @@ class ScenarioError(Exception):
         return ":".join(parts)
 
     def __str__(self) -> str:
-        head = self.where()
+        # every part may quote the user's text (a key, a value, a file name): shown, never obeyed
+        head = visible(self.where())
         text = f"{head}: " if head else ""
         if self.key:
-            text += f"{self.key}: "
-        text += self.message
+            text += f"{visible(self.key)}: "
+        text += visible(self.message)
         if self.hint:
-            text += f" ({self.hint})"
+            text += f" ({visible(self.hint)})"
         if self.snippet:
-            text += "\n" + self.snippet
+            text += "\n" + visible(self.snippet)
         return text
+
+
+# Characters that steer a terminal or a reader instead of showing: C0 and C1 controls (ESC
+# starts the sequences that recolour, retitle or rewrite a terminal), DEL, the line and
+# paragraph separators, and the bidirectional overrides that reorder what is displayed.
+_STEERING = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """User text quoted in a message, with each steering character written as its escape
+    (`\\x1b`, `\\u202e`): the reader sees what is in the file, the terminal obeys nothing.
+    Line breaks and tabs stay."""
+    return _STEERING.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                         else f"\\u{ord(m.group()):04x}", text)
+
+
+def plain_text(text: str) -> str:
+    """A scenario's name or description as one line of prose: every run of white space and
+    steering characters (line breaks and blank lines included) one space.  Done
+    where the scenario is read, so that the trace and every format written from it (text,
+    Markdown, LaTeX, HTML, JSON) hold the same clean text."""
+    return " ".join(_STEERING.sub(" ", text).split())
 
 
 def did_you_mean(word: str, choices) -> str | None:

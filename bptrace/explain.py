@@ -105,6 +105,14 @@ class DenseRow:
     deltas: list               # Operand per output: delta[o]
 
 
+@dataclass(frozen=True)
+class Contribution:
+    """What one reader sends back to a value several layers read."""
+    layer: str                 # the reader it came through
+    rule: str
+    value: float
+
+
 @dataclass
 class Explanation:
     element: str               # "c1.grad.kernel[0,1]"
@@ -131,6 +139,7 @@ class Explanation:
     full_conv: FullConvolution | None = None
     dense_row: DenseRow | None = None
     index_base: int = 0
+    contributions: list = field(default_factory=list)  # Contribution per reader, for a summed delta
 
 
 @dataclass
@@ -221,12 +230,10 @@ def overview(scenario: Scenario, trace, name: str) -> StepOverview:
 # --- what else the engine must record --------------------------------------------------
 
 def _delta_below(scenario: Scenario, name: str):
-    """The layer whose input delta `name` is, or None."""
-    for position, layer in enumerate(scenario.layers):
-        below = f"{scenario.layers[position - 1].name}.delta" if position else "input.delta"
-        if name == below:
-            return layer
-    return None
+    """The layer whose input delta `name` is, or None (also when several layers read the
+    value: its delta is then a sum, and each reader's share is shown as a contribution)."""
+    readers = scenario.plan.readers_of_delta(name)
+    return scenario.layer(readers[0].name) if len(readers) == 1 else None
 
 
 def _related(scenario: Scenario, name: str, index: tuple):
@@ -246,10 +253,7 @@ def _windows_containing(layer, index):
 
 
 def _layer_type(scenario: Scenario, layer_name):
-    for layer in scenario.layers:
-        if layer.name == layer_name:
-            return layer.type
-    return None
+    return scenario.layer(layer_name).type if layer_name in scenario.plan else None
 
 
 # --- reading the trace -----------------------------------------------------------------
@@ -320,7 +324,7 @@ class _Explainer:
                 replaced = "given"
             elif step.rounded:
                 replaced = f"rounded ({step.rounded})"
-        layer = next((layer for layer in self.scenario.layers if layer.name == step.layer), None)
+        layer = self.scenario.layer(step.layer) if step.layer in self.scenario.plan else None
         shown = self.written(name, index)
         result = Explanation(
             element=self.label(name, index), name=name, index=shown, canonical=index, phase=step.phase,
@@ -351,6 +355,9 @@ class _Explainer:
         elif expansion.kind == "apply":
             result.fn = expansion.fn
             result.argument = self.operand(expansion.terms[0][0], step)
+        if step.parts:
+            result.contributions = [Contribution(part.layer, part.rule, float(part.values[index]))
+                                    for part in step.parts]
         role_layer = _delta_below(self.scenario, name)
         extra = self.IN_DELTA_VIEWS.get(role_layer.type) if role_layer is not None else None
         if extra:

@@ -76,11 +76,13 @@ def as_array(values) -> np.ndarray:
 
 @dataclass
 class Names:
-    """The traced names one layer's steps read and write."""
+    """The traced names one layer's steps read and write (built by the plan)."""
     layer: str
-    x: str          # this layer's input: the previous layer's out, or "input"
-    x_delta: str    # the error at the input: previous layer's delta, or "input.delta"
+    x: str          # this layer's (first) input: the layer before's out, `from`'s, or "input"
+    x_delta: str    # the error at that input: "c1.delta", "input.delta"
     base: int = 0   # conventions.index_base, for indices written into notes
+    xs: tuple = ()          # every value it reads, for layers that read several (add, concat)
+    x_deltas: tuple = ()    # their errors, in the same order
 
     @property
     def out(self):
@@ -107,6 +109,8 @@ class BuildContext:
     conventions: object
     previous: str                    # name and type of the layer before, for messages
     rng: object = None               # numpy Generator when the scenario has `init`
+    in_shapes: tuple = ()            # the shape of every value read, for layers that read several
+    sources: tuple = ()              # and their descriptions ("conv c1", "the input")
 
 
 class Layer:
@@ -117,6 +121,7 @@ class Layer:
     # roles each parameter's gradient is computed from: the delta, times the input for a weight
     grad_reads = {"kernel": ("delta", "in"), "weights": ("delta", "in"), "bias": ("delta",)}
     elementwise = False                    # an activation: it reads one value, or one vector, at a time
+    merge = False                          # reads several values (`from: [a, b]`): forward gets a list
 
     def __init__(self, name: str, in_shape: tuple):
         self.name = name
@@ -149,6 +154,10 @@ class Layer:
 
     def rules(self, n: Names) -> dict:
         raise NotImplementedError
+
+    def in_delta_names(self, roles: dict, k: int = 0) -> tuple:
+        """The traced names the error at input k is computed from."""
+        return tuple(roles[r] for r in self.in_delta_reads)
 
     def roles(self, n: Names) -> dict:
         """Which traced name each role in a recorded term stands for."""
@@ -945,5 +954,8 @@ class Dense(Layer):
         }
 
 
+# the merge layers build on Layer above; imported here so that LAYERS is the one registry
+from .merge import Add, Concat, Multiply  # noqa: E402
+
 LAYERS = {cls.type: cls for cls in (Conv, MaxPool, AvgPool, Sigmoid, Tanh, Relu, LeakyRelu, Identity,
-                                    Softmax, Flatten, Dense)}
+                                    Softmax, Flatten, Dense, Add, Multiply, Concat)}

@@ -137,9 +137,14 @@ class BCE(Loss):
         if bad:
             at = display_index(out.shape, bad[0])   # as the trace shows it, length-1 axes dropped
             element = f" element [{','.join(map(str, at))}] (counting from 0)" if at else ""
+            value = out[bad[0]]
+            # a sigmoid never leaves [0, 1]; it gives exactly 1 when it saturates (an input above
+            # about 37 in float64) or is rounded, and there log(1 − out) is infinite
+            hint = "put a sigmoid layer last" if not 0 <= value <= 1 else \
+                f"log 0 is infinite; a sigmoid gives exactly {value:g} only when it saturates (a large input) " \
+                "or is rounded: use smaller numbers or keep more decimals"
             raise ScenarioError(f"bce needs outputs strictly between 0 and 1, but the last layer's output"
-                                f"{element} is {out[bad[0]]:g}", key="loss.type",
-                                hint="put a sigmoid layer last")
+                                f"{element} is {value:g}", key="loss.type", hint=hint)
 
     def value(self, out, target, rec):
         self._check(out)

@@ -322,7 +322,7 @@ def _loss_variant(scenario: Scenario, id_: str, message: str, value_factor: floa
     loss = scenario.loss
     mistaken = dataclasses.replace(scenario, loss=MistakenLoss(loss.type, loss.target, loss.classes,
                                                                value_factor, gradient_factor))
-    changes = {scenario.names(scenario.layers[-1]).delta} | ({"loss"} if value_factor != 1 else set())
+    changes = {scenario.names(scenario.output).delta} | ({"loss"} if value_factor != 1 else set())
     return Variant(id_, message, mistaken, changes=frozenset(changes),
                    form=f"loss×{value_factor:g},×{gradient_factor:g}")
 
@@ -558,7 +558,7 @@ def _batch_and_loss_variants(sc, active) -> list:
     samples = sc.input.shape[0]
     loss = sc.loss
     if loss is not None:
-        last = sc.names(sc.layers[-1])
+        last = sc.names(sc.output)
         delta, out = last.delta, last.out
         rule = LOSSES[loss.type].delta_rule.format(delta=delta, out=out)
         found.append(_loss_variant(sc, "loss-gradient-sign",

@@ -12,21 +12,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ScenarioError, did_you_mean, suggest
+from .errors import ScenarioError, did_you_mean, plain_text, suggest
 from .layers import LAYERS, MAX_TENSOR_ELEMENTS, BuildContext, Layer, Names
 from .losses import LOSSES
+from .plan import Node, Plan, input_value, layer_value
 from .rounding import MODES
 from .source import Document, read_document, parse_text
 from .spec import Spec, kind_of, read_tensor, shape_error, shape_words
 from .tensors import canonical_index, display_index, fits, format_index, kept_axes
 
-TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "layers", "upstream", "loss",
-            "given", "learning_rate", "rounding", "expected", "init", "tolerance")
+TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "inputs", "layers", "output", "upstream",
+            "loss", "given", "learning_rate", "rounding", "expected", "init", "tolerance")
 LOSS_TYPES = tuple(LOSSES)
 ROUNDING_MODES = tuple(MODES)
 ROUNDING_GROUPS = ("forward", "backward", "all")
 FORMAT_VERSIONS = (1,)
 ACTIVATIONS = tuple(kind for kind, cls in LAYERS.items() if cls.elementwise)
+MERGES = tuple(kind for kind, cls in LAYERS.items() if cls.merge)
 
 # Forward + backward scalar operations above which a scenario is refused before it runs:
 # the loops run at roughly 3 million operations a second, so this is about ten seconds.
@@ -120,9 +122,7 @@ class Scenario:
     name: str
     description: str
     conventions: Conventions
-    input: np.ndarray
     layers: list
-    input_origin: str = "as written"
     loss: Loss | None = None
     upstream: Upstream | None = None
     given: dict = field(default_factory=dict)        # name -> Patch
@@ -132,30 +132,47 @@ class Scenario:
     tolerance: "Tolerance" = None                     # for `check`; as written unless the file says
     document: Document | None = None
     shapes: dict = field(default_factory=dict)       # every traced name -> canonical shape, in trace order
+    plan: Plan | None = None                         # the wiring: what each layer reads
+    inputs: dict = field(default_factory=dict)       # input name -> values ("input" alone, or `inputs:`)
+    input_origins: dict = field(default_factory=dict)
 
     @property
     def path(self):
         return self.document.file if self.document else None
 
+    @property
+    def input(self) -> np.ndarray:
+        """The (first) input's values; `inputs` holds them all by name."""
+        return self.inputs[next(iter(self.inputs))]
+
+    @input.setter
+    def input(self, values):
+        self.inputs[next(iter(self.inputs))] = values
+
+    @property
+    def input_origin(self) -> str:
+        return self.input_origins[next(iter(self.inputs))]
+
     def layer(self, name) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)
 
     @property
+    def output(self) -> Layer:
+        """The layer the loss (or the upstream error) applies to."""
+        return self.layer(self.plan.output)
+
+    @property
     def active_layers(self) -> list:
-        """The layers the backward pass runs through: all of them, or those up to
-        `upstream.layer` (the layers after it run forward only)."""
-        if self.upstream is None:
-            return list(self.layers)
-        position = [layer.name for layer in self.layers].index(self.upstream.layer)
-        return self.layers[:position + 1]
+        """The layers the backward pass runs through, in forward order: the output layer
+        (or `upstream.layer`) and every layer it depends on.  The others run forward only."""
+        return [self.layer(node.name) for node in self.plan.active]
 
     def names(self, layer: Layer) -> Names:
         """The traced names `layer`'s steps read and write."""
-        position = self.layers.index(layer)
-        below = self.layers[position - 1].name if position else None
-        return Names(layer=layer.name, x=f"{below}.out" if below else "input",
-                     x_delta=f"{below}.delta" if below else "input.delta",
-                     base=self.conventions.index_base)
+        reads = self.plan.node(layer.name).reads
+        return Names(layer=layer.name, x=reads[0].out, x_delta=reads[0].delta,
+                     base=self.conventions.index_base, xs=tuple(v.out for v in reads),
+                     x_deltas=tuple(v.delta for v in reads))
 
     def work(self) -> int:
         return sum(layer.multiply_adds() for layer in self.layers)
@@ -176,22 +193,30 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
     if "bptrace" in top:
         version = top.get("bptrace")
         if isinstance(version, bool) or version not in FORMAT_VERSIONS:
-            raise top.error("bptrace", f"unknown format version {version!r}",
+            scalar = isinstance(version, (str, int, float)) and not isinstance(version, bool)
+            shown = f"unknown format version '{version}'" if isinstance(version, str) else \
+                f"unknown format version {version}" if scalar else \
+                f"the format version is a number, found {kind_of(version)}"
+            raise top.error("bptrace", shown,
                             "this bptrace reads version " + ", ".join(map(str, FORMAT_VERSIONS)))
+    if "input" in top and "inputs" in top:
+        raise top.error("inputs", "a scenario has `input:` (one input) or `inputs:` (several, named), not both",
+                        "remove one of them")
     for key in ("input", "layers"):
-        if key not in top:
+        if key not in top and not (key == "input" and "inputs" in top):
             raise top.error(None, f"the scenario has no `{key}:`", "see `bptrace new` for a complete example")
     conventions = _conventions(top)
     layer_specs = top.get("layers")
     if not isinstance(layer_specs, list) or not layer_specs:
         raise top.error("layers", "expected a list of layers (each `- {type: ...}`), found "
                         + ("an empty list" if layer_specs == [] else kind_of(layer_specs)))
-    x, input_origin = _input(top, layer_specs)
+    inputs, origins = _inputs(top, layer_specs)
     scenario = Scenario(
-        name=top.text("name", "") or (doc.file or "scenario"),
-        description=top.text("description", "") or "",
-        conventions=conventions, input=x, input_origin=input_origin, layers=[], document=doc)
-    scenario.layers = _layers(top, x.shape, conventions, work_limit)
+        name=plain_text(top.text("name", "")) or plain_text(doc.file or "") or "scenario",
+        description=plain_text(top.text("description", "") or ""),
+        conventions=conventions, layers=[], document=doc, inputs=inputs, input_origins=origins)
+    scenario.layers, scenario.plan = _layers(top, inputs, conventions, work_limit)
+    _output(top, scenario)
     scenario.learning_rate = top.number("learning_rate", positive=True)
     _start(top, scenario)
     scenario.shapes = _shapes(scenario)
@@ -255,24 +280,81 @@ def _conventions(top: Spec) -> Conventions:
                        index_base=int(base))
 
 
-def _first_kind(layer_specs) -> str | None:
-    """The type of the first layer that is not an activation: it decides whether a 1-D or
-    2-D input is a feature vector (dense, or activations alone: a softmax of [1, 2, 3] is
-    over the three values) or a signal / one map (everything else)."""
-    for spec in layer_specs:
-        if isinstance(spec, dict) and spec.get("type") not in ACTIVATIONS:
-            return spec.get("type")
+def _written_reads(raw, position: int, layer_specs, input_names) -> list:
+    """The names a raw layer mapping reads, as written: its `from:`, else the layer before
+    it (the sole input, for the first layer).  Only for deciding the input's shape: the
+    plan validates `from` with located errors."""
+    written = raw.get("from") if isinstance(raw, dict) else None
+    if written is not None:
+        return [str(v) for v in (written if isinstance(written, list) else [written])]
+    if position == 0:
+        return list(input_names)[:1]
+    previous = layer_specs[position - 1]
+    name = previous.get("name") if isinstance(previous, dict) else None
+    if name is None:      # a layer without a name is called by type and running number
+        kind = previous.get("type") if isinstance(previous, dict) else None
+        if not isinstance(kind, str):
+            return []
+        count = sum(1 for spec in layer_specs[:position] if isinstance(spec, dict) and spec.get("type") == kind)
+        name = f"{kind}{count}"
+    return [str(name)]
+
+
+def _first_kind(layer_specs, input_name: str = "input", input_names=("input",)) -> str | None:
+    """The type of the first layer that reads the input (directly or through activations
+    and merges, which keep the shape) and is neither: it decides whether a 1-D or 2-D input is a feature vector
+    (dense, or activations alone: a softmax of [1, 2, 3] is over the three values) or a
+    signal / one map (everything else)."""
+    reached = {input_name}
+    counts: dict = {}
+    for position, spec in enumerate(layer_specs):
+        if not isinstance(spec, dict):
+            continue
+        kind = spec.get("type")
+        if not isinstance(kind, str):
+            continue          # refused, with its location, when the layers are built
+        counts[kind] = counts.get(kind, 0) + 1
+        name = spec.get("name") or f"{kind}{counts[kind]}"
+        if not reached & set(_written_reads(spec, position, layer_specs, input_names)):
+            continue
+        if kind not in ACTIVATIONS and kind not in MERGES:
+            return kind
+        reached.add(str(name))
     return None
 
 
-def _input(top: Spec, layer_specs) -> tuple:
-    """The input in canonical shape, and where its values came from in words."""
-    value = top.get("input")
+def _inputs(top: Spec, layer_specs) -> tuple:
+    """{name: values in canonical shape} and {name: where the values came from}: the one
+    `input:`, or each of `inputs: {x: ..., y: ...}`."""
+    if "input" in top:
+        x, origin = _input(top, ("input",), layer_specs, "input", ("input",))
+        return {"input": x}, {"input": origin}
+    spec = top.sub("inputs", None, "inputs")
+    if not spec.data:
+        raise top.error("inputs", "`inputs:` is empty", "name each input: `inputs: {x: [...], y: [...]}`")
+    names = [str(name) for name in spec.data]
+    inputs, origins = {}, {}
+    for name in spec.data:
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) \
+                or name in ("input", "loss"):
+            raise top.doc.error(("inputs", name), f"'{name}' cannot name an input",
+                                "use letters, digits and _, starting with a letter; not 'input' or 'loss'",
+                                at_key=True)
+        inputs[name], origins[name] = _input(top, ("inputs", name), layer_specs, name, names)
+    return inputs, origins
+
+
+def _input(top: Spec, path: tuple, layer_specs, name: str, input_names) -> tuple:
+    """One input in canonical shape, and where its values came from in words."""
+    value = top.doc.data
+    for key in path:
+        value = value[key]
+    what = "the input" if name == "input" else f"input {name}"
     if isinstance(value, dict):
         if "random" not in value:
-            raise top.error("input", "expected numbers (a list such as [[1, 2], [3, 4]]) or "
-                                     "{random: uniform, shape: [...]}, found a mapping without `random:`")
-        spec = top.sub("input", ("random", "shape", "seed", "low", "high"), "a random input")
+            raise top.doc.error(path, "expected numbers (a list such as [[1, 2], [3, 4]]) or "
+                                      "{random: uniform, shape: [...]}, found a mapping without `random:`")
+        spec = Spec(top.doc, path, value, ("random", "shape", "seed", "low", "high"), "a random input")
         kind = spec.choice("random", ("uniform", "normal"), None)
         if kind == "normal":
             for key in ("low", "high"):
@@ -293,30 +375,41 @@ def _input(top: Spec, layer_specs) -> tuple:
         rng = np.random.default_rng(seed)
         if kind == "uniform":
             low, high = spec.number("low", 0.0), spec.number("high", 1.0)
+            if not low < high:
+                raise spec.error("high" if "high" in spec else "low",
+                                 f"`low` ({low:g}) must be below `high` ({high:g}): numbers are drawn from [low, high)")
+            if not math.isfinite(high - low):
+                raise spec.error("high" if "high" in spec else "low",
+                                 f"the range [{low:g}, {high:g}) is wider than a float can hold",
+                                 "keep high − low below 1.8e308")
             x = rng.uniform(low, high, size=shape)
             origin = f"drawn uniformly from [{low:g}, {high:g}) (seed {seed})"
         else:
             x = rng.normal(0.0, 1.0, size=shape)
             origin = f"drawn from a standard normal (seed {seed})"
     else:
-        x, origin = read_tensor(top.doc, ("input",), value, what="the input"), "as written"
+        x, origin = read_tensor(top.doc, path, value, what=what), "as written"
     if x.ndim == 0 or x.ndim > 4:
-        raise top.error("input", f"the input must be [W], [H][W], [C][H][W] or [N][C][H][W]; "
-                                 f"found {'a single number' if x.ndim == 0 else f'{x.ndim} nested levels'}")
-    if _first_kind(layer_specs) in ("dense", None) and x.ndim <= 2:
+        raise top.doc.error(path, f"{what} must be [W], [H][W], [C][H][W] or [N][C][H][W]; "
+                                  f"found {'a single number' if x.ndim == 0 else f'{x.ndim} nested levels'}")
+    if _first_kind(layer_specs, name, input_names) in ("dense", None) and x.ndim <= 2:
         return (x.reshape(1, -1) if x.ndim == 1 else x), origin       # features: [F] or [N][F]
     return (x.reshape((1,) * (4 - x.ndim) + x.shape) if x.ndim > 1 else x.reshape(1, 1, 1, -1)), origin
 
 
-def _layers(top: Spec, in_shape, conventions, work_limit=None) -> list:
+def _layers(top: Spec, inputs: dict, conventions, work_limit=None) -> tuple:
+    """The layers, built in the order written, and the plan that wires them."""
     rng, drawn = None, None
     if "init" in top:
         init = top.sub("init", ("scheme", "seed"), "init")
         scheme = init.choice("scheme", ("glorot_uniform",), "glorot_uniform")
         seed = init.integer("seed", 0, minimum=0)
         rng, drawn = np.random.default_rng(seed), f"drawn by {scheme} (seed {seed})"
-    layers, counts, seen, work = [], {}, {}, 0
-    previous = "the input"
+    layers, nodes, counts, seen, work = [], [], {}, {}, 0
+    # what a layer may read: the inputs, then each layer once it is defined
+    defined = {name: (input_value(name), values.shape, "the input" if name == "input" else f"input {name}")
+               for name, values in inputs.items()}
+    positions = {}
     for position, raw in enumerate(top.get("layers")):
         path = ("layers", position)
         if not isinstance(raw, dict):
@@ -331,18 +424,26 @@ def _layers(top: Spec, in_shape, conventions, work_limit=None) -> list:
         if kind not in LAYERS:
             raise top.doc.error(path + ("type",), f"unknown layer type '{kind}'", suggest(kind, LAYERS))
         cls = LAYERS[kind]
-        spec = Spec(top.doc, path, raw, {"type", "name"} | cls.keys, f"a {kind} layer")
+        spec = Spec(top.doc, path, raw, {"type", "name", "from"} | cls.keys, f"a {kind} layer")
         counts[kind] = counts.get(kind, 0) + 1
         name = spec.text("name") or f"{kind}{counts[kind]}"
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name == "input" or name == "loss":
             raise spec.error("name", f"'{name}' cannot name a layer",
                              "use letters, digits and _, starting with a letter; not 'input' or 'loss'")
-        if name in seen:
+        if name in seen or name in inputs:
+            first = f"layers[{seen[name]}]" if name in seen else "an input"
             raise spec.error("name" if "name" in spec else "type",
-                             f"two layers are named '{name}' (the first is layers[{seen[name]}])",
+                             f"two {'layers are' if name in seen else 'values are'} named '{name}' (the first is {first})",
                              None if "name" in spec else "give this layer a `name:`")
         seen[name] = position
-        ctx = BuildContext(in_shape=tuple(in_shape), conventions=conventions, previous=previous, rng=rng)
+        reads = _reads(spec, name, position, defined, positions, top.get("layers"), inputs)
+        shapes = tuple(defined[r][1] for r in reads)
+        sources = tuple(defined[r][2] for r in reads)
+        if len(reads) > 1 and not cls.merge:
+            raise spec.error("from", f"a {kind} layer reads one value; `from` names {len(reads)}",
+                             "merge them first with an add, multiply or concat layer")
+        ctx = BuildContext(in_shape=shapes[0], conventions=conventions, previous=sources[0], rng=rng,
+                           in_shapes=shapes, sources=sources)
         layer = cls.build(name, spec, ctx)
         layer.origins = {role: "as written" if role in spec else "zeros (not written)" if role == "bias" else drawn
                          for role in layer.params}
@@ -355,9 +456,58 @@ def _layers(top: Spec, in_shape, conventions, work_limit=None) -> list:
         if work_limit is not None and work > work_limit:
             raise _too_large(top, work, work_limit, position)
         layers.append(layer)
-        in_shape = layer.out_shape
-        previous = f"{kind} {name}"
-    return layers
+        nodes.append(Node(name, kind, tuple(defined[r][0] for r in reads), layer.out_shape,
+                          tuple(layer.param_roles), position))
+        defined[name] = (layer_value(name), layer.out_shape, f"{kind} {name}")
+        positions[name] = position
+    plan = Plan(inputs=[input_value(name) for name in inputs], nodes=nodes, output=nodes[-1].name)
+    return layers, plan
+
+
+def _reads(spec: Spec, name: str, position: int, defined: dict, positions: dict, layer_specs, inputs) -> list:
+    """The names a layer reads: `from:` (one name or a list), else the layer before it, or
+    the input for the first layer.  Only names defined above it: the graph has no cycles."""
+    if "from" not in spec:
+        if position:
+            return [list(positions)[-1]]
+        if len(inputs) > 1:
+            raise spec.error(None, f"the network has {len(inputs)} inputs ({', '.join(inputs)}); the first "
+                                   "layer must say which it reads", f"write `from: {next(iter(inputs))}`")
+        return [next(iter(inputs))]
+    written = spec.get("from")
+    items = written if isinstance(written, list) else [written]
+    if not items:
+        raise spec.error("from", "`from` is an empty list", "name the layer or input it reads")
+    reads = []
+    for k, item in enumerate(items):
+        where = ("from", k) if isinstance(written, list) else ("from",)
+        if not isinstance(item, str) or isinstance(item, bool):
+            raise spec.doc.error(spec.path + where, f"`from` names a layer or an input, found {kind_of(item)}")
+        if item == name:
+            raise spec.doc.error(spec.path + where, f"layer '{name}' cannot read itself",
+                                 "name a layer above it, or an input")
+        if item not in defined:
+            later = [i for i, raw in enumerate(layer_specs) if isinstance(raw, dict) and raw.get("name") == item]
+            if later:
+                raise spec.doc.error(spec.path + where,
+                                     f"'{item}' is defined below this layer (layers[{later[0]}]); a layer reads only "
+                                     "names defined above it, so the network has no cycles",
+                                     "move the layer it reads above it")
+            raise spec.doc.error(spec.path + where, f"there is no layer or input named '{item}'",
+                                 suggest(item, list(defined), "defined above are"))
+        reads.append(item)
+    return reads
+
+
+def _output(top: Spec, scenario: Scenario):
+    """`output:` names the layer the loss applies to; by default the last one."""
+    if "output" not in top:
+        return
+    name = top.text("output")
+    names = [layer.name for layer in scenario.layers]
+    if name not in names:
+        raise top.error("output", f"there is no layer '{name}'", suggest(name, names, "the layers are"))
+    scenario.plan.start(name)
 
 
 def _start(top: Spec, scenario: Scenario):
@@ -371,13 +521,14 @@ def _start(top: Spec, scenario: Scenario):
         raise top.error(None, "a scenario needs exactly one of `loss:` (with a target) or `upstream:` "
                               "(a given error), and this one has neither",
                         "add e.g. `loss: {type: half_sse, target: [...]}`")
-    last = scenario.layers[-1]
+    last = scenario.output
     if has_up:
         spec = top.sub("upstream", ("layer", "delta"), "upstream")
         names = [layer.name for layer in scenario.layers]
         name = spec.text("layer", last.name)
         if name not in names:
             raise spec.error("layer", f"there is no layer '{name}'", suggest(name, names, "the layers are"))
+        scenario.plan.start(name)
         if "delta" not in spec:
             raise spec.error(None, "upstream needs `delta:`, the error dL/d(output) of that layer")
         shape = scenario.layer(name).out_shape
@@ -436,23 +587,28 @@ def _start(top: Spec, scenario: Scenario):
 
 
 def _shapes(scenario: Scenario) -> dict:
-    """Every traced name with its canonical shape, in the order the engine makes them."""
-    shapes = {"input": scenario.input.shape}
+    """Every traced name with its canonical shape, in the order the engine makes them
+    (the engine's walk of the plan: inputs; each layer's parameters and output; the loss;
+    backward through the active layers in reverse, each layer's gradients and then the
+    deltas it completes; the updates)."""
+    plan = scenario.plan
+    shapes = {name: values.shape for name, values in scenario.inputs.items()}
     for layer in scenario.layers:
         for role, values in layer.params.items():
             shapes[f"{layer.name}.{role}"] = values.shape
         shapes[f"{layer.name}.out"] = layer.out_shape
     if scenario.loss:
         shapes["loss"] = ()
-    active = scenario.active_layers
-    shapes[f"{active[-1].name}.delta"] = active[-1].out_shape
-    for layer in reversed(active):
-        n = scenario.names(layer)
+    start = scenario.layer(plan.output)
+    shapes[f"{start.name}.delta"] = start.out_shape
+    for node in reversed(plan.active):
+        layer = scenario.layer(node.name)
         for role in layer.param_roles:
-            shapes[n.grad(role)] = layer.params[role].shape
-        shapes[n.x_delta] = layer.in_shape
+            shapes[f"{layer.name}.grad.{role}"] = layer.params[role].shape
+        for value in plan.completes(node):
+            shapes[value.delta] = shapes[value.out]
     if scenario.learning_rate is not None:
-        for layer in active:
+        for layer in scenario.active_layers:
             for role in layer.param_roles:
                 shapes[f"{layer.name}.new.{role}"] = layer.params[role].shape
     return shapes
@@ -563,7 +719,7 @@ def _given(top: Spec, scenario: Scenario) -> dict:
     patches = []
     for key, value in spec.data.items():
         patch = make_patch(scenario, top.doc, ("given", key), key, value)
-        if patch.name == "input" or patch.name in written:
+        if patch.name in scenario.inputs or patch.name in written:
             raise top.doc.error(("given", key), f"'{patch.name}' is written in the scenario itself; "
                                                 "`given` pins values the network computes")
         patches.append(patch)

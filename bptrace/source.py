@@ -31,10 +31,22 @@ SNIPPET_WIDTH = 100
 _YAML = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_YAML + t for t in ("null", "bool", "int", "float", "str")}
 
-# YAML 1.2 (and JSON) numbers without a decimal point such as 1e-3: PyYAML follows YAML 1.1,
-# where they are text, and a student writing `0.1e-2`'s shorter form would get a puzzling
-# "expected a number, found the text '1e-3'".
-_EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$")
+# Numbers are read as YAML 1.2 and JSON read them, not as PyYAML's YAML 1.1: there `1e-3`,
+# `1.5e3` and `-.5` are text (a student would be told "write numbers without quotes" about
+# numbers without quotes), `010` is octal 8 and `1:30` is base 60, 90.  The forms on which the
+# two versions disagree are refused (`_YAML11_NUMBER`): whoever wrote `010` meant 10 or 0.10,
+# whoever wrote `1:30` a time or a ratio, and no reading of ours can know which.  `_` between
+# digits (`1_000`) stays allowed, as YAML 1.1 has it.
+_INT = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$")
+_YAML11_NUMBER = re.compile(r"^[-+]?(?:0[0-9_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)$")
+_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9][0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_YAML11_TAG = "tag:bptrace:yaml-1.1-number"
+
+# A scenario or an answer sheet is a few kilobytes; a `run --format json` export of a
+# million numbers is 20 MB (and takes ten seconds to read).  Anything beyond this is not a
+# file bptrace wrote or a person typed: refused before it is read into memory.
+MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 def format_path(path: Path) -> str:
@@ -161,7 +173,14 @@ def _loaders() -> tuple:
 
         loaders.insert(0, FastLoader)
     for loader in loaders:
-        loader.add_implicit_resolver(_YAML + "float", _EXPONENT_FLOAT, list("-+0123456789"))
+        numeric = (_YAML + "int", _YAML + "float")
+        loader.yaml_implicit_resolvers = {
+            first: [(tag, rx) for tag, rx in resolvers if tag not in numeric]
+            for first, resolvers in Resolver.yaml_implicit_resolvers.items()}
+        # tried in this order: a whole number, then a form the YAML versions disagree on
+        loader.add_implicit_resolver(_YAML + "int", _INT, list("-+0123456789"))
+        loader.add_implicit_resolver(_YAML11_TAG, _YAML11_NUMBER, list("-+0123456789"))
+        loader.add_implicit_resolver(_YAML + "float", _FLOAT, list("-+.0123456789"))
     return tuple(loaders)
 
 
@@ -207,7 +226,8 @@ def parse_text(text: str, file: str | None = None) -> Document:
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS:
                     raise at(key_node.start_mark, "a key must be a plain word such as `input`",
                              key=format_path(path) or None)
-                key = key_node.value
+                key = whole_characters(key_node.value,
+                                       lambda message: at(key_node.start_mark, message, key=format_path(path) or None))
                 key_path = path + (key,)
                 key_mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 if key in out:
@@ -227,10 +247,14 @@ def parse_text(text: str, file: str | None = None) -> Document:
         if node.tag == _YAML + "timestamp":
             raise doc.error(path, f"'{node.value}' reads as a date in YAML, which a scenario has no use for",
                             "put it in quotes if it is text")
+        if node.tag == _YAML11_TAG:
+            raise doc.error(path, *_yaml11_number(node.value))
         if node.tag not in _SCALAR_TAGS:
             raise doc.error(path, f"the tag {short_tag(node.tag)} is not allowed",
                             "only plain numbers, words, lists and mappings may be written")
         value = loader.construct_object(node, deep=True)
+        if isinstance(value, str):
+            value = whole_characters(value, lambda message: doc.error(path, message))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not _finite(value):
                 raise doc.error(path, f"'{_brief(node.value)}' is not a finite number",
@@ -260,6 +284,33 @@ def _read_error(exc, text, file, at, located) -> ScenarioError:
         return located(line, column, f"the control character {code:#04x} is not allowed in a YAML file",
                        "delete it, or retype the line")
     return ScenarioError(f"YAML syntax error: {exc}", file=file)
+
+
+def _yaml11_number(text: str) -> tuple:
+    """The message and hint refusing a number YAML 1.1 and YAML 1.2 read differently."""
+    if ":" in text:
+        return (f"'{text}' is a base-60 number in YAML 1.1 (1:30 is 90) and text in YAML 1.2",
+                "write the number itself; put it in quotes if it is text")
+    sign, digits = (text[0], text[1:]) if text[0] in "+-" else ("", text)
+    plain = digits.replace("_", "").lstrip("0") or "0"
+    return (f"'{text}' starts with a zero: YAML 1.1 reads it as an octal number, YAML 1.2 as decimal",
+            f"write {sign}{plain}, or {sign}0.{digits.replace('_', '')[1:]} if you meant a fraction")
+
+
+def whole_characters(text: str, refuse) -> str:
+    """Text with each UTF-16 surrogate pair joined into its character.
+
+    A JSON file may spell a character beyond U+FFFF as two escapes (`"\\ud835\\udc65"` is
+    what `json.dumps` writes for 𝑥) and the YAML reader decodes them one by one; left
+    apart, they cannot be printed or written as UTF-8.  A lone half is refused with
+    `refuse(message)`, which returns the error to raise."""
+    if not any("\ud800" <= char <= "\udfff" for char in text):
+        return text
+    try:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    except UnicodeDecodeError:
+        lone = next(char for char in text if "\ud800" <= char <= "\udfff")
+        raise refuse(f"the escape \\u{ord(lone):04x} is half of a character (a lone UTF-16 surrogate)") from None
 
 
 def _brief(text: str, width: int = 24) -> str:
@@ -328,52 +379,83 @@ def _syntax_error(exc, at) -> ScenarioError:
     return at(mark, f"YAML syntax error: {text}")
 
 
-def regular_file(name: str) -> None:
-    """Refuse, before opening it, a path that is not a regular file: a named pipe would block
-    for ever and a device never ends."""
+def read_regular_file(path, *, limit: int | None = None, what: str = "a scenario file") -> bytes:
+    """The bytes of the regular file `path`, or a ScenarioError saying why not: no such file
+    (with the closest name beside it), a link to nothing, a directory, a device or a pipe
+    (`/dev/zero` never ends, a named pipe without a writer never starts), more than `limit`
+    bytes.  Every reader of a user's file goes through here: scenarios, answer sheets,
+    `.npz` archives."""
     import os
     import stat
 
-    mode = os.stat(name).st_mode
-    if not stat.S_ISREG(mode):
-        kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
-        raise ScenarioError(f"this is {kind}, not a regular file", file=name, hint="bptrace reads files")
-
-
-def read_document(path) -> Document:
-    """Read a scenario or answer file, turning every way it can fail into a ScenarioError."""
-    import os
-
     name = str(path)
-    if not os.path.exists(name):
-        folder = os.path.dirname(name) or "."
-        hint = None
-        if os.path.isdir(folder):
-            import difflib
-
-            # compare the names without their endings, or every .yaml file looks close
-            by_stem = {}
-            readable = [".yaml", ".yml", ".json", ".npz"]       # in the order a suggestion prefers them
-
-            def preference(entry):
-                ext = os.path.splitext(entry)[1]
-                return (readable.index(ext) if ext in readable else len(readable), entry)
-
-            for entry in sorted(os.listdir(folder), key=preference):
-                by_stem.setdefault(os.path.splitext(entry)[0], entry)
-            stem = os.path.splitext(os.path.basename(name))[0]
-            close = difflib.get_close_matches(stem, list(by_stem), n=1, cutoff=0.6)
-            hint = f"did you mean '{by_stem[close[0]]}'?" if close else None
-        raise ScenarioError("no such file", file=name, hint=hint)
-    if os.path.isdir(name):
-        raise ScenarioError("this is a directory, not a scenario file", file=name,
-                            hint="name a .yaml file in it")
+    limit = MAX_FILE_BYTES if limit is None else limit
     try:
-        with open(name, "rb") as fh:
-            blob = fh.read()
+        # O_NONBLOCK: opening a named pipe would wait for a writer; on a regular file it does nothing
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        if os.path.islink(name):
+            raise ScenarioError(f"this is a symbolic link to '{os.readlink(name)}', which does not exist",
+                                file=name) from None
+        raise ScenarioError("no such file", file=name, hint=_closest_file(name)) from None
+    except IsADirectoryError:
+        raise _directory(name, what) from None
     except OSError as exc:
         raise ScenarioError(f"cannot read the file: {exc.strerror}", file=name) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise _directory(name, what)
+        if not stat.S_ISREG(mode):
+            kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+            raise ScenarioError(f"this is {kind}, not a regular file", file=name,
+                                hint="bptrace reads only regular files: save it to one first")
+        with os.fdopen(fd, "rb") as fh:
+            fd = None
+            blob = fh.read(limit + 1)
+    except OSError as exc:
+        raise ScenarioError(f"cannot read the file: {exc.strerror}", file=name) from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if len(blob) > limit:
+        size = f"{limit // 2 ** 20} MB" if limit >= 2 ** 20 else f"{limit:,} bytes"
+        raise ScenarioError(f"the file is larger than {size}, far more than {what} holds", file=name)
+    return blob
+
+
+def _directory(name: str, what: str) -> ScenarioError:
+    return ScenarioError(f"this is a directory, not {what}", file=name, hint="name a .yaml file in it")
+
+
+def _closest_file(name: str) -> str | None:
+    """"did you mean ...?" for a missing file: the closest name in its folder, never itself."""
+    import difflib
+    import os
+
+    folder = os.path.dirname(name) or "."
+    if not os.path.isdir(folder):
+        return None
+    # compare the names without their endings, or every .yaml file looks close
+    by_stem = {}
+    readable = [".yaml", ".yml", ".json", ".npz"]       # in the order a suggestion prefers them
+
+    def preference(entry):
+        ext = os.path.splitext(entry)[1]
+        return (readable.index(ext) if ext in readable else len(readable), entry)
+
+    for entry in sorted(os.listdir(folder), key=preference):
+        if entry != os.path.basename(name):
+            by_stem.setdefault(os.path.splitext(entry)[0], entry)
+    stem = os.path.splitext(os.path.basename(name))[0]
+    close = difflib.get_close_matches(stem, list(by_stem), n=1, cutoff=0.6)
+    return f"did you mean '{by_stem[close[0]]}'?" if close else None
+
+
+def read_document(path, what: str = "a scenario file") -> Document:
+    """Read a scenario or answer file, turning every way it can fail into a ScenarioError."""
+    name = str(path)
+    blob = read_regular_file(name, what=what)
     if blob.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ScenarioError("the file is UTF-16 text; bptrace reads UTF-8", file=name,
                             hint="save it as UTF-8")

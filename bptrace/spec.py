@@ -140,13 +140,23 @@ def read_tensor(doc: Document, path: tuple, value, *, what="numbers") -> np.ndar
                                 "every row must have the same number of entries")
         elif isinstance(item, bool) or not isinstance(item, (int, float)):
             raise doc.error(where, f"expected a number in {what}, found {kind_of(item)}",
-                            "write numbers without quotes" if isinstance(item, str) else None)
+                            "write numbers without quotes" if _quoted_number(item) else None)
 
     walk(value, tuple(path))
     shape = nested_shape(value)
     if 0 in shape:
         raise doc.error(path, f"{what} is empty")
     return np.array(value, dtype=float)
+
+
+def _quoted_number(item) -> bool:
+    """Text that is a number once its quotes are gone ("0.5"), not a word such as 'O.5'."""
+    import math
+
+    try:
+        return isinstance(item, str) and math.isfinite(float(item))
+    except ValueError:
+        return False
 
 
 def shape_words(shape) -> str:

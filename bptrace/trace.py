@@ -41,6 +41,14 @@ class Expansion:
 
 
 @dataclass
+class StepPart:
+    """One reader's contribution to a delta that several readers send back to."""
+    layer: str                            # the reader it came through
+    rule: str
+    values: np.ndarray
+
+
+@dataclass
 class Step:
     name: str
     phase: str
@@ -54,6 +62,7 @@ class Step:
     expansions: dict | None = None        # canonical index -> Expansion
     notes: list = field(default_factory=list)
     origin: str | None = None             # input and parameters: where the values came from
+    parts: list | None = None             # a delta summed over several readers: each one's StepPart
 
     @property
     def shape(self) -> tuple:
@@ -71,6 +80,7 @@ class SummaryRow:
     type: str
     out_shape: tuple
     params: int
+    reads: tuple = ()                     # what it reads, where that is not the row above
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""A conv layer as the dense layer it is: one big weight matrix with shared weights.
+"""A conv layer as the dense layer it is: one big weight matrix with shared weights, held as
+its weights alone (see MAX_UNROLLED_WEIGHTS).
 
 Each row is one output position (o, i, j), each column one input position (c, h, w).  The
 entry is the kernel element that joins them, or a structural zero where the kernel does not
@@ -13,6 +14,7 @@ delta, which `unroll` sets next to the engine's numbers.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +27,13 @@ SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 # M·x + b and Mᵀ·δ sum the engine's products in another order: only rounding noise may differ
 AGREE_RTOL = 1e-9
 AGREE_ATOL = 1e-12
+
+# M is held as its weights only (row, column, kernel element), never as a dense matrix: a
+# 100×100 input makes M 19,208×10,000, 1.5 GB dense, though it holds 172,872 weights.  Beyond
+# these, the listing of labels and weights itself grows past what a terminal shows or
+# memory holds: refused with a located message.
+MAX_UNROLLED_WEIGHTS = 1_000_000      # about 4 s and 200 MB
+MAX_UNROLLED_POSITIONS = 500_000      # rows + columns, each with its label
 
 
 @dataclass
@@ -48,8 +57,10 @@ class Unrolled:
     layer: str
     rows: list                 # label of each output position, e.g. "c1.out[0,1]"
     columns: list              # label of each input position, e.g. "input[2,3]"
-    symbols: np.ndarray        # int: k for weight w_k (1-based), 0 for a structural zero
-    matrix: np.ndarray         # the numbers
+    entry_rows: np.ndarray     # M's weights, one entry each: its row,
+    entry_columns: np.ndarray  # its column,
+    entry_symbols: np.ndarray  # k for weight w_k (1-based),
+    entry_values: np.ndarray   # and its number
     bias: np.ndarray           # per row
     weights: list              # (symbol "w₁", kernel element label, value) for k = 1, 2, ...
     max_row_weights: int       # the most weights in one row (the kernel's reach at one output)
@@ -60,8 +71,35 @@ class Unrolled:
     x_delta_name: str
 
     @property
+    def shape(self) -> tuple:
+        return len(self.rows), len(self.columns)
+
+    @property
     def nonzero(self) -> int:
-        return int((self.symbols != 0).sum())
+        return len(self.entry_symbols)
+
+    @property
+    def symbols(self) -> np.ndarray:
+        """M as a dense int matrix: k for weight w_k, 0 for a structural zero (for a matrix
+        small enough to print)."""
+        dense = np.zeros(self.shape, dtype=int)
+        dense[self.entry_rows, self.entry_columns] = self.entry_symbols
+        return dense
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """M in numbers, dense (for a matrix small enough to print)."""
+        dense = np.zeros(self.shape)
+        dense[self.entry_rows, self.entry_columns] = self.entry_values
+        return dense
+
+    def times(self, x: np.ndarray) -> np.ndarray:
+        """M · x"""
+        return np.bincount(self.entry_rows, self.entry_values * x[self.entry_columns], minlength=len(self.rows))
+
+    def transposed_times(self, d: np.ndarray) -> np.ndarray:
+        """Mᵀ · d"""
+        return np.bincount(self.entry_columns, self.entry_values * d[self.entry_rows], minlength=len(self.columns))
 
     def symbol(self, k: int) -> str:
         return symbol(k)
@@ -78,8 +116,9 @@ def _compare(mine, engine):
     return worst, bool(np.allclose(mine, engine, rtol=AGREE_RTOL, atol=AGREE_ATOL))
 
 
-def unroll(scenario, trace, layer_name: str) -> Unrolled:
-    """The unrolled matrix of conv layer `layer_name`, checked against `trace`."""
+def unrollable(scenario, layer_name: str) -> int:
+    """The position of conv layer `layer_name`, or a ScenarioError when it is no conv layer
+    or too large to unroll (asked before the trace is run, which may take seconds)."""
     names = [layer.name for layer in scenario.layers]
     if layer_name not in names:
         raise ScenarioError(f"'{layer_name}' is not a layer of this scenario", key=layer_name,
@@ -91,9 +130,29 @@ def unroll(scenario, trace, layer_name: str) -> Unrolled:
         raise ScenarioError(f"'{layer_name}' is a {layer.type} layer; --unrolled shows a conv layer "
                             "as a dense one", key=layer_name,
                             hint=("conv layers here: " + ", ".join(convs)) if convs else "this scenario has no conv layer")
+    N, C, H, W = layer.in_shape
+    _, O, Ho, Wo = layer.out_shape
+    rows, columns = O * Ho * Wo, C * H * W
+    most = rows * math.prod(layer.params["kernel"].shape[1:])        # every tap inside the input
+    if most > MAX_UNROLLED_WEIGHTS or rows + columns > MAX_UNROLLED_POSITIONS:
+        raise scenario.document.error(
+            ("layers", position),
+            f"{layer_name} unrolled is a {rows:,}×{columns:,} matrix with up to {most:,} weights, "
+            f"more than the {MAX_UNROLLED_WEIGHTS:,} weights and {MAX_UNROLLED_POSITIONS:,} rows and columns "
+            "explain --unrolled sets out",
+            "explain one number instead, such as `bptrace explain FILE "
+            f"'{element(layer_name + '.out', layer.out_shape[1:], (0, 0, 0), scenario.conventions.index_base)}'`, "
+            "or unroll the layer on a smaller input")
+    return position
+
+
+def unroll(scenario, trace, layer_name: str) -> Unrolled:
+    """The unrolled matrix of conv layer `layer_name`, checked against `trace`."""
+    position = unrollable(scenario, layer_name)
+    layer = scenario.layers[position]
     base = trace.conventions["index_base"]
-    in_name = f"{names[position - 1]}.out" if position else "input"
-    x_delta_name = f"{names[position - 1]}.delta" if position else "input.delta"
+    wiring = scenario.names(layer)
+    in_name, x_delta_name = wiring.x, wiring.x_delta
     out_name, delta_name = f"{layer_name}.out", f"{layer_name}.delta"
     kernel_name = f"{layer_name}.kernel"
     kernel = trace.value(kernel_name)
@@ -107,38 +166,46 @@ def unroll(scenario, trace, layer_name: str) -> Unrolled:
     # one symbol per kernel element, numbered in the kernel's own order
     symbol_of = {tuple(int(a) for a in at): k + 1 for k, at in enumerate(np.ndindex(*kernel.shape))}
 
-    symbols = np.zeros((len(rows), len(columns)), dtype=int)
-    matrix = np.zeros((len(rows), len(columns)))
+    entry_rows, entry_columns, entry_symbols = [], [], []
     for r, (o, i, j) in enumerate(rows):
         for ck, c, u, v, h, w in layer.window(o, i, j):
-            symbols[r, column_of[(c, h, w)]] = symbol_of[(o, ck, u, v)]
-            matrix[r, column_of[(c, h, w)]] = kernel[o, ck, u, v]
-
-    checks = []
-    x, out = trace.value(in_name), trace.value(out_name)
-    delta = trace.value(delta_name) if delta_name in trace else None
-    x_delta = trace.value(x_delta_name) if x_delta_name in trace else None
-    row_bias = bias[[o for o, _, _ in rows]]
-    for n in range(N):
-        xs = x[n].reshape(-1)
-        ds = delta[n].reshape(-1) if delta is not None else None
-        mine_out, engine_out = matrix @ xs + row_bias, out[n].reshape(-1)
-        mine_x_delta = matrix.T @ ds if ds is not None else None
-        engine_x_delta = x_delta[n].reshape(-1) if x_delta is not None else None
-        out_worst, out_agree = _compare(mine_out, engine_out)
-        x_delta_worst, x_delta_agree = (_compare(mine_x_delta, engine_x_delta)
-                                        if mine_x_delta is not None and engine_x_delta is not None else (None, None))
-        checks.append(SampleCheck(
-            sample=n + base if N > 1 else None, x=xs, out=mine_out, engine_out=engine_out,
-            delta=ds, x_delta=mine_x_delta, engine_x_delta=engine_x_delta,
-            out_worst=out_worst, out_agree=out_agree, x_delta_worst=x_delta_worst, x_delta_agree=x_delta_agree))
-    return Unrolled(
+            entry_rows.append(r)
+            entry_columns.append(column_of[(c, h, w)])
+            entry_symbols.append(symbol_of[(o, ck, u, v)])
+    entry_rows, entry_columns, entry_symbols = (np.array(part, dtype=np.intp)
+                                                for part in (entry_rows, entry_columns, entry_symbols))
+    entry_values = kernel.reshape(-1)[entry_symbols - 1]
+    unrolled = Unrolled(
         layer=layer_name,
         # positions within one sample: the same matrix serves every sample of a batch
         rows=[element(out_name, layer.out_shape[1:], cell, base) for cell in rows],
         columns=[element(in_name, layer.in_shape[1:], cell, base) for cell in columns],
-        symbols=symbols, matrix=matrix, bias=row_bias,
+        entry_rows=entry_rows, entry_columns=entry_columns, entry_symbols=entry_symbols, entry_values=entry_values,
+        bias=bias[[o for o, _, _ in rows]],
         weights=[(symbol(k), element(kernel_name, kernel.shape, at, base), float(kernel[at]))
                  for at, k in symbol_of.items()],
-        max_row_weights=int((symbols != 0).sum(axis=1).max()) if symbols.size else 0,
-        checks=checks, out_name=out_name, in_name=in_name, delta_name=delta_name, x_delta_name=x_delta_name)
+        max_row_weights=int(np.bincount(entry_rows, minlength=len(rows)).max()) if rows else 0,
+        checks=[], out_name=out_name, in_name=in_name, delta_name=delta_name, x_delta_name=x_delta_name)
+
+    x, out = trace.value(in_name), trace.value(out_name)
+    delta = trace.value(delta_name) if delta_name in trace else None
+    x_delta = None
+    if x_delta_name in trace:
+        step = trace[x_delta_name]
+        # a value several layers read: Mᵀ·δ is this layer's share of its delta
+        x_delta = next((part.values for part in step.parts if part.layer == layer_name), None) \
+            if step.parts else step.values
+    for n in range(N):
+        xs = x[n].reshape(-1)
+        ds = delta[n].reshape(-1) if delta is not None else None
+        mine_out, engine_out = unrolled.times(xs) + unrolled.bias, out[n].reshape(-1)
+        mine_x_delta = unrolled.transposed_times(ds) if ds is not None else None
+        engine_x_delta = x_delta[n].reshape(-1) if x_delta is not None else None
+        out_worst, out_agree = _compare(mine_out, engine_out)
+        x_delta_worst, x_delta_agree = (_compare(mine_x_delta, engine_x_delta)
+                                        if mine_x_delta is not None and engine_x_delta is not None else (None, None))
+        unrolled.checks.append(SampleCheck(
+            sample=n + base if N > 1 else None, x=xs, out=mine_out, engine_out=engine_out,
+            delta=ds, x_delta=mine_x_delta, engine_x_delta=engine_x_delta,
+            out_worst=out_worst, out_agree=out_agree, x_delta_worst=x_delta_worst, x_delta_agree=x_delta_agree))
+    return unrolled

@@ -24,6 +24,9 @@ import numpy as np
 ATOL = 1e-9
 RTOL = 1e-9
 
+# layer types that read several values
+MERGES = ("add", "multiply", "concat")
+
 
 def _torch():
     import torch
@@ -38,9 +41,18 @@ def tensor(values):
 
 def layer_forward(layer, x, params: dict, conventions):
     """One layer's forward pass in torch.nn.functional, from its geometry and the given
-    parameter tensors."""
+    parameter tensors (`x` is the list of values read, for a merge layer)."""
     torch, F = _torch()
     kind = layer.type
+    if kind == "add":
+        return sum(x[1:], x[0])
+    if kind == "multiply":
+        product = x[0]
+        for value in x[1:]:
+            product = product * value
+        return product
+    if kind == "concat":
+        return torch.cat(list(x), dim=1)
     if kind == "conv":
         kernel = params["kernel"]
         if conventions.kernel == "convolution":
@@ -93,20 +105,40 @@ def loss_value(loss, out):
     raise AssertionError(f"the oracle does not know loss {loss.type!r}")
 
 
+def wiring(scenario):
+    """(reads, start): for each layer the names of the values it reads ("input", an input's
+    name, or "L.out"), and the layer the backward pass starts from.  Read from the scenario
+    file's own `from:` / `output:` / `upstream:` keys with the format's default (each layer
+    reads the one before it), not from bptrace's plan."""
+    data = scenario.document.data
+    raw_layers = data["layers"]
+    inputs = list(data["inputs"]) if "inputs" in data else ["input"]
+    reads, previous, counts = {}, None, {}
+    for raw, layer in zip(raw_layers, scenario.layers):
+        counts[raw["type"]] = counts.get(raw["type"], 0) + 1
+        name = raw.get("name", f"{raw['type']}{counts[raw['type']]}")
+        assert name == layer.name
+        written = raw.get("from")
+        if written is None:
+            sources = [previous] if previous else [inputs[0]]
+        else:
+            sources = written if isinstance(written, list) else [written]
+        reads[name] = [s if s in inputs else f"{s}.out" for s in sources]
+        previous = name
+    start = data.get("output", previous)
+    if "upstream" in data:
+        start = data["upstream"].get("layer", start)
+    return reads, start
+
+
 def _active(scenario):
-    """The layers the backward pass goes through."""
-    if scenario.upstream is None:
-        return list(scenario.layers)
-    names = [layer.name for layer in scenario.layers]
-    return list(scenario.layers[:names.index(scenario.upstream.layer) + 1])
-
-
-def _below(scenario, position):
-    """(name of the layer's input, name of the error at that input)."""
-    if position == 0:
-        return "input", "input.delta"
-    previous = scenario.layers[position - 1].name
-    return f"{previous}.out", f"{previous}.delta"
+    """The layers the backward pass goes through: the start layer and all it depends on."""
+    reads, start = wiring(scenario)
+    needed = {f"{start}.out"}
+    for layer in reversed(scenario.layers):
+        if f"{layer.name}.out" in needed:
+            needed.update(reads[layer.name])
+    return [layer for layer in scenario.layers if f"{layer.name}.out" in needed], needed
 
 
 def _numpy(t, shape=None):
@@ -120,27 +152,27 @@ def global_values(scenario) -> dict:
     """name -> canonical numpy array for every value of BRIEF section 2."""
     if scenario.given or scenario.rounding:
         raise ValueError("given/rounding change what later steps read; use local_values")
-    x = tensor(scenario.input).requires_grad_()
-    leaves = {"input": x}
-    outs = {}
-    h = x
+    reads, start = wiring(scenario)
+    values = {name: tensor(x).requires_grad_() for name, x in scenario.inputs.items()}
+    leaves = dict(values)
     for layer in scenario.layers:
-        params = {role: tensor(values).requires_grad_() for role, values in layer.params.items()}
+        params = {role: tensor(v).requires_grad_() for role, v in layer.params.items()}
         leaves.update({f"{layer.name}.{role}": t for role, t in params.items()})
-        h = layer_forward(layer, h, params, scenario.conventions)
+        xs = [values[name] for name in reads[layer.name]]
+        h = layer_forward(layer, xs if layer.type in MERGES else xs[0], params, scenario.conventions)
         h.retain_grad()
-        outs[layer.name] = h
-    result = {name: _numpy(t) for name, t in leaves.items()}
-    result.update({f"{name}.out": _numpy(t) for name, t in outs.items()})
+        values[f"{layer.name}.out"] = h
+    result = {name: _numpy(t) for name, t in values.items()}
+    result.update({name: _numpy(t) for name, t in leaves.items()})
     if scenario.upstream is not None:
-        outs[scenario.upstream.layer].backward(tensor(scenario.upstream.delta))
+        values[f"{start}.out"].backward(tensor(scenario.upstream.delta))
     else:
-        loss = loss_value(scenario.loss, outs[scenario.layers[-1].name])
+        loss = loss_value(scenario.loss, values[f"{start}.out"])
         result["loss"] = _numpy(loss)
         loss.backward()
-    active = _active(scenario)
+    active, needed = _active(scenario)
     for layer in active:
-        out = outs[layer.name]
+        out = values[f"{layer.name}.out"]
         result[f"{layer.name}.delta"] = _numpy(out.grad) if out.grad is not None else np.zeros(out.shape)
         for role in layer.params:
             grad = leaves[f"{layer.name}.{role}"].grad
@@ -148,7 +180,10 @@ def global_values(scenario) -> dict:
             if scenario.learning_rate is not None:
                 old = leaves[f"{layer.name}.{role}"]
                 result[f"{layer.name}.new.{role}"] = _numpy(old - scenario.learning_rate * grad)
-    result["input.delta"] = _numpy(x.grad) if x.grad is not None else np.zeros(x.shape)
+    for name in scenario.inputs:
+        if name in needed:
+            x = values[name]
+            result[f"{name}.delta"] = _numpy(x.grad) if x.grad is not None else np.zeros(x.shape)
     return result
 
 
@@ -165,13 +200,15 @@ def layer_backward(layer, x, out, delta, params: dict, conventions) -> dict:
         return {"in": aten.tanh_backward(delta, out)}
     if layer.type == "softmax":
         return {"in": aten._softmax_backward_data(delta, out, 1, torch.float64)}
-    x = x.detach().clone().requires_grad_()
+    xs = [v.detach().clone().requires_grad_() for v in (x if layer.type in MERGES else [x])]
     params = {role: p.detach().clone().requires_grad_() for role, p in params.items()}
     roles = list(params)
-    y = layer_forward(layer, x, params, conventions)
-    grads = torch.autograd.grad(y, [x] + [params[r] for r in roles], grad_outputs=delta, allow_unused=True)
-    grads = [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, [x] + [params[r] for r in roles])]
-    return {"in": grads[0], **dict(zip(roles, grads[1:]))}
+    y = layer_forward(layer, xs if layer.type in MERGES else xs[0], params, conventions)
+    leaves = xs + [params[r] for r in roles]
+    grads = torch.autograd.grad(y, leaves, grad_outputs=delta, allow_unused=True)
+    grads = [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, leaves)]
+    ins = grads[:len(xs)]
+    return {"in": ins if layer.type in MERGES else ins[0], **dict(zip(roles, grads[len(xs):]))}
 
 
 def local_values(scenario, trace) -> dict:
@@ -183,33 +220,38 @@ def local_values(scenario, trace) -> dict:
     def read(name):
         return tensor(trace.value(name))       # the values later steps used: rounded, pinned
 
-    result = {"input": np.asarray(scenario.input, dtype=float)}
-    for position, layer in enumerate(scenario.layers):
-        x_name, _ = _below(scenario, position)
+    reads, start = wiring(scenario)
+    result = {name: np.asarray(x, dtype=float) for name, x in scenario.inputs.items()}
+    for layer in scenario.layers:
         for role, values in layer.params.items():
             result[f"{layer.name}.{role}"] = np.asarray(values, dtype=float)
         params = {role: read(f"{layer.name}.{role}") for role in layer.params}
-        result[f"{layer.name}.out"] = _numpy(layer_forward(layer, read(x_name), params, scenario.conventions))
+        xs = [read(name) for name in reads[layer.name]]
+        result[f"{layer.name}.out"] = _numpy(layer_forward(layer, xs if layer.type in MERGES else xs[0], params,
+                                                           scenario.conventions))
 
     if scenario.upstream is not None:
-        result[f"{scenario.upstream.layer}.delta"] = np.asarray(scenario.upstream.delta, dtype=float)
+        result[f"{start}.delta"] = np.asarray(scenario.upstream.delta, dtype=float)
     else:
-        last = scenario.layers[-1].name
-        out = read(f"{last}.out").requires_grad_()
+        out = read(f"{start}.out").requires_grad_()
         loss = loss_value(scenario.loss, out)
         result["loss"] = _numpy(loss)
-        result[f"{last}.delta"] = _numpy(torch.autograd.grad(loss, out)[0])
+        result[f"{start}.delta"] = _numpy(torch.autograd.grad(loss, out)[0])
 
-    active = _active(scenario)
-    for position in range(len(active) - 1, -1, -1):
-        layer = active[position]
-        x_name, x_delta_name = _below(scenario, position)
+    # each reader's share of a delta, from the trace's values of that reader's own delta;
+    # a value read by several layers (or twice by one) gets the sum of the shares
+    active, _ = _active(scenario)
+    for layer in reversed(active):
         params = {role: read(f"{layer.name}.{role}") for role in layer.params}
-        grads = layer_backward(layer, read(x_name), read(f"{layer.name}.out"), read(f"{layer.name}.delta"),
-                               params, scenario.conventions)
+        xs = [read(name) for name in reads[layer.name]]
+        grads = layer_backward(layer, xs if layer.type in MERGES else xs[0], read(f"{layer.name}.out"),
+                               read(f"{layer.name}.delta"), params, scenario.conventions)
         for role in layer.params:
             result[f"{layer.name}.grad.{role}"] = _numpy(grads[role])
-        result[x_delta_name] = _numpy(grads["in"])
+        shares = grads["in"] if layer.type in MERGES else [grads["in"]]
+        for name, share in zip(reads[layer.name], shares):
+            delta_name = f"{name.removesuffix('.out')}.delta"
+            result[delta_name] = result.get(delta_name, 0) + _numpy(share)
 
     if scenario.learning_rate is not None:
         for layer in active:

@@ -209,8 +209,15 @@ def test_a_named_pipe_never_blocks_check(tmp_path):
     # a subprocess, so that a regression fails the test instead of hanging the suite
     command = [sys.executable, "-m", "bptrace", "check", str(SEED001), "--format", "json"]
     result = subprocess.run(command + ["--expected", str(directory)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert [f["file"] for f in json.loads(result.stdout)["files"]] == [str(directory / "good.yaml")]
+    assert result.returncode == 2, result.stderr
+    good, pipe = json.loads(result.stdout)["files"]
+    assert good["file"] == str(directory / "good.yaml") and good["error"] is None and good["passed"] == 4
+    assert "pipe.yaml: this is a named pipe, not a regular file" in pipe["error"]
+    for name in ("pipe.npz", "pipe.json"):
+        os.mkfifo(directory / name)
+        result = subprocess.run(command + ["--expected", str(directory / name)], capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 2 and f"{name}: this is a named pipe, not a regular file" in result.stderr
     result = subprocess.run(command + ["--expected", str(directory / "pipe.yaml")], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from bptrace.cli import main
@@ -109,3 +110,91 @@ def test_an_unwritable_output_is_an_input_error(tmp_path):
                                        "-o", str(tmp_path / "no such folder" / "trace.json")])
     assert result.exit_code == 2
     assert "cannot write" in result.output
+
+
+def test_new_writes_into_a_device():
+    # /dev/null exists, but writing into a device or a pipe replaces nothing
+    result = CliRunner().invoke(main, ["new", "-o", "/dev/null"])
+    assert result.exit_code == 0, result.output
+
+
+def test_the_temporary_file_is_not_a_name_someone_can_plant(tmp_path):
+    # the temporary name was OUT.tmp-PID, opened following links: a planted link wrote elsewhere
+    import os
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out.json"
+    (tmp_path / f"out.json.tmp-{os.getpid()}").symlink_to(victim)
+    result = CliRunner().invoke(main, ["run", str(ROOT / "scenarios/seed001.yaml"), "--format", "json",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert victim.read_text() == "precious"
+    assert json.loads(out.read_text())["total_params"] == 15
+    assert not out.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["victim.txt", "out.json", f"out.json.tmp-{os.getpid()}"])
+
+
+def test_the_output_keeps_the_usual_file_mode(tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "trace.json"
+    old = os.umask(0o022)
+    try:
+        CliRunner().invoke(main, ["run", str(ROOT / "scenarios/seed001.yaml"), "--format", "json", "-o", str(out)])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
+WRITE_AND_DIE = """
+import os, signal, sys
+from bptrace import cli
+real_replace = os.replace
+def replace(src, dst):
+    # the signal arrives while the temporary file is complete but not yet renamed
+    os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+    real_replace(src, dst)
+cli.os.replace = replace
+cli.write_output("half a trace", sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGHUP", "SIGUSR1"])
+def test_a_signal_during_output_leaves_no_temporary_file(tmp_path, signal_name):
+    import signal
+
+    out = tmp_path / "trace.txt"
+    out.write_text("previous")
+    done = subprocess.run([sys.executable, "-c", WRITE_AND_DIE, str(out), signal_name],
+                          capture_output=True, text=True, check=False, cwd=ROOT)
+    assert done.returncode == -getattr(signal, signal_name), done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["trace.txt"]
+    assert out.read_text() == "previous"
+
+
+def test_output_naming_an_input_is_refused(tmp_path):
+    import os
+    import shutil
+
+    scenario = tmp_path / "s.yaml"
+    shutil.copy(ROOT / "scenarios/seed001_rounded.yaml", scenario)
+    original = scenario.read_text()
+    (tmp_path / "link.yaml").symlink_to(scenario)
+    os.link(scenario, tmp_path / "hard.yaml")
+    for output in (scenario, tmp_path / "link.yaml", tmp_path / "hard.yaml", tmp_path / "." / "s.yaml"):
+        for command in (["run", str(scenario)], ["check", str(scenario)]):
+            result = CliRunner().invoke(main, [*command, "-o", str(output)])
+            assert result.exit_code == 2, result.output
+            assert "is the input file" in result.output
+    # an answer sheet, named itself or through the folder that holds it
+    sheet = tmp_path / "answers" / "ans.yaml"
+    sheet.parent.mkdir()
+    sheet.write_text("input.delta: [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]\n")
+    for expected in (sheet, sheet.parent):
+        result = CliRunner().invoke(main, ["check", str(scenario), "--expected", str(expected), "--format", "json",
+                                           "-o", str(sheet)])
+        assert result.exit_code == 2, result.output
+        assert "is the input file" in result.output
+    assert scenario.read_text() == original and sheet.read_text().startswith("input.delta")

@@ -180,6 +180,70 @@ def test_numbers_with_an_exponent_and_no_point_are_numbers():
     assert sc.input.ravel().tolist() == [0.001, -200.0]
 
 
+def test_numbers_are_read_as_yaml_1_2_and_json_read_them():
+    # YAML 1.1 (PyYAML) reads these as text, and the message said "write numbers without quotes"
+    sc = loads("input: [1.5e3, 1.0E5, -.5, +.5, 5., 1_000, 0.5]\nlayers: [{type: relu}]\n"
+               "upstream: {delta: [1, 1, 1, 1, 1, 1, 1]}\n")
+    assert sc.input.ravel().tolist() == [1500.0, 100000.0, -0.5, 0.5, 5.0, 1000.0, 0.5]
+    assert sc.document.raw[("input", 0)] == "1.5e3"      # the text as written, for `check`'s decimals
+
+
+@pytest.mark.parametrize("written", ["010", "0145", "-07", "1:30", "1:30.5"])
+def test_numbers_yaml_versions_disagree_on_are_refused_under_either_version(written):
+    # YAML 1.1 reads 010 as 8, 0145 as 101 and 1:30 as 90, even after `%YAML 1.2`
+    for head in ("", "%YAML 1.2\n---\n"):
+        with pytest.raises(ScenarioError, match="YAML 1.1") as caught:
+            loads(f"{head}input: [1, 2]\nlayers: [{{type: relu}}]\nupstream: {{delta: [1, 1]}}\n"
+                  f"learning_rate: {written}\n")
+        assert caught.value.key == "learning_rate" and caught.value.line == head.count("\n") + 4
+
+
+def test_a_json_surrogate_pair_is_one_character(tmp_path):
+    # json.dumps writes 𝑥 as "\ud835\udc65"; the YAML reader decodes the halves one by one
+    import json
+
+    path = tmp_path / "math.json"
+    path.write_text(json.dumps({"name": "the 𝑥 problem", "description": "𝑥 → 𝑦", "input": [1, 2],
+                                "layers": [{"type": "relu"}], "upstream": {"delta": [1, 1]},
+                                "expected": {"input.delta": [1, 1]}}))
+    assert "\\ud835" in path.read_text()
+    result = _invoke("run", path)
+    assert result.exit_code == 0, result.output
+    assert "the 𝑥 problem" in result.output and "Traceback" not in result.output
+    result = _invoke("check", path)
+    assert result.exit_code == 0, result.output
+    assert loads(path.read_text()).name == "the 𝑥 problem"
+
+
+def test_only_regular_files_are_read(tmp_path):
+    import os
+
+    # /dev/zero never ends, and a named pipe without a writer never starts
+    _refused(_invoke("run", "/dev/zero"), "/dev/zero: this is a device, not a regular file")
+    pipe = tmp_path / "sheet.yaml"
+    os.mkfifo(pipe)
+    _refused(_invoke("run", pipe), "sheet.yaml: this is a named pipe, not a regular file")
+    scenario = ROOT / "scenarios" / "seed001.yaml"
+    _refused(_invoke("check", scenario, "--expected", tmp_path), "sheet.yaml: this is a named pipe")
+
+
+def test_a_file_too_large_to_be_a_scenario_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from bptrace import source
+
+    path = tmp_path / "huge.yaml"
+    path.write_text("input: [1, 2]\nlayers: [{type: relu}]\nupstream: {delta: [1, 1]}\n" + "#" * 1000 + "\n")
+    monkeypatch.setattr(source, "MAX_FILE_BYTES", 1000)
+    _refused(_invoke("run", path), "huge.yaml: the file is larger than 1,000 bytes")
+    assert source.read_regular_file(path, limit=2000).startswith(b"input:")
+
+
+def test_a_dangling_link_names_what_it_points_to(tmp_path):
+    (tmp_path / "problem.yaml").symlink_to(tmp_path / "moved" / "problem.yaml")
+    result = _invoke("run", tmp_path / "problem.yaml")
+    _refused(result, "problem.yaml: this is a symbolic link to", "moved/problem.yaml', which does not exist")
+    assert "did you mean 'problem.yaml'" not in result.output
+
+
 def test_a_vector_before_activations_alone_is_read_as_features():
     # read as a one-pixel-high map, a softmax would be over one channel: [1, 1, 1]
     sc = loads("input: [1, 2, 3]\nlayers: [{type: softmax}]\nupstream: {delta: [1, 0, 0]}\n")
@@ -287,3 +351,73 @@ def test_a_suggestion_lists_the_valid_values():
     assert suggest("maxpoool", ["conv", "maxpool"]) == "did you mean 'maxpool'? one of: conv, maxpool"
     assert suggest("lstm", ["conv", "maxpool"]) == "one of: conv, maxpool"
     assert suggest("x", [f"n{i}" for i in range(40)]).endswith(", ... (40 in all)")
+
+
+def test_bce_on_a_saturated_sigmoid_does_not_ask_for_a_sigmoid(tmp_path):
+    # a sigmoid is last; its output is exactly 1 (input 40) or rounded to 1
+    path = tmp_path / "saturated.yaml"
+    path.write_text("input: [40, 1]\nlayers:\n  - {type: dense, name: h, weights: [[1, 0]], bias: [0]}\n"
+                    "  - {type: sigmoid, name: s}\nloss: {type: bce, target: [1]}\n")
+    result = _invoke("run", path)
+    _refused(result, "saturated.yaml:5:14: loss.type: bce needs outputs strictly between 0 and 1, but the last "
+                     "layer's output is 1 (log 0 is infinite; a sigmoid gives exactly 1 only when it saturates")
+    assert "put a sigmoid layer last" not in result.output
+    path.write_text("input: [4, 1]\nlayers:\n  - {type: dense, name: h, weights: [[1, 0]], bias: [0]}\n"
+                    "  - {type: sigmoid, name: s}\nloss: {type: bce, target: [1]}\n"
+                    "rounding: {decimals: 1}\n")
+    result = _invoke("run", path)
+    _refused(result, "output is 1 (log 0 is infinite", "or is rounded")
+    assert "put a sigmoid layer last" not in result.output
+
+
+# --- user text that steers a terminal -------------------------------------------------------
+
+STEERING = ('name: "Problem 3\\n\\nthe \\e[31mred\\e[0m one\\a"\n'
+            'description: "First line.\\n\\n\\tSecond \\u202eparagraph.\\x0c"\n'
+            "input: [1, 2]\nlayers: [{type: relu}]\nupstream: {delta: [1, 1]}\n")
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "latex", "html", "json"])
+def test_names_and_descriptions_reach_no_output_with_control_characters(fmt, tmp_path):
+    # escapes in a double-quoted YAML string (or a JSON one) make any character
+    path = tmp_path / "steer.yaml"
+    path.write_text(STEERING)
+    result = _invoke("run", "--format", fmt, path)
+    assert result.exit_code == 0, result.output
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]", result.output), repr(result.output[:300])
+    assert "Problem 3 the [31mred [0m one" in result.output or fmt == "markdown"
+    sc = loads(STEERING)
+    assert (sc.name, sc.description) == ("Problem 3 the [31mred [0m one", "First line. Second paragraph.")
+
+
+def test_messages_show_control_characters_instead_of_sending_them(tmp_path):
+    path = tmp_path / "evil\x1b[2J.yaml"
+    path.write_text('input: [1, 2]\nlayers: [{type: relu, name: "x\\e]0;owned\\a"}]\n')
+    result = _invoke("run", path)
+    _refused(result, "evil\\x1b[2J.yaml:2:29: layers[0].name: 'x\\x1b]0;owned\\x07' cannot name a layer")
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    result = _invoke("run", ROOT / "scenarios" / "seed001.yaml", "--only", "c1\x1b[2J")
+    _refused(result, "--only c1\\x1b[2J: no step")
+    assert "\x1b" not in result.output
+
+
+def test_a_check_report_shows_file_names_instead_of_obeying_them(tmp_path):
+    scenario = ROOT / "scenarios" / "seed001_rounded.yaml"
+    folder = tmp_path / "sheets"
+    folder.mkdir()
+    (folder / "alice\x1b]0;owned\x07.yaml").write_text("loss: 0.5\n")
+    (folder / "bob.yaml").write_text("loss: 0.5\n")
+    result = _invoke("check", scenario, "--expected", folder)
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "alice\\x1b]0;owned\\x07.yaml" in result.output
+
+
+def test_only_a_quoted_number_is_told_to_lose_its_quotes():
+    text = "input: [1, {}]\nlayers: [{{type: relu}}]\nupstream: {{delta: [1, 1]}}\n"
+    with pytest.raises(ScenarioError) as caught:
+        loads(text.format('"0.5"'))
+    assert caught.value.hint == "write numbers without quotes"
+    for word in ("O.5", "nan", "0b11"):
+        with pytest.raises(ScenarioError, match="found the text") as caught:
+            loads(text.format(word))
+        assert caught.value.hint is None, word

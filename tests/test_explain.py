@@ -470,3 +470,47 @@ def test_softmax_factor_is_indexed_after_the_whole_softmax():
     e = explain(loads(SIX_BY_SIX), "d.delta[2]")
     assert e.terms[0].operands[0].label == "softmax(d.out)[2]"
     assert "softmax(d.out[2])" not in _text(e)
+
+
+WIDE_CONV = """
+input: {random: uniform, shape: [40, 40], seed: 0}
+init: {seed: 0}
+layers:
+  - {type: conv, name: c1, out_channels: 2, size: 3}
+  - {type: flatten}
+  - {type: dense, out: 1}
+loss: {type: mse, target: 0}
+"""
+
+
+def test_unrolled_holds_the_weights_not_a_dense_matrix():
+    # M is 2,888×1,600: 74 MB as two dense matrices, for 25,992 weights
+    import tracemalloc
+
+    scenario = loads(WIDE_CONV)
+    trace = run(scenario)
+    tracemalloc.start()
+    try:
+        u = unroll(scenario, trace, "c1")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, peak
+    assert u.shape == (2888, 1600) and u.nonzero == 2 * 38 * 38 * 9
+    assert all(check.out_agree and check.x_delta_agree for check in u.checks)
+    text = _text(u)
+    assert "M is 2888×1600" in text and "too large to print" in text
+
+
+def test_unrolling_a_layer_too_large_is_refused_before_the_trace_runs(monkeypatch, tmp_path):
+    from bptrace import cli, unrolled
+
+    path = tmp_path / "wide.yaml"
+    path.write_text(WIDE_CONV.lstrip())
+    monkeypatch.setattr(unrolled, "MAX_UNROLLED_WEIGHTS", 10_000)
+    monkeypatch.setattr(cli, "trace_scenario", lambda *a, **k: pytest.fail("the trace ran"))
+    result = CliRunner().invoke(main, ["explain", "--unrolled", str(path), "c1"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {path}:4:5: layers[0]: c1 unrolled is a 2,888×1,600 matrix "
+                                    "with up to 25,992 weights, more than the 10,000 weights")
+    assert "bptrace explain FILE 'c1.out[0,0,0]'" in result.output

@@ -433,6 +433,54 @@ layers:
 upstream: {{delta: {lit(2, 2, seed=98)}}}
 rounding: {{decimals: 2, mode: truncate, apply: [forward]}}
 """,
+    # --- graphs: `from`, several inputs, merge layers, a value read twice -------------------
+    "graph-residual-block": f"""
+input: {lit(1, 2, 5, 5, seed=120)}
+layers:
+  - {{type: conv, name: c1, kernel: {lit(2, 2, 3, 3, seed=121)}, padding: 1, bias: [0.1, -0.2]}}
+  - {{type: relu, name: r1}}
+  - {{type: conv, name: c2, kernel: {lit(2, 2, 3, 3, seed=122)}, padding: 1, bias: 0.05}}
+  - {{type: add, name: skip, from: [c2, c1]}}
+  - {{type: relu, name: r2}}
+  - {{type: avgpool, name: p, size: 2}}
+  - {{type: flatten, name: f}}
+  - {{type: dense, name: h, weights: {lit(3, 8, seed=123)}}}
+loss: {{type: cross_entropy, target: 2}}
+learning_rate: 0.1
+""",
+    "graph-skip-from-input": f"""
+input: {lit(2, 4, seed=124)}
+layers:
+  - {{type: dense, name: a, weights: {lit(4, 4, seed=125)}}}
+  - {{type: tanh, name: t}}
+  - {{type: add, name: s, from: [t, input, input]}}
+  - {{type: dense, name: o, weights: {lit(2, 4, seed=126)}, bias: [0.1, 0.2]}}
+loss: {{type: half_sse, target: {lit(2, 2, seed=127)}}}
+""",
+    "graph-two-inputs-multiply-concat": f"""
+inputs: {{x: {lit(2, 3, seed=128)}, y: {lit(2, 3, seed=129)}}}
+layers:
+  - {{type: dense, name: a, from: x, weights: {lit(3, 3, seed=130)}}}
+  - {{type: sigmoid, name: g, from: y}}
+  - {{type: multiply, name: m, from: [a, g]}}
+  - {{type: multiply, name: sq, from: [a, a]}}
+  - {{type: concat, name: k, from: [m, sq, x], axis: features}}
+  - {{type: dense, name: o, weights: {lit(2, 9, seed=131)}}}
+  - {{type: dense, name: side, from: g, weights: {lit(1, 3, seed=132)}}}
+output: o
+loss: {{type: mse, target: {lit(2, 2, seed=133)}}}
+""",
+    "graph-concat-channels-upstream": f"""
+input: {lit(1, 1, 4, 4, seed=134)}
+layers:
+  - {{type: conv, name: c1, kernel: {lit(2, 1, 2, 2, seed=135)}}}
+  - {{type: maxpool, name: p1, size: 3, stride: 1, padding: 1, from: input}}
+  - {{type: conv, name: c2, kernel: {lit(1, 1, 2, 2, seed=136)}}}
+  - {{type: concat, name: k, from: [c2, c1]}}
+  - {{type: sigmoid, name: s}}
+  - {{type: flatten}}
+upstream: {{layer: s, delta: {lit(1, 3, 3, 3, seed=137)}}}
+""",
 }
 
 

@@ -156,3 +156,15 @@ layers: [{type: relu, name: r}]
 upstream: {layer: r, delta: [[[1, 0], [0, 1]], [[1, 1], [0, 0]]]}
 """)))
     assert r"{\small map 1:}" in source and ":, :" not in source
+
+
+STEERING_NAME = ('name: "Problem 3\\n\\nthe \\e[31mred\\e[0m one\\a"\n'
+                 'description: "First line.\\n\\n\\tSecond \\u202eparagraph.\\x0c"\n'
+                 "input: [1, 2]\nlayers: [{type: relu}]\nupstream: {delta: [1, 1]}\n")
+
+
+def test_a_name_with_blank_lines_and_control_characters_compiles(tmp_path):
+    source = latex.render(run(loads(STEERING_NAME)))
+    assert r"\section*{Problem 3 the [31mred [0m one}" in source
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202e]", source)
+    compile_tex(tmp_path, source)

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..check import FOLLOWS, WRONG
+from ..errors import visible
 from .common import minus_sign, signed
 
 WRONG_STYLE = Style(bold=True, color="red")
@@ -85,7 +86,8 @@ def _indented(text: Text) -> Trimmed:
 
 def _sheet(sheet) -> list:
     parts = [Text(sheet.title, style=TITLE)]
-    source = sheet.file if sheet.file == sheet.scenario else f"{sheet.file} against {sheet.scenario}"
+    # file names are the user's text (a class's submissions): shown, never obeyed by the terminal
+    source = visible(sheet.file if sheet.file == sheet.scenario else f"{sheet.file} against {sheet.scenario}")
     parts.append(Text(f"checking {source}", style=DIM))
     parts.append(Text(f"tolerance: {sheet.tolerance.describe()}", style=DIM))
     if sheet.rounding:
@@ -175,14 +177,14 @@ def _many(report) -> list:
     table.add_column("verdict", min_width=32)
     for sheet in report.files:
         if sheet.error:
-            table.add_row(sheet.file, "–", "–", Text(f"✗ could not be read: {sheet.error.splitlines()[0]}",
+            table.add_row(visible(sheet.file), "–", "–", Text(f"✗ could not be read: {sheet.error.splitlines()[0]}",
                                                      style=WRONG_STYLE))
         elif sheet.failed:
             likely = ", ".join(d.id for d in sheet.diagnosis) or "no known mistake explains it"
-            table.add_row(sheet.file, str(sheet.passed), str(sheet.failed),
+            table.add_row(visible(sheet.file), str(sheet.passed), str(sheet.failed),
                           Text(f"✗ first wrong {sheet.first_wrong.label} · {likely}", style=WRONG_STYLE))
         else:
-            table.add_row(sheet.file, str(sheet.passed), "0", Text("✓ all right", style=RIGHT_STYLE))
+            table.add_row(visible(sheet.file), str(sheet.passed), "0", Text("✓ all right", style=RIGHT_STYLE))
     files = len(report.files)
     summary = f"{files} file{'s' * (files != 1)}: {report.all_right} all right, " \
               f"{report.with_wrong_answers} with wrong answers"

@@ -118,3 +118,9 @@ def factor_label(factor, trace, step, base: int) -> str:
 def trace_factors(term) -> list:
     """(value, label) pairs of a recorded term (`trace.Factor`s): constants keep their label."""
     return [(factor.value, factor.name if factor.index is None else None) for factor in term]
+
+
+def type_text(row) -> str:
+    """A summary row's type, with what the layer reads where that is not the row above:
+    `add ← c2, input`."""
+    return f"{row.type} ← {', '.join(row.reads)}" if row.reads else row.type

@@ -15,7 +15,7 @@ import numpy as np
 from ..tensors import kept_axes
 from .common import (
     axis_names, block_title, element, factor_label, minus_sign, number, product_text,
-    shape_text, sum_pieces, trace_factors,
+    shape_text, sum_pieces, trace_factors, type_text,
 )
 
 
@@ -188,7 +188,7 @@ def plain_line(line: SumLine) -> str:
 
 def summary_rows(trace) -> list:
     """(layer, type, output shape, parameters) rows and the total."""
-    return [(row.layer, row.type, shape_text(row.out_shape), str(row.params)) for row in trace.summary]
+    return [(row.layer, type_text(row), shape_text(row.out_shape), str(row.params)) for row in trace.summary]
 
 
 def replaced_note(step) -> str | None:

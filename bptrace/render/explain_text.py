@@ -62,6 +62,8 @@ def render(explanation, width: int = 100):
     elif e.kind == "max":
         parts += _max(e, width)
     else:
+        if e.contributions:
+            parts += _contributions(e) + [Text()]
         if e.windows:
             parts += _windows(e) + [Text()]
         if e.share:
@@ -157,6 +159,19 @@ def written_sum(terms) -> str:
     """0.068628·0.84 + 0.0364182·0.22 − 0.06818625·0.09: each term's factors, signs pulled out."""
     return "".join(sum_pieces(product_text([(o.value, o.label if o.name is None else None) for o in term.operands])
                               for term in terms))
+
+
+def _contributions(e) -> list:
+    """A value several layers read: its delta is what each of them sends back, added."""
+    readers = [c.layer for c in e.contributions]
+    lines = [Text(f"{e.name.rsplit('.delta', 1)[0]} is read by {', '.join(readers[:-1])} and {readers[-1]}, "
+                  f"so its error is the sum of what each sends back:")]
+    for c in e.contributions:
+        lines.append(Text.assemble("  through ", (c.layer, "bold"), f": {signed(c.value)}   ", (c.rule, "dim")))
+    total = sum_pieces(product_text([(c.value, None)]) for c in e.contributions)
+    lines.append(Text(f"{e.element} = {''.join(total)} = {signed(e.total)}"))
+    lines.append(Text("the terms below are those of every contribution, one after another"))
+    return lines
 
 
 def _max(e, width: int) -> list:
@@ -368,7 +383,7 @@ def render_overview(o, width: int = 100):
 # --- a conv layer as a dense layer --------------------------------------------------------
 
 def render_unrolled(u, width: int = 100):
-    rows, cols = u.symbols.shape
+    rows, cols = u.shape
     distinct = len(u.weights)
     parts = [_heading(f"{u.layer} as a dense layer: {u.out_name} = M · {u.in_name} + {u.layer}.bias"),
              Text(f"M is {rows}×{cols}: one row per output position, one column per input position. "

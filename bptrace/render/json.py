@@ -36,7 +36,8 @@ def trace_dict(trace) -> dict:
         "description": trace.description,
         "conventions": dict(trace.conventions),
         "summary": [{"layer": row.layer, "type": row.type, "out_shape": list(row.out_shape),
-                     "params": row.params} for row in trace.summary],
+                     "params": row.params, **({"from": list(row.reads)} if row.reads else {})}
+                    for row in trace.summary],
         "total_params": trace.total_params,
         "steps": steps,
         "loss": trace.loss,

@@ -23,7 +23,7 @@ from rich.style import Style
 from ..tensors import kept_axes, squeezed_shape
 from .common import (
     AXES, axis_names, block_title, element, factor_label, product_text, shape_text, signed,
-    sum_pieces, trace_factors,
+    sum_pieces, trace_factors, type_text,
 )
 INDENT = 2
 GAP = 2            # spaces between two columns of numbers
@@ -94,7 +94,7 @@ class Summary:
 
     def __init__(self, trace):
         self.header = ("layer", "type", "output", "params")
-        self.rows = [(row.layer, row.type, shape_text(row.out_shape), str(row.params) if row.type else "")
+        self.rows = [(row.layer, type_text(row), shape_text(row.out_shape), str(row.params) if row.type else "")
                      for row in trace.summary]
         self.total = ("", "", "total", str(trace.total_params))
 

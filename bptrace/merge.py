@@ -1,0 +1,201 @@
+"""Layers that read several values (`from: [a, b, ...]`): add, multiply, concat.
+
+They are where a graph joins again: a residual block's `add` reads the block's input a
+second time, so that value's delta is the sum of two contributions (the engine adds them;
+see `bptrace.plan`).  Forward gets the list of values read, in the order `from` names them;
+backward returns the error at each of them as a list, in the same order.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .layers import BuildContext, Layer, Names, ref
+from .spec import Spec, shape_words
+
+
+class Merge(Layer):
+    merge = True
+    in_delta_reads = ("delta",)
+
+    @classmethod
+    def build(cls, name: str, spec: Spec, ctx: BuildContext) -> "Layer":
+        if len(ctx.in_shapes) < 2:
+            raise spec.error("from" if "from" in spec else "type",
+                             f"{cls.type} reads at least two values; found {len(ctx.in_shapes)}",
+                             f"write `from: [a, b]` with the names of the layers (or inputs) it {cls.verb}")
+        layer = cls(name, ctx.in_shapes[0])
+        layer.in_shapes = tuple(ctx.in_shapes)
+        layer.out_shape = layer.merged_shape(spec, ctx)
+        return layer
+
+    verb = "merges"
+
+    def merged_shape(self, spec: Spec, ctx: BuildContext) -> tuple:
+        """Element-wise merges need one shape everywhere."""
+        first = ctx.in_shapes[0]
+        for k, shape in enumerate(ctx.in_shapes[1:], start=1):
+            if shape != first:
+                raise spec.error("from", f"{self.type} needs values of one shape; {ctx.sources[0]} makes "
+                                         f"{shape_words(first)} but {ctx.sources[k]} makes {shape_words(shape)}",
+                                 "merge values of the same shape (add a conv or pool on one branch)")
+        return tuple(first)
+
+    def multiply_adds(self) -> int:
+        return 3 * math.prod(self.out_shape) * len(self.in_shapes)
+
+    def roles(self, n: Names) -> dict:
+        roles = {"out": n.out, "delta": n.delta}
+        roles.update({f"in{k}": x for k, x in enumerate(n.xs)})
+        return roles
+
+    def _operands(self, n: Names) -> list:
+        # a value read twice (`from: [a, a]`) is still one name in the rule
+        return [ref(x, shape, "ncij"[:len(shape)] if len(shape) == 4 else "nk")
+                for x, shape in zip(n.xs, self.in_shapes)]
+
+
+class Add(Merge):
+    """out = x₀ + x₁ + ... element by element (a residual block's skip connection).
+    Backward: every value read gets the whole delta (∂out/∂x_k = 1)."""
+    type = "add"
+    verb = "adds"
+
+    def forward(self, xs, p, rec):
+        out = np.zeros(self.out_shape)
+        for idx in np.ndindex(*self.out_shape):
+            total = 0
+            for k, x in enumerate(xs):
+                total += x[idx]
+                if rec:
+                    rec.term(idx, (f"in{k}", idx, x[idx]))
+            out[idx] = total
+        return out
+
+    def backward(self, xs, out, delta, p, recs):
+        deltas = [np.zeros(shape) for shape in self.in_shapes]
+        for idx in np.ndindex(*self.out_shape):
+            for k in range(len(xs)):
+                deltas[k][idx] = delta[idx]
+                if recs["in"][k]:
+                    recs["in"][k].term(idx, ("delta", idx, delta[idx]))
+        return {"in": deltas}
+
+    def rules(self, n):
+        letters = "ncij" if len(self.out_shape) == 4 else "nk"
+        out = ref(n.out, self.out_shape, letters)
+        return {"out": f"{out} = " + " + ".join(self._operands(n)),
+                **{f"in{k}": f"{ref(d, shape, letters)} = {ref(n.delta, self.out_shape, letters)}  "
+                             f"(∂{n.out}/∂{x} = 1)"
+                   for k, (x, d, shape) in enumerate(zip(n.xs, n.x_deltas, self.in_shapes))}}
+
+
+class Multiply(Merge):
+    """out = x₀ · x₁ · ... element by element (a gate).  Backward: the error at x_k is the
+    delta times the product of the OTHER values read (∂(a·b)/∂a = b)."""
+    type = "multiply"
+    verb = "multiplies"
+
+    def in_delta_names(self, roles, k=0):
+        others = [roles[f"in{j}"] for j in range(len(self.in_shapes)) if j != k]
+        return tuple(dict.fromkeys([roles["delta"]] + others))
+
+    def forward(self, xs, p, rec):
+        out = np.zeros(self.out_shape)
+        for idx in np.ndindex(*self.out_shape):
+            product = 1
+            for x in xs:
+                product *= x[idx]
+            out[idx] = product
+            if rec:
+                rec.term(idx, *((f"in{k}", idx, x[idx]) for k, x in enumerate(xs)))
+        return out
+
+    def backward(self, xs, out, delta, p, recs):
+        deltas = [np.zeros(shape) for shape in self.in_shapes]
+        for idx in np.ndindex(*self.out_shape):
+            for k in range(len(xs)):
+                others = 1
+                for j, x in enumerate(xs):
+                    if j != k:
+                        others *= x[idx]
+                deltas[k][idx] = delta[idx] * others
+                if recs["in"][k]:
+                    recs["in"][k].term(idx, ("delta", idx, delta[idx]),
+                                       *((f"in{j}", idx, x[idx]) for j, x in enumerate(xs) if j != k))
+        return {"in": deltas}
+
+    def rules(self, n):
+        letters = "ncij" if len(self.out_shape) == 4 else "nk"
+        operands = self._operands(n)
+        out = ref(n.out, self.out_shape, letters)
+        rules = {"out": f"{out} = " + " · ".join(operands)}
+        for k, (d, shape) in enumerate(zip(n.x_deltas, self.in_shapes)):
+            others = [x for j, x in enumerate(operands) if j != k]
+            rules[f"in{k}"] = f"{ref(d, shape, letters)} = " + " · ".join(
+                [ref(n.delta, self.out_shape, letters)] + others)
+        return rules
+
+
+class Concat(Merge):
+    """out = the values read, one after another along the channel axis (maps) or the feature
+    axis (dense values), as torch.cat(dim=1).  Backward: each value gets its own slice of the
+    delta back."""
+    type = "concat"
+    keys = frozenset({"axis"})
+    verb = "joins"
+
+    def merged_shape(self, spec, ctx):
+        first = ctx.in_shapes[0]
+        axis_name = "channels" if len(first) == 4 else "features"
+        written = spec.choice("axis", ("channels", "features"), axis_name)
+        if written != axis_name:
+            raise spec.error("axis", f"concat joins {'feature maps' if len(first) == 4 else 'feature vectors'} "
+                                     f"along their {axis_name}, not their {written}", f"write `axis: {axis_name}`")
+        self.axis_name = axis_name
+        for k, shape in enumerate(ctx.in_shapes[1:], start=1):
+            if len(shape) != len(first) or shape[0] != first[0] or shape[2:] != first[2:]:
+                raise spec.error("from", f"concat needs values that differ only in their {axis_name}; "
+                                         f"{ctx.sources[0]} makes {shape_words(first)} but {ctx.sources[k]} "
+                                         f"makes {shape_words(shape)}")
+        self.offsets = []
+        total = 0
+        for shape in ctx.in_shapes:
+            self.offsets.append(total)
+            total += shape[1]
+        return (first[0], total) + tuple(first[2:])
+
+    def forward(self, xs, p, rec):
+        out = np.zeros(self.out_shape)
+        for k, x in enumerate(xs):
+            for idx in np.ndindex(*x.shape):
+                at = (idx[0], idx[1] + self.offsets[k]) + idx[2:]
+                out[at] = x[idx]
+                if rec:
+                    rec.term(at, (f"in{k}", idx, x[idx]))
+        return out
+
+    def backward(self, xs, out, delta, p, recs):
+        deltas = []
+        for k, x in enumerate(xs):
+            d = np.zeros(x.shape)
+            for idx in np.ndindex(*x.shape):
+                at = (idx[0], idx[1] + self.offsets[k]) + idx[2:]
+                d[idx] = delta[at]
+                if recs["in"][k]:
+                    recs["in"][k].term(idx, ("delta", at, delta[at]))
+            deltas.append(d)
+        return {"in": deltas}
+
+    def rules(self, n):
+        letters = "ncij" if len(self.out_shape) == 4 else "nk"
+        axis = letters[1]
+        parts = ", ".join(f"{x} ({axis} from {offset + n.base})" for x, offset in zip(n.xs, self.offsets))
+        rules = {"out": f"{n.out} = {parts} joined along the {self.axis_name}"}
+        for k, (d, shape) in enumerate(zip(n.x_deltas, self.in_shapes)):
+            # the element of the delta that this value's element became
+            shifted = f"{axis}+{self.offsets[k]}" if self.offsets[k] else axis
+            rules[f"in{k}"] = (f"{ref(d, shape, letters)} = "
+                               f"{ref(n.delta, self.out_shape, [shifted if a == axis else a for a in letters])}")
+        return rules
