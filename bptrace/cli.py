@@ -330,7 +330,8 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
     """Check hand-worked answers: every number, the first wrong step, the likely mistake.
 
     Answers come from each SCENARIO's `expected:`, or from --expected files checked against
-    one SCENARIO.  Exit status 0: all right; 1: a wrong answer; 2: a file could not be read.
+    one SCENARIO.  Exit status 0: all right; 1: a wrong answer; 2: a file could not be read
+    (the report of the others is still written).
 
     \b
     Examples:
@@ -350,7 +351,11 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
                        f"got {len(scenarios)}")
     refuse_overwriting_inputs(output, [*scenarios, *answer_files(expected)])
     rounding = Rounding(decimals, mode or "half_up", ("all",)) if decimals is not None else None
-    report = check_files(scenarios, expected, tolerance=command_line_tolerance(absolute, relative),
+    try:
+        tolerance = command_line_tolerance(absolute, relative)
+    except ScenarioError as error:
+        fail(error)
+    report = check_files(scenarios, expected, tolerance=tolerance,
                          rounding=rounding, work_limit=None if no_size_limit else DEFAULT_WORK_LIMIT)
     for sheet in report.files:
         if sheet.error:

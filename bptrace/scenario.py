@@ -104,6 +104,19 @@ class Tolerance:
         return "as_written" if self.as_written else {"abs": self.abs, "rel": self.rel}
 
 
+def tolerance_problem(key: str, value: float) -> str | None:
+    """Why `value` cannot be a tolerance's `abs` or `rel`, or None.  A relative tolerance of 1
+    or more accepts 0 for every number, and a non-finite one makes every comparison a
+    NaN or an overflow."""
+    if not math.isfinite(value):
+        return f"a tolerance must be a finite number, found {value}"
+    if value < 0:
+        return f"a tolerance cannot be negative, found {value:g}"
+    if key == "rel" and value >= 1:
+        return f"a relative tolerance must be below 1 (1 would accept 0 for every number), found {value:g}"
+    return None
+
+
 @dataclass
 class Scenario:
     name: str
@@ -243,8 +256,9 @@ def _tolerance(top: Spec) -> Tolerance:
         raise doc.error(("tolerance",), f"tolerance must be `as_written`, a number or {{abs, rel}}, found {raw!r}",
                         hint)
     if not isinstance(raw, dict):
-        if raw < 0:
-            raise doc.error(("tolerance",), f"a tolerance cannot be negative, found {raw}")
+        problem = tolerance_problem("abs", float(raw))
+        if problem:
+            raise doc.error(("tolerance",), problem)
         return Tolerance(float(raw), 0.0)
     spec = Spec(doc, ("tolerance",), raw, ("abs", "rel"), "tolerance")
     if not raw:
@@ -252,8 +266,9 @@ def _tolerance(top: Spec) -> Tolerance:
     values = []
     for key in ("abs", "rel"):
         value = spec.number(key, 0.0)
-        if value < 0:
-            raise spec.error(key, f"a tolerance cannot be negative, found {value:g}")
+        problem = tolerance_problem(key, value)
+        if problem:
+            raise spec.error(key, problem)
         values.append(value)
     return Tolerance(*values)
 

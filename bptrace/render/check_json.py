@@ -13,6 +13,7 @@ The README ("check --format json") describes every key.  Formats; computes nothi
 from __future__ import annotations
 
 import json
+import math
 
 
 def _answer(row) -> dict:
@@ -66,5 +67,16 @@ def report_dict(report) -> dict:
     }
 
 
+def _finite(value):
+    """JSON has no NaN or infinity: a number that is not finite is written null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
 def render(report) -> str:
-    return json.dumps(report_dict(report), ensure_ascii=False, indent=1) + "\n"
+    return json.dumps(_finite(report_dict(report)), ensure_ascii=False, indent=1, allow_nan=False) + "\n"

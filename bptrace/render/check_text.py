@@ -38,8 +38,8 @@ def _shape(shape) -> str:
 
 
 def _difference(value) -> str:
-    """A difference needs only its size: three significant digits."""
-    return signed(value, 3)
+    """A difference needs only its size: three significant digits (none when it overflows)."""
+    return "" if value is None else signed(value, 3)
 
 
 def _verdict(row) -> Text:
