@@ -4,13 +4,18 @@ It walks the layers, calls each layer's own forward and backward loops, and reco
 value under its BRIEF section 2 name.  After each step it applies, in this order, the
 scenario's `rounding` and then any pinned values (`given`, or a checker's overrides), so
 that later steps use exactly the numbers a student would have on paper.
+
+Where something decides on float noise (a relu or max-pool input) or rounds, it also
+carries each value's noise bound (layers.EPS): zero for numbers as written, rounded or
+pinned, and from each layer's `forward_noise` / `backward_noise` for computed ones.  The
+backward bounds are needed by rounding only; a scenario with neither costs nothing.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .errors import ScenarioError
-from .layers import Names
+from .layers import Names, noise_bound
 from .rounding import round_array
 from .scenario import Patch, Scenario, merge_patches, non_finite_error
 from .trace import Recorder, Step, SummaryRow, Trace
@@ -49,6 +54,11 @@ class _Run:
         self.terms = terms
         self.steps: list[Step] = []
         self.values: dict = {}
+        # name -> noise bound array; the forward pass needs them up to the last deciding layer
+        self.noise: dict = {}
+        deciding = [k for k, layer in enumerate(scenario.layers) if layer.decides]
+        self.rounding_bounds = scenario.rounding is not None
+        self.forward_bounds = len(scenario.layers) if self.rounding_bounds else max(deciding, default=0)
 
     # --- recording -------------------------------------------------------------------
 
@@ -66,24 +76,42 @@ class _Run:
             return False
         return any(item == name or phase in ROUNDING_PHASES.get(item, ()) for item in rounding.apply)
 
-    def emit(self, name, phase, layer, rule, computed, reads=(), rec=None, notes=(), origin=None):
+    def emit(self, name, phase, layer, rule, computed, reads=(), rec=None, notes=(), origin=None, noise=None):
+        """Record a step.  noise: the bound on each computed element's float noise (None:
+        the values are exact, as written)."""
         computed = np.asarray(computed, dtype=float).reshape(self.scenario.shapes[name])
         if not np.isfinite(computed).all():
             raise non_finite_error(self.scenario, name, computed)
         values, rounded, mask = computed, None, None
+        noise = np.zeros(computed.shape) if noise is None else \
+            np.nan_to_num(np.asarray(noise, dtype=float).reshape(computed.shape), nan=np.inf)
+        kept = noise
         if self._rounds(name, phase):
             rounding = self.scenario.rounding
-            values, rounded = round_array(values, rounding.decimals, rounding.mode), rounding.describe()
+            values, rounded = round_array(values, rounding.decimals, rounding.mode, noise), rounding.describe()
+            kept = np.zeros(computed.shape)     # a rounded number is exact, as written
         if name in self.pinned:
             patch: Patch = self.pinned[name]
             values, mask = np.where(patch.mask, patch.values, values), patch.mask
+            kept = np.where(mask, 0.0, kept)
         step = Step(name=name, phase=phase, layer=layer, rule=rule, values=values, reads=tuple(reads),
                     computed=computed if (rounded or mask is not None) else None, given=mask,
                     rounded=rounded, expansions=rec.expansions if rec else None, notes=list(notes),
-                    origin=origin)
+                    origin=origin, noise=noise if rounded else None)
         self.steps.append(step)
         self.values[name] = values
+        self.noise[name] = kept
         return values
+
+    def floor(self, layer, name):
+        """Set the noise bound of the input `layer` now reads, for the layers that decide on it."""
+        if layer.decides:
+            noise = self.noise.get(name)
+            layer.floor = None if noise is None else np.where(np.isfinite(noise), noise, 0.0).tolist()
+
+    def bounds(self, names: dict) -> dict:
+        """role -> the noise bound of the traced value it names."""
+        return {role: self.noise[name] for role, name in names.items()}
 
     # --- the passes ------------------------------------------------------------------
 
@@ -91,7 +119,7 @@ class _Run:
         sc = self.scenario
         self.emit("input", "input", None, f"the input, {sc.input_origin}", sc.input, origin=sc.input_origin)
         params = {}
-        for layer in sc.layers:
+        for position, layer in enumerate(sc.layers):
             n = sc.names(layer)
             params[layer.name] = {}
             for role, initial in layer.params.items():
@@ -100,10 +128,15 @@ class _Run:
                                                      f"{n.param(role)}: {origin}", initial, origin=origin)
             rules = layer.rules(n)
             rec = self.recorder(n.out, layer.roles(n))
+            self.floor(layer, n.x)
             out = layer.forward(self.values[n.x], params[layer.name], rec)
+            noise = None
+            if position < self.forward_bounds:
+                noise = layer.forward_noise(self.values[n.x], params[layer.name],
+                                            self.bounds({"in": n.x, **{r: n.param(r) for r in layer.param_roles}}))
             self.emit(n.out, "forward", layer.name, rules["out"], out,
                       reads=(n.x,) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
-                      notes=layer.notes(self.values[n.x], n))
+                      notes=layer.notes(self.values[n.x], n), noise=noise)
 
         loss_value = None
         if sc.upstream:
@@ -118,13 +151,16 @@ class _Run:
             out_name, delta_name = f"{last.name}.out", f"{last.name}.delta"
             out = self.values[out_name]
             rec = self.recorder("loss", loss.roles(out_name))
+            bounds = self.rounding_bounds
             loss_value = float(self.emit("loss", "loss", None, loss.value_rule.format(out=out_name),
-                                         np.array(loss.value(out, sc.loss.target, rec)),
-                                         reads=(out_name,), rec=rec))
+                                         np.array(loss.value(out, sc.loss.target, rec)), reads=(out_name,), rec=rec,
+                                         noise=loss.value_noise(out, sc.loss.target, self.noise[out_name])
+                                         if bounds else None))
             rec = self.recorder(delta_name, loss.roles(out_name))
             self.emit(delta_name, "backward", last.name,
                       loss.delta_rule.format(out=out_name, delta=delta_name),
-                      loss.gradient(out, sc.loss.target, rec), reads=(out_name,), rec=rec)
+                      loss.gradient(out, sc.loss.target, rec), reads=(out_name,), rec=rec,
+                      noise=loss.gradient_noise(out, sc.loss.target, self.noise[out_name]) if bounds else None)
             start_text = f"from the loss, {sc.loss.type}"
 
         for layer in reversed(sc.active_layers):
@@ -132,13 +168,19 @@ class _Run:
             rules, roles = layer.rules(n), layer.roles(n)
             recs = {role: self.recorder(n.grad(role), roles) for role in layer.param_roles}
             recs["in"] = self.recorder(n.x_delta, roles)
-            result = layer.backward(self.values[n.x], self.values[n.out], self.values[n.delta],
-                                    params[layer.name], recs)
+            self.floor(layer, n.x)
+            read = (self.values[n.x], self.values[n.out], self.values[n.delta], params[layer.name])
+            result = layer.backward(*read, recs)
+            noise = {}
+            if self.rounding_bounds:
+                noise = layer.backward_noise(*read, self.bounds({"in": n.x, "out": n.out, "delta": n.delta,
+                                                                 **{r: n.param(r) for r in layer.param_roles}}))
             for role in layer.param_roles:
                 self.emit(n.grad(role), "backward", layer.name, rules[role], result[role],
-                          reads=tuple(roles[r] for r in layer.grad_reads[role]), rec=recs[role])
+                          reads=tuple(roles[r] for r in layer.grad_reads[role]), rec=recs[role],
+                          noise=noise.get(role))
             self.emit(n.x_delta, "backward", layer.name, rules["in"], result["in"],
-                      reads=tuple(roles[r] for r in layer.in_delta_reads), rec=recs["in"])
+                      reads=tuple(roles[r] for r in layer.in_delta_reads), rec=recs["in"], noise=noise.get("in"))
 
         if sc.learning_rate is not None:
             for layer in sc.active_layers:
@@ -159,8 +201,12 @@ class _Run:
             if rec:
                 rec.term(idx, ("old", idx, old[idx]))
                 rec.term(idx, (f"−{rate:g}", None, -rate), ("grad", idx, grad[idx]))
+        noise = None
+        if self.rounding_bounds:
+            grown = np.abs(old) + self.noise[old_name] + abs(rate) * (np.abs(grad) + self.noise[grad_name])
+            noise = noise_bound(grown, np.abs(old) + abs(rate) * np.abs(grad), 2)
         self.emit(new_name, "update", n.layer, f"{new_name} = {old_name} − {rate:g} · {grad_name}", new,
-                  reads=(old_name, grad_name), rec=rec)
+                  reads=(old_name, grad_name), rec=rec, noise=noise)
 
 
 def summary(scenario: Scenario) -> list:

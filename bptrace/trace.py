@@ -54,6 +54,7 @@ class Step:
     expansions: dict | None = None        # canonical index -> Expansion
     notes: list = field(default_factory=list)
     origin: str | None = None             # input and parameters: where the values came from
+    noise: np.ndarray | None = None       # rounded steps: the bound on `computed`'s float noise
 
     @property
     def shape(self) -> tuple:
