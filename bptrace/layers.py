@@ -661,6 +661,7 @@ class Activation(Layer):
     in_delta_reads = ("delta", "out")
     zero = 0.0     # the noise bound of the element at hand (`floor`): within it of 0 is 0
     elementwise = True
+    rounds = 2     # f's own float error, in EPS of |out| (exp and tanh are within an ulp)
 
     def f(self, z):
         raise NotImplementedError
@@ -712,7 +713,7 @@ class Activation(Layer):
         """f is monotone: the true output lies between f(z − e) and f(z + e)."""
         out = self.forward(x, p, None).reshape(-1).tolist()
         self.zero = 0.0                   # f itself, without the noise floor
-        bound = [max(self.f(z + e) - y, y - self.f(z - e)) + 2 * EPS * abs(y) + TINY
+        bound = [max(self.f(z + e) - y, y - self.f(z - e)) + self.rounds * (EPS * abs(y) + TINY)
                  for z, e, y in zip(x.reshape(-1).tolist(), noise["in"].reshape(-1).tolist(), out)]
         return as_array(bound).reshape(x.shape)
 
@@ -746,6 +747,11 @@ class Activation(Layer):
 
 # slope factors that are values of this element; any other label is a constant such as "1 (x > 0)"
 ELEMENT_ROLES = ("out", "1 − out", "1 + out", "in")
+
+
+def _exp(z):
+    """exp, inf past the largest float (a bound may ask for it)."""
+    return math.exp(z) if z < 709.78 else math.inf
 
 
 def _sigmoid(z):
@@ -783,6 +789,7 @@ class Relu(Activation):
     type, symbol = "relu", "relu"
     in_delta_reads = ("delta", "in")
     decides = True
+    rounds = 0     # z or 0: nothing is rounded
     slope_text = "[{x} > 0]"
 
     def f(self, z):
@@ -797,6 +804,7 @@ class LeakyRelu(Activation):
     type, symbol = "leaky_relu", "leaky_relu"
     in_delta_reads = ("delta", "in")
     decides = True
+    rounds = 1     # slope · z: one product
     keys = frozenset({"slope"})
 
     @classmethod
@@ -819,6 +827,7 @@ class LeakyRelu(Activation):
 class Identity(Activation):
     type, symbol = "identity", "identity"
     slope_text = "1"
+    rounds = 0
 
     def f(self, z):
         return z
@@ -872,13 +881,16 @@ class Softmax(Layer):
         return {"in": x_delta}
 
     def forward_noise(self, x, p, noise):
-        """Σ_j |∂out[k]/∂x[j]| = 2·out[k]·(1 − out[k]) ≤ 1/2: half the group's largest input
-        bound (an output stays within [0, 1]), plus the rounding of exp, the sum and the division."""
-        out, bound = self.forward(x, p, None), np.zeros(self.in_shape)
+        """out[k] = 1 / (1 + Σ_{j≠k} exp(x[j] − x[k])) lies between its values with each
+        difference moved by the two bounds, up and down; plus the rounding of exp, the sum
+        and the division."""
+        out, e, bound = self.forward(x, p, None), noise["in"], np.zeros(self.in_shape)
         for group in self._groups():
-            carried = min(0.5 * max(noise["in"][idx] for idx in group), 1.0)
-            for idx in group:
-                bound[idx] = carried + (len(group) + 3) * (EPS * out[idx] + TINY)
+            for k in group:
+                others = [j for j in group if j != k]
+                low = 1 / (1 + sum(_exp(x[j] - x[k] + e[j] + e[k]) for j in others))
+                high = 1 / (1 + sum(_exp(x[j] - x[k] - e[j] - e[k]) for j in others))
+                bound[k] = max(high - out[k], out[k] - low) + (len(group) + 3) * (EPS * out[k] + TINY)
         return bound
 
     def backward_noise(self, x, out, delta, p, noise):
