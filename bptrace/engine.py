@@ -132,7 +132,7 @@ class _Run:
             out = layer.forward(self.values[n.x], params[layer.name], rec)
             noise = None
             if position < self.forward_bounds:
-                noise = layer.forward_noise(self.values[n.x], params[layer.name],
+                noise = layer.forward_noise(self.values[n.x], params[layer.name], out,
                                             self.bounds({"in": n.x, **{r: n.param(r) for r in layer.param_roles}}))
             self.emit(n.out, "forward", layer.name, rules["out"], out,
                       reads=(n.x,) + tuple(n.param(r) for r in layer.param_roles), rec=rec,

@@ -158,13 +158,14 @@ class Layer:
         """The most terms one element of the forward or backward pass sums."""
         return 1
 
-    def forward_noise(self, x, p, noise: dict):
-        """The noise bound of each element of forward(x, p), from `noise` (role -> bound
-        array: "in" and each parameter): the same loops run on magnitudes (`noise_bound`).
-        Right for the layers whose elements are sums of products (conv, dense, pools'
-        averages, flatten); the others override it."""
+    def forward_noise(self, x, p, out, noise: dict):
+        """The noise bound of each element of `out` = forward(x, p), from `noise` (role ->
+        bound array: "in" and each parameter): the same loops run on magnitudes
+        (`noise_bound`).  Right for the layers whose elements are sums of products (conv,
+        dense, pools' averages, flatten); the others override it."""
         grown = self.forward(abs(x) + noise["in"], {r: abs(v) + noise[r] for r, v in p.items()}, None)
-        plain = self.forward(abs(x), {r: abs(v) for r, v in p.items()}, None)
+        exact = not any(bound.any() for bound in noise.values())
+        plain = grown if exact else self.forward(abs(x), {r: abs(v) for r, v in p.items()}, None)
         return noise_bound(grown, plain, self.noise_terms())
 
     def backward_noise(self, x, out, delta, p, noise: dict) -> dict:
@@ -560,7 +561,7 @@ class MaxPool(Pool):
         tie = sum(1 for k, value in enumerate(values) if abs(value - values[best]) <= noise[k] + noise[best]) > 1
         return cells, values, best, tie
 
-    def forward_noise(self, x, p, noise):
+    def forward_noise(self, x, p, out, noise):
         """The noise of the values that could be the window's maximum on paper."""
         x, e = x.tolist(), noise["in"].tolist()
         bound = np.zeros(self.out_shape)
@@ -709,12 +710,11 @@ class Activation(Layer):
                                                   for role, value in factors))
         return {"in": as_array(x_delta).reshape(shape)}
 
-    def forward_noise(self, x, p, noise):
+    def forward_noise(self, x, p, out, noise):
         """f is monotone: the true output lies between f(z − e) and f(z + e)."""
-        out = self.forward(x, p, None).reshape(-1).tolist()
         self.zero = 0.0                   # f itself, without the noise floor
         bound = [max(self.f(z + e) - y, y - self.f(z - e)) + self.rounds * (EPS * abs(y) + TINY)
-                 for z, e, y in zip(x.reshape(-1).tolist(), noise["in"].reshape(-1).tolist(), out)]
+                 for z, e, y in zip(x.reshape(-1).tolist(), noise["in"].reshape(-1).tolist(), out.reshape(-1).tolist())]
         return as_array(bound).reshape(x.shape)
 
     def backward_noise(self, x, out, delta, p, noise):
@@ -880,11 +880,11 @@ class Softmax(Layer):
                         rec.term(idx, ("out", idx, out[idx]), ("−out", j, -out[j]), ("delta", j, delta[j]))
         return {"in": x_delta}
 
-    def forward_noise(self, x, p, noise):
+    def forward_noise(self, x, p, out, noise):
         """out[k] = 1 / (1 + Σ_{j≠k} exp(x[j] − x[k])) lies between its values with each
         difference moved by the two bounds, up and down; plus the rounding of exp, the sum
         and the division."""
-        out, e, bound = self.forward(x, p, None), noise["in"], np.zeros(self.in_shape)
+        e, bound = noise["in"], np.zeros(self.in_shape)
         for group in self._groups():
             for k in group:
                 others = [j for j in group if j != k]
