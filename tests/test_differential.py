@@ -145,7 +145,7 @@ def draw(seed: int) -> str:
     shape = outputs[-1][1]
     losses = ["half_sse", "sse", "mse", "upstream"]
     if len(shape) == 2 and shape[1] >= 2:
-        losses.append("cross_entropy")
+        losses += ["cross_entropy"] * 3
     if sigmoid_last:
         losses += ["bce", "bce"]
     loss = rng.choice(losses)
