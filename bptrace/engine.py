@@ -54,7 +54,8 @@ class _Run:
         self.terms = terms
         self.steps: list[Step] = []
         self.values: dict = {}
-        # name -> noise bound array; the forward pass needs them up to the last deciding layer
+        # name -> noise bound array.  Computed where something reads them: forward up to the
+        # last deciding layer's input, and everywhere when the scenario rounds; zeros elsewhere.
         self.noise: dict = {}
         deciding = [k for k, layer in enumerate(scenario.layers) if layer.decides]
         self.rounding_bounds = scenario.rounding is not None
