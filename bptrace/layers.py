@@ -749,11 +749,6 @@ class Activation(Layer):
 ELEMENT_ROLES = ("out", "1 − out", "1 + out", "in")
 
 
-def _exp(z):
-    """exp, inf past the largest float (a bound may ask for it)."""
-    return math.exp(z) if z < 709.78 else math.inf
-
-
 def _sigmoid(z):
     # the two forms avoid overflow of exp for large |z|
     if z >= 0:
@@ -881,15 +876,19 @@ class Softmax(Layer):
         return {"in": x_delta}
 
     def forward_noise(self, x, p, out, noise):
-        """out[k] = 1 / (1 + Σ_{j≠k} exp(x[j] − x[k])) lies between its values with each
-        difference moved by the two bounds, up and down; plus the rounding of exp, the sum
+        """out[k] = exp(x[k]) / Σ_j exp(x[j]) is least with x[k] moved down by its bound and
+        every other x[j] up by its, and greatest the other way round (shifted by the largest
+        x[j] + e[j], as the forward pass shifts by the max); plus the rounding of exp, the sum
         and the division."""
         e, bound = noise["in"], np.zeros(self.in_shape)
         for group in self._groups():
+            shift = max(x[j] + e[j] for j in group)
             for k in group:
                 others = [j for j in group if j != k]
-                low = 1 / (1 + sum(_exp(x[j] - x[k] + e[j] + e[k]) for j in others))
-                high = 1 / (1 + sum(_exp(x[j] - x[k] - e[j] - e[k]) for j in others))
+                down, up = math.exp(x[k] - e[k] - shift), math.exp(x[k] + e[k] - shift)
+                low = down / (down + sum(math.exp(x[j] + e[j] - shift) for j in others)) if down else 0.0
+                rest = sum(math.exp(x[j] - e[j] - shift) for j in others)
+                high = up / (up + rest) if up + rest else 1.0      # all underflowed: anything in [0, 1]
                 bound[k] = max(high - out[k], out[k] - low) + (len(group) + 3) * (EPS * out[k] + TINY)
         return bound
 

@@ -19,8 +19,10 @@ instead of skipping the case:
 * bce: PyTorch clamps log at −100 and ŷ(1 − ŷ) at 1e-12 in the backward pass; the oracle
   writes the formula out.  An output of exactly 0 or 1 is refused by bptrace: the test
   asserts the refusal.  So is any step torch finds non-finite.
-Each value is compared to 1e-9 relative, with an absolute floor of 1e-9 of the largest
-magnitude of its sample (or tensor, for parameters).
+Each value is compared to 1e-9 relative plus 1e-11 of the magnitude of the terms that made
+it (the oracle runs each layer on magnitudes: forward as above, backward as the vector-
+Jacobian product of that run seeded with the error's magnitude), so that a value that is 0
+on paper may come out as a different speck of float noise on each side.
 
 Default run: 200 scenarios.  BPTRACE_LONG=1: 4,000.
 """
@@ -39,6 +41,7 @@ LONG = os.environ.get("BPTRACE_LONG") == "1"
 COUNT = 4_000 if LONG else 200
 TAU = 1e-12          # float noise relative to the terms' magnitude (bptrace's own bound is ~1e-14)
 RTOL = 1e-9
+NOISE = 1e-11        # of the terms' magnitude: float noise is ~1e-14 of it
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
 DECIDING = ("relu", "leaky_relu", "maxpool")
 
@@ -192,9 +195,18 @@ def _maxpool_first_tie(torch, F, layer, x, m):
     top_noise = noise.gather(2, at)
     tied = (top - patches.detach()).abs() <= TAU * (noise + top_noise)
     first = tied.to(torch.float64).argmax(dim=2, keepdim=True)     # the first True
-    out = patches.gather(2, first).squeeze(2)
-    _, _, Ho, Wo = layer.out_shape
-    return out.reshape(N, C, Ho, Wo), noise.gather(2, first).squeeze(2).reshape(N, C, Ho, Wo)
+    layer_winners[id(layer)] = first
+    return _gather(F, layer, x, first), noise.gather(2, first).squeeze(2).reshape(layer.out_shape)
+
+
+layer_winners: dict = {}       # id(max-pool layer) -> the window cells the oracle picked
+
+
+def _gather(F, layer, x, first):
+    (kh, kw), (sh, sw), (ph, pw) = layer.size, layer.stride, layer.padding
+    N, C, _, _ = x.shape
+    patches = F.unfold(F.pad(x, (pw, pw, ph, ph), value=-float("inf")), (kh, kw), stride=(sh, sw))
+    return patches.reshape(N, C, kh * kw, -1).gather(2, first).squeeze(2).reshape(layer.out_shape)
 
 
 def _forward(torch, F, layer, x, m, params, conventions):
@@ -222,6 +234,38 @@ def _forward(torch, F, layer, x, m, params, conventions):
     raise AssertionError(kind)
 
 
+def _magnitude(torch, F, layer, a, params, x, out, m, conventions):
+    """The layer's output as a linear map of magnitudes `a` (for |x|) and `params` (for |p|):
+    its gradients, seeded with the magnitudes of the error, are the magnitudes of the terms
+    each delta and gradient sums (the scale of their float noise)."""
+    kind = layer.type
+    if kind in ("conv", "dense", "avgpool", "flatten"):
+        return oracle.layer_forward(layer, a, params, conventions)
+    if kind == "maxpool":
+        return _gather(F, layer, a, layer_winners[id(layer)])
+    if kind == "softmax":
+        return out * (a + (out * a).sum(dim=1, keepdim=True))
+    if kind in ("relu", "leaky_relu"):
+        flat = (x <= 0) | (x.abs() <= TAU * m)
+        slope = 0.0 if kind == "relu" else abs(layer.negative_slope)
+        return a * torch.where(flat, torch.full_like(x, slope), torch.ones_like(x))
+    slope = {"sigmoid": out * (1 - out), "tanh": 1 - out * out, "identity": torch.ones_like(out)}[kind]
+    return a * slope
+
+
+def _seed(torch, loss, out, delta):
+    """The magnitudes of the terms of the error at the last layer's output."""
+    if loss is None:
+        return delta.abs()
+    t = oracle.tensor(loss.target)
+    if loss.type in ("half_sse", "sse", "mse"):
+        return delta.abs() + (2 * (0.5 if loss.type == "half_sse" else 1) /
+                              (out.numel() if loss.type == "mse" else 1)) * (out.abs() + t.abs())
+    if loss.type == "cross_entropy":
+        return delta.abs() + (torch.softmax(out, dim=1) * t.sum(dim=1, keepdim=True).abs() + t.abs()) / out.shape[0]
+    return delta.abs() + (out + t.abs()) / (out * (1 - out)) / out.numel()
+
+
 def _loss(torch, loss, out):
     if loss.type == "bce":
         t = oracle.tensor(loss.target)
@@ -234,14 +278,16 @@ def oracle_values(scenario):
     scenario must be refused (a bce output of 0 or 1, a non-finite step)."""
     torch, F = oracle._torch()
     x = oracle.tensor(scenario.input).requires_grad_()
-    leaves, outs = {"input": x}, {}
+    leaves, outs, ins, scales = {"input": x}, {}, {}, {}
     h, m = x, torch.zeros_like(x)
     for layer in scenario.layers:
         params = {role: oracle.tensor(v).requires_grad_() for role, v in layer.params.items()}
         leaves.update({f"{layer.name}.{role}": t for role, t in params.items()})
+        ins[layer.name] = (h.detach(), m)
         h, m = _forward(torch, F, layer, h, m, params, scenario.conventions)
         h.retain_grad()
         outs[layer.name] = h
+        scales[f"{layer.name}.out"] = m.numpy().copy()
     result = {name: t.detach().numpy().copy() for name, t in leaves.items()}
     result.update({f"{name}.out": t.detach().numpy().copy() for name, t in outs.items()})
     if scenario.upstream is not None:
@@ -265,19 +311,42 @@ def oracle_values(scenario):
     result["input.delta"] = x.grad.numpy().copy() if x.grad is not None else np.zeros(x.shape)
     if not all(np.isfinite(v).all() for v in result.values()):
         return None
+    # the magnitudes of the terms of every delta and gradient, layer by layer down
+    active = oracle._active(scenario)
+    top = active[-1].name
+    grad = outs[top].grad if outs[top].grad is not None else torch.zeros(outs[top].shape)
+    error = _seed(torch, None if scenario.upstream else scenario.loss, outs[top].detach(), grad)
+    scales[f"{top}.delta"] = error.numpy().copy()
+    for position in range(len(active) - 1, -1, -1):
+        layer = active[position]
+        x_in, m_in = ins[layer.name]
+        a = x_in.abs().requires_grad_()
+        mags = {role: oracle.tensor(v).abs().requires_grad_() for role, v in layer.params.items()}
+        g = _magnitude(torch, F, layer, a, mags, x_in, outs[layer.name].detach(), m_in, scenario.conventions)
+        grads = torch.autograd.grad(g, [a] + list(mags.values()), grad_outputs=error, allow_unused=True)
+        grads = [gr if gr is not None else torch.zeros_like(t) for gr, t in zip(grads, [a] + list(mags.values()))]
+        for role, gr in zip(mags, grads[1:]):
+            scales[f"{layer.name}.grad.{role}"] = gr.numpy().copy()
+            if scenario.learning_rate is not None:
+                scales[f"{layer.name}.new.{role}"] = np.abs(result[f"{layer.name}.{role}"]) + \
+                    scenario.learning_rate * gr.numpy()
+        error = grads[0]
+        scales["input.delta" if position == 0 else f"{active[position - 1].name}.delta"] = error.numpy().copy()
+    result["scales"] = scales
     return result
 
 
 def compare(trace, expected) -> list:
-    """The steps where bptrace and the oracle differ beyond RTOL (see the module docstring)."""
+    """The steps where bptrace and the oracle differ by more than RTOL of the value plus
+    NOISE of the magnitude of the terms that made it (a value that cancels to float noise,
+    0 on paper, may come out as another speck of noise)."""
+    scales = expected.pop("scales")
     assert set(trace.names()) == set(expected), (sorted(trace.names()), sorted(expected))
     failures = []
     for step in trace.steps:
         got, want = step.values, np.asarray(expected[step.name], dtype=float).reshape(step.values.shape)
-        per_sample = step.name == "input" or step.name.endswith((".out", ".delta")) and got.ndim >= 2
-        axes = tuple(range(1, got.ndim)) if per_sample else None
-        floor = np.abs(want).max(axis=axes, keepdims=True) if got.size else 0.0
-        bad = np.abs(got - want) > RTOL * (np.abs(want) + floor)
+        terms = np.asarray(scales.get(step.name, 0.0), dtype=float)
+        bad = np.abs(got - want) > RTOL * np.abs(want) + NOISE * terms + 1e-320
         if bad.any():
             at = tuple(int(i) for i in np.argwhere(bad)[0])
             failures.append(f"{step.name}{list(at)}: bptrace {got[at]!r}, oracle {want[at]!r}")

@@ -194,3 +194,13 @@ def test_softmax_layer_and_bce_match_torch_for_large_inputs(torch):
         loss.backward()
         assert trace.loss == pytest.approx(loss.item(), rel=1e-13)
         assert np.allclose(trace["input.delta"].values, z.grad.numpy(), rtol=1e-9, atol=0)
+
+
+def test_a_subnormal_softmax_output_is_not_noise():
+    # softmax(0, −740) = (1, 4.2e-322): exact to the last bit that underflow leaves, so
+    # leaky_relu is on its sloped-1 side, as in PyTorch (found by the differential test)
+    text = ("input: [[[[-0.0]], [[-740.0]]]]\nlayers:\n  - {name: s, type: softmax}\n"
+            "  - {name: r, type: leaky_relu, slope: 0.3}\nloss: {type: half_sse, target: [[[[0]], [[-1]]]]}\n")
+    trace = bptrace.run(bptrace.loads(text))
+    assert 0 < trace["s.out"].values[0, 1, 0, 0] < 1e-300
+    assert trace["s.delta"].values.reshape(-1).tolist() == [1.0, 1.0]
