@@ -749,6 +749,14 @@ class Activation(Layer):
 ELEMENT_ROLES = ("out", "1 − out", "1 + out", "in")
 
 
+def _share(mine, others) -> float:
+    """exp(mine) / (exp(mine) + Σ exp(others)), shifted by the largest exponent as softmax
+    is: nothing overflows, and only a share that is itself below the smallest float underflows."""
+    top = max([mine] + others)
+    part = math.exp(mine - top)
+    return part / (part + sum(math.exp(z - top) for z in others))
+
+
 def _sigmoid(z):
     # the two forms avoid overflow of exp for large |z|
     if z >= 0:
@@ -877,18 +885,14 @@ class Softmax(Layer):
 
     def forward_noise(self, x, p, out, noise):
         """out[k] = exp(x[k]) / Σ_j exp(x[j]) is least with x[k] moved down by its bound and
-        every other x[j] up by its, and greatest the other way round (shifted by the largest
-        x[j] + e[j], as the forward pass shifts by the max); plus the rounding of exp, the sum
-        and the division."""
+        every other x[j] up by its, and greatest the other way round; plus the rounding of
+        exp, the sum and the division."""
         e, bound = noise["in"], np.zeros(self.in_shape)
         for group in self._groups():
-            shift = max(x[j] + e[j] for j in group)
             for k in group:
                 others = [j for j in group if j != k]
-                down, up = math.exp(x[k] - e[k] - shift), math.exp(x[k] + e[k] - shift)
-                low = down / (down + sum(math.exp(x[j] + e[j] - shift) for j in others)) if down else 0.0
-                rest = sum(math.exp(x[j] - e[j] - shift) for j in others)
-                high = up / (up + rest) if up + rest else 1.0      # all underflowed: anything in [0, 1]
+                low = _share(x[k] - e[k], [x[j] + e[j] for j in others])
+                high = _share(x[k] + e[k], [x[j] - e[j] for j in others])
                 bound[k] = max(high - out[k], out[k] - low) + (len(group) + 3) * (EPS * out[k] + TINY)
         return bound
 

@@ -22,7 +22,8 @@ instead of skipping the case:
 Each value is compared to 1e-9 relative plus 1e-11 of the magnitude of the terms that made
 it (the oracle runs each layer on magnitudes: forward as above, backward as the vector-
 Jacobian product of that run seeded with the error's magnitude), so that a value that is 0
-on paper may come out as a different speck of float noise on each side.
+on paper may come out as a different speck of float noise on each side; differences below
+the smallest normal float (2.2e-308) are not counted.
 
 Default run: 200 scenarios.  BPTRACE_LONG=1: 4,000.
 """
@@ -42,6 +43,7 @@ COUNT = 4_000 if LONG else 200
 TAU = 1e-12          # float noise relative to the terms' magnitude (bptrace's own bound is ~1e-14)
 RTOL = 1e-9
 NOISE = 1e-11        # of the terms' magnitude: float noise is ~1e-14 of it
+SUBNORMAL = 2.3e-308  # below the smallest normal float, operations lose relative precision
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
 DECIDING = ("relu", "leaky_relu", "maxpool")
 
@@ -253,17 +255,18 @@ def _magnitude(torch, F, layer, a, params, x, out, m, conventions):
     return a * slope
 
 
-def _seed(torch, loss, out, delta):
-    """The magnitudes of the terms of the error at the last layer's output."""
+def _seed(torch, loss, out, m, delta):
+    """The magnitudes of the terms of the error at the last layer's output (whose own noise
+    scale is m)."""
     if loss is None:
         return delta.abs()
-    t = oracle.tensor(loss.target)
+    t = oracle.tensor(loss.target).abs() + m
     if loss.type in ("half_sse", "sse", "mse"):
         return delta.abs() + (2 * (0.5 if loss.type == "half_sse" else 1) /
-                              (out.numel() if loss.type == "mse" else 1)) * (out.abs() + t.abs())
+                              (out.numel() if loss.type == "mse" else 1)) * (out.abs() + t)
     if loss.type == "cross_entropy":
-        return delta.abs() + (torch.softmax(out, dim=1) * t.sum(dim=1, keepdim=True).abs() + t.abs()) / out.shape[0]
-    return delta.abs() + (out + t.abs()) / (out * (1 - out)) / out.numel()
+        return delta.abs() + (torch.softmax(out, dim=1) * t.sum(dim=1, keepdim=True) + t) / out.shape[0]
+    return delta.abs() + (out + t) / (out * (1 - out)) / out.numel()
 
 
 def _loss(torch, loss, out):
@@ -315,12 +318,13 @@ def oracle_values(scenario):
     active = oracle._active(scenario)
     top = active[-1].name
     grad = outs[top].grad if outs[top].grad is not None else torch.zeros(outs[top].shape)
-    error = _seed(torch, None if scenario.upstream else scenario.loss, outs[top].detach(), grad)
+    error = _seed(torch, None if scenario.upstream else scenario.loss, outs[top].detach(),
+                  oracle.tensor(scales[f"{top}.out"]), grad)
     scales[f"{top}.delta"] = error.numpy().copy()
     for position in range(len(active) - 1, -1, -1):
         layer = active[position]
         x_in, m_in = ins[layer.name]
-        a = x_in.abs().requires_grad_()
+        a = (x_in.abs() + m_in).requires_grad_()        # the input's own noise reaches the gradients
         mags = {role: oracle.tensor(v).abs().requires_grad_() for role, v in layer.params.items()}
         g = _magnitude(torch, F, layer, a, mags, x_in, outs[layer.name].detach(), m_in, scenario.conventions)
         grads = torch.autograd.grad(g, [a] + list(mags.values()), grad_outputs=error, allow_unused=True)
@@ -346,7 +350,7 @@ def compare(trace, expected) -> list:
     for step in trace.steps:
         got, want = step.values, np.asarray(expected[step.name], dtype=float).reshape(step.values.shape)
         terms = np.asarray(scales.get(step.name, 0.0), dtype=float)
-        bad = np.abs(got - want) > RTOL * np.abs(want) + NOISE * terms + 1e-320
+        bad = np.abs(got - want) > RTOL * np.abs(want) + NOISE * terms + SUBNORMAL
         if bad.any():
             at = tuple(int(i) for i in np.argwhere(bad)[0])
             failures.append(f"{step.name}{list(at)}: bptrace {got[at]!r}, oracle {want[at]!r}")
