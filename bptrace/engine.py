@@ -4,6 +4,11 @@ It walks the layers, calls each layer's own forward and backward loops, and reco
 value under its BRIEF section 2 name.  After each step it applies, in this order, the
 scenario's `rounding` and then any pinned values (`given`, or a checker's overrides), so
 that later steps use exactly the numbers a student would have on paper.
+
+Where something decides on float noise (a relu or max-pool input) or rounds, it also
+carries each value's noise bound (layers.EPS): zero for numbers as written, rounded or
+pinned, and from each layer's `forward_noise` / `backward_noise` for computed ones.  The
+backward bounds are needed by rounding only; a scenario with neither costs nothing.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ScenarioError
-from .layers import Names
+from .layers import Names, noise_bound
 from .rounding import round_array
 from .scenario import Patch, Scenario, merge_patches, non_finite_error
 from .trace import Expansion, Recorder, Step, StepPart, SummaryRow, Trace
@@ -30,6 +35,7 @@ class Part:
     values: np.ndarray
     reads: tuple
     rec: object
+    noise: np.ndarray | None = None     # its float-noise bound, where the scenario needs one
 
 
 ROUNDING_PHASES = {"forward": ("forward",), "backward": ("backward",),
@@ -61,6 +67,12 @@ class _Run:
         self.terms = terms
         self.steps: list[Step] = []
         self.values: dict = {}
+        # name -> noise bound array.  Computed where something reads them: forward up to the
+        # last deciding layer's input, and everywhere when the scenario rounds; zeros elsewhere.
+        self.noise: dict = {}
+        deciding = [k for k, layer in enumerate(scenario.layers) if layer.decides]
+        self.rounding_bounds = scenario.rounding is not None
+        self.forward_bounds = len(scenario.layers) if self.rounding_bounds else max(deciding, default=0)
 
     # --- recording -------------------------------------------------------------------
 
@@ -78,25 +90,43 @@ class _Run:
             return False
         return any(item == name or phase in ROUNDING_PHASES.get(item, ()) for item in rounding.apply)
 
-    def emit(self, name, phase, layer, rule, computed, reads=(), rec=None, notes=(), origin=None,
+    def emit(self, name, phase, layer, rule, computed, reads=(), rec=None, notes=(), origin=None, noise=None,
              expansions=None, parts=None):
+        """Record a step.  noise: the bound on each computed element's float noise (None:
+        the values are exact, as written)."""
         computed = np.asarray(computed, dtype=float).reshape(self.scenario.shapes[name])
         if not np.isfinite(computed).all():
             raise non_finite_error(self.scenario, name, computed)
         values, rounded, mask = computed, None, None
+        noise = np.zeros(computed.shape) if noise is None else \
+            np.nan_to_num(np.asarray(noise, dtype=float).reshape(computed.shape), nan=np.inf)
+        kept = noise
         if self._rounds(name, phase):
             rounding = self.scenario.rounding
-            values, rounded = round_array(values, rounding.decimals, rounding.mode), rounding.describe()
+            values, rounded = round_array(values, rounding.decimals, rounding.mode, noise), rounding.describe()
+            kept = np.zeros(computed.shape)     # a rounded number is exact, as written
         if name in self.pinned:
             patch: Patch = self.pinned[name]
             values, mask = np.where(patch.mask, patch.values, values), patch.mask
+            kept = np.where(mask, 0.0, kept)
         step = Step(name=name, phase=phase, layer=layer, rule=rule, values=values, reads=tuple(reads),
                     computed=computed if (rounded or mask is not None) else None, given=mask,
                     rounded=rounded, expansions=rec.expansions if rec else expansions, notes=list(notes),
-                    origin=origin, parts=parts)
+                    origin=origin, noise=noise if rounded else None, parts=parts)
         self.steps.append(step)
         self.values[name] = values
+        self.noise[name] = kept
         return values
+
+    def floor(self, layer, name):
+        """Set the noise bound of the input `layer` now reads, for the layers that decide on it."""
+        if layer.decides:
+            noise = self.noise.get(name)
+            layer.floor = None if noise is None else np.where(np.isfinite(noise), noise, 0.0).tolist()
+
+    def bounds(self, names: dict) -> dict:
+        """role -> the noise bound of the traced value it names."""
+        return {role: self.noise[name] for role, name in names.items()}
 
     # --- the passes ------------------------------------------------------------------
 
@@ -107,7 +137,7 @@ class _Run:
             self.emit(name, "input", None, f"the input{'' if name == 'input' else ' ' + name}, {origin}", values,
                       origin=origin)
         params = {}
-        for layer in sc.layers:
+        for position, layer in enumerate(sc.layers):
             n = sc.names(layer)
             params[layer.name] = {}
             for role, initial in layer.params.items():
@@ -116,11 +146,17 @@ class _Run:
                                                      f"{n.param(role)}: {origin}", initial, origin=origin)
             rules = layer.rules(n)
             rec = self.recorder(n.out, layer.roles(n))
+            self.floor(layer, n.x)
             x = self._read(layer, n)
             out = layer.forward(x, params[layer.name], rec)
+            noise = None
+            if position < self.forward_bounds:
+                noise = layer.forward_noise(x, params[layer.name], out,
+                                            self.bounds({**self._inputs(layer, n),
+                                                         **{r: n.param(r) for r in layer.param_roles}}))
             self.emit(n.out, "forward", layer.name, rules["out"], out,
                       reads=tuple(dict.fromkeys(n.xs)) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
-                      notes=layer.notes(x, n))
+                      notes=layer.notes(x, n), noise=noise)
 
         loss_value = None
         if sc.upstream:
@@ -135,13 +171,16 @@ class _Run:
             out_name, delta_name = f"{last.name}.out", f"{last.name}.delta"
             out = self.values[out_name]
             rec = self.recorder("loss", loss.roles(out_name))
+            bounds = self.rounding_bounds
             loss_value = float(self.emit("loss", "loss", None, loss.value_rule.format(out=out_name),
-                                         np.array(loss.value(out, sc.loss.target, rec)),
-                                         reads=(out_name,), rec=rec))
+                                         np.array(loss.value(out, sc.loss.target, rec)), reads=(out_name,), rec=rec,
+                                         noise=loss.value_noise(out, sc.loss.target, self.noise[out_name])
+                                         if bounds else None))
             rec = self.recorder(delta_name, loss.roles(out_name))
             self.emit(delta_name, "backward", last.name,
                       loss.delta_rule.format(out=out_name, delta=delta_name),
-                      loss.gradient(out, sc.loss.target, rec), reads=(out_name,), rec=rec)
+                      loss.gradient(out, sc.loss.target, rec), reads=(out_name,), rec=rec,
+                      noise=loss.gradient_noise(out, sc.loss.target, self.noise[out_name]) if bounds else None)
             start_text = f"from the loss, {sc.loss.type}"
 
         # Backward through the plan in reverse.  Each layer sends a part of the delta to each
@@ -157,17 +196,26 @@ class _Run:
                 recs["in"] = [self.recorder(d, roles) for d in n.x_deltas]
             else:
                 recs["in"] = self.recorder(n.x_delta, roles)
-            result = layer.backward(self._read(layer, n), self.values[n.out], self.values[n.delta],
-                                    params[layer.name], recs)
+            self.floor(layer, n.x)
+            read = (self._read(layer, n), self.values[n.out], self.values[n.delta], params[layer.name])
+            result = layer.backward(*read, recs)
+            noise = {}
+            if self.rounding_bounds:
+                noise = layer.backward_noise(*read, self.bounds({**self._inputs(layer, n), "out": n.out,
+                                                                 "delta": n.delta,
+                                                                 **{r: n.param(r) for r in layer.param_roles}}))
             for role in layer.param_roles:
                 self.emit(n.grad(role), "backward", layer.name, rules[role], result[role],
-                          reads=tuple(roles[r] for r in layer.grad_reads[role]), rec=recs[role])
+                          reads=tuple(roles[r] for r in layer.grad_reads[role]), rec=recs[role],
+                          noise=noise.get(role))
             sent = result["in"] if layer.merge else [result["in"]]
+            sent_noise = noise.get("in") if layer.merge else [noise.get("in")]
             in_recs = recs["in"] if layer.merge else [recs["in"]]
             for k, (value, delta) in enumerate(zip(node.reads, sent)):
                 rule = rules[f"in{k}"] if layer.merge else rules["in"]
                 reads = layer.in_delta_names(roles, k)
-                parts.setdefault(value.delta, []).append(Part(layer.name, rule, delta, reads, in_recs[k]))
+                parts.setdefault(value.delta, []).append(
+                    Part(layer.name, rule, delta, reads, in_recs[k], sent_noise[k] if sent_noise else None))
             for value in plan.completes(node):
                 self._emit_delta(value.delta, parts.pop(value.delta))
 
@@ -178,6 +226,13 @@ class _Run:
 
         return Trace(name=sc.name, description=sc.description, conventions=sc.conventions.as_dict(),
                      summary=summary(sc), steps=self.steps, loss=loss_value, start=start_text)
+
+    @staticmethod
+    def _inputs(layer, n: Names) -> dict:
+        """role -> traced name of what the layer reads: "in", or "in0", "in1"... for a merge."""
+        if layer.merge:
+            return {f"in{k}": x for k, x in enumerate(n.xs)}
+        return {"in": n.x}
 
     def _read(self, layer, n: Names):
         """What a layer's loops take: the value it reads, or the list of them for a merge."""
@@ -190,11 +245,17 @@ class _Run:
         chain), or the sum of several, each kept so that `explain` can show it."""
         if len(parts) == 1:
             part = parts[0]
-            self.emit(name, "backward", part.layer, part.rule, part.values, reads=part.reads, rec=part.rec)
+            self.emit(name, "backward", part.layer, part.rule, part.values, reads=part.reads, rec=part.rec,
+                      noise=part.noise)
             return
         total = parts[0].values
         for part in parts[1:]:
             total = total + part.values
+        noise = None
+        if all(part.noise is not None for part in parts):
+            # each part's own noise, and one rounding per addition
+            grown = sum(np.abs(part.values) + part.noise for part in parts)
+            noise = noise_bound(grown, sum(np.abs(part.values) for part in parts), len(parts))
         # the summed element's terms: every reader's terms, one after another
         expansions = None
         if all(part.rec for part in parts):
@@ -207,7 +268,7 @@ class _Run:
         rule = f"{name} = " + " + ".join(f"(through {part.layer}: {part.rule.split(' = ', 1)[-1]})"
                                          for part in parts)
         reads = tuple(dict.fromkeys(r for part in parts for r in part.reads))
-        self.emit(name, "backward", parts[-1].layer, rule, total, reads=reads, expansions=expansions,
+        self.emit(name, "backward", parts[-1].layer, rule, total, reads=reads, expansions=expansions, noise=noise,
                   notes=[f"{name} is the sum of what {', '.join(readers[:-1])} and {readers[-1]} send back: "
                          f"{name.rsplit('.delta', 1)[0]} is read by each of them"],
                   parts=[StepPart(part.layer, part.rule, part.values) for part in parts])
@@ -223,8 +284,12 @@ class _Run:
             if rec:
                 rec.term(idx, ("old", idx, old[idx]))
                 rec.term(idx, (f"−{rate:g}", None, -rate), ("grad", idx, grad[idx]))
+        noise = None
+        if self.rounding_bounds:
+            grown = np.abs(old) + self.noise[old_name] + abs(rate) * (np.abs(grad) + self.noise[grad_name])
+            noise = noise_bound(grown, np.abs(old) + abs(rate) * np.abs(grad), 2)
         self.emit(new_name, "update", n.layer, f"{new_name} = {old_name} − {rate:g} · {grad_name}", new,
-                  reads=(old_name, grad_name), rec=rec)
+                  reads=(old_name, grad_name), rec=rec, noise=noise)
 
 
 def summary(scenario: Scenario) -> list:

@@ -122,6 +122,10 @@ class Layer:
     grad_reads = {"kernel": ("delta", "in"), "weights": ("delta", "in"), "bias": ("delta",)}
     elementwise = False                    # an activation: it reads one value, or one vector, at a time
     merge = False                          # reads several values (`from: [a, b]`): forward gets a list
+    decides = False                        # compares its input (relu's kink, max-pool's winner)
+    # The noise bound of each element of the input the layer is now reading (layers.EPS),
+    # nested like x.tolist(), set by the engine for the layers that decide; None: exact.
+    floor = None
 
     def __init__(self, name: str, in_shape: tuple):
         self.name = name
@@ -158,6 +162,30 @@ class Layer:
     def in_delta_names(self, roles: dict, k: int = 0) -> tuple:
         """The traced names the error at input k is computed from."""
         return tuple(roles[r] for r in self.in_delta_reads)
+    def noise_terms(self) -> int:
+        """The most terms one element of the forward or backward pass sums."""
+        return 1
+
+    def forward_noise(self, x, p, out, noise: dict):
+        """The noise bound of each element of `out` = forward(x, p), from `noise` (role ->
+        bound array: "in" and each parameter): the same loops run on magnitudes
+        (`noise_bound`).  Right for the layers whose elements are sums of products (conv,
+        dense, pools' averages, flatten); the others override it."""
+        grown = self.forward(abs(x) + noise["in"], {r: abs(v) + noise[r] for r, v in p.items()}, None)
+        exact = not any(bound.any() for bound in noise.values())
+        plain = grown if exact else self.forward(abs(x), {r: abs(v) for r, v in p.items()}, None)
+        return noise_bound(grown, plain, self.noise_terms())
+
+    def backward_noise(self, x, out, delta, p, noise: dict) -> dict:
+        """The noise bound of each element of backward(...), as `forward_noise` (noise also
+        holds "out" and "delta").  A layer that decides on its input (max-pool's routing)
+        runs on the input itself, so that each error goes where the real pass sent it."""
+        recs = {role: None for role in ("in",) + self.param_roles}
+        xs = (x, x) if self.decides else (abs(x) + noise["in"], abs(x))
+        grown = self.backward(xs[0], abs(out) + noise["out"], abs(delta) + noise["delta"],
+                              {r: abs(v) + noise[r] for r, v in p.items()}, recs)
+        plain = self.backward(xs[1], abs(out), abs(delta), {r: abs(v) for r, v in p.items()}, recs)
+        return {role: noise_bound(grown[role], plain[role], self.noise_terms()) for role in grown}
 
     def roles(self, n: Names) -> dict:
         """Which traced name each role in a recorded term stands for."""
@@ -216,15 +244,26 @@ def _pair(spec: Spec, key: str, default, *, minimum: int, signal: bool, across: 
     return value
 
 
-# Two values closer than this, relative to the largest magnitude around them, differ only by
-# float noise (a sum of hand-sized numbers is off by ~1e-16 of its terms): they are equal,
-# as on paper.  It decides max-pool ties and which side of relu's kink a value is on.
-NOISE = 1e-12
+# --- float noise ------------------------------------------------------------------------
+# Every computed element carries a bound on its float noise, how far float arithmetic may
+# have taken it from the value on paper.  A number written in the file (or drawn by `init`,
+# rounded, or given) has none: it is the value.  A layer's bound comes from the terms that
+# made each element: the bounds of what it read, carried through (`noise_bound`), plus
+# (terms + 3)·EPS of the terms' magnitudes, for one rounding per product and per sum and
+# the conversion of the written factors to binary.  Two values within their bounds are
+# equal on paper (a max-pool tie: 0.1 + 0.2 against 0.3), a value within its bound of 0 is
+# 0 (relu's flat side), and rounding by hand rounds the paper value (rounding.py).
+
+EPS = 2.0 ** -52        # machine epsilon, twice the relative error of one float operation
+TINY = 2.0 ** -1074     # the absolute error of an operation that underflows
 
 
-def noise_floor(x) -> float:
-    """Below this magnitude a value of `x` is an exact zero blurred by float rounding."""
-    return NOISE * float(np.abs(x).max()) if x.size else 0.0
+def noise_bound(grown, plain, terms: int):
+    """The noise bound of a sum from two runs of it: `grown` on the magnitudes of what it
+    read plus their bounds, `plain` on the magnitudes alone.  grown − plain is the read
+    noise carried through (Σ |k|·e_x + e_k·|x| + e_k·e_x for products k·x), and
+    (terms + 3)·EPS·grown the sum's own rounding."""
+    return grown - plain + (terms + 3) * (EPS * grown + TINY)
 
 
 def _out_size(size, window, stride, padding) -> tuple:
@@ -349,6 +388,12 @@ class Conv(Layer):
     def multiply_adds(self):
         return 3 * math.prod(self.out_shape) * math.prod(self.params["kernel"].shape[1:])
 
+    def noise_terms(self):
+        # out: the taps and the bias; grad.kernel, grad.bias: every output position and sample;
+        # input delta: every filter's taps
+        (N, O, Ho, Wo), (_, in_per_group, kh, kw) = self.out_shape, self.params["kernel"].shape
+        return max(in_per_group * kh * kw + 1, N * Ho * Wo, O * kh * kw)
+
     def window(self, o, i, j):
         """The (kernel channel, input channel, u, v, h, w) under output position (o, i, j),
         skipping taps that fall on the zero padding."""
@@ -471,6 +516,9 @@ class Pool(Layer):
     def multiply_adds(self):
         return 3 * math.prod(self.out_shape) * self.area
 
+    def noise_terms(self):
+        return self.area      # a window's cells; a cell is in at most `area` windows
+
     def window(self, i, j):
         """The input cells (h, w) under pooling window (i, j), in row-major order, without
         the padding."""
@@ -505,19 +553,32 @@ class MaxPool(Pool):
     overlapping windows add up."""
     type = "maxpool"
     in_delta_reads = ("delta", "in")       # the routing depends on where the maxima were
+    decides = True
 
     def winner(self, x, n, c, i, j):
         """(h, w) of the window's maximum, the candidates, and whether it was a tie."""
         cells = list(self.window(i, j))
         values = [x[n][c][h][w] for h, w in cells]
         # Values equal but for float noise (0.1 + 0.2 against 0.3) are equal on paper: a tie.
-        noise = NOISE * max(abs(value) for value in values)
+        # Each value's own noise bound says how far apart that is (none for numbers as written).
+        noise = [self.floor[n][c][h][w] if self.floor else 0.0 for h, w in cells]
         best = 0
         for k in range(1, len(values)):
-            if values[k] > values[best] + noise:
+            if values[k] - noise[k] > values[best] + noise[best]:
                 best = k
-        tie = sum(1 for value in values if abs(value - values[best]) <= noise) > 1
+        tie = sum(1 for k, value in enumerate(values) if abs(value - values[best]) <= noise[k] + noise[best]) > 1
         return cells, values, best, tie
+
+    def forward_noise(self, x, p, out, noise):
+        """The noise of the values that could be the window's maximum on paper."""
+        x, e = x.tolist(), noise["in"].tolist()
+        bound = np.zeros(self.out_shape)
+        for n, c, i, j in np.ndindex(*self.out_shape):
+            cells, values, best, _ = self.winner(x, n, c, i, j)
+            top = values[best] - e[n][c][cells[best][0]][cells[best][1]]
+            bound[n, c, i, j] = max(e[n][c][h][w] for (h, w), value in zip(cells, values)
+                                    if value + e[n][c][h][w] >= top)
+        return bound
 
     def forward(self, x, p, rec):
         x = x.tolist()
@@ -607,8 +668,9 @@ class Activation(Layer):
     the terms a student uses (σ′ = out·(1 − out), as in seed 001 and Zhang eq. 37)."""
     symbol = "f"
     in_delta_reads = ("delta", "out")
-    zero = 0.0     # the step's noise floor (`noise_floor`), set as each loop starts
+    zero = 0.0     # the noise bound of the element at hand (`floor`): within it of 0 is 0
     elementwise = True
+    rounds = 2     # f's own float error, in EPS of |out| (exp and tanh are within an ulp)
 
     def f(self, z):
         raise NotImplementedError
@@ -620,11 +682,17 @@ class Activation(Layer):
 
     slope_text = "f′"
 
+    def floors(self, size) -> list:
+        """Each input element's noise bound, flat (zeros when the input is exact)."""
+        return [0.0] * size if self.floor is None else np.reshape(self.floor, -1).tolist()
+
     def forward(self, x, p, rec):
-        self.zero = noise_floor(x)
         shape = x.shape
         x = x.reshape(-1).tolist()
-        out = [self.f(z) for z in x]
+        out = []
+        for z, zero in zip(x, self.floors(len(x))):
+            self.zero = zero
+            out.append(self.f(z))
         if rec:
             for k, z in enumerate(x):
                 at = np.unravel_index(k, shape)
@@ -632,12 +700,13 @@ class Activation(Layer):
         return as_array(out).reshape(shape)
 
     def backward(self, x, out, delta, p, recs):
-        self.zero = noise_floor(x)
         shape = x.shape
         rec = recs["in"]
+        floors = self.floors(x.size)
         x, out, delta = x.reshape(-1).tolist(), out.reshape(-1).tolist(), delta.reshape(-1).tolist()
         x_delta = []
         for k, (z, y, d) in enumerate(zip(x, out, delta)):
+            self.zero = floors[k]
             factors = self.slope(z, y)
             total = d
             for _, value in factors:
@@ -648,6 +717,29 @@ class Activation(Layer):
                 rec.term(at, ("delta", at, d), *((role, at if role in ELEMENT_ROLES else None, value)
                                                   for role, value in factors))
         return {"in": as_array(x_delta).reshape(shape)}
+
+    def forward_noise(self, x, p, out, noise):
+        """f is monotone: the true output lies between f(z − e) and f(z + e)."""
+        self.zero = 0.0                   # f itself, without the noise floor
+        bound = [max(self.f(z + e) - y, y - self.f(z - e)) + self.rounds * (EPS * abs(y) + TINY)
+                 for z, e, y in zip(x.reshape(-1).tolist(), noise["in"].reshape(-1).tolist(), out.reshape(-1).tolist())]
+        return as_array(bound).reshape(x.shape)
+
+    def backward_noise(self, x, out, delta, p, noise):
+        """delta times the slope's factors, each factor's bound that of the value it is
+        (+ EPS for 1 − out, 1 + out); constant factors (relu's 1 or 0) are exact."""
+        floors = self.floors(x.size)
+        e_in, e_out, e_delta = (noise[role].reshape(-1).tolist() for role in ("in", "out", "delta"))
+        bound = []
+        for k, (z, y, d) in enumerate(zip(x.reshape(-1).tolist(), out.reshape(-1).tolist(),
+                                          delta.reshape(-1).tolist())):
+            self.zero = floors[k]
+            grown, plain = abs(d) + e_delta[k], abs(d)
+            for role, value in self.slope(z, y):
+                e = e_in[k] if role == "in" else e_out[k] + EPS if role in ELEMENT_ROLES else 0.0
+                grown, plain = grown * (abs(value) + e), plain * abs(value)
+            bound.append(noise_bound(grown, plain, 2))
+        return {"in": as_array(bound).reshape(x.shape)}
 
     def roles(self, n):
         roles = super().roles(n)
@@ -663,6 +755,14 @@ class Activation(Layer):
 
 # slope factors that are values of this element; any other label is a constant such as "1 (x > 0)"
 ELEMENT_ROLES = ("out", "1 − out", "1 + out", "in")
+
+
+def _share(mine, others) -> float:
+    """exp(mine) / (exp(mine) + Σ exp(others)), shifted by the largest exponent as softmax
+    is: nothing overflows, and only a share that is itself below the smallest float underflows."""
+    top = max([mine] + others)
+    part = math.exp(mine - top)
+    return part / (part + sum(math.exp(z - top) for z in others))
 
 
 def _sigmoid(z):
@@ -699,6 +799,8 @@ class Tanh(Activation):
 class Relu(Activation):
     type, symbol = "relu", "relu"
     in_delta_reads = ("delta", "in")
+    decides = True
+    rounds = 0     # z or 0: nothing is rounded
     slope_text = "[{x} > 0]"
 
     def f(self, z):
@@ -712,6 +814,8 @@ class Relu(Activation):
 class LeakyRelu(Activation):
     type, symbol = "leaky_relu", "leaky_relu"
     in_delta_reads = ("delta", "in")
+    decides = True
+    rounds = 1     # slope · z: one product
     keys = frozenset({"slope"})
 
     @classmethod
@@ -734,6 +838,7 @@ class LeakyRelu(Activation):
 class Identity(Activation):
     type, symbol = "identity", "identity"
     slope_text = "1"
+    rounds = 0
 
     def f(self, z):
         return z
@@ -785,6 +890,30 @@ class Softmax(Layer):
                     for j in group:
                         rec.term(idx, ("out", idx, out[idx]), ("−out", j, -out[j]), ("delta", j, delta[j]))
         return {"in": x_delta}
+
+    def forward_noise(self, x, p, out, noise):
+        """out[k] = exp(x[k]) / Σ_j exp(x[j]) is least with x[k] moved down by its bound and
+        every other x[j] up by its, and greatest the other way round; plus the rounding of
+        exp, the sum and the division."""
+        e, bound = noise["in"], np.zeros(self.in_shape)
+        for group in self._groups():
+            for k in group:
+                others = [j for j in group if j != k]
+                low = _share(x[k] - e[k], [x[j] + e[j] for j in others])
+                high = _share(x[k] + e[k], [x[j] - e[j] for j in others])
+                bound[k] = max(high - out[k], out[k] - low) + (len(group) + 3) * (EPS * out[k] + TINY)
+        return bound
+
+    def backward_noise(self, x, out, delta, p, noise):
+        e_out, e_delta = noise["out"], noise["delta"]
+        bound = np.zeros(self.in_shape)
+        for group in self._groups():
+            grown_dot = sum((abs(delta[j]) + e_delta[j]) * (out[j] + e_out[j]) for j in group)
+            plain_dot = sum(abs(delta[j]) * out[j] for j in group)
+            for idx in group:
+                grown = (out[idx] + e_out[idx]) * (abs(delta[idx]) + e_delta[idx] + grown_dot)
+                bound[idx] = noise_bound(grown, out[idx] * (abs(delta[idx]) + plain_dot), len(group) + 2)
+        return {"in": bound}
 
     def roles(self, n):
         roles = super().roles(n)
@@ -904,6 +1033,10 @@ class Dense(Layer):
 
     def multiply_adds(self):
         return 3 * int(np.prod(self.out_shape)) * self.in_shape[1]
+
+    def noise_terms(self):
+        (N, O), F = self.out_shape, self.in_shape[1]
+        return max(F + 1, N, O)
 
     def forward(self, x, p, rec):
         x, weights, bias = x.tolist(), p["weights"].tolist(), p["bias"].tolist()

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .layers import BuildContext, Layer, Names, ref
+from .layers import BuildContext, Layer, Names, noise_bound, ref
 from .spec import Spec, shape_words
 
 
@@ -44,6 +44,23 @@ class Merge(Layer):
 
     def multiply_adds(self) -> int:
         return 3 * math.prod(self.out_shape) * len(self.in_shapes)
+
+    def noise_terms(self) -> int:
+        return len(self.in_shapes)
+
+    # The same loops on magnitudes, as for the other layers (see Layer.forward_noise), with
+    # one bound per value read.
+    def forward_noise(self, xs, p, out, noise: dict):
+        grown = self.forward([abs(x) + noise[f"in{k}"] for k, x in enumerate(xs)], p, None)
+        plain = self.forward([abs(x) for x in xs], p, None)
+        return noise_bound(grown, plain, self.noise_terms())
+
+    def backward_noise(self, xs, out, delta, p, noise: dict) -> dict:
+        recs = {"in": [None] * len(xs)}
+        grown = self.backward([abs(x) + noise[f"in{k}"] for k, x in enumerate(xs)], abs(out) + noise["out"],
+                              abs(delta) + noise["delta"], p, recs)
+        plain = self.backward([abs(x) for x in xs], abs(out), abs(delta), p, recs)
+        return {"in": [noise_bound(g, q, self.noise_terms()) for g, q in zip(grown["in"], plain["in"])]}
 
     def roles(self, n: Names) -> dict:
         roles = {"out": n.out, "delta": n.delta}

@@ -64,6 +64,7 @@ class Step(StepMethods):
     notes: list = field(default_factory=list)
     origin: str | None = None             # input and parameters: where the values came from
     parts: list | None = None             # a delta summed over several readers: each one's StepPart
+    noise: np.ndarray | None = None       # rounded steps: the bound on `computed`'s float noise
 
     @property
     def shape(self) -> tuple:
