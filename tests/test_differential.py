@@ -302,7 +302,7 @@ def oracle_values(scenario):
         loss = _loss(torch, scenario.loss, last)
         result["loss"] = loss.detach().numpy().copy()
         loss.backward()
-    for layer in oracle._active(scenario):
+    for layer in oracle._active(scenario)[0]:
         out = outs[layer.name]
         result[f"{layer.name}.delta"] = out.grad.numpy().copy() if out.grad is not None else np.zeros(out.shape)
         for role in layer.params:
@@ -315,7 +315,7 @@ def oracle_values(scenario):
     if not all(np.isfinite(v).all() for v in result.values()):
         return None
     # the magnitudes of the terms of every delta and gradient, layer by layer down
-    active = oracle._active(scenario)
+    active = oracle._active(scenario)[0]
     top = active[-1].name
     grad = outs[top].grad if outs[top].grad is not None else torch.zeros(outs[top].shape)
     error = _seed(torch, None if scenario.upstream else scenario.loss, outs[top].detach(),

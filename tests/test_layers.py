@@ -8,7 +8,7 @@ import re
 import pytest
 
 import bptrace
-from bptrace.layers import position
+from bptrace.layers.base import position
 
 
 def evaluate(expression: str, **letters) -> int:
@@ -117,3 +117,35 @@ upstream: {layer: f, delta: [1]}
     result = CliRunner().invoke(main, ["run", str(path)])
     assert result.exit_code == 0, result.output
     assert "p1.out = max(0.1, 0.2, 0.3, 0.4★) = 0.4 from input[1,1]" in result.output
+
+
+# --- the registry ------------------------------------------------------------------------------
+
+def test_every_registered_layer_type_is_complete():
+    """Each type in LAYERS has its own loops and rules, a README row, a scenario that uses it
+    (shipped, or a PyTorch oracle case), and the oracle knows how to compute it; its keys have
+    a schema entry (tests/test_schema.py) and bad values are refused (tests/bad)."""
+    import inspect
+    from pathlib import Path
+
+    import oracle
+    from bptrace.layers import LAYERS, Layer
+    from test_oracle_torch import CASES
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    used = {layer.type for path in sorted((root / "scenarios").glob("*.yaml")) for layer in bptrace.load(path).layers}
+    used |= {layer.type for text in CASES.values() for layer in bptrace.loads(text).layers}
+    oracle_source = inspect.getsource(oracle.layer_forward)
+    missing = []
+    for kind, cls in LAYERS.items():
+        for method in ("forward", "backward", "rules"):
+            if getattr(cls, method) is getattr(Layer, method):
+                missing.append(f"{kind}: no {method}")
+        if not re.search(rf"^\| `{kind}` \|", readme, re.M):
+            missing.append(f"{kind}: no row in the README's layer table")
+        if kind not in used:
+            missing.append(f"{kind}: no shipped scenario or oracle case uses it")
+        if f'"{kind}"' not in oracle_source:
+            missing.append(f"{kind}: tests/oracle.py cannot compute it")
+    assert not missing, "\n".join(missing)

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from .layers import BuildContext, Layer, Names, noise_bound, ref
-from .spec import Spec, shape_words
+from ..spec import Spec, shape_words
+from .base import BuildContext, Layer, Names, noise_bound, ref
 
 
 class Merge(Layer):
