@@ -148,7 +148,11 @@ class _Run:
             rec = self.recorder(n.out, layer.roles(n))
             self.floor(layer, n.x)
             x = self._read(layer, n)
-            out = layer.forward(x, params[layer.name], rec)
+            if layer.extras:
+                recs = {"out": rec, **{k: self.recorder(n.extra(k), layer.roles(n)) for k in layer.extras}}
+                out = layer.forward(x, params[layer.name], recs, self._stage(layer, n, "forward", recs))
+            else:
+                out = layer.forward(x, params[layer.name], rec)
             noise = None
             if position < self.forward_bounds:
                 noise = layer.forward_noise(x, params[layer.name], out,
@@ -198,7 +202,11 @@ class _Run:
                 recs["in"] = self.recorder(n.x_delta, roles)
             self.floor(layer, n.x)
             read = (self._read(layer, n), self.values[n.out], self.values[n.delta], params[layer.name])
-            result = layer.backward(*read, recs)
+            if layer.backward_extras:
+                recs.update({k: self.recorder(n.extra(k), roles) for k in layer.backward_extras})
+                result = layer.backward(*read, recs, self._stage(layer, n, "backward", recs))
+            else:
+                result = layer.backward(*read, recs)
             noise = {}
             if self.rounding_bounds:
                 noise = layer.backward_noise(*read, self.bounds({**self._inputs(layer, n), "out": n.out,
@@ -226,6 +234,15 @@ class _Run:
 
         return Trace(name=sc.name, description=sc.description, conventions=sc.conventions.as_dict(),
                      summary=summary(sc), steps=self.steps, loss=loss_value, start=start_text)
+
+    def _stage(self, layer, n: Names, phase: str, recs: dict):
+        """The callback a layer with inner values traces them through, in its own loops."""
+        roles, rules = layer.roles(n), layer.rules(n)
+
+        def stage(name: str, values, reads=(), noise=None):
+            return self.emit(n.extra(name), phase, layer.name, rules[name], values,
+                             reads=tuple(dict.fromkeys(roles[r] for r in reads)), rec=recs.get(name), noise=noise)
+        return stage
 
     @staticmethod
     def _inputs(layer, n: Names) -> dict:

@@ -602,6 +602,8 @@ def _shapes(scenario: Scenario) -> dict:
     for layer in scenario.layers:
         for role, values in layer.params.items():
             shapes[f"{layer.name}.{role}"] = values.shape
+        for name in layer.extras:
+            shapes[f"{layer.name}.{name}"] = layer.extra_shapes[name]
         shapes[f"{layer.name}.out"] = layer.out_shape
     if scenario.loss:
         shapes["loss"] = ()
@@ -609,6 +611,8 @@ def _shapes(scenario: Scenario) -> dict:
     shapes[f"{start.name}.delta"] = start.out_shape
     for node in reversed(plan.active):
         layer = scenario.layer(node.name)
+        for name in layer.backward_extras:
+            shapes[f"{layer.name}.{name}"] = layer.extra_shapes[name]
         for role in layer.param_roles:
             shapes[f"{layer.name}.grad.{role}"] = layer.params[role].shape
         for value in plan.completes(node):

@@ -98,6 +98,10 @@ class Names:
     def new(self, role):
         return f"{self.layer}.new.{role}"
 
+    def extra(self, name):
+        """A value traced inside the layer: `bn.mean`, `bn.xhat.delta`, `r.h`."""
+        return f"{self.layer}.{name}"
+
 
 @dataclass
 class BuildContext:
@@ -119,6 +123,14 @@ class Layer:
     grad_reads = {"kernel": ("delta", "in"), "weights": ("delta", "in"), "bias": ("delta",)}
     elementwise = False                    # an activation: it reads one value, or one vector, at a time
     merge = False                          # reads several values (`from: [a, b]`): forward gets a list
+    # Values a layer traces on its way to its output (batch norm's mean, var and xhat) and on
+    # its way back (xhat.delta, ...), in the order it makes them.  A layer with any of them
+    # takes one more argument in forward / backward, `stage(name, values, reads=roles)`,
+    # which traces the value (rounding and `given` apply, as to any step) and returns what
+    # the rest of the loops must use; `recs` is then a dict with a recorder per name.
+    # `extra_shapes` (set when the layer is built) gives each one's canonical shape.
+    extras: tuple = ()
+    backward_extras: tuple = ()
     decides = False                        # compares its input (relu's kink, max-pool's winner)
     # The noise bound of each element of the input the layer is now reading (layers.EPS),
     # nested like x.tolist(), set by the engine for the layers that decide; None: exact.
@@ -128,6 +140,7 @@ class Layer:
         self.name = name
         self.in_shape = tuple(in_shape)
         self.out_shape = tuple(in_shape)
+        self.extra_shapes: dict = {}     # name -> shape, for `extras` and `backward_extras`
         self.params: dict = {}
         self.origins: dict = {}      # role -> where the parameter's values came from, in words
 
@@ -188,6 +201,7 @@ class Layer:
         """Which traced name each role in a recorded term stands for."""
         roles = {"in": n.x, "out": n.out, "delta": n.delta}
         roles.update({role: n.param(role) for role in self.param_roles})
+        roles.update({name: n.extra(name) for name in self.extras + self.backward_extras})
         return roles
 
 
