@@ -24,10 +24,12 @@ from .base import (
 from .conv import Conv
 from .dense import Dense, Flatten
 from .merge import Add, Concat, Multiply
+from .normalization import BatchNorm, Dropout, LayerNorm
 from .pooling import AvgPool, MaxPool, Pool
 
 LAYERS = {cls.type: cls for cls in (Conv, MaxPool, AvgPool, Sigmoid, Tanh, Relu, LeakyRelu, Identity,
                                     Softmax, Flatten, Dense, Add, Multiply, Concat)}
+LAYERS.update({cls.type: cls for cls in (BatchNorm, LayerNorm, Dropout)})
 
 __all__ = ["LAYERS", "Activation", "Add", "AvgPool", "BuildContext", "Concat", "Conv", "Dense", "EPS",
            "Flatten", "Identity", "Layer", "LeakyRelu", "MAX_TENSOR_ELEMENTS", "MaxPool", "Multiply",

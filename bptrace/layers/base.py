@@ -131,6 +131,7 @@ class Layer:
     # `extra_shapes` (set when the layer is built) gives each one's canonical shape.
     extras: tuple = ()
     backward_extras: tuple = ()
+    unwritten: dict = {}                   # role -> where a parameter not written comes from, if not `init`
     decides = False                        # compares its input (relu's kink, max-pool's winner)
     # The noise bound of each element of the input the layer is now reading (layers.EPS),
     # nested like x.tolist(), set by the engine for the layers that decide; None: exact.
