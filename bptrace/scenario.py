@@ -27,7 +27,7 @@ LOSS_TYPES = tuple(LOSSES)
 ROUNDING_MODES = tuple(MODES)
 ROUNDING_GROUPS = ("forward", "backward", "all")
 FORMAT_VERSIONS = (1,)
-ACTIVATIONS = tuple(kind for kind, cls in LAYERS.items() if cls.elementwise)
+ACTIVATIONS = tuple(kind for kind, cls in LAYERS.items() if cls.elementwise or cls.keeps_shape)
 MERGES = tuple(kind for kind, cls in LAYERS.items() if cls.merge)
 
 # Forward + backward scalar operations above which a scenario is refused before it runs:

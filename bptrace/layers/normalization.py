@@ -58,6 +58,7 @@ class Norm(Layer):
     in_delta_reads = ("xhat.delta", "var.delta", "mean.delta", "in", "mean", "var")
     train = True
     stat_letter = "n"
+    keeps_shape = True
 
     def _setup(self, spec: Spec, stat_shape: tuple, param_shape: tuple, group_of, param_of):
         """Index tables: for each element of the input, its canonical index, the statistic
@@ -477,6 +478,7 @@ class Dropout(Layer):
     keys = frozenset({"p", "mask", "seed"})
     extras = ("mask",)
     in_delta_reads = ("delta", "mask")
+    keeps_shape = True
 
     @classmethod
     def build(cls, name, spec, ctx: BuildContext):
