@@ -138,6 +138,20 @@ def layer_forward(layer, x, params: dict, conventions, inner: dict | None = None
     if kind == "avgpool":
         return F.avg_pool2d(x, tuple(layer.size), tuple(layer.stride), tuple(layer.padding),
                             count_include_pad=True)
+    if kind == "exp":
+        return torch.exp(x)
+    if kind == "log":
+        return torch.log(x)
+    if kind == "square":
+        return torch.square(x)
+    if kind == "elu":
+        return F.elu(x, layer.alpha)
+    if kind == "softplus":
+        return F.softplus(x)            # beta 1, threshold 20
+    if kind == "silu":
+        return F.silu(x)
+    if kind == "gelu":
+        return F.gelu(x)                # the erf form
     if kind == "sigmoid":
         return torch.sigmoid(x)
     if kind == "tanh":

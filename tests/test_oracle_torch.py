@@ -548,6 +548,36 @@ layers:
 loss: {{type: half_sse, target: [[0.5], [-0.5]]}}
 learning_rate: 0.05
 """,
+    # --- smooth element-wise functions ------------------------------------------------------
+    "exp-log-square": f"""
+input: {lit(2, 4, seed=230)}
+layers:
+  - {{type: dense, name: h, weights: {lit(4, 4, seed=231)}}}
+  - {{type: exp, name: e}}
+  - {{type: log, name: l}}
+  - {{type: square, name: q}}
+  - {{type: dense, name: o, weights: {lit(2, 4, seed=232)}}}
+loss: {{type: mse, target: {lit(2, 2, seed=233)}}}
+""",
+    "elu-softplus-silu-gelu-maps": f"""
+input: {lit(1, 2, 4, 4, seed=234, low=-3, high=3)}
+layers:
+  - {{type: elu, name: e, alpha: 0.7}}
+  - {{type: conv, name: c, kernel: {lit(2, 2, 2, 2, seed=235, low=-4, high=4)}}}
+  - {{type: softplus, name: sp}}
+  - {{type: gelu, name: g, from: c}}
+  - {{type: silu, name: si, from: c}}
+  - {{type: add, name: a, from: [sp, g, si]}}
+upstream: {{delta: {lit(1, 2, 3, 3, seed=236)}}}
+""",
+    "softplus-threshold-elu-zero": """
+input: [[25.0, 20.0, 19.5, -30.0, 0.0, -0.5]]
+layers:
+  - {type: softplus, name: sp}
+  - {type: elu, name: e, from: input, alpha: 0.5}
+  - {type: multiply, name: m, from: [sp, e]}
+upstream: {delta: [[1.0, -2.0, 0.5, 3.0, 1.5, -1.0]]}
+""",
 }
 
 
