@@ -320,7 +320,15 @@ def _element_key(info, rng):
 def _perturbed(values, rng):
     """A student's version of the trace's values: rounded, truncated, slightly or badly off."""
     how = rng.randrange(6)
-    array = np.asarray(values, dtype=float)
+    array = original = np.asarray(values, dtype=float)
+    with np.errstate(all="ignore"):          # 1.7e308 rounded or moved: kept as it was
+        array = _perturb(array, how, rng)
+    if not np.isfinite(array).all():
+        array = original
+    return array.tolist() if array.ndim else float(array)
+
+
+def _perturb(array, how, rng):
     if how == 0:
         array = np.round(array, rng.choice([2, 4, 6]))
     elif how == 1:
@@ -334,7 +342,7 @@ def _perturbed(values, rng):
         array = -array
     elif how == 4 and array.ndim >= 2:
         array = array[..., ::-1]
-    return array.tolist() if array.ndim else float(array)
+    return array
 
 
 def _answers(info, rng, count, exact=0.0):
