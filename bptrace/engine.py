@@ -53,7 +53,11 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
                the terms is half the cost of a run.
     """
     try:
-        return _Run(scenario, overrides or {}, explain or {}, terms).trace()
+        # every step is checked for inf and nan as it is recorded, and the first one is
+        # reported with its name and line; numpy's own overflow warning would only add a
+        # line of bptrace's source to the terminal
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return _Run(scenario, overrides or {}, explain or {}, terms).trace()
     except ScenarioError as error:
         # a loss found an output it cannot take, knowing only its key path: point at the line
         raise scenario.document.locate(error) if scenario.document else error
