@@ -409,3 +409,16 @@ def test_text_report_of_many_sheets(golden, tmp_path, monkeypatch):
     text = plain(check_files(["good.yaml", "turned.yaml", "missing.yaml"]))
     golden("check_many.txt", text)
     assert not [line for line in text.splitlines() if line.endswith(" ")]
+
+
+def test_many_sheets_never_cut_a_message_on_a_narrow_console(tmp_path, monkeypatch):
+    # the verdict column once kept a minimum width the console did not have: rich wrapped the
+    # message at that width and then cropped every line ("while pars", "the nod")
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "good.yaml", SEED001 + OWN_SHEET)
+    write(tmp_path, "a_long_name_for_a_broken_sheet.yaml", SEED001 + OWN_SHEET + "  c1.grad.bias: [0.1, \n")
+    report = check_files(["good.yaml", "a_long_name_for_a_broken_sheet.yaml"])
+    error = report.files[1].error
+    for width in (60, 80, 100):
+        shown = iter("".join(plain(report, width).split()))
+        assert all(char in shown for char in "".join(error.split())), width
