@@ -53,7 +53,10 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
                the terms is half the cost of a run.
     """
     try:
-        return _Run(scenario, overrides or {}, explain or {}, terms).trace()
+        # every value is held finite where it is emitted (non_finite_error names the first that
+        # is not); numpy's warnings on the way there would only repeat that on stderr
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return _Run(scenario, overrides or {}, explain or {}, terms).trace()
     except ScenarioError as error:
         # a loss found an output it cannot take, knowing only its key path: point at the line
         raise scenario.document.locate(error) if scenario.document else error
