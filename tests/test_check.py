@@ -422,3 +422,18 @@ def test_many_sheets_never_cut_a_message_on_a_narrow_console(tmp_path, monkeypat
     for width in (60, 80, 100):
         shown = iter("".join(plain(report, width).split()))
         assert all(char in shown for char in "".join(error.split())), width
+
+
+@pytest.mark.xfail(strict=True, reason="check's 'exact' is |a − b| ≤ 1e-9·max + 1e-12 over every number, "
+                                       "not each number's own float-noise bound (QA of issue 9)")
+@pytest.mark.parametrize("values, answers", [
+    ("[3e-13, 2e-13]", "{h.out: 0}"),                  # 0 for 5e-13, 'exact'
+    ("[3e-13, 2e-13]", "{h.out: 1e-13}"),              # 1e-13 for 5e-13, 'exact'
+    ("[0.5, 0.25]", "{h.out: 0.75000000001}"),         # a wrong 11th decimal, 'exact'
+])
+def test_a_wrong_answer_is_never_exact_by_a_global_floor(tmp_path, values, answers):
+    path = write(tmp_path, "tiny.yaml", f"input: {values}\nlayers:\n  - {{type: dense, name: h, weights: [[1, 1]]}}\n"
+                                        f"loss: {{type: half_sse, target: [0]}}\nexpected: {answers}\n")
+    result = invoke("--format", "json", path)
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.output)["files"][0]["answers"][0]["verdict"] == "wrong"
