@@ -18,7 +18,7 @@ from .losses import LOSSES
 from .plan import Node, Plan, input_value, layer_value
 from .rounding import MODES
 from .source import Document, read_document, parse_text
-from .spec import Spec, kind_of, read_tensor, shape_error, shape_words
+from .spec import Spec, fill_origin, kind_of, read_tensor, shape_error, shape_words
 from .tensors import canonical_index, display_index, fits, format_index, kept_axes
 
 TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "inputs", "layers", "output", "upstream",
@@ -356,10 +356,11 @@ def _input(top: Spec, path: tuple, layer_specs, name: str, input_names) -> tuple
     for key in path:
         value = value[key]
     what = "the input" if name == "input" else f"input {name}"
-    if isinstance(value, dict):
+    if isinstance(value, dict) and "fill" not in value:
         if "random" not in value:
-            raise top.doc.error(path, "expected numbers (a list such as [[1, 2], [3, 4]]) or "
-                                      "{random: uniform, shape: [...]}, found a mapping without `random:`")
+            raise top.doc.error(path, "expected numbers (a list such as [[1, 2], [3, 4]]), "
+                                      "{random: uniform, shape: [...]} or {fill: arange, shape: [...]}, "
+                                      "found a mapping without `random:` or `fill:`")
         spec = Spec(top.doc, path, value, ("random", "shape", "seed", "low", "high"), "a random input")
         kind = spec.choice("random", ("uniform", "normal"), None)
         if kind == "normal":
@@ -394,7 +395,7 @@ def _input(top: Spec, path: tuple, layer_specs, name: str, input_names) -> tuple
             x = rng.normal(0.0, 1.0, size=shape)
             origin = f"drawn from a standard normal (seed {seed})"
     else:
-        x, origin = read_tensor(top.doc, path, value, what=what), "as written"
+        x, origin = read_tensor(top.doc, path, value, what=what), fill_origin(value)
     if x.ndim == 0 or x.ndim > 4:
         raise top.doc.error(path, f"{what} must be [W], [H][W], [C][H][W] or [N][C][H][W]; "
                                   f"found {'a single number' if x.ndim == 0 else f'{x.ndim} nested levels'}")
@@ -451,8 +452,8 @@ def _layers(top: Spec, inputs: dict, conventions, work_limit=None) -> tuple:
         ctx = BuildContext(in_shape=shapes[0], conventions=conventions, previous=sources[0], rng=rng,
                            in_shapes=shapes, sources=sources)
         layer = cls.build(name, spec, ctx)
-        layer.origins = {role: "as written" if role in spec else "zeros (not written)" if role == "bias" else drawn
-                         for role in layer.params}
+        layer.origins = {role: fill_origin(spec.get(role)) if role in spec else
+                         "zeros (not written)" if role == "bias" else drawn for role in layer.params}
         # (an empty output cannot happen: sizes are at least 1 and a window fits its input)
         size = math.prod(layer.out_shape)
         if size > MAX_TENSOR_ELEMENTS:
@@ -538,7 +539,7 @@ def _start(top: Spec, scenario: Scenario):
         if "delta" not in spec:
             raise spec.error(None, "upstream needs `delta:`, the error dL/d(output) of that layer")
         shape = scenario.layer(name).out_shape
-        delta = spec.tensor("delta", what="the upstream delta")
+        delta = spec.tensor("delta", what="the upstream delta", shape=shape)
         if not fits(delta.shape, shape):
             raise shape_error(top.doc, ("upstream", "delta"), f"the error at {name}'s output",
                               delta.shape, shape)
@@ -555,7 +556,7 @@ def _start(top: Spec, scenario: Scenario):
     if kind == "cross_entropy" and shape[1] < 2:
         raise spec.error("type", f"cross_entropy needs at least 2 class scores per sample; {last.name} makes 1",
                          "use bce for one probability, or give the last layer one output per class")
-    target = spec.tensor("target", what="the target")
+    target = spec.tensor("target", what="the target", shape=shape)
     classes = None
     if kind == "cross_entropy" and len(shape) == 2 and target.size == shape[0] and not fits(target.shape, shape):
         # one class index per sample
@@ -669,7 +670,7 @@ def resolve(scenario: Scenario, doc: Document, path: tuple, key: str):
 def make_patch(scenario: Scenario, doc: Document, path: tuple, key: str, value) -> Patch:
     name, index = resolve(scenario, doc, path, key)
     shape = scenario.shapes[name]
-    values = read_tensor(doc, path, value, what=f"the values of {key}")
+    values = read_tensor(doc, path, value, what=f"the values of {key}", shape=shape if index is None else ())
     patch = Patch(name, np.zeros(shape), np.zeros(shape, dtype=bool))
     if index is None:
         if not fits(values.shape, shape):

@@ -219,7 +219,7 @@ def _draw(ctx: BuildContext, shape, fan_in, fan_out):
 def _parameter(spec: Spec, key: str, shape, ctx: BuildContext, fans, what: str):
     """A parameter as written (length-1 axes may be left out), or drawn by `init`."""
     if key in spec:
-        values = spec.tensor(key, what=what)
+        values = spec.tensor(key, what=what, shape=shape)
         if not fits(values.shape, shape):
             raise shape_error(spec.doc, spec.path + (key,), what, values.shape, shape)
         return values.reshape(shape)
@@ -236,7 +236,7 @@ def _parameter(spec: Spec, key: str, shape, ctx: BuildContext, fans, what: str):
 def _bias(spec: Spec, count: int, what: str, each: str = ""):
     if "bias" not in spec:
         return np.zeros(count)
-    values = spec.tensor("bias", what=what)
+    values = spec.tensor("bias", what=what, shape=(count,))
     if values.ndim == 0:
         return np.full(count, float(values))
     if not fits(values.shape, (count,)):
