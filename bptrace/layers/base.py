@@ -80,27 +80,32 @@ class Names:
     base: int = 0   # conventions.index_base, for indices written into notes
     xs: tuple = ()          # every value it reads, for layers that read several (add, concat)
     x_deltas: tuple = ()    # their errors, in the same order
+    prefix: str = ""        # "step2." in training step 2 of `steps: N` (N ≥ 2); every name carries it
 
     @property
     def out(self):
-        return f"{self.layer}.out"
+        return f"{self.prefix}{self.layer}.out"
 
     @property
     def delta(self):
-        return f"{self.layer}.delta"
+        return f"{self.prefix}{self.layer}.delta"
 
     def param(self, role):
-        return f"{self.layer}.{role}"
+        return f"{self.prefix}{self.layer}.{role}"
 
     def grad(self, role):
-        return f"{self.layer}.grad.{role}"
+        return f"{self.prefix}{self.layer}.grad.{role}"
 
     def new(self, role):
-        return f"{self.layer}.new.{role}"
+        return f"{self.prefix}{self.layer}.new.{role}"
+
+    def state(self, role, key):
+        """The optimizer's new state for a parameter: `c1.state.kernel.exp_avg` (PyTorch's key)."""
+        return f"{self.prefix}{self.layer}.state.{role}.{key}"
 
     def extra(self, name):
         """A value traced inside the layer: `bn.mean`, `bn.xhat.delta`, `r.h`."""
-        return f"{self.layer}.{name}"
+        return f"{self.prefix}{self.layer}.{name}"
 
 
 @dataclass
