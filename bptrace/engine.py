@@ -181,7 +181,7 @@ class _Run:
                 origin, noise = layer.origins[role], None
                 if self.before and role in self.before.params.get(layer.name, {}):
                     # training step k ≥ 2 starts from what step k − 1's update made
-                    origin = sc.names(layer, sc.prefix(self.k - 1)).new(role)
+                    origin = f"{sc.names(layer, sc.prefix(self.k - 1)).new(role)}, made by training step {self.k - 1}"
                     initial, noise = self.before.params[layer.name][role], self.before.noise[layer.name][role]
                 params[layer.name][role] = self.emit(n.param(role), "parameter", layer.name,
                                                      f"{n.param(role)}: {origin}", initial, origin=origin,
@@ -381,9 +381,7 @@ class _Run:
         for idx in np.ndindex(*w.shape):
             out[idx] = grad[idx] + lam * w[idx]
             if rec:
-                rec.term(idx, (f"{lam:g}", None, lam), ("w", idx, w[idx]))
-        if rec:
-            rec.roles["w"] = n.param(role)
+                rec.term(idx, (f"{lam:g}", None, lam), (n.param(role), idx, w[idx]))
         if noise is not None:
             noise = noise + lam * self.noise[n.param(role)] + 2 * EPS * (np.abs(out) + lam * np.abs(w))
         return out, noise, f"{rule} + {lam:g} · {n.param(role)}"

@@ -55,7 +55,7 @@ class Optimizer:
 
     def describe(self) -> str:
         if self.shorthand:
-            return f"one SGD step, learning rate {_g(self.lr)}"
+            return "one SGD step"
         defaults = OPTIONS[self.type]
         shown = [f"{key} {value if isinstance(value, (bool, tuple)) else _g(value)}"
                  for key, value in self.options.items() if key == "lr" or value != defaults[key]]
@@ -198,7 +198,7 @@ def _adam(opt, u):
             if rec:
                 if m0 is not None:
                     rec.term(idx, (_g(b1), None, b1), ("before", idx, m))
-                rec.term(idx, (f"1 − {_g(b1)}", None, 1 - b1), (g_role, idx, g[idx]))
+                rec.term(idx, (_g(1 - b1), None, 1 - b1), (g_role, idx, g[idx]))
         return as_array(out)
 
     def second(rec):
@@ -209,7 +209,7 @@ def _adam(opt, u):
             if rec:
                 if v0 is not None:
                     rec.term(idx, (_g(b2), None, b2), ("before", idx, v))
-                rec.term(idx, (f"1 − {_g(b2)}", None, 1 - b2), (g_role, idx, g[idx]), (g_role, idx, g[idx]))
+                rec.term(idx, (_g(1 - b2), None, 1 - b2), (g_role, idx, g[idx]), (g_role, idx, g[idx]))
         return as_array(out)
 
     before_m, before_v = u.before("exp_avg"), u.before("exp_avg_sq")
@@ -254,7 +254,7 @@ def _rmsprop(opt, u):
             if rec:
                 if s0 is not None:
                     rec.term(idx, (_g(alpha), None, alpha), ("before", idx, s))
-                rec.term(idx, (f"1 − {_g(alpha)}", None, 1 - alpha), (g_role, idx, g[idx]), (g_role, idx, g[idx]))
+                rec.term(idx, (_g(1 - alpha), None, 1 - alpha), (g_role, idx, g[idx]), (g_role, idx, g[idx]))
         return as_array(out)
     sq = u.stage("square_avg", f"{name('square_avg')} = " + (f"{_g(alpha)} · {before} + " if before else "")
                  + f"(1 − {_g(alpha)}) · {g_text}²", square, {"before": before})
@@ -270,7 +270,7 @@ def _rmsprop(opt, u):
                 if rec:
                     if a0 is not None:
                         rec.term(idx, (_g(alpha), None, alpha), ("before", idx, a))
-                    rec.term(idx, (f"1 − {_g(alpha)}", None, 1 - alpha), (g_role, idx, g[idx]))
+                    rec.term(idx, (_g(1 - alpha), None, 1 - alpha), (g_role, idx, g[idx]))
             return as_array(out)
         ga = state["grad_avg"] = u.stage(
             "grad_avg", f"{name('grad_avg')} = " + (f"{_g(alpha)} · {before_a} + " if before_a else "")
