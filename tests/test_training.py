@@ -167,3 +167,74 @@ given: {c1.out: {fill: linspace, start: 0, stop: 0.3}}
     assert np.array_equal(scenario.loss.target, np.full((1, 1, 2, 2), 0.5))
     assert np.array_equal(scenario.optimizer.state["c1.kernel"]["momentum_buffer"], np.arange(4.0).reshape(1, 1, 2, 2))
     assert np.allclose(scenario.given["c1.out"].values.ravel(), [0, 0.1, 0.2, 0.3], rtol=0, atol=1e-16)
+
+
+# --- the optimizer's mistakes, planted by an independent torch model ------------------------
+
+PLANT = """name: planted training
+input: [[0.5, -1.0, 2.0]]
+layers:
+  - {type: dense, name: d, weights: [[0.3, -0.2, 0.1], [0.5, 0.4, -0.6]], bias: [0.1, -0.1]}
+  - {type: sigmoid, name: s}
+loss: {type: mse, target: [[1, 0]]}
+"""
+
+
+def _planted_sheet(torch, mistake, steps, optimizer):
+    """A student's answers: gradients by torch autograd, the update by hand in torch ops,
+    with the mistake made (None: right), for `steps` training steps."""
+    x = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64)
+    w = torch.tensor([[0.3, -0.2, 0.1], [0.5, 0.4, -0.6]], dtype=torch.float64)
+    b = torch.tensor([0.1, -0.1], dtype=torch.float64)
+    target = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    params, state, sheet = {"weights": w, "bias": b}, {}, {}
+    for k in range(1, steps + 1):
+        p = f"step{k}." if steps > 1 else ""
+        leaves = {role: v.clone().requires_grad_() for role, v in params.items()}
+        loss = torch.nn.functional.mse_loss(torch.sigmoid(x @ leaves["weights"].T + leaves["bias"]), target)
+        loss.backward()
+        sheet[p + "loss"] = loss.detach()
+        for role, leaf in leaves.items():
+            g, old = leaf.grad, params[role]
+            sheet[f"{p}d.grad.{role}"] = g
+            if optimizer == "adam":
+                m, v = state.get((role, "m"), torch.zeros_like(g)), state.get((role, "v"), torch.zeros_like(g))
+                m, v = 0.9 * m + (1 - 0.9) * g, 0.999 * v + (1 - 0.999) * g * g    # as torch: value=1 − β
+                c1, c2 = (1.0, 1.0) if mistake == "adam-no-bias-correction" else (1 - 0.9 ** k, 1 - 0.999 ** k)
+                new = old - 0.1 * (m / c1) / ((v / c2).sqrt() + 1e-8)
+                state[(role, "m")], state[(role, "v")] = m, v
+                sheet[f"{p}d.state.{role}.exp_avg"], sheet[f"{p}d.state.{role}.exp_avg_sq"] = m, v
+            else:
+                buf = state.get((role, "b"))
+                buf = g if buf is None else 0.9 * buf + (-g if mistake == "momentum-sign" else g)
+                new = old - 0.5 * buf
+                state[(role, "b")] = buf
+                sheet[f"{p}d.state.{role}.momentum_buffer"] = buf
+            sheet[f"{p}d.new.{role}"] = new
+            params[role] = new
+    return {name: np.squeeze(value.detach().numpy()) for name, value in sheet.items()}
+
+
+@pytest.mark.parametrize("mistake, optimizer, steps, first", [
+    ("adam-no-bias-correction", "adam", 1, "d.new.weights"),
+    ("momentum-sign", "sgd", 2, "step2.d.state.weights.momentum_buffer"),
+])
+def test_an_optimizer_mistake_is_named_by_its_id_alone(torch, mistake, optimizer, steps, first):
+    from bptrace.check import Checker, scenario_answers
+    import json
+
+    def expected_block(sheet):     # full precision, compared within the tolerance below
+        return "expected:\n" + "".join(f"  {name}: {json.dumps(np.asarray(v).tolist())}\n" for name, v in sheet.items())
+
+    options = "optimizer: {type: adam, lr: 0.1}\n" if optimizer == "adam" else \
+        "optimizer: {type: sgd, lr: 0.5, momentum: 0.9}\n"
+    # the student's float order differs from bptrace's in the last bit
+    text = PLANT + options + f"steps: {steps}\ntolerance: {{abs: 1e-12, rel: 1e-9}}\n"
+    right = bptrace.loads(text + expected_block(_planted_sheet(torch, None, steps, optimizer)))
+    report = Checker().check(right, scenario_answers(right), file="sheet.yaml", scenario_path="sheet.yaml")
+    assert not report.failed and report.diagnosis == []
+    scenario = bptrace.loads(text + expected_block(_planted_sheet(torch, mistake, steps, optimizer)), "sheet.yaml")
+    report = Checker().check(scenario, scenario_answers(scenario), file="sheet.yaml", scenario_path="sheet.yaml")
+    assert report.failed and report.first_wrong.name == first
+    assert [d.id for d in report.diagnosis] == [mistake]
+    assert report.unexplained == []
