@@ -349,6 +349,11 @@ def variants(scenario: Scenario) -> list[Variant]:
             f"Gradient descent subtracts: new = old − {sc.learning_rate:g} · grad; your updated "
             "parameters add the gradient instead.",
             dataclasses.replace(sc, learning_rate=-sc.learning_rate), changes=updated, form="learning_rate"))
+    if sc.steps > 1:
+        # a mistaken rule is made again in every training step: the same names, each step's prefix
+        for variant in found:
+            variant.changes = frozenset(sc.prefix(k) + name for k in range(1, sc.steps + 1)
+                                        for name in variant.changes)
     found += _optimizer_variants(sc, active)
     order = {id_: position for position, id_ in enumerate(IDS)}
     return sorted(found, key=lambda variant: order[variant.id])

@@ -168,7 +168,7 @@ def global_values(scenario) -> dict:
     leaves = {f"{layer.name}.{role}": tensor(v).requires_grad_() for layer in scenario.layers
               for role, v in layer.params.items()}
     trained = [f"{layer.name}.{role}" for layer in active for role in layer.params]
-    optimizer = torch_optimizer(scenario, [leaves[name] for name in trained])
+    optimizer = torch_optimizer(scenario, [leaves[name] for name in trained]) if trained else None
     if optimizer is not None:
         for name in trained:
             given_state(scenario, optimizer, name, leaves[name])

@@ -31,13 +31,14 @@ def _close(mine, theirs, what):
 def _compare(trace, net, x):
     """Every parameter's gradient and the input's, bptrace against torch's .grad."""
     layers = [row.layer for row in trace.summary if row.params]
+    p = "step1." if trace.training_steps > 1 else ""     # the first training step's gradients
     modules = [m for m in net.modules() if list(m.parameters(recurse=False))]
     assert len(layers) == len(modules)
     for layer, module in zip(layers, modules):
         role = "kernel" if type(module).__name__ == "Conv2d" else "weights"
-        _close(trace[f"{layer}.grad.{role}"].values, module.weight.grad, f"{layer}.grad.{role}")
-        _close(trace[f"{layer}.grad.bias"].values, module.bias.grad, f"{layer}.grad.bias")
-    _close(trace["input.delta"].values, x.grad, "input.delta")
+        _close(trace[f"{p}{layer}.grad.{role}"].values, module.weight.grad, f"{layer}.grad.{role}")
+        _close(trace[f"{p}{layer}.grad.bias"].values, module.bias.grad, f"{layer}.grad.bias")
+    _close(trace[f"{p}input.delta"].values, x.grad, "input.delta")
 
 
 def _conv_net(nn):
