@@ -224,7 +224,7 @@ def _adam(opt, u):
     def parameter(rec):
         out = nested(u.old.shape)
         for idx in _cells(u.old.shape):
-            denom = math.sqrt(v[idx]) / root_c2 + eps
+            denom = _sqrt(v[idx]) / root_c2 + eps
             _set(out, idx, u.old[idx] - step_size * m[idx] / denom)
             if rec:
                 rec.term(idx, ("old", idx, u.old[idx]))
@@ -347,7 +347,7 @@ def _adagrad(opt, u):
     def parameter(rec):
         out = nested(u.old.shape)
         for idx in _cells(u.old.shape):
-            denom = math.sqrt(total[idx]) + eps
+            denom = _sqrt(total[idx]) + eps
             _set(out, idx, u.old[idx] - clr * g[idx] / denom)
             if rec:
                 rec.term(idx, ("old", idx, u.old[idx]))
@@ -358,6 +358,12 @@ def _adagrad(opt, u):
     u.stage("new", f"{u.names['new']} = {u.names['old']} − {rate} · {g_text} / (√{name} + {_g(eps)})",
             parameter, {})
     return {"sum": total, "step": t}
+
+
+def _sqrt(value):
+    """√value; nan (reported by the engine with the step's name) where a pinned or checked
+    value made a square average negative, as torch's sqrt gives."""
+    return math.sqrt(value) if value >= 0 else math.nan
 
 
 def _set(out, idx, value):

@@ -29,7 +29,7 @@ LOSS_TYPES = tuple(LOSSES)
 ROUNDING_MODES = tuple(MODES)
 ROUNDING_GROUPS = ("forward", "backward", "all")
 FORMAT_VERSIONS = (1,)
-ACTIVATIONS = tuple(kind for kind, cls in LAYERS.items() if cls.elementwise)
+ACTIVATIONS = tuple(kind for kind, cls in LAYERS.items() if cls.elementwise or cls.keeps_shape)
 MERGES = tuple(kind for kind, cls in LAYERS.items() if cls.merge)
 
 # Forward + backward scalar operations above which a scenario is refused before it runs:
@@ -476,8 +476,8 @@ def _layers(top: Spec, inputs: dict, conventions, work_limit=None) -> tuple:
         ctx = BuildContext(in_shape=shapes[0], conventions=conventions, previous=sources[0], rng=rng,
                            in_shapes=shapes, sources=sources)
         layer = cls.build(name, spec, ctx)
-        layer.origins = {role: fill_origin(spec.get(role)) if role in spec else
-                         "zeros (not written)" if role == "bias" else drawn for role in layer.params}
+        layer.origins = {role: fill_origin(spec.get(role)) if role in spec else "zeros (not written)"
+                         if role == "bias" else layer.unwritten.get(role, drawn) for role in layer.params}
         # (an empty output cannot happen: sizes are at least 1 and a window fits its input)
         size = math.prod(layer.out_shape)
         if size > MAX_TENSOR_ELEMENTS:
@@ -663,7 +663,7 @@ def _optimizer(top: Spec) -> Optimizer:
     spec = top.sub("optimizer", None, "the optimizer")
     kind = spec.choice("type", tuple(OPTIONS), None)
     defaults = OPTIONS[kind]
-    Spec(top.doc, ("optimizer",), spec.data, ("type", "state") + tuple(defaults), f"a {kind} optimizer")
+    Spec(top.doc, ("optimizer",), spec.data, ("type", "state") + tuple(defaults), f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} optimizer")
     options = {}
     for key, default in defaults.items():
         if isinstance(default, bool):
@@ -722,6 +722,9 @@ def _optimizer_state(spec: Spec, scenario: Scenario) -> dict:
                 tensor = np.full(shape, float(tensor))
             if not fits(tensor.shape, shape):
                 raise shape_error(spec.doc, entry.path + (name,), f"{key}'s {name}", tensor.shape, shape)
+            if name in ("exp_avg_sq", "square_avg", "sum") and (tensor < 0).any():
+                raise entry.error(name, f"{key}'s {name} is an average or sum of squares and cannot be negative, "
+                                        f"found {tensor[tensor < 0].ravel()[0]:g}")
             values[name] = tensor.reshape(shape)
         given[key] = values
     return given
