@@ -48,7 +48,7 @@ def _conv_net(nn):
         nn.Flatten(), nn.Linear(18, 5), nn.Sigmoid(), nn.Sequential(nn.Linear(5, 3)))
 
 
-@pytest.mark.parametrize("case", ["mse", "sse", "cross_entropy", "bce", "sum"])
+@pytest.mark.parametrize("case", ["mse", "sse", "cross_entropy", "bce", "sum", "l1"])
 def test_from_torch_gives_the_gradients_of_loss_backward(torch, case):
     nn = torch.nn
     torch.manual_seed(7)
@@ -62,6 +62,7 @@ def test_from_torch_gives_the_gradients_of_loss_backward(torch, case):
         "cross_entropy": (torch.tensor([2, 0]), nn.CrossEntropyLoss()),
         "bce": (torch.rand(2, 3), nn.BCELoss()),
         "sum": (None, None),
+        "l1": (torch.rand(2, 3), nn.L1Loss()),
     }[case]
     trace = bptrace.run(bptrace.from_torch(net, x, target, loss=loss))
     out = net(x)
