@@ -173,7 +173,7 @@ input: [[0.5, -1.2], [0.3, 2.0]]
 layers:
   - {{type: conv, name: c, kernel: [[0.5, -0.25], [0.75, 0.1]], padding: 1}}
   - {{type: {kind}, name: a}}
-loss: {{type: half_sse, target: 0.1}}
+loss: {{type: sum}}
 rounding: {{decimals: 4, mode: half_up}}
 """)
     trace = bptrace.run(scenario)
