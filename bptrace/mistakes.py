@@ -204,9 +204,9 @@ class SlopeOfOutput:
 def _routed(layer, x, delta, choose) -> dict:
     """Max-pool backward where `choose(cells, values, best, origin)` picks the cells of each
     window that receive its error."""
-    x, delta = x.tolist(), delta.tolist()
+    x, delta = x.tolist(), delta.reshape(layer.grid).tolist()
     x_delta = np.zeros(layer.in_shape)
-    for n, c, i, j in np.ndindex(*layer.out_shape):
+    for n, c, i, j in np.ndindex(*layer.grid):
         cells, values, best, _ = layer.winner(x, n, c, i, j)
         for h, w in choose(cells, values, best, layer.origin(i, j)):
             x_delta[n, c, h, w] += delta[n][c][i][j]
@@ -260,7 +260,8 @@ class AverageNotDivided:
 
     def backward(self, x, out, delta, p, recs):
         result = super().backward(x, out, delta, p, recs)
-        result["in"] = result["in"] * self.area
+        # each window's error times what it divides by, then shared out: the whole error
+        result["in"] = super().backward(x, out, delta * self.divisors(), p, _silent(recs))["in"]
         return result
 
 
@@ -424,13 +425,14 @@ def _conv_variants(sc, layer, n) -> list:
                 f"over it (a full, not a valid, convolution), so that the border cells of {n.x} get "
                 "their error too.",
                 InputDeltaValid, shaped=_valid_shape(n.x_delta, covered)))
-    if _per_map(layer) > 1:
+    if _per_map(layer) > 1 and "bias" in layer.params:
         found.append(_bias_variant(sc, layer, n, "position" + (" and sample" if layer.out_shape[0] > 1 else "")))
     return found
 
 
 def _dense_variants(sc, layer, n) -> list:
-    return [_bias_variant(sc, layer, n, "sample of the batch")] if layer.out_shape[0] > 1 else []
+    return [_bias_variant(sc, layer, n, "sample of the batch")] if layer.out_shape[0] > 1 and "bias" in layer.params \
+        else []
 
 
 def _maxpool_variants(sc, layer, n) -> list:

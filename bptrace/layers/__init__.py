@@ -21,15 +21,17 @@ from .base import (
     noise_bound,
     ref,
 )
-from .conv import Conv
+from .conv import Conv, ConvTranspose
 from .dense import Dense, Flatten
 from .merge import Add, Concat, Multiply
-from .pooling import AvgPool, MaxPool, Pool
+from .pooling import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool, Pool, Upsample
 
 LAYERS = {cls.type: cls for cls in (Conv, MaxPool, AvgPool, Sigmoid, Tanh, Relu, LeakyRelu, Identity,
-                                    Softmax, Flatten, Dense, Add, Multiply, Concat)}
+                                    Softmax, Flatten, Dense, Add, Multiply, Concat,
+                                    ConvTranspose, GlobalAvgPool, GlobalMaxPool, Upsample)}
 
-__all__ = ["LAYERS", "Activation", "Add", "AvgPool", "BuildContext", "Concat", "Conv", "Dense", "EPS",
+__all__ = ["LAYERS", "Activation", "Add", "AvgPool", "BuildContext", "Concat", "Conv", "ConvTranspose", "Dense", "EPS",
+           "GlobalAvgPool", "GlobalMaxPool", "Upsample",
            "Flatten", "Identity", "Layer", "LeakyRelu", "MAX_TENSOR_ELEMENTS", "MaxPool", "Multiply",
            "Names", "Pool", "Relu", "Sigmoid", "Softmax", "TINY", "Tanh", "as_array", "nested",
            "noise_bound", "ref"]
