@@ -149,3 +149,16 @@ def test_every_registered_layer_type_is_complete():
         if f'"{kind}"' not in oracle_source:
             missing.append(f"{kind}: tests/oracle.py cannot compute it")
     assert not missing, "\n".join(missing)
+
+
+def test_conv_transpose_padding_crops_as_d2l_prints():
+    """d2l.ai, "Transposed Convolution": ConvTranspose2d(1, 1, kernel_size=2, padding=1,
+    bias=False) on X = K = [[0, 1], [2, 3]] prints [[4.]] (padding crops the first and last
+    row and column of the stride-1 output [[0, 0, 1], [0, 4, 6], [4, 12, 9]])."""
+    trace = bptrace.run(bptrace.loads("""
+input: [[0, 1], [2, 3]]
+layers: [{type: conv_transpose, name: t, kernel: [[0, 1], [2, 3]], padding: 1, bias: false}]
+upstream: {delta: 1}
+"""))
+    assert trace["t.out"].shown.tolist() == 4
+    assert "t.bias" not in trace.names() and "t.grad.bias" not in trace.names()

@@ -424,8 +424,8 @@ class ConvTranspose(Layer):
         b = f" + {ref(n.param('bias'), (M,), m)}" if bias else ""
         rules = {
             "out": f"{ref(n.out, self.out_shape, ('n', m, 'h', 'w'))} = Σ {over}{'with ' + at + ' ' if at else ''}"
-                   f"of {k} · {xin}{b}: each {n.x} element times the kernel, added into the output "
-                   f"at ({hpos}, {wpos}){cropped}{where}",
+                   f"of {k} · {xin}{b}: each {n.x} element times the kernel, added into the output"
+                   f"{cropped}{where}",
             "kernel": f"{ref(n.grad('kernel'), kshape, 'couv')} = {sums(('n', N), ('i', H), ('j', W))}{xin} · {landed}",
             "in": f"{ref(n.x_delta, self.in_shape, 'ncij')} = {sums(('o', out_per_group), ('u', kh), ('v', kw))}"
                   f"{landed} · {k}  (zero outside {n.delta}): the correlation of {n.delta} with the kernel"
