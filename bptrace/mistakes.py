@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ScenarioError
-from .layers import Activation, AvgPool, Conv, Dense, Flatten, Identity, MaxPool, Softmax
+from .layers import Activation, AvgPool, Conv, ConvTranspose, Dense, Flatten, Identity, MaxPool, Softmax
 from .losses import LOSSES
 from .scenario import Loss, Scenario
 
@@ -47,7 +47,7 @@ IDS = (
     "activation-derivative-missing", "activation-derivative-wrong-argument", "avgpool-scale-missing",
     "maxpool-routed-everywhere", "maxpool-wrong-position", "flatten-order-swapped", "loss-gradient-sign",
     "loss-factor-two", "batch-averaged-not-summed", "batch-summed-not-averaged", "bias-gradient-not-summed",
-    "update-sign",
+    "update-sign", "conv-transpose-as-conv",
 )
 
 
@@ -102,6 +102,19 @@ class DeltaTurnedInKernelGradient:
 class InputDeltaKernelUnturned:
     """input-delta-kernel-not-rotated: the error sent to the input through the kernel in
     the forward pass's orientation."""
+
+    mistaken_steps = ("in",)
+
+    def backward(self, x, out, delta, p, recs):
+        result = super().backward(x, out, delta, p, recs)
+        turned = dict(p, kernel=_turned(p["kernel"]))
+        result["in"] = super().backward(x, out, delta, turned, _silent(recs))["in"]
+        return result
+
+
+class TransposedInputDeltaTurned:
+    """conv-transpose-as-conv: a transposed conv's input delta taken as a conv's is, through
+    the kernel turned by 180° (where it is a plain correlation with the kernel as it is)."""
 
     mistaken_steps = ("in",)
 
@@ -430,6 +443,21 @@ def _conv_variants(sc, layer, n) -> list:
     return found
 
 
+def _conv_transpose_variants(sc, layer, n) -> list:
+    if layer.params["kernel"].shape[2:] == (1, 1):
+        return []
+    return [
+        _one(sc, layer, n, "conv-transpose-as-conv",
+             f"{n.layer} is a transposed convolution: the error at its input is {n.delta} correlated with its "
+             f"kernel as it is (a strided conv), not a conv's full convolution with the kernel turned by 180°; "
+             f"your {n.x_delta} uses the turned kernel.", TransposedInputDeltaTurned),
+        _one(sc, layer, n, "conv-transpose-as-conv",
+             f"Your {n.grad('kernel')} is the right one turned by 180°: in a transposed convolution each tap's "
+             f"gradient is Σ {n.x} · {n.delta} where that tap put the input, in the kernel's own orientation; "
+             "nothing is turned.", KernelGradientTurned),
+    ]
+
+
 def _dense_variants(sc, layer, n) -> list:
     return [_bias_variant(sc, layer, n, "sample of the batch")] if layer.out_shape[0] > 1 and "bias" in layer.params \
         else []
@@ -504,7 +532,7 @@ def _flatten_variants(sc, layer, n) -> list:
 # the backward pass runs through, and in one after `upstream.layer` that runs forward only.
 LAYER_VARIANTS = {Conv: _conv_variants, Dense: _dense_variants, MaxPool: _maxpool_variants,
                   AvgPool: _avgpool_variants, Activation: _activation_variants, Softmax: _softmax_variants,
-                  Flatten: _flatten_variants}
+                  Flatten: _flatten_variants, ConvTranspose: _conv_transpose_variants}
 FORWARD_ONLY_VARIANTS = {Conv: _conv_forward}
 
 
