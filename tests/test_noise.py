@@ -204,3 +204,30 @@ def test_a_subnormal_softmax_output_is_not_noise():
     trace = bptrace.run(bptrace.loads(text))
     assert 0 < trace["s.out"].values[0, 1, 0, 0] < 1e-300
     assert trace["s.delta"].values.reshape(-1).tolist() == [1.0, 1.0]
+
+
+# --- the layers of issue 10 -----------------------------------------------------------------------
+
+def test_a_transposed_convs_sum_exact_on_paper_truncates_to_its_paper_value():
+    # t.out[2] = 0.48·0.84 + (−0.29)·(−0.31) + (−0.51)·0.38 = 0.2993 on paper, added as the
+    # scatter adds it (one input cell after another), just below 0.2993 in floats
+    text = ("input: [0.48, -0.29, -0.51]\n"
+            "layers:\n  - {name: t, type: conv_transpose, kernel: [0.38, -0.31, 0.84], bias: false}\n"
+            "upstream: {delta: [1, 1, 1, 1, 1]}\n"
+            "rounding: {decimals: 4, mode: truncate, apply: [t.out]}\n")
+    trace = bptrace.run(bptrace.loads(text))
+    assert trace["t.out"].computed.reshape(-1)[2] < 0.2993
+    assert trace["t.out"].values.reshape(-1)[2] == 0.2993
+
+
+def test_values_equal_but_for_float_noise_are_a_global_max_pool_tie():
+    # c.out = [0.3, 0.1, 0.1 + 0.2]: on paper the first and last are equal, so the first wins
+    trace = bptrace.run(bptrace.loads("""
+input: [0.3, 0.0, 0.1, 0.2]
+layers:
+  - {type: conv, name: c, kernel: [1, 1]}
+  - {type: global_maxpool, name: g}
+upstream: {delta: [1]}
+"""))
+    assert trace["c.delta"].shown.tolist() == [1, 0, 0]
+    assert any("tie" in note for note in trace["g.out"].notes)

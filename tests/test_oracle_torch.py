@@ -645,10 +645,26 @@ def test_cases_cover_every_layer_loss_and_convention():
     assert any(layer.padding[0] != layer.padding[1] for layer in convs)
     assert any(layer.groups == layer.in_shape[1] > 1 for layer in convs)          # depthwise
     assert any(1 < layer.groups < layer.in_shape[1] for layer in convs)
+    assert any(layer.dilation[0] != layer.dilation[1] for layer in convs)
+    assert any(layer.dilation != (1, 1) and layer.flip for layer in convs)
+    assert any(layer.dilation != (1, 1) and layer.in_shape[2] == 1 for layer in convs)          # 1-D signal
+    assert any("bias" not in layer.params for layer in convs)
+    assert any("bias" not in layer.params for sc in scenarios for layer in sc.layers if layer.type == "dense")
+    transposed = [layer for sc in scenarios for layer in sc.layers if layer.type == "conv_transpose"]
+    for option in ("stride", "padding", "output_padding", "dilation"):
+        assert any(len(set(getattr(layer, option))) > 1 for layer in transposed), option
+    assert any(layer.groups > 1 for layer in transposed) and any(layer.flip for layer in transposed)
+    assert any("bias" not in layer.params for layer in transposed) and any("bias" in layer.params for layer in transposed)
     pools = [layer for sc in scenarios for layer in sc.layers if layer.type.endswith("pool")]
     assert any(layer.stride[1] < layer.size[1] for layer in pools)                # overlapping
     assert any(any(layer.padding) for layer in pools if layer.type == "maxpool")
     assert any(any(layer.padding) for layer in pools if layer.type == "avgpool")
+    assert any(layer.ceil_mode for layer in pools if layer.type == "maxpool")
+    assert any(layer.dilation != (1, 1) for layer in pools if layer.type == "maxpool")
+    averages = [layer for layer in pools if layer.type == "avgpool"]
+    assert any(layer.ceil_mode and not layer.uniform and layer.count_include_pad for layer in averages)
+    assert any(layer.ceil_mode and not layer.count_include_pad for layer in averages)
+    assert any(not layer.count_include_pad and any(layer.padding) for layer in averages)
     assert any(sc.input.shape[0] > 1 for sc in scenarios)                         # batches
     assert any(sc.input.ndim == 4 and sc.input.shape[2] == 1 for sc in scenarios)  # 1-D signals
     ce = [sc.loss for sc in scenarios if sc.loss and sc.loss.type == "cross_entropy"]
