@@ -18,13 +18,14 @@ def evaluate(expression: str, **letters) -> int:
     return eval(python, {}, letters)  # the expression comes from our own rule text
 
 
-@pytest.mark.parametrize("stride, pad, flip, base, out_size, taps",
-                         list(itertools.product((1, 2, 3), (0, 1, 2), (False, True), (0, 1), (1, 4), (1, 2, 5))))
-def test_position_text_matches_the_loop_arithmetic(stride, pad, flip, base, out_size, taps):
-    text = position("i", out_size, "u", taps, stride=stride, pad=pad, flip=flip, base=base)
+@pytest.mark.parametrize("stride, pad, flip, base, out_size, taps, dilation",
+                         list(itertools.product((1, 2, 3), (0, 1, 2), (False, True), (0, 1), (1, 4), (1, 2, 5),
+                                                (1, 2, 3))))
+def test_position_text_matches_the_loop_arithmetic(stride, pad, flip, base, out_size, taps, dilation):
+    text = position("i", out_size, "u", taps, stride=stride, pad=pad, flip=flip, base=base, dilation=dilation)
     for i in range(out_size):
         for u in range(taps):
-            read = i * stride + ((taps - 1 - u) if flip else u) - pad      # as Conv.window
+            read = i * stride + dilation * ((taps - 1 - u) if flip else u) - pad      # as Conv.window
             assert evaluate(text, i=i + base, u=u + base) == read + base, text
 
 
@@ -162,3 +163,29 @@ upstream: {delta: 1}
 """))
     assert trace["t.out"].shown.tolist() == 4
     assert "t.bias" not in trace.names() and "t.grad.bias" not in trace.names()
+
+
+@pytest.mark.parametrize("base", [0, 1])
+@pytest.mark.parametrize("channels, groups, per_group", [(4, 2, 1), (4, 2, 3), (3, 3, 1), (3, 3, 2), (2, 1, 2)])
+def test_conv_transpose_rule_names_the_output_map_each_input_map_feeds(base, channels, groups, per_group):
+    """The rule's `m = ...` (the output map of input map c's group) evaluates, in the index
+    base, to the maps the loops write into."""
+    text = f"""
+conventions: {{index_base: {base}}}
+input: {{random: uniform, shape: [{channels}, 2, 2], seed: 0}}
+init: {{scheme: glorot_uniform, seed: 0}}
+layers: [{{type: conv_transpose, name: t, out_channels: {groups * per_group}, size: 2, groups: {groups}}}]
+upstream: {{delta: {[[[0.0] * 3] * 3] * (groups * per_group)}}}
+"""
+    scenario = bptrace.loads(text)
+    layer = scenario.layers[0]
+    rule = bptrace.run(scenario)["t.out"].rule
+    found = re.search(r"m = (.*?) \(the output map", rule)
+    for c in range(channels):
+        maps = sorted({m for _, m, *_ in layer.landing(c, 0, 0)})
+        if groups == 1:
+            assert found is None and "t.out[o," in rule
+            continue
+        shown = [evaluate(found.group(1).replace("⌊", "(").replace("⌋", ")").replace("/", "//"), c=c + base, o=o + base)
+                 for o in range(per_group)]
+        assert shown == [m + base for m in maps], rule

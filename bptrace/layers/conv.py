@@ -411,8 +411,14 @@ class ConvTranspose(Layer):
         if self.groups == 1:
             m, where = "o", ""
         else:
+            # output map m of input map c: group ⌊c/in_per_group⌋, its o-th map (in the index base)
             c = "(c−1)" if n.base else "c"
-            m, where = "m", f", m = {out_per_group}⌊{c}/{in_per_group}⌋+o (the output maps of c's group)"
+            group = c if in_per_group == 1 else f"⌊{c}/{in_per_group}⌋"
+            if out_per_group == 1:
+                m_text = ("c" if in_per_group == 1 else f"{group}+1") if n.base else group
+            else:
+                m_text = f"{out_per_group}{group}+o"
+            m, where = "m", f", m = {m_text} (the output map{'s' * (out_per_group > 1)} of c's group)"
         k = ref(n.param("kernel"), kshape, "couv")
         xin = ref(n.x, self.in_shape, "ncij")
         landed = ref(n.delta, self.out_shape, ("n", m, hpos, wpos))
