@@ -164,6 +164,24 @@ layers:
   - {{type: dense, weights: {vals(2, 2, seed=49)}}}
 loss: {{type: sse, target: [0.3, -0.3]}}
 """,
+    "batchnorm-layernorm-dropout-smooth": f"""
+input: {vals(2, 2, 2, 2, seed=300)}
+layers:
+  - {{type: batchnorm, name: bn, gamma: [1.3, -0.9], beta: [0.1, -0.3]}}
+  - {{type: gelu, name: g}}
+  - {{type: layernorm, name: ln, gamma: {vals(2, 2, 2, seed=302, low=0.5, high=1.5)}, beta: {vals(2, 2, 2, seed=303)}}}
+  - {{type: silu, name: si}}
+  - {{type: elu, name: e, alpha: 0.8}}
+  - {{type: dropout, name: d, p: 0.3, seed: 4}}
+  - {{type: flatten, name: f}}
+  - {{type: dense, name: h, weights: {vals(4, 8, seed=304)}}}
+  - {{type: batchnorm, name: bn2, mode: eval, running_mean: [0.1, -0.2, 0.0, 0.3], running_var: [0.9, 1.4, 0.6, 1.1]}}
+  - {{type: softplus, name: sp}}
+  - {{type: square, name: q}}
+  - {{type: exp, name: ex}}
+  - {{type: log, name: lg}}
+loss: {{type: mse, target: {vals(2, 4, seed=305)}}}
+""",
 }
 
 
@@ -219,6 +237,12 @@ def finite_differences(scenario) -> dict:
             mask = np.ones(values.shape, dtype=bool)
             return loss_of(scenario, {out_name: Patch(out_name, values, mask)})
         result[f"{layer.name}.delta"] = central(with_out, trace.value(out_name))
+        # a layer's inner values (batch norm's mean, var, xhat) nudged the same way: V.delta
+        # is ∂loss/∂V with everything after V recomputed from it
+        for inner in layer.backward_extras:
+            inner_name = f"{layer.name}.{inner.removesuffix('.delta')}"
+            result[f"{layer.name}.{inner}"] = central(lambda values, n=inner_name: with_out(values, n),
+                                                      trace.value(inner_name))
     return result
 
 
