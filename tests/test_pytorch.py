@@ -125,7 +125,6 @@ def test_from_torch_reads_dilation_no_bias_transposed_conv_pool_options_global_p
     ("nn.Softplus(beta=2)", "beta=2"),
     ("nn.Dropout()", "training mode"),
     ("nn.Dropout2d()", "Dropout2d"),
-    ("nn.ConvTranspose2d(1, 1, 2)", "ConvTranspose2d"),
 ])
 def test_an_unsupported_module_or_option_is_named_with_the_reason(torch, module, reason):
     from bptrace.pytorch import Unsupported
