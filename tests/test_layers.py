@@ -189,3 +189,16 @@ upstream: {{delta: {[[[0.0] * 3] * 3] * (groups * per_group)}}}
         shown = [evaluate(found.group(1).replace("⌊", "(").replace("⌋", ")").replace("/", "//"), c=c + base, o=o + base)
                  for o in range(per_group)]
         assert shown == [m + base for m in maps], rule
+
+
+def test_a_merge_of_a_map_and_features_that_look_alike_says_how_they_differ():
+    # y, read by no conv, is 2 samples of 2 features; c.out is one 2×2 map: both show as 2×2,
+    # and the message once said "c makes 2×2 but input y makes 2×2"
+    text = ("inputs: {x: [[0.1, 0.2], [0.3, 0.4]], y: [[1, 2], [3, 4]]}\nlayers:\n"
+            "  - {type: conv, name: c, from: x, kernel: [[1]]}\n  - {type: add, name: s, from: [c, y]}\n"
+            "upstream: {layer: s, delta: [[1, 1], [1, 1]]}\n")
+    with pytest.raises(bptrace.ScenarioError) as caught:
+        bptrace.loads(text)
+    message = str(caught.value)
+    assert "makes 2×2 but input y makes 2×2" not in message
+    assert "1 map of 2×2" in message and "2 samples of 2 features" in message
