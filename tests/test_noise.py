@@ -247,3 +247,13 @@ def test_a_written_small_number_survives_large_terms_that_cancel(torch):
     (0.5 * out.pow(2).sum()).backward()
     assert trace["r.out"].values.reshape(-1).tolist() == out.tolist()
     assert trace["d.grad.weights"].values.reshape(-1).tolist() == w.grad.reshape(-1).tolist()
+
+
+@pytest.mark.parametrize("kind", ["exp", "square", "elu", "softplus", "silu", "gelu"])
+def test_rounding_a_delta_below_a_smooth_activation_runs(kind):
+    # the rounded step's noise bound comes through the activation's backward_noise
+    text = (f"input: [[0.59, 0.2], [0.01, 0.7]]\nlayers:\n  - {{type: {kind}, name: a}}\n"
+            "  - {type: maxpool, name: p, size: 2}\nupstream: {delta: [0.5]}\n"
+            "rounding: {decimals: 4, mode: truncate, apply: [input.delta]}\n")
+    trace = bptrace.run(bptrace.loads(text))
+    assert trace["input.delta"].rounded
