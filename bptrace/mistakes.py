@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ScenarioError
-from .layers import Activation, AvgPool, Conv, Dense, Flatten, Identity, MaxPool, Softmax
+from .layers import Activation, AvgPool, Conv, ConvTranspose, Dense, Flatten, Identity, MaxPool, Softmax
 from .losses import LOSSES
 from .optim import Optimizer
 from .scenario import Loss, Scenario
@@ -48,7 +48,7 @@ IDS = (
     "activation-derivative-missing", "activation-derivative-wrong-argument", "avgpool-scale-missing",
     "maxpool-routed-everywhere", "maxpool-wrong-position", "flatten-order-swapped", "loss-gradient-sign",
     "loss-factor-two", "batch-averaged-not-summed", "batch-summed-not-averaged", "bias-gradient-not-summed",
-    "update-sign", "adam-no-bias-correction", "momentum-sign",
+    "update-sign", "adam-no-bias-correction", "momentum-sign", "conv-transpose-as-conv",
 )
 
 
@@ -103,6 +103,19 @@ class DeltaTurnedInKernelGradient:
 class InputDeltaKernelUnturned:
     """input-delta-kernel-not-rotated: the error sent to the input through the kernel in
     the forward pass's orientation."""
+
+    mistaken_steps = ("in",)
+
+    def backward(self, x, out, delta, p, recs):
+        result = super().backward(x, out, delta, p, recs)
+        turned = dict(p, kernel=_turned(p["kernel"]))
+        result["in"] = super().backward(x, out, delta, turned, _silent(recs))["in"]
+        return result
+
+
+class TransposedInputDeltaTurned:
+    """conv-transpose-as-conv: a transposed conv's input delta taken as a conv's is, through
+    the kernel turned by 180° (where it is a plain correlation with the kernel as it is)."""
 
     mistaken_steps = ("in",)
 
@@ -205,9 +218,9 @@ class SlopeOfOutput:
 def _routed(layer, x, delta, choose) -> dict:
     """Max-pool backward where `choose(cells, values, best, origin)` picks the cells of each
     window that receive its error."""
-    x, delta = x.tolist(), delta.tolist()
+    x, delta = x.tolist(), delta.reshape(layer.grid).tolist()
     x_delta = np.zeros(layer.in_shape)
-    for n, c, i, j in np.ndindex(*layer.out_shape):
+    for n, c, i, j in np.ndindex(*layer.grid):
         cells, values, best, _ = layer.winner(x, n, c, i, j)
         for h, w in choose(cells, values, best, layer.origin(i, j)):
             x_delta[n, c, h, w] += delta[n][c][i][j]
@@ -261,7 +274,8 @@ class AverageNotDivided:
 
     def backward(self, x, out, delta, p, recs):
         result = super().backward(x, out, delta, p, recs)
-        result["in"] = result["in"] * self.area
+        # each window's error times what it divides by, then shared out: the whole error
+        result["in"] = super().backward(x, out, delta * self.divisors(), p, _silent(recs))["in"]
         return result
 
 
@@ -472,13 +486,29 @@ def _conv_variants(sc, layer, n) -> list:
                 f"over it (a full, not a valid, convolution), so that the border cells of {n.x} get "
                 "their error too.",
                 InputDeltaValid, shaped=_valid_shape(n.x_delta, covered)))
-    if _per_map(layer) > 1:
+    if _per_map(layer) > 1 and "bias" in layer.params:
         found.append(_bias_variant(sc, layer, n, "position" + (" and sample" if layer.out_shape[0] > 1 else "")))
     return found
 
 
+def _conv_transpose_variants(sc, layer, n) -> list:
+    if layer.params["kernel"].shape[2:] == (1, 1):
+        return []
+    return [
+        _one(sc, layer, n, "conv-transpose-as-conv",
+             f"{n.layer} is a transposed convolution: the error at its input is {n.delta} correlated with its "
+             f"kernel as it is (a strided conv), not a conv's full convolution with the kernel turned by 180°; "
+             f"your {n.x_delta} uses the turned kernel.", TransposedInputDeltaTurned),
+        _one(sc, layer, n, "conv-transpose-as-conv",
+             f"Your {n.grad('kernel')} is the right one turned by 180°: in a transposed convolution each tap's "
+             f"gradient is Σ {n.x} · {n.delta} where that tap put the input, in the kernel's own orientation; "
+             "nothing is turned.", KernelGradientTurned),
+    ]
+
+
 def _dense_variants(sc, layer, n) -> list:
-    return [_bias_variant(sc, layer, n, "sample of the batch")] if layer.out_shape[0] > 1 else []
+    return [_bias_variant(sc, layer, n, "sample of the batch")] if layer.out_shape[0] > 1 and "bias" in layer.params \
+        else []
 
 
 def _maxpool_variants(sc, layer, n) -> list:
@@ -550,7 +580,7 @@ def _flatten_variants(sc, layer, n) -> list:
 # the backward pass runs through, and in one after `upstream.layer` that runs forward only.
 LAYER_VARIANTS = {Conv: _conv_variants, Dense: _dense_variants, MaxPool: _maxpool_variants,
                   AvgPool: _avgpool_variants, Activation: _activation_variants, Softmax: _softmax_variants,
-                  Flatten: _flatten_variants}
+                  Flatten: _flatten_variants, ConvTranspose: _conv_transpose_variants}
 FORWARD_ONLY_VARIANTS = {Conv: _conv_forward}
 
 

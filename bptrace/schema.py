@@ -43,7 +43,8 @@ LAYER_KEY_TYPES = {
     "from": {"description": "what the layer reads: a layer name, `input`, an input under `inputs:`, or a list",
              "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
     "kernel": _described(_TENSOR, "[kh][kw], [out][kh][kw], [out][in][kh][kw] or [k] (drawn by init if absent)"),
-    "bias": _described(_TENSOR, "one number per output (or one for all); 0 if absent"),
+    "bias": {"description": "one number per output (or one for all); 0 if absent; false: no bias at all",
+             "anyOf": [_TENSOR, {"const": False}]},
     "weights": _described(_TENSOR, "dense weights, [out][in] (drawn by init if absent)"),
     "stride": _pair(1, "step between windows"),
     "padding": _pair(0, "zeros added on each side"),
@@ -53,6 +54,13 @@ LAYER_KEY_TYPES = {
     "out": _described(_whole(1), "number of outputs, when the weights are drawn by init"),
     "slope": _described({"type": "number"}, "leaky_relu's slope for negative inputs (default 0.01)"),
     "axis": _described({"enum": ["channels", "features"]}, "concat along the channels of maps or the features"),
+    # conv, conv_transpose and pooling options (PyTorch's names)
+    "dilation": _pair(1, "spacing of the kernel's (or window's) taps (default 1)"),
+    "output_padding": _pair(0, "conv_transpose: extra rows/columns on one side of the output (default 0)"),
+    "ceil_mode": _described({"type": "boolean"}, "pooling: count a last window that hangs over the edge (default false)"),
+    "count_include_pad": _described({"type": "boolean"},
+                                    "avgpool: divide by the padding's cells too (default true)"),
+    "scale": _pair(1, "upsample: how many times larger (nearest neighbour)"),
     # normalisation, dropout, elu
     "gamma": _described(_TENSOR, "scale per channel (batchnorm) or per element of a sample (layernorm); 1 if absent"),
     "beta": _described(_TENSOR, "shift, shaped as gamma; 0 if absent"),

@@ -131,13 +131,27 @@ def layer_forward(layer, x, params: dict, conventions, inner: dict | None = None
         kernel = params["kernel"]
         if conventions.kernel == "convolution":
             kernel = torch.flip(kernel, dims=(-2, -1))
-        return F.conv2d(x, kernel, params["bias"], stride=tuple(layer.stride),
-                        padding=tuple(layer.padding), groups=layer.groups)
+        return F.conv2d(x, kernel, params.get("bias"), stride=tuple(layer.stride),
+                        padding=tuple(layer.padding), dilation=tuple(layer.dilation), groups=layer.groups)
+    if kind == "conv_transpose":
+        kernel = params["kernel"]
+        if conventions.kernel == "convolution":
+            kernel = torch.flip(kernel, dims=(-2, -1))
+        return F.conv_transpose2d(x, kernel, params.get("bias"), stride=tuple(layer.stride),
+                                  padding=tuple(layer.padding), output_padding=tuple(layer.output_padding),
+                                  groups=layer.groups, dilation=tuple(layer.dilation))
     if kind == "maxpool":
-        return F.max_pool2d(x, tuple(layer.size), tuple(layer.stride), tuple(layer.padding))
+        return F.max_pool2d(x, tuple(layer.size), tuple(layer.stride), tuple(layer.padding),
+                            dilation=tuple(layer.dilation), ceil_mode=layer.ceil_mode)
     if kind == "avgpool":
         return F.avg_pool2d(x, tuple(layer.size), tuple(layer.stride), tuple(layer.padding),
-                            count_include_pad=True)
+                            ceil_mode=layer.ceil_mode, count_include_pad=layer.count_include_pad)
+    if kind == "global_avgpool":
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+    if kind == "global_maxpool":
+        return torch.flatten(F.adaptive_max_pool2d(x, 1), 1)
+    if kind == "upsample":
+        return F.interpolate(x, scale_factor=tuple(float(s) for s in layer.scale), mode="nearest")
     if kind == "exp":
         return torch.exp(x)
     if kind == "log":
@@ -170,7 +184,7 @@ def layer_forward(layer, x, params: dict, conventions, inner: dict | None = None
             return x.transpose(-1, -2).reshape(n, -1)
         return x.reshape(n, -1)
     if kind == "dense":
-        return F.linear(x, params["weights"], params["bias"])
+        return F.linear(x, params["weights"], params.get("bias"))
     raise AssertionError(f"the oracle does not know layer type {kind!r}")
 
 
