@@ -124,20 +124,18 @@ def run(scenario: "Scenario | Source", *, arithmetic: str = "float", size_limit:
 
 
 def _selected(trace: "Trace", only) -> set | None:
-    """`only`: step names or shell-style patterns (`"c1.*"`), as `--only` takes them."""
+    """`only`: step names, name prefixes, phases or shell-style patterns (`"c1.*"`), as `--only`
+    takes them."""
     if only is None:
         return None
-    import fnmatch
-
     from .errors import did_you_mean
+    from .render.view import PHASE_SELECTORS, select
 
     wanted = [only] if isinstance(only, str) else list(only)
-    names = trace.names()
-    chosen = {name for name in names for pattern in wanted if fnmatch.fnmatchcase(name, pattern)}
-    for pattern in wanted:
-        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
-            hint = did_you_mean(pattern, names)
-            raise KeyError(f"no step of this trace is called {pattern!r}" + (f" ({hint})" if hint else ""))
+    chosen, missing = select(trace, wanted)
+    for pattern in missing:
+        hint = did_you_mean(pattern, trace.names() + list(PHASE_SELECTORS))
+        raise KeyError(f"no step of this trace is called {pattern!r}" + (f" ({hint})" if hint else ""))
     return chosen
 
 
@@ -268,17 +266,14 @@ class StepMethods(Shown):
         return trace
 
     def _renderable(self, width: int):
-        from .render.text import StepView
+        from .render.text import step_renderable
 
-        trace = self._trace()
-        return StepView(self, trace, trace.conventions.get("index_base", 0),
-                        {row.layer: row.type for row in trace.summary})
+        return step_renderable(self, self._trace())
 
     def _html_body(self, scope: str) -> str:
         from .render import html
 
-        trace = self._trace()
-        return _html_style(scope) + html._step(self, trace, trace.conventions.get("index_base", 0))
+        return _html_style(scope) + html.step_html(self, self._trace())
 
 
 class Explained(Shown):
