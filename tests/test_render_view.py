@@ -1,0 +1,145 @@
+"""The view every renderer reads (`render/view.py`) and the table layout (`render/layout.py`):
+the formats agree on a step, the results block ends every format, `--digits`, `--summary`,
+`--list`, `--only` with phases and prefixes, the legend, padding taps and explain pointers."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+import bptrace
+from bptrace.cli import main
+from bptrace.render import html, latex, markdown
+from bptrace.render.layout import table_format
+from bptrace.render.view import trace_view
+
+from conftest import ROOT
+
+SEED001 = ROOT / "scenarios" / "seed001.yaml"
+STRIDE = ROOT / "scenarios" / "stride_padding.yaml"
+ZHANG = ROOT / "scenarios" / "zhang2016.yaml"
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, ["run", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def seed001():
+    return bptrace.run(bptrace.load(SEED001))
+
+
+# --- numbers -----------------------------------------------------------------------------
+
+def test_seven_digits_show_the_source_numbers_as_printed():
+    # seed 001's answer prints 0.0364182, 0.068628, 0.04675125, −0.06818625 for p1.delta
+    fmt = table_format([0.036418200000000005, 0.068628, 0.046751249999999994, -0.06818625])
+    assert [fmt.text(v) for v in (0.036418200000000005, 0.068628, 0.046751249999999994, -0.06818625)] == \
+        ["0.0364182", "0.068628", "0.04675125", "−0.06818625"]
+
+
+def test_small_steps_share_a_power_of_ten_and_tiny_numbers_are_not_zero():
+    fmt = table_format([4.89e-3, -1.59e-5, 1e-12])
+    assert fmt.scale_text == "×10⁻³" and fmt.text(4.89e-3) == "4.89" and fmt.text(-1.59e-5) == "−0.0159"
+    assert fmt.text(1e-12) == "≈0" and fmt.text(0.0) == "0"
+    assert table_format([0.5, 0.25]).scale_text == ""
+
+
+def test_digits_option_sets_the_shown_precision_only():
+    four = run_cli(SEED001, "--only", "c1.grad.kernel", "--digits", "4").output
+    assert "0  0.04459  0.09412" in four and "0.09411869" not in four
+    seven = run_cli(SEED001, "--only", "c1.grad.kernel").output
+    assert "0.0445918   0.09411869" in seven
+    # JSON keeps every digit whatever --digits says
+    assert "0.09411868649999999" in run_cli(SEED001, "--format", "json", "--digits", "3").output
+
+
+# --- the results block ----------------------------------------------------------------------
+
+def test_results_end_every_format(seed001):
+    text = seed001.to_text(width=100)
+    results = text.split("━━ results")[1]
+    assert "c1.grad.kernel  gradient of c1.kernel" in results and "h.grad.bias  gradient of h.bias" in results
+    # a trace made in Python knows its scenario's path
+    assert f"bptrace explain {SEED001}" in results and "'c1.grad.kernel[0,1]'" in results
+    assert "## Results" in markdown.render(seed001)
+    assert r"\section{Results}" in latex.render(seed001) and r"\bpresult{" in latex.render(seed001)
+    assert '<h2 id="results">Results</h2>' in html.render(seed001)
+
+
+def test_results_hold_the_loss_the_gradients_and_the_updates():
+    view = trace_view(bptrace.run(bptrace.load(ZHANG)), steps=False)
+    assert view.loss == "1.002022" and view.sections == []
+    names = [r.name for r in view.results]
+    assert names[:4] == ["C1.grad.kernel", "C1.new.kernel", "C1.grad.bias", "C1.new.bias"]
+    assert "FC.new.weights" in names and view.explain.startswith("bptrace explain")
+
+
+def test_summary_prints_the_network_and_the_results_only():
+    out = run_cli(ZHANG, "--summary", "--width", "100").output
+    assert "total       3898" in out and "━━ results" in out and "loss = 1.002022" in out
+    assert "━━ forward" not in out and "━━ backward" not in out
+    assert len(out.splitlines()) < 200      # 6,743 lines for the whole trace
+
+
+def test_explain_command_in_results_names_the_scenario_file():
+    out = run_cli(SEED001, "--only", "c1.grad.kernel", "--width", "200").output
+    assert "every term of any number: bptrace explain " + str(SEED001) + " 'c1.grad.kernel[0,1]'" in out
+
+
+# --- choosing steps -------------------------------------------------------------------------
+
+def test_list_names_every_step_with_its_phase_and_shape(seed001):
+    out = run_cli(SEED001, "--list").output.splitlines()
+    assert len(out) == len(seed001.steps)
+    assert re.fullmatch(r"c1\.grad\.kernel\s+gradients\s+2×2", out[seed001.names().index("c1.grad.kernel")])
+
+
+@pytest.mark.parametrize("only, wanted", [
+    ("backward", ["h.delta", "h.grad.weights", "h.grad.bias", "f.delta", "s1.delta", "p1.delta", "c1.delta",
+                  "c1.grad.kernel", "c1.grad.bias", "input.delta"]),
+    ("gradients", ["h.grad.weights", "h.grad.bias", "c1.grad.kernel", "c1.grad.bias"]),
+    ("c1.grad", ["c1.grad.kernel", "c1.grad.bias"]),
+    ("c1", ["c1.kernel", "c1.bias", "c1.out", "c1.delta", "c1.grad.kernel", "c1.grad.bias"]),
+    ("forward", ["input", "c1.kernel", "c1.bias", "c1.out", "p1.out", "s1.out", "f.out", "h.weights", "h.bias",
+                 "h.out"]),
+])
+def test_only_takes_phases_and_name_prefixes(seed001, only, wanted):
+    out = run_cli(SEED001, "--only", only).output.split("━━ results")[0].split("total        15")[1]
+    shown = [name for name in seed001.names() if re.search(rf"^{re.escape(name)}(  | = )", out, re.M)]
+    assert shown == wanted
+
+
+def test_only_with_an_unknown_name_points_at_list():
+    result = run_cli(SEED001, "--only", "C1.grad")
+    assert result.exit_code == 2 and "bptrace run --list SCENARIO" in result.output
+
+
+# --- what the formats share -------------------------------------------------------------------
+
+def test_every_format_writes_a_step_the_same(seed001):
+    # the terminal and Markdown once disagreed on a step; now both write the view's words
+    text, md, page = seed001.to_text(width=200), markdown.render(seed001), html.render(seed001)
+    for line in ("s1.out[0,0] = σ(0.3164) = 0.5784467 → 0.58 given",
+                 "c1.grad.kernel[0,1] = 0.068628·0.84 + 0.0364182·0.22 + 0.04675125·0.74 − 0.06818625·0.09 = 0.09411869",
+                 "left out of each sum: 12 of its 16 terms, which have a zero factor"):
+        assert line in text and line in md
+    assert "0.5784467 → 0.58 given" in page
+
+
+def test_legend_says_what_a_delta_is(seed001):
+    assert "L.delta = ∂loss/∂L.out · L.grad.P = ∂loss/∂L.P" in seed001.to_text(width=100)
+    zhang = run_cli(ZHANG, "--summary").output
+    assert "L.new.P = L.P − η·L.grad.P" in zhang
+
+
+def test_taps_on_padding_are_counted():
+    out = run_cli(STRIDE, "--only", "c1.out", "--width", "120").output
+    assert "c1.out[0,0] = 0.6·0.2 + 0.1·0.8 − 0.3·0.6 + 0.4·0.3 + 0.1 = 0.24   (+5 on padding)" in out
+    assert "(+n on padding): taps of the kernel on the zero padding, which add nothing" in out
+
+
+def test_steps_without_written_sums_point_at_explain():
+    out = run_cli(ZHANG, "--only", "C1.grad.kernel", "--width", "200").output
+    assert f"see any element's terms: bptrace explain {ZHANG} 'C1.grad.kernel[1,1,1]'" in out
