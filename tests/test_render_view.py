@@ -136,10 +136,87 @@ def test_legend_says_what_a_delta_is(seed001):
 
 def test_taps_on_padding_are_counted():
     out = run_cli(STRIDE, "--only", "c1.out", "--width", "120").output
-    assert "c1.out[0,0] = 0.6·0.2 + 0.1·0.8 − 0.3·0.6 + 0.4·0.3 + 0.1 = 0.24   (+5 on padding)" in out
+    assert "= 0.6·0.2 + 0.1·0.8 − 0.3·0.6 + 0.4·0.3 + 0.1 = 0.24   (+5 on padding)" in out
+    assert "c1.out[0,1] = −0.4·0.8 + 0.6·0.1 + 0.1·0.5 + 0.2·0.3 − 0.3·0.7 + 0.4·0.2 + 0.1 = −0.18   (+3 on padding)" \
+        in out
     assert "(+n on padding): taps of the kernel on the zero padding, which add nothing" in out
 
 
 def test_steps_without_written_sums_point_at_explain():
     out = run_cli(ZHANG, "--only", "C1.grad.kernel", "--width", "200").output
     assert f"see any element's terms: bptrace explain {ZHANG} 'C1.grad.kernel[1,1,1]'" in out
+
+
+# --- the smaller items ---------------------------------------------------------------------------
+
+GRAPH = """
+input: [[0.2, -0.5, 0.9], [0.7, 0.3, -0.8], [-0.6, 0.05, 0.35]]
+layers:
+  - {type: conv, name: c1, kernel: [[0.1, -0.2], [0.3, 0.4]], padding: 1}
+  - {type: relu, name: r1}
+  - {type: conv, name: c2, kernel: [[0.5, 0.1], [-0.3, 0.2]]}
+  - {type: add, name: skip, from: [c2, input]}
+  - {type: flatten, name: f}
+  - {type: dense, name: h, weights: [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]]}
+loss: {type: half_sse, target: [1]}
+"""
+
+
+def test_sums_name_the_elements_they_add(seed001):
+    text = seed001.to_text(width=100)
+    assert ("c1.out[0,0] = c1.kernel[0,0]·input[0,0] + c1.kernel[0,1]·input[0,1] + c1.kernel[1,0]·input[1,0]\n"
+            "                + c1.kernel[1,1]·input[1,1] + c1.bias\n"
+            "              = −0.13·0.51 + 0.15·0.9 − 0.55·0.4 + 0.6·0.62 + 0.03 = 0.2507") in text
+    # a delta summed over two readers names every element of every sum
+    trace = bptrace.run(bptrace.loads(GRAPH))
+    text = trace.to_text(width=200, only="input.delta")
+    assert "input.delta[0,0] = skip.delta[0,0] + c1.delta[0,0]·c1.kernel[1,1]" in text
+
+
+def test_the_loss_is_written_as_on_paper():
+    text = bptrace.run(bptrace.loads(GRAPH)).to_text(width=100, only=["loss", "h.delta"])
+    assert "loss = ½·(0.4177 − 1)² = 0.1695366" in text
+    assert "h.delta = 0.4177 − 1 = −0.5823" in text
+
+
+def test_softmax_values_are_derived():
+    text = bptrace.run(bptrace.load(STRIDE)).to_text(width=100, only="h.delta")
+    assert "softmax(h.out)[0] = e^0.571 / (e^0.571 + e^−0.127)" in text
+    soft = bptrace.run(bptrace.loads("input: [0.3, -0.2]\nlayers: [{type: softmax, name: s}]\n"
+                                     "upstream: {delta: [1, 0]}\n")).to_text(width=100, only="s.out")
+    assert "s.out[0] = softmax(0.3) = e^0.3 / (e^0.3 + e^−0.2) = 0.6224593" in soft
+
+
+def test_whole_step_explain_is_laid_out_as_the_tensor():
+    out = CliRunner().invoke(main, ["explain", str(STRIDE), "r1.delta", "--width", "100"]).output
+    assert re.search(r"^      0 +1 +2\n  0   0 +0 +0\n  1   0\.7345186171  −0\.7345186171   0\n", out, re.M), out
+
+
+def test_a_shape_mismatch_shows_the_shapes_that_led_to_it(tmp_path):
+    path = tmp_path / "problem.yaml"
+    path.write_text((ROOT / "scenarios" / "seed001.yaml").read_text().replace(
+        "kernel: [[-0.13, 0.15], [-0.55, 0.60]]", "kernel: [[-0.13, 0.15, 0.1], [-0.55, 0.60, 0.2], [0, 0, 0]]"))
+    result = run_cli(path)
+    assert result.exit_code == 2
+    assert ("the shapes: input 5×5 → c1 (conv) 3×3 → p1 (maxpool, which drops its input's last row and column) 1 "
+            "→ s1 (sigmoid) 1 → f (flatten) 1 → h (dense)") in result.output
+
+
+def test_transposed_weights_are_named(tmp_path):
+    result = run_cli_text(tmp_path, "input: [1, 2, 3]\nlayers: [{type: dense, name: h, weights: [[1, 2], [3, 4], [5, 6]]}]\n"
+                                    "upstream: {delta: [1, 1]}\n")
+    assert result.exit_code == 2 and "the weights look transposed: they are 3×2, [in][out]" in result.output
+
+
+def test_windows_that_do_not_tile_the_map_are_warned_about(tmp_path):
+    result = run_cli_text(tmp_path, "input: [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]\n"
+                                    "layers: [{type: maxpool, name: p1, size: 3, stride: 2}]\nupstream: {delta: 1}\n")
+    assert result.exit_code == 0
+    assert "warning: the 3×3 windows with stride 2,2 do not tile the 4×4 map: its last row and column are never" \
+        in " ".join(result.output.split())
+
+
+def run_cli_text(tmp_path, text):
+    path = tmp_path / "case.yaml"
+    path.write_text(text)
+    return run_cli(path, "--width", "200")

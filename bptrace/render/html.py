@@ -278,7 +278,7 @@ class Page:
         text = escape(label if text is None else text)
         if name not in self.steps:
             return text
-        return f'<a href="#{escape(anchor(name))}" data-e="{escape(label)}">{text}</a>'
+        return f'<a href="#{escape(anchor(name))}" data-e="{escape(label)}" title="{escape(label)}">{text}</a>'
 
     # -- the sidebar -------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ LINE_POINTS = 480
 DIGIT_POINTS = 4.25       # a digit in \footnotesize, the one size of every table
 CELL_POINTS = 6.0         # the space around a cell (2 \tabcolsep)
 SUM_CHARACTERS = 84       # a written-out sum breaks into lines of about this many characters
+NAMED_TERMS = 4           # terms per line where a sum names each factor's element
 SHORT_RULE = 78          # longer rules are typeset as a paragraph that can break lines
 
 PREAMBLE = r"""\documentclass[10pt]{article}
@@ -456,6 +457,16 @@ def _sums(items, links) -> str:
             length += size
         lines.append(line)
         total = step_number(item.total) + tail
+        if item.named and item.kind == "sum":
+            # which element each factor is, first, then the numbers
+            terms = [r" \cdot ".join(_element(f, links) if re.fullmatch(r"[\w.]+(\[[^\]]*\])?", f) else math(f)
+                                     for f in term.split("·")) for term in item.named.split(" + ")]
+            more = " \\\\\n  &\\phantom{=}\\quad + "
+            named = more.join(" + ".join(terms[k:k + NAMED_TERMS]) for k in range(0, len(terms), NAMED_TERMS))
+            rows.append(f"{label} &= {named}" + "".join(f" \\\\\n  &= {line}" if k == 0 else
+                                                        f" \\\\\n  &\\phantom{{=}} {line}" for k, line in enumerate(lines))
+                        + f" = {total}")
+            continue
         if len(lines) == 1 and length + len(item.total) + len(item.label) < SUM_CHARACTERS:
             rows.append(f"{label} &= {lines[0]} = {total}")
         else:
@@ -474,6 +485,8 @@ def _body(item, links):
         tail = r"\ \text{from }" + _element(item.winner_label, links) + (r"\text{ (a tie: the first wins)}" if item.tie else "")
     elif item.kind == "apply":
         pieces, tail = [(math(item.fn) + "(" + step_number(item.products[0]) + ")", len(item.products[0]) + 4)], ""
+        if item.named:
+            pieces.append((" = " + math(item.named.replace("−", "-")), len(item.named)))
     elif item.kind == "copy":
         source = item.products[0]
         typeset = _element(source, links) if item.sources[0][0] else math(source)

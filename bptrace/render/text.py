@@ -180,13 +180,25 @@ class Sum:
     """One written-out element: `label = piece piece … = total tail`, wrapped between pieces
     with continuation lines under the first piece and the total under the first `=`."""
 
-    def __init__(self, label, pieces, total, tail=""):
-        self.label, self.pieces, self.total, self.tail = label, pieces, total, tail
+    def __init__(self, label, pieces, total, tail="", named=None):
+        self.label, self.pieces, self.total, self.tail, self.named = label, pieces, total, tail, named
 
     def lines(self, width):
         head = f"{self.label} = "
         hang = len(head) if len(head) <= width // 2 else 4
         lines, line = [], head
+        if self.named:
+            # which element each factor is, then the numbers under it from `= `
+            named = self.named.split(" + ")
+            for k, piece in enumerate(named):
+                piece = piece if k == 0 else " + " + piece
+                if k and cell_len(line) + cell_len(piece) > width:
+                    lines.append(line.rstrip())
+                    line = " " * hang + piece.lstrip()
+                else:
+                    line += piece
+            lines.append(line)
+            line = " " * max(0, hang - 2) + "= "
         for k, piece in enumerate(self.pieces):
             if k and cell_len(line) + cell_len(piece) > width:
                 lines.append(line.rstrip())
@@ -209,7 +221,7 @@ def sum_text(item) -> Sum:
     """A `view.SumView` as the terminal writes it."""
     tail = ""
     if item.kind == "apply":
-        pieces = [f"{item.fn}({item.products[0]})"]
+        pieces = [f"{item.fn}({item.products[0]})"] + ([f" = {item.named}"] if item.named else [])
     elif item.kind == "max":
         pieces, last = [], len(item.products) - 1
         best = item.products[item.winner]
@@ -226,7 +238,7 @@ def sum_text(item) -> Sum:
     note = zero_note(item)
     if note:
         tail += f"   ({note})"
-    return Sum(item.label, pieces, item.total, tail)
+    return Sum(item.label, pieces, item.total, tail, item.named if item.kind == "sum" else None)
 
 
 class StepText:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..engine import EXPAND_ELEMENTS
 from ..tensors import display_index, squeezed_shape
+from ..trace import Factor
 from .common import (
     AXES, axis_names, element, factor_label, number, product_text, shape_text, signed, sum_pieces,
     trace_factors, type_text,
@@ -87,6 +88,7 @@ class SumView:
     zero_terms: int = 0              # terms with a zero factor, left out
     padding_terms: int = 0           # taps on zero padding, which read nothing
     zero_noted: bool = False         # the zero terms are counted once, under the step
+    named: str | None = None         # the sum with each factor's element: `c1.kernel[0,0]·input[0,0] + …`
 
 
 @dataclass
@@ -232,7 +234,7 @@ def _what(name: str) -> str:
     if rest.startswith("new."):
         return f"{layer}.{rest[4:]} after the update"
     if rest == "delta":
-        return f"∂loss/∂{layer}.out"
+        return f"∂loss/∂{layer}.out" if layer != "input" else "∂loss/∂input"
     if rest == "out":
         return f"{layer}'s output"
     return "as written" if rest else ""
@@ -273,7 +275,7 @@ def step_view(step, trace, digits: int = DEFAULT_DIGITS, types=None) -> StepView
         layer_type=layer_type, shape=step.shape, shape_text="×".join(str(d) for d in shown),
         scalar=signed(step.values.reshape(-1)[0], digits) if not shown else None,
         rule=step.rule if step.phase not in ("input", "parameter") else None,
-        origin=step.origin, notes=_notes(step), reads=tuple(step.reads),
+        origin=step.origin, notes=_notes(step, trace), reads=tuple(step.reads),
         values=values_of(step, trace, digits, layer_type) if shown else None)
     _windows(view, step, trace, digits, types)
     fmt = view.values.format if view.values is not None else None
@@ -290,8 +292,11 @@ def step_view(step, trace, digits: int = DEFAULT_DIGITS, types=None) -> StepView
     return view
 
 
-def _notes(step) -> list:
+def _notes(step, trace) -> list:
     notes = []
+    warnings = getattr(getattr(trace, "scenario", None), "warnings", None) or {}
+    if step.layer in warnings and step.name == f"{step.layer}.out":
+        notes.append(("note", f"warning: {warnings[step.layer]}"))
     if step.rounded:
         notes.append(("rounded", f"rounded: {step.rounded}; later steps use the rounded values"))
     if step.given is not None:
@@ -359,7 +364,7 @@ def _sums(step, trace, digits, base, layer_type, fmt):
     used, computed = step.values, step.computed if step.computed is not None else step.values
     # a total reads as its table cell, unless the table is written in multiples of 10^k
     total = fmt.text if fmt is not None and not fmt.exponent else (lambda v: signed(v, digits))
-    sums, zero_elements = [], []
+    sums, zero_elements, derivations = [], [], []
     for index, expansion in sorted(step.expansions.items()):
         label = element(step.name, step.shape, index, base)
         item = SumView(label, index, expansion.kind, [], [], total(computed[index]))
@@ -370,6 +375,8 @@ def _sums(step, trace, digits, base, layer_type, fmt):
             factor = expansion.terms[0][0]
             item.fn, item.products = expansion.fn, [signed(factor.value, digits)]
             item.sources = [[_source(factor, trace, step, base)]]
+            if expansion.fn == "softmax":
+                item.named = _softmax(factor, trace, digits)
         elif expansion.kind == "max":
             item.products = [signed(f.value, digits) for (f,) in expansion.terms]
             item.sources = [[_source(f, trace, step, base)] for (f,) in expansion.terms]
@@ -384,12 +391,25 @@ def _sums(step, trace, digits, base, layer_type, fmt):
                 zero_elements.append(label)
                 continue
             if len(terms) == 1 and len(terms[0]) == 1 and terms[0][0].index is not None:
-                item.kind = "copy"
-                item.products = [factor_label(terms[0][0], trace, step, base)]
+                difference = _difference(terms[0][0], trace, digits)
+                item.kind = "copy" if difference is None else "sum"
+                item.products = [factor_label(terms[0][0], trace, step, base)] if difference is None \
+                    else [(False, [difference[1:-1]])]
                 item.sources = [[_source(terms[0][0], trace, step, base)]]
             else:
-                item.products = [product_text(trace_factors(t), digits) for t in terms]
+                item.products = [_product(t, trace, digits) for t in terms]
                 item.sources = [[_source(f, trace, step, base) for f in t] for t in terms]
+                traced = all(f.index is None or _source(f, trace, step, base) for t in terms for f in t)
+                if traced and (not sums or step.parts):
+                    # the first sum of a step (and each sum of a delta summed over several
+                    # readers) also says which element each factor is
+                    item.named = " + ".join("·".join(_source(f, trace, step, base) or f.name for f in t)
+                                            for t in terms)
+                for t in terms:
+                    for f in t:
+                        derived = _softmax_of(f, trace, step, base, digits)
+                        if derived and derived not in derivations:
+                            derivations.append(derived)
         sums.append(item)
     notes = []
     skips = {(s.zero_terms, s.zero_terms + len(s.products)) for s in sums if s.kind == "sum"}
@@ -401,6 +421,7 @@ def _sums(step, trace, digits, base, layer_type, fmt):
             s.zero_noted = True                   # counted in the note, not on each line
     elif any(z for z, _ in skips):
         notes.append("(+n zero terms): terms with a zero factor, left out")
+    notes += derivations
     if any(s.padding_terms for s in sums):
         notes.append("(+n on padding): taps of the kernel on the zero padding, which add nothing")
     if zero_elements:
@@ -411,6 +432,76 @@ def _sums(step, trace, digits, base, layer_type, fmt):
             notes.append(f"{'the other' if sums else 'all'} {count} elements are 0: every term of "
                          "their sums has a zero factor")
     return sums, notes
+
+
+def _difference(factor, trace, digits) -> str | None:
+    """A loss factor `h.out − target` at an index as the numbers it stands for: `(0.4177 − 1)`,
+    when the trace knows its scenario's target (None otherwise)."""
+    name = factor.name
+    target = getattr(getattr(getattr(trace, "scenario", None), "loss", None), "target", None)
+    if not name.endswith(" − target") or factor.index is None or target is None:
+        return None
+    out = name[:-len(" − target")].strip("()")
+    if out not in trace:
+        return None
+    try:
+        out_value, target_value = trace[out].values[factor.index], np.asarray(target)[factor.index]
+    except (IndexError, TypeError):
+        return None
+    return f"({signed(out_value, digits)} − {signed(target_value, digits)})"
+
+
+def _product(term, trace, digits):
+    """(negative, factor texts) of a term; the loss's `(out − target)·(out − target)` is written
+    as the numbers it squares, `(0.4177 − 1)²`, as on paper."""
+    differences = [_difference(f, trace, digits) for f in term]
+    if not any(differences):
+        return product_text(trace_factors(term), digits)
+    texts, k = [], 0
+    constants = [(f.value, f.name) for f, d in zip(term, differences) if d is None]
+    negative, texts = product_text(constants, digits) if constants else (False, [])
+    shown = [d for d in differences if d]
+    while k < len(shown):
+        if k + 1 < len(shown) and shown[k + 1] == shown[k]:
+            texts.append(shown[k] + "²")
+            k += 2
+        else:
+            texts.append(shown[k])
+            k += 1
+    return negative, texts
+
+
+def _softmax(factor, trace, digits) -> str | None:
+    """`e^0.3 / (e^0.3 + e^−0.2)`: a softmax output from the scores it normalises (the features
+    of a sample, or the channels at a position of a map), when there are at most six."""
+    if factor.index is None or factor.name not in trace:
+        return None
+    values = trace[factor.name].values
+    index = factor.index
+    if values.ndim == 2:
+        group = [(index[0], k) for k in range(values.shape[1])]
+    elif values.ndim == 4:
+        group = [(index[0], c, index[2], index[3]) for c in range(values.shape[1])]
+    else:
+        return None
+    if len(group) > 6:
+        return None
+    power = lambda v: f"e^{signed(v, digits)}"        # noqa: E731
+    return f"{power(values[index])} / ({' + '.join(power(values[g]) for g in group)})"
+
+
+def _softmax_of(factor, trace, step, base, digits) -> str | None:
+    """`softmax(h.out)[0] = e^0.571 / (e^0.571 + e^−0.127)`: where a loss's softmax factor
+    comes from (its value is in the sum itself)."""
+    for head, form in (("log softmax(", "log({})"), ("softmax(", "{}")):
+        if factor.name.startswith(head) and factor.name.endswith(")") and factor.index is not None:
+            inner = factor.name[len(head):-1]
+            if inner not in trace:
+                return None
+            derivation = _softmax(Factor(inner, factor.index, 0.0), trace, digits)
+            label = element(factor.name, trace[inner].shape, factor.index, base)
+            return f"{label} = {form.format(derivation)}" if derivation else None
+    return None
 
 
 def _taps(step, trace, layer_type) -> int:
@@ -470,11 +561,11 @@ def plain_line(item) -> str:
     if item.kind == "max":
         body = "max(" + ", ".join(t + ("★" if k == item.winner else "") for k, t in enumerate(item.products)) + ")"
     elif item.kind == "apply":
-        body = f"{item.fn}({item.products[0]})"
+        body = f"{item.fn}({item.products[0]})" + (f" = {item.named}" if item.named else "")
     elif item.kind == "copy":
         body = item.products[0]
     else:
-        body = "".join(sum_pieces(item.products))
+        body = (f"{item.named} = " if item.named else "") + "".join(sum_pieces(item.products))
     text = f"{item.label} = {body} = {item.total}"
     if item.kind == "max":
         text += f", from {item.winner_label}" + (" (a tie: the first maximum wins)" if item.tie else "")
