@@ -61,6 +61,7 @@ h2 { font-size: 1.25em; margin: 2em 0 0.6em; padding-bottom: 4px; border-bottom:
 .scroll { overflow-x: auto; margin: 0.3em 0 0.6em; }
 .block-title { color: var(--muted); font-size: 0.9em; margin: 0.5em 0 0.1em; }
 .blocks { display: flex; flex-wrap: wrap; gap: 6px 22px; align-items: flex-start; }
+.blocks > div { max-width: 100%; }
 table.values { border-collapse: collapse; font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace;
                font-size: 0.84em; }
 table.values th { color: var(--muted); font-weight: normal; padding: 1px 6px; text-align: right;
@@ -91,7 +92,8 @@ ul.sums { list-style: none; padding: 0; margin: 0.4em 0 0;
           font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 0.84em; }
 ul.sums li { padding: 1px 0; overflow-wrap: anywhere; }
 ul.sums .label { color: var(--accent); }
-.result { border: 2px solid var(--accent); border-radius: 6px; padding: 6px 12px; margin: 0.6em 0; display: inline-block; }
+.result { border: 2px solid var(--accent); border-radius: 6px; padding: 6px 12px; margin: 0.6em 0; display: inline-block;
+          max-width: 100%; }
 .result .what { color: var(--muted); margin-left: 0.6em; }
 code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 0.9em; background: var(--soft);
        padding: 1px 4px; border-radius: 3px; }
@@ -104,6 +106,7 @@ code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 0
                  font-size: 0.9em; margin-top: 0.4em; }
 #explain td { padding: 1px 8px; border-bottom: 1px solid var(--line); text-align: right; }
 footer { color: var(--muted); font-size: 0.85em; margin-top: 3em; }
+table.values td.hot { color: var(--ink); }
 @media print { nav.steps, #explain { display: none; } main { margin-left: 0; }
                .step { break-inside: avoid; } .scroll { overflow: visible; } }
 """
@@ -140,13 +143,8 @@ SCRIPT = """
     if (target && open(target.getAttribute('data-e')) && target.tagName !== 'A') { event.preventDefault(); }
   });
   var hash = decodeURIComponent(location.hash || '');
-  if (hash.indexOf('#explain=') === 0) {
-    var label = hash.slice(9);
-    if (open(label)) {
-      var section = document.getElementById(step(label));
-      if (section) { section.scrollIntoView(); }
-    }
-  }
+  // the panel is fixed on the screen: it opens where the page is, its first link goes to the step
+  if (hash.indexOf('#explain=') === 0) { open(hash.slice(9)); }
 })();
 """
 
@@ -164,7 +162,7 @@ def render(trace, only=None, digits: int = DEFAULT_DIGITS, summary: bool = False
     page = Page(view, by_name)
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{escape(view.title)}</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
+             f"<title>{escape(view.title)}</title>", f"<style>{STYLE}{HEAT_CSS}</style>", "</head>", "<body>",
              page.sidebar(), "<main>", f'<h1 id="top">{escape(view.title)}</h1>']
     if view.description:
         parts.append(f"<p>{escape(view.description)}</p>")
@@ -244,10 +242,23 @@ def network_svg(view) -> str:
             + "".join(arcs + parts) + "</svg>")
 
 
+HEAT_STEPS = 10      # shades each side of zero: a class per shade keeps a big page small
+
+
 def heat_colour(fraction: float) -> str:
     """A diverging scale: red for positive, blue for negative, white at 0; |fraction| ≤ 1."""
     a = min(1.0, abs(fraction)) * 0.85
     return f"rgba(178,24,43,{a:.2f})" if fraction > 0 else f"rgba(33,102,172,{a:.2f})"
+
+
+def heat_class(fraction: float) -> str:
+    """The shade of `fraction` (−1…1) as a class: `hp7` (positive), `hn3` (negative), `h0`."""
+    step = round(min(1.0, abs(fraction)) * HEAT_STEPS)
+    return "h0" if step == 0 else f"h{'p' if fraction > 0 else 'n'}{step}"
+
+
+HEAT_CSS = "\n".join(f".h{sign}{k} {{ background: {heat_colour((1 if sign == 'p' else -1) * k / HEAT_STEPS)}; }}"
+                     for sign in "pn" for k in range(1, HEAT_STEPS + 1))
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+|\binput\b|\bloss\b")
@@ -339,6 +350,13 @@ class Page:
         if values.caption:
             parts.append(f'<div class="block-title">{escape(values.caption)}</div>')
         big = len(values.texts) > HEAT_LIMIT and cell_style is None
+        if big and values.largest and all(len(g.column_labels) <= 8 and g.row_labels for g in values.grids):
+            # small grids (5×5 kernels, 8×8 maps): the numbers themselves, shaded on the scale
+            largest = values.largest
+            parts.append(self.heat_legend(values))
+            parts.append(self.tables(values, explained, lambda p: "", notes,
+                                     lambda p: heat_class(values.numbers[p] / largest)))
+            return "\n".join(parts)
         tables = self.tables(values, explained, cell_style, notes)
         if not big:
             return "\n".join(parts + [tables])
@@ -346,7 +364,7 @@ class Page:
         parts.append(f"<details><summary>the {len(values.texts)} numbers</summary>{tables}</details>")
         return "\n".join(parts)
 
-    def tables(self, values, explained, cell_style=None, notes=None) -> str:
+    def tables(self, values, explained, cell_style=None, notes=None, cell_class=None) -> str:
         # numbers align on the point: each padded on the right to the widest fraction (monospace)
         points = [len(t) - (t.find(".") if "." in t else len(t)) for t in values.texts]
         widest = max(points, default=0)
@@ -360,6 +378,8 @@ class Page:
                 for p in row:
                     kind = values.kinds.get(p, "")
                     css = {"given": "given", "zero": "zero", "winner": "win"}.get(kind, "")
+                    if cell_class:
+                        css = (css + " " + cell_class(p)).strip()
                     attrs = f' class="{css}"' if css else ""
                     element = values.label(p)
                     if element in explained:
@@ -378,20 +398,28 @@ class Page:
     def heatmap(self, values) -> str:
         """Each grid as small coloured squares, index and value on hover; one scale per step."""
         largest = values.largest or 1.0
+        name = len(values.name)
+
+        def index(p):       # `[2,5,1]`, the element's index (its name is the step's)
+            return values.label(p)[name:]
+
         blocks = []
         for grid in values.grids:
             rows = []
             labels = grid.row_labels if grid.row_labels is not None else [""]
             for label, row in zip(labels, grid.positions):
-                cells = "".join(f'<td style="background:{heat_colour(values.numbers[p] / largest)}" '
-                                f'title="{escape(values.label(p))} = {escape(values.texts[p])}"></td>' for p in row)
+                cells = "".join(f'<td class="{heat_class(values.numbers[p] / largest)}" '
+                                f'title="{index(p)} {escape(values.texts[p])}"></td>' for p in row)
                 rows.append(f"<tr><th>{escape(label)}</th>{cells}</tr>")
             title = f'<div class="block-title">{escape(grid.title)}</div>' if grid.title else ""
-            blocks.append(f'<div>{title}<table class="heat">{"".join(rows)}</table></div>')
+            blocks.append(f'<div>{title}<div class="scroll"><table class="heat">{"".join(rows)}</table></div></div>')
+        return self.heat_legend(values, "; hover a square for its value") + '<div class="blocks">' + "".join(blocks) + "</div>"
+
+    @staticmethod
+    def heat_legend(values, more: str = "") -> str:
         scale = f" {values.format.scale_text}" if values.format.scale_text else ""
-        legend = (f'<div class="dim">heatmap: red positive, blue negative, strongest at ±'
-                  f'{escape(values.format.text(largest))}{escape(scale)}; hover a square for its value</div>')
-        return legend + '<div class="blocks">' + "".join(blocks) + "</div>"
+        return (f'<div class="dim">shaded: red positive, blue negative, strongest at ±'
+                f'{escape(values.format.text(values.largest))}{escape(scale)} (one scale for the whole step){more}</div>')
 
     # -- pictures ------------------------------------------------------------------------------
 
@@ -499,7 +527,9 @@ class Page:
                 if item.kind == "sum":
                     running = sum_pieces(item.products)
                     for (negative, texts), sources, piece in zip(item.products, item.sources, running):
-                        entry["terms"].append({"f": [[t, s] for t, s in zip(texts, sources)], "s": piece.strip()})
+                        signs = ["−" if negative and k == 0 else "" for k in range(len(texts))]
+                        entry["terms"].append({"f": [[sign + t, s] for sign, t, s in zip(signs, texts, sources)],
+                                               "s": piece.strip()})
                 elif item.kind in ("max", "apply", "copy"):
                     entry["terms"] = [{"f": [[t if item.kind != "copy" else t, s[0] if s else None]],
                                        "s": ("★ winner" if item.kind == "max" and k == item.winner else "")}
