@@ -107,7 +107,8 @@ def test_given_rounded_and_expansions_are_written():
     text = markdown.render(run(load(SEED001)))
     assert "*given: all 4 values pinned by the scenario (\\*); later steps use these, not the computed ones*" in text
     assert "- `p1.out[0,0] = max(0.2507, −0.164, 0.1305, 0.3164★) = 0.3164, from c1.out[1,1]`" in text
-    assert "- `f.delta[0] = 0.61·0.25 + 0.02·(−0.15) = 0.1495`" in text
+    assert ("- `f.delta[0] = h.weights[0,0]·h.delta[0] + h.weights[1,0]·h.delta[1] = 0.61·0.25 + 0.02·(−0.15) "
+            "= 0.1495`") in text
     assert "- `s1.out[0,0] = σ(0.3164) = 0.5784467 → 0.58 given`" in text
 
 

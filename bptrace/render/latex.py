@@ -20,7 +20,6 @@ LINE_POINTS = 480
 DIGIT_POINTS = 4.25       # a digit in \footnotesize, the one size of every table
 CELL_POINTS = 6.0         # the space around a cell (2 \tabcolsep)
 SUM_CHARACTERS = 84       # a written-out sum breaks into lines of about this many characters
-NAMED_TERMS = 4           # terms per line where a sum names each factor's element
 SHORT_RULE = 78          # longer rules are typeset as a paragraph that can break lines
 
 PREAMBLE = r"""\documentclass[10pt]{article}
@@ -72,6 +71,8 @@ MATH_CHARS = {
 }
 for _digit, _sub in zip("0123456789", "₀₁₂₃₄₅₆₇₈₉"):
     MATH_CHARS[_sub] = "_{" + _digit + "}"
+for _digit, _sup in zip("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻"):
+    MATH_CHARS.setdefault(_sup, "^{" + _digit + "}")
 SPECIAL_TEXT = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#", "%": r"\%", "&": r"\&",
                 "$": r"\$", "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                 "<": r"\ensuremath{<}", ">": r"\ensuremath{>}", "|": r"\ensuremath{|}"}
@@ -293,8 +294,7 @@ def _summary(view) -> str:
 
 def _step(step, links, fragment) -> str:
     shape = f" ({step.shape_text})" if step.scalar is None else ""
-    scale = step.values.format.scale_text if step.values is not None else ""
-    heading = r"\texttt{" + text(step.name) + "}" + text(shape) + (text(f", values {scale}") if scale else "")
+    heading = r"\texttt{" + text(step.name) + "}" + text(shape) + _scale(step.values)
     if fragment:
         out = [r"\paragraph{" + heading + "}\n"]
     else:
@@ -434,6 +434,12 @@ def _pooling(step) -> str:
             + _values(step.values, colours=out_colours))
 
 
+def _scale(values) -> str:
+    """`, values $\\times 10^{-3}$` for a step written in multiples of a power of ten."""
+    exponent = values.format.exponent if values is not None else 0
+    return rf", values $\times 10^{{{exponent}}}$" if exponent else ""
+
+
 # --- written-out sums -----------------------------------------------------------------------
 
 def step_number(value: str) -> str:
@@ -448,9 +454,10 @@ def _sums(items, links) -> str:
     for item in items:
         label = _element(item.label, links)
         pieces, tail = _body(item, links)
+        budget = SUM_CHARACTERS - len(item.label)
         lines, line, length = [], "", 0
         for piece, size in pieces:
-            if line and length + size > SUM_CHARACTERS:
+            if line and length + size > budget:
                 lines.append(line)
                 line, length = r"\quad ", 4
             line += piece
@@ -459,10 +466,18 @@ def _sums(items, links) -> str:
         total = step_number(item.total) + tail
         if item.named and item.kind == "sum":
             # which element each factor is, first, then the numbers
+            plain = item.named.split(" + ")
             terms = [r" \cdot ".join(_element(f, links) if re.fullmatch(r"[\w.]+(\[[^\]]*\])?", f) else math(f)
-                                     for f in term.split("·")) for term in item.named.split(" + ")]
+                                     for f in term.split("·")) for term in plain]
+            chunks, size = [[]], 0
+            for term, text_ in zip(terms, plain):
+                if chunks[-1] and size + len(text_) + 3 > budget:
+                    chunks.append([])
+                    size = 0
+                chunks[-1].append(term)
+                size += len(text_) + 3
             more = " \\\\\n  &\\phantom{=}\\quad + "
-            named = more.join(" + ".join(terms[k:k + NAMED_TERMS]) for k in range(0, len(terms), NAMED_TERMS))
+            named = more.join(" + ".join(chunk) for chunk in chunks)
             rows.append(f"{label} &= {named}" + "".join(f" \\\\\n  &= {line}" if k == 0 else
                                                         f" \\\\\n  &\\phantom{{=}} {line}" for k, line in enumerate(lines))
                         + f" = {total}")
@@ -532,8 +547,7 @@ def _results(view, links, sectioning) -> str:
         elif result.largest:
             out.append(what + ": $" + _element(result.name, links) + "$, " + text(result.largest) + r"\par\medskip" + "\n")
         else:
-            scale = result.values.format.scale_text
-            out.append(what + r": $" + _element(result.name, links) + "$" + (text(f", values {scale}") if scale else "")
+            out.append(what + r": $" + _element(result.name, links) + "$" + _scale(result.values)
                        + "\n\n" + r"\bpresult{\begin{minipage}{0.96\linewidth}" + "\n"
                        + _values(result.values) + r"\end{minipage}}\par\medskip" + "\n")
     if view.explain:
