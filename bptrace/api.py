@@ -145,9 +145,9 @@ def _page_body(page: str) -> str:
 
 
 def _html_style(scope: str) -> str:
-    from .render.html import STYLE
+    from .render.html import HEAT_CSS, STYLE
 
-    return f"<style>{scoped_css(STYLE, scope)}</style>"
+    return f"<style>{scoped_css(STYLE + HEAT_CSS, scope)}</style>"
 
 
 class TraceMethods(Shown):
@@ -209,30 +209,32 @@ class TraceMethods(Shown):
 
         return json.render(self, _selected(self, only))
 
-    def to_markdown(self, only: Iterable[str] | str | None = None) -> str:
+    def to_markdown(self, only: Iterable[str] | str | None = None, *, digits: int = 7) -> str:
         """GitHub Markdown with `$$…$$` rules (`run --format markdown`)."""
         from .render import markdown
 
-        return markdown.render(self, _selected(self, only))
+        return markdown.render(self, _selected(self, only), digits=digits)
 
-    def to_latex(self, only: Iterable[str] | str | None = None, *, fragment: bool = False) -> str:
+    def to_latex(self, only: Iterable[str] | str | None = None, *, fragment: bool = False, digits: int = 7) -> str:
         """A LaTeX document (`run --format latex`); `fragment=True` gives the body only."""
         from .render import latex
 
-        return latex.render(self, _selected(self, only), fragment=fragment)
+        return latex.render(self, _selected(self, only), fragment=fragment, digits=digits)
 
-    def to_html(self, only: Iterable[str] | str | None = None) -> str:
+    def to_html(self, only: Iterable[str] | str | None = None, *, digits: int = 7) -> str:
         """A self-contained HTML page (`run --format html`)."""
         from .render import html
 
-        return html.render(self, _selected(self, only))
+        return html.render(self, _selected(self, only), digits=digits)
 
-    def to_text(self, width: int = DEFAULT_WIDTH, only: Iterable[str] | str | None = None) -> str:
-        """The text `bptrace run` prints, `width` columns wide, without colour codes."""
+    def to_text(self, width: int = DEFAULT_WIDTH, only: Iterable[str] | str | None = None, *,
+                digits: int = 7) -> str:
+        """The text `bptrace run` prints, `width` columns wide, without colour codes
+        (`digits`: significant digits shown, as `--digits`)."""
         from .display import plain_text
         from .render import text
 
-        return plain_text(text.render(self, _selected(self, only)), width)
+        return plain_text(text.render(self, _selected(self, only), digits=digits), width)
 
     def _short(self) -> str:
         layers = sum(1 for row in self.summary if row.type)

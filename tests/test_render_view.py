@@ -220,3 +220,12 @@ def run_cli_text(tmp_path, text):
     path = tmp_path / "case.yaml"
     path.write_text(text)
     return run_cli(path, "--width", "200")
+
+
+def test_the_python_api_takes_digits_and_the_notebook_gets_the_heat_colours(seed001):
+    assert "0  0.0446  0.0941" in seed001.to_text(only="c1.grad.kernel", digits=3)
+    assert "| 0 | 0.0446 | 0.0941 |" in seed001.to_markdown(only="c1.grad.kernel", digits=3)
+    zhang = bptrace.run(bptrace.load(ZHANG))
+    html_body = zhang["C1.grad.kernel"]._repr_html_()
+    scope = re.match(r'<div class="(bptrace-[0-9a-f]+)">', html_body).group(1)
+    assert f".{scope} .hp10 {{" in html_body and 'class="hp' in html_body

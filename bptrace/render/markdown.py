@@ -100,7 +100,8 @@ def _values(name, scalar, values) -> list:
         return []
     out = []
     scale = values.format.scale_text
-    captions = [c for c in (values.caption, f"values {scale}" if scale else "") if c]
+    captions = [c for c in (values.caption, f"values {scale}" if scale else "", "· = 0" if values.zero_dot else "")
+                if c]
     if captions:
         out += [f"*{inline(' · '.join(captions))}*", ""]
     for grid in (part for g in values.grids for part in split_columns(g, MAX_COLUMNS)):
