@@ -33,6 +33,7 @@ PHASES = {"input": "forward", "parameter": "forward", "forward": "forward",
 PHASE_NAMES = ("forward", "loss", "backward", "gradients", "updates")
 LEGEND = "L.delta = ∂loss/∂L.out · L.grad.P = ∂loss/∂L.P"
 UPDATE_LEGEND = " · L.new.P = L.P − η·L.grad.P"
+OPTIMIZER_LEGEND = " · L.new.P = L.P after the update"
 
 
 @dataclass
@@ -142,6 +143,13 @@ class TraceView:
     base: int
 
 
+def _update_legend(trace) -> str:
+    """Plain SGD's rule in the legend; another optimizer's rule is its step's own."""
+    if not any(s.phase == "update" for s in trace.steps):
+        return ""
+    return UPDATE_LEGEND if getattr(trace, "update", "") in ("", "one SGD step") else OPTIMIZER_LEGEND
+
+
 def conventions_text(trace) -> str:
     c = trace.conventions
     return f"kernel={c['kernel']} · flatten={c['flatten']} · indices from {c['index_base']}"
@@ -190,7 +198,7 @@ def trace_view(trace, only=None, digits: int = DEFAULT_DIGITS, steps: bool = Tru
     return TraceView(
         title=trace.name, description=" ".join((trace.description or "").split()),
         conventions=conventions_text(trace), start=trace.start or "",
-        legend=LEGEND + (UPDATE_LEGEND if any(s.phase == "update" for s in trace.steps) else ""),
+        legend=LEGEND + _update_legend(trace),
         summary=[(row.layer, type_text(row), shape_text(row.out_shape), str(row.params) if row.type else "")
                  for row in trace.summary],
         total_params=trace.total_params, sections=sections,
