@@ -22,7 +22,7 @@ from .spec import Spec, kind_of, read_tensor, shape_error, shape_words
 from .tensors import canonical_index, display_index, fits, format_index, kept_axes
 
 TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "inputs", "layers", "output", "upstream",
-            "loss", "given", "learning_rate", "rounding", "expected", "init", "tolerance")
+            "loss", "given", "learning_rate", "rounding", "expected", "init", "tolerance", "nodes")
 LOSS_TYPES = tuple(LOSSES)
 ROUNDING_MODES = tuple(MODES)
 ROUNDING_GROUPS = ("forward", "backward", "all")
@@ -65,6 +65,8 @@ class Loss:
 class Upstream:
     layer: str
     delta: np.ndarray             # canonical shape of that layer's output
+    rule: str | None = None       # an expression graph's output starts from 1: its own words
+    start: str | None = None
 
 
 @dataclass
@@ -208,23 +210,32 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
     if "input" in top and "inputs" in top:
         raise top.error("inputs", "a scenario has `input:` (one input) or `inputs:` (several, named), not both",
                         "remove one of them")
+    graph = "nodes" in top
+    if graph:
+        from .graph import graph_inputs, graph_nodes, graph_start, graph_top
+
+        graph_top(top)
     for key in ("input", "layers"):
-        if key not in top and not (key == "input" and "inputs" in top):
+        if key not in top and not (key == "input" and "inputs" in top) and not graph:
             raise top.error(None, f"the scenario has no `{key}:`", "see `bptrace new` for a complete example")
     conventions = _conventions(top)
-    layer_specs = top.get("layers")
-    if not isinstance(layer_specs, list) or not layer_specs:
+    layer_specs = None if graph else top.get("layers")
+    if not graph and (not isinstance(layer_specs, list) or not layer_specs):
         raise top.error("layers", "expected a list of layers (each `- {type: ...}`), found "
                         + ("an empty list" if layer_specs == [] else kind_of(layer_specs)))
-    inputs, origins = _inputs(top, layer_specs)
+    inputs, origins = graph_inputs(top) if graph else _inputs(top, layer_specs)
     scenario = Scenario(
         name=plain_text(top.text("name", "")) or plain_text(doc.file or "") or "scenario",
         description=plain_text(top.text("description", "") or ""),
         conventions=conventions, layers=[], document=doc, inputs=inputs, input_origins=origins)
-    scenario.layers, scenario.plan = _layers(top, inputs, conventions, work_limit)
+    scenario.layers, scenario.plan = graph_nodes(top, inputs, work_limit) if graph else \
+        _layers(top, inputs, conventions, work_limit)
     _output(top, scenario)
     scenario.learning_rate = top.number("learning_rate", positive=True)
-    _start(top, scenario)
+    if graph and "loss" not in top and "upstream" not in top:
+        graph_start(scenario)
+    else:
+        _start(top, scenario)
     scenario.shapes = _shapes(scenario)
     scenario.rounding = _rounding(top, scenario)
     scenario.given = _given(top, scenario)
