@@ -244,6 +244,18 @@ class _Run:
         def stage(name: str, values, reads=(), noise=None):
             return self.emit(n.extra(name), phase, layer.name, rules[name], values,
                              reads=tuple(dict.fromkeys(roles[r] for r in reads)), rec=recs.get(name), noise=noise)
+
+        def settle(name: str, values):
+            """The value's rounding and pins applied without tracing it: a layer that
+            computes an inner value one part at a time (a recurrent layer, one time step
+            after another) goes on with the numbers on paper before the whole is staged."""
+            full, values = n.extra(name), np.asarray(values, dtype=float)
+            if self._rounds(full, phase):
+                values = round_array(values, self.scenario.rounding.decimals, self.scenario.rounding.mode)
+            if full in self.pinned:
+                values = np.where(self.pinned[full].mask, self.pinned[full].values, values)
+            return values
+        stage.settle = settle
         return stage
 
     @staticmethod

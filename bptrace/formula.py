@@ -288,6 +288,44 @@ class Noisy:
     hi: float
 
 
+def _lift(x):
+    return x if isinstance(x, Noisy) else NOISY.exact(float(x))
+
+
+# Operators, so that loops written with + − · / (the recurrent layers') run on Noisy values too.
+Noisy.__add__ = lambda a, b: NOISY.add(a, _lift(b))
+Noisy.__radd__ = lambda a, b: NOISY.add(_lift(b), a)
+Noisy.__sub__ = lambda a, b: NOISY.sub(a, _lift(b))
+Noisy.__rsub__ = lambda a, b: NOISY.sub(_lift(b), a)
+Noisy.__mul__ = lambda a, b: NOISY.mul(a, _lift(b))
+Noisy.__rmul__ = lambda a, b: NOISY.mul(_lift(b), a)
+Noisy.__truediv__ = lambda a, b: NOISY.div(a, _lift(b))
+Noisy.__neg__ = lambda a: NOISY.neg(a)
+
+
+def apply(name: str, z):
+    """exp, log, sqrt, tanh or sigmoid of a float or a Noisy value: the one place the
+    layers written with operators (recurrent.py) take their math functions from."""
+    return NOISY.fn(name, z) if isinstance(z, Noisy) else FLOAT.fn(name, z)
+
+
+def side(z) -> int:
+    """+1, −1, or 0 when z is 0 on paper (within its noise)."""
+    return NOISY.side(z) if isinstance(z, Noisy) else FLOAT.side(z)
+
+
+def radius(value) -> float:
+    """How far the value on paper may lie from the float computed (0 for a float)."""
+    if isinstance(value, Noisy):
+        r = max(value.hi - value.v, value.v - value.lo)
+        return r if math.isfinite(r) else math.inf
+    return 0.0
+
+
+def plain(value) -> float:
+    return value.v if isinstance(value, Noisy) else value
+
+
 class NoisyOps(FloatOps):
     """Floats carried with an interval: each operation's interval holds every result its
     operands' intervals allow, widened by the operation's own rounding (one ulp for + − · /,

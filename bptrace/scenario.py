@@ -29,6 +29,7 @@ ROUNDING_GROUPS = ("forward", "backward", "all")
 FORMAT_VERSIONS = (1,)
 ACTIVATIONS = tuple(kind for kind, cls in LAYERS.items() if cls.elementwise)
 MERGES = tuple(kind for kind, cls in LAYERS.items() if cls.merge)
+RECURRENT = ("rnn", "lstm", "gru")      # they read sequences: a 2-D input is [T][features]
 
 # Forward + backward scalar operations above which a scenario is refused before it runs:
 # the loops run at roughly 3 million operations a second, so this is about ten seconds.
@@ -409,7 +410,14 @@ def _input(top: Spec, path: tuple, layer_specs, name: str, input_names) -> tuple
     if x.ndim == 0 or x.ndim > 4:
         raise top.doc.error(path, f"{what} must be [W], [H][W], [C][H][W] or [N][C][H][W]; "
                                   f"found {'a single number' if x.ndim == 0 else f'{x.ndim} nested levels'}")
-    if _first_kind(layer_specs, name, input_names) in ("dense", None) and x.ndim <= 2:
+    first = _first_kind(layer_specs, name, input_names)
+    if first in RECURRENT:
+        # a sequence: [T] (one feature), [T][features] (one sample) or [N][T][features]
+        if x.ndim > 3:
+            raise top.doc.error(path, f"{what} of a {first} layer must be [T][features] or [N][T][features]; "
+                                      f"found {x.ndim} nested levels")
+        return x.reshape((1,) * (3 - x.ndim) + x.shape) if x.ndim > 1 else x.reshape(1, -1, 1), origin
+    if first in ("dense", None) and x.ndim <= 2:
         return (x.reshape(1, -1) if x.ndim == 1 else x), origin       # features: [F] or [N][F]
     return (x.reshape((1,) * (4 - x.ndim) + x.shape) if x.ndim > 1 else x.reshape(1, 1, 1, -1)), origin
 
@@ -462,7 +470,7 @@ def _layers(top: Spec, inputs: dict, conventions, work_limit=None) -> tuple:
         ctx = BuildContext(in_shape=shapes[0], conventions=conventions, previous=sources[0], rng=rng,
                            in_shapes=shapes, sources=sources)
         layer = cls.build(name, spec, ctx)
-        layer.origins = {role: "as written" if role in spec else "zeros (not written)" if role == "bias" else drawn
+        layer.origins = {role: "as written" if role in spec else "zeros (not written)" if role.startswith("bias") else drawn
                          for role in layer.params}
         # (an empty output cannot happen: sizes are at least 1 and a window fits its input)
         size = math.prod(layer.out_shape)

@@ -25,11 +25,13 @@ from .conv import Conv
 from .dense import Dense, Flatten
 from .merge import Add, Concat, Multiply
 from .pooling import AvgPool, MaxPool, Pool
+from .recurrent import GRU, LSTM, RNN, Recurrent
 
 LAYERS = {cls.type: cls for cls in (Conv, MaxPool, AvgPool, Sigmoid, Tanh, Relu, LeakyRelu, Identity,
                                     Softmax, Flatten, Dense, Add, Multiply, Concat)}
+LAYERS.update({cls.type: cls for cls in (RNN, LSTM, GRU)})     # recurrent layers through time
 
 __all__ = ["LAYERS", "Activation", "Add", "AvgPool", "BuildContext", "Concat", "Conv", "Dense", "EPS",
            "Flatten", "Identity", "Layer", "LeakyRelu", "MAX_TENSOR_ELEMENTS", "MaxPool", "Multiply",
-           "Names", "Pool", "Relu", "Sigmoid", "Softmax", "TINY", "Tanh", "as_array", "nested",
+           "Names", "Pool", "GRU", "LSTM", "RNN", "Recurrent", "Relu", "Sigmoid", "Softmax", "TINY", "Tanh", "as_array", "nested",
            "noise_bound", "ref"]
