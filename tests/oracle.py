@@ -26,6 +26,7 @@ RTOL = 1e-9
 
 # layer types that read several values
 MERGES = ("add", "multiply", "concat")
+RECURRENT = ("rnn", "lstm", "gru")
 
 
 def _torch():
@@ -83,7 +84,76 @@ def layer_forward(layer, x, params: dict, conventions):
         return x.reshape(n, -1)
     if kind == "dense":
         return F.linear(x, params["weights"], params["bias"])
+    if kind in RECURRENT:
+        return recurrent_module(layer, x, params)
     raise AssertionError(f"the oracle does not know layer type {kind!r}")
+
+
+def recurrent_module(layer, x, params):
+    """torch.nn.RNN / LSTM / GRU (one layer, batch_first, float64) loaded with the layer's
+    parameters and initial state: the output sequence, or its last step."""
+    torch, _ = _torch()
+    N, T, F_ = layer.in_shape
+    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[layer.type]
+    extra = {"nonlinearity": layer.nonlinearity} if layer.type == "rnn" else {}
+    module = cls(F_, layer.hidden, batch_first=True, dtype=torch.float64, **extra)
+    with torch.no_grad():
+        for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(module, f"{role}_l0").copy_(params[role])
+    h0 = tensor(layer.h0).reshape(1, N, layer.hidden)
+    state = (h0, tensor(layer.c0).reshape(1, N, layer.hidden)) if layer.type == "lstm" else h0
+    out, _ = torch.func.functional_call(module, {f"{r}_l0": params[r] for r in
+                                                 ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}, (x, state))
+    return out if layer.returns == "sequence" else out[:, -1, :]
+
+
+def recurrent_graph(layer, x, params):
+    """The same layer as explicit torch operations per time step, each inner value kept
+    (retain_grad) so that autograd gives its delta: (output, {extra name: [tensor per t]})."""
+    torch, F = _torch()
+    N, T, _ = layer.in_shape
+    H = layer.hidden
+    h = tensor(layer.h0)
+    c = tensor(layer.c0) if layer.type == "lstm" else None
+    steps = {name: [] for name in layer.extras}
+
+    def keep(name, value):
+        if value.requires_grad:
+            value.retain_grad()
+        steps[name].append(value)
+        return value
+
+    for t in range(T):
+        gi = F.linear(x[:, t, :], params["weight_ih"], params["bias_ih"])
+        gh = F.linear(h, params["weight_hh"], params["bias_hh"])
+        if layer.type == "rnn":
+            h = keep("h", torch.tanh(gi + gh) if layer.nonlinearity == "tanh" else torch.relu(gi + gh))
+        elif layer.type == "lstm":
+            i, f, g, o = (gi + gh).split(H, dim=1)
+            i, f = keep("gate.i", torch.sigmoid(i)), keep("gate.f", torch.sigmoid(f))
+            g, o = keep("gate.g", torch.tanh(g)), keep("gate.o", torch.sigmoid(o))
+            c = keep("c", f * c + i * g)
+            h = keep("h", o * torch.tanh(c))
+        else:
+            (ir, iz, in_), (hr, hz, hn) = gi.split(H, dim=1), gh.split(H, dim=1)
+            r, z = keep("gate.r", torch.sigmoid(ir + hr)), keep("gate.z", torch.sigmoid(iz + hz))
+            n = keep("gate.n", torch.tanh(in_ + r * hn))
+            h = keep("h", (1 - z) * n + z * h)
+    out = torch.stack(steps["h"], dim=1)
+    return (out if layer.returns == "sequence" else out[:, -1, :]), steps
+
+
+def recurrent_results(layer, steps) -> dict:
+    """Each inner value [N][T][H] and, where autograd reached it, its delta."""
+    torch, _ = _torch()
+    result = {}
+    for name, values in steps.items():
+        result[f"{layer.name}.{name}"] = _numpy(torch.stack(values, dim=1))
+        delta = f"{name}.delta"
+        if delta in layer.backward_extras:
+            grads = [v.grad if v.grad is not None else torch.zeros_like(v) for v in values]
+            result[f"{layer.name}.{delta}"] = _numpy(torch.stack(grads, dim=1))
+    return result
 
 
 def loss_value(loss, out):
@@ -152,14 +222,22 @@ def global_values(scenario) -> dict:
     """name -> canonical numpy array for every value of BRIEF section 2."""
     if scenario.given or scenario.rounding:
         raise ValueError("given/rounding change what later steps read; use local_values")
+    torch, _ = _torch()
     reads, start = wiring(scenario)
     values = {name: tensor(x).requires_grad_() for name, x in scenario.inputs.items()}
     leaves = dict(values)
+    steps = {}
     for layer in scenario.layers:
         params = {role: tensor(v).requires_grad_() for role, v in layer.params.items()}
         leaves.update({f"{layer.name}.{role}": t for role, t in params.items()})
         xs = [values[name] for name in reads[layer.name]]
-        h = layer_forward(layer, xs if layer.type in MERGES else xs[0], params, scenario.conventions)
+        if layer.type in RECURRENT:
+            # the explicit graph, so that every inner value has its delta; nn.RNN/LSTM/GRU agrees
+            h, steps[layer.name] = recurrent_graph(layer, xs[0], params)
+            assert torch.allclose(h, layer_forward(layer, xs[0], params, scenario.conventions),
+                                  rtol=1e-12, atol=1e-12)
+        else:
+            h = layer_forward(layer, xs if layer.type in MERGES else xs[0], params, scenario.conventions)
         h.retain_grad()
         values[f"{layer.name}.out"] = h
     result = {name: _numpy(t) for name, t in values.items()}
@@ -171,6 +249,10 @@ def global_values(scenario) -> dict:
         result["loss"] = _numpy(loss)
         loss.backward()
     active, needed = _active(scenario)
+    for layer in scenario.layers:
+        if layer.name in steps:
+            found = recurrent_results(layer, steps[layer.name])
+            result.update({k: v for k, v in found.items() if layer in active or not k.endswith(".delta")})
     for layer in active:
         out = values[f"{layer.name}.out"]
         result[f"{layer.name}.delta"] = _numpy(out.grad) if out.grad is not None else np.zeros(out.shape)
@@ -229,6 +311,9 @@ def local_values(scenario, trace) -> dict:
         xs = [read(name) for name in reads[layer.name]]
         result[f"{layer.name}.out"] = _numpy(layer_forward(layer, xs if layer.type in MERGES else xs[0], params,
                                                            scenario.conventions))
+        if layer.type in RECURRENT:
+            _, steps = recurrent_graph(layer, xs[0], params)
+            result.update({k: v for k, v in recurrent_results(layer, steps).items() if not k.endswith(".delta")})
 
     if scenario.upstream is not None:
         result[f"{start}.delta"] = np.asarray(scenario.upstream.delta, dtype=float)
@@ -246,6 +331,12 @@ def local_values(scenario, trace) -> dict:
         xs = [read(name) for name in reads[layer.name]]
         grads = layer_backward(layer, xs if layer.type in MERGES else xs[0], read(f"{layer.name}.out"),
                                read(f"{layer.name}.delta"), params, scenario.conventions)
+        if layer.type in RECURRENT:
+            # the inner deltas, from the explicit graph run on the same values and delta
+            x = xs[0].detach().clone().requires_grad_()
+            out, steps = recurrent_graph(layer, x, params)
+            out.backward(read(f"{layer.name}.delta"))
+            result.update({k: v for k, v in recurrent_results(layer, steps).items() if k.endswith(".delta")})
         for role in layer.params:
             result[f"{layer.name}.grad.{role}"] = _numpy(grads[role])
         shares = grads["in"] if layer.type in MERGES else [grads["in"]]

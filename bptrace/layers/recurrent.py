@@ -45,6 +45,7 @@ class Recurrent(Layer):
                   "bias_ih": ("h.delta",), "bias_hh": ("h.delta",)}
     gates: tuple = ()          # PyTorch's gate blocks, in order
     cell_state = False
+    through_time = True        # h.delta takes the path through the next time step (the mistake catalog turns it off)
 
     @classmethod
     def build(cls, name, spec, ctx):
@@ -226,6 +227,8 @@ class Recurrent(Layer):
                     # the path through the next time step: what step t sends back to h_{t−1}
                     later[n][k] = sum((W_hh[j][k] * dh_pre[n][j][0] for j in range(G * H)), zero) + \
                         self._carried(t, n, k, back, kept)
+                    if not self.through_time:
+                        later[n][k] = zero
                     if rec_h and t > 0:
                         for j in range(G * H):
                             rec_h.term((n, t - 1, k), ("weight_hh", (j, k), W_hh[j][k]), *dh_pre[n][j][1])
@@ -347,7 +350,8 @@ class LSTM(Recurrent):
         for gate in self.gates:
             self._step_back(f"gate.{gate}.delta", t, [[parts[gate](n, j) for j in range(H)] for n in range(N)],
                             raw, back, settle)
-        carry["c"] = [[cd[n][t][j] * f[n][t][j] for j in range(H)] for n in range(N)]
+        carry["c"] = [[cd[n][t][j] * f[n][t][j] if self.through_time else 0 * cd[n][t][j] for j in range(H)]
+                      for n in range(N)]
         rows = []
         for n in range(N):
             row = []
