@@ -84,7 +84,7 @@ def layer_forward(layer, x, params: dict, conventions):
         return x.reshape(n, -1)
     if kind == "dense":
         return F.linear(x, params["weights"], params["bias"])
-    if kind in RECURRENT:
+    if kind in ("rnn", "lstm", "gru"):
         return recurrent_module(layer, x, params)
     raise AssertionError(f"the oracle does not know layer type {kind!r}")
 
@@ -107,17 +107,33 @@ def recurrent_module(layer, x, params):
     return out if layer.returns == "sequence" else out[:, -1, :]
 
 
-def recurrent_graph(layer, x, params):
+def recurrent_graph(layer, x, params, trace=None):
     """The same layer as explicit torch operations per time step, each inner value kept
-    (retain_grad) so that autograd gives its delta: (output, {extra name: [tensor per t]})."""
+    (retain_grad) so that autograd gives its delta: (output, {extra name: [tensor per t]}).
+    With `trace`, each inner value goes on as the trace has it (rounded, pinned: its value
+    swapped in, its gradient still through the graph), and `computed` collects what torch
+    computed for each before that."""
     torch, F = _torch()
     N, T, _ = layer.in_shape
     H = layer.hidden
     h = tensor(layer.h0)
     c = tensor(layer.c0) if layer.type == "lstm" else None
     steps = {name: [] for name in layer.extras}
+    computed = {name: [] for name in layer.extras}
 
-    def keep(name, value):
+    slopes = {torch.sigmoid: lambda y: y * (1 - y), torch.tanh: lambda y: 1 - y * y,
+              torch.relu: lambda y: (y > 0).to(y.dtype)}
+
+    def keep(name, value, act=None, pre=None):
+        """value = act(pre); on paper (with `trace`) its slope is taken at the paper value too,
+        as the layers write σ′ = out·(1 − out) with the output they carry."""
+        computed[name].append(value.detach())
+        if trace is not None:
+            on_paper = tensor(trace.value(f"{layer.name}.{name}"))[:, len(steps[name]), :]
+            if act is not None:
+                value = on_paper + (pre - pre.detach()) * slopes[act](on_paper)
+            else:
+                value = value + (on_paper - value).detach()
         if value.requires_grad:
             value.retain_grad()
         steps[name].append(value)
@@ -126,20 +142,25 @@ def recurrent_graph(layer, x, params):
     for t in range(T):
         gi = F.linear(x[:, t, :], params["weight_ih"], params["bias_ih"])
         gh = F.linear(h, params["weight_hh"], params["bias_hh"])
+        def gate(name, act, pre):
+            return keep(name, act(pre), act, pre)
+
         if layer.type == "rnn":
-            h = keep("h", torch.tanh(gi + gh) if layer.nonlinearity == "tanh" else torch.relu(gi + gh))
+            h = gate("h", torch.tanh if layer.nonlinearity == "tanh" else torch.relu, gi + gh)
         elif layer.type == "lstm":
             i, f, g, o = (gi + gh).split(H, dim=1)
-            i, f = keep("gate.i", torch.sigmoid(i)), keep("gate.f", torch.sigmoid(f))
-            g, o = keep("gate.g", torch.tanh(g)), keep("gate.o", torch.sigmoid(o))
+            i, f = gate("gate.i", torch.sigmoid, i), gate("gate.f", torch.sigmoid, f)
+            g, o = gate("gate.g", torch.tanh, g), gate("gate.o", torch.sigmoid, o)
             c = keep("c", f * c + i * g)
             h = keep("h", o * torch.tanh(c))
         else:
             (ir, iz, in_), (hr, hz, hn) = gi.split(H, dim=1), gh.split(H, dim=1)
-            r, z = keep("gate.r", torch.sigmoid(ir + hr)), keep("gate.z", torch.sigmoid(iz + hz))
-            n = keep("gate.n", torch.tanh(in_ + r * hn))
+            r, z = gate("gate.r", torch.sigmoid, ir + hr), gate("gate.z", torch.sigmoid, iz + hz)
+            n = gate("gate.n", torch.tanh, in_ + r * hn)
             h = keep("h", (1 - z) * n + z * h)
     out = torch.stack(steps["h"], dim=1)
+    if trace is not None:
+        steps["computed"] = computed
     return (out if layer.returns == "sequence" else out[:, -1, :]), steps
 
 
@@ -147,8 +168,11 @@ def recurrent_results(layer, steps) -> dict:
     """Each inner value [N][T][H] and, where autograd reached it, its delta."""
     torch, _ = _torch()
     result = {}
+    computed = steps.get("computed", {})
     for name, values in steps.items():
-        result[f"{layer.name}.{name}"] = _numpy(torch.stack(values, dim=1))
+        if name == "computed":
+            continue
+        result[f"{layer.name}.{name}"] = _numpy(torch.stack(computed.get(name, values), dim=1))
         delta = f"{name}.delta"
         if delta in layer.backward_extras:
             grads = [v.grad if v.grad is not None else torch.zeros_like(v) for v in values]
@@ -216,12 +240,124 @@ def _numpy(t, shape=None):
     return values.reshape(shape) if shape is not None else values
 
 
+# --- expression graphs (`inputs:` and `nodes:`) ----------------------------------------------
+
+FUNCTIONS = ("exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "max", "min")
+
+
+def formula_torch(text: str, env: dict):
+    """A formula evaluated in torch by Python's own parser (the `ast` module, walked here,
+    never evaluated): an evaluator independent of bptrace.formula."""
+    import ast
+    torch, _ = _torch()
+    functions = {"exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "abs": torch.abs,
+                 "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
+                 "max": torch.maximum, "min": torch.minimum}
+
+    def walk(node):
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return torch.tensor(float(node.value), dtype=torch.float64)
+        if isinstance(node, ast.Name):
+            return env[node.id]
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            return -walk(node.operand) if isinstance(node.op, ast.USub) else walk(node.operand)
+        if isinstance(node, ast.BinOp):
+            a, b = walk(node.left), walk(node.right)
+            ops = {ast.Add: torch.add, ast.Sub: torch.sub, ast.Mult: torch.mul, ast.Div: torch.div,
+                   ast.Pow: torch.pow}
+            return ops[type(node.op)](a, b)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in functions:
+            return functions[node.func.id](*[walk(arg) for arg in node.args])
+        raise AssertionError(f"the oracle does not read {ast.dump(node)}")
+
+    return walk(ast.parse(str(text), mode="eval"))
+
+
+def formula_names(text: str) -> list:
+    """The names a formula reads, in the order they first appear (Python's parser)."""
+    import ast
+    found = []
+    # ast.walk is breadth-first; the order names first appear in the text is by column
+    names = sorted((n.col_offset, n.id) for n in ast.walk(ast.parse(str(text), mode="eval"))
+                   if isinstance(n, ast.Name) and n.id not in FUNCTIONS)
+    for _, name in names:
+        if name not in found:
+            found.append(name)
+    return found
+
+
+def graph_values(scenario, trace=None) -> dict:
+    """Every value of an expression graph: inputs, each node's local gradients (∂node/∂read
+    by autograd on that node alone), its value, and every delta.  Without `trace`, one
+    autograd pass over the whole graph; with it, each node from the trace's values of what
+    it read, and each delta as Σ over readers of (reader's traced delta × local gradient)."""
+    torch, _ = _torch()
+    data = scenario.document.data
+    nodes = {str(k): str(v) for k, v in data["nodes"].items()}
+    output = data.get("output", list(nodes)[-1])
+    env = {name: tensor(x).requires_grad_() for name, x in scenario.inputs.items()}
+    result = {name: np.asarray(x, dtype=float) for name, x in scenario.inputs.items()}
+    local = {}
+    for name, text in nodes.items():
+        reads = formula_names(text)
+        if trace is not None:
+            args = {r: tensor(trace.value(r if r in scenario.inputs else f"{r}.out")).requires_grad_() for r in reads}
+        else:
+            args = {r: env[r] for r in reads}
+        value = formula_torch(text, args) + 0 * args[reads[0]]     # a constant formula still has the shape
+        grads = torch.autograd.grad(value.sum(), [args[r] for r in reads], retain_graph=True, allow_unused=True)
+        for r, g in zip(reads, grads):
+            local[(name, r)] = g if g is not None else torch.zeros_like(args[r])
+            result[f"{name}.local.{r}"] = _numpy(local[(name, r)])
+        if trace is None:
+            value.retain_grad()
+        env[name] = value
+        result[f"{name}.out"] = _numpy(value)
+    out = env[output]
+    if scenario.loss is not None:
+        loss = loss_value(scenario.loss, out if trace is None else tensor(trace.value(f"{output}.out")).requires_grad_())
+        result["loss"] = _numpy(loss)
+    # which values the backward pass reaches: the output and what it depends on
+    reached = {output}
+    for name in reversed(list(nodes)):
+        if name in reached:
+            reached.update(formula_names(nodes[name]))
+    if trace is None:
+        for value in env.values():
+            value.grad = None       # a retained grad also gathers the local gradients' autograd.grad calls
+        if scenario.loss is not None:
+            loss.backward()
+        else:
+            delta = scenario.upstream.delta if scenario.upstream is not None else np.ones(out.shape)
+            out.backward(tensor(delta))
+        for name in reached:
+            grad = env[name].grad
+            result[f"{name}.delta"] = _numpy(grad) if grad is not None else np.zeros(env[name].shape)
+        return result
+    if scenario.loss is not None:
+        o = tensor(trace.value(f"{output}.out")).requires_grad_()
+        result[f"{output}.delta"] = _numpy(torch.autograd.grad(loss_value(scenario.loss, o), o)[0])
+    else:
+        result[f"{output}.delta"] = np.asarray(scenario.upstream.delta, dtype=float)
+    for name in reversed(list(nodes)):
+        if name not in reached:
+            continue
+        for r in formula_names(nodes[name]):
+            share = trace.value(f"{name}.delta") * _numpy(local[(name, r)])
+            result[f"{r}.delta"] = result.get(f"{r}.delta", 0) + share
+    return result
+
+
 # --- the whole network, one autograd pass ----------------------------------------------------
 
 def global_values(scenario) -> dict:
     """name -> canonical numpy array for every value of BRIEF section 2."""
     if scenario.given or scenario.rounding:
         raise ValueError("given/rounding change what later steps read; use local_values")
+    if "nodes" in scenario.document.data:
+        return graph_values(scenario)
     torch, _ = _torch()
     reads, start = wiring(scenario)
     values = {name: tensor(x).requires_grad_() for name, x in scenario.inputs.items()}
@@ -298,6 +434,8 @@ def local_values(scenario, trace) -> dict:
 
     Compare with a step's `computed` values (before rounding and pinning)."""
     torch, _ = _torch()
+    if "nodes" in scenario.document.data:
+        return graph_values(scenario, trace)
 
     def read(name):
         return tensor(trace.value(name))       # the values later steps used: rounded, pinned
@@ -312,7 +450,8 @@ def local_values(scenario, trace) -> dict:
         result[f"{layer.name}.out"] = _numpy(layer_forward(layer, xs if layer.type in MERGES else xs[0], params,
                                                            scenario.conventions))
         if layer.type in RECURRENT:
-            _, steps = recurrent_graph(layer, xs[0], params)
+            out, steps = recurrent_graph(layer, xs[0], params, trace)
+            result[f"{layer.name}.out"] = _numpy(out)
             result.update({k: v for k, v in recurrent_results(layer, steps).items() if not k.endswith(".delta")})
 
     if scenario.upstream is not None:
@@ -333,10 +472,13 @@ def local_values(scenario, trace) -> dict:
                                read(f"{layer.name}.delta"), params, scenario.conventions)
         if layer.type in RECURRENT:
             # the inner deltas, from the explicit graph run on the same values and delta
+            # and the gradients with them: every slope at the values on paper
             x = xs[0].detach().clone().requires_grad_()
-            out, steps = recurrent_graph(layer, x, params)
+            leaves = {role: p.detach().clone().requires_grad_() for role, p in params.items()}
+            out, steps = recurrent_graph(layer, x, leaves, trace)
             out.backward(read(f"{layer.name}.delta"))
             result.update({k: v for k, v in recurrent_results(layer, steps).items() if k.endswith(".delta")})
+            grads = {"in": x.grad, **{role: leaf.grad for role, leaf in leaves.items()}}
         for role in layer.params:
             result[f"{layer.name}.grad.{role}"] = _numpy(grads[role])
         shares = grads["in"] if layer.type in MERGES else [grads["in"]]

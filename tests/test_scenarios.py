@@ -21,7 +21,10 @@ from bptrace.scenario import load, parse_element
 from bptrace.tensors import canonical_index, squeezed_shape
 from conftest import ROOT, SCENARIOS
 
-PARAMS = ("kernel", "weights", "bias")
+PARAMS = ("kernel", "weights", "bias", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+# inner values a layer traces: a recurrent layer's h, c and gates (and their deltas), an
+# expression node's local gradients
+INNER = r"(h|c|gate\.[a-z])(\.delta)?|local\.[A-Za-z_][A-Za-z0-9_]*"
 
 
 def ids(paths):
@@ -35,7 +38,8 @@ def brief_name(name: str, layers: set) -> bool:
     layer, _, rest = name.partition(".")
     if layer not in layers:
         return False
-    return rest in ("out", "delta") + PARAMS or bool(re.fullmatch(rf"(grad|new)\.({'|'.join(PARAMS)})", rest))
+    return rest in ("", "out", "delta") + PARAMS or bool(re.fullmatch(rf"(grad|new)\.({'|'.join(PARAMS)})", rest)) \
+        or bool(re.fullmatch(INNER, rest))
 
 
 def test_the_seed_scenarios_are_shipped():
@@ -67,8 +71,9 @@ def test_runs_as_json_with_brief_names(path):
         assert step["phase"] in ("input", "parameter", "forward", "loss", "backward", "update")
         # `values` is the canonical `shape` with its length-1 axes dropped
         assert np.shape(step["values"]) == squeezed_shape(step["shape"]), step["name"]
-    # the backward pass reaches the input, and every parameter gets a gradient
-    assert "input.delta" in names
+    # the backward pass reaches every input, and every parameter gets a gradient
+    inputs = [row["layer"] for row in data["summary"] if not row["type"]]
+    assert all(f"{name}.delta" in names for name in inputs)
     for name in names:
         layer, _, role = name.partition(".")
         if role in PARAMS:
@@ -80,7 +85,8 @@ def test_runs_as_text(path):
     result = CliRunner().invoke(main, ["run", str(path), "--width", "100"])
     assert result.exit_code == 0, result.output
     assert result.output.strip()
-    for name in ("input.delta", "loss" if "loss:" in path.read_text(encoding="utf-8") else "input"):
+    first = next(iter(load(path).inputs))
+    for name in (f"{first}.delta", "loss" if "loss:" in path.read_text(encoding="utf-8") else first):
         assert name in result.output
 
 
