@@ -547,7 +547,8 @@ def text(tree: Node, rename=None, *, latex: bool = False) -> str:
         else:
             op = {"*": r" \cdot ", "-": " - ", "+": " + "}[kind] if latex else f" {_SHOWN.get(kind, kind)} "
             result = show(node.args[0], mine) + op + show(node.args[1], mine, right=True)
-        needs = mine < outer or (right and mine == outer and kind in "+-*/")
+        # a negative right operand keeps its parentheses: d · (−1), not d · −1
+        needs = mine < outer or (right and mine == outer and kind in "+-*/") or (right and kind == "neg")
         return (r"\left(" + result + r"\right)" if latex else f"({result})") if needs else result
 
     return show(tree)

@@ -12,6 +12,8 @@ import re
 from html import escape
 
 from . import document as doc
+from .circuit import circuit_data
+from .circuit import svg as circuit_svg
 from .common import minus_sign, signed
 
 MAX_COLUMNS = 16
@@ -69,6 +71,9 @@ def render(trace, only=None) -> str:
     if trace.start:
         parts.append(f'<p class="meta">backward pass: {escape(trace.start)}</p>')
     parts += ["<h2>Network</h2>", _summary(trace)]
+    circuit = circuit_data(trace)           # an expression graph: its circuit, before the steps
+    if circuit:
+        parts += ["<h2>Circuit</h2>", f'<div class="scroll">{circuit_svg(circuit)}</div>']
     for title, steps in doc.sections(trace, only):
         parts.append(f"<h2>{escape(title)}</h2>")
         for step in steps:

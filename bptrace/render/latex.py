@@ -12,6 +12,7 @@ import re
 import unicodedata
 
 from . import document as doc
+from .circuit import circuit_data, stages
 from .common import number, sum_pieces
 
 # the text width in points (A4, 2 cm margins), less the brackets, to fit a block's columns
@@ -227,6 +228,11 @@ def render(trace, only=None, fragment: bool = False) -> str:
     if trace.start:
         out.append(r"\textit{backward pass:} " + text(trace.start) + "\n\n")
     out.append(_summary(trace))
+    circuit = circuit_data(trace)       # an expression graph: its staged equations first
+    if circuit:
+        forward, backward = stages(circuit)
+        for title, lines in (("Forward, node by node", forward), ("Backward, from the output", backward)):
+            out.append(r"\subsection*{" + text(title) + "}\n" + "".join(displayed(line) for line in lines))
     for title, steps in doc.sections(trace, only):
         out.append(r"\subsection*{" + text(title) + "}\n")
         for step in steps:

@@ -21,6 +21,7 @@ from rich.segment import Segment
 from rich.style import Style
 
 from ..tensors import kept_axes, squeezed_shape
+from .circuit import circuit_data, stages
 from .common import (
     AXES, axis_names, block_title, element, factor_label, product_text, shape_text, signed,
     sum_pieces, trace_factors, type_text,
@@ -55,6 +56,9 @@ def render(trace, only=None) -> Group:
     base = trace.conventions.get("index_base", 0)
     layer_types = {row.layer: row.type for row in trace.summary}
     parts = [Heading(trace), Summary(trace)]
+    circuit = circuit_data(trace)
+    if circuit and only is None:
+        parts.append(Stages(circuit))       # an expression graph: its stages at a glance
     phase = None
     for step in trace.steps:
         if only is not None and step.name not in only:
@@ -113,6 +117,21 @@ class Summary:
             for part in _wrap(text.rstrip(), options.max_width, 2):
                 yield Segment(part, style)
                 yield NEWLINE
+
+
+class Stages:
+    """An expression graph's staged forward and backward lists (render/circuit.py)."""
+
+    def __init__(self, circuit):
+        self.forward, self.backward = stages(circuit)
+
+    def __rich_console__(self, console, options):
+        for title, lines in (("forward, node by node", self.forward), ("backward, from the output", self.backward)):
+            yield Segment(title, TITLE)
+            yield NEWLINE
+            for line in lines:
+                yield from _text_lines(line, options.max_width, None)
+        yield NEWLINE
 
 
 def _phase_title(phase, trace) -> str:
