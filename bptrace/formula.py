@@ -194,6 +194,8 @@ class _Parser:
     def atom(self) -> Node:
         kind, text, at = self.take()
         if kind == "num":
+            if not math.isfinite(float(text)):
+                raise FormulaError(f"the number {text} is larger than a float holds (about 1.8e308)", at)
             return self.node("num", value=text, at=at)
         if kind == "name":
             if (self.peek()[0], self.peek()[1]) == ("op", "("):

@@ -715,6 +715,8 @@ def non_finite_error(scenario: Scenario, name: str, values: np.ndarray) -> Scena
         path = ("learning_rate",)
     elif name == "loss":
         path = ("loss",)
+    elif layer in names and scenario.document and "nodes" in (scenario.document.data or {}):
+        path = ("nodes", layer)           # an expression graph's node
     elif layer in names:
         path = ("layers", names.index(layer))
     else:

@@ -307,9 +307,13 @@ def graph_values(scenario, trace=None) -> dict:
         else:
             args = {r: env[r] for r in reads}
         value = formula_torch(text, args) + 0 * args[reads[0]]     # a constant formula still has the shape
-        grads = torch.autograd.grad(value.sum(), [args[r] for r in reads], retain_graph=True, allow_unused=True)
+        # ∂node/∂read with the other reads held: the node alone, on leaves of its own
+        alone = {r: args[r].detach().clone().requires_grad_() for r in reads}
+        grads = torch.autograd.grad((formula_torch(text, alone) + 0 * alone[reads[0]]).sum(),
+                                    [alone[r] for r in reads], allow_unused=True)
+        args = alone if trace is not None else args
         for r, g in zip(reads, grads):
-            local[(name, r)] = g if g is not None else torch.zeros_like(args[r])
+            local[(name, r)] = g if g is not None else torch.zeros_like(alone[r])
             result[f"{name}.local.{r}"] = _numpy(local[(name, r)])
         if trace is None:
             value.retain_grad()

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from .. import formula as F
+from ..errors import ScenarioError
 from .base import EPS, TINY, Layer, Names, as_array, nested, noise_bound
 
 
@@ -56,8 +57,11 @@ class Expression(Layer):
         for k in range(len(flat[0])):
             env = {r: F.Noisy(flat[j][k], flat[j][k] - bounds[j][k], flat[j][k] + bounds[j][k])
                    for j, r in enumerate(self.reads)}
-            values = F.forward(self.tree, env, ops)
-            grads = F.gradients(self.tree, values, ops)
+            try:
+                values = F.forward(self.tree, env, ops)
+                grads = F.gradients(self.tree, values, ops)
+            except (ArithmeticError, ValueError) as error:
+                raise self._domain_error(error, k, env) from None
             result = values[self.tree.id]
             out.append(ops.value(result))
             out_noise.append(_radius(result))
@@ -65,6 +69,16 @@ class Expression(Layer):
                 local[r].append(ops.value(grads[r]))
                 local_noise[r].append(_radius(grads[r]))
         return out, out_noise, local, local_noise
+
+    def _domain_error(self, error, k, env) -> ScenarioError:
+        """1/0, log of a negative number, exp past the float range: a located message."""
+        at = np.unravel_index(k, self.out_shape)
+        where = "" if math.prod(self.out_shape) == 1 else f" at element {list(int(a) for a in at)}"
+        values = ", ".join(f"{name} = {F.plain(v):g}" for name, v in env.items())
+        reason = "divides by zero" if isinstance(error, ZeroDivisionError) else \
+            "leaves the float range" if isinstance(error, OverflowError) else "takes a function outside its domain"
+        return ScenarioError(f"node {self.name} ({self.text}) {reason}{where}, with {values}",
+                             key=f"nodes.{self.name}", hint="change the inputs or the formula")
 
     def forward(self, xs, p, recs, stage=None):
         rec = recs.get("out") if isinstance(recs, dict) else recs

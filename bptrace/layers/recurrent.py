@@ -483,8 +483,8 @@ def _state(spec, key, N, H):
         return [values.reshape(H).tolist() for _ in range(N)]
     if fits(values.shape, (N, H)):
         return values.reshape(N, H).tolist()
-    raise spec.error(key, f"{key} should be {shape_words((H,))} or {shape_words((N, H))}, found "
-                          f"{shape_words(values.shape)}")
+    forms = shape_words((H,)) + (f" (every sample) or {shape_words((N, H))}" if N > 1 else "")
+    raise spec.error(key, f"{key} should be {forms} (hidden = {H}), found {shape_words(values.shape)}")
 
 
 def _noisy(values, bounds):

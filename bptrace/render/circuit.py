@@ -128,7 +128,7 @@ def svg(data: dict) -> str:
     place, height_rows, columns = _layout(data)
     width = 2 * MARGIN + (columns + 1) * BOX_W + columns * GAP_X + GAP_X
     height = 2 * MARGIN + 18 + height_rows * (BOX_H + GAP_Y)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="circuit" width="{width}" height="{height}" '
+    out = [f'<svg class="circuit" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans Mono, Menlo, monospace" font-size="12" '
            f'role="img" aria-label="the circuit: forward values above each edge, gradients below">',
            f'<text x="{MARGIN}" y="{MARGIN}" fill="{MUTED}">forward value above each edge '
