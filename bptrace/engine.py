@@ -53,7 +53,11 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
                the terms is half the cost of a run.
     """
     try:
-        return _Run(scenario, overrides or {}, explain or {}, terms).trace()
+        # every step is checked for inf and nan as it is recorded, and the first one is
+        # reported with its name and line; numpy's own overflow warning would only add a
+        # line of bptrace's source to the terminal
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return _Run(scenario, overrides or {}, explain or {}, terms).trace()
     except ScenarioError as error:
         # a loss found an output it cannot take, knowing only its key path: point at the line
         raise scenario.document.locate(error) if scenario.document else error
@@ -152,7 +156,9 @@ class _Run:
             x = self._read(layer, n)
             if layer.extras:
                 recs = {"out": rec, **{k: self.recorder(n.extra(k), layer.roles(n)) for k in layer.extras}}
-                out = layer.forward(x, params[layer.name], recs, self._stage(layer, n, "forward", recs))
+                bounds = self.bounds({**self._inputs(layer, n), **{r: n.param(r) for r in layer.param_roles}}) \
+                    if position < self.forward_bounds else None
+                out = layer.forward(x, params[layer.name], recs, self._stage(layer, n, "forward", recs, bounds))
             else:
                 out = layer.forward(x, params[layer.name], rec)
             noise = None
@@ -204,9 +210,12 @@ class _Run:
                 recs["in"] = self.recorder(n.x_delta, roles)
             self.floor(layer, n)
             read = (self._read(layer, n), self.values[n.out], self.values[n.delta], params[layer.name])
-            if layer.backward_extras:
+            if layer.backward_extras or layer.extras:
                 recs.update({k: self.recorder(n.extra(k), roles) for k in layer.backward_extras})
-                result = layer.backward(*read, recs, self._stage(layer, n, "backward", recs))
+                bounds = self.bounds({**self._inputs(layer, n), "out": n.out, "delta": n.delta,
+                                      **{r: n.param(r) for r in layer.param_roles},
+                                      **{k: n.extra(k) for k in layer.extras}}) if self.rounding_bounds else None
+                result = layer.backward(*read, recs, self._stage(layer, n, "backward", recs, bounds))
             else:
                 result = layer.backward(*read, recs)
             noise = {}
@@ -237,13 +246,22 @@ class _Run:
         return Trace(name=sc.name, description=sc.description, conventions=sc.conventions.as_dict(),
                      summary=summary(sc), steps=self.steps, loss=loss_value, start=start_text)
 
-    def _stage(self, layer, n: Names, phase: str, recs: dict):
-        """The callback a layer with inner values traces them through, in its own loops."""
+    def _stage(self, layer, n: Names, phase: str, recs: dict, bounds: dict | None = None):
+        """The callback a layer with inner values traces them through, in its own loops.
+        `stage.bounds` is None when nothing needs float-noise bounds here; otherwise role ->
+        the bound of what the layer read, and of each value staged so far as it was kept
+        (zero once rounded or given), for the layer to bound the next value it stages."""
         roles, rules = layer.roles(n), layer.rules(n)
 
         def stage(name: str, values, reads=(), noise=None):
-            return self.emit(n.extra(name), phase, layer.name, rules[name], values,
+            kept = self.emit(n.extra(name), phase, layer.name, rules[name], values,
                              reads=tuple(dict.fromkeys(roles[r] for r in reads)), rec=recs.get(name), noise=noise)
+            if stage.bounds is not None:
+                stage.bounds[name] = self.noise[n.extra(name)]
+            return kept
+        stage.bounds = bounds
+        # backward reads the forward pass's inner values as they were kept
+        stage.values = {k: self.values[n.extra(k)] for k in layer.extras if n.extra(k) in self.values}
 
         def settle(name: str, values):
             """The value's rounding and pins applied without tracing it: a layer that

@@ -91,6 +91,45 @@ def _relu(m) -> dict:
     return {"type": "relu"}
 
 
+def _batchnorm(m) -> dict:
+    layer: dict = {"type": "batchnorm", "eps": float(m.eps)}
+    if m.affine:
+        layer.update(gamma=_values(m.weight), beta=_values(m.bias))
+    # a module in training mode, or one keeping no running statistics, normalises with the batch's
+    if not m.training and m.track_running_stats:
+        layer.update(mode="eval", running_mean=_values(m.running_mean), running_var=_values(m.running_var))
+    return layer
+
+
+def _layernorm(m) -> dict:
+    layer: dict = {"type": "layernorm", "eps": float(m.eps)}
+    if m.weight is not None:
+        layer["gamma"] = _values(m.weight)
+    if getattr(m, "bias", None) is not None:
+        layer["beta"] = _values(m.bias)
+    return layer
+
+
+def _dropout(m) -> dict:
+    # in training mode torch draws the mask from its own random stream, which bptrace cannot
+    # know; in eval mode the module is the identity
+    _require(not m.training, "in training mode its mask is drawn by torch's random generator: call .eval() "
+                             "(dropout is then the identity), or write the layer as {type: dropout, p: ..., "
+                             "mask: [...]} with the mask torch drew")
+    return {"type": "identity"}
+
+
+def _softplus(m) -> dict:
+    _require(m.beta == 1 and m.threshold == 20, f"beta={m.beta}, threshold={m.threshold}: bptrace's softplus "
+                                                "is PyTorch's default, beta 1 and threshold 20")
+    return {"type": "softplus"}
+
+
+def _gelu(m) -> dict:
+    _require(m.approximate == "none", f"approximate={m.approximate!r}: bptrace's gelu is the erf form")
+    return {"type": "gelu"}
+
+
 # torch.nn class name → how its instance is written as a layer of a scenario.
 FROM_TORCH: dict = {
     "Conv2d": _conv,
@@ -104,17 +143,21 @@ FROM_TORCH: dict = {
     "Softmax": _softmax,
     "Flatten": _flatten,
     "Linear": _linear,
+    "BatchNorm1d": _batchnorm,
+    "BatchNorm2d": _batchnorm,
+    "LayerNorm": _layernorm,
+    "Dropout": _dropout,
+    "ELU": lambda m: {"type": "elu", "alpha": float(m.alpha)},
+    "Softplus": _softplus,
+    "SiLU": lambda m: {"type": "silu"},
+    "GELU": _gelu,
 }
 
 # The reason for modules someone may expect to work: said instead of "not supported".
 NOT_YET = {
     "Conv1d": "bptrace writes a 1-D signal as a map one row high: use Conv2d with a (1, k) kernel",
     "ConvTranspose2d": "bptrace has no transposed convolution yet",
-    "BatchNorm2d": "bptrace has no batch normalisation yet",
-    "BatchNorm1d": "bptrace has no batch normalisation yet",
-    "LayerNorm": "bptrace has no layer normalisation yet",
-    "Dropout": "bptrace has no dropout yet (in eval mode it is the identity: leave it out)",
-    "Dropout2d": "bptrace has no dropout yet (in eval mode it is the identity: leave it out)",
+    "Dropout2d": "bptrace's dropout drops single values, not whole maps (in eval mode it is the identity: leave it out)",
     "LogSoftmax": "bptrace's cross_entropy takes the raw scores (logits): leave LogSoftmax out",
     # recurrent modules return (output, state), which nn.Sequential cannot pass on
     "RNN": "nn.RNN returns (output, h_n), which nn.Sequential cannot chain: write an `rnn` layer with its "
@@ -273,6 +316,26 @@ def _torch_flatten(layer, nn):
     return nn.Flatten()
 
 
+def _torch_batchnorm(layer, nn):
+    C = layer.in_shape[1]
+    kind = nn.BatchNorm2d if len(layer.in_shape) == 4 else nn.BatchNorm1d
+    m = kind(C, eps=layer.eps, dtype=_float64())
+    m.weight, m.bias = _tensor(layer.params["gamma"]), _tensor(layer.params["beta"])
+    if not layer.train:
+        import torch
+
+        m.running_mean = torch.tensor(layer.running_mean, dtype=torch.float64)
+        m.running_var = torch.tensor(layer.running_var, dtype=torch.float64)
+        m.eval()
+    return m
+
+
+def _torch_layernorm(layer, nn):
+    m = nn.LayerNorm(tuple(layer.in_shape[1:]), eps=layer.eps, dtype=_float64())
+    m.weight, m.bias = _tensor(layer.params["gamma"]), _tensor(layer.params["beta"])
+    return m
+
+
 def _float64():
     import torch
 
@@ -292,6 +355,12 @@ TO_TORCH: dict = {
     "softmax": lambda layer, nn: nn.Softmax(dim=1),
     "flatten": _torch_flatten,
     "dense": _torch_dense,
+    "batchnorm": _torch_batchnorm,
+    "layernorm": _torch_layernorm,
+    "elu": lambda layer, nn: nn.ELU(layer.alpha),
+    "softplus": lambda layer, nn: nn.Softplus(),
+    "silu": lambda layer, nn: nn.SiLU(),
+    "gelu": lambda layer, nn: nn.GELU(),
 }
 
 
@@ -311,6 +380,8 @@ def to_torch(scenario):
         _require(reads == previous, f"layer {layer.name} reads {', '.join(reads)}: only a chain of layers, "
                                     "each reading the one before, is an nn.Sequential")
         build = TO_TORCH.get(layer.type)
+        _require(layer.type != "dropout", f"layer {layer.name} (dropout): nn.Dropout draws its own mask; "
+                                          "bptrace's written or seeded mask has no torch module")
         _require(build is not None, f"layer {layer.name} ({layer.type}) has no PyTorch module in the bridge")
         modules[layer.name] = build(layer, nn)
         previous = [layer.name]

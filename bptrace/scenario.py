@@ -27,7 +27,7 @@ LOSS_TYPES = tuple(LOSSES)
 ROUNDING_MODES = tuple(MODES)
 ROUNDING_GROUPS = ("forward", "backward", "all")
 FORMAT_VERSIONS = (1,)
-ACTIVATIONS = tuple(kind for kind, cls in LAYERS.items() if cls.elementwise)
+ACTIVATIONS = tuple(kind for kind, cls in LAYERS.items() if cls.elementwise or cls.keeps_shape)
 MERGES = tuple(kind for kind, cls in LAYERS.items() if cls.merge)
 RECURRENT = ("rnn", "lstm", "gru")      # they read sequences: a 2-D input is [T][features]
 
@@ -470,8 +470,8 @@ def _layers(top: Spec, inputs: dict, conventions, work_limit=None) -> tuple:
         ctx = BuildContext(in_shape=shapes[0], conventions=conventions, previous=sources[0], rng=rng,
                            in_shapes=shapes, sources=sources)
         layer = cls.build(name, spec, ctx)
-        layer.origins = {role: "as written" if role in spec else "zeros (not written)" if role.startswith("bias") else drawn
-                         for role in layer.params}
+        layer.origins = {role: "as written" if role in spec else "zeros (not written)" if role.startswith("bias")
+                         else layer.unwritten.get(role, drawn) for role in layer.params}
         # (an empty output cannot happen: sizes are at least 1 and a window fits its input)
         size = math.prod(layer.out_shape)
         if size > MAX_TENSOR_ELEMENTS:

@@ -53,6 +53,17 @@ LAYER_KEY_TYPES = {
     "out": _described(_whole(1), "number of outputs, when the weights are drawn by init"),
     "slope": _described({"type": "number"}, "leaky_relu's slope for negative inputs (default 0.01)"),
     "axis": _described({"enum": ["channels", "features"]}, "concat along the channels of maps or the features"),
+    # normalisation, dropout, elu
+    "gamma": _described(_TENSOR, "scale per channel (batchnorm) or per element of a sample (layernorm); 1 if absent"),
+    "beta": _described(_TENSOR, "shift, shaped as gamma; 0 if absent"),
+    "eps": _described({"type": "number", "minimum": 0}, "added to the variance under the square root (default 1e-5)"),
+    "mode": _described({"enum": ["train", "eval"]}, "batch statistics (train) or running_mean/running_var (eval)"),
+    "running_mean": _described(_TENSOR, "eval mode: the mean per channel (default 0)"),
+    "running_var": _described(_TENSOR, "eval mode: the variance per channel (default 1)"),
+    "p": _described({"type": "number", "minimum": 0, "maximum": 1}, "dropout's probability of dropping (default 0.5)"),
+    "mask": _described(_TENSOR, "dropout's mask, 0 (dropped) or 1 (kept), the input's shape"),
+    "seed": _described(_whole(0), "draws dropout's mask with numpy default_rng(seed)"),
+    "alpha": _described({"type": "number"}, "elu's α (default 1)"),
     # recurrent layers (rnn, lstm, gru), PyTorch's names and layouts
     "hidden": _described(_whole(1), "size of the hidden state"),
     "weight_ih": _described(_TENSOR, "[gates·hidden][features], gate blocks in PyTorch's order (drawn by init if absent)"),

@@ -40,11 +40,85 @@ def tensor(values):
     return torch.tensor(np.asarray(values, dtype=np.float64), dtype=torch.float64)
 
 
-def layer_forward(layer, x, params: dict, conventions):
+# --- batch norm and layer norm, written as the textbook's graph ---------------------------
+# mean, var and x̂ are tensors of their own, so that autograd's retain_grad gives each one's
+# ∂loss/∂V (var computed from mean, x̂ from both); the output is checked against
+# torch.nn.functional's own batch_norm / layer_norm kernel every time.
+
+def _norm_axes(layer, x):
+    """(the axes a statistic is taken over, the view that broadcasts a statistic, the view
+    that broadcasts γ and β)."""
+    if layer.type == "batchnorm":
+        dims = (0, 2, 3) if x.dim() == 4 else (0,)
+        view = (1, -1, 1, 1) if x.dim() == 4 else (1, -1)
+        return dims, view, view
+    return tuple(range(1, x.dim())), (-1,) + (1,) * (x.dim() - 1), (1,) + tuple(x.shape[1:])
+
+
+def norm_mean(layer, x):
+    dims, _, _ = _norm_axes(layer, x)
+    return x.mean(dim=dims)
+
+
+def norm_var(layer, x, mean):
+    dims, view, _ = _norm_axes(layer, x)
+    return ((x - mean.view(view)) ** 2).mean(dim=dims)
+
+
+def norm_xhat(layer, x, mean, var):
+    torch, _ = _torch()
+    _, view, _ = _norm_axes(layer, x)
+    return (x - mean.view(view)) / torch.sqrt(var.view(view) + layer.eps)
+
+
+def norm_out(layer, xhat, gamma, beta):
+    _, _, pview = _norm_axes(layer, xhat)
+    return gamma.view(pview) * xhat + beta.view(pview)
+
+
+def _norm_forward(layer, x, params, inner):
+    torch, F = _torch()
+    train = layer.type == "layernorm" or layer.train
+    if train:
+        mean = norm_mean(layer, x)
+        var = norm_var(layer, x, mean)
+    else:
+        mean, var = tensor(layer.running_mean), tensor(layer.running_var)
+    xhat = norm_xhat(layer, x, mean, var)
+    out = norm_out(layer, xhat, params["gamma"], params["beta"])
+    with torch.no_grad():
+        if layer.type == "batchnorm":
+            kernel = F.batch_norm(x, None if train else mean, None if train else var, params["gamma"], params["beta"],
+                                  training=train, eps=layer.eps)
+        else:
+            kernel = F.layer_norm(x, tuple(x.shape[1:]), params["gamma"].reshape(x.shape[1:]),
+                                  params["beta"].reshape(x.shape[1:]), eps=layer.eps)
+        assert torch.allclose(out, kernel, rtol=1e-10, atol=1e-12), "the textbook graph is not torch's batch norm"
+    if inner is not None:
+        inner.update(mean=mean, var=var, xhat=xhat)
+    return out
+
+
+def dropout_scale(layer):
+    # PyTorch's p = 1 gives zeros
+    return 0.0 if layer.p == 1 else 1 / (1 - layer.p)
+
+
+def layer_forward(layer, x, params: dict, conventions, inner: dict | None = None):
     """One layer's forward pass in torch.nn.functional, from its geometry and the given
-    parameter tensors (`x` is the list of values read, for a merge layer)."""
+    parameter tensors (`x` is the list of values read, for a merge layer).  `inner`, if
+    given, receives the layer's inner traced tensors (batch norm's mean, var, xhat;
+    dropout's mask) by name."""
     torch, F = _torch()
     kind = layer.type
+    if kind in ("batchnorm", "layernorm"):
+        return _norm_forward(layer, x, params, inner)
+    if kind == "dropout":
+        mask = tensor(layer.mask)
+        if inner is not None:
+            inner["mask"] = mask
+        # as ATen: the kept values are multiplied by mask / (1 − p)
+        return x * (mask * dropout_scale(layer))
     if kind == "add":
         return sum(x[1:], x[0])
     if kind == "multiply":
@@ -65,6 +139,20 @@ def layer_forward(layer, x, params: dict, conventions):
     if kind == "avgpool":
         return F.avg_pool2d(x, tuple(layer.size), tuple(layer.stride), tuple(layer.padding),
                             count_include_pad=True)
+    if kind == "exp":
+        return torch.exp(x)
+    if kind == "log":
+        return torch.log(x)
+    if kind == "square":
+        return torch.square(x)
+    if kind == "elu":
+        return F.elu(x, layer.alpha)
+    if kind == "softplus":
+        return F.softplus(x)            # beta 1, threshold 20
+    if kind == "silu":
+        return F.silu(x)
+    if kind == "gelu":
+        return F.gelu(x)                # the erf form
     if kind == "sigmoid":
         return torch.sigmoid(x)
     if kind == "tanh":
@@ -371,15 +459,20 @@ def global_values(scenario) -> dict:
         params = {role: tensor(v).requires_grad_() for role, v in layer.params.items()}
         leaves.update({f"{layer.name}.{role}": t for role, t in params.items()})
         xs = [values[name] for name in reads[layer.name]]
+        inner = {}
         if layer.type in RECURRENT:
             # the explicit graph, so that every inner value has its delta; nn.RNN/LSTM/GRU agrees
             h, steps[layer.name] = recurrent_graph(layer, xs[0], params)
             assert torch.allclose(h, layer_forward(layer, xs[0], params, scenario.conventions),
                                   rtol=1e-12, atol=1e-12)
         else:
-            h = layer_forward(layer, xs if layer.type in MERGES else xs[0], params, scenario.conventions)
+            h = layer_forward(layer, xs if layer.type in MERGES else xs[0], params, scenario.conventions, inner)
         h.retain_grad()
         values[f"{layer.name}.out"] = h
+        for key, t in inner.items():
+            if t.requires_grad:
+                t.retain_grad()
+            values[f"{layer.name}.{key}"] = t
     result = {name: _numpy(t) for name, t in values.items()}
     result.update({name: _numpy(t) for name, t in leaves.items()})
     if scenario.upstream is not None:
@@ -396,6 +489,9 @@ def global_values(scenario) -> dict:
     for layer in active:
         out = values[f"{layer.name}.out"]
         result[f"{layer.name}.delta"] = _numpy(out.grad) if out.grad is not None else np.zeros(out.shape)
+        for name in layer.backward_extras:
+            inner = values[f"{layer.name}.{name.removesuffix('.delta')}"]
+            result[f"{layer.name}.{name}"] = _numpy(inner.grad) if inner.grad is not None else np.zeros(inner.shape)
         for role in layer.params:
             grad = leaves[f"{layer.name}.{role}"].grad
             result[f"{layer.name}.grad.{role}"] = _numpy(grad)
@@ -451,6 +547,9 @@ def local_values(scenario, trace) -> dict:
             result[f"{layer.name}.{role}"] = np.asarray(values, dtype=float)
         params = {role: read(f"{layer.name}.{role}") for role in layer.params}
         xs = [read(name) for name in reads[layer.name]]
+        if layer.extras and layer.type not in RECURRENT:
+            result.update(_inner_forward(layer, xs[0], params, read))
+            continue
         result[f"{layer.name}.out"] = _numpy(layer_forward(layer, xs if layer.type in MERGES else xs[0], params,
                                                            scenario.conventions))
         if layer.type in RECURRENT:
@@ -472,6 +571,14 @@ def local_values(scenario, trace) -> dict:
     for layer in reversed(active):
         params = {role: read(f"{layer.name}.{role}") for role in layer.params}
         xs = [read(name) for name in reads[layer.name]]
+        if layer.extras and layer.type not in RECURRENT:
+            inner = _inner_backward(layer, xs[0], read(f"{layer.name}.delta"), params, read)
+            result.update({f"{layer.name}.{k}": v for k, v in inner.items() if k not in ("in",) + layer.param_roles})
+            for role in layer.params:
+                result[f"{layer.name}.grad.{role}"] = inner[role]
+            delta_name = f"{reads[layer.name][0].removesuffix('.out')}.delta"
+            result[delta_name] = result.get(delta_name, 0) + inner["in"]
+            continue
         grads = layer_backward(layer, xs if layer.type in MERGES else xs[0], read(f"{layer.name}.out"),
                                read(f"{layer.name}.delta"), params, scenario.conventions)
         if layer.type in RECURRENT:
@@ -495,6 +602,62 @@ def local_values(scenario, trace) -> dict:
             for role in layer.params:
                 old, grad = read(f"{layer.name}.{role}"), read(f"{layer.name}.grad.{role}")
                 result[f"{layer.name}.new.{role}"] = _numpy(old - scenario.learning_rate * grad)
+    return result
+
+
+def _inner_forward(layer, x, params, read) -> dict:
+    """Each inner step of a layer that stages values, from the trace's values of what that
+    step read (a pinned or rounded mean is what var and x̂ are computed from)."""
+    name = layer.name
+    if layer.type == "dropout":
+        mask = read(f"{name}.mask")
+        return {f"{name}.mask": np.asarray(layer.mask, dtype=float),
+                f"{name}.out": _numpy(x * (mask * dropout_scale(layer)))}
+    train = layer.type == "layernorm" or layer.train
+    result = {}
+    if train:
+        result[f"{name}.mean"] = _numpy(norm_mean(layer, x))
+        result[f"{name}.var"] = _numpy(norm_var(layer, x, read(f"{name}.mean")))
+    else:
+        result[f"{name}.mean"] = np.asarray(layer.running_mean, dtype=float)
+        result[f"{name}.var"] = np.asarray(layer.running_var, dtype=float)
+    mean, var = read(f"{name}.mean"), read(f"{name}.var")
+    result[f"{name}.xhat"] = _numpy(norm_xhat(layer, x, mean, var))
+    result[f"{name}.out"] = _numpy(norm_out(layer, read(f"{name}.xhat"), params["gamma"], params["beta"]))
+    return result
+
+
+def _inner_backward(layer, x, delta, params, read) -> dict:
+    """The staged backward pass, each step by autograd through the forward step that made
+    the value it differentiates by, from the trace's values (role or inner name -> array)."""
+    torch, _ = _torch()
+    name = layer.name
+
+    def grad(fn, leaf, upstream, *args):
+        leaf = leaf.detach().clone().requires_grad_()
+        out = fn(leaf, *args)
+        return torch.autograd.grad(out, leaf, grad_outputs=upstream)[0]
+
+    if layer.type == "dropout":
+        mask = read(f"{name}.mask")
+        return {"in": _numpy(grad(lambda v: v * (mask * dropout_scale(layer)), x, delta))}
+    gamma, beta = params["gamma"], params["beta"]
+    mean, var, xhat = read(f"{name}.mean"), read(f"{name}.var"), read(f"{name}.xhat")
+    result = {"gamma": _numpy(grad(lambda g: norm_out(layer, xhat, g, beta), gamma, delta)),
+              "beta": _numpy(grad(lambda b: norm_out(layer, xhat, gamma, b), beta, delta)),
+              "xhat.delta": _numpy(grad(lambda h: norm_out(layer, h, gamma, beta), xhat, delta))}
+    dxhat = read(f"{name}.xhat.delta")
+    from_xhat = grad(lambda v: norm_xhat(layer, v, mean, var), x, dxhat)
+    if layer.type == "batchnorm" and not layer.train:
+        result["in"] = _numpy(from_xhat)
+        return result
+    result["var.delta"] = _numpy(grad(lambda v: norm_xhat(layer, x, mean, v), var, dxhat))
+    dvar = read(f"{name}.var.delta")
+    result["mean.delta"] = _numpy(grad(lambda mu: norm_xhat(layer, x, mu, var), mean, dxhat)
+                                  + grad(lambda mu: norm_var(layer, x, mu), mean, dvar))
+    dmean = read(f"{name}.mean.delta")
+    result["in"] = _numpy(from_xhat + grad(lambda v: norm_var(layer, v, mean), x, dvar)
+                          + grad(lambda v: norm_mean(layer, v), x, dmean))
     return result
 
 

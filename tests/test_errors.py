@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -330,6 +331,18 @@ def test_an_overflow_while_running_names_the_value_and_the_layer(tmp_path):
                     "  - {type: flatten}\n  - {type: dense, name: h, weights: [[1e10, 1e10, 0, 0]]}\n"
                     "loss: {type: mse, target: 0}\nlearning_rate: 0.1\n")
     _refused(_invoke("run", path), "overflow.yaml:5:5: layers[2]: h.out is inf")
+
+
+def test_an_overflow_in_numpy_arithmetic_shows_no_python_warning(tmp_path):
+    """The loss squares numpy numbers: 1e300² overflows there.  bptrace names the value
+    itself; numpy's RuntimeWarning (a source path and line of bptrace) must not reach the
+    terminal beside that message (found by the structural fuzz)."""
+    path = tmp_path / "overflow.yaml"
+    path.write_text("input: [[1, 2], [3, 4]]\nlayers:\n  - {type: conv, name: c, kernel: [[1e300, 0], [0, 0]]}\n"
+                    "loss: {type: sse, target: 2}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _refused(_invoke("run", path), "overflow.yaml:4:1: loss: loss is inf")
 
 
 # --- the pieces -----------------------------------------------------------------------------

@@ -157,6 +157,24 @@ layers:
      bias_ih: {vals(6, seed=56)}, bias_hh: {vals(6, seed=57)}, h0: {vals(2, seed=58)}}}
 loss: {{type: mse, target: {vals(3, 2, seed=59)}}}
 """,
+    "batchnorm-layernorm-dropout-smooth": f"""
+input: {vals(2, 2, 2, 2, seed=300)}
+layers:
+  - {{type: batchnorm, name: bn, gamma: [1.3, -0.9], beta: [0.1, -0.3]}}
+  - {{type: gelu, name: g}}
+  - {{type: layernorm, name: ln, gamma: {vals(2, 2, 2, seed=302, low=0.5, high=1.5)}, beta: {vals(2, 2, 2, seed=303)}}}
+  - {{type: silu, name: si}}
+  - {{type: elu, name: e, alpha: 0.8}}
+  - {{type: dropout, name: d, p: 0.3, seed: 4}}
+  - {{type: flatten, name: f}}
+  - {{type: dense, name: h, weights: {vals(4, 8, seed=304)}}}
+  - {{type: batchnorm, name: bn2, mode: eval, running_mean: [0.1, -0.2, 0.0, 0.3], running_var: [0.9, 1.4, 0.6, 1.1]}}
+  - {{type: softplus, name: sp}}
+  - {{type: square, name: q}}
+  - {{type: exp, name: ex}}
+  - {{type: log, name: lg}}
+loss: {{type: mse, target: {vals(2, 4, seed=305)}}}
+""",
 }
 
 
@@ -212,8 +230,9 @@ def finite_differences(scenario) -> dict:
             mask = np.ones(values.shape, dtype=bool)
             return loss_of(scenario, {out_name: Patch(out_name, values, mask)})
         result[f"{layer.name}.delta"] = central(with_out, trace.value(out_name))
-        # inner values with a delta (a recurrent layer's h, c and gates): nudged by pinning
-        # the one element, so that every later time step recomputes from the nudged value
+        # a layer's inner values (batch norm's mean, var, xhat; a recurrent layer's h, c and
+        # gates) nudged the same way, one element pinned at a time: V.delta is ∂loss/∂V with
+        # everything after V (every later time step) recomputed from it
         for extra in layer.extras:
             name = f"{layer.name}.{extra}"
             if f"{name}.delta" in trace:

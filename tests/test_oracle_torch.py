@@ -524,6 +524,103 @@ layers:
 loss: {{type: half_sse, target: [[0.1, 0.2, 0.3]]}}
 learning_rate: 0.1
 """,
+    # --- normalisation and dropout (inner values mean, var, xhat and their deltas; mask) ------
+    "batchnorm-dense-train": f"""
+input: {lit(4, 3, seed=200)}
+layers:
+  - {{type: dense, name: h, weights: {lit(3, 3, seed=201)}, bias: [0.1, -0.2, 0.3]}}
+  - {{type: batchnorm, name: bn, gamma: [1.5, 0.5, -0.8], beta: [0.1, -0.2, 0.05]}}
+  - {{type: tanh, name: t}}
+  - {{type: dense, name: o, weights: {lit(2, 3, seed=202)}}}
+loss: {{type: mse, target: {lit(4, 2, seed=203)}}}
+learning_rate: 0.1
+""",
+    "batchnorm-maps-train-relu": f"""
+input: {lit(2, 2, 4, 4, seed=204)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(3, 2, 2, 2, seed=205)}, bias: [0.1, 0.0, -0.1]}}
+  - {{type: batchnorm, name: bn, gamma: [1.2, 0.7, 1.0], beta: [0.0, 0.3, -0.1], eps: 0.001}}
+  - {{type: relu, name: r}}
+  - {{type: maxpool, name: p, size: 3}}
+  - {{type: flatten, name: f}}
+  - {{type: dense, name: o, weights: {lit(2, 3, seed=206)}}}
+loss: {{type: cross_entropy, target: [0, 1]}}
+""",
+    "batchnorm-maps-eval": f"""
+input: {lit(2, 2, 3, 3, seed=207)}
+layers:
+  - {{type: batchnorm, name: bn, mode: eval, gamma: [0.9, 1.1], beta: [0.2, -0.1], running_mean: [0.05, -0.1],
+      running_var: [0.8, 1.3]}}
+  - {{type: sigmoid, name: s}}
+  - {{type: conv, name: c, kernel: {lit(1, 2, 2, 2, seed=208)}}}
+loss: {{type: half_sse, target: {lit(2, 1, 2, 2, seed=209)}}}
+""",
+    "batchnorm-given-mean-rounded-var": f"""
+input: [[0.2, 1.0], [0.6, -0.5], [1.3, 0.4]]
+layers:
+  - {{type: batchnorm, name: bn, gamma: [2.0, 0.5]}}
+  - {{type: sigmoid, name: s}}
+loss: {{type: half_sse, target: [[1, 0], [0, 1], [1, 1]]}}
+given: {{bn.mean: [0.75, 0.25]}}
+rounding: {{decimals: 4, mode: half_up, apply: [bn.var, bn.xhat.delta, bn.mean.delta]}}
+""",
+    "layernorm-maps": f"""
+input: {lit(2, 2, 3, 3, seed=210)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 2, 2, 2, seed=211)}, padding: 1}}
+  - {{type: layernorm, name: ln, gamma: {lit(2, 4, 4, seed=212, low=0.5, high=1.5)}, beta: {lit(2, 4, 4, seed=213)}}}
+  - {{type: relu}}
+  - {{type: avgpool, size: 2}}
+upstream: {{delta: {lit(2, 2, 2, 2, seed=214)}}}
+""",
+    "layernorm-dense-defaults": f"""
+input: {lit(3, 5, seed=215)}
+layers:
+  - {{type: layernorm, name: ln}}
+  - {{type: dense, name: o, weights: {lit(2, 5, seed=216)}}}
+loss: {{type: sse, target: {lit(3, 2, seed=217)}}}
+""",
+    "dropout-mask-and-seed": f"""
+input: {lit(2, 1, 3, 3, seed=218)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 1, 2, 2, seed=219)}}}
+  - {{type: dropout, name: d, p: 0.25, mask: [[[[1, 0], [1, 1]], [[0, 1], [1, 1]]], [[[1, 1], [0, 1]], [[1, 1], [1, 0]]]]}}
+  - {{type: flatten, name: f}}
+  - {{type: dropout, name: d2, p: 0.4, seed: 3}}
+  - {{type: dense, name: o, weights: {lit(1, 8, seed=220)}}}
+loss: {{type: half_sse, target: [[0.5], [-0.5]]}}
+learning_rate: 0.05
+""",
+    # --- smooth element-wise functions ------------------------------------------------------
+    "exp-log-square": f"""
+input: {lit(2, 4, seed=230)}
+layers:
+  - {{type: dense, name: h, weights: {lit(4, 4, seed=231)}}}
+  - {{type: exp, name: e}}
+  - {{type: log, name: l}}
+  - {{type: square, name: q}}
+  - {{type: dense, name: o, weights: {lit(2, 4, seed=232)}}}
+loss: {{type: mse, target: {lit(2, 2, seed=233)}}}
+""",
+    "elu-softplus-silu-gelu-maps": f"""
+input: {lit(1, 2, 4, 4, seed=234, low=-3, high=3)}
+layers:
+  - {{type: elu, name: e, alpha: 0.7}}
+  - {{type: conv, name: c, kernel: {lit(2, 2, 2, 2, seed=235, low=-4, high=4)}}}
+  - {{type: softplus, name: sp}}
+  - {{type: gelu, name: g, from: c}}
+  - {{type: silu, name: si, from: c}}
+  - {{type: add, name: a, from: [sp, g, si]}}
+upstream: {{delta: {lit(1, 2, 3, 3, seed=236)}}}
+""",
+    "softplus-threshold-elu-zero": """
+input: [[25.0, 20.0, 19.5, -30.0, 0.0, -0.5]]
+layers:
+  - {type: softplus, name: sp}
+  - {type: elu, name: e, from: input, alpha: 0.5}
+  - {type: multiply, name: m, from: [sp, e]}
+upstream: {delta: [[1.0, -2.0, 0.5, 3.0, 1.5, -1.0]]}
+""",
 }
 
 

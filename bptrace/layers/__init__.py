@@ -24,11 +24,15 @@ from .base import (
 from .conv import Conv
 from .dense import Dense, Flatten
 from .merge import Add, Concat, Multiply
+from .activations import Elu, Exp, Gelu, Log, Silu, Softplus, Square
+from .normalization import BatchNorm, Dropout, LayerNorm
 from .pooling import AvgPool, MaxPool, Pool
 from .recurrent import GRU, LSTM, RNN, Recurrent
 
 LAYERS = {cls.type: cls for cls in (Conv, MaxPool, AvgPool, Sigmoid, Tanh, Relu, LeakyRelu, Identity,
                                     Softmax, Flatten, Dense, Add, Multiply, Concat)}
+LAYERS.update({cls.type: cls for cls in (BatchNorm, LayerNorm, Dropout, Exp, Log, Square, Elu, Softplus, Silu,
+                                          Gelu)})
 LAYERS.update({cls.type: cls for cls in (RNN, LSTM, GRU)})     # recurrent layers through time
 
 __all__ = ["LAYERS", "Activation", "Add", "AvgPool", "BuildContext", "Concat", "Conv", "Dense", "EPS",

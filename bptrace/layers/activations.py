@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+from ..errors import ScenarioError
+from ..tensors import display_index
 from .base import EPS, TINY, Layer, as_array, noise_bound, ref
 
 
@@ -270,3 +272,202 @@ class Softmax(Layer):
             "out": f"{ref(n.out, self.out_shape, 'nk')} = exp({n.x}[k]) / Σ_j exp({n.x}[j])",
             "in": f"{n.x_delta}[k] = {n.out}[k] · ({n.delta}[k] − Σ_j {n.delta}[j] · {n.out}[j])",
         }
+
+
+# --- smooth element-wise functions (exp, log, square, elu, softplus, silu, gelu) ---------
+# Each derivative is written the way a textbook writes it (exp′ = out, log′ = 1/x,
+# square′ = 2x, elu′ = out + α below 0, softplus′ = σ(x), silu′ = σ(x)·(1 + x·(1 − σ(x))),
+# gelu′ = Φ(x) + x·φ(x)), and computed as PyTorch computes it, so both agree to the last bits.
+
+def _erf(z):
+    """erf: the one place this module takes it (a later number type swaps it here)."""
+    return math.erf(z)
+
+
+SQRT1_2 = math.sqrt(0.5)
+INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+class Smooth(Activation):
+    """An element-wise function whose derivative is one formula of x (or of out).  Noise:
+    forward by the range of f over [x − e, x + e] (endpoints, and a stationary point
+    inside it for the non-monotone ones); backward by the slope's own bound."""
+    rounds = 4
+    stationary: tuple = ()     # (x, f(x)) where f′ = 0: f is not monotone around it
+    where = ""                 # the key path of this layer, for messages about its input
+
+    @classmethod
+    def build(cls, name, spec, ctx):
+        layer = cls(name, ctx.in_shape)
+        layer.where = f"layers[{spec.path[1]}].type"
+        return layer
+
+    def forward_noise(self, x, p, out, noise):
+        bound = []
+        for z, e, y in zip(x.reshape(-1).tolist(), noise["in"].reshape(-1).tolist(), out.reshape(-1).tolist()):
+            if e == 0:
+                bound.append(self.rounds * (EPS * abs(y) + TINY))
+                continue
+            ends = [self.range_at(z - e), self.range_at(z + e)]
+            ends += [fs for xs, fs in self.stationary if z - e <= xs <= z + e]
+            spread = max(abs(v - y) for v in ends)
+            bound.append(spread + self.rounds * (EPS * (abs(y) + spread) + TINY))
+        return as_array(bound).reshape(x.shape)
+
+    def range_at(self, z):
+        return self.f(z)
+
+    def slope_bound(self, z, y, e_in, e_out) -> float:
+        """How far this element's slope may be from its value on paper."""
+        raise NotImplementedError
+
+    def backward_noise(self, x, out, delta, p, noise):
+        e_in, e_out, e_delta = (noise[role].reshape(-1).tolist() for role in ("in", "out", "delta"))
+        bound = []
+        for k, (z, y, d) in enumerate(zip(x.reshape(-1).tolist(), out.reshape(-1).tolist(),
+                                          delta.reshape(-1).tolist())):
+            self.zero = 0.0
+            s = math.prod(v for _, v in self.slope(z, y))
+            b = self.slope_bound(z, y, e_in[k], e_out[k])
+            bound.append(noise_bound((abs(d) + e_delta[k]) * (abs(s) + b), abs(d * s), 6))
+        return as_array(bound).reshape(x.shape)
+
+
+class Exp(Smooth):
+    type, symbol = "exp", "exp"
+    slope_text = "{out}"
+
+    def f(self, z):
+        return math.exp(z)
+
+    def slope(self, z, y):
+        return [("out", y)]          # exp′ = exp = out
+
+    def slope_bound(self, z, y, e_in, e_out):
+        return e_out
+
+
+class Log(Smooth):
+    type, symbol = "log", "log"
+    slope_text = "1/{x}"
+
+    def f(self, z):
+        if not z > 0:
+            raise ScenarioError(f"log needs inputs above 0, but {self.reading} is {z:g}", key=self.where,
+                                hint="log of 0 or less is not a number; put an exp, softplus or sigmoid before it")
+        return math.log(z)
+
+    def forward(self, x, p, rec):
+        bad = [k for k, z in enumerate(x.reshape(-1).tolist()) if not z > 0]
+        if bad:
+            at = display_index(x.shape, tuple(int(a) for a in np.unravel_index(bad[0], x.shape)))
+            self.reading = f"its input element [{','.join(map(str, at))}] (counting from 0)" if at else "its input"
+        return super().forward(x, p, rec)
+
+    def range_at(self, z):
+        return math.log(z) if z > 0 else -math.inf
+
+    def slope(self, z, y):
+        return [("1/in", 1 / z)]
+
+    def slope_bound(self, z, y, e_in, e_out):
+        return (1 / (z - e_in) - 1 / z if z > e_in else math.inf) + 2 * EPS / z
+
+
+class Square(Smooth):
+    type, symbol = "square", "square"
+    slope_text = "2 · {x}"
+    stationary = ((0.0, 0.0),)
+
+    def f(self, z):
+        return z * z
+
+    def slope(self, z, y):
+        return [("2", 2), ("in", z)]
+
+    def slope_bound(self, z, y, e_in, e_out):
+        return 2 * e_in
+
+
+class Elu(Smooth):
+    """elu(x) = x above 0, α(eˣ − 1) at or below; elu′ = 1 above 0, out + α at or below
+    (= α·eˣ; at 0 it is α, as PyTorch's backward)."""
+    type, symbol = "elu", "elu"
+    keys = frozenset({"alpha"})
+    decides = True
+
+    @classmethod
+    def build(cls, name, spec, ctx):
+        layer = super().build(name, spec, ctx)
+        layer.alpha = spec.number("alpha", 1.0)
+        return layer
+
+    @property
+    def slope_text(self):
+        return f"(1 if {{x}} > 0 else {{out}} + {self.alpha:g})"
+
+    def f(self, z):
+        return z if z > self.zero else self.alpha * math.expm1(z)
+
+    def range_at(self, z):
+        return z if z > 0 else self.alpha * math.expm1(z)
+
+    def slope(self, z, y):
+        return [("1 (x > 0)", 1)] if z > self.zero else [(f"out + {self.alpha:g}", y + self.alpha)]
+
+    def slope_bound(self, z, y, e_in, e_out):
+        return 0.0 if z > self.zero else e_out + EPS * (abs(y) + abs(self.alpha))
+
+
+class Softplus(Smooth):
+    """softplus(x) = log(1 + eˣ), and x itself above 20 (PyTorch's beta = 1, threshold =
+    20); softplus′ = σ(x), and 1 above 20."""
+    type, symbol = "softplus", "softplus"
+    slope_text = "σ({x})  (1 where {x} > 20)"
+
+    def f(self, z):
+        return z if z > 20 else math.log1p(math.exp(z))
+
+    def slope(self, z, y):
+        if z > 20:
+            return [("1 (x > 20)", 1)]
+        e = math.exp(z)
+        return [("σ(in)", e / (e + 1))]
+
+    def slope_bound(self, z, y, e_in, e_out):
+        return e_in / 4          # σ′ ≤ 1/4
+
+
+class Silu(Smooth):
+    """silu(x) = x·σ(x); silu′ = σ(x)·(1 + x·(1 − σ(x)))."""
+    type, symbol = "silu", "silu"
+    slope_text = "σ({x}) · (1 + {x} · (1 − σ({x})))"
+    stationary = ((-1.2784645427610737, -0.2784645427610738),)
+
+    def f(self, z):
+        return z * _sigmoid(z)
+
+    def slope(self, z, y):
+        s = 1 / (1 + math.exp(-z)) if z > -700 else 0.0
+        return [("σ(in)", s), ("1 + in·(1 − σ(in))", 1 + z * (1 - s))]
+
+    def slope_bound(self, z, y, e_in, e_out):
+        return 0.5 * e_in        # |silu″| ≤ 1/2 (its largest, at 0)
+
+
+class Gelu(Smooth):
+    """gelu(x) = x·Φ(x) = ½x(1 + erf(x/√2)) (the erf form, PyTorch's default);
+    gelu′ = Φ(x) + x·φ(x)."""
+    type, symbol = "gelu", "gelu"
+    slope_text = "Φ({x}) + {x} · φ({x})"
+    stationary = ((-0.7517915246935645, -0.16997120747990366),)
+
+    def f(self, z):
+        return z * 0.5 * (1 + _erf(z * SQRT1_2))
+
+    def slope(self, z, y):
+        cdf = 0.5 * (1 + _erf(z * SQRT1_2))
+        return [("Φ(in) + in·φ(in)", cdf + z * math.exp(-0.5 * z * z) * INV_SQRT_2PI)]
+
+    def slope_bound(self, z, y, e_in, e_out):
+        return 0.8 * e_in        # |gelu″| = φ(x)·|2 − x²| ≤ 2φ(0) < 0.8

@@ -122,6 +122,8 @@ class Layer:
     # roles each parameter's gradient is computed from: the delta, times the input for a weight
     grad_reads = {"kernel": ("delta", "in"), "weights": ("delta", "in"), "bias": ("delta",)}
     elementwise = False                    # an activation: it reads one value, or one vector, at a time
+    keeps_shape = False                    # normalises or drops, keeping the shape: a 1-D or 2-D input is
+                                           # read through it, as through an activation
     merge = False                          # reads several values (`from: [a, b]`): forward gets a list
     # Values a layer traces on its way to its output (batch norm's mean, var and xhat) and on
     # its way back (xhat.delta, ...), in the order it makes them.  A layer with any of them
@@ -131,6 +133,7 @@ class Layer:
     # `extra_shapes` (set when the layer is built) gives each one's canonical shape.
     extras: tuple = ()
     backward_extras: tuple = ()
+    unwritten: dict = {}                   # role -> where a parameter not written comes from, if not `init`
     decides = False                        # compares its input (relu's kink, max-pool's winner)
     # The noise bound of each element of the input the layer is now reading (layers.EPS),
     # nested like x.tolist(), set by the engine for the layers that decide; None: exact.

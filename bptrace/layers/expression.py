@@ -110,11 +110,13 @@ class Expression(Layer):
                     parts.insert(0, (f"{constant:g}".replace("-", "−"), None, constant))
                 rec.term(idx, *parts)
 
-    def backward(self, xs, out, delta, p, recs):
+    def backward(self, xs, out, delta, p, recs, stage=None):
+        # the local gradients as the forward pass kept them (rounded, given)
+        kept = getattr(stage, "values", None) or {}
         deltas = []
         flat_delta = delta.reshape(-1).tolist()
         for j, r in enumerate(self.reads):
-            local = self._locals[r].reshape(-1).tolist()
+            local = np.asarray(kept.get(f"local.{r}", self._locals[r])).reshape(-1).tolist()
             sent = nested((len(local),))
             rec = recs["in"][j]
             for k, (d, slope) in enumerate(zip(flat_delta, local)):

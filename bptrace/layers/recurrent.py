@@ -106,7 +106,10 @@ class Recurrent(Layer):
 
     def backward(self, x, out, delta, p, recs, stage=None):
         settle = getattr(stage, "settle", None)
-        grads, dx, raw = self._backward(x.tolist(), {r: v.tolist() for r, v in p.items()}, self._kept,
+        # the inner values as the forward pass kept them (rounded, given)
+        kept = getattr(stage, "values", None)
+        kept = {name: kept[name].tolist() for name in self.extras} if kept else self._kept
+        grads, dx, raw = self._backward(x.tolist(), {r: v.tolist() for r, v in p.items()}, kept,
                                         self._delta_at_h(delta.tolist()), settle, recs)
         for name in self.backward_extras:
             values = as_array(raw[name])

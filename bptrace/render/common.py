@@ -58,6 +58,15 @@ def axis_names(name: str, shape, layer_type: str | None = None) -> tuple:
         return AXES[role]
     if role == "bias":
         return AXES["conv bias"] if layer_type == "conv" else AXES["bias"]
+    # batch norm's statistics, γ and β are per channel (or feature); layer norm's statistics
+    # per sample, and its γ, β have a sample's shape
+    if layer_type in ("batchnorm", "layernorm") and (role in ("gamma", "beta", "mean", "var")
+                                                     or name.endswith((".mean.delta", ".var.delta"))):
+        if layer_type == "batchnorm":
+            return ("channel",)
+        if role in ("gamma", "beta"):
+            return AXES["map"][1:] if len(shape) == 3 else AXES["bias"]
+        return ("sample",)
     return AXES["map"] if len(shape) == 4 else AXES["dense"]
 
 
