@@ -489,7 +489,7 @@ def global_values(scenario) -> dict:
     for layer in active:
         out = values[f"{layer.name}.out"]
         result[f"{layer.name}.delta"] = _numpy(out.grad) if out.grad is not None else np.zeros(out.shape)
-        for name in layer.backward_extras:
+        for name in layer.backward_extras if layer.type not in RECURRENT else ():
             inner = values[f"{layer.name}.{name.removesuffix('.delta')}"]
             result[f"{layer.name}.{name}"] = _numpy(inner.grad) if inner.grad is not None else np.zeros(inner.shape)
         for role in layer.params:
