@@ -248,3 +248,54 @@ def test_a_branch_left_out_where_a_value_is_used_twice_is_named(torch):
     assert [d.id for d in report.diagnosis] == ["branch-missing-where-used-twice"]
     assert "sigx" in report.diagnosis[0].message
     assert report.unexplained == []
+
+
+# --- finite differences and float noise on expression graphs ---------------------------------
+
+def test_expression_graph_gradients_match_finite_differences():
+    from test_oracle_fd import ATOL, RTOL, finite_differences
+
+    for path in ("cs231n_staged.yaml", "cs231n_sigmoid_neuron.yaml"):
+        scenario = bptrace.load(ROOT / "scenarios" / path)
+        trace = bptrace.run(scenario)
+        fd = finite_differences(scenario)
+        assert {s.name for s in trace.steps if s.name.endswith(".delta")} == set(fd)
+        for name, approx in fd.items():
+            assert np.isclose(trace.value(name), approx, rtol=RTOL, atol=ATOL).all(), name
+
+
+@SETTINGS
+@given(st.lists(st.fractions(-5, 5, max_denominator=10).filter(lambda v: v != 0), min_size=3, max_size=3),
+       st.sampled_from(["a * b - c / (a * a + 1)", "(a + b) * (b - c) * (a - c)", "a / (b * b + 0.1) + c ** 3",
+                        "(a - 0.1) * (b + 0.2) - c * 0.3"]))
+def test_the_forward_noise_bound_holds_the_exact_value(values, text):
+    """The interval bound of an expression node contains the value computed in exact rational
+    arithmetic (Python's fractions, walked over Python's own parse of the formula)."""
+    import ast
+    from fractions import Fraction
+
+    env = dict(zip("abc", values))
+
+    def exact(node):
+        if isinstance(node, ast.Expression):
+            return exact(node.body)
+        if isinstance(node, ast.Constant):
+            return Fraction(str(node.value))
+        if isinstance(node, ast.Name):
+            return env[node.id]
+        if isinstance(node, ast.BinOp):
+            a, b = exact(node.left), exact(node.right)
+            return {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
+                    ast.Div: lambda: a / b, ast.Pow: lambda: a ** int(b)}[type(node.op)]()
+        raise AssertionError(node)
+
+    truth = exact(ast.parse(text, mode="eval"))
+    # the inputs as floats: their conversion from the fraction is the input's own noise
+    inputs = {k: float(v) for k, v in env.items()}
+    scenario = bptrace.loads(json.dumps({"inputs": {k: v for k, v in inputs.items()}, "nodes": {"f": text}}))
+    layer = scenario.layers[0]
+    xs = [np.array([[inputs[r]]]) for r in layer.reads]
+    noise = {f"in{k}": np.array([[abs(float(Fraction(inputs[r]) - env[r]))]]) for k, r in enumerate(layer.reads)}
+    out = layer.forward(xs, {}, None)
+    bound = layer.forward_noise(xs, {}, out, noise)
+    assert abs(Fraction(float(out[0, 0])) - truth) <= Fraction(float(bound[0, 0]))
