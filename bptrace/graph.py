@@ -30,7 +30,7 @@ def graph_top(top: Spec):
                                  f"not both" if key == "layers" else
                                  "an expression graph names its inputs: `inputs: {x: -2, y: 5}`, not `input:`",
                             "remove one of them" if key == "layers" else None)
-    for key in ("init", "learning_rate"):
+    for key in ("init", "learning_rate", "optimizer", "regularization", "steps"):
         if key in top:
             raise top.error(key, f"an expression graph has no parameters, so `{key}` has nothing to act on",
                             "its inputs get deltas (x.delta); remove the key")

@@ -35,6 +35,7 @@ import numpy as np
 from .errors import ScenarioError
 from .layers import Activation, AvgPool, Conv, Dense, Flatten, Identity, MaxPool, Recurrent, Softmax
 from .losses import LOSSES
+from .optim import Optimizer
 from .scenario import Loss, Scenario
 
 # A mistake is named only when the numbers it reproduces carry this many significant digits
@@ -47,7 +48,7 @@ IDS = (
     "activation-derivative-missing", "activation-derivative-wrong-argument", "avgpool-scale-missing",
     "maxpool-routed-everywhere", "maxpool-wrong-position", "flatten-order-swapped", "loss-gradient-sign",
     "loss-factor-two", "batch-averaged-not-summed", "batch-summed-not-averaged", "bias-gradient-not-summed",
-    "update-sign",
+    "update-sign", "adam-no-bias-correction", "momentum-sign",
     "recurrent-next-step-path-missing", "branch-missing-where-used-twice",
 )
 
@@ -350,8 +351,55 @@ def variants(scenario: Scenario) -> list[Variant]:
             f"Gradient descent subtracts: new = old − {sc.learning_rate:g} · grad; your updated "
             "parameters add the gradient instead.",
             dataclasses.replace(sc, learning_rate=-sc.learning_rate), changes=updated, form="learning_rate"))
+    if sc.steps > 1:
+        # a mistaken rule is made again in every training step: the same names, each step's prefix
+        for variant in found:
+            variant.changes = frozenset(sc.prefix(k) + name for k in range(1, sc.steps + 1)
+                                        for name in variant.changes)
+    found += _optimizer_variants(sc, active)
     order = {id_: position for position, id_ in enumerate(IDS)}
     return sorted(found, key=lambda variant: order[variant.id])
+
+
+# --- the optimizer's mistakes (README "Training") ----------------------------------------------
+
+class AdamWithoutBiasCorrection(Optimizer):
+    """adam-no-bias-correction: m and v used as they are, not divided by 1 − βᵗ."""
+
+    def corrections(self, t):
+        return 1.0, 1.0
+
+
+class MomentumSubtracted(Optimizer):
+    """momentum-sign: the buffer keeps μ·buf but subtracts the new gradient (b = μ·b − g, the
+    sign of the 'velocity' form v = μ·v − η·g carried into PyTorch's form)."""
+
+    def momentum_sign(self):
+        return -1.0
+
+
+def _optimizer_variants(sc: Scenario, active) -> list:
+    opt = sc.optimizer
+    if opt is None:
+        return []
+    updated = frozenset(sc.names(layer, sc.prefix(k)).new(role) for k in range(1, sc.steps + 1)
+                        for layer in active for role in layer.param_roles)
+    if opt.type == "adam":
+        return [Variant("adam-no-bias-correction",
+                        "Adam divides the moments by their bias corrections, m̂ = m/(1 − β₁ᵗ) and v̂ = v/(1 − β₂ᵗ) "
+                        "at step t, before the step; your updated parameters use m and v as they are.",
+                        dataclasses.replace(sc, optimizer=AdamWithoutBiasCorrection(opt.type, opt.options,
+                                                                                    opt.state)),
+                        changes=updated, form="corrections")]
+    if opt.type == "sgd" and opt.options["momentum"]:
+        buffers = frozenset(sc.names(layer, sc.prefix(k)).state(role, "momentum_buffer")
+                            for k in range(1, sc.steps + 1) for layer in active for role in layer.param_roles)
+        return [Variant("momentum-sign",
+                        f"The momentum buffer adds the new gradient: b = {opt.options['momentum']:g}·b + g, then "
+                        "new = old − lr·b; your buffer subtracts it.",
+                        dataclasses.replace(sc, optimizer=MomentumSubtracted(opt.type, opt.options, opt.state)),
+                        changes=buffers | updated, form="momentum_sign")]
+    return []
 
 
 def _for_layer(table: dict, layer):

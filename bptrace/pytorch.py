@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-LOSS_NAMES = ("half_sse", "sse", "mse", "cross_entropy", "bce")
+LOSS_NAMES = ("half_sse", "sse", "mse", "cross_entropy", "bce", "l1")
 
 
 class Unsupported(ValueError):
@@ -196,13 +196,15 @@ def _loss(loss, target) -> dict:
             _require(loss.weight is None and loss.label_smoothing == 0 and loss.ignore_index == -100,
                      "CrossEntropyLoss with weight, label_smoothing or ignore_index: bptrace's has none")
             kind = "cross_entropy" if reduction == "mean" else None
+        elif name == "L1Loss":
+            kind = "l1" if reduction == "mean" else None
         elif name == "BCELoss":
             _require(loss.weight is None, "BCELoss with weight: bptrace's has none")
             kind = "bce" if reduction == "mean" else None
         else:
             kind = None
         _require(kind is not None, f"loss {name}(reduction={reduction!r}): bptrace has MSELoss (mean, sum), "
-                                   "CrossEntropyLoss (mean) and BCELoss (mean)")
+                                   "CrossEntropyLoss (mean), BCELoss (mean) and L1Loss (mean)")
     _require(kind in LOSS_NAMES, f"loss {kind!r}: one of {', '.join(LOSS_NAMES)}")
     from .api import plain_data
 
@@ -213,7 +215,7 @@ def scenario_dict(module, x, target=None, loss: Any = "mse", *, name: str | None
     """The scenario (as a mapping, ready for YAML) of `module` applied to `x`.
 
     With `target`, the backward pass starts from `loss` (a name: half_sse, sse, mse,
-    cross_entropy, bce; or a torch loss module: MSELoss, CrossEntropyLoss, BCELoss).  Without
+    cross_entropy, bce, l1; or a torch loss module: MSELoss, CrossEntropyLoss, BCELoss, L1Loss).  Without
     it, from a given error of ones at the output: the gradients of `module(x).sum()`.
     """
     import torch

@@ -434,3 +434,18 @@ def test_only_a_quoted_number_is_told_to_lose_its_quotes():
         with pytest.raises(ScenarioError, match="found the text") as caught:
             loads(text.format(word))
         assert caught.value.hint is None, word
+
+
+def test_the_readme_scenario_format_example_is_valid_yaml():
+    # its `expected:` once held c1.grad.kernel[0,1] as a key inside { }, where '[' opens a list
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Scenario format", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    line = next(line for line in block.splitlines() if line.startswith("expected:"))
+    expected = parse_text(line.split("#")[0] + "\n", "README.md").data["expected"]
+    assert "c1.grad.kernel[0,1]" in expected
+
+
+def test_an_indexed_key_inside_braces_gets_a_hint_to_quote_it():
+    with pytest.raises(ScenarioError) as caught:
+        parse_text("expected: {p1.delta: 1, c1.grad.kernel[0,1]: 0.094061}\n", "s.yaml")
+    assert "quotes" in str(caught.value) and "'c1.grad.kernel[0,1]'" in str(caught.value)

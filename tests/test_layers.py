@@ -149,3 +149,33 @@ def test_every_registered_layer_type_is_complete():
         if f'"{kind}"' not in oracle_source:
             missing.append(f"{kind}: tests/oracle.py cannot compute it")
     assert not missing, "\n".join(missing)
+
+
+def test_a_merge_of_a_map_and_features_that_look_alike_says_how_they_differ():
+    # y, read by no conv, is 2 samples of 2 features; c.out is one 2×2 map: both show as 2×2,
+    # and the message once said "c makes 2×2 but input y makes 2×2"
+    text = ("inputs: {x: [[0.1, 0.2], [0.3, 0.4]], y: [[1, 2], [3, 4]]}\nlayers:\n"
+            "  - {type: conv, name: c, from: x, kernel: [[1]]}\n  - {type: add, name: s, from: [c, y]}\n"
+            "upstream: {layer: s, delta: [[1, 1], [1, 1]]}\n")
+    with pytest.raises(bptrace.ScenarioError) as caught:
+        bptrace.loads(text)
+    message = str(caught.value)
+    assert "makes 2×2 but input y makes 2×2" not in message
+    assert "1 map of 2×2" in message and "2 samples of 2 features" in message
+
+
+@pytest.mark.parametrize("kind", ["exp", "square", "elu", "softplus", "silu", "gelu", "sigmoid", "tanh", "relu"])
+def test_element_wise_layers_give_noise_bounds_for_rounding(kind):
+    """With rounding on, every step's float-noise bound is computed, backward ones included
+    (an elu with rounding once crashed: its backward bound was not keyed by role)."""
+    scenario = bptrace.loads(f"""
+input: [[0.5, -1.2], [0.3, 2.0]]
+layers:
+  - {{type: conv, name: c, kernel: [[0.5, -0.25], [0.75, 0.1]], padding: 1}}
+  - {{type: {kind}, name: a}}
+loss: {{type: sum}}
+rounding: {{decimals: 4, mode: half_up}}
+""")
+    trace = bptrace.run(scenario)
+    step = trace["c.delta"]
+    assert step.rounded and step.noise is not None and (step.noise >= 0).all()

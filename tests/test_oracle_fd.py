@@ -157,6 +157,30 @@ layers:
      bias_ih: {vals(6, seed=56)}, bias_hh: {vals(6, seed=57)}, h0: {vals(2, seed=58)}}}
 loss: {{type: mse, target: {vals(3, 2, seed=59)}}}
 """,
+    # --- the losses without targets, l1, and the L2 penalty in the loss ---------------------
+    "sum-of-outputs": f"""
+input: {vals(4, 4, seed=40)}
+layers:
+  - {{type: conv, kernel: {vals(2, 2, seed=41)}, bias: 0.1}}
+  - {{type: sigmoid}}
+loss: {{type: sum}}
+""",
+    "mean-of-outputs-l2": f"""
+input: {vals(2, 5, seed=42)}
+layers:
+  - {{type: dense, weights: {vals(3, 5, seed=43)}, bias: [0.1, 0.2, 0.3]}}
+  - {{type: tanh}}
+loss: {{type: mean}}
+regularization: {{l2: 0.3}}
+""",
+    "l1-conv-dense": f"""
+input: {vals(4, 4, seed=44)}
+layers:
+  - {{type: conv, kernel: {vals(2, 2, seed=45)}}}
+  - {{type: flatten}}
+  - {{type: dense, weights: {vals(2, 9, seed=46)}}}
+loss: {{type: l1, target: [3, -3]}}
+""",
     "batchnorm-layernorm-dropout-smooth": f"""
 input: {vals(2, 2, 2, 2, seed=300)}
 layers:

@@ -524,6 +524,115 @@ layers:
 loss: {{type: half_sse, target: [[0.1, 0.2, 0.3]]}}
 learning_rate: 0.1
 """,
+    # --- training: losses without targets, l1, fills, regularization, optimizers, steps -------
+    "loss-sum-arange": """
+input: {fill: arange, shape: [1, 2, 4, 5], start: 0, step: 1}
+layers:
+  - {type: conv, name: c, kernel: {fill: arange, start: -1, step: 0.25}, out_channels: 3, size: [2, 3], bias: {fill: linspace, start: -1, stop: 1}}
+loss: {type: sum}
+""",
+    "loss-mean-batch": f"""
+input: {lit(2, 6, seed=140)}
+layers:
+  - {{type: dense, name: d, weights: {{fill: linspace, start: -0.5, stop: 0.7, shape: [3, 6]}}, bias: {{fill: full, value: 0.2}}}}
+  - {{type: tanh}}
+loss: {{type: mean}}
+""",
+    "loss-l1-with-a-zero-difference": """
+input: [[0.2, -0.5, 0.9], [0.7, 0.3, -0.8], [-0.6, 0.05, 0.35]]
+layers:
+  - {type: conv, name: c, kernel: [[1, 0], [0, 1]]}
+loss: {type: l1, target: [[0.5, 0.1], [0.75, 0.2]]}
+""",
+    "upstream-single-number": f"""
+input: {lit(4, 4, seed=141)}
+layers:
+  - {{type: conv, name: c, kernel: {{fill: ones, shape: [2, 2]}}}}
+  - {{type: sigmoid}}
+upstream: {{delta: 0.5}}
+""",
+    "train-sgd-momentum-2-steps-l2": f"""
+input: {lit(4, 4, seed=142)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 2, seed=143)}, bias: 0.1}}
+  - {{type: tanh}}
+  - {{type: flatten}}
+  - {{type: dense, name: d, weights: {lit(2, 9, seed=144)}, bias: [0.1, -0.2]}}
+loss: {{type: mse, target: [0.3, -0.4]}}
+regularization: {{l2: 0.05}}
+optimizer: {{type: sgd, lr: 0.2, momentum: 0.9, dampening: 0.1}}
+steps: 2
+""",
+    "train-sgd-nesterov-weight-decay-given-buffer": f"""
+input: {lit(3, 5, seed=145)}
+layers:
+  - {{type: dense, name: d, weights: {lit(2, 5, seed=146)}, bias: [0.1, -0.2]}}
+  - {{type: sigmoid}}
+loss: {{type: bce, target: [[1, 0], [0, 1], [1, 1]]}}
+optimizer: {{type: sgd, lr: 0.5, momentum: 0.8, nesterov: true, weight_decay: 0.01,
+            state: {{d.weights: {{momentum_buffer: {lit(2, 5, seed=147)}}}}}}}
+steps: 3
+""",
+    "train-adam-3-steps-given-state": f"""
+input: {lit(4, 4, seed=148)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 2, seed=149)}, bias: 0.1}}
+  - {{type: relu}}
+  - {{type: avgpool, size: 3}}
+loss: {{type: half_sse, target: 0.3}}
+optimizer: {{type: adam, lr: 0.01, betas: [0.8, 0.95], eps: 0.001,
+            state: {{c.kernel: {{exp_avg: {{fill: full, value: 0.1}}, exp_avg_sq: 0.02, step: 4}}}}}}
+steps: 3
+""",
+    "train-adam-weight-decay-rounded-forward-backward": f"""
+input: {lit(4, 4, seed=150)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 2, seed=151)}}}
+  - {{type: sigmoid}}
+loss: {{type: sse, target: {lit(3, 3, seed=152)}}}
+optimizer: {{type: adam, lr: 0.1, weight_decay: 0.3}}
+rounding: {{decimals: 4, apply: [forward, backward]}}
+steps: 2
+""",
+    "train-rmsprop-centered-momentum": f"""
+input: {lit(2, 4, seed=153)}
+layers:
+  - {{type: dense, name: d, weights: {lit(3, 4, seed=154)}}}
+  - {{type: softmax}}
+loss: {{type: cross_entropy, target: [2, 0]}}
+optimizer: {{type: rmsprop, lr: 0.05, alpha: 0.9, momentum: 0.5, centered: true, weight_decay: 0.1}}
+steps: 3
+""",
+    "train-rmsprop-plain-given-square-avg": f"""
+input: {lit(4, 4, seed=155)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(3, 3, seed=156)}, bias: -0.1}}
+loss: {{type: l1, target: {lit(2, 2, seed=157)}}}
+optimizer: {{type: rmsprop, lr: 0.01, state: {{c.bias: {{square_avg: 0.5, step: 9}}}}}}
+steps: 2
+""",
+    "train-adagrad-lr-decay-l2": f"""
+input: {lit(4, 4, seed=158)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 2, seed=159)}, bias: 0.1}}
+  - {{type: flatten}}
+  - {{type: dense, name: d, weights: {lit(1, 9, seed=160)}}}
+loss: {{type: mean}}
+regularization: {{l2: 0.2}}
+optimizer: {{type: adagrad, lr: 0.1, lr_decay: 0.5, initial_accumulator_value: 0.1, eps: 1e-6,
+            state: {{d.weights: {{sum: {{fill: linspace, start: 0, stop: 1}}, step: 1}}}}}}
+steps: 3
+""",
+    "train-learning-rate-3-steps-rounded": f"""
+input: {lit(4, 4, seed=161)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 2, seed=162)}, bias: 0.1}}
+  - {{type: maxpool, size: 3}}
+loss: {{type: half_sse, target: 0.5}}
+learning_rate: 0.3
+rounding: {{decimals: 3}}
+steps: 3
+""",
     # --- normalisation and dropout (inner values mean, var, xhat and their deltas; mask) ------
     "batchnorm-dense-train": f"""
 input: {lit(4, 3, seed=200)}
@@ -687,6 +796,11 @@ def test_cases_cover_every_layer_loss_and_convention():
     assert any(sc.upstream.layer != sc.layers[-1].name for sc in upstream)
     assert any(sc.learning_rate for sc in scenarios) and any(sc.given for sc in scenarios)
     assert {sc.rounding.mode for sc in scenarios if sc.rounding} == {"half_up", "half_even", "truncate"}
+    # training: every torch.optim type, given state, several steps, L2 in the loss
+    assert {sc.optimizer.type for sc in scenarios if sc.optimizer} == {"sgd", "adam", "rmsprop", "adagrad"}
+    assert any(sc.optimizer.state for sc in scenarios if sc.optimizer)
+    assert any(sc.steps > 1 and sc.learning_rate for sc in scenarios)
+    assert any(sc.regularization and sc.optimizer for sc in scenarios)
 
 
 def test_init_and_random_input_follow_the_brief():

@@ -330,7 +330,7 @@ class Smooth(Activation):
             s = math.prod(v for _, v in self.slope(z, y))
             b = self.slope_bound(z, y, e_in[k], e_out[k])
             bound.append(noise_bound((abs(d) + e_delta[k]) * (abs(s) + b), abs(d * s), 6))
-        return as_array(bound).reshape(x.shape)
+        return {"in": as_array(bound).reshape(x.shape)}
 
 
 class Exp(Smooth):

@@ -80,27 +80,32 @@ class Names:
     base: int = 0   # conventions.index_base, for indices written into notes
     xs: tuple = ()          # every value it reads, for layers that read several (add, concat)
     x_deltas: tuple = ()    # their errors, in the same order
+    prefix: str = ""        # "step2." in training step 2 of `steps: N` (N ≥ 2); every name carries it
 
     @property
     def out(self):
-        return f"{self.layer}.out"
+        return f"{self.prefix}{self.layer}.out"
 
     @property
     def delta(self):
-        return f"{self.layer}.delta"
+        return f"{self.prefix}{self.layer}.delta"
 
     def param(self, role):
-        return f"{self.layer}.{role}"
+        return f"{self.prefix}{self.layer}.{role}"
 
     def grad(self, role):
-        return f"{self.layer}.grad.{role}"
+        return f"{self.prefix}{self.layer}.grad.{role}"
 
     def new(self, role):
-        return f"{self.layer}.new.{role}"
+        return f"{self.prefix}{self.layer}.new.{role}"
+
+    def state(self, role, key):
+        """The optimizer's new state for a parameter: `c1.state.kernel.exp_avg` (PyTorch's key)."""
+        return f"{self.prefix}{self.layer}.state.{role}.{key}"
 
     def extra(self, name):
         """A value traced inside the layer: `bn.mean`, `bn.xhat.delta`, `r.h`."""
-        return f"{self.layer}.{name}"
+        return f"{self.prefix}{self.layer}.{name}"
 
 
 @dataclass
@@ -222,7 +227,7 @@ def _draw(ctx: BuildContext, shape, fan_in, fan_out):
 def _parameter(spec: Spec, key: str, shape, ctx: BuildContext, fans, what: str):
     """A parameter as written (length-1 axes may be left out), or drawn by `init`."""
     if key in spec:
-        values = spec.tensor(key, what=what)
+        values = spec.tensor(key, what=what, shape=shape)
         if not fits(values.shape, shape):
             raise shape_error(spec.doc, spec.path + (key,), what, values.shape, shape)
         return values.reshape(shape)
@@ -239,7 +244,7 @@ def _parameter(spec: Spec, key: str, shape, ctx: BuildContext, fans, what: str):
 def _bias(spec: Spec, count: int, what: str, each: str = ""):
     if "bias" not in spec:
         return np.zeros(count)
-    values = spec.tensor("bias", what=what)
+    values = spec.tensor("bias", what=what, shape=(count,))
     if values.ndim == 0:
         return np.full(count, float(values))
     if not fits(values.shape, (count,)):

@@ -53,7 +53,10 @@ class Conv(Layer):
         if "size" in spec:
             written_size = _pair(spec, "size", None, minimum=1, signal=H == 1, across=1)
         if "kernel" in spec:
-            written = spec.tensor("kernel", what="the kernel")
+            # a fill that leaves out its shape takes the one out_channels and size give
+            fill_shape = (spec.integer("out_channels", minimum=1), in_per_group) + written_size \
+                if "out_channels" in spec and written_size else None
+            written = spec.tensor("kernel", what="the kernel", shape=fill_shape)
             shape = cls._kernel_shape(spec, written.shape, in_per_group, H, name, ctx, groups)
             if "out_channels" in spec and spec.integer("out_channels", minimum=1) != shape[0]:
                 raise spec.error("out_channels", f"out_channels is {spec.get('out_channels')}, but the kernel "

@@ -94,7 +94,9 @@ class Dense(Layer):
         layer = cls(name, ctx.in_shape)
         N, F = ctx.in_shape
         if "weights" in spec:
-            written = spec.tensor("weights", what="the weights")
+            # a fill that leaves out its shape takes [out][in]
+            fill_shape = (spec.integer("out", minimum=1), F) if "out" in spec else None
+            written = spec.tensor("weights", what="the weights", shape=fill_shape)
             if written.ndim == 1:
                 shape = (1, written.shape[0])
             elif written.ndim == 2:
