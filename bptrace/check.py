@@ -657,6 +657,8 @@ def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | Non
             scenario = load(p, work_limit=work_limit)
             answers = scenario_answers(scenario)
             if not answers:
+                from .engine import run
+                run(scenario, terms=False)      # a scenario that cannot run says why, as `run` would
                 raise ScenarioError("nothing to check: the scenario has no `expected:` answers", file=p,
                                     hint="add `expected:` to the scenario, or give --expected FILE")
             return scenario, answers

@@ -156,11 +156,13 @@ class _Run:
         self.noise[name] = kept
         return values
 
-    def floor(self, layer, name):
-        """Set the noise bound of the input `layer` now reads, for the layers that decide on it."""
+    def floor(self, layer, n: Names):
+        """Set the noise bound of the input `layer` now reads, for the layers that decide on it
+        (a merge that decides gets a list, one bound per value read)."""
         if layer.decides:
-            noise = self.noise.get(name)
-            layer.floor = None if noise is None else np.where(np.isfinite(noise), noise, 0.0).tolist()
+            floors = [None if self.noise.get(x) is None else np.where(np.isfinite(self.noise[x]), self.noise[x], 0.0)
+                      .tolist() for x in (n.xs if layer.merge else (n.x,))]
+            layer.floor = floors if layer.merge else floors[0]
 
     def bounds(self, names: dict) -> dict:
         """role -> the noise bound of the traced value it names."""
@@ -192,7 +194,7 @@ class _Run:
                                                      noise=noise)
             rules = layer.rules(n)
             rec = self.recorder(n.out, layer.roles(n))
-            self.floor(layer, n.x)
+            self.floor(layer, n)
             x = self._read(layer, n)
             if layer.extras:
                 recs = {"out": rec, **{k: self.recorder(n.extra(k), layer.roles(n)) for k in layer.extras}}
@@ -213,9 +215,9 @@ class _Run:
         if sc.upstream:
             start = sc.upstream.layer
             self.emit(f"{p}{start}.delta", "backward", start,
-                      f"{p}{start}.delta = the given error at {start}'s output (upstream.delta)",
+                      sc.upstream.rule or f"{p}{start}.delta = the given error at {start}'s output (upstream.delta)",
                       sc.upstream.delta)
-            self.start_text = f"from {start}.delta, the given upstream error"
+            self.start_text = sc.upstream.start or f"from {start}.delta, the given upstream error"
         else:
             last = sc.output
             loss = sc.loss.function()
@@ -252,7 +254,7 @@ class _Run:
                 recs["in"] = [self.recorder(d, roles) for d in n.x_deltas]
             else:
                 recs["in"] = self.recorder(n.x_delta, roles)
-            self.floor(layer, n.x)
+            self.floor(layer, n)
             read = (self._read(layer, n), self.values[n.out], self.values[n.delta], params[layer.name])
             if layer.backward_extras or layer.extras:
                 recs.update({k: self.recorder(n.extra(k), roles) for k in layer.backward_extras})
@@ -308,6 +310,18 @@ class _Run:
         stage.bounds = bounds
         # backward reads the forward pass's inner values as they were kept
         stage.values = {k: self.values[n.extra(k)] for k in layer.extras if n.extra(k) in self.values}
+
+        def settle(name: str, values):
+            """The value's rounding and pins applied without tracing it: a layer that
+            computes an inner value one part at a time (a recurrent layer, one time step
+            after another) goes on with the numbers on paper before the whole is staged."""
+            full, values = n.extra(name), np.asarray(values, dtype=float)
+            if self._rounds(full, phase):
+                values = round_array(values, self.scenario.rounding.decimals, self.scenario.rounding.mode)
+            if full in self.pinned:
+                values = np.where(self.pinned[full].mask, self.pinned[full].values, values)
+            return values
+        stage.settle = settle
         return stage
 
     @staticmethod

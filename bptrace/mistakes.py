@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ScenarioError
-from .layers import Activation, AvgPool, Conv, ConvTranspose, Dense, Flatten, Identity, MaxPool, Softmax
+from .layers import Activation, AvgPool, Conv, ConvTranspose, Dense, Flatten, Identity, MaxPool, Recurrent, Softmax
 from .losses import LOSSES
 from .optim import Optimizer
 from .scenario import Loss, Scenario
@@ -49,6 +49,7 @@ IDS = (
     "maxpool-routed-everywhere", "maxpool-wrong-position", "flatten-order-swapped", "loss-gradient-sign",
     "loss-factor-two", "batch-averaged-not-summed", "batch-summed-not-averaged", "bias-gradient-not-summed",
     "update-sign", "adam-no-bias-correction", "momentum-sign", "conv-transpose-as-conv",
+    "recurrent-next-step-path-missing", "branch-missing-where-used-twice",
 )
 
 
@@ -355,6 +356,7 @@ def variants(scenario: Scenario) -> list[Variant]:
         if made is not None:
             found += made(sc, layer, sc.names(layer))
     found += _grouped(sc, found)
+    found += _branch_variants(sc)
     found += _batch_and_loss_variants(sc, active)
     if sc.learning_rate is not None:
         updated = frozenset(sc.names(layer).new(role) for layer in active for role in layer.param_roles)
@@ -576,11 +578,70 @@ def _flatten_variants(sc, layer, n) -> list:
     ]
 
 
+class NextStepPathMissing:
+    """recurrent-next-step-path-missing: h_t's delta (and c_t's) only what the output sends
+    back at t, without what step t+1 sends back through W_hh (and f): backprop cut at each step."""
+    mistaken_steps = ("in", "grads")
+    through_time = False
+
+
+def _recurrent_variants(sc, layer, n) -> list:
+    if layer.in_shape[1] < 2:
+        return []        # one time step: there is no later step to forget
+    carried = "through weight_hh" + (" and the forget gate" if layer.cell_state else "") + \
+        (" and z" if layer.type == "gru" else "")
+    variant = _one(sc, layer, n, "recurrent-next-step-path-missing",
+                   f"{n.layer}.h.delta at time step t is what the output sends back at t PLUS what step t+1 "
+                   f"sends back {carried}; your numbers leave out the path through the next time step.",
+                   NextStepPathMissing)
+    variant.changes = variant.changes | frozenset(n.extra(name) for name in layer.backward_extras)
+    return [variant]
+
+
+class BranchDropped:
+    """branch-missing-where-used-twice: one reader of a value read by several sends it nothing
+    back, so the value's delta has only the other readers' parts."""
+    mistaken_steps = ()
+    dropped = ()
+
+    def backward(self, *args, **kwargs):
+        result = super().backward(*args, **kwargs)
+        if self.merge:
+            result["in"] = [0 * part if k in self.dropped else part for k, part in enumerate(result["in"])]
+        else:
+            result["in"] = 0 * result["in"]
+        return result
+
+
+def _branch_variants(sc) -> list:
+    """For each value read by several nodes (or twice by one), each reader's part left out."""
+    found = []
+    plan = sc.plan
+    for value_name, readers in plan.readers.items():
+        value = plan.value(value_name)
+        uses = [(reader, k) for reader in readers for k, read in enumerate(reader.reads) if read == value]
+        if len(uses) < 2:
+            continue
+        for reader, k in uses:
+            layer = sc.layer(reader.name)
+            clone = _swapped(layer, BranchDropped, dropped=(k,))
+            others = sorted({r.name for r, j in uses if (r.name, j) != (reader.name, k)})
+            found.append(Variant(
+                "branch-missing-where-used-twice",
+                f"{value_name} is used {len(uses)} times, so {value.delta} is the SUM of what each use sends "
+                f"back; your {value.delta} leaves out the branch through {reader.name} (it has only what "
+                f"{', '.join(others)} send{'s' if len(others) == 1 else ''} back).",
+                _with_layers(sc, {layer.name: clone}), (layer.name,), frozenset({value.delta}),
+                f"BranchDropped:{reader.name}:{k}"))
+    return found
+
+
 # The mistakes each layer class can carry (looked up through the class's bases), in a layer
 # the backward pass runs through, and in one after `upstream.layer` that runs forward only.
 LAYER_VARIANTS = {Conv: _conv_variants, Dense: _dense_variants, MaxPool: _maxpool_variants,
                   AvgPool: _avgpool_variants, Activation: _activation_variants, Softmax: _softmax_variants,
-                  Flatten: _flatten_variants, ConvTranspose: _conv_transpose_variants}
+                  Flatten: _flatten_variants, ConvTranspose: _conv_transpose_variants,
+                  Recurrent: _recurrent_variants}
 FORWARD_ONLY_VARIANTS = {Conv: _conv_forward}
 
 

@@ -203,6 +203,13 @@ NOT_YET = {
     "Conv1d": "bptrace writes a 1-D signal as a map one row high: use Conv2d with a (1, k) kernel",
     "Dropout2d": "bptrace's dropout drops single values, not whole maps (in eval mode it is the identity: leave it out)",
     "LogSoftmax": "bptrace's cross_entropy takes the raw scores (logits): leave LogSoftmax out",
+    # recurrent modules return (output, state), which nn.Sequential cannot pass on
+    "RNN": "nn.RNN returns (output, h_n), which nn.Sequential cannot chain: write an `rnn` layer with its "
+           "weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0 as weight_ih, weight_hh, bias_ih, bias_hh",
+    "LSTM": "nn.LSTM returns (output, (h_n, c_n)), which nn.Sequential cannot chain: write an `lstm` layer with "
+            "its weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0 as weight_ih, weight_hh, bias_ih, bias_hh",
+    "GRU": "nn.GRU returns (output, h_n), which nn.Sequential cannot chain: write a `gru` layer with its "
+           "weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0 as weight_ih, weight_hh, bias_ih, bias_hh",
 }
 
 

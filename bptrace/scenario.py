@@ -24,13 +24,14 @@ from .tensors import canonical_index, display_index, fits, format_index, kept_ax
 
 TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "inputs", "layers", "output", "upstream",
             "loss", "given", "learning_rate", "rounding", "expected", "init", "tolerance",
-            "regularization", "optimizer", "steps")
+            "regularization", "optimizer", "steps", "nodes")
 LOSS_TYPES = tuple(LOSSES)
 ROUNDING_MODES = tuple(MODES)
 ROUNDING_GROUPS = ("forward", "backward", "all")
 FORMAT_VERSIONS = (1,)
 ACTIVATIONS = tuple(kind for kind, cls in LAYERS.items() if cls.elementwise or cls.keeps_shape)
 MERGES = tuple(kind for kind, cls in LAYERS.items() if cls.merge)
+RECURRENT = ("rnn", "lstm", "gru")      # they read sequences: a 2-D input is [T][features]
 
 # Forward + backward scalar operations above which a scenario is refused before it runs:
 # the loops run at roughly 3 million operations a second, so this is about ten seconds.
@@ -68,6 +69,8 @@ class Loss:
 class Upstream:
     layer: str
     delta: np.ndarray             # canonical shape of that layer's output
+    rule: str | None = None       # an expression graph's output starts from 1: its own words
+    start: str | None = None
 
 
 @dataclass
@@ -232,24 +235,33 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
     if "input" in top and "inputs" in top:
         raise top.error("inputs", "a scenario has `input:` (one input) or `inputs:` (several, named), not both",
                         "remove one of them")
+    graph = "nodes" in top
+    if graph:
+        from .graph import graph_inputs, graph_nodes, graph_start, graph_top
+
+        graph_top(top)
     for key in ("input", "layers"):
-        if key not in top and not (key == "input" and "inputs" in top):
+        if key not in top and not (key == "input" and "inputs" in top) and not graph:
             raise top.error(None, f"the scenario has no `{key}:`", "see `bptrace new` for a complete example")
     conventions = _conventions(top)
-    layer_specs = top.get("layers")
-    if not isinstance(layer_specs, list) or not layer_specs:
+    layer_specs = None if graph else top.get("layers")
+    if not graph and (not isinstance(layer_specs, list) or not layer_specs):
         raise top.error("layers", "expected a list of layers (each `- {type: ...}`), found "
                         + ("an empty list" if layer_specs == [] else kind_of(layer_specs)))
-    inputs, origins = _inputs(top, layer_specs)
+    inputs, origins = graph_inputs(top) if graph else _inputs(top, layer_specs)
     scenario = Scenario(
         name=plain_text(top.text("name", "")) or plain_text(doc.file or "") or "scenario",
         description=plain_text(top.text("description", "") or ""),
         conventions=conventions, layers=[], document=doc, inputs=inputs, input_origins=origins)
-    scenario.layers, scenario.plan = _layers(top, inputs, conventions, work_limit)
+    scenario.layers, scenario.plan = graph_nodes(top, inputs, work_limit) if graph else \
+        _layers(top, inputs, conventions, work_limit)
     scenario.warnings = _warnings(scenario.layers)
     _output(top, scenario)
     scenario.learning_rate = top.number("learning_rate", positive=True)
-    _start(top, scenario)
+    if graph and "loss" not in top and "upstream" not in top:
+        graph_start(scenario)
+    else:
+        _start(top, scenario)
     _training(top, scenario, work_limit)
     scenario.shapes = _shapes(scenario)
     scenario.rounding = _rounding(top, scenario)
@@ -425,7 +437,14 @@ def _input(top: Spec, path: tuple, layer_specs, name: str, input_names) -> tuple
     if x.ndim == 0 or x.ndim > 4:
         raise top.doc.error(path, f"{what} must be [W], [H][W], [C][H][W] or [N][C][H][W]; "
                                   f"found {'a single number' if x.ndim == 0 else f'{x.ndim} nested levels'}")
-    if _first_kind(layer_specs, name, input_names) in ("dense", None) and x.ndim <= 2:
+    first = _first_kind(layer_specs, name, input_names)
+    if first in RECURRENT:
+        # a sequence: [T] (one feature), [T][features] (one sample) or [N][T][features]
+        if x.ndim > 3:
+            raise top.doc.error(path, f"{what} of a {first} layer must be [T][features] or [N][T][features]; "
+                                      f"found {x.ndim} nested levels")
+        return x.reshape((1,) * (3 - x.ndim) + x.shape) if x.ndim > 1 else x.reshape(1, -1, 1), origin
+    if first in ("dense", None) and x.ndim <= 2:
         return (x.reshape(1, -1) if x.ndim == 1 else x), origin       # features: [F] or [N][F]
     return (x.reshape((1,) * (4 - x.ndim) + x.shape) if x.ndim > 1 else x.reshape(1, 1, 1, -1)), origin
 
@@ -482,7 +501,7 @@ def _layers(top: Spec, inputs: dict, conventions, work_limit=None) -> tuple:
         except ScenarioError as error:
             raise _with_chain(error, name, kind, reads, defined, spec, _warnings(layers)) from None
         layer.origins = {role: fill_origin(spec.get(role)) if role in spec else "zeros (not written)"
-                         if role == "bias" else layer.unwritten.get(role, drawn) for role in layer.params}
+                         if role.startswith("bias") else layer.unwritten.get(role, drawn) for role in layer.params}
         # (an empty output cannot happen: sizes are at least 1 and a window fits its input)
         size = math.prod(layer.out_shape)
         if size > MAX_TENSOR_ELEMENTS:
@@ -909,6 +928,8 @@ def non_finite_error(scenario: Scenario, name: str, values: np.ndarray) -> Scena
         path = ("optimizer",) if scenario.optimizer is not None else ("learning_rate",)
     elif unprefixed.startswith("loss"):
         path = ("loss",)
+    elif layer in names and scenario.document and "nodes" in (scenario.document.data or {}):
+        path = ("nodes", layer)           # an expression graph's node
     elif layer in names:
         path = ("layers", names.index(layer))
     else:

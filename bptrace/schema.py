@@ -72,6 +72,16 @@ LAYER_KEY_TYPES = {
     "mask": _described(_TENSOR, "dropout's mask, 0 (dropped) or 1 (kept), the input's shape"),
     "seed": _described(_whole(0), "draws dropout's mask with numpy default_rng(seed)"),
     "alpha": _described({"type": "number"}, "elu's α (default 1)"),
+    # recurrent layers (rnn, lstm, gru), PyTorch's names and layouts
+    "hidden": _described(_whole(1), "size of the hidden state"),
+    "weight_ih": _described(_TENSOR, "[gates·hidden][features], gate blocks in PyTorch's order (drawn by init if absent)"),
+    "weight_hh": _described(_TENSOR, "[gates·hidden][hidden] (drawn by init if absent)"),
+    "bias_ih": _described(_TENSOR, "[gates·hidden], or one number for all; 0 if absent"),
+    "bias_hh": _described(_TENSOR, "[gates·hidden], or one number for all; 0 if absent"),
+    "h0": _described(_TENSOR, "initial hidden state, [hidden] or [N][hidden]; zeros if absent"),
+    "c0": _described(_TENSOR, "LSTM initial cell state, [hidden] or [N][hidden]; zeros if absent"),
+    "return": _described({"enum": ["sequence", "last"]}, "every time step's h ([N][T][hidden]) or the last one"),
+    "nonlinearity": _described({"enum": ["tanh", "relu"]}, "rnn's activation (default tanh)"),
 }
 
 _INPUT = {
@@ -122,6 +132,10 @@ def _top_key_types() -> dict:
         "expected": _described(_VALUES_BY_NAME, "answers for `bptrace check`: whole steps or name[i,j]"),
         "init": {"type": "object", "additionalProperties": False,
                  "properties": {"scheme": {"enum": ["glorot_uniform"]}, "seed": _whole(0)}},
+        "nodes": {"description": "an expression graph: node name -> formula over the inputs and earlier nodes "
+                                 "(+ - * / ** unary minus; exp log sqrt abs sigmoid tanh relu max min)",
+                  "type": "object", "minProperties": 1, "propertyNames": _NAME,
+                  "additionalProperties": {"type": ["string", "number"]}},
         "tolerance": {"description": "for check: as_written, an absolute number, or {abs, rel}",
                       "oneOf": [{"enum": ["as_written", "as written", None]}, {"type": "number", "minimum": 0},
                                 {"type": "object", "minProperties": 1, "additionalProperties": False,
@@ -206,11 +220,18 @@ def schema() -> dict:
         "title": "bptrace scenario",
         "description": "A network, its numbers and where the backward pass starts (see `bptrace new`).",
         "type": "object",
-        "required": ["layers"],
         "properties": {key: top_types[key] for key in TOP_KEYS},
         "additionalProperties": False,
-        "allOf": [{"oneOf": [{"required": ["input"]}, {"required": ["inputs"]}]},
-                  {"oneOf": [{"required": ["loss"]}, {"required": ["upstream"]}]}],
+        # a network (`layers:`, one start) or an expression graph (`inputs:` and `nodes:`,
+        # which starts from 1 at its output unless a loss or upstream error is given)
+        "oneOf": [{"required": ["layers"],
+                   "allOf": [{"oneOf": [{"required": ["input"]}, {"required": ["inputs"]}]},
+                             {"oneOf": [{"required": ["loss"]}, {"required": ["upstream"]}]}]},
+                  {"required": ["nodes", "inputs"],
+                   "not": {"anyOf": [{"required": ["layers"]}, {"required": ["input"]}, {"required": ["init"]},
+                                     {"required": ["learning_rate"]}, {"required": ["optimizer"]},
+                                     {"required": ["regularization"]}, {"required": ["steps"]},
+                                     {"required": ["loss", "upstream"]}]}}],
         "definitions": {"tensor": tensor, "tensor_list": tensor_list, "layer": layer},
     }
 

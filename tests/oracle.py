@@ -26,6 +26,7 @@ RTOL = 1e-9
 
 # layer types that read several values
 MERGES = ("add", "multiply", "concat")
+RECURRENT = ("rnn", "lstm", "gru")
 
 
 def _torch():
@@ -185,7 +186,100 @@ def layer_forward(layer, x, params: dict, conventions, inner: dict | None = None
         return x.reshape(n, -1)
     if kind == "dense":
         return F.linear(x, params["weights"], params.get("bias"))
+    if kind in ("rnn", "lstm", "gru"):
+        return recurrent_module(layer, x, params)
     raise AssertionError(f"the oracle does not know layer type {kind!r}")
+
+
+def recurrent_module(layer, x, params):
+    """torch.nn.RNN / LSTM / GRU (one layer, batch_first, float64) loaded with the layer's
+    parameters and initial state: the output sequence, or its last step."""
+    torch, _ = _torch()
+    N, T, F_ = layer.in_shape
+    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[layer.type]
+    extra = {"nonlinearity": layer.nonlinearity} if layer.type == "rnn" else {}
+    module = cls(F_, layer.hidden, batch_first=True, dtype=torch.float64, **extra)
+    with torch.no_grad():
+        for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(module, f"{role}_l0").copy_(params[role])
+    h0 = tensor(layer.h0).reshape(1, N, layer.hidden)
+    state = (h0, tensor(layer.c0).reshape(1, N, layer.hidden)) if layer.type == "lstm" else h0
+    out, _ = torch.func.functional_call(module, {f"{r}_l0": params[r] for r in
+                                                 ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}, (x, state))
+    return out if layer.returns == "sequence" else out[:, -1, :]
+
+
+def recurrent_graph(layer, x, params, trace=None, prefix=""):
+    """The same layer as explicit torch operations per time step, each inner value kept
+    (retain_grad) so that autograd gives its delta: (output, {extra name: [tensor per t]}).
+    With `trace`, each inner value goes on as the trace has it (rounded, pinned: its value
+    swapped in, its gradient still through the graph), and `computed` collects what torch
+    computed for each before that."""
+    torch, F = _torch()
+    N, T, _ = layer.in_shape
+    H = layer.hidden
+    h = tensor(layer.h0)
+    c = tensor(layer.c0) if layer.type == "lstm" else None
+    steps = {name: [] for name in layer.extras}
+    computed = {name: [] for name in layer.extras}
+
+    slopes = {torch.sigmoid: lambda y: y * (1 - y), torch.tanh: lambda y: 1 - y * y,
+              torch.relu: lambda y: (y > 0).to(y.dtype)}
+
+    def keep(name, value, act=None, pre=None):
+        """value = act(pre); on paper (with `trace`) its slope is taken at the paper value too,
+        as the layers write σ′ = out·(1 − out) with the output they carry."""
+        computed[name].append(value.detach())
+        if trace is not None:
+            on_paper = tensor(trace.value(f"{prefix}{layer.name}.{name}"))[:, len(steps[name]), :]
+            if act is not None:
+                value = on_paper + (pre - pre.detach()) * slopes[act](on_paper)
+            else:
+                value = value + (on_paper - value).detach()
+        if value.requires_grad:
+            value.retain_grad()
+        steps[name].append(value)
+        return value
+
+    for t in range(T):
+        gi = F.linear(x[:, t, :], params["weight_ih"], params["bias_ih"])
+        gh = F.linear(h, params["weight_hh"], params["bias_hh"])
+        def gate(name, act, pre):
+            return keep(name, act(pre), act, pre)
+
+        if layer.type == "rnn":
+            h = gate("h", torch.tanh if layer.nonlinearity == "tanh" else torch.relu, gi + gh)
+        elif layer.type == "lstm":
+            i, f, g, o = (gi + gh).split(H, dim=1)
+            i, f = gate("gate.i", torch.sigmoid, i), gate("gate.f", torch.sigmoid, f)
+            g, o = gate("gate.g", torch.tanh, g), gate("gate.o", torch.sigmoid, o)
+            c = keep("c", f * c + i * g)
+            h = keep("h", o * torch.tanh(c))
+        else:
+            (ir, iz, in_), (hr, hz, hn) = gi.split(H, dim=1), gh.split(H, dim=1)
+            r, z = gate("gate.r", torch.sigmoid, ir + hr), gate("gate.z", torch.sigmoid, iz + hz)
+            n = gate("gate.n", torch.tanh, in_ + r * hn)
+            h = keep("h", (1 - z) * n + z * h)
+    out = torch.stack(steps["h"], dim=1)
+    if trace is not None:
+        steps["computed"] = computed
+    return (out if layer.returns == "sequence" else out[:, -1, :]), steps
+
+
+def recurrent_results(layer, steps) -> dict:
+    """Each inner value [N][T][H] and, where autograd reached it, its delta."""
+    torch, _ = _torch()
+    result = {}
+    computed = steps.get("computed", {})
+    for name, values in steps.items():
+        if name == "computed":
+            continue
+        result[f"{layer.name}.{name}"] = _numpy(torch.stack(computed.get(name, values), dim=1))
+        delta = f"{name}.delta"
+        if delta in layer.backward_extras:
+            grads = [v.grad if v.grad is not None else torch.zeros_like(v) for v in values]
+            result[f"{layer.name}.{delta}"] = _numpy(torch.stack(grads, dim=1))
+    return result
 
 
 def loss_value(loss, out):
@@ -254,6 +348,120 @@ def _numpy(t, shape=None):
     return values.reshape(shape) if shape is not None else values
 
 
+# --- expression graphs (`inputs:` and `nodes:`) ----------------------------------------------
+
+FUNCTIONS = ("exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "max", "min")
+
+
+def formula_torch(text: str, env: dict):
+    """A formula evaluated in torch by Python's own parser (the `ast` module, walked here,
+    never evaluated): an evaluator independent of bptrace.formula."""
+    import ast
+    torch, _ = _torch()
+    functions = {"exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "abs": torch.abs,
+                 "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
+                 "max": torch.maximum, "min": torch.minimum}
+
+    def walk(node):
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return torch.tensor(float(node.value), dtype=torch.float64)
+        if isinstance(node, ast.Name):
+            return env[node.id]
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            return -walk(node.operand) if isinstance(node.op, ast.USub) else walk(node.operand)
+        if isinstance(node, ast.BinOp):
+            a, b = walk(node.left), walk(node.right)
+            ops = {ast.Add: torch.add, ast.Sub: torch.sub, ast.Mult: torch.mul, ast.Div: torch.div,
+                   ast.Pow: torch.pow}
+            return ops[type(node.op)](a, b)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in functions:
+            return functions[node.func.id](*[walk(arg) for arg in node.args])
+        raise AssertionError(f"the oracle does not read {ast.dump(node)}")
+
+    return walk(ast.parse(str(text), mode="eval"))
+
+
+def formula_names(text: str) -> list:
+    """The names a formula reads, in the order they first appear (Python's parser)."""
+    import ast
+    found = []
+    # ast.walk is breadth-first; the order names first appear in the text is by column
+    names = sorted((n.col_offset, n.id) for n in ast.walk(ast.parse(str(text), mode="eval"))
+                   if isinstance(n, ast.Name) and n.id not in FUNCTIONS)
+    for _, name in names:
+        if name not in found:
+            found.append(name)
+    return found
+
+
+def graph_values(scenario, trace=None) -> dict:
+    """Every value of an expression graph: inputs, each node's local gradients (∂node/∂read
+    by autograd on that node alone), its value, and every delta.  Without `trace`, one
+    autograd pass over the whole graph; with it, each node from the trace's values of what
+    it read, and each delta as Σ over readers of (reader's traced delta × local gradient)."""
+    torch, _ = _torch()
+    data = scenario.document.data
+    nodes = {str(k): str(v) for k, v in data["nodes"].items()}
+    output = data.get("output", list(nodes)[-1])
+    env = {name: tensor(x).requires_grad_() for name, x in scenario.inputs.items()}
+    result = {name: np.asarray(x, dtype=float) for name, x in scenario.inputs.items()}
+    local = {}
+    for name, text in nodes.items():
+        reads = formula_names(text)
+        if trace is not None:
+            args = {r: tensor(trace.value(r if r in scenario.inputs else f"{r}.out")).requires_grad_() for r in reads}
+        else:
+            args = {r: env[r] for r in reads}
+        value = formula_torch(text, args) + 0 * args[reads[0]]     # a constant formula still has the shape
+        # ∂node/∂read with the other reads held: the node alone, on leaves of its own
+        alone = {r: args[r].detach().clone().requires_grad_() for r in reads}
+        grads = torch.autograd.grad((formula_torch(text, alone) + 0 * alone[reads[0]]).sum(),
+                                    [alone[r] for r in reads], allow_unused=True)
+        args = alone if trace is not None else args
+        for r, g in zip(reads, grads):
+            local[(name, r)] = g if g is not None else torch.zeros_like(alone[r])
+            result[f"{name}.local.{r}"] = _numpy(local[(name, r)])
+        if trace is None:
+            value.retain_grad()
+        env[name] = value
+        result[f"{name}.out"] = _numpy(value)
+    out = env[output]
+    if scenario.loss is not None:
+        loss = loss_value(scenario.loss, out if trace is None else tensor(trace.value(f"{output}.out")).requires_grad_())
+        result["loss"] = _numpy(loss)
+    # which values the backward pass reaches: the output and what it depends on
+    reached = {output}
+    for name in reversed(list(nodes)):
+        if name in reached:
+            reached.update(formula_names(nodes[name]))
+    if trace is None:
+        for value in env.values():
+            value.grad = None       # a retained grad also gathers the local gradients' autograd.grad calls
+        if scenario.loss is not None:
+            loss.backward()
+        else:
+            delta = scenario.upstream.delta if scenario.upstream is not None else np.ones(out.shape)
+            out.backward(tensor(delta))
+        for name in reached:
+            grad = env[name].grad
+            result[f"{name}.delta"] = _numpy(grad) if grad is not None else np.zeros(env[name].shape)
+        return result
+    if scenario.loss is not None:
+        o = tensor(trace.value(f"{output}.out")).requires_grad_()
+        result[f"{output}.delta"] = _numpy(torch.autograd.grad(loss_value(scenario.loss, o), o)[0])
+    else:
+        result[f"{output}.delta"] = np.asarray(scenario.upstream.delta, dtype=float)
+    for name in reversed(list(nodes)):
+        if name not in reached:
+            continue
+        for r in formula_names(nodes[name]):
+            share = trace.value(f"{name}.delta") * _numpy(local[(name, r)])
+            result[f"{r}.delta"] = result.get(f"{r}.delta", 0) + share
+    return result
+
+
 # --- the whole network, one autograd pass ----------------------------------------------------
 
 def global_values(scenario) -> dict:
@@ -262,6 +470,8 @@ def global_values(scenario) -> dict:
     torch.optim doing the updates."""
     if scenario.given or scenario.rounding:
         raise ValueError("given/rounding change what later steps read; use local_values")
+    if "nodes" in scenario.document.data:
+        return graph_values(scenario)
     torch, _ = _torch()
     data = scenario.document.data
     steps = data.get("steps", 1)
@@ -277,6 +487,7 @@ def global_values(scenario) -> dict:
     result = {}
     for k in range(1, steps + 1):
         p = f"step{k}." if steps > 1 else ""
+        recurrent = {}
         values = {name: tensor(x).requires_grad_() for name, x in scenario.inputs.items()}
         result.update({p + name: _numpy(t) for name, t in values.items()})
         result.update({p + name: _numpy(t) for name, t in leaves.items()})
@@ -284,7 +495,13 @@ def global_values(scenario) -> dict:
             params = {role: leaves[f"{layer.name}.{role}"] for role in layer.params}
             xs = [values[name] for name in reads[layer.name]]
             inner = {}
-            h = layer_forward(layer, xs if layer.type in MERGES else xs[0], params, scenario.conventions, inner)
+            if layer.type in RECURRENT:
+                # the explicit graph, so that every inner value has its delta; nn.RNN/LSTM/GRU agrees
+                h, recurrent[layer.name] = recurrent_graph(layer, xs[0], params)
+                assert torch.allclose(h, layer_forward(layer, xs[0], params, scenario.conventions),
+                                      rtol=1e-12, atol=1e-12)
+            else:
+                h = layer_forward(layer, xs if layer.type in MERGES else xs[0], params, scenario.conventions, inner)
             h.retain_grad()
             values[f"{layer.name}.out"] = h
             result[f"{p}{layer.name}.out"] = _numpy(h)
@@ -305,10 +522,14 @@ def global_values(scenario) -> dict:
                 loss = loss + penalty
             result[p + "loss"] = _numpy(loss)
             loss.backward()
+        for layer in scenario.layers:
+            if layer.name in recurrent:
+                found = recurrent_results(layer, recurrent[layer.name])
+                result.update({p + k: v for k, v in found.items() if layer in active or not k.endswith(".delta")})
         for layer in active:
             out = values[f"{layer.name}.out"]
             result[f"{p}{layer.name}.delta"] = _numpy(out.grad) if out.grad is not None else np.zeros(out.shape)
-            for name in layer.backward_extras:
+            for name in layer.backward_extras if layer.type not in RECURRENT else ():
                 inner = values[f"{layer.name}.{name.removesuffix('.delta')}"]
                 result[f"{p}{layer.name}.{name}"] = _numpy(inner.grad) if inner.grad is not None \
                     else np.zeros(inner.shape)
@@ -402,6 +623,8 @@ def local_values(scenario, trace) -> dict:
     in every training step (names prefixed `step{k}.` when the file trains several).
 
     Compare with a step's `computed` values (before rounding and pinning)."""
+    if "nodes" in scenario.document.data:
+        return graph_values(scenario, trace)
     steps = scenario.document.data.get("steps", 1)
     result = {}
     for k in range(1, steps + 1):
@@ -427,6 +650,11 @@ def _local_step(scenario, trace, result, p, earlier):
                 if earlier is None or layer.name not in trained else trace.value(f"{earlier}{layer.name}.new.{role}")
         params = {role: read(f"{layer.name}.{role}") for role in layer.params}
         xs = [read(name) for name in reads[layer.name]]
+        if layer.type in RECURRENT:
+            out, steps = recurrent_graph(layer, xs[0], params, trace, p)
+            result[f"{p}{layer.name}.out"] = _numpy(out)
+            result.update({p + k: v for k, v in recurrent_results(layer, steps).items() if not k.endswith(".delta")})
+            continue
         if layer.extras:
             result.update({p + k: v for k, v in _inner_forward(layer, xs[0], params, read).items()})
             continue
@@ -454,7 +682,7 @@ def _local_step(scenario, trace, result, p, earlier):
     for layer in reversed(active):
         params = {role: read(f"{layer.name}.{role}") for role in layer.params}
         xs = [read(name) for name in reads[layer.name]]
-        if layer.extras:
+        if layer.extras and layer.type not in RECURRENT:
             inner = _inner_backward(layer, xs[0], read(f"{layer.name}.delta"), params, read)
             result.update({f"{p}{layer.name}.{k}": v for k, v in inner.items()
                            if k not in ("in",) + layer.param_roles})
@@ -465,6 +693,15 @@ def _local_step(scenario, trace, result, p, earlier):
             continue
         grads = layer_backward(layer, xs if layer.type in MERGES else xs[0], read(f"{layer.name}.out"),
                                read(f"{layer.name}.delta"), params, scenario.conventions)
+        if layer.type in RECURRENT:
+            # the inner deltas, from the explicit graph run on the same values and delta
+            # and the gradients with them: every slope at the values on paper
+            x = xs[0].detach().clone().requires_grad_()
+            leaves = {role: q.detach().clone().requires_grad_() for role, q in params.items()}
+            out, steps = recurrent_graph(layer, x, leaves, trace, p)
+            out.backward(read(f"{layer.name}.delta"))
+            result.update({p + k: v for k, v in recurrent_results(layer, steps).items() if k.endswith(".delta")})
+            grads = {"in": x.grad, **{role: leaf.grad for role, leaf in leaves.items()}}
         for role in layer.params:
             grad = grads[role]
             if "regularization" in data and role in ("kernel", "weights"):

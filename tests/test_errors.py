@@ -460,3 +460,4 @@ def test_an_indexed_key_inside_braces_gets_a_hint_to_quote_it():
     with pytest.raises(ScenarioError) as caught:
         parse_text("expected: {p1.delta: 1, c1.grad.kernel[0,1]: 0.094061}\n", "s.yaml")
     assert "quotes" in str(caught.value) and "'c1.grad.kernel[0,1]'" in str(caught.value)
+

@@ -446,7 +446,8 @@ def _base(path):
     tree = parse_text(path.read_text(encoding="utf-8"), str(path)).data
     for at, value in SHRUNK.get(path.stem, {}).items():
         _set(tree, at, value)
-    scenario = scenario_module.from_document(parse_text(yaml.safe_dump(tree)), work_limit=None)
+    # keys in the order written: an expression graph's `nodes:` are read in order
+    scenario = scenario_module.from_document(parse_text(yaml.safe_dump(tree, sort_keys=False)), work_limit=None)
     trace = run(scenario)
     info = {"names": trace.names(), "shapes": {s.name: s.shape for s in trace.steps},
             "values": {s.name: s.values for s in trace.steps}, "base": scenario.conventions.index_base,

@@ -46,9 +46,12 @@ def planted_report(mistake, options):
 
 
 def test_every_catalog_id_has_a_planted_sheet():
-    # the optimizer's mistakes are planted in tests/test_training.py
+    # the optimizer's mistakes are planted in tests/test_training.py, the recurrent and
+    # expression-graph ones in tests/test_circuits.py
     assert {case[0] for case in PLANTED} | {"batch-summed-not-averaged", "adam-no-bias-correction",
-                                            "momentum-sign", "conv-transpose-as-conv"} == set(IDS)
+                                            "momentum-sign", "conv-transpose-as-conv",
+                                            "recurrent-next-step-path-missing",
+                                            "branch-missing-where-used-twice"} == set(IDS)
 
 
 @pytest.mark.parametrize("mistake, first", [("conv-transpose-as-conv", "input.delta"),

@@ -139,6 +139,23 @@ layers:
   - {{type: dense, name: unused, from: b, weights: {vals(1, 3, seed=40)}}}
 output: o
 loss: {{type: mse, target: {vals(2, 2, seed=41)}}}
+""",    # recurrent layers: every inner value (h, c, gates) nudged at every time step
+    "rnn-tanh-then-lstm-last-dense": f"""
+input: {vals(2, 3, 2, seed=42)}
+layers:
+  - {{type: rnn, name: r, hidden: 2, weight_ih: {vals(2, 2, seed=43)}, weight_hh: {vals(2, 2, seed=44)},
+     bias_hh: {vals(2, seed=45)}, h0: {vals(2, 2, seed=46)}}}
+  - {{type: lstm, name: l, hidden: 2, return: last, weight_ih: {vals(8, 2, seed=47)}, weight_hh: {vals(8, 2, seed=48)},
+     bias_ih: {vals(8, seed=49)}, c0: {vals(2, seed=50)}}}
+  - {{type: dense, name: d, weights: {vals(2, 2, seed=51)}}}
+loss: {{type: half_sse, target: {vals(2, 2, seed=52)}}}
+""",
+    "gru-sequence": f"""
+input: {vals(3, 2, seed=53)}
+layers:
+  - {{type: gru, name: g, hidden: 2, weight_ih: {vals(6, 2, seed=54)}, weight_hh: {vals(6, 2, seed=55)},
+     bias_ih: {vals(6, seed=56)}, bias_hh: {vals(6, seed=57)}, h0: {vals(2, seed=58)}}}
+loss: {{type: mse, target: {vals(3, 2, seed=59)}}}
 """,
     # --- the losses without targets, l1, and the L2 penalty in the loss ---------------------
     "sum-of-outputs": f"""
@@ -261,12 +278,17 @@ def finite_differences(scenario) -> dict:
             mask = np.ones(values.shape, dtype=bool)
             return loss_of(scenario, {out_name: Patch(out_name, values, mask)})
         result[f"{layer.name}.delta"] = central(with_out, trace.value(out_name))
-        # a layer's inner values (batch norm's mean, var, xhat) nudged the same way: V.delta
-        # is ∂loss/∂V with everything after V recomputed from it
-        for inner in layer.backward_extras:
-            inner_name = f"{layer.name}.{inner.removesuffix('.delta')}"
-            result[f"{layer.name}.{inner}"] = central(lambda values, n=inner_name: with_out(values, n),
-                                                      trace.value(inner_name))
+        # a layer's inner values (batch norm's mean, var, xhat; a recurrent layer's h, c and
+        # gates) nudged the same way, one element pinned at a time: V.delta is ∂loss/∂V with
+        # everything after V (every later time step) recomputed from it
+        for extra in layer.extras:
+            name = f"{layer.name}.{extra}"
+            if f"{name}.delta" in trace:
+                base = trace.value(name)
+
+                def with_extra(values, name=name, base=base):
+                    return loss_of(scenario, {name: Patch(name, values, values != base)})
+                result[f"{name}.delta"] = central(with_extra, base)
     return result
 
 

@@ -485,6 +485,49 @@ layers:
   - {{type: sigmoid, name: s}}
   - {{type: flatten}}
 upstream: {{layer: s, delta: {lit(1, 3, 3, 3, seed=137)}}}
+""",    # recurrent layers (rnn, lstm, gru) through time, against nn.RNN / LSTM / GRU
+    "rnn-tanh-sequence": f"""
+input: {lit(2, 3, 2, seed=301)}
+layers:
+  - {{type: rnn, hidden: 3, weight_ih: {lit(3, 2, seed=302)}, weight_hh: {lit(3, 3, seed=303)},
+     bias_ih: {lit(3, seed=304)}, bias_hh: {lit(3, seed=305)}, h0: {lit(2, 3, seed=306)}}}
+loss: {{type: half_sse, target: {lit(2, 3, 3, seed=307)}}}
+""",
+    "rnn-relu-last-then-dense": f"""
+input: {lit(4, 2, seed=311)}
+layers:
+  - {{type: rnn, name: r, hidden: 2, nonlinearity: relu, return: last, weight_ih: {lit(2, 2, seed=312)},
+     weight_hh: {lit(2, 2, seed=313)}, bias_ih: [0.3, 0.2]}}
+  - {{type: dense, name: d, weights: {lit(2, 2, seed=314)}, bias: [0.1, -0.1]}}
+loss: {{type: mse, target: [[0.5, -0.5]]}}
+""",
+    "lstm-batch-c0": f"""
+input: {lit(2, 3, 2, seed=321)}
+layers:
+  - {{type: lstm, hidden: 2, weight_ih: {lit(8, 2, seed=322)}, weight_hh: {lit(8, 2, seed=323)},
+     bias_ih: {lit(8, seed=324)}, bias_hh: {lit(8, seed=325)}, h0: {lit(2, 2, seed=326)}, c0: {lit(2, 2, seed=327)}}}
+loss: {{type: half_sse, target: {lit(2, 3, 2, seed=328)}}}
+""",
+    "lstm-last-upstream": f"""
+input: {lit(3, 3, seed=331)}
+layers:
+  - {{type: lstm, hidden: 2, return: last, weight_ih: {lit(8, 3, seed=332)}, weight_hh: {lit(8, 2, seed=333)}}}
+upstream: {{delta: [[1.0, -2.0]]}}
+""",
+    "gru-batch": f"""
+input: {lit(2, 3, 2, seed=341)}
+layers:
+  - {{type: gru, hidden: 2, weight_ih: {lit(6, 2, seed=342)}, weight_hh: {lit(6, 2, seed=343)},
+     bias_ih: {lit(6, seed=344)}, bias_hh: {lit(6, seed=345)}, h0: {lit(2, 2, seed=346)}}}
+loss: {{type: half_sse, target: {lit(2, 3, 2, seed=347)}}}
+""",
+    "gru-last-sgd": f"""
+input: {lit(4, 1, seed=351)}
+layers:
+  - {{type: gru, hidden: 3, return: last, weight_ih: {lit(9, 1, seed=352)}, weight_hh: {lit(9, 3, seed=353)},
+     bias_hh: {lit(9, seed=354)}}}
+loss: {{type: half_sse, target: [[0.1, 0.2, 0.3]]}}
+learning_rate: 0.1
 """,
     # --- training: losses without targets, l1, fills, regularization, optimizers, steps -------
     "loss-sum-arange": """
@@ -903,3 +946,4 @@ def test_init_and_random_input_follow_the_brief():
         role = "weights" if name == "F" else "kernel"
         assert np.array_equal(params[role], drawn), name
         assert np.array_equal(params["bias"], np.zeros(shape[0])), name
+

@@ -21,7 +21,10 @@ from bptrace.scenario import load, parse_element
 from bptrace.tensors import canonical_index, squeezed_shape
 from conftest import ROOT, SCENARIOS
 
-PARAMS = ("kernel", "weights", "bias")
+PARAMS = ("kernel", "weights", "bias", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+# inner values a layer traces: a recurrent layer's h, c and gates (and their deltas), an
+# expression node's local gradients
+INNER = r"(h|c|gate\.[a-z])(\.delta)?|local\.[A-Za-z_][A-Za-z0-9_]*"
 
 
 def ids(paths):
@@ -38,8 +41,8 @@ def brief_name(name: str, layers: set) -> bool:
     if layer not in layers:
         return False
     states = "momentum_buffer|exp_avg|exp_avg_sq|square_avg|grad_avg|sum"
-    return rest in ("out", "delta") + PARAMS or bool(re.fullmatch(rf"(grad|new)\.({'|'.join(PARAMS)})", rest)) \
-        or bool(re.fullmatch(rf"state\.({'|'.join(PARAMS)})\.({states})", rest))
+    return rest in ("", "out", "delta") + PARAMS or bool(re.fullmatch(rf"(grad|new)\.({'|'.join(PARAMS)})", rest)) \
+        or bool(re.fullmatch(rf"state\.({'|'.join(PARAMS)})\.({states})", rest)) or bool(re.fullmatch(INNER, rest))
 
 
 def test_the_seed_scenarios_are_shipped():
@@ -71,9 +74,10 @@ def test_runs_as_json_with_brief_names(path):
         assert step["phase"] in ("input", "parameter", "forward", "loss", "backward", "update")
         # `values` is the canonical `shape` with its length-1 axes dropped
         assert np.shape(step["values"]) == squeezed_shape(step["shape"]), step["name"]
-    # the backward pass reaches the input, and every parameter gets a gradient
+    # the backward pass reaches every input, and every parameter gets a gradient
     first = "step1." if data["steps"][0]["name"].startswith("step1.") else ""   # `steps: N`, N ≥ 2
-    assert f"{first}input.delta" in names
+    inputs = [row["layer"] for row in data["summary"] if not row["type"]]
+    assert all(f"{first}{name}.delta" in names for name in inputs)
     for name in names:
         prefix, bare = re.match(r"(step\d+\.)?(.*)", name).groups()
         layer, _, role = bare.partition(".")
@@ -86,7 +90,8 @@ def test_runs_as_text(path):
     result = CliRunner().invoke(main, ["run", str(path), "--width", "100"])
     assert result.exit_code == 0, result.output
     assert result.output.strip()
-    for name in ("input.delta", "loss" if "loss:" in path.read_text(encoding="utf-8") else "input"):
+    first = next(iter(load(path).inputs))
+    for name in (f"{first}.delta", "loss" if "loss:" in path.read_text(encoding="utf-8") else first):
         assert name in result.output
 
 

@@ -132,7 +132,7 @@ def _mutated(data: dict, mutation) -> dict:
         data.pop(key, None)
     elif kind == "set":
         data[key] = value[0]
-    else:
+    elif "layers" in data:          # an expression graph has nodes, no layers
         data["layers"][0][key] = value[0]
     return data
 

@@ -26,6 +26,8 @@ import re
 from html import escape
 
 from .layout import DEFAULT_DIGITS
+from .circuit import circuit_data
+from .circuit import svg as circuit_svg
 from .view import HEAT_LIMIT, plain_line, step_view, trace_view, zero_note
 from .common import sum_pieces
 
@@ -171,6 +173,9 @@ def render(trace, only=None, digits: int = DEFAULT_DIGITS, summary: bool = False
         parts.append(f'<p class="meta">backward pass: {escape(view.start)}</p>')
     parts.append(f'<p class="meta">legend: {escape(view.legend)} · click a number to see its sum</p>')
     parts += ['<h2 id="network">Network</h2>', network_svg(view), _summary(view)]
+    circuit = circuit_data(trace)           # an expression graph: its circuit, before the steps
+    if circuit:
+        parts += ['<h2 id="circuit">Circuit</h2>', f'<div class="scroll">{circuit_svg(circuit)}</div>']
     for title, steps in view.sections:
         parts.append(f'<h2 id="{escape(anchor("phase-" + title.split(",")[0]))}">{escape(title)}</h2>')
         parts += [page.step(step) for step in steps]

@@ -13,6 +13,7 @@ import unicodedata
 
 from .common import sum_pieces
 from .layout import DEFAULT_DIGITS, split_columns
+from .circuit import circuit_data, stages
 from .view import HEAT_LIMIT, trace_view, zero_note
 
 # the text width in points (A4, 2 cm margins), for as many columns as a table holds
@@ -272,6 +273,11 @@ def render(trace, only=None, fragment: bool = False, digits: int = DEFAULT_DIGIT
     if not fragment and view.sections:
         out.append(r"{\small\tableofcontents}" + "\n")
     sectioning = r"\section*" if fragment else r"\section"
+    circuit = circuit_data(trace)       # an expression graph: its staged equations first
+    if circuit:
+        forward, backward = stages(circuit)
+        for title, lines in (("Forward, node by node", forward), ("Backward, from the output", backward)):
+            out.append(f"{sectioning}{{{text(title)}}}\n" + "".join(displayed(line) for line in lines))
     for title, steps in view.sections:
         out.append(f"{sectioning}{{{text(title)}}}\n")
         for step in steps:

@@ -18,6 +18,7 @@ from rich.segment import Segment
 from rich.style import Style
 
 from .layout import DEFAULT_DIGITS, arrange, line_width, text_tables
+from .circuit import circuit_data, stages
 from .view import step_view, trace_view, zero_note
 from .common import sum_pieces
 
@@ -45,6 +46,9 @@ def render(trace, only=None, digits: int = DEFAULT_DIGITS, summary: bool = False
     `summary=True`: the heading, the network summary and the results only."""
     view = trace_view(trace, only, digits, steps=not summary)
     parts = [Heading(view), Summary(view)]
+    circuit = circuit_data(trace)
+    if circuit and only is None and not summary:
+        parts.append(Stages(circuit))       # an expression graph: its stages at a glance
     for title, steps in view.sections:
         parts.append(PhaseHeader(title))
         parts += [StepText(step) for step in steps]
@@ -100,6 +104,21 @@ class Summary:
             for part in _wrap(text.rstrip(), options.max_width, 2):
                 yield Segment(part, style)
                 yield NEWLINE
+
+
+class Stages:
+    """An expression graph's staged forward and backward lists (render/circuit.py)."""
+
+    def __init__(self, circuit):
+        self.forward, self.backward = stages(circuit)
+
+    def __rich_console__(self, console, options):
+        for title, lines in (("forward, node by node", self.forward), ("backward, from the output", self.backward)):
+            yield Segment(title, TITLE)
+            yield NEWLINE
+            for line in lines:
+                yield from _text_lines(line, options.max_width, None)
+        yield NEWLINE
 
 
 class PhaseHeader:
