@@ -34,9 +34,11 @@ def _compare(trace, net, x):
     modules = [m for m in net.modules() if list(m.parameters(recurse=False))]
     assert len(layers) == len(modules)
     for layer, module in zip(layers, modules):
-        role = "kernel" if type(module).__name__ == "Conv2d" else "weights"
+        kind = type(module).__name__
+        role, shift = {"Conv2d": ("kernel", "bias"), "BatchNorm1d": ("gamma", "beta"), "BatchNorm2d": ("gamma", "beta"),
+                       "LayerNorm": ("gamma", "beta")}.get(kind, ("weights", "bias"))
         _close(trace[f"{layer}.grad.{role}"].values, module.weight.grad, f"{layer}.grad.{role}")
-        _close(trace[f"{layer}.grad.bias"].values, module.bias.grad, f"{layer}.grad.bias")
+        _close(trace[f"{layer}.grad.{shift}"].values, module.bias.grad, f"{layer}.grad.{shift}")
     _close(trace["input.delta"].values, x.grad, "input.delta")
 
 

@@ -21,7 +21,9 @@ from bptrace.scenario import load, parse_element
 from bptrace.tensors import canonical_index, squeezed_shape
 from conftest import ROOT, SCENARIOS
 
-PARAMS = ("kernel", "weights", "bias")
+PARAMS = ("kernel", "weights", "bias", "gamma", "beta")
+# BRIEF-2 section 7: values traced inside batch norm, layer norm and dropout
+INNER = ("mean", "var", "xhat", "mask", "xhat.delta", "var.delta", "mean.delta")
 
 
 def ids(paths):
@@ -35,7 +37,7 @@ def brief_name(name: str, layers: set) -> bool:
     layer, _, rest = name.partition(".")
     if layer not in layers:
         return False
-    return rest in ("out", "delta") + PARAMS or bool(re.fullmatch(rf"(grad|new)\.({'|'.join(PARAMS)})", rest))
+    return rest in ("out", "delta") + PARAMS + INNER or bool(re.fullmatch(rf"(grad|new)\.({'|'.join(PARAMS)})", rest))
 
 
 def test_the_seed_scenarios_are_shipped():
