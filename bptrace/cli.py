@@ -218,7 +218,18 @@ def show(renderable, output, width):
     write_output(buffer.getvalue(), output)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    def invoke(self, ctx):
+        # click ends an interrupt with status 1, which `check` uses for "a wrong answer": an
+        # interrupted command ends as a shell reports Ctrl-C, 128 + SIGINT
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bptrace")
 def main():
     """Work backpropagation through a small CNN step by step, showing every number.

@@ -1,4 +1,8 @@
-"""The engine: forward pass, loss, backward pass and SGD step, recorded as a `Trace`.
+"""The engine: forward pass, loss, backward pass and update step, recorded as a `Trace`.
+
+A scenario with `steps: N` trains N steps on the same data: `run` runs `_Run` once per
+training step, each with its name prefix ("step2.") and the parameters and optimizer state
+the step before left (`Carried`); with N = 1 there is one run and no prefix.
 
 It walks the layers, calls each layer's own forward and backward loops, and records every
 value under its BRIEF section 2 name.  After each step it applies, in this order, the
@@ -12,12 +16,14 @@ backward bounds are needed by rounding only; a scenario with neither costs nothi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import ScenarioError
-from .layers import Names, noise_bound
+from .layers import EPS, Names, noise_bound
+from .losses import LOSS_DATA, LOSS_L2, REGULARIZED
+from .optim import Update
 from .rounding import round_array
 from .scenario import Patch, Scenario, merge_patches, non_finite_error
 from .trace import Expansion, Recorder, Step, StepPart, SummaryRow, Trace
@@ -53,16 +59,47 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
                the terms is half the cost of a run.
     """
     try:
-        return _Run(scenario, overrides or {}, explain or {}, terms).trace()
+        pinned = merge_patches(list(scenario.given.values()) + list((overrides or {}).values()))
+        steps, carried, first = [], None, None
+        # every step is checked for inf and nan as it is recorded, and the first one is
+        # reported with its name and line; numpy's own overflow warning would only add a
+        # line of bptrace's source to the terminal
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for k in range(1, scenario.steps + 1):
+                one = _Run(scenario, pinned, explain or {}, terms, k, carried)
+                one.trace()
+                steps += one.steps
+                carried, first = one.carried, first or one
+        update = scenario.update
+        return Trace(name=scenario.name, description=scenario.description,
+                     conventions=scenario.conventions.as_dict(), summary=summary(scenario), steps=steps,
+                     loss=first.loss_value, start=first.start_text,
+                     update=update.describe() if update else "", training_steps=scenario.steps)
     except ScenarioError as error:
         # a loss found an output it cannot take, knowing only its key path: point at the line
         raise scenario.document.locate(error) if scenario.document else error
 
 
+@dataclass
+class Carried:
+    """What a training step leaves the next: each updated parameter's values and noise bound
+    (layer -> role -> array), and the optimizer state ("c1.kernel" -> {key: values, "step": n})."""
+    params: dict = field(default_factory=dict)
+    noise: dict = field(default_factory=dict)
+    state: dict = field(default_factory=dict)
+
+
 class _Run:
-    def __init__(self, scenario: Scenario, overrides: dict, explain: dict, terms: bool = True):
+    """One training step: forward, loss, backward and (when the scenario has one) the
+    update, every name prefixed with the step's prefix (none when it trains one step)."""
+
+    def __init__(self, scenario: Scenario, pinned: dict, explain: dict, terms: bool = True, k: int = 1,
+                 carried: Carried | None = None):
         self.scenario = scenario
-        self.pinned = merge_patches(list(scenario.given.values()) + list(overrides.values()))
+        self.pinned = pinned
+        self.k, self.prefix, self.before = k, scenario.prefix(k), carried
+        self.carried = Carried()
+        self.loss_value, self.start_text = None, ""
         self.explain = explain
         self.terms = terms
         self.steps: list[Step] = []
@@ -112,7 +149,8 @@ class _Run:
         step = Step(name=name, phase=phase, layer=layer, rule=rule, values=values, reads=tuple(reads),
                     computed=computed if (rounded or mask is not None) else None, given=mask,
                     rounded=rounded, expansions=rec.expansions if rec else expansions, notes=list(notes),
-                    origin=origin, noise=noise if rounded else None, parts=parts)
+                    origin=origin, noise=noise if rounded else None, parts=parts,
+                    training_step=self.k if self.scenario.steps > 1 else None)
         self.steps.append(step)
         self.values[name] = values
         self.noise[name] = kept
@@ -130,20 +168,28 @@ class _Run:
 
     # --- the passes ------------------------------------------------------------------
 
-    def trace(self) -> Trace:
-        sc, plan = self.scenario, self.scenario.plan
+    def names(self, layer) -> Names:
+        return self.scenario.names(layer, self.prefix)
+
+    def trace(self):
+        sc, plan, p = self.scenario, self.scenario.plan, self.prefix
         for name, values in sc.inputs.items():
             origin = sc.input_origins[name]
-            self.emit(name, "input", None, f"the input{'' if name == 'input' else ' ' + name}, {origin}", values,
+            self.emit(p + name, "input", None, f"the input{'' if name == 'input' else ' ' + name}, {origin}", values,
                       origin=origin)
         params = {}
         for position, layer in enumerate(sc.layers):
-            n = sc.names(layer)
+            n = self.names(layer)
             params[layer.name] = {}
             for role, initial in layer.params.items():
-                origin = layer.origins[role]
+                origin, noise = layer.origins[role], None
+                if self.before and role in self.before.params.get(layer.name, {}):
+                    # training step k ≥ 2 starts from what step k − 1's update made
+                    origin = f"{sc.names(layer, sc.prefix(self.k - 1)).new(role)}, made by training step {self.k - 1}"
+                    initial, noise = self.before.params[layer.name][role], self.before.noise[layer.name][role]
                 params[layer.name][role] = self.emit(n.param(role), "parameter", layer.name,
-                                                     f"{n.param(role)}: {origin}", initial, origin=origin)
+                                                     f"{n.param(role)}: {origin}", initial, origin=origin,
+                                                     noise=noise)
             rules = layer.rules(n)
             rec = self.recorder(n.out, layer.roles(n))
             self.floor(layer, n.x)
@@ -164,30 +210,34 @@ class _Run:
                       reads=tuple(dict.fromkeys(n.xs)) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
                       notes=layer.notes(x, n), noise=noise)
 
-        loss_value = None
         if sc.upstream:
             start = sc.upstream.layer
-            self.emit(f"{start}.delta", "backward", start,
-                      f"{start}.delta = the given error at {start}'s output (upstream.delta)",
+            self.emit(f"{p}{start}.delta", "backward", start,
+                      f"{p}{start}.delta = the given error at {start}'s output (upstream.delta)",
                       sc.upstream.delta)
-            start_text = f"from {start}.delta, the given upstream error"
+            self.start_text = f"from {start}.delta, the given upstream error"
         else:
             last = sc.output
             loss = sc.loss.function()
-            out_name, delta_name = f"{last.name}.out", f"{last.name}.delta"
+            out_name, delta_name = f"{p}{last.name}.out", f"{p}{last.name}.delta"
             out = self.values[out_name]
-            rec = self.recorder("loss", loss.roles(out_name))
+            # with regularization the loss of the output is `loss.data`, and `loss` its sum with `loss.l2`
+            data_name = p + (LOSS_DATA if sc.regularization is not None else "loss")
+            rec = self.recorder(data_name, loss.roles(out_name))
             bounds = self.rounding_bounds
-            loss_value = float(self.emit("loss", "loss", None, loss.value_rule.format(out=out_name),
-                                         np.array(loss.value(out, sc.loss.target, rec)), reads=(out_name,), rec=rec,
-                                         noise=loss.value_noise(out, sc.loss.target, self.noise[out_name])
-                                         if bounds else None))
+            rule = loss.value_rule.format(out=out_name)
+            self.loss_value = float(self.emit(data_name, "loss", None, data_name + rule[len("loss"):],
+                                              np.array(loss.value(out, sc.loss.target, rec)), reads=(out_name,),
+                                              rec=rec, noise=loss.value_noise(out, sc.loss.target, self.noise[out_name])
+                                              if bounds else None))
+            if sc.regularization is not None:
+                self.loss_value = float(self._l2_loss(params, data_name))
             rec = self.recorder(delta_name, loss.roles(out_name))
             self.emit(delta_name, "backward", last.name,
                       loss.delta_rule.format(out=out_name, delta=delta_name),
                       loss.gradient(out, sc.loss.target, rec), reads=(out_name,), rec=rec,
                       noise=loss.gradient_noise(out, sc.loss.target, self.noise[out_name]) if bounds else None)
-            start_text = f"from the loss, {sc.loss.type}"
+            self.start_text = f"from the loss, {sc.loss.type}"
 
         # Backward through the plan in reverse.  Each layer sends a part of the delta to each
         # value it read; a value's delta is the sum of its parts, emitted once its last
@@ -195,7 +245,7 @@ class _Run:
         parts: dict = {}
         for node in reversed(plan.active):
             layer = sc.layer(node.name)
-            n = sc.names(layer)
+            n = self.names(layer)
             rules, roles = layer.rules(n), layer.roles(n)
             recs = {role: self.recorder(n.grad(role), roles) for role in layer.param_roles}
             if layer.merge:
@@ -218,8 +268,12 @@ class _Run:
                                                                  "delta": n.delta,
                                                                  **{r: n.param(r) for r in layer.param_roles}}))
             for role in layer.param_roles:
-                self.emit(n.grad(role), "backward", layer.name, rules[role], result[role],
-                          reads=tuple(roles[r] for r in layer.grad_reads[role]), rec=recs[role],
+                rule, reads = rules[role], tuple(roles[r] for r in layer.grad_reads[role])
+                if sc.regularization is not None and role in REGULARIZED:
+                    result[role], noise[role], rule = self._l2_gradient(n, role, result[role], recs[role],
+                                                                        noise.get(role), rule)
+                    reads += (n.param(role),)
+                self.emit(n.grad(role), "backward", layer.name, rule, result[role], reads=reads, rec=recs[role],
                           noise=noise.get(role))
             sent = result["in"] if layer.merge else [result["in"]]
             sent_noise = noise.get("in") if layer.merge else [noise.get("in")]
@@ -227,18 +281,16 @@ class _Run:
             for k, (value, delta) in enumerate(zip(node.reads, sent)):
                 rule = rules[f"in{k}"] if layer.merge else rules["in"]
                 reads = layer.in_delta_names(roles, k)
-                parts.setdefault(value.delta, []).append(
+                parts.setdefault(p + value.delta, []).append(
                     Part(layer.name, rule, delta, reads, in_recs[k], sent_noise[k] if sent_noise else None))
             for value in plan.completes(node):
-                self._emit_delta(value.delta, parts.pop(value.delta))
+                self._emit_delta(p + value.delta, parts.pop(p + value.delta))
 
-        if sc.learning_rate is not None:
+        update = sc.update
+        if update is not None:
             for layer in sc.active_layers:
                 for role in layer.param_roles:
-                    self.sgd_step(sc.names(layer), role, sc.learning_rate)
-
-        return Trace(name=sc.name, description=sc.description, conventions=sc.conventions.as_dict(),
-                     summary=summary(sc), steps=self.steps, loss=loss_value, start=start_text)
+                    self.update_step(self.names(layer), role, update)
 
     def _stage(self, layer, n: Names, phase: str, recs: dict, bounds: dict | None = None):
         """The callback a layer with inner values traces them through, in its own loops.
@@ -304,23 +356,101 @@ class _Run:
                          f"{name.rsplit('.delta', 1)[0]} is read by each of them"],
                   parts=[StepPart(part.layer, part.rule, part.values) for part in parts])
 
-    def sgd_step(self, n: Names, role: str, rate: float):
-        """new = old − η · grad, element by element (Zhang 2016 eqs. 65-70)."""
-        old_name, grad_name, new_name = n.param(role), n.grad(role), n.new(role)
-        old, grad = self.values[old_name], self.values[grad_name]
-        rec = self.recorder(new_name, {"old": old_name, "grad": grad_name})
-        new = np.zeros(old.shape)
-        for idx in np.ndindex(*old.shape):
-            new[idx] = old[idx] - rate * grad[idx]
-            if rec:
-                rec.term(idx, ("old", idx, old[idx]))
-                rec.term(idx, (f"−{rate:g}", None, -rate), ("grad", idx, grad[idx]))
+    # --- L2 regularization (README "Training: losses, optimizers, several steps") -------
+
+    def _l2_loss(self, params: dict, data_name: str) -> float:
+        """`loss.l2` = (λ/2)·Σ w² over every kernel and weight matrix the backward pass
+        reaches, then `loss` = `loss.data` + `loss.l2`."""
+        sc, p = self.scenario, self.prefix
+        lam = sc.regularization
+        weights = [(self.names(layer).param(role), params[layer.name][role]) for layer in sc.active_layers
+                   for role in layer.param_roles if role in REGULARIZED]
+        rec = self.recorder(p + LOSS_L2, {})
+        total, plain = 0.0, 0.0
+        for name, w in weights:
+            for idx in np.ndindex(*w.shape):
+                total += lam / 2 * w[idx] * w[idx]
+                if rec:
+                    rec.term((), (f"{lam:g}/2", None, lam / 2), (name, idx, w[idx]), (name, idx, w[idx]))
         noise = None
         if self.rounding_bounds:
-            grown = np.abs(old) + self.noise[old_name] + abs(rate) * (np.abs(grad) + self.noise[grad_name])
-            noise = noise_bound(grown, np.abs(old) + abs(rate) * np.abs(grad), 2)
-        self.emit(new_name, "update", n.layer, f"{new_name} = {old_name} − {rate:g} · {grad_name}", new,
-                  reads=(old_name, grad_name), rec=rec, noise=noise)
+            grown = sum(float(((np.abs(w) + self.noise[name]) ** 2).sum()) for name, w in weights) * lam / 2
+            plain = sum(float((w ** 2).sum()) for _, w in weights) * lam / 2
+            noise = noise_bound(grown, plain, sum(w.size for _, w in weights) + 2)
+        l2 = float(self.emit(p + LOSS_L2, "loss", None,
+                             f"{p}{LOSS_L2} = ({lam:g}/2) · Σ w² over " + ", ".join(name for name, _ in weights),
+                             np.array(total), reads=tuple(name for name, _ in weights), rec=rec, noise=noise))
+        data = float(self.values[data_name])
+        rec = self.recorder(p + "loss", {})
+        if rec:
+            rec.term((), (data_name, (), data))
+            rec.term((), (p + LOSS_L2, (), l2))
+        noise = None
+        if self.rounding_bounds:
+            noise = noise_bound(abs(data) + abs(l2) + float(self.noise[data_name]) + float(self.noise[p + LOSS_L2]),
+                                abs(data) + abs(l2), 2)
+        return self.emit(p + "loss", "loss", None, f"{p}loss = {data_name} + {p}{LOSS_L2}", np.array(data + l2),
+                         reads=(data_name, p + LOSS_L2), rec=rec, noise=noise)
+
+    def _l2_gradient(self, n: Names, role: str, grad, rec, noise, rule: str):
+        """The data gradient plus λ·w, each element's terms ending with the λ·w term."""
+        lam, w = self.scenario.regularization, self.values[n.param(role)]
+        out = np.array(grad, dtype=float)
+        for idx in np.ndindex(*w.shape):
+            out[idx] = grad[idx] + lam * w[idx]
+            if rec:
+                rec.term(idx, (f"{lam:g}", None, lam), (n.param(role), idx, w[idx]))
+        if noise is not None:
+            noise = noise + lam * self.noise[n.param(role)] + 2 * EPS * (np.abs(out) + lam * np.abs(w))
+        return out, noise, f"{rule} + {lam:g} · {n.param(role)}"
+
+    # --- the update ---------------------------------------------------------------------
+
+    def update_step(self, n: Names, role: str, optimizer):
+        """One parameter's update by `optimizer` (optim.py): its new state, then its new
+        values, each traced; what it makes is carried to the next training step."""
+        sc = self.scenario
+        key = f"{n.layer}.{role}"
+        old_name, grad_name = n.param(role), n.grad(role)
+        if self.before is not None:
+            previous = self.before.state.get(key, {})
+            earlier = sc.names(sc.layer(n.layer), sc.prefix(self.k - 1))
+            before = {skey: earlier.state(role, skey) for skey in optimizer.state_keys() if skey in previous}
+        else:
+            previous = optimizer.state.get(key, {})
+            before = {skey: f"{skey} (given)" for skey in optimizer.state_keys() if skey in previous}
+        names = {"old": old_name, "grad": grad_name, "new": n.new(role), "before": before,
+                 "state": lambda skey: n.state(role, skey)}
+
+        def stage(skey, rule, compute, roles):
+            name = n.new(role) if skey == "new" else n.state(role, skey)
+            roles = {"old": old_name, "grad": grad_name, **{r: v for r, v in roles.items() if v}}
+            rec = self.recorder(name, roles)
+            values = np.asarray(compute(rec), dtype=float).reshape(sc.shapes[name])
+            reads = tuple(dict.fromkeys(v for v in roles.values() if v in sc.shapes))
+            return self.emit(name, "update", n.layer, rule, values, reads=reads, rec=rec,
+                             noise=self._update_noise(optimizer, old_name, grad_name, values)
+                             if self.rounding_bounds else None)
+
+        state = optimizer.update(Update(self.values[old_name], self.values[grad_name], names, previous,
+                                        previous.get("step", 0), stage))
+        self.carried.params.setdefault(n.layer, {})[role] = self.values[n.new(role)]
+        self.carried.noise.setdefault(n.layer, {})[role] = self.noise[n.new(role)]
+        self.carried.state[key] = state
+
+    def _update_noise(self, optimizer, old_name: str, grad_name: str, values):
+        """The noise bound of an update's values.  Plain SGD: old − η·grad, exactly as the
+        two-term sum it is.  The others: the noise of the parameter and gradient they read,
+        carried at full weight, and 64 roundings of the magnitudes; an estimate, not a
+        proof, for their square roots and quotients."""
+        old, grad = self.values[old_name], self.values[grad_name]
+        e_old, e_grad = self.noise[old_name], self.noise[grad_name]
+        rate = abs(optimizer.lr)
+        if optimizer.type == "sgd" and not optimizer.options["momentum"] and not optimizer.options["weight_decay"]:
+            grown = np.abs(old) + e_old + rate * (np.abs(grad) + e_grad)
+            return noise_bound(grown, np.abs(old) + rate * np.abs(grad), 2)
+        relative = np.minimum(1.0, e_grad / np.maximum(np.abs(grad), np.finfo(float).tiny))
+        return e_old + relative * (np.abs(values) + np.abs(old)) + 64 * EPS * (np.abs(values) + np.abs(old))
 
 
 def summary(scenario: Scenario) -> list:

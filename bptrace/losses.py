@@ -1,4 +1,4 @@
-"""The five losses, each as its value and its gradient at the last layer's output, in
+"""The losses, each as its value and its gradient at the last layer's output, in
 scalar loops like the layers, and a bound on the float noise of each (`value_noise`,
 `gradient_noise`, as layers.noise_bound).  `LOSSES` maps `loss.type` to the class."""
 from __future__ import annotations
@@ -19,6 +19,7 @@ def _cells(shape):
 class Loss:
     # labels of recorded factors that are values of the output, named after it in the trace
     labels: tuple = ()
+    needs_target = True       # sum and mean read the output alone
 
     def value_noise(self, out, target, noise) -> float:
         raise NotImplementedError
@@ -266,4 +267,109 @@ class BCE(Loss):
         return bound
 
 
-LOSSES = {cls.type: cls for cls in (HalfSSE, SSE, MSE, CrossEntropy, BCE)}
+# --- losses that start the backward pass the way framework tests do ----------------------
+# `y.sum().backward()` and `y.mean().backward()` need no target: they are how most
+# framework unit tests and worked examples start backward, with every output's delta 1
+# (or 1/M).  `l1` is PyTorch's L1Loss (mean reduction).
+
+
+class Sum(Loss):
+    """L = Σ ŷ over every element and sample (`y.sum().backward()`); δ = 1."""
+    type = "sum"
+    needs_target = False
+    labels = ("out",)
+    value_rule = "loss = Σ {out}"
+    delta_rule = "{delta} = 1 (every element adds itself to the loss)"
+
+    def count(self, shape):
+        return 1
+
+    def value(self, out, target, rec):
+        total = 0
+        weight = 1 / self.count(out.shape)
+        for idx in _cells(out.shape):
+            total += weight * out[idx]
+            if rec:
+                rec.term((), *self._scale(out.shape), ("out", idx, out[idx]))
+        return total
+
+    def _scale(self, shape):
+        M = self.count(shape)
+        return [] if M == 1 else [(f"1/{M}", None, 1 / M)]
+
+    def gradient(self, out, target, rec):
+        delta = np.zeros(out.shape)
+        for idx in _cells(out.shape):
+            delta[idx] = 1 / self.count(out.shape)
+            if rec:
+                rec.term(idx, *(self._scale(out.shape) or [("1", None, 1.0)]))
+        return delta
+
+    def value_noise(self, out, target, noise):
+        weight = 1 / self.count(out.shape)
+        return noise_bound(weight * float((np.abs(out) + noise).sum()), weight * float(np.abs(out).sum()),
+                           out.size + 1)
+
+    def gradient_noise(self, out, target, noise):
+        # 1, or 1/M rounded once
+        return np.full(out.shape, 0.0 if self.count(out.shape) == 1 else EPS / self.count(out.shape))
+
+
+class Mean(Sum):
+    """L = (1/M) Σ ŷ over all M elements (`y.mean().backward()`); δ = 1/M."""
+    type = "mean"
+    value_rule = "loss = (1/M) Σ {out},  M = number of elements"
+    delta_rule = "{delta} = 1/M,  M = number of elements"
+
+    def count(self, shape):
+        return int(np.prod(shape))
+
+
+class L1(Loss):
+    """L = (1/M) Σ |ŷ − y| over all M elements (PyTorch L1Loss); δ = sign(ŷ − y)/M, with
+    sign(0) = 0 as torch.sign (the subgradient PyTorch's autograd takes at the kink)."""
+    type = "l1"
+    labels = ("|out − target|", "sign(out − target)")
+    value_rule = "loss = (1/M) Σ |{out} − target|,  M = number of elements"
+    delta_rule = "{delta} = sign({out} − target) / M,  M = number of elements (sign(0) = 0)"
+
+    def value(self, out, target, rec):
+        M = out.size
+        total = 0
+        for idx in _cells(out.shape):
+            diff = abs(out[idx] - target[idx])
+            total += diff / M
+            if rec:
+                rec.term((), ("|out − target|", idx, diff), (f"1/{M}", None, 1 / M))
+        return total
+
+    def gradient(self, out, target, rec):
+        M = out.size
+        delta = np.zeros(out.shape)
+        for idx in _cells(out.shape):
+            diff = out[idx] - target[idx]
+            sign = 1 if diff > 0 else -1 if diff < 0 else 0
+            delta[idx] = sign / M
+            if rec:
+                rec.term(idx, ("sign(out − target)", idx, sign), (f"1/{M}", None, 1 / M))
+        return delta
+
+    def value_noise(self, out, target, noise):
+        diff, e = np.abs(out - target), noise + EPS * (np.abs(out) + np.abs(target))
+        return noise_bound(float((diff + e).sum()) / out.size, float(diff.sum()) / out.size, out.size + 1)
+
+    def gradient_noise(self, out, target, noise):
+        # the sign is exact unless the difference is within its noise of 0, where it may be
+        # anything in −1..1 on paper: bound 1/M there (and 1/M's own rounding elsewhere)
+        diff, e = np.abs(out - target), noise + EPS * (np.abs(out) + np.abs(target))
+        return np.where(diff <= e, 1.0, EPS) / out.size
+
+
+LOSSES = {cls.type: cls for cls in (HalfSSE, SSE, MSE, CrossEntropy, BCE, Sum, Mean, L1)}
+
+# `regularization: {l2: λ}` adds (λ/2)·Σ w² over these parameter roles (kernels and weight
+# matrices, not biases) to the loss.  The trace then shows the loss in parts: LOSS_DATA (the
+# loss of the output, as without regularization), LOSS_L2 (the penalty) and `loss`, their sum.
+REGULARIZED = ("kernel", "weights")
+LOSS_DATA, LOSS_L2 = "loss.data", "loss.l2"
+

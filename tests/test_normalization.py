@@ -90,3 +90,11 @@ def test_log_of_zero_or_less_is_refused_naming_the_element(kind, x):
 
     with pytest.raises(ScenarioError, match=r"element \[1\]"):
         bptrace.run(bptrace.loads(f"input: [1.0, {x}]\nlayers: [{{type: {kind}}}]\nupstream: {{delta: [1, 1]}}\n"))
+
+
+def test_exp_beyond_the_largest_float_is_a_located_error():
+    # torch.exp(800) is inf; math.exp raised OverflowError out of bptrace (a traceback)
+    from bptrace.errors import ScenarioError
+
+    with pytest.raises(ScenarioError, match=r"e\.out\[0\] is inf: the numbers grew beyond"):
+        bptrace.run(bptrace.loads("input: [800.0, 1.0]\nlayers: [{type: exp, name: e}]\nupstream: {delta: [1, 1]}\n"))

@@ -31,15 +31,20 @@ def _close(mine, theirs, what):
 def _compare(trace, net, x):
     """Every parameter's gradient and the input's, bptrace against torch's .grad."""
     layers = [row.layer for row in trace.summary if row.params]
+    p = "step1." if trace.training_steps > 1 else ""     # the first training step's gradients
     modules = [m for m in net.modules() if list(m.parameters(recurse=False))]
     assert len(layers) == len(modules)
     for layer, module in zip(layers, modules):
         kind = type(module).__name__
-        role, shift = {"Conv2d": ("kernel", "bias"), "BatchNorm1d": ("gamma", "beta"), "BatchNorm2d": ("gamma", "beta"),
-                       "LayerNorm": ("gamma", "beta")}.get(kind, ("weights", "bias"))
-        _close(trace[f"{layer}.grad.{role}"].values, module.weight.grad, f"{layer}.grad.{role}")
-        _close(trace[f"{layer}.grad.{shift}"].values, module.bias.grad, f"{layer}.grad.{shift}")
-    _close(trace["input.delta"].values, x.grad, "input.delta")
+        role = {"Conv2d": "kernel", "ConvTranspose2d": "kernel", "BatchNorm1d": "gamma", "BatchNorm2d": "gamma",
+                "LayerNorm": "gamma"}.get(kind, "weights")
+        shift = "beta" if role == "gamma" else "bias"
+        _close(trace[f"{p}{layer}.grad.{role}"].values, module.weight.grad, f"{layer}.grad.{role}")
+        if module.bias is None:
+            assert f"{p}{layer}.bias" not in trace.names() and f"{p}{layer}.grad.bias" not in trace.names()
+        else:
+            _close(trace[f"{p}{layer}.grad.{shift}"].values, module.bias.grad, f"{layer}.grad.{shift}")
+    _close(trace[f"{p}input.delta"].values, x.grad, "input.delta")
 
 
 def _conv_net(nn):
@@ -49,7 +54,7 @@ def _conv_net(nn):
         nn.Flatten(), nn.Linear(18, 5), nn.Sigmoid(), nn.Sequential(nn.Linear(5, 3)))
 
 
-@pytest.mark.parametrize("case", ["mse", "sse", "cross_entropy", "bce", "sum"])
+@pytest.mark.parametrize("case", ["mse", "sse", "cross_entropy", "bce", "sum", "l1"])
 def test_from_torch_gives_the_gradients_of_loss_backward(torch, case):
     nn = torch.nn
     torch.manual_seed(7)
@@ -63,6 +68,7 @@ def test_from_torch_gives_the_gradients_of_loss_backward(torch, case):
         "cross_entropy": (torch.tensor([2, 0]), nn.CrossEntropyLoss()),
         "bce": (torch.rand(2, 3), nn.BCELoss()),
         "sum": (None, None),
+        "l1": (torch.rand(2, 3), nn.L1Loss()),
     }[case]
     trace = bptrace.run(bptrace.from_torch(net, x, target, loss=loss))
     out = net(x)
@@ -85,18 +91,45 @@ def test_from_torch_with_a_loss_name_and_a_dense_network(torch):
     _compare(trace, net, x)
 
 
+def test_from_torch_reads_dilation_no_bias_transposed_conv_pool_options_global_pools_upsample(torch):
+    nn = torch.nn
+    torch.manual_seed(11)
+    net = nn.Sequential(
+        nn.Conv2d(2, 4, (2, 3), padding=(1, 2), stride=(1, 2), dilation=(2, 3), bias=False), nn.Tanh(),
+        nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1, groups=2),
+        nn.MaxPool2d(3, stride=2, padding=1, dilation=(1, 2), ceil_mode=True),
+        nn.Upsample(scale_factor=2),
+        nn.AvgPool2d((3, 2), stride=(1, 2), padding=1, ceil_mode=True, count_include_pad=False),
+        nn.ConvTranspose2d(2, 3, (2, 1), dilation=(2, 1)),
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(3, 2, bias=False)).double()
+    x = torch.randn(2, 2, 7, 9, dtype=torch.float64, requires_grad=True)
+    scenario = bptrace.from_torch(net, x)
+    types = [layer.type for layer in scenario.layers]
+    assert types == ["conv", "tanh", "conv_transpose", "maxpool", "upsample", "avgpool", "conv_transpose",
+                     "global_maxpool", "dense"]
+    trace = bptrace.run(scenario)
+    out = net(x)
+    _close(trace[f"{scenario.layers[-1].name}.out"].values, out.detach(), "output")
+    out.sum().backward()
+    _compare(trace, net, x)
+    # and back: the scenario's network in torch is the same network
+    again = scenario.to_torch()
+    _close(again(x.detach()).detach(), out.detach(), "to_torch output")
+
+
 @pytest.mark.parametrize("module, reason", [
-    ("nn.Conv2d(1, 1, 2, dilation=2)", "dilation"),
     ("nn.Conv2d(1, 1, 2, padding=1, padding_mode='reflect')", "padding_mode='reflect'"),
-    ("nn.MaxPool2d(2, ceil_mode=True)", "ceil_mode"),
-    ("nn.AvgPool2d(2, padding=1, count_include_pad=False)", "count_include_pad"),
+    ("nn.AvgPool2d(2, divisor_override=3)", "divisor_override"),
+    ("nn.AdaptiveAvgPool2d(2)", "output_size=2"),
+    ("nn.AdaptiveMaxPool2d(1)", "nn.Flatten()"),
+    ("nn.Upsample(scale_factor=2, mode='bilinear')", "mode='bilinear'"),
+    ("nn.Upsample(scale_factor=1.5)", "scale_factor=1.5"),
     ("nn.Softmax(dim=0)", "dim=0"),
     ("nn.Flatten(0)", "start_dim=0"),
     ("nn.GELU(approximate='tanh')", "approximate='tanh'"),
     ("nn.Softplus(beta=2)", "beta=2"),
     ("nn.Dropout()", "training mode"),
     ("nn.Dropout2d()", "Dropout2d"),
-    ("nn.ConvTranspose2d(1, 1, 2)", "ConvTranspose2d"),
 ])
 def test_an_unsupported_module_or_option_is_named_with_the_reason(torch, module, reason):
     from bptrace.pytorch import Unsupported

@@ -21,19 +21,21 @@ from .base import (
     noise_bound,
     ref,
 )
-from .conv import Conv
+from .conv import Conv, ConvTranspose
 from .dense import Dense, Flatten
 from .merge import Add, Concat, Multiply
 from .activations import Elu, Exp, Gelu, Log, Silu, Softplus, Square
 from .normalization import BatchNorm, Dropout, LayerNorm
-from .pooling import AvgPool, MaxPool, Pool
+from .pooling import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool, Pool, Upsample
 
 LAYERS = {cls.type: cls for cls in (Conv, MaxPool, AvgPool, Sigmoid, Tanh, Relu, LeakyRelu, Identity,
                                     Softmax, Flatten, Dense, Add, Multiply, Concat)}
 LAYERS.update({cls.type: cls for cls in (BatchNorm, LayerNorm, Dropout, Exp, Log, Square, Elu, Softplus, Silu,
                                           Gelu)})
+LAYERS.update({cls.type: cls for cls in (ConvTranspose, GlobalAvgPool, GlobalMaxPool, Upsample)})
 
-__all__ = ["LAYERS", "Activation", "Add", "AvgPool", "BuildContext", "Concat", "Conv", "Dense", "EPS",
+__all__ = ["LAYERS", "Activation", "Add", "AvgPool", "BuildContext", "Concat", "Conv", "ConvTranspose", "Dense", "EPS",
+           "GlobalAvgPool", "GlobalMaxPool", "Upsample",
            "Flatten", "Identity", "Layer", "LeakyRelu", "MAX_TENSOR_ELEMENTS", "MaxPool", "Multiply",
            "Names", "Pool", "Relu", "Sigmoid", "Softmax", "TINY", "Tanh", "as_array", "nested",
            "noise_bound", "ref"]

@@ -330,7 +330,7 @@ class Smooth(Activation):
             s = math.prod(v for _, v in self.slope(z, y))
             b = self.slope_bound(z, y, e_in[k], e_out[k])
             bound.append(noise_bound((abs(d) + e_delta[k]) * (abs(s) + b), abs(d * s), 6))
-        return as_array(bound).reshape(x.shape)
+        return {"in": as_array(bound).reshape(x.shape)}
 
 
 class Exp(Smooth):
@@ -338,7 +338,12 @@ class Exp(Smooth):
     slope_text = "{out}"
 
     def f(self, z):
-        return math.exp(z)
+        # torch.exp gives inf past the largest float where math.exp raises; inf lets the
+        # engine name the element that grew too large
+        try:
+            return math.exp(z)
+        except OverflowError:
+            return math.inf
 
     def slope(self, z, y):
         return [("out", y)]          # exp′ = exp = out

@@ -33,22 +33,23 @@ def sums(*pairs) -> str:
 
 
 def position(out_letter: str, out_size: int, tap_letter: str, taps: int, *, stride: int, pad: int,
-             flip: bool, base: int) -> str:
+             flip: bool, base: int, dilation: int = 1) -> str:
     """The input index a kernel tap reads, written in the scenario's index base: `2i+u−1`
-    for stride 2 and padding 1, `i+4−u` for a turned 5-tap kernel.  An index with a single
-    value (a 1×1 output, a 1-tap kernel) is folded into the constant."""
-    # 0-based: h = stride·i + u − pad, or stride·i + (taps−1−u) − pad when the kernel is turned;
-    # with every index counted from `base`, the constant shifts by the bases it absorbs.
-    const = (taps - 1 + 2 * base if flip else 0) - pad - stride * base
+    for stride 2 and padding 1, `i+4−u` for a turned 5-tap kernel, `i+2u` for dilation 2.
+    An index with a single value (a 1×1 output, a 1-tap kernel) is folded into the constant."""
+    # 0-based: h = stride·i + d·u − pad, or stride·i + d·(taps−1−u) − pad when the kernel is
+    # turned; with every index counted from `base`, the constant shifts by the bases it absorbs.
+    d = dilation
+    const = (d * (taps - 1) + d * base + base if flip else base - d * base) - pad - stride * base
     out_part = tap_part = ""
     if out_size > 1:
         out_part = f"{stride}{out_letter}" if stride != 1 else out_letter
     else:
         const += stride * base
     if taps > 1:
-        tap_part = ("−" if flip else "+") + tap_letter
+        tap_part = ("−" if flip else "+") + (f"{d}{tap_letter}" if d != 1 else tap_letter)
     else:
-        const += -base if flip else base
+        const += -d * base if flip else d * base
     const_part = f"+{const}" if const > 0 else f"−{-const}" if const < 0 else ""
     text = out_part + (const_part + tap_part if flip else tap_part + const_part)
     return text.lstrip("+") or "0"
@@ -80,27 +81,32 @@ class Names:
     base: int = 0   # conventions.index_base, for indices written into notes
     xs: tuple = ()          # every value it reads, for layers that read several (add, concat)
     x_deltas: tuple = ()    # their errors, in the same order
+    prefix: str = ""        # "step2." in training step 2 of `steps: N` (N ≥ 2); every name carries it
 
     @property
     def out(self):
-        return f"{self.layer}.out"
+        return f"{self.prefix}{self.layer}.out"
 
     @property
     def delta(self):
-        return f"{self.layer}.delta"
+        return f"{self.prefix}{self.layer}.delta"
 
     def param(self, role):
-        return f"{self.layer}.{role}"
+        return f"{self.prefix}{self.layer}.{role}"
 
     def grad(self, role):
-        return f"{self.layer}.grad.{role}"
+        return f"{self.prefix}{self.layer}.grad.{role}"
 
     def new(self, role):
-        return f"{self.layer}.new.{role}"
+        return f"{self.prefix}{self.layer}.new.{role}"
+
+    def state(self, role, key):
+        """The optimizer's new state for a parameter: `c1.state.kernel.exp_avg` (PyTorch's key)."""
+        return f"{self.prefix}{self.layer}.state.{role}.{key}"
 
     def extra(self, name):
         """A value traced inside the layer: `bn.mean`, `bn.xhat.delta`, `r.h`."""
-        return f"{self.layer}.{name}"
+        return f"{self.prefix}{self.layer}.{name}"
 
 
 @dataclass
@@ -222,7 +228,7 @@ def _draw(ctx: BuildContext, shape, fan_in, fan_out):
 def _parameter(spec: Spec, key: str, shape, ctx: BuildContext, fans, what: str):
     """A parameter as written (length-1 axes may be left out), or drawn by `init`."""
     if key in spec:
-        values = spec.tensor(key, what=what)
+        values = spec.tensor(key, what=what, shape=shape)
         if not fits(values.shape, shape):
             raise shape_error(spec.doc, spec.path + (key,), what, values.shape, shape)
         return values.reshape(shape)
@@ -237,15 +243,39 @@ def _parameter(spec: Spec, key: str, shape, ctx: BuildContext, fans, what: str):
 
 
 def _bias(spec: Spec, count: int, what: str, each: str = ""):
+    """The bias as written (0 if absent), or None for `bias: false`: no bias parameter at
+    all, as PyTorch's bias=False."""
     if "bias" not in spec:
         return np.zeros(count)
-    values = spec.tensor("bias", what=what)
+    if spec.get("bias") is False:
+        return None
+    if spec.get("bias") is True:
+        raise spec.error("bias", "`bias: true` says nothing about its values",
+                         "write its numbers, leave it out for a bias of 0, or write `bias: false` for none")
+    values = spec.tensor("bias", what=what, shape=(count,))
     if values.ndim == 0:
         return np.full(count, float(values))
     if not fits(values.shape, (count,)):
         raise spec.error("bias", f"{what} should be {shape_words((count,))}{each}, found {shape_words(values.shape)}",
                          "or one number for all of them")
     return values.reshape(count)
+
+
+def _flag(spec: Spec, key: str, default: bool) -> bool:
+    """A yes/no option (`ceil_mode: true`), written as YAML's true or false."""
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        from ..spec import kind_of
+        raise spec.error(key, f"expected true or false, found {kind_of(value)}")
+    return value
+
+
+def _set_bias(layer, bias):
+    """Give the layer its bias parameter, or none at all (`bias: false`)."""
+    if bias is None:
+        layer.param_roles = tuple(role for role in layer.param_roles if role != "bias")
+    else:
+        layer.params["bias"] = bias
 
 
 def _pair(spec: Spec, key: str, default, *, minimum: int, signal: bool, across: int):
@@ -280,9 +310,19 @@ def noise_bound(grown, plain, terms: int):
     return grown - plain + (terms + 3) * (EPS * grown + TINY)
 
 
-def _out_size(size, window, stride, padding) -> tuple:
-    """How many positions a window takes along each axis of a (zero-padded) input."""
-    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, window, stride, padding))
+def _out_size(size, window, stride, padding, dilation=(1, 1), ceil=False) -> tuple:
+    """How many positions a window takes along each axis of a (zero-padded) input: its taps
+    `dilation` apart span d·(k−1)+1 cells.  With `ceil` (pooling's ceil_mode) a last,
+    partial window counts too, if it starts inside the input or its left padding
+    (PyTorch's pooling_output_shape)."""
+    sizes = []
+    for n, k, s, p, d in zip(size, window, stride, padding, dilation):
+        span = n + 2 * p - d * (k - 1) - 1
+        out = (span + (s - 1 if ceil else 0)) // s + 1
+        if ceil and (out - 1) * s >= n + p:
+            out -= 1
+        sizes.append(out)
+    return tuple(sizes)
 
 
 def _need_map(spec: Spec, ctx: BuildContext, what: str):
@@ -296,14 +336,19 @@ def _makes(ctx: BuildContext, amount: str) -> str:
     return f"the input has {amount}" if ctx.previous == "the input" else f"{ctx.previous} makes {amount}"
 
 
-def _too_large(spec: Spec, ctx: BuildContext, key: str, what: str, window, padding):
-    """A kernel or pooling window that does not fit its (padded) input, or None."""
-    (kh, kw), (ph, pw) = window, padding
+def _too_large(spec: Spec, ctx: BuildContext, key: str, what: str, window, padding, dilation=(1, 1)):
+    """A kernel or pooling window that does not fit its (padded) input, or None.  Taps
+    `dilation` apart span d·(k−1)+1 cells."""
+    (ph, pw), (dh, dw) = padding, dilation
+    kh, kw = (d * (k - 1) + 1 for d, k in zip(dilation, window))
     _, _, H, W = ctx.in_shape
     if kh <= H + 2 * ph and kw <= W + 2 * pw:
         return None
+    if (dh, dw) != (1, 1):
+        what = f"{what} ({window[0]}×{window[1]} taps, dilation {dh},{dw}) spans {kh}×{kw} and"
     padded = f"{H + 2 * ph}×{W + 2 * pw} padded input ({H}×{W} with padding {ph},{pw})" if ph or pw \
         else f"{H}×{W} input"
     source = "" if ctx.previous == "the input" else f" (the output of {ctx.previous})"
-    return spec.error(key, f"the {kh}×{kw} {what} is larger than its {padded}{source}",
+    what = what if (dh, dw) != (1, 1) else f"{kh}×{kw} {what}"
+    return spec.error(key, f"the {what} is larger than its {padded}{source}",
                       "use a smaller window, or more padding")

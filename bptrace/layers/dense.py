@@ -9,6 +9,7 @@ from .base import (
     _makes,
     _need_map,
     _parameter,
+    _set_bias,
     as_array,
     nested,
     ref,
@@ -79,7 +80,7 @@ class Flatten(Layer):
 class Dense(Layer):
     """out[n,o] = Σ_k weights[o,k] · x[n,k] + bias[o].  Backward: x.delta = weightsᵀ·delta
     (Zhang eq. 30), grad.weights = delta·xᵀ summed over the batch (eq. 19), grad.bias =
-    delta summed over the batch (eq. 24)."""
+    delta summed over the batch (eq. 24).  `bias: false`: no bias at all (bias=False)."""
     type = "dense"
     keys = frozenset({"weights", "bias", "out"})
     param_roles = ("weights", "bias")
@@ -94,7 +95,9 @@ class Dense(Layer):
         layer = cls(name, ctx.in_shape)
         N, F = ctx.in_shape
         if "weights" in spec:
-            written = spec.tensor("weights", what="the weights")
+            # a fill that leaves out its shape takes [out][in]
+            fill_shape = (spec.integer("out", minimum=1), F) if "out" in spec else None
+            written = spec.tensor("weights", what="the weights", shape=fill_shape)
             if written.ndim == 1:
                 shape = (1, written.shape[0])
             elif written.ndim == 2:
@@ -114,7 +117,7 @@ class Dense(Layer):
         else:
             raise spec.error(None, "a dense layer needs `weights`, or `out` (its width) with `init`")
         layer.params["weights"] = _parameter(spec, "weights", shape, ctx, (F, shape[0]), "the weights")
-        layer.params["bias"] = _bias(spec, shape[0], "the bias", " (one per output)")
+        _set_bias(layer, _bias(spec, shape[0], "the bias", " (one per output)"))
         layer.out_shape = (N, shape[0])
         return layer
 
@@ -126,7 +129,8 @@ class Dense(Layer):
         return max(F + 1, N, O)
 
     def forward(self, x, p, rec):
-        x, weights, bias = x.tolist(), p["weights"].tolist(), p["bias"].tolist()
+        x, weights = x.tolist(), p["weights"].tolist()
+        bias = p["bias"].tolist() if "bias" in p else None
         out = nested(self.out_shape)
         for n, o in np.ndindex(*self.out_shape):
             total = 0
@@ -134,23 +138,25 @@ class Dense(Layer):
                 total += weights[o][k] * x[n][k]
                 if rec:
                     rec.term((n, o), ("weights", (o, k), weights[o][k]), ("in", (n, k), x[n][k]))
-            total += bias[o]
-            if rec:
-                rec.term((n, o), ("bias", (o,), bias[o]))
+            if bias is not None:
+                total += bias[o]
+                if rec:
+                    rec.term((n, o), ("bias", (o,), bias[o]))
             out[n][o] = total
         return as_array(out)
 
     def backward(self, x, out, delta, p, recs):
         x, weights, delta = x.tolist(), p["weights"].tolist(), delta.tolist()
         weights_grad = nested(p["weights"].shape)
-        bias_grad = nested(p["bias"].shape)
+        bias_grad = nested(p["bias"].shape) if "bias" in p else None
         x_delta = nested(self.in_shape)
-        rw, rb, rx = recs["weights"], recs["bias"], recs["in"]
+        rw, rb, rx = recs["weights"], recs.get("bias"), recs["in"]
         for n, o in np.ndindex(*self.out_shape):
             d = delta[n][o]
-            bias_grad[o] += d
-            if rb:
-                rb.term((o,), ("delta", (n, o), d))
+            if bias_grad is not None:
+                bias_grad[o] += d
+                if rb:
+                    rb.term((o,), ("delta", (n, o), d))
             for k in range(self.in_shape[1]):
                 weights_grad[o][k] += d * x[n][k]
                 x_delta[n][k] += weights[o][k] * d
@@ -158,7 +164,10 @@ class Dense(Layer):
                     rw.term((o, k), ("delta", (n, o), d), ("in", (n, k), x[n][k]))
                 if rx:
                     rx.term((n, k), ("weights", (o, k), weights[o][k]), ("delta", (n, o), d))
-        return {"in": as_array(x_delta), "weights": as_array(weights_grad), "bias": as_array(bias_grad)}
+        result = {"in": as_array(x_delta), "weights": as_array(weights_grad)}
+        if bias_grad is not None:
+            result["bias"] = as_array(bias_grad)
+        return result
 
     def rules(self, n):
         N, O = self.out_shape
@@ -166,9 +175,12 @@ class Dense(Layer):
         w = ref(n.param("weights"), (O, F), "ok")
         d = ref(n.delta, self.out_shape, "no")
         xin = ref(n.x, self.in_shape, "nk")
-        return {
-            "out": f"{ref(n.out, self.out_shape, 'no')} = {sums(('k', F))}{w} · {xin} + {ref(n.param('bias'), (O,), 'o')}",
+        bias = f" + {ref(n.param('bias'), (O,), 'o')}" if "bias" in self.params else ""
+        rules = {
+            "out": f"{ref(n.out, self.out_shape, 'no')} = {sums(('k', F))}{w} · {xin}{bias}",
             "weights": f"{ref(n.grad('weights'), (O, F), 'ok')} = {sums(('n', N))}{d} · {xin}",
-            "bias": f"{ref(n.grad('bias'), (O,), 'o')} = {sums(('n', N))}{d}",
             "in": f"{ref(n.x_delta, self.in_shape, 'nk')} = {sums(('o', O))}{w} · {d}",
         }
+        if bias:
+            rules["bias"] = f"{ref(n.grad('bias'), (O,), 'o')} = {sums(('n', N))}{d}"
+        return rules

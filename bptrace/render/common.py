@@ -43,6 +43,7 @@ def signed(value, significant: int = SIGNIFICANT) -> str:
 AXES = {
     "map": ("sample", "map", "row", "column"),
     "kernel": ("filter", "input map", "row", "column"),
+    "transposed kernel": ("input map", "output map", "row", "column"),
     "dense": ("sample", "unit"),
     "weights": ("output unit", "input"),
     "conv bias": ("filter",),
@@ -54,10 +55,12 @@ def axis_names(name: str, shape, layer_type: str | None = None) -> tuple:
     """The names of the canonical axes of the traced value `name` (of shape `shape`);
     `layer_type` tells a conv bias (per filter) from a dense one (per unit)."""
     role = name.rsplit(".", 1)[-1]
+    if role == "kernel" and layer_type == "conv_transpose":
+        return AXES["transposed kernel"]
     if role in ("kernel", "weights"):
         return AXES[role]
     if role == "bias":
-        return AXES["conv bias"] if layer_type == "conv" else AXES["bias"]
+        return AXES["conv bias"] if layer_type in ("conv", "conv_transpose") else AXES["bias"]
     # batch norm's statistics, γ and β are per channel (or feature); layer norm's statistics
     # per sample, and its γ, β have a sample's shape
     if layer_type in ("batchnorm", "layernorm") and (role in ("gamma", "beta", "mean", "var")

@@ -56,6 +56,10 @@ def sections(trace, only=None):
         if only is not None and step.name not in only:
             continue
         title = SECTIONS.get(step.phase, step.phase)
+        if step.phase == "update" and trace.update not in ("", "one SGD step"):
+            title = f"Update: {trace.update}"
+        if step.training_step:          # a scenario that trains several steps
+            title = f"Training step {step.training_step} — {title}"
         if not result or result[-1][0] != title:
             result.append((title, []))
         result[-1][1].append(step)

@@ -68,7 +68,7 @@ def render(explanation, width: int = 100):
             parts += _windows(e) + [Text()]
         if e.share:
             parts += [Text(f"through average pooling ({e.layer}): each window this cell is in passes "
-                           f"{e.share} of its error (1 / the window's area) back to it"), Text()]
+                           f"{e.share} of its error ({e.share_reason}) back to it"), Text()]
         if e.dense_row:
             parts += _dense_row(e, width) + [Text()]
         direct = _terms(e, width)
@@ -251,11 +251,17 @@ def _full_convolution(fc, width: int) -> list:
     how = []
     if (sh, sw) != (1, 1):
         how.append(f"stride {sh},{sw}: {sh - 1} zero row(s) and {sw - 1} zero column(s) between its elements")
+    dilated = fc.dilation != (1, 1)
+    size = "dilation·(kernel size − 1)" if dilated else "kernel size − 1"
     for count, what in ((bh, "row"), (bw, "column")):
         if count >= 0:
-            how.append(f"{count} zero {what}(s) before it (kernel size − 1 − padding)")
+            how.append(f"{count} zero {what}(s) before it ({size} − padding)")
         else:
-            how.append(f"its first {-count} {what}(s) dropped (the padding is wider than kernel size − 1)")
+            how.append(f"its first {-count} {what}(s) dropped (the padding is wider than {size})")
+    if dilated:
+        dh, dw = fc.dilation
+        how.append(f"dilation {dh},{dw}: the kernel's taps, and so the window's cells that meet them, "
+                   f"are {dh} row(s) and {dw} column(s) apart")
     parts = [Text("full convolution: the delta, padded with zeros,", style="bold"),
              Text(f"slid under {fc.flipped_from}", style="bold")]
     parts += [Text("  " + line, style="dim") for line in how]

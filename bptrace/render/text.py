@@ -59,9 +59,11 @@ def render(trace, only=None) -> Group:
     for step in trace.steps:
         if only is not None and step.name not in only:
             continue
-        if PHASE_OF[step.phase] != phase:
-            phase = PHASE_OF[step.phase]
-            parts.append(PhaseHeader(_phase_title(phase, trace)))
+        # a scenario that trains several steps has each phase once per training step
+        if (step.training_step, PHASE_OF[step.phase]) != phase:
+            phase = (step.training_step, PHASE_OF[step.phase])
+            title = _phase_title(phase[1], trace)
+            parts.append(PhaseHeader(f"training step {step.training_step} · {title}" if step.training_step else title))
         parts.append(StepView(step, trace, base, layer_types))
     return Group(*parts)
 
@@ -119,7 +121,7 @@ def _phase_title(phase, trace) -> str:
     if phase == "backward" and trace.start:
         return f"backward, {trace.start}"
     if phase == "update":
-        return "update (one SGD step)"
+        return "update (one SGD step)" if trace.update in ("", "one SGD step") else f"update, {trace.update}"
     return phase
 
 
