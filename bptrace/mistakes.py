@@ -35,7 +35,7 @@ import numpy as np
 from .errors import ScenarioError
 from .layers import Activation, AvgPool, Conv, ConvTranspose, Dense, Flatten, Identity, MaxPool, Softmax
 from .layers import BatchNorm, Dropout
-from .layers.normalization import _root
+from .layers.normalization import _inverse_root
 from .losses import LOSSES
 from .optim import Optimizer
 from .scenario import Loss, Scenario
@@ -613,7 +613,7 @@ class StatisticsConstant:
         result = super().backward(x, out, delta, p, recs, kept)
         xhat_delta = kept.kept["xhat.delta"].reshape(-1).tolist()
         var = stage.values["var"].reshape(-1).tolist()
-        x_delta = [d / _root(var[g] + self.eps) for d, g in zip(xhat_delta, self.group_of)]
+        x_delta = [d * _inverse_root(var[g] + self.eps) for d, g in zip(xhat_delta, self.group_of)]
         result["in"] = np.array(x_delta, dtype=float).reshape(self.in_shape)
         return result
 
