@@ -157,6 +157,7 @@ class Scenario:
         """What training step `step` (from 1) puts before every name: "step2." when the
         scenario trains several steps, nothing when it trains one."""
         return f"step{step}." if self.steps > 1 else ""
+    warnings: dict = field(default_factory=dict)     # layer name -> what runs but is likely not meant
 
     @property
     def path(self):
@@ -245,6 +246,7 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
         description=plain_text(top.text("description", "") or ""),
         conventions=conventions, layers=[], document=doc, inputs=inputs, input_origins=origins)
     scenario.layers, scenario.plan = _layers(top, inputs, conventions, work_limit)
+    scenario.warnings = _warnings(scenario.layers)
     _output(top, scenario)
     scenario.learning_rate = top.number("learning_rate", positive=True)
     _start(top, scenario)
@@ -475,7 +477,10 @@ def _layers(top: Spec, inputs: dict, conventions, work_limit=None) -> tuple:
                              "merge them first with an add, multiply or concat layer")
         ctx = BuildContext(in_shape=shapes[0], conventions=conventions, previous=sources[0], rng=rng,
                            in_shapes=shapes, sources=sources)
-        layer = cls.build(name, spec, ctx)
+        try:
+            layer = cls.build(name, spec, ctx)
+        except ScenarioError as error:
+            raise _with_chain(error, name, kind, reads, defined, spec, _warnings(layers)) from None
         layer.origins = {role: fill_origin(spec.get(role)) if role in spec else "zeros (not written)"
                          if role == "bias" else layer.unwritten.get(role, drawn) for role in layer.params}
         # (an empty output cannot happen: sizes are at least 1 and a window fits its input)
@@ -489,7 +494,7 @@ def _layers(top: Spec, inputs: dict, conventions, work_limit=None) -> tuple:
         layers.append(layer)
         nodes.append(Node(name, kind, tuple(defined[r][0] for r in reads), layer.out_shape,
                           tuple(layer.param_roles), position))
-        defined[name] = (layer_value(name), layer.out_shape, f"{kind} {name}")
+        defined[name] = (layer_value(name), layer.out_shape, f"{kind} {name}", reads[0])
         positions[name] = position
     plan = Plan(inputs=[input_value(name) for name in inputs], nodes=nodes, output=nodes[-1].name)
     return layers, plan
@@ -624,6 +629,60 @@ def _start(top: Spec, scenario: Scenario):
                                        f"{sample} target sums to {sums[off[0]]:g}, not 1",
                              "write the class index, or a one-hot vector")
     scenario.loss = Loss(kind, target.reshape(shape), classes)
+
+
+def _with_chain(error, name, kind, reads, defined, spec, warnings):
+    """A shape mismatch with the shapes that led to it (`input 5×5 → c1 conv 3×3 → p1
+    maxpool 1×1 → f flatten 1 → h`), so that the layer whose size went wrong shows, not only
+    the one that noticed; and a dense layer's weights written [in][out] are named transposed."""
+    message = str(error.message)
+    if not any(word in message for word in (" expects ", "larger than")):
+        return error
+    chain, at = [], reads[0] if reads else None
+    while at is not None and at in defined:
+        shape, source = defined[at][1], defined[at][2]
+        dropped = ", which drops its input's " + warnings[at].split("its ", 1)[1].replace(" are never read", "") \
+            if at in warnings else ""
+        chain.append(f"{at} {_shape_words(shape)}" if source.startswith(("the ", "input "))
+                     else f"{at} ({source.split()[0]}{dropped}) {_shape_words(shape)}")
+        at = defined[at][3] if len(defined[at]) > 3 else None
+    hint = error.hint
+    if kind == "dense" and "weights" in spec:
+        written = np.asarray(spec.get("weights"), dtype=object)
+        expected = _features(defined[reads[0]][1])
+        if written.ndim == 2 and written.shape[0] == expected and written.shape[1] != expected:
+            hint = (f"the weights look transposed: they are {written.shape[0]}×{written.shape[1]}, "
+                    f"[in][out]; write them [out][in], {written.shape[1]} rows of {expected}")
+    if len(chain) >= 3:         # (after the input and one layer, the message says it all)
+        message += "; the shapes: " + " → ".join(reversed(chain)) + f" → {name} ({kind})"
+    error.message, error.hint = message, hint
+    error.args = (error.message,)
+    return error
+
+
+def _shape_words(shape) -> str:
+    kept = [str(d) for d in shape if d != 1]
+    return "×".join(kept) if kept else "1"
+
+
+def _features(shape) -> int:
+    return int(np.prod(shape[1:]))
+
+
+def _warnings(layers) -> dict:
+    """What runs but is likely not meant: pooling windows that do not tile their map leave
+    its last rows or columns unread (PyTorch's floor mode does the same, silently)."""
+    found = {}
+    for layer in layers:
+        if getattr(layer, "type", "") not in ("maxpool", "avgpool") or len(layer.in_shape) != 4:
+            continue
+        (_, _, H, W), (kh, kw), (sh, sw), (ph, pw) = layer.in_shape, layer.size, layer.stride, layer.padding
+        left = [(n + 2 * p - k) % s for n, k, s, p in ((H, kh, sh, ph), (W, kw, sw, pw))]
+        if any(left):
+            parts = [f"{count} {axis}s" if count > 1 else axis for count, axis in zip(left, ("row", "column")) if count]
+            found[layer.name] = (f"the {kh}×{kw} windows with stride {sh},{sw} do not tile the "
+                                 f"{H + 2 * ph}×{W + 2 * pw} map: its last {' and '.join(parts)} are never read")
+    return found
 
 
 # --- training: regularization, optimizer, steps ---------------------------------------------

@@ -94,7 +94,8 @@ def test_a_message_reads_as_a_whole():
     result = _invoke("run", path)
     assert result.exit_code == 2
     assert result.output.replace(str(path), path.name) == (
-        "error: dense_width.yaml:7:28: layers[2].weights: dense h expects 4 inputs; flatten f makes 9 "
+        "error: dense_width.yaml:7:28: layers[2].weights: dense h expects 4 inputs; flatten f makes 9; "
+        "the shapes: input 4×4 → c1 (conv) 3×3 → f (flatten) 9 → h (dense) "
         "(weights are written [out][in]: each row needs 9 numbers)\n"
         "     7 |   - {type: dense, name: h, weights: [[1, 1, 1, 1], [0, 0, 0, 0]]}\n"
         "       |                            ^\n")

@@ -81,11 +81,12 @@ def block_title(names, axes, outer, base: int) -> str:
 
 # --- written-out sums: one way of writing `0.61·0.25 + 0.02·(−0.15)` for every renderer ---
 
-def factor_text(value, label: str | None = None, first: bool = True) -> tuple[str, bool]:
+def factor_text(value, label: str | None = None, first: bool = True,
+                significant: int = SIGNIFICANT) -> tuple[str, bool]:
     """(text, negative) of one factor in a product: a constant by its label (1/4, −0.5), a
     value by its number.  The first factor's minus becomes the term's sign; a later negative
     factor is written in parentheses."""
-    text = label if label is not None else number(value)
+    text = label if label is not None else number(value, significant)
     negative = text.startswith(("-", MINUS))
     bare = text[1:] if negative else text
     if negative and not first:
@@ -93,11 +94,11 @@ def factor_text(value, label: str | None = None, first: bool = True) -> tuple[st
     return bare, negative
 
 
-def product_text(factors) -> tuple[bool, list[str]]:
+def product_text(factors, significant: int = SIGNIFICANT) -> tuple[bool, list[str]]:
     """(negative, factor texts) of one term; `factors` are (value, constant label or None)."""
     texts, negative = [], False
     for k, (value, label) in enumerate(factors):
-        text, sign = factor_text(value, label, first=k == 0)
+        text, sign = factor_text(value, label, first=k == 0, significant=significant)
         negative = sign if k == 0 else negative
         texts.append(text)
     return negative, texts
