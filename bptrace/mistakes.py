@@ -34,6 +34,8 @@ import numpy as np
 
 from .errors import ScenarioError
 from .layers import Activation, AvgPool, Conv, ConvTranspose, Dense, Flatten, Identity, MaxPool, Recurrent, Softmax
+from .layers import BatchNorm, Dropout
+from .layers.normalization import _inverse_root
 from .losses import LOSSES
 from .optim import Optimizer
 from .scenario import Loss, Scenario
@@ -50,6 +52,7 @@ IDS = (
     "loss-factor-two", "batch-averaged-not-summed", "batch-summed-not-averaged", "bias-gradient-not-summed",
     "update-sign", "adam-no-bias-correction", "momentum-sign", "conv-transpose-as-conv",
     "recurrent-next-step-path-missing", "branch-missing-where-used-twice",
+    "batchnorm-statistics-constant", "dropout-mask-missing", "dropout-scale-missing",
 )
 
 
@@ -173,8 +176,9 @@ class ParameterGradientsScaled:
     gradient_factor = 1.0
     mistaken_steps = ("grads",)
 
-    def backward(self, x, out, delta, p, recs):
-        result = super().backward(x, out, delta, p, recs)
+    def backward(self, x, out, delta, p, recs, *stage):
+        # *stage: a layer with inner values (batch norm's γ and β) takes the stage callback too
+        result = super().backward(x, out, delta, p, recs, *stage)
         for role in self.param_roles:
             result[role] = result[role] * self.gradient_factor
         return result
@@ -643,6 +647,84 @@ LAYER_VARIANTS = {Conv: _conv_variants, Dense: _dense_variants, MaxPool: _maxpoo
                   Flatten: _flatten_variants, ConvTranspose: _conv_transpose_variants,
                   Recurrent: _recurrent_variants}
 FORWARD_ONLY_VARIANTS = {Conv: _conv_forward}
+
+
+# --- batch norm and dropout ---------------------------------------------------------------
+
+class _Kept:
+    """The layer's `stage` callback, passed on, keeping what it returned: the inner values
+    as the rest of the run used them (rounded, or pinned by a sheet's answers)."""
+
+    def __init__(self, stage):
+        self.stage, self.bounds, self.values, self.kept = stage, stage.bounds, stage.values, {}
+
+    def __call__(self, name, values, **options):
+        self.kept[name] = self.stage(name, values, **options)
+        return self.kept[name]
+
+
+class StatisticsConstant:
+    """batchnorm-statistics-constant: the batch's mean and variance taken as constants in
+    backward, as eval mode may: x.delta = x̂.delta / √(var + eps), their paths left out."""
+
+    mistaken_steps = ("in",)
+
+    def backward(self, x, out, delta, p, recs, stage):
+        kept = _Kept(stage)
+        result = super().backward(x, out, delta, p, recs, kept)
+        xhat_delta = kept.kept["xhat.delta"].reshape(-1).tolist()
+        var = stage.values["var"].reshape(-1).tolist()
+        x_delta = [d * _inverse_root(var[g] + self.eps) for d, g in zip(xhat_delta, self.group_of)]
+        result["in"] = np.array(x_delta, dtype=float).reshape(self.in_shape)
+        return result
+
+
+class DropoutMaskMissing:
+    """dropout-mask-missing: every element's error scaled by 1/(1 − p), dropped or not."""
+
+    mistaken_steps = ("in",)
+
+    def backward(self, x, out, delta, p, recs, stage):
+        return {"in": np.asarray(delta, dtype=float) * self.scale}
+
+
+class DropoutScaleMissing:
+    """dropout-scale-missing: the error masked but not scaled by 1/(1 − p)."""
+
+    mistaken_steps = ("in",)
+
+    def backward(self, x, out, delta, p, recs, stage):
+        return {"in": np.asarray(delta, dtype=float) * stage.values["mask"]}
+
+
+def _batchnorm_variants(sc, layer, n) -> list:
+    if not layer.train:
+        return []          # eval mode's statistics are constants: the mistake is the rule
+    return [_one(sc, layer, n, "batchnorm-statistics-constant",
+                 f"In train mode {n.extra('mean')} and {n.extra('var')} are computed from {n.x}, so "
+                 f"{n.x_delta} takes three paths back: through {n.extra('xhat')}, {n.extra('var')} and "
+                 f"{n.extra('mean')} (the terms with {n.extra('var.delta')} and {n.extra('mean.delta')}); yours "
+                 f"is {n.extra('xhat.delta')} / √({n.extra('var')} + eps) alone, the statistics taken as "
+                 "constants.", StatisticsConstant)]
+
+
+def _dropout_variants(sc, layer, n) -> list:
+    if layer.p in (0, 1):
+        return []          # nothing scaled (p = 0) or nothing kept (p = 1): both mistakes change nothing
+    found = []
+    rule = f"{n.x_delta} = {n.delta} · {n.extra('mask')} / (1 − {layer.p:g})"
+    if not layer.mask.all():
+        found.append(_one(sc, layer, n, "dropout-mask-missing",
+                          f"An element {n.layer} dropped in the forward pass gets no error back: {rule}; "
+                          f"yours leaves out the mask.", DropoutMaskMissing))
+    found.append(_one(sc, layer, n, "dropout-scale-missing",
+                      f"The kept elements were scaled by 1/(1 − {layer.p:g}) on the way forward, and their error "
+                      f"is scaled the same on the way back: {rule}; yours leaves out the 1/(1 − {layer.p:g}).",
+                      DropoutScaleMissing))
+    return found
+
+
+LAYER_VARIANTS.update({BatchNorm: _batchnorm_variants, Dropout: _dropout_variants})
 
 
 def _bias_variant(sc, layer, n, over: str) -> Variant:

@@ -371,3 +371,103 @@ def mlp_sheet(mistake: str | None = None) -> dict:
     sheet = {"loss": loss, "h2.delta": y.grad, "h2.grad.weights": w2.grad, "h2.grad.bias": b2.grad,
              "t1.delta": u.grad, "h1.delta": a.grad, "h1.grad.weights": w1.grad, "h1.grad.bias": b1.grad}
     return {name: np.squeeze(value.detach().numpy()) for name, value in sheet.items()}
+
+
+# --- batch norm and dropout ---------------------------------------------------------------
+# dense → batch norm (train) → tanh → dropout (a written mask) → dense, ½ squared error over
+# a batch of three: torch's own batch_norm and autograd for the clean pieces, the student's
+# batch-norm and dropout backward as autograd Functions.
+
+NORM_INPUT = [[0.5, -0.2, 0.1], [-0.3, 0.8, 0.4], [0.9, 0.3, -0.6]]
+NORM_W1 = [[0.2, -0.4, 0.1], [0.7, 0.3, -0.5]]
+NORM_B1 = [0.05, -0.1]
+NORM_GAMMA = [1.5, -0.8]
+NORM_BETA = [0.1, 0.2]
+NORM_EPS = 1e-5
+NORM_P = 0.4
+NORM_MASK = [[1, 0], [1, 1], [0, 1]]
+NORM_W2 = [[0.3, -0.2], [-0.5, 0.4]]
+NORM_B2 = [0.0, 0.1]
+NORM_TARGETS = [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]
+
+
+def norm_scenario() -> str:
+    return f"""name: planted batch norm and dropout
+input: {NORM_INPUT}
+layers:
+  - {{type: dense, name: h1, weights: {NORM_W1}, bias: {NORM_B1}}}
+  - {{type: batchnorm, name: bn, gamma: {NORM_GAMMA}, beta: {NORM_BETA}, eps: {NORM_EPS}}}
+  - {{type: tanh, name: t}}
+  - {{type: dropout, name: d, p: {NORM_P}, mask: {NORM_MASK}}}
+  - {{type: dense, name: h2, weights: {NORM_W2}, bias: {NORM_B2}}}
+loss: {{type: half_sse, target: {NORM_TARGETS}}}
+"""
+
+
+def norm_sheet(mistake: str | None = None) -> dict:
+    torch, F = _torch()
+    t = lambda v: torch.tensor(v, dtype=torch.float64)   # noqa: E731
+    x = t(NORM_INPUT).requires_grad_()
+    w1, b1, gamma, beta, w2, b2 = (t(v).requires_grad_() for v in (NORM_W1, NORM_B1, NORM_GAMMA, NORM_BETA,
+                                                                     NORM_W2, NORM_B2))
+    fn = _norm_functions()
+    a = F.linear(x, w1, b1)
+    a.retain_grad()
+    z = fn.BatchNorm.apply(a, gamma, beta, mistake)
+    z.retain_grad()
+    u = torch.tanh(z)
+    u.retain_grad()
+    v = fn.Dropout.apply(u, t(NORM_MASK), mistake)
+    v.retain_grad()
+    y = F.linear(v, w2, b2)
+    y.retain_grad()
+    loss = 0.5 * ((y - t(NORM_TARGETS)) ** 2).sum()
+    loss.backward()
+    sheet = {"loss": loss, "h2.delta": y.grad, "h2.grad.weights": w2.grad, "h2.grad.bias": b2.grad,
+             "d.delta": v.grad, "t.delta": u.grad, "bn.delta": z.grad, "bn.grad.gamma": gamma.grad,
+             "bn.grad.beta": beta.grad, "h1.delta": a.grad, "h1.grad.weights": w1.grad, "h1.grad.bias": b1.grad,
+             "input.delta": x.grad}
+    return {name: np.squeeze(value.detach().numpy()) for name, value in sheet.items()}
+
+
+@lru_cache(maxsize=None)
+def _norm_functions():
+    torch, F = _torch()
+
+    class BatchNorm(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, gamma, beta, mistake):
+            ctx.save_for_backward(a, gamma, beta)
+            ctx.mistake = mistake
+            return F.batch_norm(a, None, None, gamma, beta, training=True, eps=NORM_EPS)
+
+        @staticmethod
+        def backward(ctx, g):
+            a, gamma, beta = ctx.saved_tensors
+            with torch.enable_grad():
+                inputs = [v.detach().requires_grad_() for v in (a, gamma, beta)]
+                out = F.batch_norm(inputs[0], None, None, inputs[1], inputs[2], training=True, eps=NORM_EPS)
+                ga, ggamma, gbeta = torch.autograd.grad(out, inputs, g)
+            if ctx.mistake == "batchnorm-statistics-constant":
+                # the batch's variance (biased, as in training), used as if given
+                var = a.var(dim=0, unbiased=False)
+                ga = gamma * g / torch.sqrt(var + NORM_EPS)
+            return ga, ggamma, gbeta, None
+
+    class Dropout(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, u, mask, mistake):
+            ctx.save_for_backward(mask)
+            ctx.mistake = mistake
+            return u * mask / (1 - NORM_P)
+
+        @staticmethod
+        def backward(ctx, g):
+            (mask,) = ctx.saved_tensors
+            if ctx.mistake == "dropout-mask-missing":
+                return g / (1 - NORM_P), None, None
+            if ctx.mistake == "dropout-scale-missing":
+                return g * mask, None, None
+            return g * mask / (1 - NORM_P), None, None
+
+    return SimpleNamespace(BatchNorm=BatchNorm, Dropout=Dropout)

@@ -274,7 +274,9 @@ def test_the_forward_noise_bound_holds_the_exact_value(values, text):
     import ast
     from fractions import Fraction
 
-    env = dict(zip("abc", values))
+    # a number written in the file is exact as written (its shortest decimal), so the exact
+    # value is taken from the floats' decimals, as bptrace reads them
+    env = {k: Fraction(repr(float(v))) for k, v in zip("abc", values)}
 
     def exact(node):
         if isinstance(node, ast.Expression):
@@ -290,7 +292,6 @@ def test_the_forward_noise_bound_holds_the_exact_value(values, text):
         raise AssertionError(node)
 
     truth = exact(ast.parse(text, mode="eval"))
-    # the inputs as floats: their conversion from the fraction is the input's own noise
     inputs = {k: float(v) for k, v in env.items()}
     scenario = bptrace.loads(json.dumps({"inputs": {k: v for k, v in inputs.items()}, "nodes": {"f": text}}))
     layer = scenario.layers[0]

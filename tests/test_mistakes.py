@@ -12,7 +12,8 @@ from bptrace.errors import ScenarioError
 from bptrace.mistakes import IDS, variants
 from bptrace.scenario import Patch, load, loads
 from conftest import ROOT, SCENARIOS
-from planted import conv_scenario, conv_sheet, expected_block, mlp_scenario, mlp_sheet, tconv_scenario, tconv_sheet
+from planted import (conv_scenario, conv_sheet, expected_block, mlp_scenario, mlp_sheet, norm_scenario, norm_sheet,
+                     tconv_scenario, tconv_sheet)
 
 # (catalog id, the planted model's mistake, scenario options, the first wrong step)
 PLANTED = [
@@ -48,7 +49,7 @@ def planted_report(mistake, options):
 def test_every_catalog_id_has_a_planted_sheet():
     # the optimizer's mistakes are planted in tests/test_training.py, the recurrent and
     # expression-graph ones in tests/test_circuits.py
-    assert {case[0] for case in PLANTED} | {"batch-summed-not-averaged", "adam-no-bias-correction",
+    assert {case[0] for case in PLANTED + NORM_PLANTED} | {"batch-summed-not-averaged", "adam-no-bias-correction",
                                             "momentum-sign", "conv-transpose-as-conv",
                                             "recurrent-next-step-path-missing",
                                             "branch-missing-where-used-twice"} == set(IDS)
@@ -290,3 +291,46 @@ def test_variants_of_the_new_layers_and_options_change_no_undeclared_step(case):
         assert _isolated_changes(scenario, variant, refs) <= variant.changes, (variant.id, variant.form)
         assert all("bias" in scenario.layer(name).params for name in variant.layers) \
             or variant.id != "bias-gradient-not-summed"
+# --- batch norm and dropout: dense → batchnorm → tanh → dropout → dense (tests/planted.py) ---
+
+NORM_PLANTED = [
+    ("batchnorm-statistics-constant", "h1.delta"),
+    ("dropout-mask-missing", "t.delta"),
+    ("dropout-scale-missing", "t.delta"),
+]
+
+
+@pytest.mark.parametrize("id_, first", NORM_PLANTED, ids=[case[0] for case in NORM_PLANTED])
+def test_a_planted_norm_mistake_is_named_by_its_id_alone(torch, id_, first):
+    report = check_text(norm_scenario() + expected_block(norm_sheet(id_)))
+    assert report.first_wrong.name == first
+    assert [d.id for d in report.diagnosis] == [id_]
+    assert report.unexplained == []
+    assert report.diagnosis[0].explains == [row.label for row in report.rows if not row.passed]
+
+
+def test_a_correct_norm_sheet_passes_without_diagnosis(torch):
+    # also runs the whole catalog on a batch-norm network: the batch-averaged variant swaps
+    # batch norm's class too, and must take its stage callback
+    report = check_text(norm_scenario() + expected_block(norm_sheet(None)))
+    assert report.failed == 0 and report.passed >= 30 and report.diagnosis == []
+
+
+def test_norm_variants_change_exactly_the_steps_they_declare():
+    scenario = loads(norm_scenario())
+    refs = references(run(scenario, terms=False), scenario)
+    found = variants(scenario)
+    assert {"batchnorm-statistics-constant", "dropout-mask-missing", "dropout-scale-missing",
+            "batch-averaged-not-summed"} <= {v.id for v in found}
+    for variant in found:
+        assert _isolated_changes(scenario, variant, refs) == variant.changes, (variant.id, variant.form)
+
+
+@pytest.mark.parametrize("layer, absent", [
+    ("{type: batchnorm, name: bn, mode: eval}", "batchnorm-statistics-constant"),   # its rule already
+    ("{type: dropout, name: bn, p: 0.5, mask: [[1, 1], [1, 1]]}", "dropout-mask-missing"),   # nothing dropped
+    ("{type: dropout, name: bn, p: 0, mask: [[1, 0], [1, 1]]}", "dropout-scale-missing"),    # 1/(1 − 0) = 1
+])
+def test_norm_mistakes_that_would_change_nothing_are_not_in_the_catalog(layer, absent):
+    scenario = loads(f"input: [[0.2, -0.4], [0.7, 0.1]]\nlayers:\n  - {layer}\nupstream: {{delta: [[1, 2], [3, 4]]}}\n")
+    assert absent not in {v.id for v in variants(scenario)}

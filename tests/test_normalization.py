@@ -90,3 +90,30 @@ def test_log_of_zero_or_less_is_refused_naming_the_element(kind, x):
 
     with pytest.raises(ScenarioError, match=r"element \[1\]"):
         bptrace.run(bptrace.loads(f"input: [1.0, {x}]\nlayers: [{{type: {kind}}}]\nupstream: {{delta: [1, 1]}}\n"))
+
+
+def test_exp_beyond_the_largest_float_is_a_located_error():
+    # torch.exp(800) is inf; math.exp raised OverflowError out of bptrace (a traceback)
+    from bptrace.errors import ScenarioError
+
+    with pytest.raises(ScenarioError, match=r"e\.out\[0\] is inf: the numbers grew beyond"):
+        bptrace.run(bptrace.loads("input: [800.0, 1.0]\nlayers: [{type: exp, name: e}]\nupstream: {delta: [1, 1]}\n"))
+
+
+@pytest.mark.parametrize("var", ["-0.5", "-1e-5"])
+def test_a_sheet_with_a_negative_variance_is_checked_not_crashed(var):
+    # the sheet's own run pins bn.var: √(var + eps) is nan (or 1/0 at −eps), as torch.sqrt
+    # gives; it used to raise ValueError / ZeroDivisionError out of check
+    from bptrace.check import Checker, scenario_answers
+
+    scenario = bptrace.loads(BN + f"expected:\n  bn.var: [{var}, 0.3]\n  bn.xhat[0,0]: -0.9\n")
+    report = Checker().check(scenario, scenario_answers(scenario), file="s.yaml", scenario_path="s.yaml")
+    assert [row.label for row in report.rows if not row.passed] == ["bn.var[0]", "bn.xhat[0,0]"]
+
+
+def test_batch_norm_of_a_constant_with_eps_zero_is_a_located_error():
+    from bptrace.errors import ScenarioError
+
+    with pytest.raises(ScenarioError, match=r"bn\.xhat\[0\] is not a number"):
+        bptrace.run(bptrace.loads("input: [[1.0], [1.0]]\nlayers: [{type: batchnorm, name: bn, eps: 0}]\n"
+                                  "upstream: {delta: [[1], [2]]}\n"))

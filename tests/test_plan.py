@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import bptrace
 import oracle
 from bptrace.explain import explain
+from test_properties import NORMS, norm_layer
 
 RESIDUAL = """
 input: [[0.2, -0.5, 0.9], [0.7, 0.3, -0.8], [-0.6, 0.05, 0.35]]
@@ -85,7 +86,8 @@ def numbers(rng, *shape, low=-1.0, high=1.0):
 @st.composite
 def graphs(draw):
     """A small network of maps where layers may read any earlier value: convs and
-    activations, then add / multiply (same shape) and concat (same size) of earlier values,
+    activations (smooth ones, batch norm in train or eval mode, layer norm, dropout masks
+    among them), add / multiply (same shape) and concat (same size) of earlier values,
     possibly the same value twice, then a dense head or a loss on a map."""
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
     N, C, H, W = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(2, 5)), draw(st.integers(2, 5))
@@ -110,7 +112,12 @@ def graphs(draw):
             add(f"type: conv, kernel: {numbers(rng, out, c, kh, kw)}, bias: {numbers(rng, out)}, padding: [{pad}, {pad}]",
                 [name], (n, out, h + 2 * pad - kh + 1, w + 2 * pad - kw + 1))
         elif kind == "act":
-            add(f"type: {draw(st.sampled_from(['tanh', 'sigmoid', 'identity']))}", [name], shape)
+            # the smooth functions and the norms where the activations were: as many layers as before
+            act = draw(st.sampled_from(["tanh", "sigmoid", "identity", "exp", "square", "elu", "softplus", "silu",
+                                        "gelu", "batchnorm", "batchnorm", "layernorm", "dropout"]))
+            if act == "exp" and any("type: exp" in line for line in lines):
+                act = "softplus"         # one exp per network: exp of a sum of exps overflows
+            add(norm_layer(draw, rng, shape, act) if act in NORMS else f"type: {act}", [name], shape)
         elif kind in ("add", "multiply"):
             same = [v for v, s in values if s == shape]
             others = draw(st.lists(st.sampled_from(same), min_size=1, max_size=2))

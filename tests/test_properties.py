@@ -4,13 +4,15 @@ Hypothesis draws an architecture (input size, channels, batch; conv with kernel,
 padding, dilation, groups, with or without a bias; conv_transpose with stride, padding,
 output_padding, dilation, groups; max/avg pools with stride, padding, dilation (max),
 ceil_mode and count_include_pad (avg); upsample; activations; a global pool or flatten;
-dense layers with or without a bias; loss or upstream; learning rate) and the numbers in it; the scenario is written as
+dense layers with or without a bias; smooth activations, batch norm (train and eval), layer
+norm, dropout masks; loss or upstream; learning rate) and the numbers in it; the scenario is written as
 YAML text, as a user would, and the whole trace is compared with the whole-network torch
 oracle (tests/oracle.py) to 1e-9 absolute + 1e-9 relative.
 """
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +22,42 @@ import bptrace
 import oracle
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
+# smooth element-wise functions, batch norm, layer norm and dropout are drawn in the same
+# places as the activations, so that the chains stay as long (and as fast) as before
+SMOOTH = ("exp", "square", "elu", "softplus", "silu", "gelu")
+NORMS = ("batchnorm", "batchnorm", "layernorm", "dropout")
+
+
+def norm_layer(draw, rng, shape, kind=None) -> str:
+    """batch norm (train, or eval with running statistics), layer norm or dropout with a
+    mask, for a map [N][C][H][W] or dense values [N][F]."""
+    kind = kind or draw(st.sampled_from(NORMS))
+    C = shape[1]
+    if kind == "dropout":
+        mask = json.dumps(rng.integers(0, 2, size=shape).tolist())
+        return f"type: dropout, p: {draw(st.sampled_from([0.2, 0.5]))}, mask: {mask}"
+    affine = shape[1:] if kind == "layernorm" else (C,)
+    keys = f"type: {kind}, gamma: {numbers(rng, *affine)}, beta: {numbers(rng, *affine)}"
+    # train mode needs two values or more per channel (PyTorch refuses one)
+    if kind == "batchnorm" and (int(np.prod(shape)) // C == 1 or draw(st.sampled_from(["train", "train", "eval"]))
+                                == "eval"):
+        keys += f", mode: eval, running_mean: {numbers(rng, C)}, running_var: {numbers(rng, C, low=0.1, high=2.0)}"
+    return keys
+
+
+def element_wise(draw, rng, shape, lines=()) -> str:
+    """An activation, a smooth function, or a norm, keeping the shape.  One exp per network:
+    exp of a sum of exps overflows (a located error, not a disagreement)."""
+    kind = draw(st.sampled_from(ACTIVATIONS + SMOOTH + NORMS))
+    if kind == "exp" and any("type: exp" in line for line in lines):
+        kind = "softplus"
+    if kind in NORMS:
+        return norm_layer(draw, rng, shape, kind)
+    if kind == "elu":
+        return f"type: elu, alpha: {draw(st.sampled_from([0.5, 1.0]))}"
+    if kind == "leaky_relu":
+        return f"type: leaky_relu, slope: {draw(st.sampled_from([0.01, 0.1, 0.3]))}"
+    return f"type: {kind}"
 
 
 def pool_size(n, k, s, p, d, ceil):
@@ -107,10 +145,8 @@ def scenarios(draw):
             if H * uh * W * uw > 64:
                 continue
             add(f"type: upsample, scale: [{uh}, {uw}]", (N, C, H * uh, W * uw))
-        elif kind == "leaky_relu":
-            add(f"type: leaky_relu, slope: {draw(st.sampled_from([0.01, 0.1, 0.3]))}")
         else:
-            add(f"type: {kind}")
+            add(element_wise(draw, rng, outputs[-1][1], lines))
 
     dense = draw(st.booleans())
     if dense:
@@ -124,7 +160,7 @@ def scenarios(draw):
             add(f"type: dense, weights: {numbers(rng, out, features)}, bias: {bias}", (N, out))
             features = out
             if draw(st.booleans()):
-                add(f"type: {draw(st.sampled_from(ACTIVATIONS))}")
+                add(element_wise(draw, rng, outputs[-1][1], lines))
     sigmoid_last = len(outputs) == 1 or draw(st.booleans())
     if sigmoid_last:
         add("type: sigmoid")             # also makes bce possible below
@@ -133,7 +169,8 @@ def scenarios(draw):
     losses = ["half_sse", "sse", "mse", "upstream"]
     if dense and shape[1] >= 2:          # cross_entropy needs two class scores or more
         losses.append("cross_entropy")
-    if sigmoid_last:
+    # exp and square can push the last sigmoid to exactly 1, where bce is refused (log 0)
+    if sigmoid_last and not any("type: exp" in line or "type: square" in line for line in lines):
         losses.append("bce")
     loss = draw(st.sampled_from(losses))
     if loss == "upstream":
@@ -156,7 +193,7 @@ def scenarios(draw):
 
 
 # the torch fixture only imports torch (or skips): nothing in it needs resetting per example
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=int(os.environ.get("BPTRACE_CHAIN_EXAMPLES", 60)), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(text=scenarios())
 def test_random_networks_agree_with_torch(torch, text):

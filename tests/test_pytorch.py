@@ -35,12 +35,15 @@ def _compare(trace, net, x):
     modules = [m for m in net.modules() if list(m.parameters(recurse=False))]
     assert len(layers) == len(modules)
     for layer, module in zip(layers, modules):
-        role = "kernel" if type(module).__name__ in ("Conv2d", "ConvTranspose2d") else "weights"
+        kind = type(module).__name__
+        role = {"Conv2d": "kernel", "ConvTranspose2d": "kernel", "BatchNorm1d": "gamma", "BatchNorm2d": "gamma",
+                "LayerNorm": "gamma"}.get(kind, "weights")
+        shift = "beta" if role == "gamma" else "bias"
         _close(trace[f"{p}{layer}.grad.{role}"].values, module.weight.grad, f"{layer}.grad.{role}")
         if module.bias is None:
             assert f"{p}{layer}.bias" not in trace.names() and f"{p}{layer}.grad.bias" not in trace.names()
         else:
-            _close(trace[f"{p}{layer}.grad.bias"].values, module.bias.grad, f"{layer}.grad.bias")
+            _close(trace[f"{p}{layer}.grad.{shift}"].values, module.bias.grad, f"{layer}.grad.{shift}")
     _close(trace[f"{p}input.delta"].values, x.grad, "input.delta")
 
 

@@ -21,10 +21,10 @@ from bptrace.scenario import load, parse_element
 from bptrace.tensors import canonical_index, squeezed_shape
 from conftest import ROOT, SCENARIOS
 
-PARAMS = ("kernel", "weights", "bias", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
-# inner values a layer traces: a recurrent layer's h, c and gates (and their deltas), an
-# expression node's local gradients
-INNER = r"(h|c|gate\.[a-z])(\.delta)?|local\.[A-Za-z_][A-Za-z0-9_]*"
+PARAMS = ("kernel", "weights", "bias", "gamma", "beta", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+# inner values a layer traces: batch norm's, layer norm's and dropout's; a recurrent layer's h,
+# c and gates (and their deltas); an expression node's local gradients
+INNER = r"(mean|var|xhat|mask|xhat\.delta|var\.delta|mean\.delta)|(h|c|gate\.[a-z])(\.delta)?|local\.[A-Za-z_][A-Za-z0-9_]*"
 
 
 def ids(paths):

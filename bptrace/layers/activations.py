@@ -338,7 +338,12 @@ class Exp(Smooth):
     slope_text = "{out}"
 
     def f(self, z):
-        return math.exp(z)
+        # torch.exp gives inf past the largest float where math.exp raises; inf lets the
+        # engine name the element that grew too large
+        try:
+            return math.exp(z)
+        except OverflowError:
+            return math.inf
 
     def slope(self, z, y):
         return [("out", y)]          # exp′ = exp = out

@@ -30,8 +30,16 @@ from .base import EPS, TINY, BuildContext, Layer, Names, as_array, nested, noise
 
 
 def _root(v):
-    """√v: the one square root of this module (a later number type swaps it here)."""
-    return math.sqrt(v)
+    """√v: the one square root of this module (a later number type swaps it here); nan below
+    0, as torch.sqrt gives, where a variance pinned by `given` or a sheet's answer is negative
+    (the engine then names the step)."""
+    return math.sqrt(v) if v >= 0 else math.nan
+
+
+def _inverse_root(v):
+    """1/√v, inf at 0 (a variance pinned to −eps) and nan below, as torch.rsqrt gives."""
+    root = _root(v)
+    return 1 / root if root != 0 else math.inf
 
 
 def _per(spec: Spec, key: str, shape: tuple, default: float, what: str, each: str) -> np.ndarray:
@@ -137,7 +145,7 @@ class Norm(Layer):
         rec = recs["xhat"]
         xhat = nested((len(x),))
         for k, g in enumerate(self.group_of):
-            r = 1 / _root(var[g] + self.eps)
+            r = _inverse_root(var[g] + self.eps)
             xhat[k] = (x[k] - mean[g]) * r
             if rec:
                 rec.term(cells[k], ("in", cells[k], x[k]), ("1/√(var + eps)", self.stat_cells[g], r))
@@ -191,7 +199,7 @@ class Norm(Layer):
             rec = recs["in"]
             x_delta = nested((len(x),))
             for k, g in enumerate(self.group_of):
-                r = 1 / _root(var[g] + self.eps)
+                r = _inverse_root(var[g] + self.eps)
                 x_delta[k] = xhat_delta[k] * r
                 if rec:
                     rec.term(cells[k], ("xhat.delta", cells[k], xhat_delta[k]), ("1/√(var + eps)", self.stat_cells[g], r))
@@ -204,7 +212,7 @@ class Norm(Layer):
         rec = recs["var.delta"]
         var_delta = nested((len(self.groups),))
         for g, group in enumerate(self.groups):
-            c = -0.5 * (var[g] + self.eps) ** -1.5
+            c = -0.5 * _inverse_root(var[g] + self.eps) ** 3
             for k in group:
                 var_delta[g] += xhat_delta[k] * (x[k] - mean[g]) * c
                 if rec:
@@ -218,7 +226,7 @@ class Norm(Layer):
         rec = recs["mean.delta"]
         mean_delta = nested((len(self.groups),))
         for g, group in enumerate(self.groups):
-            r = 1 / _root(var[g] + self.eps)
+            r = _inverse_root(var[g] + self.eps)
             spread = 0
             for k in group:
                 mean_delta[g] += xhat_delta[k] * -r
@@ -238,7 +246,7 @@ class Norm(Layer):
         rec = recs["in"]
         x_delta = nested((len(x),))
         for k, g in enumerate(self.group_of):
-            r = 1 / _root(var[g] + self.eps)
+            r = _inverse_root(var[g] + self.eps)
             x_delta[k] = xhat_delta[k] * r + var_delta[g] * (2 * (x[k] - mean[g]) / m) + mean_delta[g] / m
             if rec:
                 at = self.stat_cells[g]
@@ -291,7 +299,7 @@ class Norm(Layer):
         e_d, high = self._spread(x, mean, bounds), self._inverse_root_high(var, bounds)
         bound = []
         for k, g in enumerate(self.group_of):
-            d, r = abs(x[k] - mean[g]), 1 / _root(var[g] + self.eps)
+            d, r = abs(x[k] - mean[g]), _inverse_root(var[g] + self.eps)
             top = (d + e_d[k]) * high[g]
             bound.append(top - d * r + 4 * (EPS * top + TINY))
         return as_array(bound).reshape(self.in_shape)
@@ -314,7 +322,7 @@ class Norm(Layer):
         e_dx = self._flat(bounds, "xhat.delta")
         grown, plain = [], []
         for g, group in enumerate(self.groups):
-            r = 1 / _root(var[g] + self.eps)
+            r = _inverse_root(var[g] + self.eps)
             grown.append(sum((abs(xhat_delta[k]) + e_dx[k]) * (abs(x[k] - mean[g]) + e_d[k]) for k in group)
                          * 0.5 * high[g] ** 3)
             plain.append(sum(abs(xhat_delta[k] * (x[k] - mean[g])) for k in group) * 0.5 * r ** 3)
@@ -325,7 +333,7 @@ class Norm(Layer):
         e_dx, e_dv = self._flat(bounds, "xhat.delta"), self._flat(bounds, "var.delta")
         grown, plain = [], []
         for g, group in enumerate(self.groups):
-            r = 1 / _root(var[g] + self.eps)
+            r = _inverse_root(var[g] + self.eps)
             grown.append(sum(abs(xhat_delta[k]) + e_dx[k] for k in group) * high[g]
                          + (abs(var_delta[g]) + e_dv[g]) * sum(2 * (abs(x[k] - mean[g]) + e_d[k]) for k in group)
                          / self.count)
@@ -341,7 +349,7 @@ class Norm(Layer):
             e_d = self._spread(x, mean, bounds)
             e_dv, e_dm = self._flat(bounds, "var.delta"), self._flat(bounds, "mean.delta")
         for k, g in enumerate(self.group_of):
-            r = 1 / _root(var[g] + self.eps)
+            r = _inverse_root(var[g] + self.eps)
             up, down = (abs(xhat_delta[k]) + e_dx[k]) * high[g], abs(xhat_delta[k]) * r
             if var_delta is not None:
                 d = abs(x[k] - mean[g])
