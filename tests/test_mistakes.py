@@ -9,7 +9,7 @@ import pytest
 from bptrace.check import Checker, read_answers, references, scenario_answers
 from bptrace.engine import run
 from bptrace.errors import ScenarioError
-from bptrace.mistakes import IDS, variants
+from bptrace.check.mistakes import IDS, variants
 from bptrace.scenario import Patch, load, loads
 from conftest import ROOT, SCENARIOS
 from planted import conv_scenario, conv_sheet, expected_block, mlp_scenario, mlp_sheet

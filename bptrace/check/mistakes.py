@@ -32,10 +32,13 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import ScenarioError
-from .layers import Activation, AvgPool, Conv, Dense, Flatten, Identity, MaxPool, Softmax
-from .losses import LOSSES
-from .scenario import Loss, Scenario
+from ..engine import run
+from ..errors import ScenarioError
+from ..layers import Activation, AvgPool, Conv, Dense, Flatten, Identity, MaxPool, Softmax
+from ..losses import LOSSES
+from ..scenario import Loss, Scenario
+from .matching import WRONG, references
+from .report import Diagnosis
 
 # A mistake is named only when the numbers it reproduces carry this many significant digits
 # between them: one number written "0.1" matches some mistake or other by chance.
@@ -635,9 +638,6 @@ class Catalog:
         """The variant's run without answers; None when it drives the network out of range
         (then it is no candidate)."""
         if position not in self._runs:
-            from .check import references
-            from .engine import run
-
             variant, model = self.variants[position], self.model
             try:
                 refs = references(run(variant.scenario, terms=False), variant.scenario)
@@ -659,8 +659,6 @@ def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match, ev
     rows: the checker's rows; overrides: the sheet's answers as pinned patches; own: every
     step's numbers computed from the sheet's own answers; match(written, value) → truthy;
     evidence(written) → the significant digits a match with it is worth."""
-    from .check import WRONG
-
     wrong = [row for row in rows if row.verdict == WRONG]
     if not wrong:
         return [], []
@@ -678,8 +676,6 @@ def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match, ev
             entry = found.setdefault(mistaken.variant.id, {"variants": [], "labels": []})
             entry["variants"].append(mistaken.variant)
             entry["labels"] += [label for label in explained if label not in entry["labels"]]
-    from .check import Diagnosis
-
     order = {row.label: position for position, row in enumerate(rows)}
     by_label = {row.label: row for row in rows}
 
@@ -708,9 +704,6 @@ def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match, ev
 def _explained(catalog, mistaken: MistakenRun, rows, overrides, own, match) -> list:
     """The labels of the wrong answers this mistake reproduces (whole steps only), or []
     when it reproduces none or disagrees with a number the sheet got right."""
-    from .check import WRONG
-    from .engine import run
-
     model, variant = catalog.model, mistaken.variant
     order = model.order
     relevant = [row for row in rows if order[row.name] >= mistaken.first]
@@ -779,8 +772,6 @@ def _explained(catalog, mistaken: MistakenRun, rows, overrides, own, match) -> l
 
 
 def _run_with(run, scenario, overrides):
-    from .check import references
-
     try:
         return references(run(scenario, overrides=overrides, terms=False), scenario)
     except ScenarioError:

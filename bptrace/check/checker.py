@@ -1,0 +1,196 @@
+"""Running a check: hand-worked answers held against the trace.
+
+A sheet is a set of answers: whole steps (`p1.delta: [[...]]`) or single elements
+(`c1.grad.kernel[0,1]: 0.094061`), from a scenario's `expected:` or a separate file.  Each
+written number gets one of three verdicts:
+
+* right: it matches the trace's number at the tolerance in force.  By default that is the
+  number "as written": with k decimals it is right when the trace's number rounded half-up
+  to k decimals equals it, or (reported as such) when truncated to k decimals does.  The
+  decimals are read from the file's text, so `0.0360` claims four decimals, not two.
+* follows from your earlier values: wrong against the clean trace, but right against the
+  number computed from the sheet's own earlier answers.  One engine run with every answer
+  pinned (`overrides=`) gives that number for every step at once (`Step.computed` is what
+  the step computed before its own pin), so a slip is counted once, and a sheet that
+  carried its own rounded numbers forward passes.
+* wrong.
+
+The first wrong step is named, and `mistakes.diagnose` looks for classic mistakes that
+reproduce the wrong numbers.  `Checker` keeps the clean run and the catalog's runs of each
+scenario it has seen, so a class's submissions of one problem share them.
+"""
+from __future__ import annotations
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+
+import numpy as np
+
+from ..engine import run
+from ..errors import ScenarioError
+from ..scenario import DEFAULT_WORK_LIMIT, Rounding, Scenario, Tolerance, load, make_patch, merge_patches
+from ..tensors import describe_shape, display_index, fits, format_index, plain, squeezed_shape
+from .answers import answer_files, read_answers, scenario_answers
+from .matching import FOLLOWS, FOLLOWS_TEXT, RIGHT, WRONG, evidence, match, references, same_number
+from .mistakes import Catalog, diagnose
+from .report import CheckReport, FileReport, FirstWrong, Row
+
+class Model:
+    """One scenario's clean run, and (made when first needed) its catalog of mistaken runs."""
+
+    def __init__(self, scenario: Scenario):
+        self.scenario = scenario
+        self.trace = run(scenario, terms=False)
+        self.refs = references(self.trace, scenario)
+        self.order = {name: position for position, name in enumerate(self.trace.names())}
+        self.reads = {step.name: step.reads for step in self.trace.steps}
+        self._catalog = None
+
+    @property
+    def catalog(self):
+        if self._catalog is None:
+            self._catalog = Catalog(self)
+        return self._catalog
+
+
+def _content_key(scenario: Scenario, rounding) -> str:
+    """Scenarios that differ only in their answers (and name) share their runs."""
+    data = scenario.document.data if scenario.document else None
+    if not isinstance(data, dict):
+        return f"id:{id(scenario)}"
+    kept = {key: value for key, value in data.items()
+            if key not in ("expected", "tolerance", "name", "description")}
+    return json.dumps([kept, dataclasses.astuple(rounding) if rounding else None], sort_keys=True, default=repr)
+
+
+class Checker:
+    """Checks sheets, keeping each scenario's runs for every sheet of the same problem."""
+
+    def __init__(self, tolerance: Tolerance | None = None, rounding: Rounding | None = None):
+        self.tolerance = tolerance        # from the command line; overrides the scenario's
+        self.rounding = rounding          # from the command line; replaces the scenario's
+        self._models: dict = {}
+
+    def model(self, scenario: Scenario) -> Model:
+        key = _content_key(scenario, self.rounding)
+        if key not in self._models:
+            if self.rounding is not None:
+                scenario = dataclasses.replace(scenario, rounding=self.rounding)
+            self._models[key] = Model(scenario)
+        return self._models[key]
+
+    def check(self, scenario: Scenario, answers: list, *, file: str, scenario_path: str) -> FileReport:
+        tolerance = self.tolerance or scenario.tolerance
+        model = self.model(scenario)
+        sc = model.scenario
+        base = sc.conventions.index_base
+        report = FileReport(file=file, scenario=scenario_path, title=scenario.name, tolerance=tolerance,
+                            rounding=_rounding_text(sc))
+
+        fitting = [a for a in answers if a.index is not None or fits(a.values.shape, sc.shapes[a.name])]
+        fitting_ids = {id(answer) for answer in fitting}
+        overrides = merge_patches(make_patch(sc, a.doc, a.path, a.key, a.values.tolist()) for a in fitting)
+        try:
+            own = references(run(sc, overrides=overrides, terms=False), sc)
+        except ScenarioError:
+            # the answers drive the network where it cannot go (a bce output outside 0..1):
+            # nothing can follow from them, so each is held against the clean trace alone
+            own = model.refs
+        rows = []
+        for answer in answers:
+            shape = sc.shapes[answer.name]
+            if id(answer) not in fitting_ids:
+                rows.append(Row(answer.name, None, answer.key, answer.values.tolist(),
+                                plain(model.refs[answer.name]), WRONG,
+                                f"wrong shape: yours is {describe_shape(answer.values.shape)}, "
+                                f"bptrace's {describe_shape(shape)}",
+                                shape=squeezed_shape(answer.values.shape), bptrace_shape=squeezed_shape(shape),
+                                answer=answer))
+                continue
+            cells = [answer.index] if answer.index is not None else list(np.ndindex(*shape))
+            scale = float(np.abs(model.refs[answer.name]).max(initial=0))
+            for cell, written in zip(cells, answer.written):
+                if written.dtype:
+                    written = dataclasses.replace(written, scale=scale)
+                clean, mine = float(model.refs[answer.name][cell]), float(own[answer.name][cell])
+                how = match(written, clean, tolerance)
+                verdict = RIGHT
+                if how is None:
+                    if match(written, mine, tolerance) is not None:
+                        verdict, how = FOLLOWS, FOLLOWS_TEXT
+                    else:
+                        verdict, how = WRONG, "wrong"
+                shown = display_index(shape, cell, base)
+                rows.append(Row(answer.name, cell, answer.name + format_index(shown), written.value,
+                                clean, verdict, how, written=written,
+                                own=None if same_number(clean, mine) else mine,
+                                shown_index=shown))
+        rows.sort(key=lambda row: (model.order[row.name], row.index is None, row.index or ()))
+        report.rows = rows
+
+        wrong = [row for row in rows if not row.passed]
+        if wrong:
+            first = wrong[0]
+            report.first_wrong = FirstWrong(
+                first.label, first.name, model.trace[first.name].rule, first.yours, first.bptrace, first.own,
+                f"bptrace explain {shlex.quote(scenario_path)} {shlex.quote(first.label)}",
+                first.shape, first.bptrace_shape)
+            report.diagnosis, report.unexplained = diagnose(
+                model.catalog, rows, overrides, own, lambda written, value: match(written, value, tolerance),
+                lambda written: evidence(written, tolerance))
+        return report
+
+
+def _rounding_text(scenario: Scenario) -> str | None:
+    rounding = scenario.rounding
+    if rounding is None:
+        return None
+    return f"{rounding.describe()}, applied to {', '.join(rounding.apply)}"
+
+
+def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | None = None,
+                rounding: Rounding | None = None, work_limit: int | None = DEFAULT_WORK_LIMIT) -> CheckReport:
+    """Check several sheets in one go: each scenario's own `expected:`, or (with
+    `expected_paths`, which need exactly one scenario) each answer file against that
+    scenario.  A file that cannot be read becomes a report with `error` set; the rest are
+    still checked."""
+    checker = Checker(tolerance, rounding)
+    reports = []
+    if expected_paths:
+        if len(scenario_paths) != 1:
+            raise ScenarioError("--expected goes with exactly one scenario (each answer file is "
+                                "checked against it)")
+        scenario_path = str(scenario_paths[0])
+        try:
+            scenario = load(scenario_path, work_limit=work_limit)
+            checker.model(scenario)
+        except ScenarioError as error:
+            return CheckReport([FileReport(file=scenario_path, scenario=scenario_path,
+                                           error=str(error.located(file=scenario_path)))])
+        for path in answer_files(expected_paths):
+            reports.append(_checked(checker, lambda p=path: (scenario, read_answers(p, scenario)), path,
+                                    scenario_path))
+        return CheckReport(reports)
+    for path in scenario_paths:
+        path = str(path)
+
+        def sheet(p=path):
+            scenario = load(p, work_limit=work_limit)
+            answers = scenario_answers(scenario)
+            if not answers:
+                raise ScenarioError("nothing to check: the scenario has no `expected:` answers", file=p,
+                                    hint="add `expected:` to the scenario, or give --expected FILE")
+            return scenario, answers
+
+        reports.append(_checked(checker, sheet, path, path))
+    return CheckReport(reports)
+
+
+def _checked(checker: Checker, sheet, file: str, scenario_path: str) -> FileReport:
+    try:
+        scenario, answers = sheet()
+        return checker.check(scenario, answers, file=file, scenario_path=scenario_path)
+    except ScenarioError as error:
+        return FileReport(file=file, scenario=scenario_path, error=str(error.located(file=file)))
