@@ -18,8 +18,12 @@ written number gets one of three verdicts:
 The first wrong step is named, and `mistakes.diagnose` looks for classic mistakes that
 reproduce the wrong numbers.  `Checker` keeps the clean run and the catalog's runs of each
 scenario it has seen, so a class's submissions of one problem share them.
+
+A number written with framework precision (`Written.precise`) that fails as written is
+held to what float32 arithmetic makes of its sum: `Model.magnitudes` gives Σ|terms| of each
+such element, recorded by one engine run that explains only those elements.
 """
-from __future__ import annotations
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,6 +51,44 @@ class Model:
         self.order = {name: position for position, name in enumerate(self.trace.names())}
         self.reads = {step.name: step.reads for step in self.trace.steps}
         self._catalog = None
+        self._magnitudes: dict = {}
+
+    def magnitudes(self, cells) -> dict:
+        """(name, cell) → Σ|terms| of the element's sum in the clean run (at least its own
+        magnitude).  An activation's or a max-pool's element takes the magnitude of the
+        element it was computed from (the error of its input passes through, scaled by a
+        slope of at most 1), followed until a sum or a given number."""
+        wanted = [cell for cell in cells if cell not in self._magnitudes]
+        follow: dict = {}                          # element -> the element whose magnitude it takes
+        for _ in range(len(self.order)):
+            todo = {cell for cell in wanted if cell not in self._magnitudes and cell not in follow}
+            if not todo:
+                break
+            explain: dict = {}
+            for name, cell in todo:
+                explain.setdefault(name, set()).add(cell)
+            trace = run(self.scenario, explain=explain, terms=False)
+            for name, cell in todo:
+                step = trace[name]
+                own = abs(float(step.values[cell]))
+                expansion = (step.expansions or {}).get(cell)
+                if expansion is None or not expansion.terms:
+                    self._magnitudes[(name, cell)] = own       # as given: exact
+                elif expansion.kind == "sum":
+                    self._magnitudes[(name, cell)] = max(own, sum(
+                        abs(float(np.prod([factor.value for factor in term]))) for term in expansion.terms))
+                else:
+                    term = expansion.terms[expansion.winner or 0]
+                    source = next((f for f in term if f.index is not None and f.name in self.order), None)
+                    if source is None:
+                        self._magnitudes[(name, cell)] = own
+                    else:
+                        follow[(name, cell)] = (source.name, tuple(source.index))
+                        self._magnitudes.setdefault((name, cell), own)
+                        wanted.append(follow[(name, cell)])
+        for cell in reversed(list(follow)):
+            self._magnitudes[cell] = max(self._magnitudes[cell], self._magnitudes.get(follow[cell], 0.0))
+        return {cell: self._magnitudes[cell] for cell in cells}
 
     @property
     def catalog(self):
@@ -98,7 +140,7 @@ class Checker:
             # the answers drive the network where it cannot go (a bce output outside 0..1):
             # nothing can follow from them, so each is held against the clean trace alone
             own = model.refs
-        rows = []
+        rows, numbers = [], []
         for answer in answers:
             shape = sc.shapes[answer.name]
             if id(answer) not in fitting_ids:
@@ -112,21 +154,30 @@ class Checker:
             cells = [answer.index] if answer.index is not None else list(np.ndindex(*shape))
             scale = float(np.abs(model.refs[answer.name]).max(initial=0))
             for cell, written in zip(cells, answer.written):
-                if written.dtype:
+                if written.dtype or written.precise:
                     written = dataclasses.replace(written, scale=scale)
-                clean, mine = float(model.refs[answer.name][cell]), float(own[answer.name][cell])
-                how = match(written, clean, tolerance)
-                verdict = RIGHT
-                if how is None:
-                    if match(written, mine, tolerance) is not None:
-                        verdict, how = FOLLOWS, FOLLOWS_TEXT
-                    else:
-                        verdict, how = WRONG, "wrong"
-                shown = display_index(shape, cell, base)
-                rows.append(Row(answer.name, cell, answer.name + format_index(shown), written.value,
-                                clean, verdict, how, written=written,
-                                own=None if same_number(clean, mine) else mine,
-                                shown_index=shown))
+                numbers.append((answer.name, cell, written, float(model.refs[answer.name][cell]),
+                                float(own[answer.name][cell])))
+        if tolerance.as_written:
+            # framework printouts: held to float32's precision of their sums where as written fails
+            precise = [(name, cell) for name, cell, written, clean, mine in numbers
+                       if written.precise and match(written, clean, tolerance) is None]
+            if precise:
+                magnitudes = model.magnitudes(precise)
+                numbers = [(name, cell, dataclasses.replace(written, magnitude=magnitudes[(name, cell)])
+                            if (name, cell) in magnitudes else written, clean, mine)
+                           for name, cell, written, clean, mine in numbers]
+        for name, cell, written, clean, mine in numbers:
+            how = match(written, clean, tolerance)
+            verdict = RIGHT
+            if how is None:
+                if match(written, mine, tolerance) is not None:
+                    verdict, how = FOLLOWS, FOLLOWS_TEXT
+                else:
+                    verdict, how = WRONG, "wrong"
+            shown = display_index(sc.shapes[name], cell, base)
+            rows.append(Row(name, cell, name + format_index(shown), written.value, clean, verdict, how,
+                            written=written, own=None if same_number(clean, mine) else mine, shown_index=shown))
         rows.sort(key=lambda row: (model.order[row.name], row.index is None, row.index or ()))
         report.rows = rows
 
