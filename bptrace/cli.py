@@ -339,7 +339,7 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
       bptrace check problem.yaml --expected answers/          # a class's sheets, one line each
       bptrace check problem.yaml --expected grads.npz --rtol 1e-5
       bptrace check homework.yaml --round 4 --mode truncate   # is the mismatch only rounding?
-      bptrace check answers/*.yaml --format json -o report.json
+      bptrace check homework/*.yaml --format json -o report.json   # scenarios with expected:
     """
     from .check import DEFAULT_WORK_LIMIT, answer_files, check_files, command_line_tolerance
     from .scenario import Rounding

@@ -409,3 +409,25 @@ def test_text_report_of_many_sheets(golden, tmp_path, monkeypatch):
     text = plain(check_files(["good.yaml", "turned.yaml", "missing.yaml"]))
     golden("check_many.txt", text)
     assert not [line for line in text.splitlines() if line.endswith(" ")]
+
+
+def test_a_sheet_passed_as_a_scenario_is_recognised(tmp_path):
+    sheet = tmp_path / "alice.yaml"
+    sheet.write_text("c1.grad.kernel: [[0.044592, 0.094119], [0.011258, 0.068312]]\n")
+    result = CliRunner().invoke(main, ["check", str(sheet)])
+    assert result.exit_code == 2
+    assert "this is an answer sheet, not a scenario" in result.output
+    assert f"bptrace check SCENARIO --expected {sheet}" in result.output
+
+
+def test_a_broken_scenario_is_not_taken_for_a_sheet(tmp_path):
+    broken = tmp_path / "p.yaml"
+    broken.write_text("input: [[1, 2], [3, 4]]\nlayers: []\n")
+    result = CliRunner().invoke(main, ["check", str(broken)])
+    assert result.exit_code == 2 and "answer sheet" not in result.output
+
+
+def test_help_examples_use_answers_only_for_answer_sheets():
+    text = CliRunner().invoke(main, ["check", "--help"]).output
+    lines = [line for line in text.splitlines() if "bptrace check" in line and "answers/" in line]
+    assert lines and all("--expected answers/" in line for line in lines)

@@ -33,6 +33,10 @@ PLANTED = [
     ("batch-averaged-not-summed", "batch-averaged-not-summed/parameters", {"batch": 2}, "h.grad.weights"),
     ("bias-gradient-not-summed", "bias-gradient-not-summed", {}, "c1.grad.bias"),
     ("update-sign", "update-sign", {"learning_rate": 0.1}, "c1.new.kernel"),
+    ("sign-flipped", "sign-flipped", {}, "c1.grad.kernel"),
+    ("transposed", "transposed", {}, "c1.grad.kernel"),
+    ("learning-rate-in-gradient", "learning-rate-in-gradient", {"learning_rate": 0.1}, "h.grad.weights"),
+    ("update-is-gradient", "update-is-gradient", {"learning_rate": 0.1}, "h.new.weights"),
 ]
 
 
@@ -46,7 +50,7 @@ def planted_report(mistake, options):
 
 
 def test_every_catalog_id_has_a_planted_sheet():
-    assert {case[0] for case in PLANTED} | {"batch-summed-not-averaged"} == set(IDS)
+    assert {case[0] for case in PLANTED} | {"batch-summed-not-averaged", "index-base", "rounding-only"} == set(IDS)
 
 
 @pytest.mark.parametrize("id_, mistake, options, first", PLANTED, ids=[case[1] for case in PLANTED])
@@ -250,3 +254,45 @@ def test_the_loss_gradient_sign_message_gives_the_losss_own_gradient(loss, rule)
                      f"  - {{type: sigmoid, name: s}}\nloss: {loss}\n")
     (variant,) = [v for v in variants(scenario) if v.id == "loss-gradient-sign"]
     assert rule in variant.message and "flip the sign of s.delta" in variant.message
+
+
+@pytest.mark.parametrize("base", [0, 1])
+def test_answers_in_the_other_index_base_are_named(torch, base):
+    """Elements written as `c1.delta[i,j]` counting from the other base: each holds the
+    element its label names in that base."""
+    from planted import written
+    delta = conv_sheet()["c1.delta"]                        # torch's, [4][4]
+    text = conv_scenario().replace("conventions: {kernel: correlation}",
+                                   f"conventions: {{kernel: correlation, index_base: {base}}}")
+    lines = ["expected:"]
+    cells = [(0, 2), (1, 1), (2, 1), (0, 1)] if base == 0 else [(1, 1), (2, 1), (3, 3), (1, 2)]
+    for i, j in cells:
+        # the student counts from the other base: the label says i + other, this scenario reads i + base
+        other = 1 - base
+        lines.append(f"  c1.delta[{i + other},{j + other}]: {written(delta[i, j])}")
+    report = check_text(text + "\n".join(lines) + "\n")
+    assert report.failed == 3                       # the last one's neighbour is 0 like itself
+    assert [d.id for d in report.diagnosis] == ["index-base"]
+    assert report.unexplained == []
+
+
+def test_the_kernel_not_flipped_diagnosis_survives_round_4_truncate(torch):
+    """`check --round 4 --mode truncate` of a sheet worked without truncating: the numbers
+    off by rounding only are named so, and the planted mistake is still found."""
+    from bptrace.scenario import Rounding
+    scenario = loads(conv_scenario() + expected_block(conv_sheet("kernel-not-flipped")), "sheet.yaml")
+    report = Checker(rounding=Rounding(4, "truncate", ("all",))).check(
+        scenario, scenario_answers(scenario), file="sheet.yaml", scenario_path="sheet.yaml")
+    ids = {d.id: d.explains for d in report.diagnosis}
+    assert set(ids) == {"rounding-only", "kernel-not-flipped"}
+    assert ids["kernel-not-flipped"] == [f"c1.grad.kernel[{i},{j}]" for i in range(2) for j in range(2)]
+    assert report.unexplained == []
+
+
+def test_a_matrix_written_transposed_in_the_wrong_shape_is_named(torch, tmp_path):
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(expected_block(conv_sheet("transposed/shape")))       # h.grad.weights as 4×2
+    scenario = loads(conv_scenario())
+    report = Checker().check(scenario, read_answers(answers, scenario), file=str(answers), scenario_path="x")
+    assert [row.label for row in report.rows if not row.passed] == ["h.grad.weights"]
+    assert [d.id for d in report.diagnosis] == ["transposed"]

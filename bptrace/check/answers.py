@@ -225,3 +225,25 @@ def answer_files(paths) -> list[str]:
             files.append(path)
     return files
 
+
+
+SCENARIO_KEYS = ("layers", "input", "inputs")
+
+
+def is_answer_sheet(path) -> bool:
+    """An answer file rather than a scenario: an .npz, bptrace's JSON export, or a mapping
+    with no network (`layers:`, `input:`) whose keys are answers (`expected:`, or names of
+    traced steps such as `c1.grad.kernel`)."""
+    name = str(path)
+    if name.lower().endswith(".npz"):
+        return True
+    try:
+        data = read_document(name, what="an answer file").data
+    except ScenarioError:
+        return False
+    if not isinstance(data, dict) or not data or any(key in data for key in SCENARIO_KEYS):
+        return False
+    if "steps" in data and "bptrace" in data:
+        return True
+    keys = [key for key in data if key != "expected"]
+    return all(isinstance(key, str) and ("." in key or "[" in key) for key in keys)

@@ -36,8 +36,8 @@ from ..engine import run
 from ..errors import ScenarioError
 from ..scenario import DEFAULT_WORK_LIMIT, Rounding, Scenario, Tolerance, load, make_patch, merge_patches
 from ..tensors import describe_shape, display_index, fits, format_index, plain, squeezed_shape
-from .answers import answer_files, read_answers, scenario_answers
-from .matching import FOLLOWS, FOLLOWS_TEXT, RIGHT, WRONG, evidence, match, references, same_number
+from .answers import answer_files, is_answer_sheet, read_answers, scenario_answers
+from .matching import FOLLOWS, FOLLOWS_TEXT, RIGHT, WRONG, evidence, match, near, references, same_number
 from .mistakes import Catalog, diagnose
 from .report import CheckReport, FileReport, FirstWrong, Row
 
@@ -157,17 +157,17 @@ class Checker:
                 if written.dtype or written.precise:
                     written = dataclasses.replace(written, scale=scale)
                 numbers.append((answer.name, cell, written, float(model.refs[answer.name][cell]),
-                                float(own[answer.name][cell])))
+                                float(own[answer.name][cell]), answer.index is not None))
         if tolerance.as_written:
             # framework printouts: held to float32's precision of their sums where as written fails
-            precise = [(name, cell) for name, cell, written, clean, mine in numbers
+            precise = [(name, cell) for name, cell, written, clean, mine, _ in numbers
                        if written.precise and match(written, clean, tolerance) is None]
             if precise:
                 magnitudes = model.magnitudes(precise)
                 numbers = [(name, cell, dataclasses.replace(written, magnitude=magnitudes[(name, cell)])
-                            if (name, cell) in magnitudes else written, clean, mine)
-                           for name, cell, written, clean, mine in numbers]
-        for name, cell, written, clean, mine in numbers:
+                            if (name, cell) in magnitudes else written, clean, mine, element)
+                           for name, cell, written, clean, mine, element in numbers]
+        for name, cell, written, clean, mine, element in numbers:
             how = match(written, clean, tolerance)
             verdict = RIGHT
             if how is None:
@@ -177,7 +177,8 @@ class Checker:
                     verdict, how = WRONG, "wrong"
             shown = display_index(sc.shapes[name], cell, base)
             rows.append(Row(name, cell, name + format_index(shown), written.value, clean, verdict, how,
-                            written=written, own=None if same_number(clean, mine) else mine, shown_index=shown))
+                            written=written, own=None if same_number(clean, mine) else mine, shown_index=shown,
+                            element=element))
         rows.sort(key=lambda row: (model.order[row.name], row.index is None, row.index or ()))
         report.rows = rows
 
@@ -190,7 +191,9 @@ class Checker:
                 first.shape, first.bptrace_shape)
             report.diagnosis, report.unexplained = diagnose(
                 model.catalog, rows, overrides, own, lambda written, value: match(written, value, tolerance),
-                lambda written: evidence(written, tolerance))
+                lambda written: evidence(written, tolerance),
+                near=(lambda written, value: near(written, value, sc.rounding.decimals))
+                if sc.rounding and tolerance.as_written else None)
         return report
 
 
@@ -228,7 +231,14 @@ def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | Non
         path = str(path)
 
         def sheet(p=path):
-            scenario = load(p, work_limit=work_limit)
+            try:
+                scenario = load(p, work_limit=work_limit)
+            except ScenarioError:
+                if is_answer_sheet(p):
+                    raise ScenarioError("this is an answer sheet, not a scenario", file=p,
+                                        hint=f"check it against its scenario: bptrace check SCENARIO "
+                                             f"--expected {shlex.quote(p)}") from None
+                raise
             answers = scenario_answers(scenario)
             if not answers:
                 raise ScenarioError("nothing to check: the scenario has no `expected:` answers", file=p,

@@ -145,6 +145,16 @@ def match(written: Written, value: float, tolerance: Tolerance) -> str | None:
     return None
 
 
+def near(written: Written, value: float, decimals: int) -> bool:
+    """Within one unit of the last decimal that both the written number and the rounding in
+    force (`decimals`) have: how a sheet worked with its own rounding compares with a chain
+    of numbers rounded another way (`--round 4 --mode truncate` against 6 decimals half-up)."""
+    if written.text is None or not math.isfinite(value):
+        return False
+    unit = 10.0 ** -min(written.decimals or 0, decimals)
+    return abs(written.value - value) <= unit * (1 + 1e-9) + FLOOR
+
+
 def evidence(written: Written, tolerance: Tolerance) -> float:
     """How many significant digits a match with this number is worth: what it claims as
     written, what the tolerance resolves of it, or a float's worth without text (.npz, export)."""

@@ -25,6 +25,7 @@ class Row:
     bptrace_shape: tuple | None = None   # and the step's (squeezed)
     answer: Answer | None = None  # a wrong-shape answer, for the catalog
     shown_index: tuple | None = None   # the index as written: length-1 axes dropped, index base added
+    element: bool = False         # answered as one element (`name[i,j]`), not as a whole step
 
     @property
     def passed(self) -> bool:
