@@ -37,7 +37,7 @@ ROUNDING_PHASES = {"forward": ("forward",), "backward": ("backward",),
 
 
 def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | None = None,
-        terms: bool = True) -> Trace:
+        terms: bool = True, keep: dict | None = None, reuse: dict | None = None) -> Trace:
     """Trace the scenario.
 
     overrides: name -> Patch, pinned like `given` (the checker passes a student's answers).
@@ -45,9 +45,15 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
     terms:     False records no sums term by term except those `explain` asks for: the
                checker reads only values and runs the engine many times, and recording
                the terms is half the cost of a run.
+    keep:      a dict filled with each layer's forward and backward results, keyed
+               ("forward" | "backward", layer name), for a later run to `reuse`.
+    reuse:     such results to take instead of running those layers' loops: the mistake
+               catalog re-runs only from the first step a mistake changes.
     """
     try:
-        return _Run(scenario, overrides or {}, explain or {}, terms).trace()
+        state = _Run(scenario, overrides or {}, explain or {}, terms)
+        state.keep, state.reuse = keep, reuse or {}
+        return state.trace()
     except ScenarioError as error:
         # a loss found an output it cannot take, knowing only its key path: point at the line
         raise scenario.document.locate(error) if scenario.document else error
@@ -117,7 +123,7 @@ class _Run:
             rules = layer.rules(n)
             rec = self.recorder(n.out, layer.roles(n))
             x = self._read(layer, n)
-            out = layer.forward(x, params[layer.name], rec)
+            out = self._loop(("forward", layer.name), lambda: layer.forward(x, params[layer.name], rec))
             self.emit(n.out, "forward", layer.name, rules["out"], out,
                       reads=tuple(dict.fromkeys(n.xs)) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
                       notes=layer.notes(x, n))
@@ -157,8 +163,8 @@ class _Run:
                 recs["in"] = [self.recorder(d, roles) for d in n.x_deltas]
             else:
                 recs["in"] = self.recorder(n.x_delta, roles)
-            result = layer.backward(self._read(layer, n), self.values[n.out], self.values[n.delta],
-                                    params[layer.name], recs)
+            result = self._loop(("backward", layer.name), lambda: layer.backward(
+                self._read(layer, n), self.values[n.out], self.values[n.delta], params[layer.name], recs))
             for role in layer.param_roles:
                 self.emit(n.grad(role), "backward", layer.name, rules[role], result[role],
                           reads=tuple(roles[r] for r in layer.grad_reads[role]), rec=recs[role])
@@ -178,6 +184,13 @@ class _Run:
 
         return Trace(name=sc.name, description=sc.description, conventions=sc.conventions.as_dict(),
                      summary=summary(sc), steps=self.steps, loss=loss_value, start=start_text)
+
+    def _loop(self, key, compute):
+        """A layer's loop, or its result from an earlier run of the same numbers (`reuse`)."""
+        result = self.reuse[key] if key in self.reuse else compute()
+        if self.keep is not None:
+            self.keep[key] = result
+        return result
 
     def _read(self, layer, n: Names):
         """What a layer's loops take: the value it reads, or the list of them for a merge."""

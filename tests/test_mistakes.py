@@ -296,3 +296,29 @@ def test_a_matrix_written_transposed_in_the_wrong_shape_is_named(torch, tmp_path
     report = Checker().check(scenario, read_answers(answers, scenario), file=str(answers), scenario_path="x")
     assert [row.label for row in report.rows if not row.passed] == ["h.grad.weights"]
     assert [d.id for d in report.diagnosis] == ["transposed"]
+
+
+def test_a_late_wrong_step_runs_only_its_layers_mistakes_from_that_layer(torch, monkeypatch):
+    """Every delta right, the kernel gradient turned: only c1's mistakes are run, and they
+    reuse the clean run's loops up to c1's backward pass (no layer runs forward again)."""
+    from bptrace.layers import Conv, Dense
+
+    scenario = loads(conv_scenario() + expected_block(conv_sheet("kernel-not-flipped")), "sheet.yaml")
+    checker = Checker()
+    checker.model(scenario)
+    from bptrace.check import checker as checking
+
+    calls, diagnosing = [], []
+    for cls in (Conv, Dense):
+        for method in ("forward", "backward"):
+            original = getattr(cls, method)
+            monkeypatch.setattr(cls, method, lambda self, *a, _o=original, _m=method, **k:
+                                (diagnosing and calls.append((self.name, _m))) or _o(self, *a, **k))
+    diagnose = checking.diagnose
+    monkeypatch.setattr(checking, "diagnose", lambda *a, **k: diagnosing.append(1) or diagnose(*a, **k))
+    report = checker.check(scenario, scenario_answers(scenario), file="sheet.yaml", scenario_path="sheet.yaml")
+    assert [d.id for d in report.diagnosis] == ["kernel-not-flipped"]
+    catalog = checker.model(scenario).catalog
+    ran = [catalog.variants[position] for position, run in catalog._runs.items()]
+    assert ran and all(variant.layers == ("c1",) for variant in ran)
+    assert set(calls) == {("c1", "backward")}          # the catalog's runs: c1's backward pass alone

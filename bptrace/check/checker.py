@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import shlex
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -46,12 +48,37 @@ class Model:
 
     def __init__(self, scenario: Scenario):
         self.scenario = scenario
-        self.trace = run(scenario, terms=False)
+        self.kept: dict = {}                       # each layer's loop results, for the catalog's runs
+        self.trace = run(scenario, terms=False, keep=self.kept)
         self.refs = references(self.trace, scenario)
         self.order = {name: position for position, name in enumerate(self.trace.names())}
         self.reads = {step.name: step.reads for step in self.trace.steps}
         self._catalog = None
         self._magnitudes: dict = {}
+
+    def reusable(self, changed: set, exclude=()) -> dict:
+        """The clean run's layer loops (`engine.run(keep=)`) that a run differing from it
+        only in the steps `changed` (closed under what reads them) would repeat: each loop
+        that neither reads nor makes a changed step, a mistaken layer's (`exclude`) forward
+        pass only (its mistake, if in the forward pass, changes its output)."""
+        sc, kept = self.scenario, {}
+        for layer in sc.layers:
+            n = sc.names(layer)
+            reads = set(self.reads[n.out])
+            if not (reads | {n.out}) & changed and ("forward", layer.name) in self.kept:
+                kept["forward", layer.name] = self.kept["forward", layer.name]
+            if layer.name not in exclude and n.delta in self.order and not (reads | {n.out, n.delta}) & changed \
+                    and ("backward", layer.name) in self.kept:
+                kept["backward", layer.name] = self.kept["backward", layer.name]
+        return kept
+
+    def downstream(self, names) -> set:
+        """`names` and every step that reads them, directly or not."""
+        reached = set(names)
+        for name in self.order:
+            if any(r in reached for r in self.reads[name]):
+                reached.add(name)
+        return reached
 
     def magnitudes(self, cells) -> dict:
         """(name, cell) → Σ|terms| of the element's sum in the clean run (at least its own
@@ -134,8 +161,12 @@ class Checker:
         fitting = [a for a in answers if a.index is not None or fits(a.values.shape, sc.shapes[a.name])]
         fitting_ids = {id(answer) for answer in fitting}
         overrides = merge_patches(make_patch(sc, a.doc, a.path, a.key, a.values.tolist()) for a in fitting)
+        # only the steps downstream of an answer that differs from the clean run are re-run
+        differing = {name for name, patch in overrides.items()
+                     if not np.array_equal(patch.values[patch.mask], model.trace[name].values[patch.mask])}
         try:
-            own = references(run(sc, overrides=overrides, terms=False), sc)
+            own = references(run(sc, overrides=overrides, terms=False,
+                                 reuse=model.reusable(model.downstream(differing))), sc)
         except ScenarioError:
             # the answers drive the network where it cannot go (a bce output outside 0..1):
             # nothing can follow from them, so each is held against the clean trace alone
@@ -205,11 +236,31 @@ def _rounding_text(scenario: Scenario) -> str | None:
 
 
 def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | None = None,
-                rounding: Rounding | None = None, work_limit: int | None = DEFAULT_WORK_LIMIT) -> CheckReport:
+                rounding: Rounding | None = None, work_limit: int | None = DEFAULT_WORK_LIMIT,
+                jobs: int = 1) -> CheckReport:
     """Check several sheets in one go: each scenario's own `expected:`, or (with
     `expected_paths`, which need exactly one scenario) each answer file against that
     scenario.  A file that cannot be read becomes a report with `error` set; the rest are
-    still checked."""
+    still checked.  jobs > 1 checks the sheets in that many processes, each with its own
+    runs of the problem, in contiguous shares so that the report keeps the sheets' order."""
+    if jobs > 1:
+        paths = [str(p) for p in (answer_files(expected_paths) if expected_paths else scenario_paths)]
+        if len(paths) > 1:
+            if expected_paths and len(scenario_paths) != 1:
+                raise ScenarioError("--expected goes with exactly one scenario (each answer file is "
+                                    "checked against it)")
+            jobs = min(jobs, len(paths))
+            shares = [paths[k * len(paths) // jobs:(k + 1) * len(paths) // jobs] for k in range(jobs)]
+            tasks = [(list(scenario_paths), share) if expected_paths else (share, []) for share in shares]
+            options = {"tolerance": tolerance, "rounding": rounding, "work_limit": work_limit}
+            context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
+                                                  else None)
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                parts = list(pool.map(_check_share, tasks, [options] * len(tasks)))
+            files = [report for part in parts for report in part]
+            if expected_paths and files and all(f.error and f.file == str(scenario_paths[0]) for f in files):
+                files = files[:1]          # the scenario itself could not be read: said once
+            return CheckReport(files)
     checker = Checker(tolerance, rounding)
     reports = []
     if expected_paths:
@@ -255,3 +306,9 @@ def _checked(checker: Checker, sheet, file: str, scenario_path: str) -> FileRepo
         return checker.check(scenario, answers, file=file, scenario_path=scenario_path)
     except ScenarioError as error:
         return FileReport(file=file, scenario=scenario_path, error=str(error.located(file=file)))
+
+
+def _check_share(task, options) -> list:
+    """One process's share of `check_files(jobs=N)`."""
+    scenario_paths, expected_paths = task
+    return check_files(scenario_paths, expected_paths, **options).files

@@ -71,6 +71,7 @@ class Variant:
     # For an answer of another shape than the step's: (name, written shape) → (the step whose
     # numbers it would be, a function from that step's canonical values to the written shape)
     shaped: Callable | None = None
+    parts: tuple = ()             # a mistake made in several layers at once: each layer's own changes
 
 
 # --- the mistaken layers --------------------------------------------------------------------
@@ -557,7 +558,8 @@ def _grouped(sc, found) -> list:
         names = tuple(replaced)
         combined.append(Variant(id_, f"{members[0].message} The same goes for {', '.join(names[1:])}.",
                                 _with_layers(sc, replaced), names,
-                                frozenset().union(*(m.changes for m in members)), form))
+                                frozenset().union(*(m.changes for m in members)), form,
+                                parts=tuple(m.changes for m in members)))
     return combined
 
 
@@ -632,11 +634,7 @@ class Catalog:
         """The steps the variant's changed steps feed, themselves included (the clean
         trace's `reads`, followed forward)."""
         if position not in self._reach:
-            reached = set(self.variants[position].changes)
-            for name in self.model.order:
-                if any(r in reached for r in self.model.reads[name]):
-                    reached.add(name)
-            self._reach[position] = frozenset(reached)
+            self._reach[position] = frozenset(self.model.downstream(self.variants[position].changes))
         return self._reach[position]
 
     def run(self, position: int) -> MistakenRun | None:
@@ -645,7 +643,8 @@ class Catalog:
         if position not in self._runs:
             variant, model = self.variants[position], self.model
             try:
-                refs = references(run(variant.scenario, terms=False), variant.scenario)
+                reuse = model.reusable(self.reach(position), exclude=variant.layers)
+                refs = references(run(variant.scenario, terms=False, reuse=reuse), variant.scenario)
             except ScenarioError:
                 self._runs[position] = None
                 return None
@@ -686,9 +685,21 @@ def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match, ev
             wrong = [row for row in wrong if row.label not in rounded]
         match = near
     wrong_steps = {row.name for row in wrong}
+    # a mistake that reaches a delta the sheet answered whole and right against the clean
+    # run (some of it not 0) would contradict it: not run either, so that a late wrong
+    # answer after right ones runs only the mistakes of its own layer.  (Only deltas: a sum
+    # over positions, a bias gradient, can come out right from a mistaken routing.)
+    whole = {row.name for row in rows if row.shape is None and not row.element and row.verdict == RIGHT
+             and row.bptrace != 0 and row.name.endswith(".delta")}
+    right_steps = whole - {row.name for row in rows if row.verdict != RIGHT}
     for position in range(len(catalog.variants)):
+        reach = catalog.reach(position)
         # a mistake whose changed steps feed no wrong answer cannot explain any: not run
-        if not wrong_steps & catalog.reach(position):
+        if not wrong_steps & reach or reach & right_steps:
+            continue
+        # made in several layers at once, it adds nothing where one of them reaches no wrong
+        # step: that one's own variant is run on its own
+        if any(not wrong_steps & model.downstream(part) for part in catalog.variants[position].parts):
             continue
         mistaken = catalog.run(position)
         if mistaken is None:
@@ -753,7 +764,7 @@ def _explained(catalog, mistaken: MistakenRun, rows, overrides, own, match) -> l
         if where == "clean":
             return mistaken.refs[name]
         if "trace" not in mine:
-            mine["trace"] = _run_with(run, variant.scenario, overrides)
+            mine["trace"] = _run_with(model, variant, overrides, model.downstream(variant.changes))
         return mine["trace"][name] if mine["trace"] is not None else None
 
     def fits(row, optimistic):
@@ -800,9 +811,14 @@ def _explained(catalog, mistaken: MistakenRun, rows, overrides, own, match) -> l
     return explained_steps(False)
 
 
-def _run_with(run, scenario, overrides):
+def _run_with(model, variant: Variant, overrides: dict, reach: frozenset):
+    """The mistaken run with the sheet's answers pinned, re-running only what the mistake
+    or an answer that differs from the clean run reaches."""
+    differing = {name for name, patch in overrides.items()
+                 if not np.array_equal(patch.values[patch.mask], model.trace[name].values[patch.mask])}
+    reuse = model.reusable(set(reach) | model.downstream(differing), exclude=variant.layers)
     try:
-        return references(run(scenario, overrides=overrides, terms=False), scenario)
+        return references(run(variant.scenario, overrides=overrides, terms=False, reuse=reuse), variant.scenario)
     except ScenarioError:
         return None
 
