@@ -124,20 +124,18 @@ def run(scenario: "Scenario | Source", *, arithmetic: str = "float", size_limit:
 
 
 def _selected(trace: "Trace", only) -> set | None:
-    """`only`: step names or shell-style patterns (`"c1.*"`), as `--only` takes them."""
+    """`only`: step names, name prefixes, phases or shell-style patterns (`"c1.*"`), as `--only`
+    takes them."""
     if only is None:
         return None
-    import fnmatch
-
     from .errors import did_you_mean
+    from .render.view import PHASE_SELECTORS, select
 
     wanted = [only] if isinstance(only, str) else list(only)
-    names = trace.names()
-    chosen = {name for name in names for pattern in wanted if fnmatch.fnmatchcase(name, pattern)}
-    for pattern in wanted:
-        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
-            hint = did_you_mean(pattern, names)
-            raise KeyError(f"no step of this trace is called {pattern!r}" + (f" ({hint})" if hint else ""))
+    chosen, missing = select(trace, wanted)
+    for pattern in missing:
+        hint = did_you_mean(pattern, trace.names() + list(PHASE_SELECTORS))
+        raise KeyError(f"no step of this trace is called {pattern!r}" + (f" ({hint})" if hint else ""))
     return chosen
 
 
@@ -147,9 +145,9 @@ def _page_body(page: str) -> str:
 
 
 def _html_style(scope: str) -> str:
-    from .render.html import STYLE
+    from .render.html import HEAT_CSS, STYLE
 
-    return f"<style>{scoped_css(STYLE, scope)}</style>"
+    return f"<style>{scoped_css(STYLE + HEAT_CSS, scope)}</style>"
 
 
 class TraceMethods(Shown):
@@ -211,30 +209,32 @@ class TraceMethods(Shown):
 
         return json.render(self, _selected(self, only))
 
-    def to_markdown(self, only: Iterable[str] | str | None = None) -> str:
+    def to_markdown(self, only: Iterable[str] | str | None = None, *, digits: int = 7) -> str:
         """GitHub Markdown with `$$…$$` rules (`run --format markdown`)."""
         from .render import markdown
 
-        return markdown.render(self, _selected(self, only))
+        return markdown.render(self, _selected(self, only), digits=digits)
 
-    def to_latex(self, only: Iterable[str] | str | None = None, *, fragment: bool = False) -> str:
+    def to_latex(self, only: Iterable[str] | str | None = None, *, fragment: bool = False, digits: int = 7) -> str:
         """A LaTeX document (`run --format latex`); `fragment=True` gives the body only."""
         from .render import latex
 
-        return latex.render(self, _selected(self, only), fragment=fragment)
+        return latex.render(self, _selected(self, only), fragment=fragment, digits=digits)
 
-    def to_html(self, only: Iterable[str] | str | None = None) -> str:
+    def to_html(self, only: Iterable[str] | str | None = None, *, digits: int = 7) -> str:
         """A self-contained HTML page (`run --format html`)."""
         from .render import html
 
-        return html.render(self, _selected(self, only))
+        return html.render(self, _selected(self, only), digits=digits)
 
-    def to_text(self, width: int = DEFAULT_WIDTH, only: Iterable[str] | str | None = None) -> str:
-        """The text `bptrace run` prints, `width` columns wide, without colour codes."""
+    def to_text(self, width: int = DEFAULT_WIDTH, only: Iterable[str] | str | None = None, *,
+                digits: int = 7) -> str:
+        """The text `bptrace run` prints, `width` columns wide, without colour codes
+        (`digits`: significant digits shown, as `--digits`)."""
         from .display import plain_text
         from .render import text
 
-        return plain_text(text.render(self, _selected(self, only)), width)
+        return plain_text(text.render(self, _selected(self, only), digits=digits), width)
 
     def _short(self) -> str:
         layers = sum(1 for row in self.summary if row.type)
@@ -268,17 +268,14 @@ class StepMethods(Shown):
         return trace
 
     def _renderable(self, width: int):
-        from .render.text import StepView
+        from .render.text import step_renderable
 
-        trace = self._trace()
-        return StepView(self, trace, trace.conventions.get("index_base", 0),
-                        {row.layer: row.type for row in trace.summary})
+        return step_renderable(self, self._trace())
 
     def _html_body(self, scope: str) -> str:
         from .render import html
 
-        trace = self._trace()
-        return _html_style(scope) + html._step(self, trace, trace.conventions.get("index_base", 0))
+        return _html_style(scope) + html.step_html(self, self._trace())
 
 
 class Explained(Shown):

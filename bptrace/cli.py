@@ -53,18 +53,20 @@ def trace_scenario(scenario, **options):
 
 
 def select_steps(trace, patterns):
-    """--only: names or shell-style patterns (`c1.*`), several or comma-separated."""
+    """--only: phases, names, name prefixes or shell-style patterns (`c1.*`), several or
+    comma-separated."""
     if not patterns:
         return None
+    from .render.view import PHASE_SELECTORS, select
+
     wanted = [p.strip() for item in patterns for p in item.split(",") if p.strip()]
-    chosen = {name for name in trace.names() for p in wanted if fnmatch.fnmatchcase(name, p)}
-    missing = [p for p in wanted if not any(fnmatch.fnmatchcase(name, p) for name in trace.names())]
+    chosen, missing = select(trace, wanted)
     if missing:
         from .errors import did_you_mean
 
-        hint = did_you_mean(missing[0], trace.names())
+        hint = did_you_mean(missing[0], trace.names() + list(PHASE_SELECTORS))
         raise BadInput(f"--only {missing[0]}: no step of this trace is called that"
-                       + (f" ({hint})" if hint else ""))
+                       + (f" ({hint})" if hint else "") + "; bptrace run --list SCENARIO lists them")
     return chosen
 
 
@@ -218,7 +220,18 @@ def show(renderable, output, width):
     write_output(buffer.getvalue(), output)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    def invoke(self, ctx):
+        # click ends an interrupt with status 1, which `check` uses for "a wrong answer": an
+        # interrupted command ends as a shell reports Ctrl-C, 128 + SIGINT
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bptrace")
 def main():
     """Work backpropagation through a small CNN step by step, showing every number.
@@ -235,20 +248,27 @@ def main():
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="How to write the trace.")
 @click.option("--only", multiple=True, metavar="NAME", shell_complete=complete_names,
-              help="Show only these steps (names or patterns such as 'c1.*'; repeat or separate by commas).")
+              help="Show only these steps: names, name prefixes (C1.grad), phases (forward, loss, backward, "
+                   "deltas, gradients, updates) or patterns such as 'c1.*'; repeat or separate by commas.")
+@click.option("--digits", type=click.IntRange(1, 17), default=7, show_default=True,
+              help="Significant digits shown (of each step's largest number; JSON keeps every digit).")
+@click.option("--summary", is_flag=True, help="Only the network summary and the results.")
+@click.option("--list", "list_steps", is_flag=True, help="List the steps' names, phases and shapes, and stop.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write to this file instead of the terminal.")
 @click.option("--width", type=click.IntRange(40, 1000), help="Terminal width for text output.")
 @click.option("--no-size-limit", is_flag=True, help="Run networks above the scalar-loop size limit.")
 @click.option("--fragment", is_flag=True,
               help="With --format latex: only the body, to \\input into your own document (needs amsmath).")
-def run(scenario, fmt, only, output, width, no_size_limit, fragment):
+def run(scenario, fmt, only, digits, summary, list_steps, output, width, no_size_limit, fragment):
     """Trace SCENARIO: forward values, every delta, every gradient, every update.
 
     \b
     Examples:
       bptrace run scenarios/seed001.yaml
       bptrace run scenarios/seed001.yaml --only 'c1.*'
+      bptrace run scenarios/zhang2016.yaml --only gradients --digits 4
+      bptrace run scenarios/zhang2016.yaml --summary
       bptrace run scenarios/zhang2016.yaml --format json -o trace.json
     """
     if fragment and fmt != "latex":
@@ -256,17 +276,29 @@ def run(scenario, fmt, only, output, width, no_size_limit, fragment):
     refuse_overwriting_inputs(output, [scenario])
     sc = load_scenario(scenario, size_limit=not no_size_limit)
     trace = trace_scenario(sc)
+    trace.scenario = sc                   # the results name the explain command with its path
+    if list_steps:
+        from .render.view import listing
+
+        rows = listing(trace)
+        widths = [max(len(row[k]) for row in rows) for k in range(2)]
+        write_output("".join(f"{n.ljust(widths[0])}  {p.ljust(widths[1])}  {s}\n" for n, p, s in rows), output)
+        return
     chosen = select_steps(trace, only)
+    options = {"digits": digits, "summary": summary}
     if fmt == "text":
         from .render import text
 
-        show(text.render(trace, chosen), output, width)
+        show(text.render(trace, chosen, **options), output, width)
         return
     from importlib import import_module
 
     # every document format has its renderer module of the same name in bptrace/render
     document = import_module(f".render.{fmt}", __package__)
-    options = {"fragment": fragment} if fmt == "latex" else {}
+    if fmt == "latex":
+        options["fragment"] = fragment
+    if fmt == "json":
+        options = {}          # every digit, every step: the export is for programs
     write_output(document.render(trace, chosen, **options), output)
 
 

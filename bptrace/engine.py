@@ -1,18 +1,29 @@
-"""The engine: forward pass, loss, backward pass and SGD step, recorded as a `Trace`.
+"""The engine: forward pass, loss, backward pass and update step, recorded as a `Trace`.
+
+A scenario with `steps: N` trains N steps on the same data: `run` runs `_Run` once per
+training step, each with its name prefix ("step2.") and the parameters and optimizer state
+the step before left (`Carried`); with N = 1 there is one run and no prefix.
 
 It walks the layers, calls each layer's own forward and backward loops, and records every
 value under its BRIEF section 2 name.  After each step it applies, in this order, the
 scenario's `rounding` and then any pinned values (`given`, or a checker's overrides), so
 that later steps use exactly the numbers a student would have on paper.
+
+Where something decides on float noise (a relu or max-pool input) or rounds, it also
+carries each value's noise bound (layers.EPS): zero for numbers as written, rounded or
+pinned, and from each layer's `forward_noise` / `backward_noise` for computed ones.  The
+backward bounds are needed by rounding only; a scenario with neither costs nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import ScenarioError
-from .layers import Names
+from .layers import EPS, Names, noise_bound
+from .losses import LOSS_DATA, LOSS_L2, REGULARIZED
+from .optim import Update
 from .rounding import round_array
 from .scenario import Patch, Scenario, merge_patches, non_finite_error
 from .trace import Expansion, Recorder, Step, StepPart, SummaryRow, Trace
@@ -30,6 +41,7 @@ class Part:
     values: np.ndarray
     reads: tuple
     rec: object
+    noise: np.ndarray | None = None     # its float-noise bound, where the scenario needs one
 
 
 ROUNDING_PHASES = {"forward": ("forward",), "backward": ("backward",),
@@ -51,22 +63,63 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
                catalog re-runs only from the first step a mistake changes.
     """
     try:
-        state = _Run(scenario, overrides or {}, explain or {}, terms)
-        state.keep, state.reuse = keep, reuse or {}
-        return state.trace()
+        pinned = merge_patches(list(scenario.given.values()) + list((overrides or {}).values()))
+        steps, carried, first = [], None, None
+        # every step is checked for inf and nan as it is recorded, and the first one is
+        # reported with its name and line; numpy's own overflow warning would only add a
+        # line of bptrace's source to the terminal
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for k in range(1, scenario.steps + 1):
+                one = _Run(scenario, pinned, explain or {}, terms, k, carried)
+                if scenario.steps == 1:
+                    # the catalog's reuse is of one training step's loops, keyed by layer
+                    one.keep, one.reuse = keep, reuse or {}
+                one.trace()
+                steps += one.steps
+                carried, first = one.carried, first or one
+        update = scenario.update
+        return Trace(name=scenario.name, description=scenario.description,
+                     conventions=scenario.conventions.as_dict(), summary=summary(scenario), steps=steps,
+                     loss=first.loss_value, start=first.start_text,
+                     update=update.describe() if update else "", training_steps=scenario.steps)
     except ScenarioError as error:
         # a loss found an output it cannot take, knowing only its key path: point at the line
         raise scenario.document.locate(error) if scenario.document else error
 
 
+@dataclass
+class Carried:
+    """What a training step leaves the next: each updated parameter's values and noise bound
+    (layer -> role -> array), and the optimizer state ("c1.kernel" -> {key: values, "step": n})."""
+    params: dict = field(default_factory=dict)
+    noise: dict = field(default_factory=dict)
+    state: dict = field(default_factory=dict)
+
+
 class _Run:
-    def __init__(self, scenario: Scenario, overrides: dict, explain: dict, terms: bool = True):
+    """One training step: forward, loss, backward and (when the scenario has one) the
+    update, every name prefixed with the step's prefix (none when it trains one step)."""
+
+    keep = None        # run(keep=, reuse=): the catalog's shared layer loops (one training step only)
+    reuse: dict = {}
+
+    def __init__(self, scenario: Scenario, pinned: dict, explain: dict, terms: bool = True, k: int = 1,
+                 carried: Carried | None = None):
         self.scenario = scenario
-        self.pinned = merge_patches(list(scenario.given.values()) + list(overrides.values()))
+        self.pinned = pinned
+        self.k, self.prefix, self.before = k, scenario.prefix(k), carried
+        self.carried = Carried()
+        self.loss_value, self.start_text = None, ""
         self.explain = explain
         self.terms = terms
         self.steps: list[Step] = []
         self.values: dict = {}
+        # name -> noise bound array.  Computed where something reads them: forward up to the
+        # last deciding layer's input, and everywhere when the scenario rounds; zeros elsewhere.
+        self.noise: dict = {}
+        deciding = [k for k, layer in enumerate(scenario.layers) if layer.decides]
+        self.rounding_bounds = scenario.rounding is not None
+        self.forward_bounds = len(scenario.layers) if self.rounding_bounds else max(deciding, default=0)
 
     # --- recording -------------------------------------------------------------------
 
@@ -84,71 +137,117 @@ class _Run:
             return False
         return any(item == name or phase in ROUNDING_PHASES.get(item, ()) for item in rounding.apply)
 
-    def emit(self, name, phase, layer, rule, computed, reads=(), rec=None, notes=(), origin=None,
+    def emit(self, name, phase, layer, rule, computed, reads=(), rec=None, notes=(), origin=None, noise=None,
              expansions=None, parts=None):
+        """Record a step.  noise: the bound on each computed element's float noise (None:
+        the values are exact, as written)."""
         computed = np.asarray(computed, dtype=float).reshape(self.scenario.shapes[name])
         if not np.isfinite(computed).all():
             raise non_finite_error(self.scenario, name, computed)
         values, rounded, mask = computed, None, None
+        noise = np.zeros(computed.shape) if noise is None else \
+            np.nan_to_num(np.asarray(noise, dtype=float).reshape(computed.shape), nan=np.inf)
+        kept = noise
         if self._rounds(name, phase):
             rounding = self.scenario.rounding
-            values, rounded = round_array(values, rounding.decimals, rounding.mode), rounding.describe()
+            values, rounded = round_array(values, rounding.decimals, rounding.mode, noise), rounding.describe()
+            kept = np.zeros(computed.shape)     # a rounded number is exact, as written
         if name in self.pinned:
             patch: Patch = self.pinned[name]
             values, mask = np.where(patch.mask, patch.values, values), patch.mask
+            kept = np.where(mask, 0.0, kept)
         step = Step(name=name, phase=phase, layer=layer, rule=rule, values=values, reads=tuple(reads),
                     computed=computed if (rounded or mask is not None) else None, given=mask,
                     rounded=rounded, expansions=rec.expansions if rec else expansions, notes=list(notes),
-                    origin=origin, parts=parts)
+                    origin=origin, noise=noise if rounded else None, parts=parts,
+                    training_step=self.k if self.scenario.steps > 1 else None)
         self.steps.append(step)
         self.values[name] = values
+        self.noise[name] = kept
         return values
+
+    def floor(self, layer, name):
+        """Set the noise bound of the input `layer` now reads, for the layers that decide on it."""
+        if layer.decides:
+            noise = self.noise.get(name)
+            layer.floor = None if noise is None else np.where(np.isfinite(noise), noise, 0.0).tolist()
+
+    def bounds(self, names: dict) -> dict:
+        """role -> the noise bound of the traced value it names."""
+        return {role: self.noise[name] for role, name in names.items()}
 
     # --- the passes ------------------------------------------------------------------
 
-    def trace(self) -> Trace:
-        sc, plan = self.scenario, self.scenario.plan
+    def names(self, layer) -> Names:
+        return self.scenario.names(layer, self.prefix)
+
+    def trace(self):
+        sc, plan, p = self.scenario, self.scenario.plan, self.prefix
         for name, values in sc.inputs.items():
             origin = sc.input_origins[name]
-            self.emit(name, "input", None, f"the input{'' if name == 'input' else ' ' + name}, {origin}", values,
+            self.emit(p + name, "input", None, f"the input{'' if name == 'input' else ' ' + name}, {origin}", values,
                       origin=origin)
         params = {}
-        for layer in sc.layers:
-            n = sc.names(layer)
+        for position, layer in enumerate(sc.layers):
+            n = self.names(layer)
             params[layer.name] = {}
             for role, initial in layer.params.items():
-                origin = layer.origins[role]
+                origin, noise = layer.origins[role], None
+                if self.before and role in self.before.params.get(layer.name, {}):
+                    # training step k ≥ 2 starts from what step k − 1's update made
+                    origin = f"{sc.names(layer, sc.prefix(self.k - 1)).new(role)}, made by training step {self.k - 1}"
+                    initial, noise = self.before.params[layer.name][role], self.before.noise[layer.name][role]
                 params[layer.name][role] = self.emit(n.param(role), "parameter", layer.name,
-                                                     f"{n.param(role)}: {origin}", initial, origin=origin)
+                                                     f"{n.param(role)}: {origin}", initial, origin=origin,
+                                                     noise=noise)
             rules = layer.rules(n)
             rec = self.recorder(n.out, layer.roles(n))
+            self.floor(layer, n.x)
             x = self._read(layer, n)
-            out = self._loop(("forward", layer.name), lambda: layer.forward(x, params[layer.name], rec))
+            if layer.extras:
+                recs = {"out": rec, **{k: self.recorder(n.extra(k), layer.roles(n)) for k in layer.extras}}
+                bounds = self.bounds({**self._inputs(layer, n), **{r: n.param(r) for r in layer.param_roles}}) \
+                    if position < self.forward_bounds else None
+                out = layer.forward(x, params[layer.name], recs, self._stage(layer, n, "forward", recs, bounds))
+            else:
+                out = self._loop(("forward", layer.name), lambda: layer.forward(x, params[layer.name], rec))
+            noise = None
+            if position < self.forward_bounds:
+                noise = layer.forward_noise(x, params[layer.name], out,
+                                            self.bounds({**self._inputs(layer, n),
+                                                         **{r: n.param(r) for r in layer.param_roles}}))
             self.emit(n.out, "forward", layer.name, rules["out"], out,
                       reads=tuple(dict.fromkeys(n.xs)) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
-                      notes=layer.notes(x, n))
+                      notes=layer.notes(x, n), noise=noise)
 
-        loss_value = None
         if sc.upstream:
             start = sc.upstream.layer
-            self.emit(f"{start}.delta", "backward", start,
-                      f"{start}.delta = the given error at {start}'s output (upstream.delta)",
+            self.emit(f"{p}{start}.delta", "backward", start,
+                      f"{p}{start}.delta = the given error at {start}'s output (upstream.delta)",
                       sc.upstream.delta)
-            start_text = f"from {start}.delta, the given upstream error"
+            self.start_text = f"from {start}.delta, the given upstream error"
         else:
             last = sc.output
             loss = sc.loss.function()
-            out_name, delta_name = f"{last.name}.out", f"{last.name}.delta"
+            out_name, delta_name = f"{p}{last.name}.out", f"{p}{last.name}.delta"
             out = self.values[out_name]
-            rec = self.recorder("loss", loss.roles(out_name))
-            loss_value = float(self.emit("loss", "loss", None, loss.value_rule.format(out=out_name),
-                                         np.array(loss.value(out, sc.loss.target, rec)),
-                                         reads=(out_name,), rec=rec))
+            # with regularization the loss of the output is `loss.data`, and `loss` its sum with `loss.l2`
+            data_name = p + (LOSS_DATA if sc.regularization is not None else "loss")
+            rec = self.recorder(data_name, loss.roles(out_name))
+            bounds = self.rounding_bounds
+            rule = loss.value_rule.format(out=out_name)
+            self.loss_value = float(self.emit(data_name, "loss", None, data_name + rule[len("loss"):],
+                                              np.array(loss.value(out, sc.loss.target, rec)), reads=(out_name,),
+                                              rec=rec, noise=loss.value_noise(out, sc.loss.target, self.noise[out_name])
+                                              if bounds else None))
+            if sc.regularization is not None:
+                self.loss_value = float(self._l2_loss(params, data_name))
             rec = self.recorder(delta_name, loss.roles(out_name))
             self.emit(delta_name, "backward", last.name,
                       loss.delta_rule.format(out=out_name, delta=delta_name),
-                      loss.gradient(out, sc.loss.target, rec), reads=(out_name,), rec=rec)
-            start_text = f"from the loss, {sc.loss.type}"
+                      loss.gradient(out, sc.loss.target, rec), reads=(out_name,), rec=rec,
+                      noise=loss.gradient_noise(out, sc.loss.target, self.noise[out_name]) if bounds else None)
+            self.start_text = f"from the loss, {sc.loss.type}"
 
         # Backward through the plan in reverse.  Each layer sends a part of the delta to each
         # value it read; a value's delta is the sum of its parts, emitted once its last
@@ -156,34 +255,77 @@ class _Run:
         parts: dict = {}
         for node in reversed(plan.active):
             layer = sc.layer(node.name)
-            n = sc.names(layer)
+            n = self.names(layer)
             rules, roles = layer.rules(n), layer.roles(n)
             recs = {role: self.recorder(n.grad(role), roles) for role in layer.param_roles}
             if layer.merge:
                 recs["in"] = [self.recorder(d, roles) for d in n.x_deltas]
             else:
                 recs["in"] = self.recorder(n.x_delta, roles)
-            result = self._loop(("backward", layer.name), lambda: layer.backward(
-                self._read(layer, n), self.values[n.out], self.values[n.delta], params[layer.name], recs))
+            self.floor(layer, n.x)
+            read = (self._read(layer, n), self.values[n.out], self.values[n.delta], params[layer.name])
+            if layer.backward_extras or layer.extras:
+                recs.update({k: self.recorder(n.extra(k), roles) for k in layer.backward_extras})
+                bounds = self.bounds({**self._inputs(layer, n), "out": n.out, "delta": n.delta,
+                                      **{r: n.param(r) for r in layer.param_roles},
+                                      **{k: n.extra(k) for k in layer.extras}}) if self.rounding_bounds else None
+                result = layer.backward(*read, recs, self._stage(layer, n, "backward", recs, bounds))
+            else:
+                result = self._loop(("backward", layer.name), lambda: layer.backward(*read, recs))
+            noise = {}
+            if self.rounding_bounds:
+                noise = layer.backward_noise(*read, self.bounds({**self._inputs(layer, n), "out": n.out,
+                                                                 "delta": n.delta,
+                                                                 **{r: n.param(r) for r in layer.param_roles}}))
             for role in layer.param_roles:
-                self.emit(n.grad(role), "backward", layer.name, rules[role], result[role],
-                          reads=tuple(roles[r] for r in layer.grad_reads[role]), rec=recs[role])
+                rule, reads = rules[role], tuple(roles[r] for r in layer.grad_reads[role])
+                if sc.regularization is not None and role in REGULARIZED:
+                    result[role], noise[role], rule = self._l2_gradient(n, role, result[role], recs[role],
+                                                                        noise.get(role), rule)
+                    reads += (n.param(role),)
+                self.emit(n.grad(role), "backward", layer.name, rule, result[role], reads=reads, rec=recs[role],
+                          noise=noise.get(role))
             sent = result["in"] if layer.merge else [result["in"]]
+            sent_noise = noise.get("in") if layer.merge else [noise.get("in")]
             in_recs = recs["in"] if layer.merge else [recs["in"]]
             for k, (value, delta) in enumerate(zip(node.reads, sent)):
                 rule = rules[f"in{k}"] if layer.merge else rules["in"]
                 reads = layer.in_delta_names(roles, k)
-                parts.setdefault(value.delta, []).append(Part(layer.name, rule, delta, reads, in_recs[k]))
+                parts.setdefault(p + value.delta, []).append(
+                    Part(layer.name, rule, delta, reads, in_recs[k], sent_noise[k] if sent_noise else None))
             for value in plan.completes(node):
-                self._emit_delta(value.delta, parts.pop(value.delta))
+                self._emit_delta(p + value.delta, parts.pop(p + value.delta))
 
-        if sc.learning_rate is not None:
+        update = sc.update
+        if update is not None:
             for layer in sc.active_layers:
                 for role in layer.param_roles:
-                    self.sgd_step(sc.names(layer), role, sc.learning_rate)
+                    self.update_step(self.names(layer), role, update)
 
-        return Trace(name=sc.name, description=sc.description, conventions=sc.conventions.as_dict(),
-                     summary=summary(sc), steps=self.steps, loss=loss_value, start=start_text)
+    def _stage(self, layer, n: Names, phase: str, recs: dict, bounds: dict | None = None):
+        """The callback a layer with inner values traces them through, in its own loops.
+        `stage.bounds` is None when nothing needs float-noise bounds here; otherwise role ->
+        the bound of what the layer read, and of each value staged so far as it was kept
+        (zero once rounded or given), for the layer to bound the next value it stages."""
+        roles, rules = layer.roles(n), layer.rules(n)
+
+        def stage(name: str, values, reads=(), noise=None):
+            kept = self.emit(n.extra(name), phase, layer.name, rules[name], values,
+                             reads=tuple(dict.fromkeys(roles[r] for r in reads)), rec=recs.get(name), noise=noise)
+            if stage.bounds is not None:
+                stage.bounds[name] = self.noise[n.extra(name)]
+            return kept
+        stage.bounds = bounds
+        # backward reads the forward pass's inner values as they were kept
+        stage.values = {k: self.values[n.extra(k)] for k in layer.extras if n.extra(k) in self.values}
+        return stage
+
+    @staticmethod
+    def _inputs(layer, n: Names) -> dict:
+        """role -> traced name of what the layer reads: "in", or "in0", "in1"... for a merge."""
+        if layer.merge:
+            return {f"in{k}": x for k, x in enumerate(n.xs)}
+        return {"in": n.x}
 
     def _loop(self, key, compute):
         """A layer's loop, or its result from an earlier run of the same numbers (`reuse`)."""
@@ -203,11 +345,17 @@ class _Run:
         chain), or the sum of several, each kept so that `explain` can show it."""
         if len(parts) == 1:
             part = parts[0]
-            self.emit(name, "backward", part.layer, part.rule, part.values, reads=part.reads, rec=part.rec)
+            self.emit(name, "backward", part.layer, part.rule, part.values, reads=part.reads, rec=part.rec,
+                      noise=part.noise)
             return
         total = parts[0].values
         for part in parts[1:]:
             total = total + part.values
+        noise = None
+        if all(part.noise is not None for part in parts):
+            # each part's own noise, and one rounding per addition
+            grown = sum(np.abs(part.values) + part.noise for part in parts)
+            noise = noise_bound(grown, sum(np.abs(part.values) for part in parts), len(parts))
         # the summed element's terms: every reader's terms, one after another
         expansions = None
         if all(part.rec for part in parts):
@@ -220,24 +368,106 @@ class _Run:
         rule = f"{name} = " + " + ".join(f"(through {part.layer}: {part.rule.split(' = ', 1)[-1]})"
                                          for part in parts)
         reads = tuple(dict.fromkeys(r for part in parts for r in part.reads))
-        self.emit(name, "backward", parts[-1].layer, rule, total, reads=reads, expansions=expansions,
+        self.emit(name, "backward", parts[-1].layer, rule, total, reads=reads, expansions=expansions, noise=noise,
                   notes=[f"{name} is the sum of what {', '.join(readers[:-1])} and {readers[-1]} send back: "
                          f"{name.rsplit('.delta', 1)[0]} is read by each of them"],
                   parts=[StepPart(part.layer, part.rule, part.values) for part in parts])
 
-    def sgd_step(self, n: Names, role: str, rate: float):
-        """new = old − η · grad, element by element (Zhang 2016 eqs. 65-70)."""
-        old_name, grad_name, new_name = n.param(role), n.grad(role), n.new(role)
-        old, grad = self.values[old_name], self.values[grad_name]
-        rec = self.recorder(new_name, {"old": old_name, "grad": grad_name})
-        new = np.zeros(old.shape)
-        for idx in np.ndindex(*old.shape):
-            new[idx] = old[idx] - rate * grad[idx]
+    # --- L2 regularization (README "Training: losses, optimizers, several steps") -------
+
+    def _l2_loss(self, params: dict, data_name: str) -> float:
+        """`loss.l2` = (λ/2)·Σ w² over every kernel and weight matrix the backward pass
+        reaches, then `loss` = `loss.data` + `loss.l2`."""
+        sc, p = self.scenario, self.prefix
+        lam = sc.regularization
+        weights = [(self.names(layer).param(role), params[layer.name][role]) for layer in sc.active_layers
+                   for role in layer.param_roles if role in REGULARIZED]
+        rec = self.recorder(p + LOSS_L2, {})
+        total, plain = 0.0, 0.0
+        for name, w in weights:
+            for idx in np.ndindex(*w.shape):
+                total += lam / 2 * w[idx] * w[idx]
+                if rec:
+                    rec.term((), (f"{lam:g}/2", None, lam / 2), (name, idx, w[idx]), (name, idx, w[idx]))
+        noise = None
+        if self.rounding_bounds:
+            grown = sum(float(((np.abs(w) + self.noise[name]) ** 2).sum()) for name, w in weights) * lam / 2
+            plain = sum(float((w ** 2).sum()) for _, w in weights) * lam / 2
+            noise = noise_bound(grown, plain, sum(w.size for _, w in weights) + 2)
+        l2 = float(self.emit(p + LOSS_L2, "loss", None,
+                             f"{p}{LOSS_L2} = ({lam:g}/2) · Σ w² over " + ", ".join(name for name, _ in weights),
+                             np.array(total), reads=tuple(name for name, _ in weights), rec=rec, noise=noise))
+        data = float(self.values[data_name])
+        rec = self.recorder(p + "loss", {})
+        if rec:
+            rec.term((), (data_name, (), data))
+            rec.term((), (p + LOSS_L2, (), l2))
+        noise = None
+        if self.rounding_bounds:
+            noise = noise_bound(abs(data) + abs(l2) + float(self.noise[data_name]) + float(self.noise[p + LOSS_L2]),
+                                abs(data) + abs(l2), 2)
+        return self.emit(p + "loss", "loss", None, f"{p}loss = {data_name} + {p}{LOSS_L2}", np.array(data + l2),
+                         reads=(data_name, p + LOSS_L2), rec=rec, noise=noise)
+
+    def _l2_gradient(self, n: Names, role: str, grad, rec, noise, rule: str):
+        """The data gradient plus λ·w, each element's terms ending with the λ·w term."""
+        lam, w = self.scenario.regularization, self.values[n.param(role)]
+        out = np.array(grad, dtype=float)
+        for idx in np.ndindex(*w.shape):
+            out[idx] = grad[idx] + lam * w[idx]
             if rec:
-                rec.term(idx, ("old", idx, old[idx]))
-                rec.term(idx, (f"−{rate:g}", None, -rate), ("grad", idx, grad[idx]))
-        self.emit(new_name, "update", n.layer, f"{new_name} = {old_name} − {rate:g} · {grad_name}", new,
-                  reads=(old_name, grad_name), rec=rec)
+                rec.term(idx, (f"{lam:g}", None, lam), (n.param(role), idx, w[idx]))
+        if noise is not None:
+            noise = noise + lam * self.noise[n.param(role)] + 2 * EPS * (np.abs(out) + lam * np.abs(w))
+        return out, noise, f"{rule} + {lam:g} · {n.param(role)}"
+
+    # --- the update ---------------------------------------------------------------------
+
+    def update_step(self, n: Names, role: str, optimizer):
+        """One parameter's update by `optimizer` (optim.py): its new state, then its new
+        values, each traced; what it makes is carried to the next training step."""
+        sc = self.scenario
+        key = f"{n.layer}.{role}"
+        old_name, grad_name = n.param(role), n.grad(role)
+        if self.before is not None:
+            previous = self.before.state.get(key, {})
+            earlier = sc.names(sc.layer(n.layer), sc.prefix(self.k - 1))
+            before = {skey: earlier.state(role, skey) for skey in optimizer.state_keys() if skey in previous}
+        else:
+            previous = optimizer.state.get(key, {})
+            before = {skey: f"{skey} (given)" for skey in optimizer.state_keys() if skey in previous}
+        names = {"old": old_name, "grad": grad_name, "new": n.new(role), "before": before,
+                 "state": lambda skey: n.state(role, skey)}
+
+        def stage(skey, rule, compute, roles):
+            name = n.new(role) if skey == "new" else n.state(role, skey)
+            roles = {"old": old_name, "grad": grad_name, **{r: v for r, v in roles.items() if v}}
+            rec = self.recorder(name, roles)
+            values = np.asarray(compute(rec), dtype=float).reshape(sc.shapes[name])
+            reads = tuple(dict.fromkeys(v for v in roles.values() if v in sc.shapes))
+            return self.emit(name, "update", n.layer, rule, values, reads=reads, rec=rec,
+                             noise=self._update_noise(optimizer, old_name, grad_name, values)
+                             if self.rounding_bounds else None)
+
+        state = optimizer.update(Update(self.values[old_name], self.values[grad_name], names, previous,
+                                        previous.get("step", 0), stage))
+        self.carried.params.setdefault(n.layer, {})[role] = self.values[n.new(role)]
+        self.carried.noise.setdefault(n.layer, {})[role] = self.noise[n.new(role)]
+        self.carried.state[key] = state
+
+    def _update_noise(self, optimizer, old_name: str, grad_name: str, values):
+        """The noise bound of an update's values.  Plain SGD: old − η·grad, exactly as the
+        two-term sum it is.  The others: the noise of the parameter and gradient they read,
+        carried at full weight, and 64 roundings of the magnitudes; an estimate, not a
+        proof, for their square roots and quotients."""
+        old, grad = self.values[old_name], self.values[grad_name]
+        e_old, e_grad = self.noise[old_name], self.noise[grad_name]
+        rate = abs(optimizer.lr)
+        if optimizer.type == "sgd" and not optimizer.options["momentum"] and not optimizer.options["weight_decay"]:
+            grown = np.abs(old) + e_old + rate * (np.abs(grad) + e_grad)
+            return noise_bound(grown, np.abs(old) + rate * np.abs(grad), 2)
+        relative = np.minimum(1.0, e_grad / np.maximum(np.abs(grad), np.finfo(float).tiny))
+        return e_old + relative * (np.abs(values) + np.abs(old)) + 64 * EPS * (np.abs(values) + np.abs(old))
 
 
 def summary(scenario: Scenario) -> list:

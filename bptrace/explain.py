@@ -94,6 +94,7 @@ class FullConvolution:
     total: float
     direct: float              # the engine's chain-rule total
     agree: bool
+    dilation: tuple = (1, 1)   # the kernel's taps this far apart: the window's cells too
 
 
 @dataclass
@@ -136,6 +137,7 @@ class Explanation:
     replaced: str | None = None  # why value differs from total: "given" or the rounding
     windows: list = field(default_factory=list)     # Window, through a max-pool backward
     share: str | None = None   # "1/4", through an average pool backward
+    share_reason: str = "1 / the window's area"
     full_conv: FullConvolution | None = None
     dense_row: DenseRow | None = None
     index_base: int = 0
@@ -239,17 +241,18 @@ def _delta_below(scenario: Scenario, name: str):
 def _related(scenario: Scenario, name: str, index: tuple):
     """Elements whose terms an explanation also needs: the windows of a max-pool."""
     layer = _delta_below(scenario, name)
-    if layer is not None and layer.type == "maxpool":
+    if layer is not None and layer.type in ("maxpool", "global_maxpool"):
         for window in _windows_containing(layer, index):
             yield f"{layer.name}.out", window
 
 
 def _windows_containing(layer, index):
+    """The output index of every pooling window that holds input cell `index`."""
     n, c, h, w = index
-    _, _, Ho, Wo = layer.out_shape
+    _, _, Ho, Wo = layer.grid
     for i, j in np.ndindex(Ho, Wo):
         if (h, w) in list(layer.window(i, j)):
-            yield (n, c, i, j)
+            yield layer.at(n, c, i, j)
 
 
 def _layer_type(scenario: Scenario, layer_name):
@@ -370,7 +373,11 @@ class _Explainer:
         result.windows = self._windows(layer, index)
 
     def _average_view(self, result, layer, index):
-        result.share = f"1/{layer.size[0] * layer.size[1]}"
+        if layer.uniform:
+            result.share = f"1/{layer.size[0] * layer.size[1]}"
+        else:
+            counted = "inside the input and its padding" if layer.count_include_pad else "inside the input"
+            result.share, result.share_reason = "1/(its cell count)", f"the window's cells {counted}"
 
     def _convolution_view(self, result, layer, index):
         result.full_conv = self._full_convolution(layer, index, result.total)
@@ -379,7 +386,7 @@ class _Explainer:
         result.dense_row = self._dense_row(layer, index)
 
     IN_DELTA_VIEWS = {"maxpool": _max_view, "avgpool": _average_view, "conv": _convolution_view,
-                      "dense": _dense_view}
+                      "dense": _dense_view, "global_maxpool": _max_view, "global_avgpool": _average_view}
 
     def _origin(self, step) -> str:
         """Where an input or parameter came from (recorded by the engine), else the rule."""
@@ -420,35 +427,39 @@ class _Explainer:
     # conv: the full convolution, computed on its own ------------------------------------
 
     def _full_convolution(self, layer, index, direct: float) -> FullConvolution:
-        """input.delta[n,c,h,w] = Σ_o Σ_u' Σ_v' P[o, h+u', w+v'] · K'[o, c, u', v'],
+        """input.delta[n,c,h,w] = Σ_o Σ_u' Σ_v' P[o, h+d·u', w+d·v'] · K'[o, c, u', v'],
 
         where K' is the kernel the forward pass slid over the input (as written under the
         correlation convention, turned under the convolution convention), turned by 180°,
         and P is the delta with s−1 zeros put between its rows (and columns) for stride s,
-        then kh−1−p zeros before it for padding p: P[o, r, q] = delta[o, i, j] when
-        r = i·s + kh−1−p and q = j·s + kw−1−p."""
+        then d·(kh−1)−p zeros before it for padding p and dilation d: P[o, r, q] =
+        delta[o, i, j] when r = i·s + d·(kh−1)−p and q = j·s + d·(kw−1)−p.  With dilation d
+        the turned kernel is the dilated one (d−1 zeros between its taps): the window spans
+        d·(k−1)+1 cells of P, of which every d-th meets a tap (the dilated full convolution)."""
         n, c, h, w = index
         delta_name, kernel_name = f"{layer.name}.delta", f"{layer.name}.kernel"
         delta, kernel = self.trace.value(delta_name), self.trace.value(kernel_name)
         out_channels, in_per_group, kh, kw = kernel.shape
         _, _, H, W = layer.in_shape
         _, _, Ho, Wo = layer.out_shape
-        (sh, sw), (ph, pw) = layer.stride, layer.padding
+        (sh, sw), (ph, pw), (dh, dw) = layer.stride, layer.padding, layer.dilation
+        span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
         out_per_group = out_channels // layer.groups
         group, ck = divmod(c, in_per_group)
-        # the kernel as the forward pass applied it (tap (u,v) reads x[i·s+u−p, j·s+v−p])
+        # the kernel as the forward pass applied it (tap (u,v) reads x[i·s+d·u−p, j·s+d·v−p])
         applied = kernel[:, :, ::-1, ::-1] if layer.flip else kernel
         turned = applied[:, :, ::-1, ::-1]
-        before = (kh - 1 - ph, kw - 1 - pw)
+        before = (span[0] - 1 - ph, span[1] - 1 - pw)
         padded_maps, channels = [], []
         total = 0.0
         for o in range(group * out_per_group, (group + 1) * out_per_group):
-            padded = np.zeros((H + kh - 1, W + kw - 1))
+            padded = np.zeros((H + span[0] - 1, W + span[1] - 1))
             for i, j in np.ndindex(Ho, Wo):
                 r, q = i * sh + before[0], j * sw + before[1]
                 if 0 <= r < padded.shape[0] and 0 <= q < padded.shape[1]:
                     padded[r, q] = delta[n, o, i, j]
-            patch = padded[h:h + kh, w:w + kw]
+            # the cells of P under the turned kernel's taps: d apart
+            patch = padded[h:h + span[0]:dh, w:w + span[1]:dw]
             rotated = turned[o, ck]
             products = patch * rotated
             # each turned-kernel cell: which element of the written kernel it is
@@ -464,8 +475,8 @@ class _Explainer:
             part = float(products.sum())
             total += part
             channels.append(ChannelPatch(
-                delta_name=self._map_label(delta_name, (n, o)), rows=(h + self.base, h + kh - 1 + self.base),
-                cols=(w + self.base, w + kw - 1 + self.base),
+                delta_name=self._map_label(delta_name, (n, o)), rows=(h + self.base, h + span[0] - 1 + self.base),
+                cols=(w + self.base, w + span[1] - 1 + self.base),
                 patch=patch.copy(), kernel=rotated.copy(), kernel_indices=indices, products=products, total=part))
             padded_maps.append(padded)
         agree = abs(total - direct) <= AGREE_ATOL + AGREE_RTOL * max(abs(total), abs(direct))
@@ -474,7 +485,7 @@ class _Explainer:
             flipped_from=("the kernel as written (the convolution convention already turned it once "
                           "in the forward pass)") if layer.flip else "the kernel turned by 180°",
             stride=(sh, sw), pad_before=before, padded=padded_maps, index_base=self.base, channels=channels,
-            total=total, direct=direct, agree=agree)
+            total=total, direct=direct, agree=agree, dilation=(dh, dw))
 
     def _map_label(self, name: str, leading: tuple) -> str:
         """`c1.delta[2]` for map 2 of a layer with several maps; `c1.delta` for one map."""

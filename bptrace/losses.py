@@ -1,5 +1,6 @@
-"""The five losses (BRIEF section 1), each as its value and its gradient at the last
-layer's output, in scalar loops like the layers.  `LOSSES` maps `loss.type` to the class."""
+"""The losses, each as its value and its gradient at the last layer's output, in
+scalar loops like the layers, and a bound on the float noise of each (`value_noise`,
+`gradient_noise`, as layers.noise_bound).  `LOSSES` maps `loss.type` to the class."""
 from __future__ import annotations
 
 import math
@@ -7,6 +8,7 @@ import math
 import numpy as np
 
 from .errors import ScenarioError
+from .layers import EPS, noise_bound
 from .tensors import display_index
 
 
@@ -17,6 +19,13 @@ def _cells(shape):
 class Loss:
     # labels of recorded factors that are values of the output, named after it in the trace
     labels: tuple = ()
+    needs_target = True       # sum and mean read the output alone
+
+    def value_noise(self, out, target, noise) -> float:
+        raise NotImplementedError
+
+    def gradient_noise(self, out, target, noise) -> np.ndarray:
+        raise NotImplementedError
 
     def roles(self, out_name: str) -> dict:
         return {label: label.replace("out", out_name) for label in self.labels}
@@ -46,6 +55,20 @@ class HalfSSE(Loss):
 
     def label(self, shape):
         return "½"
+
+    def _diff_noise(self, out, target, noise):
+        # the target is written: only its conversion to binary, and the subtraction's rounding
+        return np.abs(out - target), noise + EPS * (np.abs(out) + np.abs(target))
+
+    def value_noise(self, out, target, noise):
+        diff, e = self._diff_noise(out, target, noise)
+        weight = self.scale / self.count(out.shape)
+        return noise_bound(weight * float(((diff + e) ** 2).sum()), weight * float((diff ** 2).sum()), out.size)
+
+    def gradient_noise(self, out, target, noise):
+        diff, e = self._diff_noise(out, target, noise)
+        factor = 2 * self.scale / self.count(out.shape)
+        return noise_bound(factor * (diff + e), factor * diff, 1)
 
     def gradient(self, out, target, rec):
         delta = np.zeros(out.shape)
@@ -94,9 +117,12 @@ class CrossEntropy(Loss):
 
     @staticmethod
     def _log_softmax(row):
+        # (z − max) − log Σ exp(z − max): max + log Σ … would lose the log to the max's
+        # rounding (at logits 1e17 the loss of [1e17, 1e17] would come out 0, not log 2)
         top = max(row)
-        log_total = top + math.log(sum(math.exp(z - top) for z in row))
-        return [z - log_total for z in row]
+        shifted = [z - top for z in row]
+        log_total = math.log(sum(math.exp(s) for s in shifted))
+        return [s - log_total for s in shifted]
 
     def value(self, out, target, rec):
         N = out.shape[0]
@@ -104,8 +130,10 @@ class CrossEntropy(Loss):
         for n in range(N):
             logp = self._log_softmax(out[n].tolist())
             for k, lp in enumerate(logp):
+                if target[n, k] == 0:
+                    continue          # 0 · log p is 0, even where p underflowed to 0
                 total += -target[n, k] * lp / N
-                if rec and target[n, k] != 0:
+                if rec:
                     rec.term((), ("−target", (n, k), -target[n, k]), ("log softmax(out)", (n, k), lp),
                              (f"1/{N}", None, 1 / N))
         return total
@@ -122,6 +150,43 @@ class CrossEntropy(Loss):
                     rec.term((n, k), ("softmax(out)", (n, k), p * mass), (f"1/{N}", None, 1 / N))
                     rec.term((n, k), ("−target", (n, k), -target[n, k]), (f"1/{N}", None, 1 / N))
         return delta
+
+    def _log_softmax_noise(self, row, noise):
+        """Bounds of each log softmax: z − max carries both bounds and the conversion of
+        both to binary; log Σ exp(z − max) moves by at most the largest of those (its
+        derivatives are the softmax, summing to 1), plus its own rounding."""
+        top, carried = max(row), 2 * max(noise)
+        shifted = [carried + EPS * (abs(z) + abs(top)) for z in row]
+        log_total = math.log(sum(math.exp(z - top) for z in row))
+        total_noise = max(shifted) + (len(row) + 3) * EPS * (1 + log_total)
+        return [e + total_noise + EPS * abs(lp) for e, lp in zip(shifted, self._log_softmax(row))]
+
+    def value_noise(self, out, target, noise):
+        N = out.shape[0]
+        grown = plain = 0.0
+        for n in range(N):
+            logp = self._log_softmax(out[n].tolist())
+            bounds = self._log_softmax_noise(out[n].tolist(), noise[n].tolist())
+            for k, (lp, e) in enumerate(zip(logp, bounds)):
+                if target[n, k] != 0:
+                    grown += abs(target[n, k]) * (abs(lp) + e) / N
+                    plain += abs(target[n, k]) * abs(lp) / N
+        return noise_bound(grown, plain, out.size)
+
+    def gradient_noise(self, out, target, noise):
+        N, K = out.shape
+        bound = np.zeros(out.shape)
+        for n in range(N):
+            logp = self._log_softmax(out[n].tolist())
+            bounds = self._log_softmax_noise(out[n].tolist(), noise[n].tolist())
+            mass = abs(sum(target[n].tolist()))
+            for k, (lp, e) in enumerate(zip(logp, bounds)):
+                p = math.exp(lp)
+                # p·e^(±e) within [0, 1]
+                e_p = min(1.0, p * math.expm1(e)) if e < 1 else 1.0
+                grown = (p + e_p) * mass * (1 + K * EPS) + abs(target[n, k])
+                bound[n, k] = noise_bound(grown, p * mass + abs(target[n, k]), K + 2) / N
+        return bound
 
 
 class BCE(Loss):
@@ -170,5 +235,141 @@ class BCE(Loss):
                          (f"1/{M}", None, 1 / M))
         return delta
 
+    @staticmethod
+    def _logs_noise(y, e):
+        """Bounds of log ŷ and log(1 − ŷ) (1 − ŷ rounds by EPS); inf when ŷ's noise reaches 0 or 1."""
+        e_log = e / (y - e) if e < y else math.inf
+        e_log1 = (e + EPS) / (1 - y - e - EPS) if e + EPS < 1 - y else math.inf
+        return e_log + EPS * abs(math.log(y)), e_log1 + EPS * abs(math.log(1 - y))
 
-LOSSES = {cls.type: cls for cls in (HalfSSE, SSE, MSE, CrossEntropy, BCE)}
+    def value_noise(self, out, target, noise):
+        self._check(out)
+        M = out.size
+        grown = plain = 0.0
+        for idx in _cells(out.shape):
+            y, t = out[idx], target[idx]
+            e_log, e_log1 = self._logs_noise(y, noise[idx])
+            grown += (abs(t) * (abs(math.log(y)) + e_log) + abs(1 - t) * (abs(math.log(1 - y)) + e_log1)) / M
+            plain += (abs(t) * abs(math.log(y)) + abs(1 - t) * abs(math.log(1 - y))) / M
+        return noise_bound(grown, plain, M + 2)
+
+    def gradient_noise(self, out, target, noise):
+        self._check(out)
+        M = out.size
+        bound = np.zeros(out.shape)
+        for idx in _cells(out.shape):
+            y, t, e = out[idx], target[idx], noise[idx]
+            # (ŷ − y) over ŷ(1 − ŷ): the numerator grows, the denominator shrinks by at most e + EPS
+            numerator, denominator = abs(y - t), y * (1 - y)
+            low = denominator - (e + EPS)
+            grown = (numerator + e + EPS * (abs(y) + abs(t))) / low if low > 0 else math.inf
+            bound[idx] = noise_bound(grown, numerator / denominator, 4) / M
+        return bound
+
+
+# --- losses that start the backward pass the way framework tests do ----------------------
+# `y.sum().backward()` and `y.mean().backward()` need no target: they are how most
+# framework unit tests and worked examples start backward, with every output's delta 1
+# (or 1/M).  `l1` is PyTorch's L1Loss (mean reduction).
+
+
+class Sum(Loss):
+    """L = Σ ŷ over every element and sample (`y.sum().backward()`); δ = 1."""
+    type = "sum"
+    needs_target = False
+    labels = ("out",)
+    value_rule = "loss = Σ {out}"
+    delta_rule = "{delta} = 1 (every element adds itself to the loss)"
+
+    def count(self, shape):
+        return 1
+
+    def value(self, out, target, rec):
+        total = 0
+        weight = 1 / self.count(out.shape)
+        for idx in _cells(out.shape):
+            total += weight * out[idx]
+            if rec:
+                rec.term((), *self._scale(out.shape), ("out", idx, out[idx]))
+        return total
+
+    def _scale(self, shape):
+        M = self.count(shape)
+        return [] if M == 1 else [(f"1/{M}", None, 1 / M)]
+
+    def gradient(self, out, target, rec):
+        delta = np.zeros(out.shape)
+        for idx in _cells(out.shape):
+            delta[idx] = 1 / self.count(out.shape)
+            if rec:
+                rec.term(idx, *(self._scale(out.shape) or [("1", None, 1.0)]))
+        return delta
+
+    def value_noise(self, out, target, noise):
+        weight = 1 / self.count(out.shape)
+        return noise_bound(weight * float((np.abs(out) + noise).sum()), weight * float(np.abs(out).sum()),
+                           out.size + 1)
+
+    def gradient_noise(self, out, target, noise):
+        # 1, or 1/M rounded once
+        return np.full(out.shape, 0.0 if self.count(out.shape) == 1 else EPS / self.count(out.shape))
+
+
+class Mean(Sum):
+    """L = (1/M) Σ ŷ over all M elements (`y.mean().backward()`); δ = 1/M."""
+    type = "mean"
+    value_rule = "loss = (1/M) Σ {out},  M = number of elements"
+    delta_rule = "{delta} = 1/M,  M = number of elements"
+
+    def count(self, shape):
+        return int(np.prod(shape))
+
+
+class L1(Loss):
+    """L = (1/M) Σ |ŷ − y| over all M elements (PyTorch L1Loss); δ = sign(ŷ − y)/M, with
+    sign(0) = 0 as torch.sign (the subgradient PyTorch's autograd takes at the kink)."""
+    type = "l1"
+    labels = ("|out − target|", "sign(out − target)")
+    value_rule = "loss = (1/M) Σ |{out} − target|,  M = number of elements"
+    delta_rule = "{delta} = sign({out} − target) / M,  M = number of elements (sign(0) = 0)"
+
+    def value(self, out, target, rec):
+        M = out.size
+        total = 0
+        for idx in _cells(out.shape):
+            diff = abs(out[idx] - target[idx])
+            total += diff / M
+            if rec:
+                rec.term((), ("|out − target|", idx, diff), (f"1/{M}", None, 1 / M))
+        return total
+
+    def gradient(self, out, target, rec):
+        M = out.size
+        delta = np.zeros(out.shape)
+        for idx in _cells(out.shape):
+            diff = out[idx] - target[idx]
+            sign = 1 if diff > 0 else -1 if diff < 0 else 0
+            delta[idx] = sign / M
+            if rec:
+                rec.term(idx, ("sign(out − target)", idx, sign), (f"1/{M}", None, 1 / M))
+        return delta
+
+    def value_noise(self, out, target, noise):
+        diff, e = np.abs(out - target), noise + EPS * (np.abs(out) + np.abs(target))
+        return noise_bound(float((diff + e).sum()) / out.size, float(diff.sum()) / out.size, out.size + 1)
+
+    def gradient_noise(self, out, target, noise):
+        # the sign is exact unless the difference is within its noise of 0, where it may be
+        # anything in −1..1 on paper: bound 1/M there (and 1/M's own rounding elsewhere)
+        diff, e = np.abs(out - target), noise + EPS * (np.abs(out) + np.abs(target))
+        return np.where(diff <= e, 1.0, EPS) / out.size
+
+
+LOSSES = {cls.type: cls for cls in (HalfSSE, SSE, MSE, CrossEntropy, BCE, Sum, Mean, L1)}
+
+# `regularization: {l2: λ}` adds (λ/2)·Σ w² over these parameter roles (kernels and weight
+# matrices, not biases) to the loss.  The trace then shows the loss in parts: LOSS_DATA (the
+# loss of the output, as without regularization), LOSS_L2 (the penalty) and `loss`, their sum.
+REGULARIZED = ("kernel", "weights")
+LOSS_DATA, LOSS_L2 = "loss.data", "loss.l2"
+

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-LOSS_NAMES = ("half_sse", "sse", "mse", "cross_entropy", "bce")
+LOSS_NAMES = ("half_sse", "sse", "mse", "cross_entropy", "bce", "l1")
 
 
 class Unsupported(ValueError):
@@ -34,7 +34,6 @@ def _require(condition: bool, reason: str):
 
 
 def _conv(m) -> dict:
-    _require(_pair(m.dilation) == [1, 1], f"dilation={tuple(m.dilation)}: bptrace's conv has no dilation (use 1)")
     _require(m.padding_mode == "zeros", f"padding_mode={m.padding_mode!r}: bptrace pads with zeros only")
     padding = m.padding
     if isinstance(padding, str):       # 'valid' is 0; 'same' is symmetric for odd kernels at stride 1
@@ -45,28 +44,71 @@ def _conv(m) -> dict:
             _require(kh % 2 == 1 and kw % 2 == 1, "padding='same' with an even kernel pads one side more "
                                                   "than the other; bptrace pads both sides alike")
             padding = ((kh - 1) // 2, (kw - 1) // 2)
+    if isinstance(padding, str) and _pair(m.dilation) != [1, 1]:
+        _require(False, "padding='same' with dilation: write the padding as numbers")
     layer = {"type": "conv", "kernel": _values(m.weight), "stride": _pair(m.stride), "padding": _pair(padding)}
+    if _pair(m.dilation) != [1, 1]:
+        layer["dilation"] = _pair(m.dilation)
     if m.groups != 1:
         layer["groups"] = m.groups
-    if m.bias is not None:
-        layer["bias"] = _values(m.bias)
+    layer["bias"] = _values(m.bias) if m.bias is not None else False
+    return layer
+
+
+def _conv_transpose(m) -> dict:
+    _require(m.padding_mode == "zeros", f"padding_mode={m.padding_mode!r}: bptrace pads with zeros only")
+    layer = {"type": "conv_transpose", "kernel": _values(m.weight), "stride": _pair(m.stride),
+             "padding": _pair(m.padding)}
+    for key, default in (("output_padding", [0, 0]), ("dilation", [1, 1])):
+        if _pair(getattr(m, key)) != default:
+            layer[key] = _pair(getattr(m, key))
+    if m.groups != 1:
+        layer["groups"] = m.groups
+    layer["bias"] = _values(m.bias) if m.bias is not None else False
     return layer
 
 
 def _pool(kind: str) -> Callable:
     def convert(m) -> dict:
-        _require(not m.ceil_mode, "ceil_mode=True: bptrace's windows end where the input ends (floor)")
-        if kind == "maxpool":
-            _require(_pair(m.dilation) == [1, 1], "dilation≠1: bptrace's max-pool windows are contiguous")
-            _require(not m.return_indices, "return_indices=True: the next module would get a pair")
-        else:
-            _require(m.divisor_override is None, "divisor_override: bptrace divides by the window's area")
-            _require(m.count_include_pad or not any(_pair(m.padding)),
-                     "count_include_pad=False with padding: bptrace divides by the whole window's area")
         size = _pair(m.kernel_size)
         stride = _pair(m.stride) if m.stride is not None else size
-        return {"type": kind, "size": size, "stride": stride, "padding": _pair(m.padding)}
+        layer = {"type": kind, "size": size, "stride": stride, "padding": _pair(m.padding)}
+        if kind == "maxpool":
+            _require(not m.return_indices, "return_indices=True: the next module would get a pair")
+            if _pair(m.dilation) != [1, 1]:
+                layer["dilation"] = _pair(m.dilation)
+        else:
+            _require(m.divisor_override is None, "divisor_override: bptrace divides by the window's cells")
+            if not m.count_include_pad:
+                layer["count_include_pad"] = False
+        if m.ceil_mode:
+            layer["ceil_mode"] = True
+        return layer
     return convert
+
+
+def _global(kind: str) -> Callable:
+    def convert(m) -> dict:
+        _require(_pair(m.output_size) == [1, 1], f"output_size={m.output_size}: bptrace pools a whole map to "
+                                                 "one number (output_size 1), followed by Flatten")
+        if kind == "global_maxpool":
+            _require(not m.return_indices, "return_indices=True: the next module would get a pair")
+        return {"type": kind, FLATTENED: True}
+    return convert
+
+
+def _upsample(m) -> dict:
+    _require(m.mode == "nearest", f"mode={m.mode!r}: bptrace's upsample is nearest neighbour")
+    _require(m.size is None and m.scale_factor is not None, "size=: write the scale factor instead")
+    scale = m.scale_factor if isinstance(m.scale_factor, (tuple, list)) else (m.scale_factor, m.scale_factor)
+    _require(all(float(f).is_integer() and f >= 1 for f in scale),
+             f"scale_factor={m.scale_factor}: bptrace copies each cell a whole number of times")
+    return {"type": "upsample", "scale": [int(f) for f in scale]}
+
+
+# A global pool is AdaptiveAvgPool2d(1) + Flatten in PyTorch, one bptrace layer: the
+# converter marks it, and the Flatten after it is taken as part of it.
+FLATTENED = "_then_flatten"
 
 
 def _softmax(m) -> dict:
@@ -82,13 +124,51 @@ def _flatten(m) -> dict:
 
 def _linear(m) -> dict:
     layer = {"type": "dense", "weights": _values(m.weight)}
-    if m.bias is not None:
-        layer["bias"] = _values(m.bias)
+    layer["bias"] = _values(m.bias) if m.bias is not None else False
     return layer
 
 
 def _relu(m) -> dict:
     return {"type": "relu"}
+
+
+def _batchnorm(m) -> dict:
+    layer: dict = {"type": "batchnorm", "eps": float(m.eps)}
+    if m.affine:
+        layer.update(gamma=_values(m.weight), beta=_values(m.bias))
+    # a module in training mode, or one keeping no running statistics, normalises with the batch's
+    if not m.training and m.track_running_stats:
+        layer.update(mode="eval", running_mean=_values(m.running_mean), running_var=_values(m.running_var))
+    return layer
+
+
+def _layernorm(m) -> dict:
+    layer: dict = {"type": "layernorm", "eps": float(m.eps)}
+    if m.weight is not None:
+        layer["gamma"] = _values(m.weight)
+    if getattr(m, "bias", None) is not None:
+        layer["beta"] = _values(m.bias)
+    return layer
+
+
+def _dropout(m) -> dict:
+    # in training mode torch draws the mask from its own random stream, which bptrace cannot
+    # know; in eval mode the module is the identity
+    _require(not m.training, "in training mode its mask is drawn by torch's random generator: call .eval() "
+                             "(dropout is then the identity), or write the layer as {type: dropout, p: ..., "
+                             "mask: [...]} with the mask torch drew")
+    return {"type": "identity"}
+
+
+def _softplus(m) -> dict:
+    _require(m.beta == 1 and m.threshold == 20, f"beta={m.beta}, threshold={m.threshold}: bptrace's softplus "
+                                                "is PyTorch's default, beta 1 and threshold 20")
+    return {"type": "softplus"}
+
+
+def _gelu(m) -> dict:
+    _require(m.approximate == "none", f"approximate={m.approximate!r}: bptrace's gelu is the erf form")
+    return {"type": "gelu"}
 
 
 # torch.nn class name → how its instance is written as a layer of a scenario.
@@ -104,17 +184,24 @@ FROM_TORCH: dict = {
     "Softmax": _softmax,
     "Flatten": _flatten,
     "Linear": _linear,
+    "ConvTranspose2d": _conv_transpose,
+    "AdaptiveAvgPool2d": _global("global_avgpool"),
+    "AdaptiveMaxPool2d": _global("global_maxpool"),
+    "Upsample": _upsample,
+    "BatchNorm1d": _batchnorm,
+    "BatchNorm2d": _batchnorm,
+    "LayerNorm": _layernorm,
+    "Dropout": _dropout,
+    "ELU": lambda m: {"type": "elu", "alpha": float(m.alpha)},
+    "Softplus": _softplus,
+    "SiLU": lambda m: {"type": "silu"},
+    "GELU": _gelu,
 }
 
 # The reason for modules someone may expect to work: said instead of "not supported".
 NOT_YET = {
     "Conv1d": "bptrace writes a 1-D signal as a map one row high: use Conv2d with a (1, k) kernel",
-    "ConvTranspose2d": "bptrace has no transposed convolution yet",
-    "BatchNorm2d": "bptrace has no batch normalisation yet",
-    "BatchNorm1d": "bptrace has no batch normalisation yet",
-    "LayerNorm": "bptrace has no layer normalisation yet",
-    "Dropout": "bptrace has no dropout yet (in eval mode it is the identity: leave it out)",
-    "Dropout2d": "bptrace has no dropout yet (in eval mode it is the identity: leave it out)",
+    "Dropout2d": "bptrace's dropout drops single values, not whole maps (in eval mode it is the identity: leave it out)",
     "LogSoftmax": "bptrace's cross_entropy takes the raw scores (logits): leave LogSoftmax out",
 }
 
@@ -146,13 +233,15 @@ def _loss(loss, target) -> dict:
             _require(loss.weight is None and loss.label_smoothing == 0 and loss.ignore_index == -100,
                      "CrossEntropyLoss with weight, label_smoothing or ignore_index: bptrace's has none")
             kind = "cross_entropy" if reduction == "mean" else None
+        elif name == "L1Loss":
+            kind = "l1" if reduction == "mean" else None
         elif name == "BCELoss":
             _require(loss.weight is None, "BCELoss with weight: bptrace's has none")
             kind = "bce" if reduction == "mean" else None
         else:
             kind = None
         _require(kind is not None, f"loss {name}(reduction={reduction!r}): bptrace has MSELoss (mean, sum), "
-                                   "CrossEntropyLoss (mean) and BCELoss (mean)")
+                                   "CrossEntropyLoss (mean), BCELoss (mean) and L1Loss (mean)")
     _require(kind in LOSS_NAMES, f"loss {kind!r}: one of {', '.join(LOSS_NAMES)}")
     from .api import plain_data
 
@@ -163,13 +252,18 @@ def scenario_dict(module, x, target=None, loss: Any = "mse", *, name: str | None
     """The scenario (as a mapping, ready for YAML) of `module` applied to `x`.
 
     With `target`, the backward pass starts from `loss` (a name: half_sse, sse, mse,
-    cross_entropy, bce; or a torch loss module: MSELoss, CrossEntropyLoss, BCELoss).  Without
+    cross_entropy, bce, l1; or a torch loss module: MSELoss, CrossEntropyLoss, BCELoss, L1Loss).  Without
     it, from a given error of ones at the output: the gradients of `module(x).sum()`.
     """
     import torch
 
     layers = []
-    for place, child_name, child in _modules(module):
+    modules = list(_modules(module))
+    skip = False
+    for k, (place, child_name, child) in enumerate(modules):
+        if skip:
+            skip = False
+            continue
         kind = type(child).__name__
         convert = FROM_TORCH.get(kind)
         if convert is None:
@@ -180,6 +274,12 @@ def scenario_dict(module, x, target=None, loss: Any = "mse", *, name: str | None
             layer = convert(child)
         except Unsupported as exc:
             raise Unsupported(f"module {place} ({kind}): {exc}") from None
+        if layer.pop(FLATTENED, False):
+            after = modules[k + 1][2] if k + 1 < len(modules) else None
+            if type(after).__name__ != "Flatten" or (after.start_dim, after.end_dim) != (1, -1):
+                raise Unsupported(f"module {place} ({kind}): bptrace's {layer['type']} is {kind}(1) followed by "
+                                  "Flatten(): the next module must be nn.Flatten()")
+            skip = True
         if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", child_name) and child_name not in ("input", "loss"):
             layer = {"type": layer["type"], "name": child_name, **{k: v for k, v in layer.items() if k != "type"}}
         layers.append(layer)
@@ -245,18 +345,37 @@ def _tensor(values):
 
 def _torch_conv(layer, nn):
     out, per_group, kh, kw = layer.params["kernel"].shape
+    bias = "bias" in layer.params
     m = nn.Conv2d(per_group * layer.groups, out, (kh, kw), stride=tuple(layer.stride),
-                  padding=tuple(layer.padding), groups=layer.groups, dtype=_float64())
+                  padding=tuple(layer.padding), dilation=tuple(layer.dilation), groups=layer.groups, bias=bias,
+                  dtype=_float64())
     kernel = layer.params["kernel"]
     m.weight = _tensor(kernel[:, :, ::-1, ::-1].copy() if layer.flip else kernel)
-    m.bias = _tensor(layer.params["bias"])
+    if bias:
+        m.bias = _tensor(layer.params["bias"])
+    return m
+
+
+def _torch_conv_transpose(layer, nn):
+    C, per_group, kh, kw = layer.params["kernel"].shape
+    bias = "bias" in layer.params
+    m = nn.ConvTranspose2d(C, per_group * layer.groups, (kh, kw), stride=tuple(layer.stride),
+                           padding=tuple(layer.padding), output_padding=tuple(layer.output_padding),
+                           groups=layer.groups, bias=bias, dilation=tuple(layer.dilation), dtype=_float64())
+    kernel = layer.params["kernel"]
+    m.weight = _tensor(kernel[:, :, ::-1, ::-1].copy() if layer.flip else kernel)
+    if bias:
+        m.bias = _tensor(layer.params["bias"])
     return m
 
 
 def _torch_dense(layer, nn):
     out, features = layer.params["weights"].shape
-    m = nn.Linear(features, out, dtype=_float64())
-    m.weight, m.bias = _tensor(layer.params["weights"]), _tensor(layer.params["bias"])
+    bias = "bias" in layer.params
+    m = nn.Linear(features, out, bias=bias, dtype=_float64())
+    m.weight = _tensor(layer.params["weights"])
+    if bias:
+        m.bias = _tensor(layer.params["bias"])
     return m
 
 
@@ -264,6 +383,26 @@ def _torch_flatten(layer, nn):
     _require(not layer.column, "flatten: column order (conventions.flatten: column) has no torch module; "
                                "nn.Flatten scans rows")
     return nn.Flatten()
+
+
+def _torch_batchnorm(layer, nn):
+    C = layer.in_shape[1]
+    kind = nn.BatchNorm2d if len(layer.in_shape) == 4 else nn.BatchNorm1d
+    m = kind(C, eps=layer.eps, dtype=_float64())
+    m.weight, m.bias = _tensor(layer.params["gamma"]), _tensor(layer.params["beta"])
+    if not layer.train:
+        import torch
+
+        m.running_mean = torch.tensor(layer.running_mean, dtype=torch.float64)
+        m.running_var = torch.tensor(layer.running_var, dtype=torch.float64)
+        m.eval()
+    return m
+
+
+def _torch_layernorm(layer, nn):
+    m = nn.LayerNorm(tuple(layer.in_shape[1:]), eps=layer.eps, dtype=_float64())
+    m.weight, m.bias = _tensor(layer.params["gamma"]), _tensor(layer.params["beta"])
+    return m
 
 
 def _float64():
@@ -275,8 +414,10 @@ def _float64():
 # bptrace layer type → the torch module that computes the same.
 TO_TORCH: dict = {
     "conv": _torch_conv,
-    "maxpool": lambda layer, nn: nn.MaxPool2d(tuple(layer.size), tuple(layer.stride), tuple(layer.padding)),
-    "avgpool": lambda layer, nn: nn.AvgPool2d(tuple(layer.size), tuple(layer.stride), tuple(layer.padding)),
+    "maxpool": lambda layer, nn: nn.MaxPool2d(tuple(layer.size), tuple(layer.stride), tuple(layer.padding),
+                                              dilation=tuple(layer.dilation), ceil_mode=layer.ceil_mode),
+    "avgpool": lambda layer, nn: nn.AvgPool2d(tuple(layer.size), tuple(layer.stride), tuple(layer.padding),
+                                              ceil_mode=layer.ceil_mode, count_include_pad=layer.count_include_pad),
     "sigmoid": lambda layer, nn: nn.Sigmoid(),
     "tanh": lambda layer, nn: nn.Tanh(),
     "relu": lambda layer, nn: nn.ReLU(),
@@ -285,6 +426,16 @@ TO_TORCH: dict = {
     "softmax": lambda layer, nn: nn.Softmax(dim=1),
     "flatten": _torch_flatten,
     "dense": _torch_dense,
+    "conv_transpose": _torch_conv_transpose,
+    "global_avgpool": lambda layer, nn: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+    "global_maxpool": lambda layer, nn: nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten()),
+    "upsample": lambda layer, nn: nn.Upsample(scale_factor=tuple(float(s) for s in layer.scale), mode="nearest"),
+    "batchnorm": _torch_batchnorm,
+    "layernorm": _torch_layernorm,
+    "elu": lambda layer, nn: nn.ELU(layer.alpha),
+    "softplus": lambda layer, nn: nn.Softplus(),
+    "silu": lambda layer, nn: nn.SiLU(),
+    "gelu": lambda layer, nn: nn.GELU(),
 }
 
 
@@ -304,6 +455,8 @@ def to_torch(scenario):
         _require(reads == previous, f"layer {layer.name} reads {', '.join(reads)}: only a chain of layers, "
                                     "each reading the one before, is an nn.Sequential")
         build = TO_TORCH.get(layer.type)
+        _require(layer.type != "dropout", f"layer {layer.name} (dropout): nn.Dropout draws its own mask; "
+                                          "bptrace's written or seeded mask has no torch module")
         _require(build is not None, f"layer {layer.name} ({layer.type}) has no PyTorch module in the bridge")
         modules[layer.name] = build(layer, nn)
         previous = [layer.name]

@@ -14,20 +14,22 @@ import numpy as np
 
 from .errors import ScenarioError, did_you_mean, plain_text, suggest
 from .layers import LAYERS, MAX_TENSOR_ELEMENTS, BuildContext, Layer, Names
-from .losses import LOSSES
+from .losses import LOSS_DATA, LOSS_L2, LOSSES
+from .optim import GIVEN_KEYS, OPTIONS, Optimizer
 from .plan import Node, Plan, input_value, layer_value
 from .rounding import MODES
 from .source import Document, read_document, parse_text
-from .spec import Spec, kind_of, read_tensor, shape_error, shape_words
+from .spec import Spec, fill_origin, kind_of, read_tensor, shape_error, shape_words
 from .tensors import canonical_index, display_index, fits, format_index, kept_axes
 
 TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "inputs", "layers", "output", "upstream",
-            "loss", "given", "learning_rate", "rounding", "expected", "init", "tolerance")
+            "loss", "given", "learning_rate", "rounding", "expected", "init", "tolerance",
+            "regularization", "optimizer", "steps")
 LOSS_TYPES = tuple(LOSSES)
 ROUNDING_MODES = tuple(MODES)
 ROUNDING_GROUPS = ("forward", "backward", "all")
 FORMAT_VERSIONS = (1,)
-ACTIVATIONS = tuple(kind for kind, cls in LAYERS.items() if cls.elementwise)
+ACTIVATIONS = tuple(kind for kind, cls in LAYERS.items() if cls.elementwise or cls.keeps_shape)
 MERGES = tuple(kind for kind, cls in LAYERS.items() if cls.merge)
 
 # Forward + backward scalar operations above which a scenario is refused before it runs:
@@ -52,7 +54,8 @@ class Conventions:
 @dataclass
 class Loss:
     type: str
-    target: np.ndarray            # canonical shape of the last layer's output (one-hot for class indices)
+    target: np.ndarray | None     # canonical shape of the last layer's output (one-hot for class indices);
+                                  # None for `sum` and `mean`, which have none
     classes: list | None = None   # the class indices as written, for cross_entropy
 
     def function(self):
@@ -135,6 +138,26 @@ class Scenario:
     plan: Plan | None = None                         # the wiring: what each layer reads
     inputs: dict = field(default_factory=dict)       # input name -> values ("input" alone, or `inputs:`)
     input_origins: dict = field(default_factory=dict)
+    # Training (README "Training: losses, optimizers, several steps")
+    optimizer: Optimizer | None = None                # `optimizer:`; None with `learning_rate:` alone
+    steps: int = 1                                    # training steps on the same data
+    regularization: float | None = None               # λ of `regularization: {l2: λ}`
+
+    @property
+    def update(self) -> Optimizer | None:
+        """The optimizer the update step runs: `optimizer:`, or plain SGD for `learning_rate:`
+        (read here, not at load time, so that the mistake catalog can replace either)."""
+        if self.optimizer is not None:
+            return self.optimizer
+        if self.learning_rate is not None:
+            return Optimizer("sgd", {**OPTIONS["sgd"], "lr": self.learning_rate}, shorthand=True)
+        return None
+
+    def prefix(self, step: int) -> str:
+        """What training step `step` (from 1) puts before every name: "step2." when the
+        scenario trains several steps, nothing when it trains one."""
+        return f"step{step}." if self.steps > 1 else ""
+    warnings: dict = field(default_factory=dict)     # layer name -> what runs but is likely not meant
 
     @property
     def path(self):
@@ -167,12 +190,13 @@ class Scenario:
         (or `upstream.layer`) and every layer it depends on.  The others run forward only."""
         return [self.layer(node.name) for node in self.plan.active]
 
-    def names(self, layer: Layer) -> Names:
-        """The traced names `layer`'s steps read and write."""
+    def names(self, layer: Layer, prefix: str = "") -> Names:
+        """The traced names `layer`'s steps read and write (in the training step whose
+        names start with `prefix`)."""
         reads = self.plan.node(layer.name).reads
-        return Names(layer=layer.name, x=reads[0].out, x_delta=reads[0].delta,
-                     base=self.conventions.index_base, xs=tuple(v.out for v in reads),
-                     x_deltas=tuple(v.delta for v in reads))
+        return Names(layer=layer.name, x=prefix + reads[0].out, x_delta=prefix + reads[0].delta,
+                     base=self.conventions.index_base, xs=tuple(prefix + v.out for v in reads),
+                     x_deltas=tuple(prefix + v.delta for v in reads), prefix=prefix)
 
     def work(self) -> int:
         return sum(layer.multiply_adds() for layer in self.layers)
@@ -222,9 +246,11 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
         description=plain_text(top.text("description", "") or ""),
         conventions=conventions, layers=[], document=doc, inputs=inputs, input_origins=origins)
     scenario.layers, scenario.plan = _layers(top, inputs, conventions, work_limit)
+    scenario.warnings = _warnings(scenario.layers)
     _output(top, scenario)
     scenario.learning_rate = top.number("learning_rate", positive=True)
     _start(top, scenario)
+    _training(top, scenario, work_limit)
     scenario.shapes = _shapes(scenario)
     scenario.rounding = _rounding(top, scenario)
     scenario.given = _given(top, scenario)
@@ -356,10 +382,11 @@ def _input(top: Spec, path: tuple, layer_specs, name: str, input_names) -> tuple
     for key in path:
         value = value[key]
     what = "the input" if name == "input" else f"input {name}"
-    if isinstance(value, dict):
+    if isinstance(value, dict) and "fill" not in value:
         if "random" not in value:
-            raise top.doc.error(path, "expected numbers (a list such as [[1, 2], [3, 4]]) or "
-                                      "{random: uniform, shape: [...]}, found a mapping without `random:`")
+            raise top.doc.error(path, "expected numbers (a list such as [[1, 2], [3, 4]]), "
+                                      "{random: uniform, shape: [...]} or {fill: arange, shape: [...]}, "
+                                      "found a mapping without `random:` or `fill:`")
         spec = Spec(top.doc, path, value, ("random", "shape", "seed", "low", "high"), "a random input")
         kind = spec.choice("random", ("uniform", "normal"), None)
         if kind == "normal":
@@ -394,7 +421,7 @@ def _input(top: Spec, path: tuple, layer_specs, name: str, input_names) -> tuple
             x = rng.normal(0.0, 1.0, size=shape)
             origin = f"drawn from a standard normal (seed {seed})"
     else:
-        x, origin = read_tensor(top.doc, path, value, what=what), "as written"
+        x, origin = read_tensor(top.doc, path, value, what=what), fill_origin(value)
     if x.ndim == 0 or x.ndim > 4:
         raise top.doc.error(path, f"{what} must be [W], [H][W], [C][H][W] or [N][C][H][W]; "
                                   f"found {'a single number' if x.ndim == 0 else f'{x.ndim} nested levels'}")
@@ -450,9 +477,12 @@ def _layers(top: Spec, inputs: dict, conventions, work_limit=None) -> tuple:
                              "merge them first with an add, multiply or concat layer")
         ctx = BuildContext(in_shape=shapes[0], conventions=conventions, previous=sources[0], rng=rng,
                            in_shapes=shapes, sources=sources)
-        layer = cls.build(name, spec, ctx)
-        layer.origins = {role: "as written" if role in spec else "zeros (not written)" if role == "bias" else drawn
-                         for role in layer.params}
+        try:
+            layer = cls.build(name, spec, ctx)
+        except ScenarioError as error:
+            raise _with_chain(error, name, kind, reads, defined, spec, _warnings(layers)) from None
+        layer.origins = {role: fill_origin(spec.get(role)) if role in spec else "zeros (not written)"
+                         if role == "bias" else layer.unwritten.get(role, drawn) for role in layer.params}
         # (an empty output cannot happen: sizes are at least 1 and a window fits its input)
         size = math.prod(layer.out_shape)
         if size > MAX_TENSOR_ELEMENTS:
@@ -464,7 +494,7 @@ def _layers(top: Spec, inputs: dict, conventions, work_limit=None) -> tuple:
         layers.append(layer)
         nodes.append(Node(name, kind, tuple(defined[r][0] for r in reads), layer.out_shape,
                           tuple(layer.param_roles), position))
-        defined[name] = (layer_value(name), layer.out_shape, f"{kind} {name}")
+        defined[name] = (layer_value(name), layer.out_shape, f"{kind} {name}", reads[0])
         positions[name] = position
     plan = Plan(inputs=[input_value(name) for name in inputs], nodes=nodes, output=nodes[-1].name)
     return layers, plan
@@ -538,7 +568,9 @@ def _start(top: Spec, scenario: Scenario):
         if "delta" not in spec:
             raise spec.error(None, "upstream needs `delta:`, the error dL/d(output) of that layer")
         shape = scenario.layer(name).out_shape
-        delta = spec.tensor("delta", what="the upstream delta")
+        delta = spec.tensor("delta", what="the upstream delta", shape=shape)
+        if delta.ndim == 0:
+            delta = np.full(shape, float(delta))     # one number: every element of the output gets it
         if not fits(delta.shape, shape):
             raise shape_error(top.doc, ("upstream", "delta"), f"the error at {name}'s output",
                               delta.shape, shape)
@@ -546,16 +578,23 @@ def _start(top: Spec, scenario: Scenario):
         return
     spec = top.sub("loss", ("type", "target"), "the loss")
     kind = spec.choice("type", LOSS_TYPES, None)
+    shape = last.out_shape
+    if not LOSSES[kind].needs_target:
+        # `sum` and `mean` read the output alone, as y.sum().backward()
+        if "target" in spec:
+            raise spec.error("target", f"the {kind} loss has no target: it is the {kind} of {last.name}'s output",
+                             "remove `target:`, or use a loss that compares with one (mse, l1, ...)")
+        scenario.loss = Loss(kind, None)
+        return
     if "target" not in spec:
         raise spec.error(None, "the loss needs `target:`")
-    shape = last.out_shape
     if kind == "cross_entropy" and len(shape) != 2:
         raise spec.error("type", f"cross_entropy needs class scores per sample, but {last.name} makes a "
                                  "feature map", "add a flatten and a dense layer")
     if kind == "cross_entropy" and shape[1] < 2:
         raise spec.error("type", f"cross_entropy needs at least 2 class scores per sample; {last.name} makes 1",
                          "use bce for one probability, or give the last layer one output per class")
-    target = spec.tensor("target", what="the target")
+    target = spec.tensor("target", what="the target", shape=shape)
     classes = None
     if kind == "cross_entropy" and len(shape) == 2 and target.size == shape[0] and not fits(target.shape, shape):
         # one class index per sample
@@ -592,31 +631,208 @@ def _start(top: Spec, scenario: Scenario):
     scenario.loss = Loss(kind, target.reshape(shape), classes)
 
 
+def _with_chain(error, name, kind, reads, defined, spec, warnings):
+    """A shape mismatch with the shapes that led to it (`input 5×5 → c1 conv 3×3 → p1
+    maxpool 1×1 → f flatten 1 → h`), so that the layer whose size went wrong shows, not only
+    the one that noticed; and a dense layer's weights written [in][out] are named transposed."""
+    message = str(error.message)
+    if not any(word in message for word in (" expects ", "larger than")):
+        return error
+    chain, at = [], reads[0] if reads else None
+    while at is not None and at in defined:
+        shape, source = defined[at][1], defined[at][2]
+        dropped = ", which drops its input's " + warnings[at].split("its ", 1)[1].replace(" are never read", "") \
+            if at in warnings else ""
+        chain.append(f"{at} {_shape_words(shape)}" if source.startswith(("the ", "input "))
+                     else f"{at} ({source.split()[0]}{dropped}) {_shape_words(shape)}")
+        at = defined[at][3] if len(defined[at]) > 3 else None
+    hint = error.hint
+    if kind == "dense" and "weights" in spec:
+        written = np.asarray(spec.get("weights"), dtype=object)
+        expected = _features(defined[reads[0]][1])
+        if written.ndim == 2 and written.shape[0] == expected and written.shape[1] != expected:
+            hint = (f"the weights look transposed: they are {written.shape[0]}×{written.shape[1]}, "
+                    f"[in][out]; write them [out][in], {written.shape[1]} rows of {expected}")
+    if len(chain) >= 3:         # (after the input and one layer, the message says it all)
+        message += "; the shapes: " + " → ".join(reversed(chain)) + f" → {name} ({kind})"
+    error.message, error.hint = message, hint
+    error.args = (error.message,)
+    return error
+
+
+def _shape_words(shape) -> str:
+    kept = [str(d) for d in shape if d != 1]
+    return "×".join(kept) if kept else "1"
+
+
+def _features(shape) -> int:
+    return int(np.prod(shape[1:]))
+
+
+def _warnings(layers) -> dict:
+    """What runs but is likely not meant: pooling windows that do not tile their map leave
+    its last rows or columns unread (PyTorch's floor mode does the same, silently)."""
+    found = {}
+    for layer in layers:
+        if getattr(layer, "type", "") not in ("maxpool", "avgpool") or len(layer.in_shape) != 4:
+            continue
+        (_, _, H, W), (kh, kw), (sh, sw), (ph, pw) = layer.in_shape, layer.size, layer.stride, layer.padding
+        left = [(n + 2 * p - k) % s for n, k, s, p in ((H, kh, sh, ph), (W, kw, sw, pw))]
+        if any(left):
+            parts = [f"{count} {axis}s" if count > 1 else axis for count, axis in zip(left, ("row", "column")) if count]
+            found[layer.name] = (f"the {kh}×{kw} windows with stride {sh},{sw} do not tile the "
+                                 f"{H + 2 * ph}×{W + 2 * pw} map: its last {' and '.join(parts)} are never read")
+    return found
+
+
+# --- training: regularization, optimizer, steps ---------------------------------------------
+
+def _training(top: Spec, scenario: Scenario, work_limit: int | None):
+    """`regularization: {l2: λ}`, `optimizer: {type: ..., state: ...}` and `steps: N`
+    (README "Training: losses, optimizers, several steps")."""
+    if "regularization" in top:
+        spec = top.sub("regularization", ("l2",), "regularization")
+        lam = spec.number("l2", required=True)
+        if lam < 0:
+            raise spec.error("l2", f"the L2 weight λ cannot be negative, found {lam:g}")
+        if scenario.loss is None:
+            raise top.error("regularization", "regularization adds a penalty to the loss, and this scenario "
+                                              "starts from a given upstream error", "use `loss:`, or remove it")
+        scenario.regularization = lam
+    if "optimizer" in top:
+        if "learning_rate" in top:
+            raise top.error("optimizer", "a scenario has `learning_rate:` (plain SGD) or `optimizer:`, not both",
+                            f"write the rate as the optimizer's `lr: {top.get('learning_rate')}`")
+        scenario.optimizer = _optimizer(top)
+        scenario.optimizer.state = _optimizer_state(top.sub("optimizer"), scenario)
+    steps = top.integer("steps", 1, minimum=1)
+    if steps > 1 and scenario.update is None:
+        raise top.error("steps", f"training {steps} steps needs an update after each backward pass",
+                        "add `optimizer: {type: sgd, lr: 0.1}` or `learning_rate: 0.1`")
+    work = scenario.work() * steps
+    if work_limit is not None and steps > 1 and work > work_limit:
+        raise top.error("steps", f"{steps} training steps need about {work:,} scalar operations, more than the "
+                                 f"{work_limit:,} bptrace runs as explicit loops by default (about ten seconds)",
+                        "pass --no-size-limit to run it anyway, or train fewer steps")
+    scenario.steps = steps
+
+
+def _optimizer(top: Spec) -> Optimizer:
+    """The optimizer's type and options: torch.optim's names, defaults and range checks."""
+    spec = top.sub("optimizer", None, "the optimizer")
+    kind = spec.choice("type", tuple(OPTIONS), None)
+    defaults = OPTIONS[kind]
+    Spec(top.doc, ("optimizer",), spec.data, ("type", "state") + tuple(defaults), f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} optimizer")
+    options = {}
+    for key, default in defaults.items():
+        if isinstance(default, bool):
+            value = spec.get(key, default)
+            if not isinstance(value, bool):
+                raise spec.error(key, f"`{key}` is true or false, found {kind_of(value)}")
+        elif key == "betas":
+            value = spec.get(key, list(default))
+            if not isinstance(value, list) or len(value) != 2 or \
+                    any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in value):
+                raise spec.error(key, f"betas is a pair of numbers [β₁, β₂] such as [0.9, 0.999], found "
+                                      f"{kind_of(value)}")
+            bad = [i for i, b in enumerate(value) if not 0 <= b < 1]
+            if bad:
+                raise top.doc.error(("optimizer", "betas", bad[0]),
+                                    f"β{'₁₂'[bad[0]]} must be at least 0 and below 1, found {value[bad[0]]:g}")
+            value = (float(value[0]), float(value[1]))
+        else:
+            value = spec.number(key, default)
+            if value < 0:
+                raise spec.error(key, f"{key} cannot be negative, found {value:g}")
+        options[key] = value
+    if kind == "sgd" and options["nesterov"] and (options["momentum"] <= 0 or options["dampening"] != 0):
+        raise spec.error("nesterov", "Nesterov momentum needs momentum above 0 and dampening 0 (as torch.optim.SGD)")
+    return Optimizer(kind, options)
+
+
+def _optimizer_state(spec: Spec, scenario: Scenario) -> dict:
+    """`state: {c1.kernel: {exp_avg: ..., step: 3}}`: the state the first step starts from,
+    per parameter the update changes; what is not given starts fresh, as PyTorch's."""
+    if "state" not in spec:
+        return {}
+    optimizer = scenario.optimizer
+    states = spec.sub("state", None, "the optimizer state")
+    params = {f"{layer.name}.{role}": layer.params[role] for layer in scenario.active_layers
+              for role in layer.param_roles}
+    allowed = optimizer.state_keys() + (("step",) if "step" in GIVEN_KEYS[optimizer.type] else ())
+    given = {}
+    for key, written in states.data.items():
+        if key not in params:
+            raise spec.doc.error(states.path + (key,), f"'{key}' is not a parameter the update changes",
+                                 did_you_mean(str(key), list(params)) or "write a parameter's name, such as "
+                                 + (next(iter(params), "c1.kernel")), at_key=True)
+        if not allowed:
+            raise spec.doc.error(states.path + (key,), f"this {optimizer.type} optimizer keeps no state "
+                                                         "(momentum is 0)", "remove `state:`", at_key=True)
+        entry = states.sub(key, allowed, f"the {optimizer.type} state of {key}")
+        shape = params[key].shape
+        values = {}
+        for name in entry.data:
+            if name == "step":
+                values["step"] = entry.integer("step", minimum=0)
+                continue
+            tensor = entry.tensor(name, what=f"{key}'s {name}", shape=shape)
+            if tensor.ndim == 0:
+                tensor = np.full(shape, float(tensor))
+            if not fits(tensor.shape, shape):
+                raise shape_error(spec.doc, entry.path + (name,), f"{key}'s {name}", tensor.shape, shape)
+            if name in ("exp_avg_sq", "square_avg", "sum") and (tensor < 0).any():
+                raise entry.error(name, f"{key}'s {name} is an average or sum of squares and cannot be negative, "
+                                        f"found {tensor[tensor < 0].ravel()[0]:g}")
+            values[name] = tensor.reshape(shape)
+        given[key] = values
+    return given
+
+
 def _shapes(scenario: Scenario) -> dict:
-    """Every traced name with its canonical shape, in the order the engine makes them
-    (the engine's walk of the plan: inputs; each layer's parameters and output; the loss;
-    backward through the active layers in reverse, each layer's gradients and then the
-    deltas it completes; the updates)."""
+    """Every traced name with its canonical shape, in the order the engine makes them:
+    one training step's names (`_step_shapes`), once per step with its prefix."""
+    one = _step_shapes(scenario)
+    if scenario.steps == 1:
+        return one
+    return {scenario.prefix(k) + name: shape for k in range(1, scenario.steps + 1) for name, shape in one.items()}
+
+
+def _step_shapes(scenario: Scenario) -> dict:
+    """One training step's names (the engine's walk of the plan: inputs; each layer's
+    parameters and output; the loss (its parts first, with regularization); backward
+    through the active layers in reverse, each layer's gradients and then the deltas it
+    completes; the updates, each parameter's new optimizer state before its new values)."""
     plan = scenario.plan
     shapes = {name: values.shape for name, values in scenario.inputs.items()}
     for layer in scenario.layers:
         for role, values in layer.params.items():
             shapes[f"{layer.name}.{role}"] = values.shape
+        for name in layer.extras:
+            shapes[f"{layer.name}.{name}"] = layer.extra_shapes[name]
         shapes[f"{layer.name}.out"] = layer.out_shape
     if scenario.loss:
+        if scenario.regularization is not None:
+            shapes.update({LOSS_DATA: (), LOSS_L2: ()})
         shapes["loss"] = ()
     start = scenario.layer(plan.output)
     shapes[f"{start.name}.delta"] = start.out_shape
     for node in reversed(plan.active):
         layer = scenario.layer(node.name)
+        for name in layer.backward_extras:
+            shapes[f"{layer.name}.{name}"] = layer.extra_shapes[name]
         for role in layer.param_roles:
             shapes[f"{layer.name}.grad.{role}"] = layer.params[role].shape
         for value in plan.completes(node):
             shapes[value.delta] = shapes[value.out]
-    if scenario.learning_rate is not None:
+    update = scenario.update
+    if update is not None:
         for layer in scenario.active_layers:
+            n = scenario.names(layer)
             for role in layer.param_roles:
-                shapes[f"{layer.name}.new.{role}"] = layer.params[role].shape
+                for key in update.state_keys():
+                    shapes[n.state(role, key)] = layer.params[role].shape
+                shapes[n.new(role)] = layer.params[role].shape
     return shapes
 
 
@@ -665,7 +881,7 @@ def resolve(scenario: Scenario, doc: Document, path: tuple, key: str):
 def make_patch(scenario: Scenario, doc: Document, path: tuple, key: str, value) -> Patch:
     name, index = resolve(scenario, doc, path, key)
     shape = scenario.shapes[name]
-    values = read_tensor(doc, path, value, what=f"the values of {key}")
+    values = read_tensor(doc, path, value, what=f"the values of {key}", shape=shape if index is None else ())
     patch = Patch(name, np.zeros(shape), np.zeros(shape, dtype=bool))
     if index is None:
         if not fits(values.shape, shape):
@@ -686,11 +902,12 @@ def non_finite_error(scenario: Scenario, name: str, values: np.ndarray) -> Scena
     at = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
     element = name + format_index(display_index(values.shape, at, scenario.conventions.index_base))
     value = float(values[at])
-    layer = name.split(".")[0]
+    unprefixed = re.sub(r"^step\d+\.", "", name)
+    layer = unprefixed.split(".")[0]
     names = [item.name for item in scenario.layers]
-    if ".new." in name:
-        path = ("learning_rate",)
-    elif name == "loss":
+    if ".new." in name or ".state." in name:
+        path = ("optimizer",) if scenario.optimizer is not None else ("learning_rate",)
+    elif unprefixed.startswith("loss"):
         path = ("loss",)
     elif layer in names:
         path = ("layers", names.index(layer))
@@ -721,13 +938,23 @@ def _given(top: Spec, scenario: Scenario) -> dict:
     if "given" not in top:
         return {}
     spec = top.sub("given", None, "given")
-    written = {scenario.names(layer).param(role) for layer in scenario.layers for role in layer.params}
+    first = scenario.prefix(1)
+    written = {scenario.names(layer, first).param(role) for layer in scenario.layers for role in layer.params}
+    written |= {first + name for name in scenario.inputs}
+    # in training step k ≥ 2 the inputs and parameters are copies of what step k − 1 had and made
+    copies = {scenario.prefix(k) + name[len(first):]: k for k in range(2, scenario.steps + 1) for name in written}
     patches = []
     for key, value in spec.data.items():
         patch = make_patch(scenario, top.doc, ("given", key), key, value)
-        if patch.name in scenario.inputs or patch.name in written:
+        if patch.name in written:
             raise top.doc.error(("given", key), f"'{patch.name}' is written in the scenario itself; "
                                                 "`given` pins values the network computes")
+        if patch.name in copies:
+            k = copies[patch.name]
+            bare = patch.name[len(scenario.prefix(k)):]
+            source = scenario.prefix(k - 1) + (bare.replace(".", ".new.", 1) if bare not in scenario.inputs else bare)
+            raise top.doc.error(("given", key), f"'{patch.name}' is what training step {k} starts from, a copy of "
+                                                f"{source}", f"pin {source} instead" if ".new." in source else None)
         patches.append(patch)
     return merge_patches(patches)
 

@@ -43,7 +43,8 @@ LAYER_KEY_TYPES = {
     "from": {"description": "what the layer reads: a layer name, `input`, an input under `inputs:`, or a list",
              "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
     "kernel": _described(_TENSOR, "[kh][kw], [out][kh][kw], [out][in][kh][kw] or [k] (drawn by init if absent)"),
-    "bias": _described(_TENSOR, "one number per output (or one for all); 0 if absent"),
+    "bias": {"description": "one number per output (or one for all); 0 if absent; false: no bias at all",
+             "anyOf": [_TENSOR, {"const": False}]},
     "weights": _described(_TENSOR, "dense weights, [out][in] (drawn by init if absent)"),
     "stride": _pair(1, "step between windows"),
     "padding": _pair(0, "zeros added on each side"),
@@ -53,10 +54,28 @@ LAYER_KEY_TYPES = {
     "out": _described(_whole(1), "number of outputs, when the weights are drawn by init"),
     "slope": _described({"type": "number"}, "leaky_relu's slope for negative inputs (default 0.01)"),
     "axis": _described({"enum": ["channels", "features"]}, "concat along the channels of maps or the features"),
+    # conv, conv_transpose and pooling options (PyTorch's names)
+    "dilation": _pair(1, "spacing of the kernel's (or window's) taps (default 1)"),
+    "output_padding": _pair(0, "conv_transpose: extra rows/columns on one side of the output (default 0)"),
+    "ceil_mode": _described({"type": "boolean"}, "pooling: count a last window that hangs over the edge (default false)"),
+    "count_include_pad": _described({"type": "boolean"},
+                                    "avgpool: divide by the padding's cells too (default true)"),
+    "scale": _pair(1, "upsample: how many times larger (nearest neighbour)"),
+    # normalisation, dropout, elu
+    "gamma": _described(_TENSOR, "scale per channel (batchnorm) or per element of a sample (layernorm); 1 if absent"),
+    "beta": _described(_TENSOR, "shift, shaped as gamma; 0 if absent"),
+    "eps": _described({"type": "number", "minimum": 0}, "added to the variance under the square root (default 1e-5)"),
+    "mode": _described({"enum": ["train", "eval"]}, "batch statistics (train) or running_mean/running_var (eval)"),
+    "running_mean": _described(_TENSOR, "eval mode: the mean per channel (default 0)"),
+    "running_var": _described(_TENSOR, "eval mode: the variance per channel (default 1)"),
+    "p": _described({"type": "number", "minimum": 0, "maximum": 1}, "dropout's probability of dropping (default 0.5)"),
+    "mask": _described(_TENSOR, "dropout's mask, 0 (dropped) or 1 (kept), the input's shape"),
+    "seed": _described(_whole(0), "draws dropout's mask with numpy default_rng(seed)"),
+    "alpha": _described({"type": "number"}, "elu's α (default 1)"),
 }
 
 _INPUT = {
-    "description": "numbers [W], [H][W], [C][H][W] or [N][C][H][W], or {random: uniform, shape: [...]}",
+    "description": "numbers [W], [H][W], [C][H][W] or [N][C][H][W], {random: uniform, shape: [...]} or a fill",
     "oneOf": [
         _TENSOR,
         {"type": "object", "required": ["random", "shape"], "additionalProperties": False,
@@ -90,10 +109,11 @@ def _top_key_types() -> dict:
         "upstream": {"description": "a given error dL/d(out) at a layer's output", "type": "object",
                      "required": ["delta"], "additionalProperties": False,
                      "properties": {"layer": {"type": ["string", "null"]}, "delta": _TENSOR}},
-        "loss": {"type": "object", "required": ["type", "target"], "additionalProperties": False,
+        "loss": {"type": "object", "required": ["type"], "additionalProperties": False,
                  "properties": {"type": {"enum": list(LOSSES)}, "target": _TENSOR}},
         "given": _described(_VALUES_BY_NAME, "computed values pinned: whole steps or name[i,j]"),
-        "learning_rate": _described({"type": "number", "exclusiveMinimum": 0}, "adds one SGD step (L.new.*)"),
+        "learning_rate": _described({"type": "number", "exclusiveMinimum": 0},
+                                    "adds one SGD step (L.new.*); short for optimizer: {type: sgd, lr: ...}"),
         "rounding": {"type": "object", "required": ["decimals"], "additionalProperties": False,
                      "properties": {"decimals": {"type": "integer", "minimum": 0, "maximum": 20},
                                     "mode": {"enum": list(MODES)},
@@ -107,7 +127,38 @@ def _top_key_types() -> dict:
                                 {"type": "object", "minProperties": 1, "additionalProperties": False,
                                  "properties": {"abs": {"type": "number", "minimum": 0},
                                                 "rel": {"type": "number", "minimum": 0}}}]},
+        # training (README "Training: losses, optimizers, several steps")
+        "regularization": {"description": "adds (λ/2)·Σ w² over kernels and weight matrices to the loss",
+                           "type": "object", "required": ["l2"], "additionalProperties": False,
+                           "properties": {"l2": {"type": "number", "minimum": 0}}},
+        "optimizer": _optimizer_schema(),
+        "steps": _described(_whole(1), "training steps on the same data; names of step k start `step{k}.`"),
     }
+
+
+def _optimizer_schema() -> dict:
+    """One branch per torch.optim type, with its options (the loader checks ranges too)."""
+    from .optim import GIVEN_KEYS, OPTIONS
+
+    def option(key, default):
+        if isinstance(default, bool):
+            return {"type": "boolean"}
+        if key == "betas":
+            return {"type": "array", "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                    "minItems": 2, "maxItems": 2}
+        return {"type": "number", "minimum": 0}
+
+    branches = []
+    for kind, defaults in OPTIONS.items():
+        state = {"type": "object", "additionalProperties": False,
+                 "properties": {key: (_whole(0) if key == "step" else _TENSOR) for key in GIVEN_KEYS[kind]}}
+        properties = {"type": {"const": kind}, "state": {"type": "object", "additionalProperties": state},
+                      **{key: option(key, default) for key, default in defaults.items()}}
+        branches.append({"if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+                         "then": {"properties": properties, "additionalProperties": False}})
+    return {"description": "the update step, as torch.optim: sgd, adam, rmsprop, adagrad",
+            "type": "object", "required": ["type"],
+            "properties": {"type": {"enum": list(OPTIONS)}}, "allOf": branches}
 
 
 def layer_keys(kind: str) -> list:
@@ -138,9 +189,18 @@ def schema() -> dict:
              "properties": {"type": {**LAYER_KEY_TYPES["type"], "enum": list(LAYERS)},
                             "name": LAYER_KEY_TYPES["name"], "from": LAYER_KEY_TYPES["from"]},
              "allOf": branches}
-    tensor = {"description": "a number or a rectangular nested list of numbers",
+    from .spec import FILLS
+
+    fill = {"type": "object", "required": ["fill"], "additionalProperties": False,
+            "properties": {"fill": {"enum": list(FILLS)},
+                           "shape": {"oneOf": [_whole(1), {"type": "array", "items": _whole(1), "minItems": 1}]},
+                           **{key: {"type": "number"} for keys in FILLS.values() for key in keys}}}
+    tensor = {"description": "a number, a rectangular nested list of numbers, or {fill: arange|ones|zeros|full|"
+                             "linspace, shape, ...}",
               "anyOf": [{"type": "number"},
-                        {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/tensor"}}]}
+                        {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/tensor_list"}}, fill]}
+    tensor_list = {"anyOf": [{"type": "number"},
+                             {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/tensor_list"}}]}
     return {
         "$schema": SCHEMA_DRAFT,
         "title": "bptrace scenario",
@@ -151,7 +211,7 @@ def schema() -> dict:
         "additionalProperties": False,
         "allOf": [{"oneOf": [{"required": ["input"]}, {"required": ["inputs"]}]},
                   {"oneOf": [{"required": ["loss"]}, {"required": ["upstream"]}]}],
-        "definitions": {"tensor": tensor, "layer": layer},
+        "definitions": {"tensor": tensor, "tensor_list": tensor_list, "layer": layer},
     }
 
 

@@ -342,9 +342,13 @@ def _syntax_error(exc, at) -> ScenarioError:
             return at(start, f"YAML syntax error: the {kind} opened here with '{opening}' misses a ',' between "
                              f"two entries or its closing '{close}' (YAML stopped at line {stop.line + 1}, "
                              f"column {stop.column + 1})")
+        hint = "is a comma missing between two entries?"
+        if kind == "mapping" and found == "'['":
+            # an element's name inside { } (c1.grad.kernel[0,1]: ...): '[' there opens a list
+            hint = ("a key with an index inside { } needs quotes, as in {'c1.grad.kernel[0,1]': 0.09}; "
+                    "or write the keys one per line")
         return at(stop, f"YAML syntax error: expected ',' or '{close}' here, in the {kind} opened at column "
-                        f"{start.column + 1}, found {found_words}",
-                  "is a comma missing between two entries?")
+                        f"{start.column + 1}, found {found_words}", hint)
     if "'\\t'" in problem:
         return at(stop, "YAML syntax error: a tab character; YAML is indented with spaces only",
                   "use spaces, not tabs, to indent")

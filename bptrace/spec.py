@@ -117,17 +117,21 @@ class Spec:
         v = self._int(key, value, minimum)
         return (v, v)
 
-    def tensor(self, key, *, what="numbers") -> np.ndarray:
-        """A number or a rectangular nested list of numbers."""
-        return read_tensor(self.doc, self.path + (key,), self.data[key], what=what)
+    def tensor(self, key, *, what="numbers", shape=None) -> np.ndarray:
+        """A number, a rectangular nested list of numbers, or a fill (`read_tensor`)."""
+        return read_tensor(self.doc, self.path + (key,), self.data[key], what=what, shape=shape)
 
 
-def read_tensor(doc: Document, path: tuple, value, *, what="numbers") -> np.ndarray:
+def read_tensor(doc: Document, path: tuple, value, *, what="numbers", shape=None) -> np.ndarray:
     """A number or a rectangular nested list of numbers, or a located error naming the
-    first entry that is not a number, or the innermost list whose rows differ."""
+    first entry that is not a number, or the innermost list whose rows differ.  A mapping
+    with `fill:` stands for a tensor filled by a rule (`read_fill`); `shape` is the shape it
+    takes when it does not say (a parameter's canonical shape), None where it must say."""
     if isinstance(value, dict):
-        raise doc.error(path, f"expected numbers for {what} (a number or a list such as [[1, 2], [3, 4]]), "
-                              f"found a mapping")
+        if "fill" in value:
+            return read_fill(doc, path, value, what=what, shape=shape)
+        raise doc.error(path, f"expected numbers for {what} (a number, a list such as [[1, 2], [3, 4]], "
+                              f"or a fill such as {{fill: ones, shape: [2, 2]}}), found a mapping without `fill:`")
 
     def walk(item, where):
         if isinstance(item, list):
@@ -147,6 +151,75 @@ def read_tensor(doc: Document, path: tuple, value, *, what="numbers") -> np.ndar
     if 0 in shape:
         raise doc.error(path, f"{what} is empty")
     return np.array(value, dtype=float)
+
+
+# --- filled tensors ------------------------------------------------------------------------
+# `{fill: arange, shape: [1, 4, 4, 4], start: 0, step: 1}` and its kin stand for a tensor
+# wherever one is written.  Values fill the shape in C order (the last axis fastest), as
+# torch.arange(...).reshape(shape) does.  Each rule's keys, and their defaults:
+FILLS = {
+    "arange": {"start": 0.0, "step": 1.0},       # start + k·step, k = 0, 1, ... (torch.arange)
+    "ones": {},
+    "zeros": {},
+    "full": {"value": None},                     # every element `value` (torch.full); required
+    "linspace": {"start": None, "stop": None},   # evenly from start to stop, both included (torch.linspace)
+}
+# A filled tensor is held in memory like any other: the same bound as layers.MAX_TENSOR_ELEMENTS.
+MAX_FILL_ELEMENTS = 10_000_000
+
+
+def read_fill(doc: Document, path: tuple, value: dict, *, what="numbers", shape=None) -> np.ndarray:
+    """The tensor a `{fill: ...}` mapping stands for, or a located error."""
+    spec = Spec(doc, path, value, None, f"a fill for {what}")
+    kind = spec.choice("fill", tuple(FILLS), None)
+    allowed = ("fill", "shape") + tuple(FILLS[kind])
+    Spec(doc, path, value, allowed, f"a `fill: {kind}`")
+    if "shape" in spec:
+        raw = spec.get("shape")
+        if isinstance(raw, bool) or not isinstance(raw, (list, int, float)) or raw == []:
+            raise spec.error("shape", f"a fill's `shape:` is a list of sizes such as [2, 3], found {kind_of(raw)}")
+        shape = tuple(spec._int("shape", v, 1, (i,)) for i, v in enumerate(raw)) if isinstance(raw, list) \
+            else (spec._int("shape", raw, 1),)
+    elif shape is None:
+        raise spec.error(None, f"this fill needs `shape:`, a list of sizes such as [1, 4, 4, 4]",
+                         "only where the shape is known already (a parameter, a target, given values) may a fill leave it out")
+    size = int(np.prod(shape))
+    if size > MAX_FILL_ELEMENTS:
+        raise spec.error("shape", f"a fill of {size:,} numbers is more than the {MAX_FILL_ELEMENTS:,} bptrace holds "
+                                  "in one tensor")
+    numbers = {}
+    for key, default in FILLS[kind].items():
+        if default is None and key not in spec:
+            raise spec.error(None, f"`fill: {kind}` needs `{key}:`")
+        numbers[key] = spec.number(key, default)
+    if kind == "arange":
+        flat = [numbers["start"] + k * numbers["step"] for k in range(size)]
+    elif kind in ("ones", "zeros", "full"):
+        flat = [{"ones": 1.0, "zeros": 0.0}.get(kind) if kind != "full" else numbers["value"]] * size
+    else:
+        flat = _linspace(numbers["start"], numbers["stop"], size)
+    return np.array(flat, dtype=float).reshape(shape)
+
+
+def _linspace(start: float, stop: float, count: int) -> list:
+    """torch.linspace's values (its CPU kernel's scheme; its vectorised loop may differ in
+    the last bit): the first half counted up from `start`, the second half down from
+    `stop`, so that both ends are exact."""
+    if count == 1:
+        return [start]
+    step = (stop - start) / (count - 1)
+    half = count // 2
+    return [start + k * step if k < half else stop - (count - 1 - k) * step for k in range(count)]
+
+
+def fill_origin(value) -> str:
+    """Where a written tensor's values came from, in words: "as written", or the fill."""
+    if not (isinstance(value, dict) and "fill" in value):
+        return "as written"
+    kind = value["fill"]
+    words = ", ".join(f"{key} {value.get(key, default):g}" for key, default in FILLS.get(kind, {}).items()
+                      if isinstance(value.get(key, default), (int, float)))
+    return f"filled by {kind}" + (f" ({words})" if words else "")
 
 
 def _quoted_number(item) -> bool:

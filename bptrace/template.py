@@ -31,9 +31,12 @@ upstream:
   layer: h
   delta: [0.25, -0.15]
 # ... or a loss with a target (use one of the two):
-# loss: {type: half_sse, target: [1, 0]}   # half_sse, sse, mse, cross_entropy, bce
+# loss: {type: half_sse, target: [1, 0]}   # half_sse, sse, mse, cross_entropy, bce, l1; sum, mean (no target)
 
 # learning_rate: 0.1        # adds the SGD-updated parameters to the trace
+# optimizer: {type: adam, lr: 0.01}   # or torch.optim's sgd (momentum...), adam, rmsprop, adagrad
+# regularization: {l2: 0.01}          # adds (λ/2)·Σ w² to the loss
+# steps: 2                  # training steps on the same data; names become step1.…, step2.…
 # given:                    # pin forward values to the rounded numbers your problem prints
 #   s1.out: [[0.58, 0.57], [0.65, 0.55]]
 # rounding: {decimals: 4, mode: half_up, apply: [p1.delta]}

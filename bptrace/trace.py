@@ -64,6 +64,8 @@ class Step(StepMethods):
     notes: list = field(default_factory=list)
     origin: str | None = None             # input and parameters: where the values came from
     parts: list | None = None             # a delta summed over several readers: each one's StepPart
+    noise: np.ndarray | None = None       # rounded steps: the bound on `computed`'s float noise
+    training_step: int | None = None      # k of the `step{k}.` prefix when the scenario trains several steps
 
     @property
     def shape(self) -> tuple:
@@ -93,6 +95,8 @@ class Trace(TraceMethods):
     steps: list
     loss: float | None = None
     start: str = ""                       # where the backward pass starts, in words
+    update: str = ""                      # the update step, in words ("Adam (lr 0.001)"); "" without one
+    training_steps: int = 1               # `steps:`; with more than 1 every name is prefixed `step{k}.`
     scenario: object = field(default=None, compare=False)   # set by `bptrace.run`: for explain and check
 
     def __post_init__(self):

@@ -156,7 +156,8 @@ def unroll(scenario, trace, layer_name: str) -> Unrolled:
     out_name, delta_name = f"{layer_name}.out", f"{layer_name}.delta"
     kernel_name = f"{layer_name}.kernel"
     kernel = trace.value(kernel_name)
-    bias = trace.value(f"{layer_name}.bias")
+    # no bias parameter at all (`bias: false`) adds nothing
+    bias = trace.value(f"{layer_name}.bias") if "bias" in layer.params else np.zeros(layer.out_shape[1])
 
     N, C, H, W = layer.in_shape
     _, O, Ho, Wo = layer.out_shape

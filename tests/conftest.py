@@ -1,6 +1,7 @@
 """Shared test fixtures.
 
 * `--update-golden` rewrites the golden files under tests/golden/ instead of comparing.
+* `--fuzz-long` (or BPTRACE_LONG=1) runs the long setting of tests/test_fuzz_structural.py.
 * Tests that need the PyTorch oracle call `require_torch()`: it skips when torch is not
   installed, unless BPTRACE_REQUIRE_TORCH=1 (as in CI), where a missing torch fails.
 """
@@ -19,6 +20,8 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite tests/golden/* from the current output")
+    parser.addoption("--fuzz-long", action="store_true", default=False,
+                     help="run the long structural fuzz (as BPTRACE_LONG=1): 30,000 mutated scenarios")
 
 
 def require_torch():

@@ -39,11 +39,85 @@ def tensor(values):
     return torch.tensor(np.asarray(values, dtype=np.float64), dtype=torch.float64)
 
 
-def layer_forward(layer, x, params: dict, conventions):
+# --- batch norm and layer norm, written as the textbook's graph ---------------------------
+# mean, var and x̂ are tensors of their own, so that autograd's retain_grad gives each one's
+# ∂loss/∂V (var computed from mean, x̂ from both); the output is checked against
+# torch.nn.functional's own batch_norm / layer_norm kernel every time.
+
+def _norm_axes(layer, x):
+    """(the axes a statistic is taken over, the view that broadcasts a statistic, the view
+    that broadcasts γ and β)."""
+    if layer.type == "batchnorm":
+        dims = (0, 2, 3) if x.dim() == 4 else (0,)
+        view = (1, -1, 1, 1) if x.dim() == 4 else (1, -1)
+        return dims, view, view
+    return tuple(range(1, x.dim())), (-1,) + (1,) * (x.dim() - 1), (1,) + tuple(x.shape[1:])
+
+
+def norm_mean(layer, x):
+    dims, _, _ = _norm_axes(layer, x)
+    return x.mean(dim=dims)
+
+
+def norm_var(layer, x, mean):
+    dims, view, _ = _norm_axes(layer, x)
+    return ((x - mean.view(view)) ** 2).mean(dim=dims)
+
+
+def norm_xhat(layer, x, mean, var):
+    torch, _ = _torch()
+    _, view, _ = _norm_axes(layer, x)
+    return (x - mean.view(view)) / torch.sqrt(var.view(view) + layer.eps)
+
+
+def norm_out(layer, xhat, gamma, beta):
+    _, _, pview = _norm_axes(layer, xhat)
+    return gamma.view(pview) * xhat + beta.view(pview)
+
+
+def _norm_forward(layer, x, params, inner):
+    torch, F = _torch()
+    train = layer.type == "layernorm" or layer.train
+    if train:
+        mean = norm_mean(layer, x)
+        var = norm_var(layer, x, mean)
+    else:
+        mean, var = tensor(layer.running_mean), tensor(layer.running_var)
+    xhat = norm_xhat(layer, x, mean, var)
+    out = norm_out(layer, xhat, params["gamma"], params["beta"])
+    with torch.no_grad():
+        if layer.type == "batchnorm":
+            kernel = F.batch_norm(x, None if train else mean, None if train else var, params["gamma"], params["beta"],
+                                  training=train, eps=layer.eps)
+        else:
+            kernel = F.layer_norm(x, tuple(x.shape[1:]), params["gamma"].reshape(x.shape[1:]),
+                                  params["beta"].reshape(x.shape[1:]), eps=layer.eps)
+        assert torch.allclose(out, kernel, rtol=1e-10, atol=1e-12), "the textbook graph is not torch's batch norm"
+    if inner is not None:
+        inner.update(mean=mean, var=var, xhat=xhat)
+    return out
+
+
+def dropout_scale(layer):
+    # PyTorch's p = 1 gives zeros
+    return 0.0 if layer.p == 1 else 1 / (1 - layer.p)
+
+
+def layer_forward(layer, x, params: dict, conventions, inner: dict | None = None):
     """One layer's forward pass in torch.nn.functional, from its geometry and the given
-    parameter tensors (`x` is the list of values read, for a merge layer)."""
+    parameter tensors (`x` is the list of values read, for a merge layer).  `inner`, if
+    given, receives the layer's inner traced tensors (batch norm's mean, var, xhat;
+    dropout's mask) by name."""
     torch, F = _torch()
     kind = layer.type
+    if kind in ("batchnorm", "layernorm"):
+        return _norm_forward(layer, x, params, inner)
+    if kind == "dropout":
+        mask = tensor(layer.mask)
+        if inner is not None:
+            inner["mask"] = mask
+        # as ATen: the kept values are multiplied by mask / (1 − p)
+        return x * (mask * dropout_scale(layer))
     if kind == "add":
         return sum(x[1:], x[0])
     if kind == "multiply":
@@ -57,13 +131,41 @@ def layer_forward(layer, x, params: dict, conventions):
         kernel = params["kernel"]
         if conventions.kernel == "convolution":
             kernel = torch.flip(kernel, dims=(-2, -1))
-        return F.conv2d(x, kernel, params["bias"], stride=tuple(layer.stride),
-                        padding=tuple(layer.padding), groups=layer.groups)
+        return F.conv2d(x, kernel, params.get("bias"), stride=tuple(layer.stride),
+                        padding=tuple(layer.padding), dilation=tuple(layer.dilation), groups=layer.groups)
+    if kind == "conv_transpose":
+        kernel = params["kernel"]
+        if conventions.kernel == "convolution":
+            kernel = torch.flip(kernel, dims=(-2, -1))
+        return F.conv_transpose2d(x, kernel, params.get("bias"), stride=tuple(layer.stride),
+                                  padding=tuple(layer.padding), output_padding=tuple(layer.output_padding),
+                                  groups=layer.groups, dilation=tuple(layer.dilation))
     if kind == "maxpool":
-        return F.max_pool2d(x, tuple(layer.size), tuple(layer.stride), tuple(layer.padding))
+        return F.max_pool2d(x, tuple(layer.size), tuple(layer.stride), tuple(layer.padding),
+                            dilation=tuple(layer.dilation), ceil_mode=layer.ceil_mode)
     if kind == "avgpool":
         return F.avg_pool2d(x, tuple(layer.size), tuple(layer.stride), tuple(layer.padding),
-                            count_include_pad=True)
+                            ceil_mode=layer.ceil_mode, count_include_pad=layer.count_include_pad)
+    if kind == "global_avgpool":
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+    if kind == "global_maxpool":
+        return torch.flatten(F.adaptive_max_pool2d(x, 1), 1)
+    if kind == "upsample":
+        return F.interpolate(x, scale_factor=tuple(float(s) for s in layer.scale), mode="nearest")
+    if kind == "exp":
+        return torch.exp(x)
+    if kind == "log":
+        return torch.log(x)
+    if kind == "square":
+        return torch.square(x)
+    if kind == "elu":
+        return F.elu(x, layer.alpha)
+    if kind == "softplus":
+        return F.softplus(x)            # beta 1, threshold 20
+    if kind == "silu":
+        return F.silu(x)
+    if kind == "gelu":
+        return F.gelu(x)                # the erf form
     if kind == "sigmoid":
         return torch.sigmoid(x)
     if kind == "tanh":
@@ -82,14 +184,20 @@ def layer_forward(layer, x, params: dict, conventions):
             return x.transpose(-1, -2).reshape(n, -1)
         return x.reshape(n, -1)
     if kind == "dense":
-        return F.linear(x, params["weights"], params["bias"])
+        return F.linear(x, params["weights"], params.get("bias"))
     raise AssertionError(f"the oracle does not know layer type {kind!r}")
 
 
 def loss_value(loss, out):
     """The scenario's loss of `out`, as PyTorch defines it."""
     torch, F = _torch()
+    if loss.type == "sum":
+        return out.sum()
+    if loss.type == "mean":
+        return out.mean()
     target = tensor(loss.target)
+    if loss.type == "l1":
+        return F.l1_loss(out, target)
     if loss.type == "half_sse":
         return 0.5 * ((out - target) ** 2).sum()
     if loss.type == "sse":
@@ -149,42 +257,120 @@ def _numpy(t, shape=None):
 # --- the whole network, one autograd pass ----------------------------------------------------
 
 def global_values(scenario) -> dict:
-    """name -> canonical numpy array for every value of BRIEF section 2."""
+    """name -> canonical numpy array for every value of BRIEF section 2, for every training
+    step (`steps:` in the file; names prefixed `step{k}.` when there are several), with
+    torch.optim doing the updates."""
     if scenario.given or scenario.rounding:
         raise ValueError("given/rounding change what later steps read; use local_values")
+    torch, _ = _torch()
+    data = scenario.document.data
+    steps = data.get("steps", 1)
     reads, start = wiring(scenario)
-    values = {name: tensor(x).requires_grad_() for name, x in scenario.inputs.items()}
-    leaves = dict(values)
-    for layer in scenario.layers:
-        params = {role: tensor(v).requires_grad_() for role, v in layer.params.items()}
-        leaves.update({f"{layer.name}.{role}": t for role, t in params.items()})
-        xs = [values[name] for name in reads[layer.name]]
-        h = layer_forward(layer, xs if layer.type in MERGES else xs[0], params, scenario.conventions)
-        h.retain_grad()
-        values[f"{layer.name}.out"] = h
-    result = {name: _numpy(t) for name, t in values.items()}
-    result.update({name: _numpy(t) for name, t in leaves.items()})
-    if scenario.upstream is not None:
-        values[f"{start}.out"].backward(tensor(scenario.upstream.delta))
-    else:
-        loss = loss_value(scenario.loss, values[f"{start}.out"])
-        result["loss"] = _numpy(loss)
-        loss.backward()
     active, needed = _active(scenario)
-    for layer in active:
-        out = values[f"{layer.name}.out"]
-        result[f"{layer.name}.delta"] = _numpy(out.grad) if out.grad is not None else np.zeros(out.shape)
-        for role in layer.params:
-            grad = leaves[f"{layer.name}.{role}"].grad
-            result[f"{layer.name}.grad.{role}"] = _numpy(grad)
-            if scenario.learning_rate is not None:
-                old = leaves[f"{layer.name}.{role}"]
-                result[f"{layer.name}.new.{role}"] = _numpy(old - scenario.learning_rate * grad)
-    for name in scenario.inputs:
-        if name in needed:
-            x = values[name]
-            result[f"{name}.delta"] = _numpy(x.grad) if x.grad is not None else np.zeros(x.shape)
+    leaves = {f"{layer.name}.{role}": tensor(v).requires_grad_() for layer in scenario.layers
+              for role, v in layer.params.items()}
+    trained = [f"{layer.name}.{role}" for layer in active for role in layer.params]
+    optimizer = torch_optimizer(scenario, [leaves[name] for name in trained]) if trained else None
+    if optimizer is not None:
+        for name in trained:
+            given_state(scenario, optimizer, name, leaves[name])
+    result = {}
+    for k in range(1, steps + 1):
+        p = f"step{k}." if steps > 1 else ""
+        values = {name: tensor(x).requires_grad_() for name, x in scenario.inputs.items()}
+        result.update({p + name: _numpy(t) for name, t in values.items()})
+        result.update({p + name: _numpy(t) for name, t in leaves.items()})
+        for layer in scenario.layers:
+            params = {role: leaves[f"{layer.name}.{role}"] for role in layer.params}
+            xs = [values[name] for name in reads[layer.name]]
+            inner = {}
+            h = layer_forward(layer, xs if layer.type in MERGES else xs[0], params, scenario.conventions, inner)
+            h.retain_grad()
+            values[f"{layer.name}.out"] = h
+            result[f"{p}{layer.name}.out"] = _numpy(h)
+            for key, t in inner.items():
+                if t.requires_grad:
+                    t.retain_grad()
+                values[f"{layer.name}.{key}"] = t
+                result[f"{p}{layer.name}.{key}"] = _numpy(t)
+        if scenario.upstream is not None:
+            values[f"{start}.out"].backward(tensor(scenario.upstream.delta))
+        else:
+            loss = loss_value(scenario.loss, values[f"{start}.out"])
+            if "regularization" in data:
+                lam = data["regularization"]["l2"]
+                penalty = sum((leaves[f"{layer.name}.{role}"] ** 2).sum() for layer in active
+                              for role in layer.params if role in ("kernel", "weights")) * (lam / 2)
+                result[p + "loss.data"], result[p + "loss.l2"] = _numpy(loss), _numpy(penalty)
+                loss = loss + penalty
+            result[p + "loss"] = _numpy(loss)
+            loss.backward()
+        for layer in active:
+            out = values[f"{layer.name}.out"]
+            result[f"{p}{layer.name}.delta"] = _numpy(out.grad) if out.grad is not None else np.zeros(out.shape)
+            for name in layer.backward_extras:
+                inner = values[f"{layer.name}.{name.removesuffix('.delta')}"]
+                result[f"{p}{layer.name}.{name}"] = _numpy(inner.grad) if inner.grad is not None \
+                    else np.zeros(inner.shape)
+            for role in layer.params:
+                result[f"{p}{layer.name}.grad.{role}"] = _numpy(leaves[f"{layer.name}.{role}"].grad)
+        for name in scenario.inputs:
+            if name in needed:
+                x = values[name]
+                result[f"{p}{name}.delta"] = _numpy(x.grad) if x.grad is not None else np.zeros(x.shape)
+        if optimizer is not None:
+            optimizer.step()
+            for name in trained:
+                layer, role = name.split(".")
+                result[f"{p}{layer}.new.{role}"] = _numpy(leaves[name])
+                for key, value in optimizer.state[leaves[name]].items():
+                    if key != "step" and value is not None:
+                        result[f"{p}{layer}.state.{role}.{key}"] = _numpy(value)
+            optimizer.zero_grad(set_to_none=True)
     return result
+
+
+def torch_optimizer(scenario, params):
+    """The torch.optim optimizer the scenario file's own `optimizer:` (or `learning_rate:`)
+    asks for, over `params`, with torch's own defaults for what the file leaves out; None
+    without an update step."""
+    torch, _ = _torch()
+    data = scenario.document.data
+    if "learning_rate" in data:
+        return torch.optim.SGD(params, lr=data["learning_rate"])
+    if "optimizer" not in data:
+        return None
+    written = {key: value for key, value in data["optimizer"].items() if key not in ("type", "state")}
+    if "betas" in written:
+        written["betas"] = tuple(written["betas"])
+    kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop,
+            "adagrad": torch.optim.Adagrad}[data["optimizer"]["type"]]
+    return kind(params, foreach=False, **written)
+
+
+def given_state(scenario, optimizer, name, param, values=None):
+    """Put the state the file gives for parameter `name` (or `values`: key -> array, and
+    "step") into torch's optimizer, with torch's fresh state for what is not given."""
+    torch, _ = _torch()
+    given = dict(values if values is not None else scenario.optimizer.state.get(name, {})) \
+        if scenario.optimizer or values is not None else {}
+    if not given:
+        return
+    group = optimizer.param_groups[0]
+    kind = type(optimizer).__name__
+    fresh = []
+    if kind == "Adam":
+        fresh = ["exp_avg", "exp_avg_sq"]
+    elif kind == "RMSprop":
+        fresh = ["square_avg"] + (["momentum_buffer"] if group["momentum"] > 0 else []) + \
+            (["grad_avg"] if group["centered"] else [])
+    state = optimizer.state[param]
+    for key in fresh:
+        state[key] = torch.zeros_like(param, memory_format=torch.preserve_format)
+    if kind != "SGD":
+        state["step"] = torch.tensor(float(given.pop("step", 0)), dtype=torch.float64)
+    for key, value in given.items():
+        state[key] = tensor(value)
 
 
 # --- every step on its own, from the values the trace says it read ---------------------------
@@ -212,52 +398,159 @@ def layer_backward(layer, x, out, delta, params: dict, conventions) -> dict:
 
 
 def local_values(scenario, trace) -> dict:
-    """name -> what torch computes for that step from the trace's values of what it read.
+    """name -> what torch computes for that step from the trace's values of what it read,
+    in every training step (names prefixed `step{k}.` when the file trains several).
 
     Compare with a step's `computed` values (before rounding and pinning)."""
+    steps = scenario.document.data.get("steps", 1)
+    result = {}
+    for k in range(1, steps + 1):
+        p = f"step{k}." if steps > 1 else ""
+        _local_step(scenario, trace, result, p, f"step{k - 1}." if k > 1 else None)
+    return result
+
+
+def _local_step(scenario, trace, result, p, earlier):
     torch, _ = _torch()
 
     def read(name):
-        return tensor(trace.value(name))       # the values later steps used: rounded, pinned
+        return tensor(trace.value(p + name))       # the values later steps used: rounded, pinned
 
     reads, start = wiring(scenario)
-    result = {name: np.asarray(x, dtype=float) for name, x in scenario.inputs.items()}
+    result.update({p + name: np.asarray(x, dtype=float) for name, x in scenario.inputs.items()})
+    active, _ = _active(scenario)
+    trained = {layer.name for layer in active} if torch_optimizer(scenario, [torch.zeros(1)]) else set()
     for layer in scenario.layers:
         for role, values in layer.params.items():
-            result[f"{layer.name}.{role}"] = np.asarray(values, dtype=float)
+            # step k ≥ 2 starts from step k − 1's update
+            result[f"{p}{layer.name}.{role}"] = np.asarray(values, dtype=float) \
+                if earlier is None or layer.name not in trained else trace.value(f"{earlier}{layer.name}.new.{role}")
         params = {role: read(f"{layer.name}.{role}") for role in layer.params}
         xs = [read(name) for name in reads[layer.name]]
-        result[f"{layer.name}.out"] = _numpy(layer_forward(layer, xs if layer.type in MERGES else xs[0], params,
-                                                           scenario.conventions))
+        if layer.extras:
+            result.update({p + k: v for k, v in _inner_forward(layer, xs[0], params, read).items()})
+            continue
+        result[f"{p}{layer.name}.out"] = _numpy(layer_forward(layer, xs if layer.type in MERGES else xs[0], params,
+                                                              scenario.conventions))
 
+    data = scenario.document.data
     if scenario.upstream is not None:
-        result[f"{start}.delta"] = np.asarray(scenario.upstream.delta, dtype=float)
+        result[f"{p}{start}.delta"] = np.asarray(scenario.upstream.delta, dtype=float)
     else:
         out = read(f"{start}.out").requires_grad_()
         loss = loss_value(scenario.loss, out)
-        result["loss"] = _numpy(loss)
-        result[f"{start}.delta"] = _numpy(torch.autograd.grad(loss, out)[0])
+        if "regularization" in data:
+            lam = data["regularization"]["l2"]
+            penalty = sum((read(f"{layer.name}.{role}") ** 2).sum() for layer in active
+                          for role in layer.params if role in ("kernel", "weights")) * (lam / 2)
+            result[p + "loss.data"], result[p + "loss.l2"] = _numpy(loss), _numpy(penalty)
+            result[p + "loss"] = _numpy(read("loss.data") + read("loss.l2"))
+        else:
+            result[p + "loss"] = _numpy(loss)
+        result[f"{p}{start}.delta"] = _numpy(torch.autograd.grad(loss, out)[0])
 
     # each reader's share of a delta, from the trace's values of that reader's own delta;
     # a value read by several layers (or twice by one) gets the sum of the shares
-    active, _ = _active(scenario)
     for layer in reversed(active):
         params = {role: read(f"{layer.name}.{role}") for role in layer.params}
         xs = [read(name) for name in reads[layer.name]]
+        if layer.extras:
+            inner = _inner_backward(layer, xs[0], read(f"{layer.name}.delta"), params, read)
+            result.update({f"{p}{layer.name}.{k}": v for k, v in inner.items()
+                           if k not in ("in",) + layer.param_roles})
+            for role in layer.params:
+                result[f"{p}{layer.name}.grad.{role}"] = inner[role]
+            delta_name = f"{p}{reads[layer.name][0].removesuffix('.out')}.delta"
+            result[delta_name] = result.get(delta_name, 0) + inner["in"]
+            continue
         grads = layer_backward(layer, xs if layer.type in MERGES else xs[0], read(f"{layer.name}.out"),
                                read(f"{layer.name}.delta"), params, scenario.conventions)
         for role in layer.params:
-            result[f"{layer.name}.grad.{role}"] = _numpy(grads[role])
+            grad = grads[role]
+            if "regularization" in data and role in ("kernel", "weights"):
+                grad = grad + data["regularization"]["l2"] * params[role]
+            result[f"{p}{layer.name}.grad.{role}"] = _numpy(grad)
         shares = grads["in"] if layer.type in MERGES else [grads["in"]]
         for name, share in zip(reads[layer.name], shares):
-            delta_name = f"{name.removesuffix('.out')}.delta"
+            delta_name = f"{p}{name.removesuffix('.out')}.delta"
             result[delta_name] = result.get(delta_name, 0) + _numpy(share)
 
-    if scenario.learning_rate is not None:
-        for layer in active:
-            for role in layer.params:
-                old, grad = read(f"{layer.name}.{role}"), read(f"{layer.name}.grad.{role}")
-                result[f"{layer.name}.new.{role}"] = _numpy(old - scenario.learning_rate * grad)
+    # the update: torch.optim on each parameter alone, from the trace's old values and
+    # gradient and the state the step before left (or the file gives)
+    for layer in active if trained else ():
+        for role in layer.params:
+            param = read(f"{layer.name}.{role}").clone()
+            param.grad = read(f"{layer.name}.grad.{role}")
+            optimizer = torch_optimizer(scenario, [param])
+            if earlier is None:
+                given_state(scenario, optimizer, f"{layer.name}.{role}", param)
+            else:
+                before = {key.rsplit(".", 1)[1]: trace.value(key) for key in trace.names()
+                          if key.startswith(f"{earlier}{layer.name}.state.{role}.")}
+                if before:
+                    given = (scenario.optimizer.state.get(f"{layer.name}.{role}", {}) if scenario.optimizer else {})
+                    before["step"] = given.get("step", 0) + int(earlier[4:-1])
+                    given_state(scenario, optimizer, f"{layer.name}.{role}", param, before)
+            optimizer.step()
+            result[f"{p}{layer.name}.new.{role}"] = _numpy(param)
+            for key, value in optimizer.state[param].items():
+                if key != "step" and value is not None:
+                    result[f"{p}{layer.name}.state.{role}.{key}"] = _numpy(value)
+
+
+def _inner_forward(layer, x, params, read) -> dict:
+    """Each inner step of a layer that stages values, from the trace's values of what that
+    step read (a pinned or rounded mean is what var and x̂ are computed from)."""
+    name = layer.name
+    if layer.type == "dropout":
+        mask = read(f"{name}.mask")
+        return {f"{name}.mask": np.asarray(layer.mask, dtype=float),
+                f"{name}.out": _numpy(x * (mask * dropout_scale(layer)))}
+    train = layer.type == "layernorm" or layer.train
+    result = {}
+    if train:
+        result[f"{name}.mean"] = _numpy(norm_mean(layer, x))
+        result[f"{name}.var"] = _numpy(norm_var(layer, x, read(f"{name}.mean")))
+    else:
+        result[f"{name}.mean"] = np.asarray(layer.running_mean, dtype=float)
+        result[f"{name}.var"] = np.asarray(layer.running_var, dtype=float)
+    mean, var = read(f"{name}.mean"), read(f"{name}.var")
+    result[f"{name}.xhat"] = _numpy(norm_xhat(layer, x, mean, var))
+    result[f"{name}.out"] = _numpy(norm_out(layer, read(f"{name}.xhat"), params["gamma"], params["beta"]))
+    return result
+
+
+def _inner_backward(layer, x, delta, params, read) -> dict:
+    """The staged backward pass, each step by autograd through the forward step that made
+    the value it differentiates by, from the trace's values (role or inner name -> array)."""
+    torch, _ = _torch()
+    name = layer.name
+
+    def grad(fn, leaf, upstream, *args):
+        leaf = leaf.detach().clone().requires_grad_()
+        out = fn(leaf, *args)
+        return torch.autograd.grad(out, leaf, grad_outputs=upstream)[0]
+
+    if layer.type == "dropout":
+        mask = read(f"{name}.mask")
+        return {"in": _numpy(grad(lambda v: v * (mask * dropout_scale(layer)), x, delta))}
+    gamma, beta = params["gamma"], params["beta"]
+    mean, var, xhat = read(f"{name}.mean"), read(f"{name}.var"), read(f"{name}.xhat")
+    result = {"gamma": _numpy(grad(lambda g: norm_out(layer, xhat, g, beta), gamma, delta)),
+              "beta": _numpy(grad(lambda b: norm_out(layer, xhat, gamma, b), beta, delta)),
+              "xhat.delta": _numpy(grad(lambda h: norm_out(layer, h, gamma, beta), xhat, delta))}
+    dxhat = read(f"{name}.xhat.delta")
+    from_xhat = grad(lambda v: norm_xhat(layer, v, mean, var), x, dxhat)
+    if layer.type == "batchnorm" and not layer.train:
+        result["in"] = _numpy(from_xhat)
+        return result
+    result["var.delta"] = _numpy(grad(lambda v: norm_xhat(layer, x, mean, v), var, dxhat))
+    dvar = read(f"{name}.var.delta")
+    result["mean.delta"] = _numpy(grad(lambda mu: norm_xhat(layer, x, mu, var), mean, dxhat)
+                                  + grad(lambda mu: norm_var(layer, x, mu), mean, dvar))
+    dmean = read(f"{name}.mean.delta")
+    result["in"] = _numpy(from_xhat + grad(lambda v: norm_var(layer, v, mean), x, dvar)
+                          + grad(lambda v: norm_mean(layer, v), x, dmean))
     return result
 
 

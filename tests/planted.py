@@ -293,6 +293,66 @@ def _functions():
                            HalfSSE=HalfSSE, CrossEntropy=CrossEntropy)
 
 
+# --- the transposed conv network -----------------------------------------------------------
+
+TCONV_INPUT = [[0.31, -0.42, 0.57], [0.12, 0.88, -0.25], [-0.63, 0.05, 0.74]]
+TCONV_KERNEL = [[0.21, -0.47], [0.66, 0.18]]
+TCONV_BIAS = 0.05
+TCONV_WEIGHTS = [[0.12, -0.31, 0.45, 0.08, -0.27, 0.63, -0.14, 0.39, 0.22, -0.56, 0.17, 0.34, -0.41, 0.09, 0.58, -0.19],
+                 [-0.23, 0.44, 0.11, -0.37, 0.52, -0.06, 0.29, -0.48, 0.35, 0.13, -0.62, 0.27, 0.04, -0.33, 0.16, 0.47]]
+
+
+def tconv_scenario() -> str:
+    return f"""name: planted transposed conv net
+input: {TCONV_INPUT}
+layers:
+  - {{type: conv_transpose, name: t1, kernel: {TCONV_KERNEL}, bias: {TCONV_BIAS}}}
+  - {{type: sigmoid, name: s1}}
+  - {{type: flatten, name: f}}
+  - {{type: dense, name: h, weights: {TCONV_WEIGHTS}}}
+upstream: {{layer: h, delta: {UPSTREAM}}}
+"""
+
+
+def tconv_sheet(mistake: str | None = None) -> dict:
+    """A student's answers for `tconv_scenario`, the transposed conv's backward written out
+    from its definition (the input delta a strided conv of the delta with the kernel, the
+    kernel gradient the input correlated with the delta), with the mistake made."""
+    torch, F = _torch()
+    t = lambda v: torch.tensor(v, dtype=torch.float64)   # noqa: E731
+    x = t(TCONV_INPUT).reshape(1, 1, 3, 3).requires_grad_()
+    k = t(TCONV_KERNEL).reshape(1, 1, 2, 2).requires_grad_()
+    b = t([TCONV_BIAS]).requires_grad_()
+    w = t(TCONV_WEIGHTS).requires_grad_()
+
+    class ConvTranspose(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, k, b):
+            ctx.save_for_backward(x, k)
+            return F.conv_transpose2d(x, k, b)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, k = ctx.saved_tensors
+            gx = F.conv2d(g, k.flip(-1, -2) if mistake == "conv-transpose-as-conv" else k)
+            gk = torch.nn.grad.conv2d_weight(g, k.shape, x)
+            if mistake == "conv-transpose-as-conv/kernel":
+                gk = gk.flip(-1, -2)
+            return gx, gk, g.sum(dim=(0, 2, 3))
+
+    z = ConvTranspose.apply(x, k, b)
+    z.retain_grad()
+    s = torch.sigmoid(z)
+    s.retain_grad()
+    f = s.reshape(1, -1)
+    f.retain_grad()
+    h = F.linear(f, w)
+    h.backward(t([UPSTREAM]))
+    sheet = {"f.delta": f.grad, "s1.delta": s.grad, "t1.delta": z.grad, "t1.grad.kernel": k.grad,
+             "t1.grad.bias": b.grad, "input.delta": x.grad, "h.grad.weights": w.grad}
+    return {name: np.squeeze(value.detach().numpy()) for name, value in sheet.items()}
+
+
 # --- the MLP with cross-entropy -----------------------------------------------------------
 
 def mlp_scenario() -> str:

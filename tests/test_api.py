@@ -192,7 +192,7 @@ def test_repr_is_one_short_line_and_str_the_terminal_text(trace, tmp_path):
     CliRunner().invoke(main, ["run", str(SEED001), "-o", str(out)])
     assert trace.to_text(width=100) == out.read_text(encoding="utf-8")
     assert "c1.grad.kernel[0,1] = 0.068628·0.84" in trace.to_text()
-    assert "0.0941186865" in str(step) and "\x1b[" not in str(step)
+    assert "0.09411869" in str(step) and "\x1b[" not in str(step)
 
 
 def test_ipython_shows_the_terminal_text(trace):
@@ -208,7 +208,7 @@ def test_rich_shows_it_in_colour(trace):
 
     buffer = io.StringIO()
     Console(file=buffer, width=100, force_terminal=True, color_system="standard").print(trace["c1.grad.kernel"])
-    assert "\x1b[" in buffer.getvalue() and "0.0941186865" in buffer.getvalue()
+    assert "\x1b[" in buffer.getvalue() and "0.09411869" in buffer.getvalue()
 
 
 def test_the_html_is_static_and_styles_only_itself(trace):

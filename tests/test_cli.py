@@ -198,3 +198,16 @@ def test_output_naming_an_input_is_refused(tmp_path):
         assert result.exit_code == 2, result.output
         assert "is the input file" in result.output
     assert scenario.read_text() == original and sheet.read_text().startswith("input.delta")
+
+
+def test_an_interrupted_check_is_not_reported_as_wrong_answers(monkeypatch):
+    # click ends a KeyboardInterrupt with status 1, which `check` documents as "a wrong answer":
+    # an autograder would record a sheet it never finished checking as wrong
+    import bptrace.check
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bptrace.check, "check_files", interrupted)
+    result = CliRunner().invoke(main, ["check", str(ROOT / "scenarios/seed001_rounded.yaml")])
+    assert result.exit_code == 130, result.output

@@ -331,3 +331,19 @@ upstream: {delta: [[1, 2], [3, 4]]}
     ties = {idx[2:]: e.tie for idx, e in trace["p.out"].expansions.items()}
     assert ties == {(0, 0): True, (0, 1): True, (1, 0): True, (1, 1): False}
     assert trace["input.delta"].shown.tolist() == [[1, 0, 2, 0], [0, 0, 0, 0], [0, 3, 4, 0], [0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("text", [
+    "input: [1e300]\nlayers:\n  - {type: dense, name: h, weights: [[1]]}\nloss: {type: half_sse, target: [0]}\n",
+    "input: [1e200, -1e200]\nlayers:\n  - {type: softmax}\nloss: {type: mse, target: [1e308, -1e308]}\n"
+    "rounding: {decimals: 3}\n",
+])
+def test_an_overflow_is_one_located_error_without_numpy_warnings(text):
+    # the engine names the first value that is not finite; numpy's own RuntimeWarnings on the
+    # way there (printed on stderr by the command line) said nothing more
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(bptrace.ScenarioError, match="is inf"):
+            bptrace.run(bptrace.loads(text))

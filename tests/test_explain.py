@@ -206,6 +206,11 @@ GEOMETRY = {
     "two maps in, three out": ("[2][4][4]", "out_channels: 3, size: 2, stride: 2", {}),
     "groups 2": ("[4][4][4]", "out_channels: 4, size: [2, 3], groups: 2, padding: [0, 1]", {}),
     "batch of 2": ("[2][2][4][4]", "out_channels: 2, size: 2", {}),
+    "dilation 2, stride 2, padding 1": ("[6][7]", "out_channels: 1, size: 2, dilation: 2, stride: 2, padding: 1", {}),
+    "dilation pair, convolution, no bias": ("[2][6][7]", "out_channels: 2, size: [2, 3], dilation: [2, 3], "
+                                            "padding: [1, 2], bias: false", {"kernel": "convolution"}),
+    "dilation, groups, padding past the span": ("[4][5][5]", "out_channels: 2, size: 2, dilation: 2, groups: 2, "
+                                                "padding: 3", {}),
 }
 
 
@@ -219,7 +224,7 @@ conventions: {{kernel: {conventions.get('kernel', 'correlation')}}}
 init: {{scheme: glorot_uniform, seed: 3}}
 input: {x}
 layers:
-  - {{type: conv, name: c, bias: 0.1, {conv}}}
+  - {{type: conv, name: c, {'' if 'bias' in conv else 'bias: 0.1, '}{conv}}}
   - {{type: tanh, name: t}}
   - {{type: flatten, name: f}}
   - {{type: dense, name: d, out: 1}}
@@ -237,7 +242,8 @@ def torch_conv(torch, scenario):
     if layer.flip:
         kernel = torch.flip(kernel, dims=(2, 3))
     x = torch.tensor(scenario.input, requires_grad=True)
-    out = F.conv2d(x, kernel, torch.tensor(layer.params["bias"]), stride=layer.stride, padding=layer.padding,
+    bias = torch.tensor(layer.params["bias"]) if "bias" in layer.params else None
+    out = F.conv2d(x, kernel, bias, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                    groups=layer.groups)
     return x, out
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 import bptrace
-from bptrace.layers import position
+from bptrace.layers.base import position
 
 
 def evaluate(expression: str, **letters) -> int:
@@ -18,13 +18,14 @@ def evaluate(expression: str, **letters) -> int:
     return eval(python, {}, letters)  # the expression comes from our own rule text
 
 
-@pytest.mark.parametrize("stride, pad, flip, base, out_size, taps",
-                         list(itertools.product((1, 2, 3), (0, 1, 2), (False, True), (0, 1), (1, 4), (1, 2, 5))))
-def test_position_text_matches_the_loop_arithmetic(stride, pad, flip, base, out_size, taps):
-    text = position("i", out_size, "u", taps, stride=stride, pad=pad, flip=flip, base=base)
+@pytest.mark.parametrize("stride, pad, flip, base, out_size, taps, dilation",
+                         list(itertools.product((1, 2, 3), (0, 1, 2), (False, True), (0, 1), (1, 4), (1, 2, 5),
+                                                (1, 2, 3))))
+def test_position_text_matches_the_loop_arithmetic(stride, pad, flip, base, out_size, taps, dilation):
+    text = position("i", out_size, "u", taps, stride=stride, pad=pad, flip=flip, base=base, dilation=dilation)
     for i in range(out_size):
         for u in range(taps):
-            read = i * stride + ((taps - 1 - u) if flip else u) - pad      # as Conv.window
+            read = i * stride + dilation * ((taps - 1 - u) if flip else u) - pad      # as Conv.window
             assert evaluate(text, i=i + base, u=u + base) == read + base, text
 
 
@@ -117,3 +118,104 @@ upstream: {layer: f, delta: [1]}
     result = CliRunner().invoke(main, ["run", str(path)])
     assert result.exit_code == 0, result.output
     assert "p1.out = max(0.1, 0.2, 0.3, 0.4★) = 0.4 from input[1,1]" in result.output
+
+
+# --- the registry ------------------------------------------------------------------------------
+
+def test_every_registered_layer_type_is_complete():
+    """Each type in LAYERS has its own loops and rules, a README row, a scenario that uses it
+    (shipped, or a PyTorch oracle case), and the oracle knows how to compute it; its keys have
+    a schema entry (tests/test_schema.py) and bad values are refused (tests/bad)."""
+    import inspect
+    from pathlib import Path
+
+    import oracle
+    from bptrace.layers import LAYERS, Layer
+    from test_oracle_torch import CASES
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    used = {layer.type for path in sorted((root / "scenarios").glob("*.yaml")) for layer in bptrace.load(path).layers}
+    used |= {layer.type for text in CASES.values() for layer in bptrace.loads(text).layers}
+    oracle_source = inspect.getsource(oracle.layer_forward)
+    missing = []
+    for kind, cls in LAYERS.items():
+        for method in ("forward", "backward", "rules"):
+            if getattr(cls, method) is getattr(Layer, method):
+                missing.append(f"{kind}: no {method}")
+        if not re.search(rf"^\| `{kind}` \|", readme, re.M):
+            missing.append(f"{kind}: no row in the README's layer table")
+        if kind not in used:
+            missing.append(f"{kind}: no shipped scenario or oracle case uses it")
+        if f'"{kind}"' not in oracle_source:
+            missing.append(f"{kind}: tests/oracle.py cannot compute it")
+    assert not missing, "\n".join(missing)
+
+
+def test_conv_transpose_padding_crops_as_d2l_prints():
+    """d2l.ai, "Transposed Convolution": ConvTranspose2d(1, 1, kernel_size=2, padding=1,
+    bias=False) on X = K = [[0, 1], [2, 3]] prints [[4.]] (padding crops the first and last
+    row and column of the stride-1 output [[0, 0, 1], [0, 4, 6], [4, 12, 9]])."""
+    trace = bptrace.run(bptrace.loads("""
+input: [[0, 1], [2, 3]]
+layers: [{type: conv_transpose, name: t, kernel: [[0, 1], [2, 3]], padding: 1, bias: false}]
+upstream: {delta: 1}
+"""))
+    assert trace["t.out"].shown.tolist() == 4
+    assert "t.bias" not in trace.names() and "t.grad.bias" not in trace.names()
+
+
+@pytest.mark.parametrize("base", [0, 1])
+@pytest.mark.parametrize("channels, groups, per_group", [(4, 2, 1), (4, 2, 3), (3, 3, 1), (3, 3, 2), (2, 1, 2)])
+def test_conv_transpose_rule_names_the_output_map_each_input_map_feeds(base, channels, groups, per_group):
+    """The rule's `m = ...` (the output map of input map c's group) evaluates, in the index
+    base, to the maps the loops write into."""
+    text = f"""
+conventions: {{index_base: {base}}}
+input: {{random: uniform, shape: [{channels}, 2, 2], seed: 0}}
+init: {{scheme: glorot_uniform, seed: 0}}
+layers: [{{type: conv_transpose, name: t, out_channels: {groups * per_group}, size: 2, groups: {groups}}}]
+upstream: {{delta: {[[[0.0] * 3] * 3] * (groups * per_group)}}}
+"""
+    scenario = bptrace.loads(text)
+    layer = scenario.layers[0]
+    rule = bptrace.run(scenario)["t.out"].rule
+    found = re.search(r"m = (.*?) \(the output map", rule)
+    for c in range(channels):
+        maps = sorted({m for _, m, *_ in layer.landing(c, 0, 0)})
+        if groups == 1:
+            assert found is None and "t.out[o," in rule
+            continue
+        shown = [evaluate(found.group(1).replace("⌊", "(").replace("⌋", ")").replace("/", "//"), c=c + base, o=o + base)
+                 for o in range(per_group)]
+        assert shown == [m + base for m in maps], rule
+
+
+def test_a_merge_of_a_map_and_features_that_look_alike_says_how_they_differ():
+    # y, read by no conv, is 2 samples of 2 features; c.out is one 2×2 map: both show as 2×2,
+    # and the message once said "c makes 2×2 but input y makes 2×2"
+    text = ("inputs: {x: [[0.1, 0.2], [0.3, 0.4]], y: [[1, 2], [3, 4]]}\nlayers:\n"
+            "  - {type: conv, name: c, from: x, kernel: [[1]]}\n  - {type: add, name: s, from: [c, y]}\n"
+            "upstream: {layer: s, delta: [[1, 1], [1, 1]]}\n")
+    with pytest.raises(bptrace.ScenarioError) as caught:
+        bptrace.loads(text)
+    message = str(caught.value)
+    assert "makes 2×2 but input y makes 2×2" not in message
+    assert "1 map of 2×2" in message and "2 samples of 2 features" in message
+
+
+@pytest.mark.parametrize("kind", ["exp", "square", "elu", "softplus", "silu", "gelu", "sigmoid", "tanh", "relu"])
+def test_element_wise_layers_give_noise_bounds_for_rounding(kind):
+    """With rounding on, every step's float-noise bound is computed, backward ones included
+    (an elu with rounding once crashed: its backward bound was not keyed by role)."""
+    scenario = bptrace.loads(f"""
+input: [[0.5, -1.2], [0.3, 2.0]]
+layers:
+  - {{type: conv, name: c, kernel: [[0.5, -0.25], [0.75, 0.1]], padding: 1}}
+  - {{type: {kind}, name: a}}
+loss: {{type: sum}}
+rounding: {{decimals: 4, mode: half_up}}
+""")
+    trace = bptrace.run(scenario)
+    step = trace["c.delta"]
+    assert step.rounded and step.noise is not None and (step.noise >= 0).all()

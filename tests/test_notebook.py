@@ -60,7 +60,7 @@ def test_a_trace_shows_as_html_with_the_terminal_text_as_plain_text(outputs):
     data = _result(outputs, 1)
     html = data["text/html"]
     _assert_static_and_scoped(html)
-    assert "<h2>Network</h2>" in html and 'id="c1.grad.kernel"' in html and "0.0941186865" in html
+    assert '<h2 id="network">Network</h2>' in html and 'id="s-c1.grad.kernel"' in html and "0.09411869" in html
     assert "━━ backward, from h.delta, the given upstream error" in data["text/plain"]
 
 
@@ -68,7 +68,7 @@ def test_a_step_an_explanation_and_a_check_report_show_as_html(outputs):
     step, explanation, report = (_result(outputs, cell) for cell in (2, 3, 4))
     for data in (step, explanation, report):
         _assert_static_and_scoped(data["text/html"])
-    assert "c1.grad.kernel[u,v]" in step["text/html"] and "0.0941186865" in step["text/plain"]
+    assert "c1.grad.kernel[u,v]" in step["text/html"] and "0.09411869" in step["text/plain"]
     assert "c1.grad.kernel[0,1] = 0.0941186865" in explanation["text/plain"]
     assert "0.0941186865" in explanation["text/html"] and "style=" in explanation["text/html"]
     assert "kernel-not-flipped" in report["text/plain"] and "0 passed, 4 failed" in report["text/plain"]

@@ -140,6 +140,72 @@ layers:
 output: o
 loss: {{type: mse, target: {vals(2, 2, seed=41)}}}
 """,
+    # --- the losses without targets, l1, and the L2 penalty in the loss ---------------------
+    "sum-of-outputs": f"""
+input: {vals(4, 4, seed=40)}
+layers:
+  - {{type: conv, kernel: {vals(2, 2, seed=41)}, bias: 0.1}}
+  - {{type: sigmoid}}
+loss: {{type: sum}}
+""",
+    "mean-of-outputs-l2": f"""
+input: {vals(2, 5, seed=42)}
+layers:
+  - {{type: dense, weights: {vals(3, 5, seed=43)}, bias: [0.1, 0.2, 0.3]}}
+  - {{type: tanh}}
+loss: {{type: mean}}
+regularization: {{l2: 0.3}}
+""",
+    "l1-conv-dense": f"""
+input: {vals(4, 4, seed=44)}
+layers:
+  - {{type: conv, kernel: {vals(2, 2, seed=45)}}}
+  - {{type: flatten}}
+  - {{type: dense, weights: {vals(2, 9, seed=46)}}}
+loss: {{type: l1, target: [3, -3]}}
+""",
+    "dilation-no-bias-conv-transpose-ceil-avgpool-upsample-global-avgpool": f"""
+input: {vals(1, 2, 3, 4, seed=42)}
+layers:
+  - {{type: conv, kernel: {vals(2, 2, 2, 2, seed=43)}, dilation: [2, 1], padding: 1, bias: false}}
+  - {{type: tanh}}
+  - {{type: conv_transpose, kernel: {vals(2, 1, 2, 3, seed=44)}, bias: [0.1, -0.1], groups: 2, stride: [2, 1],
+     padding: 1, output_padding: [1, 0]}}
+  - {{type: avgpool, size: 3, stride: 2, padding: 1, ceil_mode: true, count_include_pad: false}}
+  - {{type: upsample, scale: [1, 2]}}
+  - {{type: global_avgpool}}
+  - {{type: dense, weights: {vals(3, 2, seed=45)}, bias: false}}
+loss: {{type: mse, target: {vals(1, 3, seed=46)}}}
+""",
+    "dilated-ceil-maxpool-global-maxpool-convolution-transpose": f"""
+conventions: {{kernel: convolution}}
+input: {vals(1, 1, 6, 7, seed=47)}
+layers:
+  - {{type: conv_transpose, kernel: {vals(1, 2, 2, 2, seed=48)}, dilation: 2, bias: 0.05}}
+  - {{type: maxpool, size: 2, stride: 3, dilation: 2, ceil_mode: true}}
+  - {{type: sigmoid}}
+  - {{type: global_maxpool}}
+  - {{type: dense, weights: {vals(2, 2, seed=49)}}}
+loss: {{type: sse, target: [0.3, -0.3]}}
+""",
+    "batchnorm-layernorm-dropout-smooth": f"""
+input: {vals(2, 2, 2, 2, seed=300)}
+layers:
+  - {{type: batchnorm, name: bn, gamma: [1.3, -0.9], beta: [0.1, -0.3]}}
+  - {{type: gelu, name: g}}
+  - {{type: layernorm, name: ln, gamma: {vals(2, 2, 2, seed=302, low=0.5, high=1.5)}, beta: {vals(2, 2, 2, seed=303)}}}
+  - {{type: silu, name: si}}
+  - {{type: elu, name: e, alpha: 0.8}}
+  - {{type: dropout, name: d, p: 0.3, seed: 4}}
+  - {{type: flatten, name: f}}
+  - {{type: dense, name: h, weights: {vals(4, 8, seed=304)}}}
+  - {{type: batchnorm, name: bn2, mode: eval, running_mean: [0.1, -0.2, 0.0, 0.3], running_var: [0.9, 1.4, 0.6, 1.1]}}
+  - {{type: softplus, name: sp}}
+  - {{type: square, name: q}}
+  - {{type: exp, name: ex}}
+  - {{type: log, name: lg}}
+loss: {{type: mse, target: {vals(2, 4, seed=305)}}}
+""",
 }
 
 
@@ -195,6 +261,12 @@ def finite_differences(scenario) -> dict:
             mask = np.ones(values.shape, dtype=bool)
             return loss_of(scenario, {out_name: Patch(out_name, values, mask)})
         result[f"{layer.name}.delta"] = central(with_out, trace.value(out_name))
+        # a layer's inner values (batch norm's mean, var, xhat) nudged the same way: V.delta
+        # is ∂loss/∂V with everything after V recomputed from it
+        for inner in layer.backward_extras:
+            inner_name = f"{layer.name}.{inner.removesuffix('.delta')}"
+            result[f"{layer.name}.{inner}"] = central(lambda values, n=inner_name: with_out(values, n),
+                                                      trace.value(inner_name))
     return result
 
 
@@ -206,15 +278,11 @@ def assert_smooth(scenario, margin=1e-4):
         x = trace.value(scenario.plan.node(layer.name).reads[0].out)
         if layer.type in ("relu", "leaky_relu"):
             assert np.abs(x).min() > margin, f"{layer.name}: an input is within {margin} of the kink"
-        if layer.type == "maxpool":
-            N, C, Hh, W = x.shape
-            (kh, kw), (sh, sw), (ph, pw) = layer.size, layer.stride, layer.padding
-            padded = np.full((N, C, Hh + 2 * ph, W + 2 * pw), -np.inf)
-            padded[:, :, ph:ph + Hh, pw:pw + W] = x
-            _, _, Ho, Wo = layer.out_shape
+        if layer.type in ("maxpool", "global_maxpool"):
+            N, C, Ho, Wo = layer.grid
             for n, c, i, j in product(range(N), range(C), range(Ho), range(Wo)):
-                window = np.sort(padded[n, c, i * sh:i * sh + kh, j * sw:j * sw + kw].ravel())[::-1]
-                if window.size > 1 and np.isfinite(window[1]):
+                window = np.sort([x[n, c, h, w] for h, w in layer.window(i, j)])[::-1]
+                if window.size > 1:
                     assert window[0] - window[1] > margin, f"{layer.name}: a near tie in window {(n, c, i, j)}"
 
 

@@ -28,6 +28,11 @@ def lit(*shape, seed=0, low=-1.0, high=1.0):
     return json.dumps(values.tolist())
 
 
+def arange(*shape):
+    """A YAML literal of 0, 1, 2, ... in the given shape (C order), as torch.arange(...).reshape."""
+    return json.dumps(np.arange(int(np.prod(shape)), dtype=float).reshape(shape).tolist())
+
+
 X44 = "[[0.2, -0.5, 0.9, 0.1], [0.7, 0.3, -0.8, 0.4], [-0.6, 0.05, 0.35, -0.25], [0.15, 0.95, -0.45, 0.6]]"
 
 CASES = {
@@ -481,6 +486,318 @@ layers:
   - {{type: flatten}}
 upstream: {{layer: s, delta: {lit(1, 3, 3, 3, seed=137)}}}
 """,
+    # --- training: losses without targets, l1, fills, regularization, optimizers, steps -------
+    "loss-sum-arange": """
+input: {fill: arange, shape: [1, 2, 4, 5], start: 0, step: 1}
+layers:
+  - {type: conv, name: c, kernel: {fill: arange, start: -1, step: 0.25}, out_channels: 3, size: [2, 3], bias: {fill: linspace, start: -1, stop: 1}}
+loss: {type: sum}
+""",
+    "loss-mean-batch": f"""
+input: {lit(2, 6, seed=140)}
+layers:
+  - {{type: dense, name: d, weights: {{fill: linspace, start: -0.5, stop: 0.7, shape: [3, 6]}}, bias: {{fill: full, value: 0.2}}}}
+  - {{type: tanh}}
+loss: {{type: mean}}
+""",
+    "loss-l1-with-a-zero-difference": """
+input: [[0.2, -0.5, 0.9], [0.7, 0.3, -0.8], [-0.6, 0.05, 0.35]]
+layers:
+  - {type: conv, name: c, kernel: [[1, 0], [0, 1]]}
+loss: {type: l1, target: [[0.5, 0.1], [0.75, 0.2]]}
+""",
+    "upstream-single-number": f"""
+input: {lit(4, 4, seed=141)}
+layers:
+  - {{type: conv, name: c, kernel: {{fill: ones, shape: [2, 2]}}}}
+  - {{type: sigmoid}}
+upstream: {{delta: 0.5}}
+""",
+    "train-sgd-momentum-2-steps-l2": f"""
+input: {lit(4, 4, seed=142)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 2, seed=143)}, bias: 0.1}}
+  - {{type: tanh}}
+  - {{type: flatten}}
+  - {{type: dense, name: d, weights: {lit(2, 9, seed=144)}, bias: [0.1, -0.2]}}
+loss: {{type: mse, target: [0.3, -0.4]}}
+regularization: {{l2: 0.05}}
+optimizer: {{type: sgd, lr: 0.2, momentum: 0.9, dampening: 0.1}}
+steps: 2
+""",
+    "train-sgd-nesterov-weight-decay-given-buffer": f"""
+input: {lit(3, 5, seed=145)}
+layers:
+  - {{type: dense, name: d, weights: {lit(2, 5, seed=146)}, bias: [0.1, -0.2]}}
+  - {{type: sigmoid}}
+loss: {{type: bce, target: [[1, 0], [0, 1], [1, 1]]}}
+optimizer: {{type: sgd, lr: 0.5, momentum: 0.8, nesterov: true, weight_decay: 0.01,
+            state: {{d.weights: {{momentum_buffer: {lit(2, 5, seed=147)}}}}}}}
+steps: 3
+""",
+    "train-adam-3-steps-given-state": f"""
+input: {lit(4, 4, seed=148)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 2, seed=149)}, bias: 0.1}}
+  - {{type: relu}}
+  - {{type: avgpool, size: 3}}
+loss: {{type: half_sse, target: 0.3}}
+optimizer: {{type: adam, lr: 0.01, betas: [0.8, 0.95], eps: 0.001,
+            state: {{c.kernel: {{exp_avg: {{fill: full, value: 0.1}}, exp_avg_sq: 0.02, step: 4}}}}}}
+steps: 3
+""",
+    "train-adam-weight-decay-rounded-forward-backward": f"""
+input: {lit(4, 4, seed=150)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 2, seed=151)}}}
+  - {{type: sigmoid}}
+loss: {{type: sse, target: {lit(3, 3, seed=152)}}}
+optimizer: {{type: adam, lr: 0.1, weight_decay: 0.3}}
+rounding: {{decimals: 4, apply: [forward, backward]}}
+steps: 2
+""",
+    "train-rmsprop-centered-momentum": f"""
+input: {lit(2, 4, seed=153)}
+layers:
+  - {{type: dense, name: d, weights: {lit(3, 4, seed=154)}}}
+  - {{type: softmax}}
+loss: {{type: cross_entropy, target: [2, 0]}}
+optimizer: {{type: rmsprop, lr: 0.05, alpha: 0.9, momentum: 0.5, centered: true, weight_decay: 0.1}}
+steps: 3
+""",
+    "train-rmsprop-plain-given-square-avg": f"""
+input: {lit(4, 4, seed=155)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(3, 3, seed=156)}, bias: -0.1}}
+loss: {{type: l1, target: {lit(2, 2, seed=157)}}}
+optimizer: {{type: rmsprop, lr: 0.01, state: {{c.bias: {{square_avg: 0.5, step: 9}}}}}}
+steps: 2
+""",
+    "train-adagrad-lr-decay-l2": f"""
+input: {lit(4, 4, seed=158)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 2, seed=159)}, bias: 0.1}}
+  - {{type: flatten}}
+  - {{type: dense, name: d, weights: {lit(1, 9, seed=160)}}}
+loss: {{type: mean}}
+regularization: {{l2: 0.2}}
+optimizer: {{type: adagrad, lr: 0.1, lr_decay: 0.5, initial_accumulator_value: 0.1, eps: 1e-6,
+            state: {{d.weights: {{sum: {{fill: linspace, start: 0, stop: 1}}, step: 1}}}}}}
+steps: 3
+""",
+    "train-learning-rate-3-steps-rounded": f"""
+input: {lit(4, 4, seed=161)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 2, seed=162)}, bias: 0.1}}
+  - {{type: maxpool, size: 3}}
+loss: {{type: half_sse, target: 0.5}}
+learning_rate: 0.3
+rounding: {{decimals: 3}}
+steps: 3
+""",
+    # --- conv dilation, bias: false, conv_transpose, pooling options, global pools, upsample ---
+    "conv-dilation-issue-10": f"""
+input: {arange(1, 2, 5, 6)}
+layers:
+  - {{type: conv, name: c, kernel: {arange(3, 2, 2, 3)}, stride: [1, 2], padding: [1, 2], dilation: [2, 3]}}
+upstream: {{delta: {json.dumps(np.ones((3, 5, 2)).tolist())}}}
+""",
+    "conv-dilation-groups-convolution-no-bias": f"""
+conventions: {{kernel: convolution}}
+input: {lit(2, 4, 6, 6, seed=140)}
+layers:
+  - {{type: conv, name: c1, kernel: {lit(4, 2, 2, 2, seed=141)}, groups: 2, dilation: 2, padding: 1, bias: false}}
+  - {{type: tanh}}
+  - {{type: conv, name: c2, kernel: {lit(2, 4, 3, 2, seed=142)}, dilation: [1, 2], stride: 2, bias: [0.1, -0.1]}}
+loss: {{type: mse, target: {lit(2, 2, 2, 2, seed=143)}}}
+learning_rate: 0.1
+""",
+    "conv-dilation-signal-1d": """
+input: [0.1, 0.5, -0.3, 0.8, 0.2, -0.6, 0.4, 0.9, -0.2]
+layers:
+  - {type: conv, kernel: [0.5, -1.0, 0.25], dilation: 3, padding: 1, bias: 0.1}
+  - {type: sigmoid}
+loss: {type: half_sse, target: [0.1, 0.2, 0.3, 0.4, 0.5]}
+""",
+    "dense-no-bias": f"""
+input: {lit(3, 4, seed=144)}
+layers:
+  - {{type: dense, name: d1, weights: {lit(3, 4, seed=145)}, bias: false}}
+  - {{type: relu}}
+  - {{type: dense, name: d2, weights: {lit(2, 3, seed=146)}, bias: false}}
+loss: {{type: half_sse, target: {lit(3, 2, seed=147)}}}
+learning_rate: 0.5
+""",
+    "conv-transpose-d2l-stride-2": """
+input: [[0, 1], [2, 3]]
+layers:
+  - {type: conv_transpose, name: t, kernel: [[0, 1], [2, 3]], stride: 2, bias: false}
+upstream: {delta: [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]}
+""",
+    "conv-transpose-every-option": f"""
+input: {lit(2, 2, 3, 3, seed=150)}
+layers:
+  - {{type: conv_transpose, name: t, kernel: {lit(2, 3, 3, 2, seed=151)}, bias: [0.1, -0.2, 0.3], stride: [2, 1],
+     padding: 1, output_padding: [1, 0], dilation: [1, 2]}}
+  - {{type: sigmoid}}
+  - {{type: conv, kernel: {lit(1, 3, 2, 2, seed=152)}}}
+loss: {{type: sse, target: {lit(2, 1, 5, 2, seed=153)}}}
+learning_rate: 0.1
+""",
+    "conv-transpose-groups-convolution": f"""
+conventions: {{kernel: convolution, index_base: 1}}
+input: {lit(1, 4, 3, 4, seed=154)}
+layers:
+  - {{type: conv_transpose, name: t, kernel: {lit(4, 1, 2, 3, seed=155)}, groups: 2, dilation: 2, output_padding: 1,
+     bias: false}}
+  - {{type: relu}}
+  - {{type: conv_transpose, name: t2, kernel: {lit(2, 2, 2, seed=156)}, stride: 2, padding: [1, 0]}}
+upstream: {{delta: {lit(10, 18, seed=157)}}}
+""",
+    "conv-transpose-init-signal": """
+input: [0.3, -0.1, 0.7, 0.2]
+init: {scheme: glorot_uniform, seed: 4}
+layers:
+  - {type: conv_transpose, name: t, out_channels: 2, size: 3, stride: 2, padding: 1, output_padding: 1}
+  - {type: global_avgpool, name: g}
+loss: {type: half_sse, target: [0.5, -0.5]}
+""",
+    "maxpool-ceil-dilation": f"""
+input: {lit(2, 2, 6, 7, seed=160)}
+layers:
+  - {{type: maxpool, name: p1, size: 3, stride: 2, padding: 1, dilation: [2, 1], ceil_mode: true}}
+  - {{type: maxpool, name: p2, size: 2, ceil_mode: true}}
+loss: {{type: half_sse, target: {lit(2, 2, 2, 2, seed=161)}}}
+""",
+    "avgpool-count-include-pad-false-issue-10": f"""
+input: {lit(1, 2, 5, 7, seed=162)}
+layers:
+  - {{type: avgpool, name: p, size: [3, 4], stride: [1, 2], padding: [1, 2], count_include_pad: false}}
+loss: {{type: mse, target: {lit(1, 2, 5, 4, seed=163)}}}
+""",
+    "avgpool-ceil-mode-divisors": f"""
+input: {lit(2, 1, 6, 5, seed=164)}
+layers:
+  - {{type: avgpool, name: p1, size: 3, stride: 2, padding: 1, ceil_mode: true}}
+  - {{type: avgpool, name: p2, size: 2, stride: 2, ceil_mode: true, count_include_pad: false}}
+  - {{type: avgpool, name: p3, size: [2, 1], stride: 1, padding: [1, 0], ceil_mode: true, count_include_pad: false}}
+upstream: {{delta: {lit(2, 1, 3, 2, seed=165)}}}
+""",
+    "global-pools-dense": f"""
+input: {lit(2, 3, 3, 4, seed=166)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 3, 2, 2, seed=167)}}}
+  - {{type: global_maxpool, name: gm}}
+  - {{type: global_avgpool, name: ga, from: c}}
+  - {{type: concat, name: k, from: [gm, ga]}}
+  - {{type: dense, name: d, weights: {lit(3, 4, seed=168)}}}
+loss: {{type: cross_entropy, target: [1, 2]}}
+""",
+    "upsample-scales": f"""
+input: {lit(2, 2, 2, 3, seed=170)}
+layers:
+  - {{type: upsample, name: u1, scale: 2}}
+  - {{type: conv, kernel: {lit(1, 2, 2, 2, seed=171)}}}
+  - {{type: upsample, name: u2, scale: [1, 3]}}
+loss: {{type: half_sse, target: {lit(2, 3, 15, seed=172)}}}
+""",
+    # --- normalisation and dropout (inner values mean, var, xhat and their deltas; mask) ------
+    "batchnorm-dense-train": f"""
+input: {lit(4, 3, seed=200)}
+layers:
+  - {{type: dense, name: h, weights: {lit(3, 3, seed=201)}, bias: [0.1, -0.2, 0.3]}}
+  - {{type: batchnorm, name: bn, gamma: [1.5, 0.5, -0.8], beta: [0.1, -0.2, 0.05]}}
+  - {{type: tanh, name: t}}
+  - {{type: dense, name: o, weights: {lit(2, 3, seed=202)}}}
+loss: {{type: mse, target: {lit(4, 2, seed=203)}}}
+learning_rate: 0.1
+""",
+    "batchnorm-maps-train-relu": f"""
+input: {lit(2, 2, 4, 4, seed=204)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(3, 2, 2, 2, seed=205)}, bias: [0.1, 0.0, -0.1]}}
+  - {{type: batchnorm, name: bn, gamma: [1.2, 0.7, 1.0], beta: [0.0, 0.3, -0.1], eps: 0.001}}
+  - {{type: relu, name: r}}
+  - {{type: maxpool, name: p, size: 3}}
+  - {{type: flatten, name: f}}
+  - {{type: dense, name: o, weights: {lit(2, 3, seed=206)}}}
+loss: {{type: cross_entropy, target: [0, 1]}}
+""",
+    "batchnorm-maps-eval": f"""
+input: {lit(2, 2, 3, 3, seed=207)}
+layers:
+  - {{type: batchnorm, name: bn, mode: eval, gamma: [0.9, 1.1], beta: [0.2, -0.1], running_mean: [0.05, -0.1],
+      running_var: [0.8, 1.3]}}
+  - {{type: sigmoid, name: s}}
+  - {{type: conv, name: c, kernel: {lit(1, 2, 2, 2, seed=208)}}}
+loss: {{type: half_sse, target: {lit(2, 1, 2, 2, seed=209)}}}
+""",
+    "batchnorm-given-mean-rounded-var": f"""
+input: [[0.2, 1.0], [0.6, -0.5], [1.3, 0.4]]
+layers:
+  - {{type: batchnorm, name: bn, gamma: [2.0, 0.5]}}
+  - {{type: sigmoid, name: s}}
+loss: {{type: half_sse, target: [[1, 0], [0, 1], [1, 1]]}}
+given: {{bn.mean: [0.75, 0.25]}}
+rounding: {{decimals: 4, mode: half_up, apply: [bn.var, bn.xhat.delta, bn.mean.delta]}}
+""",
+    "layernorm-maps": f"""
+input: {lit(2, 2, 3, 3, seed=210)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 2, 2, 2, seed=211)}, padding: 1}}
+  - {{type: layernorm, name: ln, gamma: {lit(2, 4, 4, seed=212, low=0.5, high=1.5)}, beta: {lit(2, 4, 4, seed=213)}}}
+  - {{type: relu}}
+  - {{type: avgpool, size: 2}}
+upstream: {{delta: {lit(2, 2, 2, 2, seed=214)}}}
+""",
+    "layernorm-dense-defaults": f"""
+input: {lit(3, 5, seed=215)}
+layers:
+  - {{type: layernorm, name: ln}}
+  - {{type: dense, name: o, weights: {lit(2, 5, seed=216)}}}
+loss: {{type: sse, target: {lit(3, 2, seed=217)}}}
+""",
+    "dropout-mask-and-seed": f"""
+input: {lit(2, 1, 3, 3, seed=218)}
+layers:
+  - {{type: conv, name: c, kernel: {lit(2, 1, 2, 2, seed=219)}}}
+  - {{type: dropout, name: d, p: 0.25, mask: [[[[1, 0], [1, 1]], [[0, 1], [1, 1]]], [[[1, 1], [0, 1]], [[1, 1], [1, 0]]]]}}
+  - {{type: flatten, name: f}}
+  - {{type: dropout, name: d2, p: 0.4, seed: 3}}
+  - {{type: dense, name: o, weights: {lit(1, 8, seed=220)}}}
+loss: {{type: half_sse, target: [[0.5], [-0.5]]}}
+learning_rate: 0.05
+""",
+    # --- smooth element-wise functions ------------------------------------------------------
+    "exp-log-square": f"""
+input: {lit(2, 4, seed=230)}
+layers:
+  - {{type: dense, name: h, weights: {lit(4, 4, seed=231)}}}
+  - {{type: exp, name: e}}
+  - {{type: log, name: l}}
+  - {{type: square, name: q}}
+  - {{type: dense, name: o, weights: {lit(2, 4, seed=232)}}}
+loss: {{type: mse, target: {lit(2, 2, seed=233)}}}
+""",
+    "elu-softplus-silu-gelu-maps": f"""
+input: {lit(1, 2, 4, 4, seed=234, low=-3, high=3)}
+layers:
+  - {{type: elu, name: e, alpha: 0.7}}
+  - {{type: conv, name: c, kernel: {lit(2, 2, 2, 2, seed=235, low=-4, high=4)}}}
+  - {{type: softplus, name: sp}}
+  - {{type: gelu, name: g, from: c}}
+  - {{type: silu, name: si, from: c}}
+  - {{type: add, name: a, from: [sp, g, si]}}
+upstream: {{delta: {lit(1, 2, 3, 3, seed=236)}}}
+""",
+    "softplus-threshold-elu-zero": """
+input: [[25.0, 20.0, 19.5, -30.0, 0.0, -0.5]]
+layers:
+  - {type: softplus, name: sp}
+  - {type: elu, name: e, from: input, alpha: 0.5}
+  - {type: multiply, name: m, from: [sp, e]}
+upstream: {delta: [[1.0, -2.0, 0.5, 3.0, 1.5, -1.0]]}
+""",
 }
 
 
@@ -534,10 +851,26 @@ def test_cases_cover_every_layer_loss_and_convention():
     assert any(layer.padding[0] != layer.padding[1] for layer in convs)
     assert any(layer.groups == layer.in_shape[1] > 1 for layer in convs)          # depthwise
     assert any(1 < layer.groups < layer.in_shape[1] for layer in convs)
+    assert any(layer.dilation[0] != layer.dilation[1] for layer in convs)
+    assert any(layer.dilation != (1, 1) and layer.flip for layer in convs)
+    assert any(layer.dilation != (1, 1) and layer.in_shape[2] == 1 for layer in convs)          # 1-D signal
+    assert any("bias" not in layer.params for layer in convs)
+    assert any("bias" not in layer.params for sc in scenarios for layer in sc.layers if layer.type == "dense")
+    transposed = [layer for sc in scenarios for layer in sc.layers if layer.type == "conv_transpose"]
+    for option in ("stride", "padding", "output_padding", "dilation"):
+        assert any(len(set(getattr(layer, option))) > 1 for layer in transposed), option
+    assert any(layer.groups > 1 for layer in transposed) and any(layer.flip for layer in transposed)
+    assert any("bias" not in layer.params for layer in transposed) and any("bias" in layer.params for layer in transposed)
     pools = [layer for sc in scenarios for layer in sc.layers if layer.type.endswith("pool")]
     assert any(layer.stride[1] < layer.size[1] for layer in pools)                # overlapping
     assert any(any(layer.padding) for layer in pools if layer.type == "maxpool")
     assert any(any(layer.padding) for layer in pools if layer.type == "avgpool")
+    assert any(layer.ceil_mode for layer in pools if layer.type == "maxpool")
+    assert any(layer.dilation != (1, 1) for layer in pools if layer.type == "maxpool")
+    averages = [layer for layer in pools if layer.type == "avgpool"]
+    assert any(layer.ceil_mode and not layer.uniform and layer.count_include_pad for layer in averages)
+    assert any(layer.ceil_mode and not layer.count_include_pad for layer in averages)
+    assert any(not layer.count_include_pad and any(layer.padding) for layer in averages)
     assert any(sc.input.shape[0] > 1 for sc in scenarios)                         # batches
     assert any(sc.input.ndim == 4 and sc.input.shape[2] == 1 for sc in scenarios)  # 1-D signals
     ce = [sc.loss for sc in scenarios if sc.loss and sc.loss.type == "cross_entropy"]
@@ -547,6 +880,11 @@ def test_cases_cover_every_layer_loss_and_convention():
     assert any(sc.upstream.layer != sc.layers[-1].name for sc in upstream)
     assert any(sc.learning_rate for sc in scenarios) and any(sc.given for sc in scenarios)
     assert {sc.rounding.mode for sc in scenarios if sc.rounding} == {"half_up", "half_even", "truncate"}
+    # training: every torch.optim type, given state, several steps, L2 in the loss
+    assert {sc.optimizer.type for sc in scenarios if sc.optimizer} == {"sgd", "adam", "rmsprop", "adagrad"}
+    assert any(sc.optimizer.state for sc in scenarios if sc.optimizer)
+    assert any(sc.steps > 1 and sc.learning_rate for sc in scenarios)
+    assert any(sc.regularization and sc.optimizer for sc in scenarios)
 
 
 def test_init_and_random_input_follow_the_brief():

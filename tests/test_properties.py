@@ -1,8 +1,10 @@
 """Property: on any small valid network, every traced value agrees with PyTorch autograd.
 
 Hypothesis draws an architecture (input size, channels, batch; conv with kernel, stride,
-padding, groups; max/avg pools with stride and padding; activations; flatten order; dense
-layers; loss or upstream; learning rate) and the numbers in it; the scenario is written as
+padding, dilation, groups, with or without a bias; conv_transpose with stride, padding,
+output_padding, dilation, groups; max/avg pools with stride, padding, dilation (max),
+ceil_mode and count_include_pad (avg); upsample; activations; a global pool or flatten;
+dense layers with or without a bias; loss or upstream; learning rate) and the numbers in it; the scenario is written as
 YAML text, as a user would, and the whole trace is compared with the whole-network torch
 oracle (tests/oracle.py) to 1e-9 absolute + 1e-9 relative.
 """
@@ -18,6 +20,14 @@ import bptrace
 import oracle
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
+
+
+def pool_size(n, k, s, p, d, ceil):
+    """PyTorch's pooling_output_shape (written out here, not taken from bptrace)."""
+    out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
+    if ceil and (out - 1) * s >= n + p:
+        out -= 1
+    return out
 
 
 def numbers(rng, *shape, low=-1.0, high=1.0):
@@ -44,23 +54,59 @@ def scenarios(draw):
 
     for _ in range(draw(st.integers(0, 3))):
         N, C, H, W = outputs[-1][1]
-        kind = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool"] + list(ACTIVATIONS)))
+        kind = draw(st.sampled_from(["conv", "conv", "conv_transpose", "maxpool", "avgpool", "upsample"]
+                                    + list(ACTIVATIONS)))
         if kind == "conv":
             groups = draw(st.sampled_from([g for g in range(1, C + 1) if C % g == 0]))
             out = groups * draw(st.integers(1, 3 if groups == 1 else 2))
             ph, pw = draw(st.integers(0, 1)), draw(st.integers(0, 1))
-            kh = draw(st.integers(1, min(3, H + 2 * ph)))
-            kw = draw(st.integers(1, min(3, W + 2 * pw)))
+            dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+            kh = draw(st.integers(1, max(1, min(3, (H + 2 * ph - 1) // dh + 1))))
+            kw = draw(st.integers(1, max(1, min(3, (W + 2 * pw - 1) // dw + 1))))
             sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-            add(f"type: conv, kernel: {numbers(rng, out, C // groups, kh, kw)}, bias: {numbers(rng, out)}, "
-                f"stride: [{sh}, {sw}], padding: [{ph}, {pw}], groups: {groups}",
-                (N, out, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1))
+            bias = "false" if draw(st.booleans()) and draw(st.booleans()) else numbers(rng, out)
+            add(f"type: conv, kernel: {numbers(rng, out, C // groups, kh, kw)}, bias: {bias}, "
+                f"stride: [{sh}, {sw}], padding: [{ph}, {pw}], dilation: [{dh}, {dw}], groups: {groups}",
+                (N, out, (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1))
+        elif kind == "conv_transpose":
+            groups = draw(st.sampled_from([g for g in range(1, C + 1) if C % g == 0]))
+            per_group = draw(st.integers(1, 2))
+            kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+            sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+            dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+            oph, opw = draw(st.integers(0, max(sh, dh) - 1)), draw(st.integers(0, max(sw, dw) - 1))
+            sizes = []
+            for n, k, st_, d, op in ((H, kh, sh, dh, oph), (W, kw, sw, dw, opw)):
+                sizes.append((n - 1) * st_ + d * (k - 1) + op + 1)
+            ph = draw(st.integers(0, min(1, (sizes[0] - 1) // 2)))
+            pw = draw(st.integers(0, min(1, (sizes[1] - 1) // 2)))
+            bias = "false" if draw(st.booleans()) else numbers(rng, per_group * groups)
+            add(f"type: conv_transpose, kernel: {numbers(rng, C, per_group, kh, kw)}, bias: {bias}, "
+                f"stride: [{sh}, {sw}], padding: [{ph}, {pw}], output_padding: [{oph}, {opw}], "
+                f"dilation: [{dh}, {dw}], groups: {groups}",
+                (N, per_group * groups, sizes[0] - 2 * ph, sizes[1] - 2 * pw))
         elif kind in ("maxpool", "avgpool"):
             kh, kw = draw(st.integers(1, min(3, H))), draw(st.integers(1, min(3, W)))
             sh, sw = draw(st.integers(1, kh)), draw(st.integers(1, kw))
             ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
-            add(f"type: {kind}, size: [{kh}, {kw}], stride: [{sh}, {sw}], padding: [{ph}, {pw}]",
-                (N, C, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1))
+            ceil = draw(st.booleans())
+            keys = f"type: {kind}, size: [{kh}, {kw}], stride: [{sh}, {sw}], padding: [{ph}, {pw}], " \
+                   f"ceil_mode: {str(ceil).lower()}"
+            dh = dw = 1
+            if kind == "maxpool":
+                dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+                keys += f", dilation: [{dh}, {dw}]"
+            else:
+                keys += f", count_include_pad: {draw(st.sampled_from(['true', 'false']))}"
+            size = (pool_size(H, kh, sh, ph, dh, ceil), pool_size(W, kw, sw, pw, dw, ceil))
+            if min(size) < 1:
+                continue
+            add(keys, (N, C) + size)
+        elif kind == "upsample":
+            uh, uw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+            if H * uh * W * uw > 64:
+                continue
+            add(f"type: upsample, scale: [{uh}, {uw}]", (N, C, H * uh, W * uw))
         elif kind == "leaky_relu":
             add(f"type: leaky_relu, slope: {draw(st.sampled_from([0.01, 0.1, 0.3]))}")
         else:
@@ -69,11 +115,13 @@ def scenarios(draw):
     dense = draw(st.booleans())
     if dense:
         N, C, H, W = outputs[-1][1]
-        features = C * H * W
-        add("type: flatten", (N, features))
+        collapse = draw(st.sampled_from(["flatten", "flatten", "global_avgpool", "global_maxpool"]))
+        features = C * H * W if collapse == "flatten" else C
+        add(f"type: {collapse}", (N, features))
         for _ in range(draw(st.integers(1, 2))):
             out = draw(st.integers(1, 4))
-            add(f"type: dense, weights: {numbers(rng, out, features)}, bias: {numbers(rng, out)}", (N, out))
+            bias = "false" if draw(st.booleans()) and draw(st.booleans()) else numbers(rng, out)
+            add(f"type: dense, weights: {numbers(rng, out, features)}, bias: {bias}", (N, out))
             features = out
             if draw(st.booleans()):
                 add(f"type: {draw(st.sampled_from(ACTIVATIONS))}")

@@ -31,13 +31,17 @@ def _close(mine, theirs, what):
 def _compare(trace, net, x):
     """Every parameter's gradient and the input's, bptrace against torch's .grad."""
     layers = [row.layer for row in trace.summary if row.params]
+    p = "step1." if trace.training_steps > 1 else ""     # the first training step's gradients
     modules = [m for m in net.modules() if list(m.parameters(recurse=False))]
     assert len(layers) == len(modules)
     for layer, module in zip(layers, modules):
-        role = "kernel" if type(module).__name__ == "Conv2d" else "weights"
-        _close(trace[f"{layer}.grad.{role}"].values, module.weight.grad, f"{layer}.grad.{role}")
-        _close(trace[f"{layer}.grad.bias"].values, module.bias.grad, f"{layer}.grad.bias")
-    _close(trace["input.delta"].values, x.grad, "input.delta")
+        role = "kernel" if type(module).__name__ in ("Conv2d", "ConvTranspose2d") else "weights"
+        _close(trace[f"{p}{layer}.grad.{role}"].values, module.weight.grad, f"{layer}.grad.{role}")
+        if module.bias is None:
+            assert f"{p}{layer}.bias" not in trace.names() and f"{p}{layer}.grad.bias" not in trace.names()
+        else:
+            _close(trace[f"{p}{layer}.grad.bias"].values, module.bias.grad, f"{layer}.grad.bias")
+    _close(trace[f"{p}input.delta"].values, x.grad, "input.delta")
 
 
 def _conv_net(nn):
@@ -47,7 +51,7 @@ def _conv_net(nn):
         nn.Flatten(), nn.Linear(18, 5), nn.Sigmoid(), nn.Sequential(nn.Linear(5, 3)))
 
 
-@pytest.mark.parametrize("case", ["mse", "sse", "cross_entropy", "bce", "sum"])
+@pytest.mark.parametrize("case", ["mse", "sse", "cross_entropy", "bce", "sum", "l1"])
 def test_from_torch_gives_the_gradients_of_loss_backward(torch, case):
     nn = torch.nn
     torch.manual_seed(7)
@@ -61,6 +65,7 @@ def test_from_torch_gives_the_gradients_of_loss_backward(torch, case):
         "cross_entropy": (torch.tensor([2, 0]), nn.CrossEntropyLoss()),
         "bce": (torch.rand(2, 3), nn.BCELoss()),
         "sum": (None, None),
+        "l1": (torch.rand(2, 3), nn.L1Loss()),
     }[case]
     trace = bptrace.run(bptrace.from_torch(net, x, target, loss=loss))
     out = net(x)
@@ -83,15 +88,45 @@ def test_from_torch_with_a_loss_name_and_a_dense_network(torch):
     _compare(trace, net, x)
 
 
+def test_from_torch_reads_dilation_no_bias_transposed_conv_pool_options_global_pools_upsample(torch):
+    nn = torch.nn
+    torch.manual_seed(11)
+    net = nn.Sequential(
+        nn.Conv2d(2, 4, (2, 3), padding=(1, 2), stride=(1, 2), dilation=(2, 3), bias=False), nn.Tanh(),
+        nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1, groups=2),
+        nn.MaxPool2d(3, stride=2, padding=1, dilation=(1, 2), ceil_mode=True),
+        nn.Upsample(scale_factor=2),
+        nn.AvgPool2d((3, 2), stride=(1, 2), padding=1, ceil_mode=True, count_include_pad=False),
+        nn.ConvTranspose2d(2, 3, (2, 1), dilation=(2, 1)),
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(3, 2, bias=False)).double()
+    x = torch.randn(2, 2, 7, 9, dtype=torch.float64, requires_grad=True)
+    scenario = bptrace.from_torch(net, x)
+    types = [layer.type for layer in scenario.layers]
+    assert types == ["conv", "tanh", "conv_transpose", "maxpool", "upsample", "avgpool", "conv_transpose",
+                     "global_maxpool", "dense"]
+    trace = bptrace.run(scenario)
+    out = net(x)
+    _close(trace[f"{scenario.layers[-1].name}.out"].values, out.detach(), "output")
+    out.sum().backward()
+    _compare(trace, net, x)
+    # and back: the scenario's network in torch is the same network
+    again = scenario.to_torch()
+    _close(again(x.detach()).detach(), out.detach(), "to_torch output")
+
+
 @pytest.mark.parametrize("module, reason", [
-    ("nn.Conv2d(1, 1, 2, dilation=2)", "dilation"),
     ("nn.Conv2d(1, 1, 2, padding=1, padding_mode='reflect')", "padding_mode='reflect'"),
-    ("nn.MaxPool2d(2, ceil_mode=True)", "ceil_mode"),
-    ("nn.AvgPool2d(2, padding=1, count_include_pad=False)", "count_include_pad"),
+    ("nn.AvgPool2d(2, divisor_override=3)", "divisor_override"),
+    ("nn.AdaptiveAvgPool2d(2)", "output_size=2"),
+    ("nn.AdaptiveMaxPool2d(1)", "nn.Flatten()"),
+    ("nn.Upsample(scale_factor=2, mode='bilinear')", "mode='bilinear'"),
+    ("nn.Upsample(scale_factor=1.5)", "scale_factor=1.5"),
     ("nn.Softmax(dim=0)", "dim=0"),
     ("nn.Flatten(0)", "start_dim=0"),
-    ("nn.BatchNorm2d(1)", "BatchNorm2d"),
-    ("nn.GELU()", "GELU"),
+    ("nn.GELU(approximate='tanh')", "approximate='tanh'"),
+    ("nn.Softplus(beta=2)", "beta=2"),
+    ("nn.Dropout()", "training mode"),
+    ("nn.Dropout2d()", "Dropout2d"),
 ])
 def test_an_unsupported_module_or_option_is_named_with_the_reason(torch, module, reason):
     from bptrace.pytorch import Unsupported
@@ -213,7 +248,7 @@ def test_from_torch_command_refuses_unsupported_modules_and_says_why(torch, tmp_
     result = CliRunner().invoke(main, ["from-torch", f"{tmp_path}/net.py:broken", "--shape", "1,1,5,5",
                                        "-o", str(out)])
     assert result.exit_code == 2
-    assert "module 1 (Dropout) is not supported" in result.output and "dropout" in result.output
+    assert "module 1 (Dropout)" in result.output and "training mode" in result.output and ".eval()" in result.output
     assert not out.exists()
     help_text = CliRunner().invoke(main, ["from-torch", "--help"]).output
     assert "weights_only=False" in help_text and "trust" in help_text
@@ -223,3 +258,68 @@ def test_the_bridge_imports_torch_only_when_used():
     code = ("import sys, bptrace; s = bptrace.run(bptrace.load('scenarios/seed001.yaml')); "
             "import bptrace.pytorch; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# --- normalisation, dropout and the smooth activations, against torch's own modules ----------
+
+def _norm_net(nn, mode):
+    torch = __import__("torch")
+    torch.manual_seed(11)
+    net = nn.Sequential(nn.Conv2d(2, 3, 2), nn.BatchNorm2d(3), nn.GELU(), nn.Conv2d(3, 2, 2), nn.ELU(0.6),
+                        nn.LayerNorm((2, 2, 2)), nn.Softplus(), nn.Flatten(), nn.Dropout(0.3), nn.Linear(8, 4),
+                        nn.BatchNorm1d(4), nn.SiLU(), nn.Linear(4, 2)).double()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.LayerNorm)):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+            if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    net.train(mode == "train")
+    net[8].eval()            # dropout: the identity (its training-mode mask is torch's own draw)
+    return net
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_from_torch_batchnorm_layernorm_and_activations_give_torchs_gradients(torch, mode):
+    """Through torch's own BatchNorm/LayerNorm kernels (not the textbook graph the oracle
+    builds): every parameter's gradient and the input's, in train and in eval mode."""
+    nn = torch.nn
+    net = _norm_net(nn, mode)
+    x = torch.randn(3, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+    target = torch.rand(3, 2, dtype=torch.float64)
+    scenario = bptrace.from_torch(net, x, target, loss=nn.MSELoss())
+    kinds = [layer.type for layer in scenario.layers]
+    assert kinds[1] == "batchnorm" and kinds[8] == "identity"
+    assert [layer.train for layer in scenario.layers if layer.type == "batchnorm"] == [mode == "train"] * 2
+    trace = bptrace.run(scenario)
+    value = nn.MSELoss()(net(x), target)
+    value.backward()
+    assert trace.loss == pytest.approx(float(value.detach()), rel=1e-10)
+    names = [layer.name for layer in scenario.layers]
+    for layer, module in zip(names, net):
+        if isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d, nn.LayerNorm)):
+            _close(trace[f"{layer}.grad.gamma"].values, module.weight.grad, f"{layer}.grad.gamma")
+            _close(trace[f"{layer}.grad.beta"].values, module.bias.grad, f"{layer}.grad.beta")
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            role = "kernel" if isinstance(module, nn.Conv2d) else "weights"
+            _close(trace[f"{layer}.grad.{role}"].values, module.weight.grad, f"{layer}.grad.{role}")
+    _close(trace["input.delta"].values, x.grad, "input.delta")
+    # and back: the scenario's network in torch is the same network
+    again = scenario.to_torch() if mode == "eval" else None
+    if again is not None:
+        with torch.no_grad():
+            _close(again(x).numpy(), net(x).numpy(), "to_torch output")
+
+
+def test_to_torch_refuses_dropout_with_a_reason(torch):
+    from bptrace.pytorch import Unsupported
+
+    scenario = bptrace.loads("""
+input: [[0.5, 1.0, 2.0]]
+layers: [{type: dropout, name: d, p: 0.5, mask: [[1, 0, 1]]}]
+upstream: {delta: [[1, 1, 1]]}
+""")
+    with pytest.raises(Unsupported, match="dropout"):
+        scenario.to_torch()

@@ -66,8 +66,9 @@ def test_fragment_goes_into_a_document(tmp_path):
                                        "--fragment", "-o", str(tmp_path / "body.tex")])
     assert result.exit_code == 0, result.output
     body = (tmp_path / "body.tex").read_text(encoding="utf-8")
-    assert r"\documentclass" not in body and r"\begin{document}" not in body and r"\begin{bmatrix}" in body
-    wrapper = ("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\setcounter{MaxMatrixCols}{40}\n"
+    assert r"\documentclass" not in body and r"\begin{document}" not in body and r"\begin{tabular}" in body
+    # without hyperref: the names are plain text
+    wrapper = ("\\documentclass{article}\n\\usepackage{amsmath,amssymb,array,colortbl}\n"
                "\\begin{document}\nMy own text.\n\\input{body}\n\\end{document}\n")
     compile_tex(tmp_path, wrapper, "wrapper")
 
@@ -148,8 +149,11 @@ def test_output_file(tmp_path):
 
 def test_sums_leave_out_zero_terms_and_blocks_are_named():
     source = latex.render(run(load(ROOT / "scenarios" / "seed001.yaml")))
-    line = next(line for line in source.splitlines() if line.startswith(r"$\mathrm{c1.grad.kernel}[0,1] = "))
-    assert r"0 \cdot 0.01" not in line and r"\text{(+12 zero terms left out)}" in line
+    # the sums of a step are one align*, each aligned on its first `=`, the total on its own line
+    start = source.index(r"\hyperlink{step:c1.grad.kernel}{\mathrm{c1.grad.kernel}}[0,1] &= ")
+    line = source[start:source.index(r"\\", start)]
+    assert r"0 \cdot 0.01" not in line and r"0.068628 \cdot 0.84" in line
+    assert r"left out of each sum: 12 of its 16 terms, which have a zero factor" in source
     source = latex.render(run(loads("""
 input: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]]
 layers: [{type: relu, name: r}]
@@ -165,6 +169,105 @@ STEERING_NAME = ('name: "Problem 3\\n\\nthe \\e[31mred\\e[0m one\\a"\n'
 
 def test_a_name_with_blank_lines_and_control_characters_compiles(tmp_path):
     source = latex.render(run(loads(STEERING_NAME)))
-    assert r"\section*{Problem 3 the [31mred [0m one}" in source
+    assert r"{\Large\bfseries Problem 3 the [31mred [0m one\par}" in source
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202e]", source)
     compile_tex(tmp_path, source)
+
+
+# --- navigation: bookmarks, contents, running heads ------------------------------------------
+
+def pdf_objects(data: bytes) -> dict:
+    """Every object of a PDF by number, including those packed in (Flate) object streams."""
+    import zlib
+
+    objects = {int(m.group(1)): m.group(2) for m in re.finditer(rb"(\d+) 0 obj\s*(.*?)\s*endobj", data, re.S)}
+    for number, body in list(objects.items()):
+        if b"/ObjStm" not in body or b"stream" not in body:
+            continue
+        head, _, rest = body.partition(b"stream")
+        stream = zlib.decompress(rest.lstrip(b"\r\n").rsplit(b"endstream", 1)[0])
+        first = int(re.search(rb"/First (\d+)", head).group(1))
+        numbers = [int(x) for x in stream[:first].split()]
+        pairs = list(zip(numbers[::2], numbers[1::2]))
+        for k, (inner, offset) in enumerate(pairs):
+            end = first + pairs[k + 1][1] if k + 1 < len(pairs) else len(stream)
+            objects[inner] = stream[first + offset:end].strip()
+    return objects
+
+
+def pdf_string(value: bytes) -> str:
+    value = value.strip()
+    if value.startswith(b"<"):
+        raw = bytes.fromhex(value[1:-1].decode())
+        return raw[2:].decode("utf-16-be") if raw.startswith(b"\xfe\xff") else raw.decode("latin-1")
+    escapes = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
+    raw = re.sub(rb"\\([0-7]{1,3}|.)", lambda m: bytes([int(m.group(1), 8)]) if m.group(1)[:1].isdigit()
+                 else escapes.get(m.group(1), m.group(1)), value[1:-1])
+    return raw[2:].decode("utf-16-be") if raw.startswith(b"\xfe\xff") else raw.decode("latin-1")
+
+
+def outline(pdf_path) -> list:
+    """The PDF's bookmarks as (depth, title), read from the file itself."""
+    objects = pdf_objects(pdf_path.read_bytes())
+    ref = lambda body, key: int(re.search(rb"/" + key + rb" (\d+) 0 R", body).group(1))  # noqa: E731
+    root = next(body for body in objects.values() if re.search(rb"/Type\s*/Outlines", body))
+    found = []
+
+    def walk(number, depth):
+        while number is not None:
+            body = objects[number]
+            title = re.search(rb"/Title\s*(\(.*?(?<!\\)\)|<[0-9A-Fa-f]*>|\d+ 0 R)", body, re.S).group(1)
+            if title.endswith(b" R"):
+                title = objects[int(title.split()[0])]
+            found.append((depth, pdf_string(title)))
+            if b"/First" in body:
+                walk(ref(body, b"First"), depth + 1)
+            number = ref(body, b"Next") if b"/Next" in body else None
+
+    walk(ref(root, b"First"), 0)
+    return found
+
+
+def test_the_pdf_has_bookmarks_contents_and_running_heads(tmp_path):
+    trace = run(load(ROOT / "scenarios" / "seed001.yaml"))
+    source = latex.render(trace)
+    compile_tex(tmp_path, source)
+    compile_tex(tmp_path, source)          # the second run writes the contents and the outline
+    marks = outline(tmp_path / "trace.pdf")
+    # the document, its sections (forward, backward, results), every step under its section
+    assert marks[0] == (0, trace.name)
+    assert [title for depth, title in marks if depth == 1] == [
+        "forward", "backward, from h.delta, the given upstream error", "Results"]
+    assert [title for depth, title in marks if depth == 2] == trace.names()
+    assert r"\tableofcontents" in source and r"\fancyhead[R]{\small\ttfamily\nouppercase{\rightmark}}" in source
+    # the running head names the step at the top of each page (read back when pdftotext is here)
+    if shutil.which("pdftotext"):
+        pages = subprocess.run(["pdftotext", "-layout", str(tmp_path / "trace.pdf"), "-"], capture_output=True,
+                               text=True).stdout.split("\f")
+        heads = [page.strip().splitlines()[0] for page in pages[1:] if page.strip()]
+        assert any(re.search(r"\bc1\.\w+", head) for head in heads), heads
+
+
+def test_handout_tables_have_labelled_rows_and_columns_and_results_are_boxed():
+    source = latex.render(run(load(ROOT / "scenarios" / "seed001.yaml")))
+    # one size for every table, indices over the columns and beside the rows
+    assert source.count(r"{\footnotesize\setlength{\tabcolsep}{3pt}") == source.count(r"\begin{tabular}{r|")
+    assert r"\multicolumn{1}{c}{\bpidx{0}} & \multicolumn{1}{c}{\bpidx{1}}" in source
+    assert r"\bpidx{1} & \phantom{$-$}0.1305 & \phantom{$-$}0.3164 & $-$0.1191" in source
+    # sums aligned on `=`, the total on its own line when the sum is long; results boxed
+    assert r"\hyperlink{step:c1.grad.kernel}{\mathrm{c1.grad.kernel}}[0,1] &= 0.068628 \cdot 0.84" in source
+    assert "\n  &= 0.09411869" in source
+    assert r"\bpresult{\begin{minipage}" in source
+
+
+def test_pictures_in_the_pdf_pooling_windows_and_heat(tmp_path):
+    source = latex.render(run(load(ROOT / "scenarios" / "seed001.yaml")))
+    pool = source[source.index(r"\hypertarget{step:p1.out}"):source.index(r"\hypertarget{step:s1.out}")]
+    assert "each window in its own colour, its winner framed" in pool
+    assert pool.count(r"\fbox{\textbf{") == 4 and pool.count(r"\cellcolor[rgb]{") == 16 + 4
+    zhang = latex.render(run(load(ZHANG_PATH)), only={"C1.grad.kernel"})
+    # the step and its result: 150 shaded cells each
+    assert zhang.count(r"\cellcolor[rgb]") == 300 and "shaded: red positive, blue negative" in zhang
+
+
+ZHANG_PATH = ROOT / "scenarios" / "zhang2016.yaml"

@@ -29,13 +29,17 @@ def ids(paths):
 
 
 def brief_name(name: str, layers: set) -> bool:
-    """Whether `name` is one of BRIEF section 2's names for a network with these layers."""
-    if name in ("input", "loss", "input.delta"):
+    """Whether `name` is one of BRIEF section 2's names for a network with these layers, or
+    section 8's (a `step{k}.` prefix, the loss's parts, optimizer state by PyTorch's keys)."""
+    name = re.sub(r"^step[1-9]\d*\.", "", name)
+    if name in ("input", "loss", "input.delta", "loss.data", "loss.l2"):
         return True
     layer, _, rest = name.partition(".")
     if layer not in layers:
         return False
-    return rest in ("out", "delta") + PARAMS or bool(re.fullmatch(rf"(grad|new)\.({'|'.join(PARAMS)})", rest))
+    states = "momentum_buffer|exp_avg|exp_avg_sq|square_avg|grad_avg|sum"
+    return rest in ("out", "delta") + PARAMS or bool(re.fullmatch(rf"(grad|new)\.({'|'.join(PARAMS)})", rest)) \
+        or bool(re.fullmatch(rf"state\.({'|'.join(PARAMS)})\.({states})", rest))
 
 
 def test_the_seed_scenarios_are_shipped():
@@ -68,11 +72,13 @@ def test_runs_as_json_with_brief_names(path):
         # `values` is the canonical `shape` with its length-1 axes dropped
         assert np.shape(step["values"]) == squeezed_shape(step["shape"]), step["name"]
     # the backward pass reaches the input, and every parameter gets a gradient
-    assert "input.delta" in names
+    first = "step1." if data["steps"][0]["name"].startswith("step1.") else ""   # `steps: N`, N ≥ 2
+    assert f"{first}input.delta" in names
     for name in names:
-        layer, _, role = name.partition(".")
+        prefix, bare = re.match(r"(step\d+\.)?(.*)", name).groups()
+        layer, _, role = bare.partition(".")
         if role in PARAMS:
-            assert f"{layer}.grad.{role}" in names
+            assert f"{prefix or ''}{layer}.grad.{role}" in names
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=ids(SCENARIOS))

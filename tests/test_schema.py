@@ -58,10 +58,10 @@ def test_every_key_of_every_layer_and_the_top_level_has_a_type():
 
 def test_a_key_without_a_type_is_refused_when_the_schema_is_made(monkeypatch):
     class Extra(LAYERS["conv"]):
-        keys = LAYERS["conv"].keys | {"dilation"}
+        keys = LAYERS["conv"].keys | {"padding_mode"}
 
     monkeypatch.setitem(LAYERS, "conv", Extra)
-    with pytest.raises(KeyError, match="dilation"):
+    with pytest.raises(KeyError, match="padding_mode"):
         schema()
 
 

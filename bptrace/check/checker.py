@@ -62,6 +62,8 @@ class Model:
         that neither reads nor makes a changed step, a mistaken layer's (`exclude`) forward
         pass only (its mistake, if in the forward pass, changes its output)."""
         sc, kept = self.scenario, {}
+        if getattr(sc, "steps", 1) != 1:
+            return kept                # the engine keeps one training step's loops only
         for layer in sc.layers:
             n = sc.names(layer)
             reads = set(self.reads[n.out])

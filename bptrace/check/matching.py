@@ -182,7 +182,7 @@ def references(trace, scenario: Scenario) -> dict:
             continue
         values = step.computed
         if step.rounded:
-            values = round_array(values, scenario.rounding.decimals, scenario.rounding.mode)
+            values = round_array(values, scenario.rounding.decimals, scenario.rounding.mode, step.noise)
         given = scenario.given.get(step.name)
         if given is not None:
             values = np.where(given.mask, given.values, values)

@@ -34,8 +34,9 @@ import numpy as np
 
 from ..engine import run
 from ..errors import ScenarioError
-from ..layers import Activation, AvgPool, Conv, Dense, Flatten, Identity, MaxPool, Softmax
+from ..layers import Activation, AvgPool, Conv, ConvTranspose, Dense, Flatten, Identity, MaxPool, Softmax
 from ..losses import LOSSES
+from ..optim import Optimizer
 from ..scenario import Loss, Scenario
 from ..tensors import kept_axes
 from .matching import RIGHT, WRONG, references
@@ -51,8 +52,9 @@ IDS = (
     "activation-derivative-missing", "activation-derivative-wrong-argument", "avgpool-scale-missing",
     "maxpool-routed-everywhere", "maxpool-wrong-position", "flatten-order-swapped", "loss-gradient-sign",
     "loss-factor-two", "batch-averaged-not-summed", "batch-summed-not-averaged", "bias-gradient-not-summed",
-    "update-sign", "sign-flipped", "transposed", "index-base", "learning-rate-in-gradient",
-    "update-is-gradient", "rounding-only",
+    "update-sign", "adam-no-bias-correction", "momentum-sign", "conv-transpose-as-conv",
+    "sign-flipped", "transposed", "index-base", "learning-rate-in-gradient", "update-is-gradient",
+    "rounding-only",
 )
 # Slips: the right number written wrongly, recognised from the answer and bptrace's numbers
 # alone (no mistaken run): each maps a wrong number to the values it would be under the slip.
@@ -111,6 +113,19 @@ class DeltaTurnedInKernelGradient:
 class InputDeltaKernelUnturned:
     """input-delta-kernel-not-rotated: the error sent to the input through the kernel in
     the forward pass's orientation."""
+
+    mistaken_steps = ("in",)
+
+    def backward(self, x, out, delta, p, recs):
+        result = super().backward(x, out, delta, p, recs)
+        turned = dict(p, kernel=_turned(p["kernel"]))
+        result["in"] = super().backward(x, out, delta, turned, _silent(recs))["in"]
+        return result
+
+
+class TransposedInputDeltaTurned:
+    """conv-transpose-as-conv: a transposed conv's input delta taken as a conv's is, through
+    the kernel turned by 180° (where it is a plain correlation with the kernel as it is)."""
 
     mistaken_steps = ("in",)
 
@@ -213,9 +228,9 @@ class SlopeOfOutput:
 def _routed(layer, x, delta, choose) -> dict:
     """Max-pool backward where `choose(cells, values, best, origin)` picks the cells of each
     window that receive its error."""
-    x, delta = x.tolist(), delta.tolist()
+    x, delta = x.tolist(), delta.reshape(layer.grid).tolist()
     x_delta = np.zeros(layer.in_shape)
-    for n, c, i, j in np.ndindex(*layer.out_shape):
+    for n, c, i, j in np.ndindex(*layer.grid):
         cells, values, best, _ = layer.winner(x, n, c, i, j)
         for h, w in choose(cells, values, best, layer.origin(i, j)):
             x_delta[n, c, h, w] += delta[n][c][i][j]
@@ -269,7 +284,8 @@ class AverageNotDivided:
 
     def backward(self, x, out, delta, p, recs):
         result = super().backward(x, out, delta, p, recs)
-        result["in"] = result["in"] * self.area
+        # each window's error times what it divides by, then shared out: the whole error
+        result["in"] = super().backward(x, out, delta * self.divisors(), p, _silent(recs))["in"]
         return result
 
 
@@ -357,8 +373,55 @@ def variants(scenario: Scenario) -> list[Variant]:
             f"Gradient descent subtracts: new = old − {sc.learning_rate:g} · grad; your updated "
             "parameters add the gradient instead.",
             dataclasses.replace(sc, learning_rate=-sc.learning_rate), changes=updated, form="learning_rate"))
+    if sc.steps > 1:
+        # a mistaken rule is made again in every training step: the same names, each step's prefix
+        for variant in found:
+            variant.changes = frozenset(sc.prefix(k) + name for k in range(1, sc.steps + 1)
+                                        for name in variant.changes)
+    found += _optimizer_variants(sc, active)
     order = {id_: position for position, id_ in enumerate(IDS)}
     return sorted(found, key=lambda variant: order[variant.id])
+
+
+# --- the optimizer's mistakes (README "Training") ----------------------------------------------
+
+class AdamWithoutBiasCorrection(Optimizer):
+    """adam-no-bias-correction: m and v used as they are, not divided by 1 − βᵗ."""
+
+    def corrections(self, t):
+        return 1.0, 1.0
+
+
+class MomentumSubtracted(Optimizer):
+    """momentum-sign: the buffer keeps μ·buf but subtracts the new gradient (b = μ·b − g, the
+    sign of the 'velocity' form v = μ·v − η·g carried into PyTorch's form)."""
+
+    def momentum_sign(self):
+        return -1.0
+
+
+def _optimizer_variants(sc: Scenario, active) -> list:
+    opt = sc.optimizer
+    if opt is None:
+        return []
+    updated = frozenset(sc.names(layer, sc.prefix(k)).new(role) for k in range(1, sc.steps + 1)
+                        for layer in active for role in layer.param_roles)
+    if opt.type == "adam":
+        return [Variant("adam-no-bias-correction",
+                        "Adam divides the moments by their bias corrections, m̂ = m/(1 − β₁ᵗ) and v̂ = v/(1 − β₂ᵗ) "
+                        "at step t, before the step; your updated parameters use m and v as they are.",
+                        dataclasses.replace(sc, optimizer=AdamWithoutBiasCorrection(opt.type, opt.options,
+                                                                                    opt.state)),
+                        changes=updated, form="corrections")]
+    if opt.type == "sgd" and opt.options["momentum"]:
+        buffers = frozenset(sc.names(layer, sc.prefix(k)).state(role, "momentum_buffer")
+                            for k in range(1, sc.steps + 1) for layer in active for role in layer.param_roles)
+        return [Variant("momentum-sign",
+                        f"The momentum buffer adds the new gradient: b = {opt.options['momentum']:g}·b + g, then "
+                        "new = old − lr·b; your buffer subtracts it.",
+                        dataclasses.replace(sc, optimizer=MomentumSubtracted(opt.type, opt.options, opt.state)),
+                        changes=buffers | updated, form="momentum_sign")]
+    return []
 
 
 def _for_layer(table: dict, layer):
@@ -433,13 +496,29 @@ def _conv_variants(sc, layer, n) -> list:
                 f"over it (a full, not a valid, convolution), so that the border cells of {n.x} get "
                 "their error too.",
                 InputDeltaValid, shaped=_valid_shape(n.x_delta, covered)))
-    if _per_map(layer) > 1:
+    if _per_map(layer) > 1 and "bias" in layer.params:
         found.append(_bias_variant(sc, layer, n, "position" + (" and sample" if layer.out_shape[0] > 1 else "")))
     return found
 
 
+def _conv_transpose_variants(sc, layer, n) -> list:
+    if layer.params["kernel"].shape[2:] == (1, 1):
+        return []
+    return [
+        _one(sc, layer, n, "conv-transpose-as-conv",
+             f"{n.layer} is a transposed convolution: the error at its input is {n.delta} correlated with its "
+             f"kernel as it is (a strided conv), not a conv's full convolution with the kernel turned by 180°; "
+             f"your {n.x_delta} uses the turned kernel.", TransposedInputDeltaTurned),
+        _one(sc, layer, n, "conv-transpose-as-conv",
+             f"Your {n.grad('kernel')} is the right one turned by 180°: in a transposed convolution each tap's "
+             f"gradient is Σ {n.x} · {n.delta} where that tap put the input, in the kernel's own orientation; "
+             "nothing is turned.", KernelGradientTurned),
+    ]
+
+
 def _dense_variants(sc, layer, n) -> list:
-    return [_bias_variant(sc, layer, n, "sample of the batch")] if layer.out_shape[0] > 1 else []
+    return [_bias_variant(sc, layer, n, "sample of the batch")] if layer.out_shape[0] > 1 and "bias" in layer.params \
+        else []
 
 
 def _maxpool_variants(sc, layer, n) -> list:
@@ -511,7 +590,7 @@ def _flatten_variants(sc, layer, n) -> list:
 # the backward pass runs through, and in one after `upstream.layer` that runs forward only.
 LAYER_VARIANTS = {Conv: _conv_variants, Dense: _dense_variants, MaxPool: _maxpool_variants,
                   AvgPool: _avgpool_variants, Activation: _activation_variants, Softmax: _softmax_variants,
-                  Flatten: _flatten_variants}
+                  Flatten: _flatten_variants, ConvTranspose: _conv_transpose_variants}
 FORWARD_ONLY_VARIANTS = {Conv: _conv_forward}
 
 
@@ -906,9 +985,9 @@ def _slips(model, wrong: list, own: dict, match) -> dict:
             continue
         if ".new." in name:
             grad = name.replace(".new.", ".grad.")
-            candidates = [model.refs[grad][cell], own[grad][cell]]
-            if any(fits(value) or fits(-rate * value) for value in candidates):
-                add("update-is-gradient", f"{name} is the updated parameter, {name.replace('.new.', '.')} − "
-                    f"{rate:g} · {grad}; you wrote the gradient (or the step) instead of the new value.",
-                    row.label)
+            candidates = [model.refs[grad][cell], own[grad][cell]] if grad in model.refs else []
+            if grad in model.refs and any(fits(value) or (rate is not None and fits(-rate * value))
+                                          for value in candidates):
+                add("update-is-gradient", f"{name} is the updated parameter, not {grad}: you wrote the "
+                    "gradient (or the step) instead of the new value.", row.label)
     return found

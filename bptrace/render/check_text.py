@@ -170,11 +170,12 @@ def _listed(labels, limit=6) -> str:
 
 def _many(report) -> list:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style=TITLE)
-    # a long path folds rather than squeezing the verdicts into a narrow column
-    table.add_column("file", overflow="fold")
+    # a long path folds rather than squeezing the verdicts into a narrow column; no minimum
+    # width, which rich would wrap to and then crop to the console (losing letters)
+    table.add_column("file", overflow="fold", ratio=1)
     table.add_column("passed", justify="right", no_wrap=True)
     table.add_column("failed", justify="right", no_wrap=True)
-    table.add_column("verdict", min_width=32)
+    table.add_column("verdict", overflow="fold", ratio=2)
     for sheet in report.files:
         if sheet.error:
             table.add_row(visible(sheet.file), "–", "–", Text(f"✗ could not be read: {sheet.error.splitlines()[0]}",

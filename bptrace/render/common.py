@@ -43,6 +43,7 @@ def signed(value, significant: int = SIGNIFICANT) -> str:
 AXES = {
     "map": ("sample", "map", "row", "column"),
     "kernel": ("filter", "input map", "row", "column"),
+    "transposed kernel": ("input map", "output map", "row", "column"),
     "dense": ("sample", "unit"),
     "weights": ("output unit", "input"),
     "conv bias": ("filter",),
@@ -54,10 +55,21 @@ def axis_names(name: str, shape, layer_type: str | None = None) -> tuple:
     """The names of the canonical axes of the traced value `name` (of shape `shape`);
     `layer_type` tells a conv bias (per filter) from a dense one (per unit)."""
     role = name.rsplit(".", 1)[-1]
+    if role == "kernel" and layer_type == "conv_transpose":
+        return AXES["transposed kernel"]
     if role in ("kernel", "weights"):
         return AXES[role]
     if role == "bias":
-        return AXES["conv bias"] if layer_type == "conv" else AXES["bias"]
+        return AXES["conv bias"] if layer_type in ("conv", "conv_transpose") else AXES["bias"]
+    # batch norm's statistics, γ and β are per channel (or feature); layer norm's statistics
+    # per sample, and its γ, β have a sample's shape
+    if layer_type in ("batchnorm", "layernorm") and (role in ("gamma", "beta", "mean", "var")
+                                                     or name.endswith((".mean.delta", ".var.delta"))):
+        if layer_type == "batchnorm":
+            return ("channel",)
+        if role in ("gamma", "beta"):
+            return AXES["map"][1:] if len(shape) == 3 else AXES["bias"]
+        return ("sample",)
     return AXES["map"] if len(shape) == 4 else AXES["dense"]
 
 
@@ -69,11 +81,12 @@ def block_title(names, axes, outer, base: int) -> str:
 
 # --- written-out sums: one way of writing `0.61·0.25 + 0.02·(−0.15)` for every renderer ---
 
-def factor_text(value, label: str | None = None, first: bool = True) -> tuple[str, bool]:
+def factor_text(value, label: str | None = None, first: bool = True,
+                significant: int = SIGNIFICANT) -> tuple[str, bool]:
     """(text, negative) of one factor in a product: a constant by its label (1/4, −0.5), a
     value by its number.  The first factor's minus becomes the term's sign; a later negative
     factor is written in parentheses."""
-    text = label if label is not None else number(value)
+    text = label if label is not None else number(value, significant)
     negative = text.startswith(("-", MINUS))
     bare = text[1:] if negative else text
     if negative and not first:
@@ -81,11 +94,11 @@ def factor_text(value, label: str | None = None, first: bool = True) -> tuple[st
     return bare, negative
 
 
-def product_text(factors) -> tuple[bool, list[str]]:
+def product_text(factors, significant: int = SIGNIFICANT) -> tuple[bool, list[str]]:
     """(negative, factor texts) of one term; `factors` are (value, constant label or None)."""
     texts, negative = [], False
     for k, (value, label) in enumerate(factors):
-        text, sign = factor_text(value, label, first=k == 0)
+        text, sign = factor_text(value, label, first=k == 0, significant=significant)
         negative = sign if k == 0 else negative
         texts.append(text)
     return negative, texts

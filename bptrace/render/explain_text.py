@@ -68,7 +68,7 @@ def render(explanation, width: int = 100):
             parts += _windows(e) + [Text()]
         if e.share:
             parts += [Text(f"through average pooling ({e.layer}): each window this cell is in passes "
-                           f"{e.share} of its error (1 / the window's area) back to it"), Text()]
+                           f"{e.share} of its error ({e.share_reason}) back to it"), Text()]
         if e.dense_row:
             parts += _dense_row(e, width) + [Text()]
         direct = _terms(e, width)
@@ -251,11 +251,17 @@ def _full_convolution(fc, width: int) -> list:
     how = []
     if (sh, sw) != (1, 1):
         how.append(f"stride {sh},{sw}: {sh - 1} zero row(s) and {sw - 1} zero column(s) between its elements")
+    dilated = fc.dilation != (1, 1)
+    size = "dilation·(kernel size − 1)" if dilated else "kernel size − 1"
     for count, what in ((bh, "row"), (bw, "column")):
         if count >= 0:
-            how.append(f"{count} zero {what}(s) before it (kernel size − 1 − padding)")
+            how.append(f"{count} zero {what}(s) before it ({size} − padding)")
         else:
-            how.append(f"its first {-count} {what}(s) dropped (the padding is wider than kernel size − 1)")
+            how.append(f"its first {-count} {what}(s) dropped (the padding is wider than {size})")
+    if dilated:
+        dh, dw = fc.dilation
+        how.append(f"dilation {dh},{dw}: the kernel's taps, and so the window's cells that meet them, "
+                   f"are {dh} row(s) and {dw} column(s) apart")
     parts = [Text("full convolution: the delta, padded with zeros,", style="bold"),
              Text(f"slid under {fc.flipped_from}", style="bold")]
     parts += [Text("  " + line, style="dim") for line in how]
@@ -363,21 +369,33 @@ def render_overview(o, width: int = 100):
                           + (" …" if len(o.computed) > 12 else "") + " before that"))
     parts += [Text(note) for note in o.notes]
     parts.append(Text())
-    shown = o.elements[:OVERVIEW_ELEMENTS]
-    cells = [f"{format_index(i)} {signed(v)}" for i, v in shown]
-    cell_width = max(len(c) for c in cells) + 3
-    per_line = max(1, width // cell_width)
-    table = Table(box=None, show_header=False, padding=(0, 3, 0, 0), pad_edge=False)
-    for _ in range(min(per_line, len(cells))):
-        table.add_column(no_wrap=True)
-    for start in range(0, len(cells), per_line):
-        row = cells[start:start + per_line]
-        table.add_row(*(row + [""] * (min(per_line, len(cells)) - len(row))))
-    parts += [Text(f"{len(o.elements)} element{'s' * (len(o.elements) != 1)} (index  value):"), table]
-    if len(o.elements) > OVERVIEW_ELEMENTS:
-        parts.append(Text(f"… {len(o.elements) - OVERVIEW_ELEMENTS} more (see `bptrace run --format json`)"))
+    parts += [Text(f"{len(o.elements)} element{'s' * (len(o.elements) != 1)}, laid out as the tensor:"),
+              _tensor(o, width)]
     parts += [Text(), Text(f"one element, term by term: bptrace explain SCENARIO '{o.example}'", style="dim")]
     return Group(*parts)
+
+
+def _tensor(o, width):
+    """The step's elements as its tables (the run's layout, 10 significant digits of the
+    step's largest), indices in the scenario's base."""
+    from .common import axis_names
+    from .layout import arrange, grids, table_format, text_tables
+
+    written = [index for index, _ in o.elements]
+    values = [value for _, value in o.elements]
+    if not written or not written[0]:
+        return Text(signed(values[0]) if values else "")
+    base = min(min(index) for index in written)       # every element is listed: the smallest is the base
+    kept = tuple(max(i[axis] for i in written) + 1 - base for axis in range(len(written[0])))
+    role = o.name.rsplit(".", 1)[-1]
+    rank = 2 if role == "weights" or (len(kept) <= 2 and role not in ("kernel",) and len(kept) == 1) else 4
+    shape = (1,) * max(0, rank - len(kept)) + kept
+    fmt = table_format(values, 10)
+    texts = [fmt.text(v) for v in values]
+    tables = text_tables(grids(shape, axis_names(o.name, shape), base)[0], texts, width=width - 2)
+    lines = arrange(tables, width - 2)
+    scale = f"(values {fmt.scale_text})\n" if fmt.scale_text else ""
+    return Text(scale + "\n".join("  " + "".join(t for t, _ in line).rstrip() for line in lines))
 
 
 # --- a conv layer as a dense layer --------------------------------------------------------

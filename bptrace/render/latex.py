@@ -11,22 +11,47 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from . import document as doc
-from .common import number, sum_pieces
+from .common import sum_pieces
+from .layout import DEFAULT_DIGITS, split_columns
+from .view import HEAT_LIMIT, trace_view, zero_note
 
-# the text width in points (A4, 2 cm margins), less the brackets, to fit a block's columns
-LINE_POINTS = 440
-MAX_COLUMNS = 16
+# the text width in points (A4, 2 cm margins), for as many columns as a table holds
+LINE_POINTS = 480
+DIGIT_POINTS = 4.25       # a digit in \footnotesize, the one size of every table
+CELL_POINTS = 6.0         # the space around a cell (2 \tabcolsep)
+SUM_CHARACTERS = 84       # a written-out sum breaks into lines of about this many characters
 SHORT_RULE = 78          # longer rules are typeset as a paragraph that can break lines
 
 PREAMBLE = r"""\documentclass[10pt]{article}
-\usepackage[a4paper,margin=2cm]{geometry}
-\usepackage{amsmath,amssymb}
-\setcounter{MaxMatrixCols}{40}
+\usepackage[a4paper,margin=2cm,headheight=14pt]{geometry}
+\usepackage{amsmath,amssymb,array,colortbl}
+\usepackage{fancyhdr}
+\definecolor{bplink}{rgb}{0.12,0.37,0.60}
+\definecolor{bpindex}{rgb}{0.45,0.48,0.52}
+\usepackage[bookmarks=true,bookmarksopen=true,bookmarksopenlevel=1,colorlinks=true,linkcolor=bplink,
+  pdfborder={0 0 0}]{hyperref}
+\pagestyle{fancy}
+\fancyhf{}
+\renewcommand{\sectionmark}[1]{\markboth{#1}{#1}}
+\renewcommand{\subsectionmark}[1]{\markright{#1}}
+\fancyhead[L]{\small\nouppercase{\leftmark}}
+\fancyhead[R]{\small\ttfamily\nouppercase{\rightmark}}
+\fancyfoot[C]{\small\thepage}
 \setlength{\parindent}{0pt}
 \setlength{\parskip}{0.5ex}
 \allowdisplaybreaks
 \begin{document}
+"""
+
+# what a --fragment needs from the document it goes into (written at its top)
+FRAGMENT_NEEDS = ("% bptrace output (fragment): needs \\usepackage{amsmath,amssymb,array,colortbl} and, for\n"
+                  "% links, hyperref (without it names are plain text)\n")
+
+# macros of the output, defined by the document (and by a fragment, where it has none)
+MACROS = r"""\providecommand{\hyperlink}[2]{#2}
+\providecommand{\hypertarget}[2]{#2}
+\providecommand{\bpidx}[1]{{\color[rgb]{0.45,0.48,0.52}#1}}
+\providecommand{\bpresult}[1]{\fbox{\rule[-0.6ex]{0pt}{2.6ex}#1}}
 """
 
 # characters outside ASCII, in text mode and in math mode
@@ -46,6 +71,8 @@ MATH_CHARS = {
 }
 for _digit, _sub in zip("0123456789", "₀₁₂₃₄₅₆₇₈₉"):
     MATH_CHARS[_sub] = "_{" + _digit + "}"
+for _digit, _sup in zip("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻"):
+    MATH_CHARS.setdefault(_sup, "^{" + _digit + "}")
 SPECIAL_TEXT = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#", "%": r"\%", "&": r"\&",
                 "$": r"\$", "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                 "<": r"\ensuremath{<}", ">": r"\ensuremath{>}", "|": r"\ensuremath{|}"}
@@ -120,22 +147,22 @@ def name(value: str) -> str:
     return r"\mathrm{" + "".join(r"\_" if c == "_" else c for c in value) + "}"
 
 
-def _classify(rule: str):
+def _classify(rule: str, links=frozenset()):
     """[(kind, latex)] with kind "math", "text" or "neutral" (spaces and punctuation,
-    which join whichever side surrounds them)."""
+    which join whichever side surrounds them).  Names in `links` link to their step."""
     tokens = []
     for match in _TOKEN.finditer(rule):
         kind = match.lastgroup
         value = match.group(0)
         if kind == "name":
-            tokens.append(("math", name(value), value))
+            tokens.append(("math", linked(value, name(value), links), value))
         elif kind == "ie":
             tokens.append(("text", value, value))
         elif kind == "word":
             if len(value) == 1:
                 tokens.append(("math", value, value))
             elif value in VALUE_WORDS:
-                tokens.append(("math", name(value), value))
+                tokens.append(("math", linked(value, name(value), links), value))
             elif value in OPERATORS:
                 tokens.append(("math", r"\operatorname{" + value.replace("_", r"\_") + "}", value))
             else:
@@ -162,9 +189,9 @@ def _classify(rule: str):
     return [(kind, latex, raw) for kind, (_, latex, raw) in zip(kinds, tokens)]
 
 
-def _runs(rule: str):
+def _runs(rule: str, links=frozenset()):
     runs = []
-    for kind, latex, raw in _classify(rule):
+    for kind, latex, raw in _classify(rule, links):
         if runs and runs[-1][0] == kind:
             runs[-1][1].append((latex, raw))
         else:
@@ -172,10 +199,11 @@ def _runs(rule: str):
     return runs
 
 
-def math(rule: str) -> str:
-    """A rule as math: names upright, Σ_i as \\sum_{i}, prose in \\text{}."""
+def math(rule: str, links=frozenset()) -> str:
+    """A rule as math: names upright, Σ_i as \\sum_{i}, prose in \\text{}; the names in
+    `links` link to their steps."""
     out = []
-    for kind, pieces in _runs(rule):
+    for kind, pieces in _runs(rule, links):
         if kind == "text":
             raw = "".join(raw for _, raw in pieces)
             # a wide gap before a remark, as in "f.out[k] = s1.out[i,j]  (each map row by row)"
@@ -186,10 +214,10 @@ def math(rule: str) -> str:
     return "".join(out).strip()
 
 
-def mixed(rule: str) -> str:
+def mixed(rule: str, links=frozenset()) -> str:
     """A rule as a paragraph: prose as text (so it can break lines), formulas as $…$."""
     out = []
-    for kind, pieces in _runs(rule):
+    for kind, pieces in _runs(rule, links):
         if kind == "text":
             out.append(text("".join(raw for _, raw in pieces)))
         else:
@@ -200,11 +228,21 @@ def mixed(rule: str) -> str:
     return "".join(out).strip()
 
 
-def displayed(rule: str) -> str:
+def displayed(rule: str, links=frozenset()) -> str:
     """Each rule as a displayed equation; a long one as a displayed paragraph that breaks."""
     if len(rule) <= SHORT_RULE:
-        return r"\[" + "\n" + math(rule) + "\n" + r"\]" + "\n"
-    return (r"\[" + "\n" + r"\parbox{0.94\linewidth}{\raggedright " + mixed(rule) + "}\n" + r"\]" + "\n")
+        return r"\[" + "\n" + math(rule, links) + "\n" + r"\]" + "\n"
+    return (r"\[" + "\n" + r"\parbox{0.94\linewidth}{\raggedright " + mixed(rule, links) + "}\n" + r"\]" + "\n")
+
+
+def anchor(step_name: str) -> str:
+    """The hyperref target of a step: `step:c1.grad.kernel` (names are letters, digits, _ and .)."""
+    return "step:" + step_name.replace("_", "-")
+
+
+def linked(value: str, latex: str, links) -> str:
+    """`latex` (a name as math) linked to the step `value` when it is one of `links`."""
+    return rf"\hyperlink{{{anchor(value)}}}{{{latex}}}" if value in links else latex
 
 
 def number_math(value: str) -> str:
@@ -217,108 +255,269 @@ def number_math(value: str) -> str:
 
 # --- the document ------------------------------------------------------------------------
 
-def render(trace, only=None, fragment: bool = False) -> str:
-    base = trace.conventions["index_base"]
-    out = []
-    out.append(r"\section*{" + text(trace.name) + "}\n")
-    if trace.description:
-        out.append(text(trace.description.strip()) + "\n\n")
-    out.append(r"\textit{conventions:} " + text(doc.conventions_text(trace)) + r"\\" + "\n")
-    if trace.start:
-        out.append(r"\textit{backward pass:} " + text(trace.start) + "\n\n")
-    out.append(_summary(trace))
-    for title, steps in doc.sections(trace, only):
-        out.append(r"\subsection*{" + text(title) + "}\n")
+def render(trace, only=None, fragment: bool = False, digits: int = DEFAULT_DIGITS, summary: bool = False) -> str:
+    view = trace_view(trace, only, digits, steps=not summary)
+    links = frozenset(step.name for _, steps in view.sections for step in steps)
+    out = [MACROS, r"\section*{" + text(view.title) + "}\n"]
+    if not fragment:
+        out[1] = (r"\thispagestyle{plain}" + "\n" + r"\pdfbookmark[0]{" + text(view.title) + "}{top}\n"
+                  + r"{\Large\bfseries " + text(view.title) + r"\par}\medskip" + "\n")
+    if view.description:
+        out.append(text(view.description) + "\n\n")
+    out.append(r"\textit{conventions:} " + text(view.conventions) + r"\\" + "\n")
+    if view.start:
+        out.append(r"\textit{backward pass:} " + text(view.start) + r"\\" + "\n")
+    out.append(r"\textit{legend:} " + mixed(view.legend) + "\n\n")
+    out.append(_summary(view))
+    if not fragment and view.sections:
+        out.append(r"{\small\tableofcontents}" + "\n")
+    sectioning = r"\section*" if fragment else r"\section"
+    for title, steps in view.sections:
+        out.append(f"{sectioning}{{{text(title)}}}\n")
         for step in steps:
-            out.append(_step(step, trace, base))
+            out.append(_step(step, links, fragment))
+    out.append(_results(view, links, sectioning))
     body = "".join(out)
     if fragment:
-        return ("% bptrace output (fragment): needs \\usepackage{amsmath,amssymb} and\n"
-                "% \\setcounter{MaxMatrixCols}{40} in the preamble\n" + body)
+        return FRAGMENT_NEEDS + body
     return PREAMBLE + body + r"\end{document}" + "\n"
 
 
-def _summary(trace) -> str:
-    rows = doc.summary_rows(trace)
+def _summary(view) -> str:
     lines = [r"\begin{center}\small", r"\begin{tabular}{llrr}", r"\hline",
              r"layer & type & output & parameters \\", r"\hline"]
-    for layer, kind, shape, params in rows:
-        lines.append(" & ".join(text(c) for c in (layer, kind, shape, params if kind else "")) + r" \\")
-    lines += [r"\hline", rf" & & total & {trace.total_params} \\", r"\hline", r"\end{tabular}", r"\end{center}", ""]
+    for layer, kind, shape, params in view.summary:
+        lines.append(" & ".join(text(c) for c in (layer, kind, shape, params)) + r" \\")
+    lines += [r"\hline", rf" & & total & {view.total_params} \\", r"\hline", r"\end{tabular}", r"\end{center}", ""]
     return "\n".join(lines)
 
 
-def _step(step, trace, base) -> str:
-    shape = f" ({doc.shape_text(step.shape)})" if step.values.size > 1 else ""
-    out = [r"\paragraph{" + text(step.name) + "}" + text(shape) + "\n", displayed(step.rule)]
-    note = doc.replaced_note(step)
-    if note:
-        out.append(r"\textit{" + text(note) + "}\n\n")
-    out.append(_values(step, base, step.values, step.name))
-    if step.computed is not None and (step.computed != step.values).any():
-        out.append(r"\textit{computed by the engine before that:}" + "\n\n")
-        out.append(_values(step, base, step.computed, step.name + " (computed)", marks=False))
-    for note in step.notes:
-        out.append(r"\textit{" + text(note) + "}\n\n")
-    lines = doc.sum_lines(step, trace)
-    if lines:
-        out.append(r"{\footnotesize\raggedright" + "\n")
-        for line in lines:
-            out.append(_sum_line(line) + r"\par" + "\n")
-        out.append("}\n")
+def _step(step, links, fragment) -> str:
+    shape = f" ({step.shape_text})" if step.scalar is None else ""
+    heading = r"\texttt{" + text(step.name) + "}" + text(shape) + _scale(step.values)
+    if fragment:
+        out = [r"\paragraph{" + heading + "}\n"]
+    else:
+        out = [r"\subsection[" + text(step.name) + "]{" + heading + "}\n"]
+    out.append(r"\hypertarget{" + anchor(step.name) + "}{}\n")
+    if step.rule is not None:
+        out.append(displayed(step.rule, links))
+    elif step.origin:
+        out.append(r"\textit{" + text(step.origin) + "}\n\n")
+    for kind, note in step.notes:
+        if kind != "note":
+            out.append(r"\textit{" + text(note) + "}\n\n")
+    if step.scalar is not None:
+        out.append(r"\[" + name(step.name) + " = " + step_number(step.scalar) + r"\]" + "\n")
+    elif step.window_source is not None and step.windows:
+        out.append(_pooling(step))
+    else:
+        out.append(_values(step.values, step.windows))
+    if step.same_as_computed:
+        out.append(r"\textit{(the computed values already equal the ones used)}" + "\n\n")
+    if step.replaced:
+        for label, before, after, why in step.replaced:
+            out.append(f"${_element(label)}$: computed ${step_number(before)}$ $\\to$ ${step_number(after)}$ "
+                       f"{text(why)}\\par\n")
+    if step.computed is not None:
+        out.append(r"\textit{computed, before rounding or given values replaced them:}" + "\n\n")
+        out.append(_values(step.computed))
+    if step.sums:
+        out.append(_sums(step.sums, links))
+    for note in step.sum_notes:
+        head, found, command = note.partition("see any element's terms: ")
+        out.append(r"{\small\textit{" + text(head + found.rstrip()) + "}"
+                   + (r"\\\texttt{" + text(command) + "}" if found else "") + "}\n\n")
+    for kind, note in step.notes:
+        if kind == "note":
+            out.append(r"\textit{" + text(note) + "}\n\n")
     return "".join(out) + "\n"
 
 
-def _values(step, base, values, label, marks=True) -> str:
-    single = doc.scalar(step) if values is step.values else (number(values.reshape(-1)[0]) if values.size == 1 else None)
-    if single is not None:
-        return r"\[" + name(label) + " = " + number_math(single) + r"\]" + "\n"
-    widest = max(_digits(number(v)) for v in values.reshape(-1))
-    # long numbers in a smaller font, and as many columns as the line holds
-    size, digit = ("\\small", 4.5) if widest <= 8 else ("\\scriptsize", 3.6)
-    columns = max(1, min(MAX_COLUMNS, int((LINE_POINTS - 6 * len(label)) // (widest * digit + 10))))
-    blocks = doc.blocks(step, base, columns, values=values)
+# --- tables --------------------------------------------------------------------------------
+
+def _cell(value: str, digits: int, sign: bool) -> str:
+    """A number's text in text mode, padded on the left with invisible digits (every digit is
+    as wide as any other) so that the numbers of a column, set flush left, align on the point.
+    `digits`: the most digits before the point in the table; `sign`: some number has a minus."""
+    whole, point, fraction = value.partition(".")
+    negative = whole.startswith("−")
+    bare = whole.lstrip("−")
+    pad = (r"\phantom{$-$}" if sign and not negative else "") + r"\phantom{0}" * max(0, digits - len(bare))
+    if bare == "·":
+        bare = r"\makebox[0.5em]{$\cdot$}"
+    elif bare == "≈0":
+        bare = r"\llap{$\approx$}0"
+    return pad + (r"$-$" if negative else "") + bare + point + fraction
+
+
+# Pastel colours of max-pool windows (as in the HTML), each window its own.
+WINDOW_COLOURS = ((0.91, 0.94, 0.99), (0.99, 0.93, 0.86), (0.91, 0.96, 0.90), (0.96, 0.91, 0.97),
+                  (0.99, 0.97, 0.85), (0.88, 0.96, 0.97))
+
+
+def heat_colour(fraction: float) -> tuple:
+    """A diverging scale: red for positive, blue for negative, white at 0; |fraction| ≤ 1."""
+    strength = 0.55 * min(1.0, abs(fraction))
+    return (1.0, 1.0 - strength, 1.0 - strength) if fraction > 0 else (1.0 - strength, 1.0 - 0.6 * strength, 1.0)
+
+
+def _rgb(colour) -> str:
+    return r"\cellcolor[rgb]{" + ",".join(f"{c:.3f}" for c in colour) + "}"
+
+
+def _values(values, windows=None, colours=None) -> str:
+    """A value's grids as tables of one size, rows and columns labelled, numbers aligned on the
+    point; a big value's cells shaded on a diverging scale (one scale per step)."""
+    if values is None:
+        return ""
+    texts = values.texts
+    widest = max(len(t) for t in texts)
+    label = max(len(g.row_labels[0]) if g.row_labels else 0 for g in values.grids) if values.grids else 0
+    columns = max(1, int((LINE_POINTS - label * DIGIT_POINTS - 12) // (widest * DIGIT_POINTS + CELL_POINTS)))
+    heat = len(texts) > HEAT_LIMIT and values.largest > 0
+    largest = values.largest
     out = []
-    for block in blocks:
-        caption = block.title or block.caption
-        if len(blocks) > 1 or block.title:
-            out.append(r"{\small " + text(caption) + r":}" + "\n")
-        elif block.caption:
-            out.append(r"{\small " + text(block.caption) + "}\n")
-        rows = []
-        for cells, given in zip(block.cells, block.given):
-            rows.append(" & ".join(number_math(c) + (r"^{\dagger}" if g and marks else "") for c, g in zip(cells, given)))
-        lhs = name(label) + " = " if len(blocks) == 1 else ""
-        # a size is a text-mode command: it goes around the display, never inside the math
-        out.append("{" + size + "\n" + r"\[" + "\n" + lhs + r"\begin{bmatrix}" + "\n" + " \\\\\n".join(rows) + "\n"
-                   + r"\end{bmatrix}" + "\n" + r"\]" + "\n}\n")
+    if values.caption:
+        out.append(r"{\small\textit{" + text(values.caption) + "}}\n\n")
+    if heat:
+        out.append(r"{\small\textit{shaded: red positive, blue negative, strongest at the largest magnitude "
+                   + text(f"{largest:.3g}") + "}}\n\n")
+    if windows and colours is None:
+        colours = {}
+    wholes = [t.partition(".")[0] for t in texts]
+    digits = max(len(w.lstrip("−")) if w not in ("·", "≈0") else 1 for w in wholes)
+    sign = any(w.startswith("−") for w in wholes)
+    for grid in (part for g in values.grids for part in split_columns(g, columns)):
+        if grid.title:
+            out.append(r"{\small " + text(grid.title) + r":}\par" + "\n")
+        ncols = len(grid.column_labels)
+        lines = [r"{\footnotesize\setlength{\tabcolsep}{3pt}\renewcommand{\arraystretch}{1.1}",
+                 r"\begin{tabular}{r|*{" + str(ncols) + r"}{l}}",
+                 " & " + " & ".join(r"\multicolumn{1}{c}{\bpidx{" + c + "}}" for c in grid.column_labels)
+                 + r" \\ \hline"]
+        row_labels = grid.row_labels if grid.row_labels is not None else [""]
+        for row_label, row in zip(row_labels, grid.positions):
+            cells = []
+            for p in row:
+                cell = _cell(texts[p], digits, sign)
+                mark = values.marks.get(p, "")
+                if mark == "*":
+                    cell += r"$^{\dagger}$"
+                elif mark == "★":
+                    cell = r"\fbox{\textbf{" + cell + r"}}"
+                colour = ""
+                if colours and p in colours:
+                    colour = _rgb(colours[p])
+                elif heat:
+                    colour = _rgb(heat_colour(values.numbers[p] / largest))
+                cells.append(colour + cell)
+            lines.append(r"\bpidx{" + row_label + "} & " + " & ".join(cells) + r" \\")
+        lines += [r"\end{tabular}}", ""]
+        out.append(r"\par\smallskip" + "\n" + "\n".join(lines) + "\n\n")
     return "".join(out)
 
 
-def _digits(value: str) -> float:
-    """How many digits wide a number is once typeset: a minus sign is wider than a digit,
-    and `e-5` becomes `× 10⁻⁵`."""
-    width = len(value) + 0.6 * value.count("-")
-    return width + 3 if "e" in value else width
+def _pooling(step) -> str:
+    """A max-pool's forward step as the picture: its input with each window in its own colour
+    and each winner starred, then the result in its window's colour."""
+    source = step.window_source
+    colours, out_colours = {}, {}
+    for k, (out_flat, cells, winner) in enumerate(step.windows):
+        colour = WINDOW_COLOURS[k % len(WINDOW_COLOURS)]
+        for cell in cells:
+            colours.setdefault(cell, colour)
+        out_colours[out_flat] = colour
+    return (r"{\small " + text(f"{source.name}: each window in its own colour, its winner framed") + r"}\par" + "\n"
+            + _values(source, colours=colours)
+            + r"{\small " + text(f"{step.name}: each window's winner") + r"}\par" + "\n"
+            + _values(step.values, colours=out_colours))
 
 
-def _sum_line(line) -> str:
-    label = _element(line.label)
-    if line.kind == "max":
-        body = r"\max(" + ", ".join(number_math(t) + (r"^{\star}" if k == line.winner else "")
-                                     for k, t in enumerate(line.terms)) + ")"
-        tail = r"\text{, from }" + _element(line.winner_label) + (r"\text{ (a tie: the first maximum wins)}" if line.tie else "")
-    elif line.kind == "apply":
-        body = _fn(line.fn) + "(" + number_math(line.terms[0]) + ")"
-        tail = ""
+def _scale(values) -> str:
+    """`, values $\\times 10^{-3}$` for a step written in multiples of a power of ten."""
+    exponent = values.format.exponent if values is not None else 0
+    return rf", values $\times 10^{{{exponent}}}$" if exponent else ""
+
+
+# --- written-out sums -----------------------------------------------------------------------
+
+def step_number(value: str) -> str:
+    """A number's text (true minus, ≈0) as math."""
+    return number_math(value.replace("−", "-")).replace("≈", r"\approx ")
+
+
+def _sums(items, links) -> str:
+    """Every written-out sum of a step in one `align*`, aligned on the first `=`, a long sum
+    broken between its terms, its total on a line of its own."""
+    rows = []
+    for item in items:
+        label = _element(item.label, links)
+        pieces, tail = _body(item, links)
+        budget = SUM_CHARACTERS - len(item.label)
+        lines, line, length = [], "", 0
+        for piece, size in pieces:
+            if line and length + size > budget:
+                lines.append(line)
+                line, length = r"\quad ", 4
+            line += piece
+            length += size
+        lines.append(line)
+        total = step_number(item.total) + tail
+        if item.named and item.kind == "sum":
+            # which element each factor is, first, then the numbers
+            plain = item.named.split(" + ")
+            terms = [r" \cdot ".join(_element(f, links) if re.fullmatch(r"[\w.]+(\[[^\]]*\])?", f) else math(f)
+                                     for f in term.split("·")) for term in plain]
+            chunks, size = [[]], 0
+            for term, text_ in zip(terms, plain):
+                if chunks[-1] and size + len(text_) + 3 > budget:
+                    chunks.append([])
+                    size = 0
+                chunks[-1].append(term)
+                size += len(text_) + 3
+            more = " \\\\\n  &\\phantom{=}\\quad + "
+            named = more.join(" + ".join(chunk) for chunk in chunks)
+            rows.append(f"{label} &= {named}" + "".join(f" \\\\\n  &= {line}" if k == 0 else
+                                                        f" \\\\\n  &\\phantom{{=}} {line}" for k, line in enumerate(lines))
+                        + f" = {total}")
+            continue
+        if len(lines) == 1 and length + len(item.total) + len(item.label) < SUM_CHARACTERS:
+            rows.append(f"{label} &= {lines[0]} = {total}")
+        else:
+            rows.append(f"{label} &= {lines[0]}" + "".join(f" \\\\\n  &\\phantom{{=}} {more}" for more in lines[1:])
+                        + f" \\\\\n  &= {total}")
+    return (r"{\footnotesize" + "\n" + r"\begin{align*}" + "\n" + " \\\\\n".join(rows) + "\n"
+            + r"\end{align*}" + "\n}\n")
+
+
+def _body(item, links):
+    """[(latex piece, plain length)] of the right-hand side, and the tail after the total."""
+    if item.kind == "max":
+        pieces = [((r"\max(" if k == 0 else " ") + step_number(t) + (r"^{\star}" if k == item.winner else "")
+                   + (")" if k == len(item.products) - 1 else ","), len(t) + 2)
+                  for k, t in enumerate(item.products)]
+        tail = r"\ \text{from }" + _element(item.winner_label, links) + (r"\text{ (a tie: the first wins)}" if item.tie else "")
+    elif item.kind == "apply":
+        pieces, tail = [(math(item.fn) + "(" + step_number(item.products[0]) + ")", len(item.products[0]) + 4)], ""
+        if item.named:
+            pieces.append((" = " + math(item.named.replace("−", "-")), len(item.named)))
+    elif item.kind == "copy":
+        source = item.products[0]
+        typeset = _element(source, links) if item.sources[0][0] else math(source)
+        pieces, tail = [(typeset, len(source))], ""
     else:
-        body = "".join(sum_pieces(line.terms, dot=r" \cdot ", minus="-", factor=_factor))
-        if not line.terms:
-            body = r"0\text{ (" + ("every term has a zero factor" if line.zero_terms else "nothing reaches it") + ")}"
-        note = doc.zero_note(line)
-        tail = r"\quad\text{(" + note + ")}" if note else ""
-    used = rf"\;\to\; {number_math(line.used)}\text{{ used}}" if line.used is not None else ""
-    return f"${label} = {body} = {number_math(line.total)}{tail}{used}$"
+        texts = sum_pieces(item.products, dot="·")
+        latex = sum_pieces(item.products, dot=r" \cdot ", minus="-", factor=_factor)
+        pieces, tail = [(piece, len(plain)) for piece, plain in zip(latex, texts)], ""
+        if not item.products:
+            pieces = [(r"0\text{ (every term has a zero factor)}", 30)]
+    if item.used is not None:
+        tail += rf"\;\to\; {step_number(item.used)}\text{{ {item.why}}}"
+    note = zero_note(item)
+    if note:
+        tail += r"\quad\text{(" + note + ")}"
+    return pieces, tail
 
 
 def _factor(factor: str) -> str:
@@ -329,10 +528,28 @@ def _factor(factor: str) -> str:
     return math(factor)
 
 
-def _fn(fn: str) -> str:
-    return math(fn) if fn else ""
-
-
-def _element(label: str) -> str:
+def _element(label: str, links=frozenset()) -> str:
     match = re.fullmatch(r"(.+?)(\[[^\]]*\])?", label)
-    return name(match.group(1)) + (match.group(2) or "")
+    return linked(match.group(1), name(match.group(1)), links) + (match.group(2) or "")
+
+
+# --- results -------------------------------------------------------------------------------
+
+def _results(view, links, sectioning) -> str:
+    out = [f"{sectioning}{{Results}}\n"]
+    if view.loss is not None:
+        out.append(r"\bpresult{$\mathrm{loss} = " + step_number(view.loss) + r"$}\par\medskip" + "\n")
+    for result in view.results:
+        what = r"\textit{" + text(result.what) + "}"
+        if result.scalar is not None:
+            out.append(what + r"\quad \bpresult{$" + _element(result.name, links) + " = "
+                       + step_number(result.scalar) + r"$}\par\medskip" + "\n")
+        elif result.largest:
+            out.append(what + ": $" + _element(result.name, links) + "$, " + text(result.largest) + r"\par\medskip" + "\n")
+        else:
+            out.append(what + r": $" + _element(result.name, links) + "$" + _scale(result.values)
+                       + "\n\n" + r"\bpresult{\begin{minipage}{0.96\linewidth}" + "\n"
+                       + _values(result.values) + r"\end{minipage}}\par\medskip" + "\n")
+    if view.explain:
+        out.append(r"{\small every term of any number: \texttt{" + text(view.explain) + "}}\n")
+    return "".join(out)

@@ -6,9 +6,9 @@ small steps are written out as code spans, so that they read the same rendered o
 """
 from __future__ import annotations
 
-from . import document as doc
-from .common import minus_sign, signed
 from .latex import math
+from .layout import DEFAULT_DIGITS, split_columns
+from .view import plain_line, trace_view
 
 MAX_COLUMNS = 12
 
@@ -41,52 +41,89 @@ def table(header: list, rows: list, left: int = 1) -> list:
     return lines
 
 
-def render(trace, only=None) -> str:
-    base = trace.conventions["index_base"]
-    out = [f"# {inline(trace.name)}", ""]
-    if trace.description:
-        out += [inline(trace.description.strip()), ""]
-    out += [f"*conventions:* {inline(doc.conventions_text(trace))}  "]
-    if trace.start:
-        out += [f"*backward pass:* {inline(trace.start)}"]
+def render(trace, only=None, digits: int = DEFAULT_DIGITS, summary: bool = False) -> str:
+    view = trace_view(trace, only, digits, steps=not summary)
+    out = [f"# {inline(view.title)}", ""]
+    if view.description:
+        out += [inline(view.description), ""]
+    out += [f"*conventions:* {inline(view.conventions)}  "]
+    if view.start:
+        out += [f"*backward pass:* {inline(view.start)}  "]
+    out += [f"*legend:* {inline(view.legend)}"]
     out += ["", "## Network", ""]
-    rows = [[layer, kind, shape, params if kind else ""] for layer, kind, shape, params in doc.summary_rows(trace)]
-    rows.append(["", "", "**total**", f"**{trace.total_params}**"])
+    rows = [[layer, kind, shape, params] for layer, kind, shape, params in view.summary]
+    rows.append(["", "", "**total**", f"**{view.total_params}**"])
     out += table(["layer", "type", "output", "parameters"], rows, left=2) + [""]
-    for title, steps in doc.sections(trace, only):
+    for title, steps in view.sections:
         out += [f"## {inline(title)}", ""]
         for step in steps:
-            out += _step(step, trace, base)
+            out += _step(step)
+    out += _results(view)
     return "\n".join(out).rstrip() + "\n"
 
 
-def _step(step, trace, base) -> list:
-    shape = f" ({doc.shape_text(step.shape)})" if step.values.size > 1 else ""
-    out = [f"### `{step.name}`{shape}", "", "$$", math(step.rule), "$$", ""]
-    note = doc.replaced_note(step)
-    if note:
-        out += [f"*{inline(note)}*", ""]
-    out += _values(step, base, step.values)
-    if step.computed is not None and (step.computed != step.values).any():
-        out += ["*computed by the engine before that:*", ""]
-        out += _values(step, base, step.computed, marks=False)
-    out += [f"> {inline(note)}" for note in step.notes] + ([""] if step.notes else [])
-    lines = doc.sum_lines(step, trace)
-    if lines:
-        out += [f"- {code(doc.plain_line(line))}" for line in lines] + [""]
+def _step(step) -> list:
+    shape = f" ({step.shape_text})" if step.scalar is None else ""
+    out = [f"### `{step.name}`{shape}", ""]
+    if step.rule is not None:
+        out += ["$$", math(step.rule), "$$", ""]
+    elif step.origin:
+        out += [f"*{inline(step.origin)}*", ""]
+    out += [f"*{inline(note)}*" + "  " for kind, note in step.notes if kind != "note"]
+    if any(kind != "note" for kind, _ in step.notes):
+        out.append("")
+    out += _values(step.name, step.scalar, step.values)
+    if step.window_source is not None:
+        out += [f"*the windows' winners in {inline(step.window_source.name)} (★):*", ""]
+        out += _values(step.window_source.name, None, step.window_source)
+    if step.same_as_computed:
+        out += ["*(the computed values already equal the ones used)*", ""]
+    if step.replaced:
+        out += [f"- {code(f'{name}: computed {before} → {after} {why}')}" for name, before, after, why in step.replaced]
+        out.append("")
+    if step.computed is not None:
+        out += ["*computed, before rounding or given values replaced them:*", ""]
+        out += _values(step.name, None, step.computed)
+    if step.sums:
+        out += [f"- {code(plain_line(item))}" for item in step.sums] + [""]
+    out += [f"*{inline(note)}*  " for note in step.sum_notes] + ([""] if step.sum_notes else [])
+    out += [f"> {inline(note)}" for kind, note in step.notes if kind == "note"]
+    if any(kind == "note" for kind, _ in step.notes):
+        out.append("")
     return out
 
 
-def _values(step, base, values, marks=True) -> list:
-    if values.size == 1:
-        return [f"{code(step.name)} = {code(signed(values.reshape(-1)[0]))}", ""]
+def _values(name, scalar, values) -> list:
+    if scalar is not None:
+        return [f"{code(name)} = {code(scalar)}", ""]
+    if values is None:
+        return []
     out = []
-    for block in doc.blocks(step, base, MAX_COLUMNS, values=values):
-        if block.title:
-            out += [f"**{inline(block.title)}**", ""]
-        if block.caption:
-            out += [f"*{inline(block.caption)}*", ""]
-        rows = [[label] + [minus_sign(c) + ("†" if g and marks else "") for c, g in zip(cells, given)]
-                for label, cells, given in zip(block.row_labels, block.cells, block.given)]
-        out += table([""] + block.column_labels, rows) + [""]
+    scale = values.format.scale_text
+    captions = [c for c in (values.caption, f"values {scale}" if scale else "", "· = 0" if values.zero_dot else "")
+                if c]
+    if captions:
+        out += [f"*{inline(' · '.join(captions))}*", ""]
+    for grid in (part for g in values.grids for part in split_columns(g, MAX_COLUMNS)):
+        if grid.title:
+            out += [f"**{inline(grid.title)}**", ""]
+        labels = grid.row_labels if grid.row_labels is not None else [""]
+        rows = [[label] + [values.texts[p] + values.marks.get(p, "").replace("*", "†") for p in row]
+                for label, row in zip(labels, grid.positions)]
+        out += table([""] + grid.column_labels, rows) + [""]
+    return out
+
+
+def _results(view) -> list:
+    out = ["## Results", ""]
+    if view.loss is not None:
+        out += [f"{code('loss')} = {code(view.loss)}", ""]
+    for result in view.results:
+        out += [f"**`{result.name}`**: {inline(result.what)}", ""]
+        if result.largest:
+            out += [inline(result.largest), ""]
+        else:
+            out += _values(result.name, result.scalar, result.values)
+    if view.explain:
+        out += [f"every term of any number: {code(view.explain)}", ""]
     return out

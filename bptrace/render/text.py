@@ -12,25 +12,16 @@ column indices.  Nothing is ever cropped: a line that cannot fit is wrapped, nev
 """
 from __future__ import annotations
 
-from itertools import product
-
-import numpy as np
 from rich.cells import cell_len
 from rich.console import Group
 from rich.segment import Segment
 from rich.style import Style
 
-from ..tensors import kept_axes, squeezed_shape
-from .common import (
-    AXES, axis_names, block_title, element, factor_label, product_text, shape_text, signed,
-    sum_pieces, trace_factors, type_text,
-)
+from .layout import DEFAULT_DIGITS, arrange, line_width, text_tables
+from .view import step_view, trace_view, zero_note
+from .common import sum_pieces
+
 INDENT = 2
-GAP = 2            # spaces between two columns of numbers
-BLOCK_GAP = 4      # spaces between two blocks laid side by side
-LIST_LIMIT = 16    # up to this many replaced elements are listed one by one, else a matrix
-TERMS_PER_SUM = 24     # a written-out sum with more (non-zero) terms than this is not written
-TERMS_PER_STEP = 320   # nor are a step's sums when together they have more terms than this
 
 # Styles are built once: parsing a style string per cell would cost more than the layout.
 NAME = Style(bold=True, color="cyan")
@@ -42,49 +33,46 @@ WINNER = Style(color="magenta", bold=True)
 NOTE = Style(color="yellow")
 PHASE = Style(bold=True, color="blue")
 TITLE = Style(bold=True)
+KIND_STYLES = {"given": GIVEN, "winner": WINNER, "zero": DIM}
+NOTE_STYLES = {"rounded": NOTE, "given": GIVEN, "note": NOTE}
 
 NEWLINE = Segment.line()
 
-PHASE_OF = {"input": "forward", "parameter": "forward", "forward": "forward",
-            "loss": "loss", "backward": "backward", "update": "update"}
 
-
-def render(trace, only=None) -> Group:
+def render(trace, only=None, digits: int = DEFAULT_DIGITS, summary: bool = False) -> Group:
     """The whole trace as one rich renderable: heading, network summary, then each step
-    (only the steps named in `only`, when given) under its phase's header."""
-    base = trace.conventions.get("index_base", 0)
-    layer_types = {row.layer: row.type for row in trace.summary}
-    parts = [Heading(trace), Summary(trace)]
-    phase = None
-    for step in trace.steps:
-        if only is not None and step.name not in only:
-            continue
-        if PHASE_OF[step.phase] != phase:
-            phase = PHASE_OF[step.phase]
-            parts.append(PhaseHeader(_phase_title(phase, trace)))
-        parts.append(StepView(step, trace, base, layer_types))
+    (only the steps named in `only`, when given) under its phase's header, and the results.
+    `summary=True`: the heading, the network summary and the results only."""
+    view = trace_view(trace, only, digits, steps=not summary)
+    parts = [Heading(view), Summary(view)]
+    for title, steps in view.sections:
+        parts.append(PhaseHeader(title))
+        parts += [StepText(step) for step in steps]
+    parts.append(Results(view))
     return Group(*parts)
+
+
+def step_renderable(step, trace, digits: int = DEFAULT_DIGITS):
+    """One step as the terminal shows it (for `print(trace["c1.out"])`)."""
+    return StepText(step_view(step, trace, digits))
 
 
 # --- heading and summary ------------------------------------------------------------------
 
 
 class Heading:
-    """The trace's name, its description and the conventions it was traced with."""
+    """The trace's name, its description, the conventions it was traced with and the legend."""
 
-    def __init__(self, trace):
-        conv = trace.conventions
-        self.name = trace.name
-        self.description = " ".join((trace.description or "").split())
-        self.conventions = (f"conventions: kernel={conv.get('kernel')} · flatten={conv.get('flatten')} · "
-                            f"indices from {conv.get('index_base', 0)}")
+    def __init__(self, view):
+        self.view = view
 
     def __rich_console__(self, console, options):
-        width = options.max_width
-        yield from _text_lines(self.name, width, TITLE, indent=0, hang=0)
-        if self.description:
-            yield from _text_lines(self.description, width, None, indent=0, hang=0)
-        yield from _text_lines(self.conventions, width, DIM, indent=0, hang=0)
+        width, view = options.max_width, self.view
+        yield from _text_lines(view.title, width, TITLE, indent=0, hang=0)
+        if view.description:
+            yield from _text_lines(view.description, width, None, indent=0, hang=0)
+        yield from _text_lines(f"conventions: {view.conventions}", width, DIM, indent=0, hang=0)
+        yield from _text_lines(view.legend, width, DIM, indent=0, hang=2)
         yield NEWLINE
 
 
@@ -92,11 +80,10 @@ class Summary:
     """The network, Keras/torchinfo style: layer, type, output shape (length-1 axes
     dropped), parameters, and the total."""
 
-    def __init__(self, trace):
+    def __init__(self, view):
         self.header = ("layer", "type", "output", "params")
-        self.rows = [(row.layer, type_text(row), shape_text(row.out_shape), str(row.params) if row.type else "")
-                     for row in trace.summary]
-        self.total = ("", "", "total", str(trace.total_params))
+        self.rows = view.summary
+        self.total = ("", "", "total", str(view.total_params))
 
     def _line(self, cells, widths):
         *left, right = cells
@@ -113,14 +100,6 @@ class Summary:
             for part in _wrap(text.rstrip(), options.max_width, 2):
                 yield Segment(part, style)
                 yield NEWLINE
-
-
-def _phase_title(phase, trace) -> str:
-    if phase == "backward" and trace.start:
-        return f"backward, {trace.start}"
-    if phase == "update":
-        return "update (one SGD step)"
-    return phase
 
 
 class PhaseHeader:
@@ -171,169 +150,6 @@ def _text_lines(text: str, width: int, style=None, indent: int = INDENT, hang: i
         yield NEWLINE
 
 
-def _split(text: str) -> int:
-    """Where the integer part of a number's text ends (its decimal point)."""
-    point = text.find(".")
-    if point < 0:
-        point = text.find("e")
-    return len(text) if point < 0 else point
-
-
-# --- matrices ------------------------------------------------------------------------------
-
-
-class Cells:
-    """One step's numbers as text, with an optional marker (★, *) and style per element,
-    indexed by flat position in the canonical array."""
-
-    def __init__(self, values, markers=None, styles=None, zero_dot=False):
-        flat = values.reshape(-1).tolist()
-        texts = [signed(v) for v in flat]
-        styles = dict(styles or {})
-        if zero_dot:
-            texts = ["·" if v == 0 else t for v, t in zip(flat, texts)]
-            for k, v in enumerate(flat):
-                if v == 0:
-                    styles.setdefault(k, DIM)
-        self.texts = texts
-        self.points = [_split(t) for t in texts]
-        self.markers = markers or {}
-        self.mark_width = 1 if markers else 0
-        self.styles = styles
-
-
-class Block:
-    """One 2-D table (or a 1-D row) of a step, with a label such as `sample 0 · map 3`.
-
-    Its numbers are aligned on the decimal point within the block: one tiny value in
-    another block does not widen this one."""
-
-    def __init__(self, label, row_ids, col_ids, positions):
-        self.label = label          # str or ""
-        self.row_ids = row_ids      # displayed row indices (strings), or None for a 1-D row
-        self.col_ids = col_ids      # displayed column indices (strings)
-        self.positions = positions  # positions[r][c] -> flat position in Cells
-        # a vector's indices are written `[k]`, the bracket standing over the decimal point
-        self.anchor_extra = 0 if row_ids else 1
-
-    def align(self, cells):
-        flat = [p for row in self.positions for p in row]
-        points, texts = cells.points, cells.texts
-        extra = self.anchor_extra
-        longest = max(len(label) for label in self.col_ids) - extra
-        int_width = max(max(points[p] for p in flat), longest)
-        frac_width = max(max(len(texts[p]) - points[p] for p in flat), extra)
-        mark = " " * cells.mark_width
-        markers = cells.markers
-        self.col_width = int_width + frac_width + cells.mark_width
-        self.cells = [[" " * (int_width - points[p]) + texts[p] + markers.get(p, mark)
-                       + " " * (frac_width - len(texts[p]) + points[p]) for p in row]
-                      for row in self.positions]
-        self.styles = [[cells.styles.get(p) for p in row] for row in self.positions] if cells.styles else None
-        self.headers = [label.rjust(int_width + extra).ljust(self.col_width) for label in self.col_ids]
-        self.row_width = max(len(r) for r in self.row_ids) if self.row_ids else 0
-        self.lead = self.row_width + GAP if self.row_ids else 0
-        ncols = len(self.col_ids)
-        self.table_width = self.lead + ncols * self.col_width + (ncols - 1) * GAP
-        return self
-
-    @property
-    def width(self) -> int:
-        return max(self.table_width, cell_len(self.label))
-
-    def lines(self, cols, label=None):
-        """Lines (lists of (text, style) pieces) of this block restricted to columns `cols`."""
-        gap = " " * GAP
-        lines = []
-        label = self.label if label is None else label
-        if label:
-            lines.append([(label, DIM)])
-        lines.append([(" " * self.lead + gap.join(self.headers[c] for c in cols), INDEX)])
-        rows = self.row_ids if self.row_ids else [None]
-        for r, row_id in enumerate(rows):
-            pieces = [(row_id.rjust(self.row_width) + gap, INDEX)] if row_id is not None else []
-            cells = self.cells[r]
-            styles = self.styles[r] if self.styles else None
-            if not styles or not any(styles[c] for c in cols):
-                pieces.append((gap.join(cells[c] for c in cols), None))
-            else:
-                for k, c in enumerate(cols):
-                    pieces.append(((gap if k else "") + cells[c], styles[c]))
-            lines.append(pieces)
-        return lines
-
-
-def _blocks(shape, axes_names, base, cells):
-    """Split a displayed value into 2-D blocks: the last two kept axes form each table,
-    the axes before them label the blocks.  Returns (blocks, caption)."""
-    kept = kept_axes(shape)
-    sizes = [shape[a] for a in kept]
-    strides = []
-    step = 1
-    for size in reversed(sizes):
-        strides.append(step)
-        step *= size
-    strides.reverse()
-    names = [axes_names[a] if a < len(axes_names) else f"axis {a}" for a in kept]
-    if len(kept) == 1:
-        cols = [f"[{c + base}]" for c in range(sizes[0])]
-        caption = "" if names[0] in ("column", "unit") else f"index: {names[0]}"
-        return [Block("", None, cols, [list(range(sizes[0]))]).align(cells)], caption
-    lead, (rows, cols) = sizes[:-2], sizes[-2:]
-    row_ids = [str(r + base) for r in range(rows)]
-    col_ids = [str(c + base) for c in range(cols)]
-    caption = "" if names[-2:] == ["row", "column"] else f"rows: {names[-2]} · columns: {names[-1]}"
-    blocks = []
-    for outer in product(*(range(n) for n in lead)):
-        offset = sum(i * s for i, s in zip(outer, strides))
-        label = block_title(axes_names, kept[:-2], outer, base)
-        positions = [[offset + r * strides[-2] + c for c in range(cols)] for r in range(rows)]
-        blocks.append(Block(label, row_ids, col_ids, positions).align(cells))
-    return blocks, caption
-
-
-def _line_width(pieces) -> int:
-    return sum(cell_len(text) for text, _ in pieces)
-
-
-def _matrix_lines(blocks, width):
-    """Lay blocks out for `width` cells: side by side on a grid when several fit, one
-    under another otherwise, and split into column blocks (each keeping its column
-    indices) when one is too wide."""
-    out = []
-    if all(b.width <= width for b in blocks):
-        # the most grid columns that fit, each as wide as its widest block
-        for per_line in range(len(blocks), 0, -1):
-            slots = [max(b.width for b in blocks[k::per_line]) for k in range(per_line)]
-            if sum(slots) + (per_line - 1) * BLOCK_GAP <= width:
-                break
-        for start in range(0, len(blocks), per_line):
-            group = [b.lines(range(len(b.col_ids))) for b in blocks[start:start + per_line]]
-            if start:
-                out.append([])
-            for k in range(max(len(lines) for lines in group)):
-                line = []
-                for g, lines in enumerate(group):
-                    pieces = lines[k] if k < len(lines) else []
-                    if g:
-                        line.append((" " * BLOCK_GAP, None))
-                    line.extend(pieces)
-                    if g < len(group) - 1:
-                        line.append((" " * (slots[g] - _line_width(pieces)), None))
-                out.append(line)
-        return out
-    for b, block in enumerate(blocks):
-        ncols = len(block.col_ids)
-        fit = max(1, (width - block.lead + GAP) // (block.col_width + GAP))
-        size = -(-ncols // -(-ncols // fit))      # balanced column blocks of at most `fit`
-        for start in range(0, ncols, size):
-            if b or start:
-                out.append([])
-            out.extend(block.lines(range(start, min(ncols, start + size)),
-                                   f"{block.label}, continued" if block.label and start else None))
-    return out
-
-
 def _emit(lines, indent=INDENT):
     """Segments of laid-out lines, the indent joined to each line's first piece (a big
     trace has tens of thousands of lines: fewer segments, less work for rich)."""
@@ -348,6 +164,15 @@ def _emit(lines, indent=INDENT):
         yield NEWLINE
 
 
+def _tables(values, width, label=None):
+    """A `view.Values` as laid-out tables for `width` cells."""
+    styles = {k: KIND_STYLES[kind] for k, kind in values.kinds.items()} if values.kinds else None
+    tables = text_tables(values.grids, values.texts, values.marks, styles, width)
+    if label is not None and len(tables) == 1:
+        tables[0].label = label
+    return tables
+
+
 # --- written-out sums ----------------------------------------------------------------------
 
 
@@ -355,13 +180,25 @@ class Sum:
     """One written-out element: `label = piece piece … = total tail`, wrapped between pieces
     with continuation lines under the first piece and the total under the first `=`."""
 
-    def __init__(self, label, pieces, total, tail=""):
-        self.label, self.pieces, self.total, self.tail = label, pieces, total, tail
+    def __init__(self, label, pieces, total, tail="", named=None):
+        self.label, self.pieces, self.total, self.tail, self.named = label, pieces, total, tail, named
 
     def lines(self, width):
         head = f"{self.label} = "
         hang = len(head) if len(head) <= width // 2 else 4
         lines, line = [], head
+        if self.named:
+            # which element each factor is, then the numbers under it from `= `
+            named = self.named.split(" + ")
+            for k, piece in enumerate(named):
+                piece = piece if k == 0 else " + " + piece
+                if k and cell_len(line) + cell_len(piece) > width:
+                    lines.append(line.rstrip())
+                    line = " " * hang + piece.lstrip()
+                else:
+                    line += piece
+            lines.append(line)
+            line = " " * max(0, hang - 2) + "= "
         for k, piece in enumerate(self.pieces):
             if k and cell_len(line) + cell_len(piece) > width:
                 lines.append(line.rstrip())
@@ -380,245 +217,145 @@ class Sum:
         return lines
 
 
-def _zero_term(term) -> bool:
-    return any(f.value == 0 for f in term)
+def sum_text(item) -> Sum:
+    """A `view.SumView` as the terminal writes it."""
+    tail = ""
+    if item.kind == "apply":
+        pieces = [f"{item.fn}({item.products[0]})"] + ([f" = {item.named}"] if item.named else [])
+    elif item.kind == "max":
+        pieces, last = [], len(item.products) - 1
+        best = item.products[item.winner]
+        for k, text in enumerate(item.products):
+            mark = "★" if k == item.winner else ("☆" if text == best else "")
+            pieces.append(("max(" if k == 0 else " ") + text + mark + (")" if k == last else ","))
+        tail = f" from {item.winner_label}"
+    elif item.kind == "copy":
+        pieces = list(item.products)
+    else:
+        pieces = sum_pieces(item.products)
+    if item.used is not None:
+        tail += f" → {item.used} {item.why}"
+    note = zero_note(item)
+    if note:
+        tail += f"   ({note})"
+    return Sum(item.label, pieces, item.total, tail, item.named if item.kind == "sum" else None)
 
 
-class StepView:
+class StepText:
     """One step: header, rule, its numbers as a table, what replaced the computed values,
     the written-out sums, and notes."""
 
-    def __init__(self, step, trace, base, layer_types):
-        self.step, self.trace, self.base = step, trace, base
-        self.layer_type = layer_types.get(step.layer, "")
-        self.shown_shape = squeezed_shape(step.shape)
-        self.pinned = step.computed is not None
-        self.zero_dot = False
-        self.explained = set()      # elements whose sum is written out (with computed → used)
-        self.sums, self.sum_notes = self._sums()
-        self.blocks, self.caption = self._table()
-
-    # -- what is shown ---------------------------------------------------------------------
-
-    def _axes(self):
-        return axis_names(self.step.name, self.step.shape, self.layer_type)
-
-    def _table(self):
-        step = self.step
-        if not self.shown_shape:
-            return None, ""
-        markers, styles = {}, {}
-        shape = step.shape
-        if step.given is not None:
-            for k, pinned in enumerate(step.given.reshape(-1).tolist()):
-                if pinned:
-                    markers[k], styles[k] = "*", GIVEN
-        zero_dot = step.name.endswith(".delta") and bool((step.values == 0).any())
-        self.zero_dot = zero_dot
-        cells = Cells(step.values, markers, styles, zero_dot=zero_dot)
-        blocks, caption = _blocks(shape, self._axes(), self.base, cells)
-        return blocks, caption
-
-    def _winner_view(self):
-        """For a max-pool's forward step: its input with each window's winner starred."""
-        step = self.step
-        if self.layer_type != "maxpool" or step.phase != "forward" or not step.expansions:
-            return None
-        source, winners = None, []
-        for expansion in step.expansions.values():
-            if expansion.kind != "max" or expansion.winner is None:
-                continue
-            factor = expansion.terms[expansion.winner][0]
-            if factor.name not in self.trace or factor.index is None:
-                return None
-            source = factor.name
-            winners.append(factor.index)
-        if source is None:
-            return None
-        src = self.trace[source]
-        flat = [int(np.ravel_multi_index(index, src.shape)) for index in winners]
-        cells = Cells(src.values, {k: "★" for k in flat}, {k: WINNER for k in flat})
-        blocks, _ = _blocks(src.shape, AXES["map"], self.base, cells)
-        return source, blocks
-
-    def _sums(self):
-        step = self.step
-        if not step.expansions:
-            return [], []
-        kinds = {e.kind for e in step.expansions.values()}
-        if kinds == {"sum"}:
-            counts = [sum(1 for t in e.terms if not _zero_term(t)) for e in step.expansions.values()]
-            if max(counts) > TERMS_PER_SUM or sum(counts) > TERMS_PER_STEP:
-                longest = max(len(e.terms) for e in step.expansions.values())
-                return [], [f"the sums are not written out: up to {longest} terms each, too many to read"]
-        used = step.values
-        computed = step.computed if step.computed is not None else step.values
-        sums, zero_elements, skips = [], [], []
-        for index, expansion in sorted(step.expansions.items()):
-            label = element(step.name, step.shape, index, self.base)
-            total = signed(computed[index])
-            tail = ""
-            if step.computed is not None and used[index] != computed[index]:
-                why = "given" if step.given is not None and step.given[index] else "rounded"
-                tail = f" → {signed(used[index])} {why}"
-            skipped = 0
-            if expansion.kind == "apply":
-                factor = expansion.terms[0][0]
-                pieces = [f"{expansion.fn}({signed(factor.value)})"]
-            elif expansion.kind == "max":
-                pieces = self._max_pieces(expansion)
-                factor = expansion.terms[expansion.winner][0]
-                tail = f" from {self._factor_element(factor)}" + tail
-            else:
-                terms = [t for t in expansion.terms if not _zero_term(t)]
-                skipped = len(expansion.terms) - len(terms)
-                if not terms:
-                    zero_elements.append(label)
-                    continue
-                pieces = self._sum_pieces(terms)
-            sums.append(Sum(label, pieces, total, tail))
-            skips.append((skipped, len(expansion.terms)))
-            self.explained.add(index)
-        notes = []
-        if {k for k, _ in skips} - {0}:
-            if len(set(skips)) == 1:
-                skipped, count = skips[0]
-                notes.append(f"left out of {'each sum' if len(sums) > 1 else 'the sum'}: {skipped} of its "
-                             f"{count} terms, which have a zero factor")
-            else:
-                for item, (skipped, _) in zip(sums, skips):
-                    if skipped:
-                        item.tail += f"   (+{skipped} zero term{'s' if skipped != 1 else ''})"
-                notes.append("(+n zero terms): terms with a zero factor, left out")
-        if zero_elements:
-            count = len(zero_elements)
-            if count <= 4:
-                notes.append(f"{', '.join(zero_elements)} = 0: every term has a zero factor")
-            else:
-                notes.append(f"{'the other' if sums else 'all'} {count} elements are 0: every term of "
-                             "their sums has a zero factor")
-        return sums, notes
-
-    def _factor_element(self, factor):
-        return factor_label(factor, self.trace, self.step, self.base)
-
-    def _sum_pieces(self, terms):
-        if len(terms) == 1 and len(terms[0]) == 1 and terms[0][0].index is not None:
-            factor = terms[0][0]
-            return [self._factor_element(factor)]
-        return sum_pieces(product_text(trace_factors(term)) for term in terms)
-
-    def _max_pieces(self, expansion):
-        pieces = []
-        best = expansion.terms[expansion.winner][0].value
-        last = len(expansion.terms) - 1
-        for k, (factor,) in enumerate(expansion.terms):
-            mark = "★" if k == expansion.winner else ("☆" if factor.value == best else "")
-            text = signed(factor.value) + mark
-            text = ("max(" if k == 0 else " ") + text + (")" if k == last else ",")
-            pieces.append(text)
-        return pieces
-
-    # -- layout ------------------------------------------------------------------------------
+    def __init__(self, view):
+        self.view = view
 
     def _header(self):
-        step = self.step
-        pieces = [(step.name, NAME)]
-        if not self.shown_shape:
-            pieces.append((" = " + signed(step.values.reshape(-1)[0]), TITLE))
+        view = self.view
+        pieces = [(view.name, NAME)]
+        if view.scalar is not None:
+            pieces.append((" = " + view.scalar, TITLE))
         else:
-            pieces.append(("  " + "×".join(str(d) for d in self.shown_shape), DIM))
-            if self.zero_dot:
+            pieces.append(("  " + view.shape_text, DIM))
+            if view.values.format.scale_text:
+                pieces.append((f"  (values {view.values.format.scale_text})", TITLE))
+            if view.values.zero_dot:
                 pieces.append(("  (· = 0)", DIM))
-        if step.phase in ("input", "parameter"):
-            pieces.append(("  " + step.origin, DIM))
+        if view.origin and view.rule is None:
+            pieces.append(("  " + view.origin, DIM))
         return pieces
 
     def __rich_console__(self, console, options):
         width = options.max_width
-        step = self.step
+        view = self.view
         inner = width - INDENT
         yield NEWLINE
         header = self._header()
-        if _line_width(header) <= width:
+        if line_width(header) <= width:
             yield from _emit([header], indent=0)
         else:
             yield from _text_lines("".join(t for t, _ in header), width, NAME, indent=0, hang=2)
-        if step.phase not in ("input", "parameter"):
-            yield from _text_lines(step.rule, width, RULE)
-        if self.caption:
-            yield from _text_lines(self.caption, width, DIM)
-        if step.rounded:
-            yield from _text_lines(f"rounded: {step.rounded}; later steps use the rounded values",
-                                   width, NOTE)
-        if step.given is not None:
-            count, total = int(step.given.sum()), step.given.size
-            which = "the value" if total == 1 else f"all {total} values" if count == total else \
-                f"{count} of {total} values"
-            yield from _text_lines(f"given: {which} pinned by the scenario (*); later steps use "
-                                   f"{'it' if total == 1 else 'these'}, not the computed "
-                                   f"{'one' if total == 1 else 'ones'}", width, GIVEN)
-        winners = self._winner_view()
-        if winners and self.blocks and len(self.blocks) == 1 and len(winners[1]) == 1:
-            # one small map: the pool's output and its input with the winners, side by side
-            source, (block,) = winners
-            self.blocks[0].label = step.name
-            block.label = f"{source}  ★ = winner"
-            yield from _emit(_matrix_lines([self.blocks[0], block], inner))
-            winners = None
-        elif self.blocks:
-            yield from _emit(_matrix_lines(self.blocks, inner))
-        if self.pinned:
-            yield from self._replaced(width)
-        if winners:
-            source, blocks = winners
+        if view.rule is not None:
+            yield from _text_lines(view.rule, width, RULE)
+        if view.values is not None and view.values.caption:
+            yield from _text_lines(view.values.caption, width, DIM)
+        for kind, note in view.notes:
+            if kind != "note":
+                yield from _text_lines(note, width, NOTE_STYLES[kind])
+        source = view.window_source
+        if view.values is not None:
+            tables = _tables(view.values, inner)
+            if source is not None and len(tables) == 1 and len(source.grids) == 1:
+                # one small map: the pool's output and its input with the winners, side by side
+                tables[0].label = view.name
+                scale = f" ({source.format.scale_text})" if source.format.scale_text else ""
+                tables += _tables(source, inner, f"{source.name}{scale}  ★ = winner")
+                source = None
+            yield from _emit(arrange(tables, inner, DIM, INDEX))
+        yield from self._replaced(width)
+        if source is not None:
             yield NEWLINE
-            yield from _text_lines(f"the windows' winners in {source} (★):", width, DIM)
-            yield from _emit(_matrix_lines(blocks, inner))
-        if self.sums:
+            yield from _text_lines(f"the windows' winners in {source.name} (★):", width, DIM)
+            yield from _emit(arrange(_tables(source, inner), inner, DIM, INDEX))
+        if view.sums:
             yield NEWLINE
-            for item in self.sums:
-                for line in item.lines(inner):
+            for item in view.sums:
+                for line in sum_text(item).lines(inner):
                     yield Segment(" " * INDENT)
                     yield Segment(line)
                     yield NEWLINE
-        if self.sum_notes and not self.sums:
+        if view.sum_notes and not view.sums:
             yield NEWLINE
-        for note in self.sum_notes:
+        for note in view.sum_notes:
             yield from _text_lines(note, width, DIM)
-        for note in step.notes:
-            yield from _text_lines(f"note: {note}", width, NOTE)
+        for kind, note in view.notes:
+            if kind == "note":
+                yield from _text_lines(note, width, NOTE)
 
     def _replaced(self, width):
-        """Computed vs used values of a step that rounding or `given` changed (those whose
-        sums are written out say it there)."""
-        step = self.step
-        used, computed = step.values, step.computed
-        changed = [index for index in _indices(step.shape) if used[index] != computed[index]]
-        if not changed:
+        view = self.view
+        if view.same_as_computed:
             yield from _text_lines("(the computed values already equal the ones used)", width, DIM)
-            return
-        changed = [index for index in changed if index not in self.explained]
-        if not changed:
-            return
-        yield NEWLINE
-        if len(changed) <= LIST_LIMIT:
-            rows = []
-            for index in changed:
-                why = "given" if step.given is not None and step.given[index] else "rounded"
-                rows.append((element(step.name, step.shape, index, self.base),
-                             signed(computed[index]), signed(used[index]), why))
-            w0 = max(len(r[0]) for r in rows)
-            w1 = max(len(r[1]) for r in rows)
-            for name, before, after, why in rows:
+        if view.replaced:
+            yield NEWLINE
+            w0 = max(len(r[0]) for r in view.replaced)
+            w1 = max(len(r[1]) for r in view.replaced)
+            for name, before, after, why in view.replaced:
                 yield from _text_lines(f"{name.ljust(w0)}   computed {before.ljust(w1)}   → {after} {why}",
                                        width, None, hang=4)
-            return
-        yield from _text_lines("computed, before rounding or given values replaced them:", width, DIM)
-        cells = Cells(computed)
-        blocks, _ = _blocks(step.shape, self._axes(), self.base, cells)
-        yield from _emit(_matrix_lines(blocks, width - INDENT))
+        if view.computed is not None:
+            yield NEWLINE
+            yield from _text_lines("computed, before rounding or given values replaced them:", width, DIM)
+            yield from _emit(arrange(_tables(view.computed, width - INDENT), width - INDENT, DIM, INDEX))
 
 
-def _indices(shape):
-    return list(np.ndindex(*shape))
+class Results:
+    """The end of the trace: the loss, each parameter's gradient and update (or the asked-for
+    steps), and how to see any number's terms."""
+
+    def __init__(self, view):
+        self.view = view
+
+    def __rich_console__(self, console, options):
+        width, view = options.max_width, self.view
+        inner = width - INDENT
+        yield from PhaseHeader("results").__rich_console__(console, options)
+        if view.loss is not None:
+            yield NEWLINE
+            yield from _emit([[("loss", NAME), (" = " + view.loss, TITLE)]], indent=0)
+        for result in view.results:
+            yield NEWLINE
+            head = [(result.name, NAME)]
+            if result.scalar is not None:
+                head.append((" = " + result.scalar, TITLE))
+            elif result.values is not None and result.values.format.scale_text:
+                head.append((f"  (values {result.values.format.scale_text})", TITLE))
+            head.append((f"  {result.what}", DIM))
+            yield from _emit([head], indent=0)
+            if result.largest:
+                yield from _text_lines(result.largest, width, None)
+            elif result.values is not None:
+                if result.values.caption:
+                    yield from _text_lines(result.values.caption, width, DIM)
+                yield from _emit(arrange(_tables(result.values, inner), inner, DIM, INDEX))
+        if view.explain:
+            yield NEWLINE
+            yield from _text_lines(f"every term of any number: {view.explain}", width, DIM, indent=0)

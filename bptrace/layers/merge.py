@@ -11,8 +11,21 @@ import math
 
 import numpy as np
 
-from .layers import BuildContext, Layer, Names, ref
-from .spec import Spec, shape_words
+from ..spec import Spec, shape_words
+from .base import BuildContext, Layer, Names, noise_bound, ref
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _canonical_words(shape) -> str:
+    """A canonical shape said in full, with the axes a squeezed one hides: 1 sample, 1 map of 2×2."""
+    if len(shape) == 2:
+        return f"{_plural(shape[0], 'sample')} of {_plural(shape[1], 'feature')}"
+    if len(shape) >= 3:
+        return f"{_plural(shape[0], 'sample')}, {_plural(shape[1], 'map')} of {'×'.join(map(str, shape[2:]))}"
+    return "×".join(map(str, shape))
 
 
 class Merge(Layer):
@@ -37,13 +50,36 @@ class Merge(Layer):
         first = ctx.in_shapes[0]
         for k, shape in enumerate(ctx.in_shapes[1:], start=1):
             if shape != first:
+                words = [shape_words(first), shape_words(shape)]
+                hint = "merge values of the same shape (add a conv or pool on one branch)"
+                if words[0] == words[1]:
+                    # both show alike (a 2×2 map and 2 samples of 2 features): say what each is
+                    words = [_canonical_words(first), _canonical_words(shape)]
+                    hint = ("one is a map, the other feature vectors: a 1-D or 2-D input that no conv reads "
+                            "is feature vectors; write a map with its channel axis, [[[...]]]")
                 raise spec.error("from", f"{self.type} needs values of one shape; {ctx.sources[0]} makes "
-                                         f"{shape_words(first)} but {ctx.sources[k]} makes {shape_words(shape)}",
-                                 "merge values of the same shape (add a conv or pool on one branch)")
+                                         f"{words[0]} but {ctx.sources[k]} makes {words[1]}", hint)
         return tuple(first)
 
     def multiply_adds(self) -> int:
         return 3 * math.prod(self.out_shape) * len(self.in_shapes)
+
+    def noise_terms(self) -> int:
+        return len(self.in_shapes)
+
+    # The same loops on magnitudes, as for the other layers (see Layer.forward_noise), with
+    # one bound per value read.
+    def forward_noise(self, xs, p, out, noise: dict):
+        grown = self.forward([abs(x) + noise[f"in{k}"] for k, x in enumerate(xs)], p, None)
+        plain = self.forward([abs(x) for x in xs], p, None)
+        return noise_bound(grown, plain, self.noise_terms())
+
+    def backward_noise(self, xs, out, delta, p, noise: dict) -> dict:
+        recs = {"in": [None] * len(xs)}
+        grown = self.backward([abs(x) + noise[f"in{k}"] for k, x in enumerate(xs)], abs(out) + noise["out"],
+                              abs(delta) + noise["delta"], p, recs)
+        plain = self.backward([abs(x) for x in xs], abs(out), abs(delta), p, recs)
+        return {"in": [noise_bound(g, q, self.noise_terms()) for g, q in zip(grown["in"], plain["in"])]}
 
     def roles(self, n: Names) -> dict:
         roles = {"out": n.out, "delta": n.delta}

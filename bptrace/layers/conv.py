@@ -1,0 +1,446 @@
+"""Convolution: `conv`, and the transposed convolution `conv_transpose`."""
+from __future__ import annotations
+
+import math
+from itertools import product
+
+import numpy as np
+
+from .base import (
+    Layer,
+    _bias,
+    _letters_text,
+    _makes,
+    _need_map,
+    _out_size,
+    _pair,
+    _parameter,
+    _set_bias,
+    _too_large,
+    as_array,
+    nested,
+    position,
+    ref,
+    sums,
+)
+
+
+class Conv(Layer):
+    """out[n,o,i,j] = Σ_c Σ_u Σ_v kernel[o,c,u,v] · x[n, c, i·sh+dh·u−ph, j·sw+dw·v−pw] + bias[o]
+
+    (correlation, as PyTorch; taps `dilation` apart).  With `conventions.kernel:
+    convolution` the kernel is turned by 180° first, so tap (u,v) reads
+    x[i·sh+dh·(kh−1−u)−ph, ...]: Zhang 2016 eq. 5's I(i−u, j−v) with the kernel indexed from
+    its corner.  Positions outside the input are the zero padding and add nothing.
+    `bias: false` leaves the bias out altogether (PyTorch's bias=False).
+    """
+    type = "conv"
+    keys = frozenset({"kernel", "bias", "stride", "padding", "dilation", "groups", "out_channels", "size"})
+    param_roles = ("kernel", "bias")
+    in_delta_reads = ("delta", "kernel")
+
+    @classmethod
+    def build(cls, name, spec, ctx):
+        _need_map(spec, ctx, "conv")
+        layer = cls(name, ctx.in_shape)
+        N, C, H, W = ctx.in_shape
+        layer.stride = _pair(spec, "stride", (1, 1), minimum=1, signal=H == 1, across=1)
+        layer.padding = _pair(spec, "padding", (0, 0), minimum=0, signal=H == 1, across=0)
+        layer.dilation = _pair(spec, "dilation", (1, 1), minimum=1, signal=H == 1, across=1)
+        layer.groups = groups = spec.integer("groups", 1, minimum=1)
+        layer.flip = ctx.conventions.kernel == "convolution"
+        if C % groups:
+            raise spec.error("groups", f"groups = {groups} does not divide the {C} input maps")
+        in_per_group = C // groups
+        written_size = None
+        if "size" in spec:
+            written_size = _pair(spec, "size", None, minimum=1, signal=H == 1, across=1)
+        if "kernel" in spec:
+            # a fill that leaves out its shape takes the one out_channels and size give
+            fill_shape = (spec.integer("out_channels", minimum=1), in_per_group) + written_size \
+                if "out_channels" in spec and written_size else None
+            written = spec.tensor("kernel", what="the kernel", shape=fill_shape)
+            shape = cls._kernel_shape(spec, written.shape, in_per_group, H, name, ctx, groups)
+            if "out_channels" in spec and spec.integer("out_channels", minimum=1) != shape[0]:
+                raise spec.error("out_channels", f"out_channels is {spec.get('out_channels')}, but the kernel "
+                                                 f"has {shape[0]} filter{'s' * (shape[0] != 1)}",
+                                 "leave out `out_channels` when the kernel is written")
+            if written_size is not None and written_size != shape[2:]:
+                raise spec.error("size", f"size is {written_size[0]}×{written_size[1]}, but the kernel is "
+                                         f"{shape[2]}×{shape[3]}", "leave out `size` when the kernel is written")
+        else:
+            if "out_channels" not in spec or "size" not in spec:
+                raise spec.error(None, "a conv layer needs `kernel`, or `out_channels` and `size` with `init`")
+            shape = (spec.integer("out_channels", minimum=1), in_per_group) + written_size
+        out_channels, _, kh, kw = shape
+        if out_channels % groups:
+            raise spec.error("groups" if "kernel" not in spec else "kernel",
+                             f"groups = {groups} does not divide the {out_channels} output maps")
+        too_large = _too_large(spec, ctx, "kernel" if "kernel" in spec else "size", "kernel",
+                               (kh, kw), layer.padding, layer.dilation)
+        if too_large:
+            raise too_large
+        area = kh * kw
+        layer.params["kernel"] = _parameter(spec, "kernel", shape, ctx,
+                                            (in_per_group * area, out_channels * area), "the kernel")
+        _set_bias(layer, _bias(spec, out_channels, "the bias", " (one per output map)"))
+        layer.out_shape = (N, out_channels) + _out_size((H, W), (kh, kw), layer.stride, layer.padding,
+                                                        layer.dilation)
+        return layer
+
+    @staticmethod
+    def _kernel_shape(spec, written, in_per_group, H, name, ctx, groups):
+        """The canonical [out][in/groups][kh][kw] shape of a kernel written with length-1
+        axes left out: the last two axes are the kernel's rows and columns (the last one
+        only, for a 1-D signal); any axis before them is `out`, or `in` when the layer
+        has several input maps per group."""
+        spatial = 1 if H == 1 and len(written) in (1, 2) and not (len(written) == 2 and in_per_group > 1) else 2
+        if len(written) > 4 or len(written) < spatial:
+            found = "a single number" if not written else f"{len(written)} nested levels"
+            raise spec.error("kernel", f"a kernel is written [kh][kw], [out][kh][kw] or [out][in][kh][kw]; "
+                                       f"found {found}")
+        if spatial == 1:
+            lead, kh, kw = written[:-1], 1, written[-1]
+        else:
+            lead, (kh, kw) = written[:-2], written[-2:]
+        if len(lead) == 2:
+            out, inner = lead
+        elif len(lead) == 1:
+            out, inner = (lead[0], 1) if in_per_group == 1 else (1, lead[0])
+        else:
+            out, inner = 1, 1
+        if inner != in_per_group:
+            # kernels are written [out][in][kh][kw]: `inner` is what the kernel reads
+            expects = inner * groups
+            per_group = f" ({inner} per group × {groups} groups)" if groups > 1 else ""
+            maps = ctx.in_shape[1]
+            raise spec.error("kernel", f"conv {name} expects {expects} input map{'s' * (expects != 1)}{per_group}; "
+                                       + _makes(ctx, f"{maps}"),
+                             f"a kernel is written [out][in][kh][kw]; here in = {in_per_group}")
+        return (out, inner, kh, kw)
+
+    def multiply_adds(self):
+        return 3 * math.prod(self.out_shape) * math.prod(self.params["kernel"].shape[1:])
+
+    def noise_terms(self):
+        # out: the taps and the bias; grad.kernel, grad.bias: every output position and sample;
+        # input delta: every filter's taps
+        (N, O, Ho, Wo), (_, in_per_group, kh, kw) = self.out_shape, self.params["kernel"].shape
+        return max(in_per_group * kh * kw + 1, N * Ho * Wo, O * kh * kw)
+
+    def window(self, o, i, j):
+        """The (kernel channel, input channel, u, v, h, w) under output position (o, i, j),
+        skipping taps that fall on the zero padding."""
+        _, in_per_group, kh, kw = self.params["kernel"].shape
+        out_per_group = self.out_shape[1] // self.groups
+        first = (o // out_per_group) * in_per_group
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        _, _, H, W = self.in_shape
+        for c, u, v in product(range(in_per_group), range(kh), range(kw)):
+            # which input cell tap (u, v) reads: flipped under the convolution convention
+            h = i * sh + dh * ((kh - 1 - u) if self.flip else u) - ph
+            w = j * sw + dw * ((kw - 1 - v) if self.flip else v) - pw
+            if 0 <= h < H and 0 <= w < W:
+                yield c, first + c, u, v, h, w
+
+    def forward(self, x, p, rec):
+        x, kernel = x.tolist(), p["kernel"].tolist()
+        bias = p["bias"].tolist() if "bias" in p else None
+        out = nested(self.out_shape)
+        for n, o, i, j in np.ndindex(*self.out_shape):
+            total = 0
+            for ck, c, u, v, h, w in self.window(o, i, j):
+                total += kernel[o][ck][u][v] * x[n][c][h][w]
+                if rec:
+                    rec.term((n, o, i, j), ("kernel", (o, ck, u, v), kernel[o][ck][u][v]),
+                             ("in", (n, c, h, w), x[n][c][h][w]))
+            if bias is not None:
+                total += bias[o]
+                if rec:
+                    rec.term((n, o, i, j), ("bias", (o,), bias[o]))
+            out[n][o][i][j] = total
+        return as_array(out)
+
+    def backward(self, x, out, delta, p, recs):
+        # The chain rule through out[n,o,i,j] = Σ kernel[o,c,u,v]·x[n,c,h,w] + bias[o]:
+        # every output element sends delta·x to the kernel tap that made it, delta·kernel
+        # to the input cell it read, and delta to the bias.  Summing these scattered
+        # pieces is the 'full convolution' of the delta with the turned kernel.
+        x, kernel, delta = x.tolist(), p["kernel"].tolist(), delta.tolist()
+        kernel_grad = nested(p["kernel"].shape)
+        bias_grad = nested(p["bias"].shape) if "bias" in p else None
+        x_delta = nested(self.in_shape)
+        rk, rb, rx = recs["kernel"], recs.get("bias"), recs["in"]
+        for n, o, i, j in np.ndindex(*self.out_shape):
+            d = delta[n][o][i][j]
+            if bias_grad is not None:
+                bias_grad[o] += d
+                if rb:
+                    rb.term((o,), ("delta", (n, o, i, j), d))
+            for ck, c, u, v, h, w in self.window(o, i, j):
+                kernel_grad[o][ck][u][v] += d * x[n][c][h][w]
+                x_delta[n][c][h][w] += d * kernel[o][ck][u][v]
+                if rk:
+                    rk.term((o, ck, u, v), ("delta", (n, o, i, j), d), ("in", (n, c, h, w), x[n][c][h][w]))
+                if rx:
+                    rx.term((n, c, h, w), ("delta", (n, o, i, j), d), ("kernel", (o, ck, u, v), kernel[o][ck][u][v]))
+        result = {"in": as_array(x_delta), "kernel": as_array(kernel_grad)}
+        if bias_grad is not None:
+            result["bias"] = as_array(bias_grad)
+        return result
+
+    def _letters(self, base):
+        _, in_per_group, kh, kw = self.params["kernel"].shape
+        out_per_group = self.out_shape[1] // self.groups
+        if self.groups == 1:
+            channel = "c"
+        elif in_per_group == 1 and out_per_group == 1:
+            channel = "o"            # one filter per map
+        else:
+            o = "(o−1)" if base else "o"
+            channel = f"{in_per_group}⌊{o}/{out_per_group}⌋+c"
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        _, _, Ho, Wo = self.out_shape
+        return (channel,
+                position("i", Ho, "u", kh, stride=sh, pad=ph, flip=self.flip, base=base, dilation=dh),
+                position("j", Wo, "v", kw, stride=sw, pad=pw, flip=self.flip, base=base, dilation=dw))
+
+    def rules(self, n):
+        N, O, Ho, Wo = self.out_shape
+        kshape = self.params["kernel"].shape
+        _, in_per_group, kh, kw = kshape
+        channel, hpos, wpos = self._letters(n.base)
+        k = ref(n.param("kernel"), kshape, "ocuv")
+        xin = ref(n.x, self.in_shape, ("n", channel, hpos, wpos))
+        b = ref(n.param("bias"), (O,), "o")
+        d = ref(n.delta, self.out_shape, "noij")
+        taps = sums(("c", in_per_group), ("u", kh), ("v", kw))
+        outputs = sums(("n", N), ("i", Ho), ("j", Wo))
+        padded = " (zero outside the input)" if any(self.padding) else ""
+        turned = "kernel as written" if self.flip else "kernel turned 180°"
+        dh, dw = self.dilation
+        spaced = "" if (dh, dw) == (1, 1) else f", its taps {dh if dh == dw else f'{dh},{dw}'} apart"
+        bias = "bias" in self.params
+        rules = {
+            "out": f"{ref(n.out, self.out_shape, 'noij')} = {taps}{k} · {xin}{f' + {b}' if bias else ''}{padded}",
+            "kernel": f"{ref(n.grad('kernel'), kshape, 'ocuv')} = {outputs}{d} · {xin}",
+            "in": f"{ref(n.x_delta, self.in_shape, ('n', 'c', 'h', 'w'))} = Σ {d} · {k} over every output "
+                  f"{_letters_text('ij', (Ho, Wo))}and tap {_letters_text('uv', (kh, kw))}that read it, "
+                  f"i.e. the zero-padded {n.delta} slid under the {turned}{spaced}",
+        }
+        if bias:
+            rules["bias"] = f"{ref(n.grad('bias'), (O,), 'o')} = {outputs}{d}"
+        return rules
+
+
+class ConvTranspose(Layer):
+    """out[n, m, i·sh+dh·u−ph, j·sw+dw·v−pw] += kernel[c,o,u,v] · x[n,c,i,j], then + bias[m]
+
+    (PyTorch's ConvTranspose2d, kernel [in][out/groups][kh][kw]; m is output map o of the
+    group input map c belongs to): each input element times the kernel, added into the
+    output window it lands on (the scatter).  The output is (H−1)·s − 2p + d·(k−1) +
+    output_padding + 1 high; positions outside it (within the padding) are dropped.
+    Backward: the input delta is the correlation of the output delta with the kernel (a
+    strided, dilated conv), the kernel gradient each input element times the delta where it
+    landed.  Under `conventions.kernel: convolution` the kernel is turned by 180° first.
+    """
+    type = "conv_transpose"
+    keys = frozenset({"kernel", "bias", "stride", "padding", "output_padding", "dilation", "groups",
+                      "out_channels", "size"})
+    param_roles = ("kernel", "bias")
+    in_delta_reads = ("delta", "kernel")
+
+    @classmethod
+    def build(cls, name, spec, ctx):
+        _need_map(spec, ctx, "conv_transpose")
+        layer = cls(name, ctx.in_shape)
+        N, C, H, W = ctx.in_shape
+        signal = H == 1
+        layer.stride = _pair(spec, "stride", (1, 1), minimum=1, signal=signal, across=1)
+        layer.padding = _pair(spec, "padding", (0, 0), minimum=0, signal=signal, across=0)
+        layer.output_padding = _pair(spec, "output_padding", (0, 0), minimum=0, signal=signal, across=0)
+        layer.dilation = _pair(spec, "dilation", (1, 1), minimum=1, signal=signal, across=1)
+        layer.groups = groups = spec.integer("groups", 1, minimum=1)
+        layer.flip = ctx.conventions.kernel == "convolution"
+        if C % groups:
+            raise spec.error("groups", f"groups = {groups} does not divide the {C} input maps")
+        written_size = _pair(spec, "size", None, minimum=1, signal=signal, across=1) if "size" in spec else None
+        if "kernel" in spec:
+            written = spec.tensor("kernel", what="the kernel")
+            shape = cls._kernel_shape(spec, written.shape, C, signal, name, ctx)
+            if "out_channels" in spec and spec.integer("out_channels", minimum=1) != shape[1] * groups:
+                raise spec.error("out_channels", f"out_channels is {spec.get('out_channels')}, but the kernel "
+                                                 f"makes {shape[1] * groups} output map{'s' * (shape[1] * groups != 1)}",
+                                 "leave out `out_channels` when the kernel is written")
+            if written_size is not None and written_size != shape[2:]:
+                raise spec.error("size", f"size is {written_size[0]}×{written_size[1]}, but the kernel is "
+                                         f"{shape[2]}×{shape[3]}", "leave out `size` when the kernel is written")
+        else:
+            if "out_channels" not in spec or written_size is None:
+                raise spec.error(None, "a conv_transpose layer needs `kernel`, or `out_channels` and `size` with `init`")
+            out_channels = spec.integer("out_channels", minimum=1)
+            if out_channels % groups:
+                raise spec.error("groups", f"groups = {groups} does not divide the {out_channels} output maps")
+            shape = (C, out_channels // groups) + written_size
+        _, out_per_group, kh, kw = shape
+        for axis, what in ((0, "rows"), (1, "columns")):
+            op, s, d = layer.output_padding[axis], layer.stride[axis], layer.dilation[axis]
+            if op >= s and op >= d:
+                raise spec.error("output_padding", f"output_padding {op} (along the {what}) must be smaller than "
+                                                   f"the stride ({s}) or the dilation ({d}), as in PyTorch",
+                                 "it only picks among the output sizes a stride allows")
+        size = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, s, p, d, k, op in
+                     zip((H, W), layer.stride, layer.padding, layer.dilation, (kh, kw), layer.output_padding))
+        if min(size) < 1:
+            raise spec.error("padding", f"the output would be {size[0]}×{size[1]}: padding "
+                                        f"{layer.padding[0]},{layer.padding[1]} crops more than the "
+                                        "transposed convolution makes", "use less padding")
+        area = kh * kw
+        # PyTorch's fans of a [in][out/groups][kh][kw] weight: fan_in = out/groups·area, fan_out = in·area
+        layer.params["kernel"] = _parameter(spec, "kernel", shape, ctx, (out_per_group * area, C * area),
+                                            "the kernel")
+        _set_bias(layer, _bias(spec, out_per_group * groups, "the bias", " (one per output map)"))
+        layer.out_shape = (N, out_per_group * groups) + size
+        return layer
+
+    @staticmethod
+    def _kernel_shape(spec, written, C, signal, name, ctx):
+        """The canonical [in][out/groups][kh][kw] shape of a kernel written with length-1 axes
+        left out: the last two axes are the kernel's rows and columns (the last one only, for
+        a 1-D signal); one axis before them is `in` when the layer reads several maps, else
+        `out`."""
+        spatial = 1 if signal and len(written) in (1, 2) and not (len(written) == 2 and C > 1) else 2
+        if len(written) > 4 or len(written) < spatial:
+            found = "a single number" if not written else f"{len(written)} nested levels"
+            raise spec.error("kernel", "a conv_transpose kernel is written [kh][kw], [in][kh][kw], [out][kh][kw] "
+                                       f"or [in][out/groups][kh][kw]; found {found}")
+        if spatial == 1:
+            lead, kh, kw = written[:-1], 1, written[-1]
+        else:
+            lead, (kh, kw) = written[:-2], written[-2:]
+        if len(lead) == 2:
+            inner, out = lead
+        elif len(lead) == 1:
+            inner, out = (1, lead[0]) if C == 1 else (lead[0], 1)
+        else:
+            inner, out = 1, 1
+        if inner != C:
+            raise spec.error("kernel", f"conv_transpose {name} reads {inner} input map{'s' * (inner != 1)}; "
+                                       + _makes(ctx, f"{C}"),
+                             f"its kernel is written [in][out/groups][kh][kw] (PyTorch's ConvTranspose2d "
+                             f"weight): here in = {C}")
+        return (inner, out, kh, kw)
+
+    def multiply_adds(self):
+        _, out_per_group, kh, kw = self.params["kernel"].shape
+        return 3 * math.prod(self.in_shape) * out_per_group * kh * kw + 3 * math.prod(self.out_shape)
+
+    def noise_terms(self):
+        # out: every input cell and tap that lands on it, and the bias; input delta: its
+        # taps in every output map of its group; grad.kernel: every input cell and sample;
+        # grad.bias: every output position and sample
+        (N, C, H, W), (_, out_per_group, kh, kw) = self.in_shape, self.params["kernel"].shape
+        _, _, Ho, Wo = self.out_shape
+        return max(C // self.groups * kh * kw + 1, out_per_group * kh * kw, N * H * W, N * Ho * Wo)
+
+    def landing(self, c, i, j):
+        """(kernel's output map, output map, u, v, h, w): where input cell (c, i, j) times
+        tap (u, v) lands in the output, skipping the positions cropped by the padding."""
+        _, out_per_group, kh, kw = self.params["kernel"].shape
+        first = (c // (self.in_shape[1] // self.groups)) * out_per_group
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        _, _, Ho, Wo = self.out_shape
+        for o, u, v in product(range(out_per_group), range(kh), range(kw)):
+            h = i * sh + dh * ((kh - 1 - u) if self.flip else u) - ph
+            w = j * sw + dw * ((kw - 1 - v) if self.flip else v) - pw
+            if 0 <= h < Ho and 0 <= w < Wo:
+                yield o, first + o, u, v, h, w
+
+    def forward(self, x, p, rec):
+        x, kernel = x.tolist(), p["kernel"].tolist()
+        out = nested(self.out_shape)
+        for n, c, i, j in np.ndindex(*self.in_shape):
+            value = x[n][c][i][j]
+            for o, m, u, v, h, w in self.landing(c, i, j):
+                out[n][m][h][w] += kernel[c][o][u][v] * value
+                if rec:
+                    rec.term((n, m, h, w), ("kernel", (c, o, u, v), kernel[c][o][u][v]), ("in", (n, c, i, j), value))
+        if "bias" in p:
+            bias = p["bias"].tolist()
+            for n, m, h, w in np.ndindex(*self.out_shape):
+                out[n][m][h][w] += bias[m]
+                if rec:
+                    rec.term((n, m, h, w), ("bias", (m,), bias[m]))
+        return as_array(out)
+
+    def backward(self, x, out, delta, p, recs):
+        # out[n,m,h,w] collects kernel[c,o,u,v]·x[n,c,i,j] for each (i,j,u,v) landing on it: so
+        # x.delta[n,c,i,j] = Σ delta[n,m,h,w]·kernel[c,o,u,v] over where (i,j) landed (the
+        # correlation of the delta with the kernel), and kernel[c,o,u,v] gets x·delta there.
+        x, kernel, delta = x.tolist(), p["kernel"].tolist(), delta.tolist()
+        kernel_grad = nested(p["kernel"].shape)
+        x_delta = nested(self.in_shape)
+        rk, rb, rx = recs["kernel"], recs.get("bias"), recs["in"]
+        for n, c, i, j in np.ndindex(*self.in_shape):
+            value, total = x[n][c][i][j], 0
+            for o, m, u, v, h, w in self.landing(c, i, j):
+                d = delta[n][m][h][w]
+                total += d * kernel[c][o][u][v]
+                kernel_grad[c][o][u][v] += value * d
+                if rx:
+                    rx.term((n, c, i, j), ("delta", (n, m, h, w), d), ("kernel", (c, o, u, v), kernel[c][o][u][v]))
+                if rk:
+                    rk.term((c, o, u, v), ("in", (n, c, i, j), value), ("delta", (n, m, h, w), d))
+            x_delta[n][c][i][j] = total
+        result = {"in": as_array(x_delta), "kernel": as_array(kernel_grad)}
+        if "bias" in p:
+            bias_grad = nested(p["bias"].shape)
+            for n, m, h, w in np.ndindex(*self.out_shape):
+                bias_grad[m] += delta[n][m][h][w]
+                if rb:
+                    rb.term((m,), ("delta", (n, m, h, w), delta[n][m][h][w]))
+            result["bias"] = as_array(bias_grad)
+        return result
+
+    def rules(self, n):
+        N, C, H, W = self.in_shape
+        _, M, Ho, Wo = self.out_shape
+        kshape = self.params["kernel"].shape
+        _, out_per_group, kh, kw = kshape
+        in_per_group = C // self.groups
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        hpos = position("i", H, "u", kh, stride=sh, pad=ph, flip=self.flip, base=n.base, dilation=dh)
+        wpos = position("j", W, "v", kw, stride=sw, pad=pw, flip=self.flip, base=n.base, dilation=dw)
+        if self.groups == 1:
+            m, where = "o", ""
+        else:
+            # output map m of input map c: group ⌊c/in_per_group⌋, its o-th map (in the index base)
+            c = "(c−1)" if n.base else "c"
+            group = c if in_per_group == 1 else f"⌊{c}/{in_per_group}⌋"
+            if out_per_group == 1:
+                m_text = ("c" if in_per_group == 1 else f"{group}+1") if n.base else group
+            else:
+                m_text = f"{out_per_group}{group}+o"
+            m, where = "m", f", m = {m_text} (the output map{'s' * (out_per_group > 1)} of c's group)"
+        k = ref(n.param("kernel"), kshape, "couv")
+        xin = ref(n.x, self.in_shape, "ncij")
+        landed = ref(n.delta, self.out_shape, ("n", m, hpos, wpos))
+        taps = [letter for letter, size in (("c", C), ("i", H), ("j", W), ("u", kh), ("v", kw)) if size > 1]
+        over = f"over {', '.join(taps)} " if taps else ""
+        at = " and ".join(f"{pos} = {letter}" for pos, letter, size in ((hpos, "h", Ho), (wpos, "w", Wo)) if size > 1)
+        cropped = f" (cropped by the padding {ph},{pw})" if any(self.padding) else ""
+        bias = "bias" in self.params
+        b = f" + {ref(n.param('bias'), (M,), m)}" if bias else ""
+        rules = {
+            "out": f"{ref(n.out, self.out_shape, ('n', m, 'h', 'w'))} = Σ {over}{'with ' + at + ' ' if at else ''}"
+                   f"of {k} · {xin}{b}: each {n.x} element times the kernel, added into the output"
+                   f"{cropped}{where}",
+            "kernel": f"{ref(n.grad('kernel'), kshape, 'couv')} = {sums(('n', N), ('i', H), ('j', W))}{xin} · {landed}",
+            "in": f"{ref(n.x_delta, self.in_shape, 'ncij')} = {sums(('o', out_per_group), ('u', kh), ('v', kw))}"
+                  f"{landed} · {k}  (zero outside {n.delta}): the correlation of {n.delta} with the kernel"
+                  f"{where}",
+        }
+        if bias:
+            rules["bias"] = f"{ref(n.grad('bias'), (M,), 'o')} = {sums(('n', N), ('h', Ho), ('w', Wo))}" \
+                            f"{ref(n.delta, self.out_shape, 'nohw')}"
+        return rules
