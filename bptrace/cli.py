@@ -358,7 +358,9 @@ def explain(scenario, target, unrolled, width, no_size_limit):
               help="Write the report to this file instead of the terminal.")
 @click.option("--width", type=click.IntRange(40, 1000), help="Terminal width for text output.")
 @click.option("--no-size-limit", is_flag=True, help="Run networks above the scalar-loop size limit.")
-def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, width, no_size_limit):
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Check the sheets in this many processes.")
+def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, width, no_size_limit, jobs):
     """Check hand-worked answers: every number, the first wrong step, the likely mistake.
 
     Answers come from each SCENARIO's `expected:`, or from --expected files checked against
@@ -369,9 +371,10 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
     Examples:
       bptrace check scenarios/seed001_rounded.yaml
       bptrace check problem.yaml --expected answers/          # a class's sheets, one line each
+      bptrace check problem.yaml --expected answers/ --jobs 4 # the same in 4 processes
       bptrace check problem.yaml --expected grads.npz --rtol 1e-5
       bptrace check homework.yaml --round 4 --mode truncate   # is the mismatch only rounding?
-      bptrace check answers/*.yaml --format json -o report.json
+      bptrace check homework/*.yaml --format json -o report.json   # scenarios with expected:
     """
     from .check import DEFAULT_WORK_LIMIT, answer_files, check_files, command_line_tolerance
     from .scenario import Rounding
@@ -388,7 +391,7 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
     except ScenarioError as error:
         fail(error)
     report = check_files(scenarios, expected, tolerance=tolerance,
-                         rounding=rounding, work_limit=None if no_size_limit else DEFAULT_WORK_LIMIT)
+                         rounding=rounding, work_limit=None if no_size_limit else DEFAULT_WORK_LIMIT, jobs=jobs)
     for sheet in report.files:
         if sheet.error:
             click.echo(f"error: {sheet.error}", err=True)

@@ -49,7 +49,7 @@ ROUNDING_PHASES = {"forward": ("forward",), "backward": ("backward",),
 
 
 def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | None = None,
-        terms: bool = True) -> Trace:
+        terms: bool = True, keep: dict | None = None, reuse: dict | None = None) -> Trace:
     """Trace the scenario.
 
     overrides: name -> Patch, pinned like `given` (the checker passes a student's answers).
@@ -57,6 +57,10 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
     terms:     False records no sums term by term except those `explain` asks for: the
                checker reads only values and runs the engine many times, and recording
                the terms is half the cost of a run.
+    keep:      a dict filled with each layer's forward and backward results, keyed
+               ("forward" | "backward", layer name), for a later run to `reuse`.
+    reuse:     such results to take instead of running those layers' loops: the mistake
+               catalog re-runs only from the first step a mistake changes.
     """
     try:
         pinned = merge_patches(list(scenario.given.values()) + list((overrides or {}).values()))
@@ -67,6 +71,9 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for k in range(1, scenario.steps + 1):
                 one = _Run(scenario, pinned, explain or {}, terms, k, carried)
+                if scenario.steps == 1:
+                    # the catalog's reuse is of one training step's loops, keyed by layer
+                    one.keep, one.reuse = keep, reuse or {}
                 one.trace()
                 steps += one.steps
                 carried, first = one.carried, first or one
@@ -92,6 +99,9 @@ class Carried:
 class _Run:
     """One training step: forward, loss, backward and (when the scenario has one) the
     update, every name prefixed with the step's prefix (none when it trains one step)."""
+
+    keep = None        # run(keep=, reuse=): the catalog's shared layer loops (one training step only)
+    reuse: dict = {}
 
     def __init__(self, scenario: Scenario, pinned: dict, explain: dict, terms: bool = True, k: int = 1,
                  carried: Carried | None = None):
@@ -202,7 +212,7 @@ class _Run:
                     if position < self.forward_bounds else None
                 out = layer.forward(x, params[layer.name], recs, self._stage(layer, n, "forward", recs, bounds))
             else:
-                out = layer.forward(x, params[layer.name], rec)
+                out = self._loop(("forward", layer.name), lambda: layer.forward(x, params[layer.name], rec))
             noise = None
             if position < self.forward_bounds:
                 noise = layer.forward_noise(x, params[layer.name], out,
@@ -263,7 +273,7 @@ class _Run:
                                       **{k: n.extra(k) for k in layer.extras}}) if self.rounding_bounds else None
                 result = layer.backward(*read, recs, self._stage(layer, n, "backward", recs, bounds))
             else:
-                result = layer.backward(*read, recs)
+                result = self._loop(("backward", layer.name), lambda: layer.backward(*read, recs))
             noise = {}
             if self.rounding_bounds:
                 noise = layer.backward_noise(*read, self.bounds({**self._inputs(layer, n), "out": n.out,
@@ -330,6 +340,13 @@ class _Run:
         if layer.merge:
             return {f"in{k}": x for k, x in enumerate(n.xs)}
         return {"in": n.x}
+
+    def _loop(self, key, compute):
+        """A layer's loop, or its result from an earlier run of the same numbers (`reuse`)."""
+        result = self.reuse[key] if key in self.reuse else compute()
+        if self.keep is not None:
+            self.keep[key] = result
+        return result
 
     def _read(self, layer, n: Names):
         """What a layer's loops take: the value it reads, or the list of them for a merge."""

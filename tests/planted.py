@@ -145,6 +145,17 @@ def conv_sheet(mistake: str | None = None, *, pool="max", start="upstream", batc
         sign = 1.0 if mistake == "update-sign" else -1.0
         for name, old in (("c1.new.kernel", k), ("c1.new.bias", b), ("h.new.weights", w), ("h.new.bias", hb)):
             sheet[name] = old.detach() + sign * learning_rate * sheet[name.replace(".new.", ".grad.")]
+    # slips: the right numbers, written wrongly
+    if mistake == "sign-flipped":
+        sheet["c1.grad.kernel"] = -k.grad
+    if mistake == "transposed":
+        sheet["c1.grad.kernel"] = k.grad.reshape(2, 2).T
+    if mistake == "transposed/shape":
+        sheet["h.grad.weights"] = w.grad.T
+    if mistake == "learning-rate-in-gradient":
+        sheet["h.grad.weights"] = learning_rate * w.grad
+    if mistake == "update-is-gradient":
+        sheet["h.new.weights"] = w.grad
     if mistake == "input-delta-valid-not-full/shape":
         sheet["input.delta"] = F.conv2d(z.grad, k.detach().flip(-1, -2))   # the 'valid' 4×4 ⋆ 2×2 = 3×3
     return {name: np.squeeze(value.detach().numpy()) for name, value in sheet.items()}

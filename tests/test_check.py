@@ -411,6 +411,73 @@ def test_text_report_of_many_sheets(golden, tmp_path, monkeypatch):
     assert not [line for line in text.splitlines() if line.endswith(" ")]
 
 
+def test_a_sheet_passed_as_a_scenario_is_recognised(tmp_path):
+    sheet = tmp_path / "alice.yaml"
+    sheet.write_text("c1.grad.kernel: [[0.044592, 0.094119], [0.011258, 0.068312]]\n")
+    result = CliRunner().invoke(main, ["check", str(sheet)])
+    assert result.exit_code == 2
+    assert "this is an answer sheet, not a scenario" in result.output
+    assert f"bptrace check SCENARIO --expected {sheet}" in result.output
+
+
+def test_a_broken_scenario_is_not_taken_for_a_sheet(tmp_path):
+    broken = tmp_path / "p.yaml"
+    broken.write_text("input: [[1, 2], [3, 4]]\nlayers: []\n")
+    result = CliRunner().invoke(main, ["check", str(broken)])
+    assert result.exit_code == 2 and "answer sheet" not in result.output
+
+
+def test_help_examples_use_answers_only_for_answer_sheets():
+    text = CliRunner().invoke(main, ["check", "--help"]).output
+    lines = [line for line in text.splitlines() if "bptrace check" in line and "answers/" in line]
+    assert lines and all("--expected answers/" in line for line in lines)
+
+
+def test_jobs_check_sheets_in_processes_with_the_same_report(tmp_path):
+    """--jobs 2 gives the report of one process, sheet for sheet, in the same order."""
+    for k, number in enumerate(["0.044592", "0.1", "0.044592", "oops", "0.2"]):
+        (tmp_path / f"s{k}.yaml").write_text(f"c1.grad.kernel[0,0]: {number}\n")
+    scenario = str(ROOT / "scenarios/seed001.yaml")
+    one, two = tmp_path.parent / f"{tmp_path.name}-one.json", tmp_path.parent / f"{tmp_path.name}-two.json"
+    first = CliRunner().invoke(main, ["check", scenario, "--expected", str(tmp_path), "--format", "json",
+                                      "-o", str(one)])
+    second = CliRunner().invoke(main, ["check", scenario, "--expected", str(tmp_path), "--format", "json",
+                                       "--jobs", "2", "-o", str(two)])
+    assert first.exit_code == second.exit_code == 2
+    assert json.loads(one.read_text()) == json.loads(two.read_text())
+    assert json.loads(two.read_text())["totals"]["broken"] == 1
+
+
+PID_FOLDER = []
+
+
+def _share_noting_its_process(task, options):
+    """check's `_check_share`, writing down the process that ran it (module level, so that
+    the pool can send it to its workers)."""
+    import os
+    (PID_FOLDER[0] / f"pid{os.getpid()}-{len(list(PID_FOLDER[0].glob('pid*')))}").write_text(" ".join(task[1]))
+    return _ORIGINAL_SHARE[0](task, options)
+
+
+_ORIGINAL_SHARE = []
+
+
+def test_jobs_share_the_sheets_among_processes(tmp_path, monkeypatch):
+    import os
+    from bptrace.check import checker
+    PID_FOLDER[:] = [tmp_path]
+    _ORIGINAL_SHARE[:] = [checker._check_share]
+    monkeypatch.setattr(checker, "_check_share", _share_noting_its_process)      # forked workers see it
+    sheets = tmp_path / "sheets"
+    sheets.mkdir()
+    for k in range(4):
+        (sheets / f"s{k}.yaml").write_text("c1.grad.kernel[0,0]: 0.044592\n")
+    report = checker.check_files([ROOT / "scenarios/seed001.yaml"], [sheets], jobs=2)
+    assert [f.file for f in report.files] == [str(sheets / f"s{k}.yaml") for k in range(4)]
+    shares = list(tmp_path.glob("pid*"))         # two shares of two sheets, none in this process
+    assert len(shares) == 2 and str(os.getpid()) not in {w.name[3:].split("-")[0] for w in shares}
+
+
 def test_many_sheets_never_cut_a_message_on_a_narrow_console(tmp_path, monkeypatch):
     # the verdict column once kept a minimum width the console did not have: rich wrapped the
     # message at that width and then cropped every line ("while pars", "the nod")

@@ -9,7 +9,7 @@ import pytest
 from bptrace.check import Checker, read_answers, references, scenario_answers
 from bptrace.engine import run
 from bptrace.errors import ScenarioError
-from bptrace.mistakes import IDS, variants
+from bptrace.check.mistakes import IDS, variants
 from bptrace.scenario import Patch, load, loads
 from conftest import ROOT, SCENARIOS
 from planted import (conv_scenario, conv_sheet, expected_block, mlp_scenario, mlp_sheet, norm_scenario, norm_sheet,
@@ -34,6 +34,10 @@ PLANTED = [
     ("batch-averaged-not-summed", "batch-averaged-not-summed/parameters", {"batch": 2}, "h.grad.weights"),
     ("bias-gradient-not-summed", "bias-gradient-not-summed", {}, "c1.grad.bias"),
     ("update-sign", "update-sign", {"learning_rate": 0.1}, "c1.new.kernel"),
+    ("sign-flipped", "sign-flipped", {}, "c1.grad.kernel"),
+    ("transposed", "transposed", {}, "c1.grad.kernel"),
+    ("learning-rate-in-gradient", "learning-rate-in-gradient", {"learning_rate": 0.1}, "h.grad.weights"),
+    ("update-is-gradient", "update-is-gradient", {"learning_rate": 0.1}, "h.new.weights"),
 ]
 
 
@@ -48,11 +52,13 @@ def planted_report(mistake, options):
 
 def test_every_catalog_id_has_a_planted_sheet():
     # the optimizer's mistakes are planted in tests/test_training.py, the recurrent and
-    # expression-graph ones in tests/test_circuits.py
+    # expression-graph ones in tests/test_circuits.py; index-base and rounding-only in their
+    # own tests below
     assert {case[0] for case in PLANTED + NORM_PLANTED} | {"batch-summed-not-averaged", "adam-no-bias-correction",
                                             "momentum-sign", "conv-transpose-as-conv",
                                             "recurrent-next-step-path-missing",
-                                            "branch-missing-where-used-twice"} == set(IDS)
+                                            "branch-missing-where-used-twice", "index-base",
+                                            "rounding-only"} == set(IDS)
 
 
 @pytest.mark.parametrize("mistake, first", [("conv-transpose-as-conv", "input.delta"),
@@ -273,6 +279,75 @@ def test_the_loss_gradient_sign_message_gives_the_losss_own_gradient(loss, rule)
     assert rule in variant.message and "flip the sign of s.delta" in variant.message
 
 
+@pytest.mark.parametrize("base", [0, 1])
+def test_answers_in_the_other_index_base_are_named(torch, base):
+    """Elements written as `c1.delta[i,j]` counting from the other base: each holds the
+    element its label names in that base."""
+    from planted import written
+    delta = conv_sheet()["c1.delta"]                        # torch's, [4][4]
+    text = conv_scenario().replace("conventions: {kernel: correlation}",
+                                   f"conventions: {{kernel: correlation, index_base: {base}}}")
+    lines = ["expected:"]
+    cells = [(0, 2), (1, 1), (2, 1), (0, 1)] if base == 0 else [(1, 1), (2, 1), (3, 3), (1, 2)]
+    for i, j in cells:
+        # the student counts from the other base: the label says i + other, this scenario reads i + base
+        other = 1 - base
+        lines.append(f"  c1.delta[{i + other},{j + other}]: {written(delta[i, j])}")
+    report = check_text(text + "\n".join(lines) + "\n")
+    assert report.failed == 3                       # the last one's neighbour is 0 like itself
+    assert [d.id for d in report.diagnosis] == ["index-base"]
+    assert report.unexplained == []
+
+
+def test_the_kernel_not_flipped_diagnosis_survives_round_4_truncate(torch):
+    """`check --round 4 --mode truncate` of a sheet worked without truncating: the numbers
+    off by rounding only are named so, and the planted mistake is still found."""
+    from bptrace.scenario import Rounding
+    scenario = loads(conv_scenario() + expected_block(conv_sheet("kernel-not-flipped")), "sheet.yaml")
+    report = Checker(rounding=Rounding(4, "truncate", ("all",))).check(
+        scenario, scenario_answers(scenario), file="sheet.yaml", scenario_path="sheet.yaml")
+    ids = {d.id: d.explains for d in report.diagnosis}
+    assert set(ids) == {"rounding-only", "kernel-not-flipped"}
+    assert ids["kernel-not-flipped"] == [f"c1.grad.kernel[{i},{j}]" for i in range(2) for j in range(2)]
+    assert report.unexplained == []
+
+
+def test_a_matrix_written_transposed_in_the_wrong_shape_is_named(torch, tmp_path):
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(expected_block(conv_sheet("transposed/shape")))       # h.grad.weights as 4×2
+    scenario = loads(conv_scenario())
+    report = Checker().check(scenario, read_answers(answers, scenario), file=str(answers), scenario_path="x")
+    assert [row.label for row in report.rows if not row.passed] == ["h.grad.weights"]
+    assert [d.id for d in report.diagnosis] == ["transposed"]
+
+
+def test_a_late_wrong_step_runs_only_its_layers_mistakes_from_that_layer(torch, monkeypatch):
+    """Every delta right, the kernel gradient turned: only c1's mistakes are run, and they
+    reuse the clean run's loops up to c1's backward pass (no layer runs forward again)."""
+    from bptrace.layers import Conv, Dense
+
+    scenario = loads(conv_scenario() + expected_block(conv_sheet("kernel-not-flipped")), "sheet.yaml")
+    checker = Checker()
+    checker.model(scenario)
+    from bptrace.check import checker as checking
+
+    calls, diagnosing = [], []
+    for cls in (Conv, Dense):
+        for method in ("forward", "backward"):
+            original = getattr(cls, method)
+            monkeypatch.setattr(cls, method, lambda self, *a, _o=original, _m=method, **k:
+                                (diagnosing and calls.append((self.name, _m))) or _o(self, *a, **k))
+    diagnose = checking.diagnose
+    monkeypatch.setattr(checking, "diagnose", lambda *a, **k: diagnosing.append(1) or diagnose(*a, **k))
+    report = checker.check(scenario, scenario_answers(scenario), file="sheet.yaml", scenario_path="sheet.yaml")
+    assert [d.id for d in report.diagnosis] == ["kernel-not-flipped"]
+    catalog = checker.model(scenario).catalog
+    ran = [catalog.variants[position] for position, run in catalog._runs.items()]
+    assert ran and all(variant.layers == ("c1",) for variant in ran)
+    # the catalog's runs: c1's backward pass alone (a forward call left is the float-noise
+    # bound's magnitude run before the max-pool, which the reuse does not cover yet)
+    assert {call for call in calls if call[1] == "backward"} == {("c1", "backward")}
+    assert ("h", "forward") not in calls
 NEW_LAYER_CASES = ["conv-dilation-groups-convolution-no-bias", "dense-no-bias", "conv-transpose-every-option",
                    "maxpool-ceil-dilation", "avgpool-ceil-mode-divisors", "global-pools-dense", "upsample-scales"]
 

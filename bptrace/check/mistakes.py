@@ -32,13 +32,17 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import ScenarioError
-from .layers import Activation, AvgPool, Conv, ConvTranspose, Dense, Flatten, Identity, MaxPool, Recurrent, Softmax
-from .layers import BatchNorm, Dropout
-from .layers.normalization import _inverse_root
-from .losses import LOSSES
-from .optim import Optimizer
-from .scenario import Loss, Scenario
+from ..engine import run
+from ..errors import ScenarioError
+from ..layers import Activation, AvgPool, BatchNorm, Conv, ConvTranspose, Dense, Dropout, Flatten, Identity, MaxPool
+from ..layers import Recurrent, Softmax
+from ..layers.normalization import _inverse_root
+from ..losses import LOSSES
+from ..optim import Optimizer
+from ..scenario import Loss, Scenario
+from ..tensors import kept_axes
+from .matching import RIGHT, WRONG, references
+from .report import Diagnosis
 
 # A mistake is named only when the numbers it reproduces carry this many significant digits
 # between them: one number written "0.1" matches some mistake or other by chance.
@@ -53,7 +57,12 @@ IDS = (
     "update-sign", "adam-no-bias-correction", "momentum-sign", "conv-transpose-as-conv",
     "recurrent-next-step-path-missing", "branch-missing-where-used-twice",
     "batchnorm-statistics-constant", "dropout-mask-missing", "dropout-scale-missing",
+    "sign-flipped", "transposed", "index-base", "learning-rate-in-gradient", "update-is-gradient",
+    "rounding-only",
 )
+# Slips: the right number written wrongly, recognised from the answer and bptrace's numbers
+# alone (no mistaken run): each maps a wrong number to the values it would be under the slip.
+SLIPS = ("sign-flipped", "transposed", "index-base", "learning-rate-in-gradient", "update-is-gradient")
 
 
 @dataclass
@@ -68,6 +77,7 @@ class Variant:
     # For an answer of another shape than the step's: (name, written shape) → (the step whose
     # numbers it would be, a function from that step's canonical values to the written shape)
     shaped: Callable | None = None
+    parts: tuple = ()             # a mistake made in several layers at once: each layer's own changes
 
 
 # --- the mistaken layers --------------------------------------------------------------------
@@ -770,7 +780,8 @@ def _grouped(sc, found) -> list:
         names = tuple(replaced)
         combined.append(Variant(id_, f"{members[0].message} The same goes for {', '.join(names[1:])}.",
                                 _with_layers(sc, replaced), names,
-                                frozenset().union(*(m.changes for m in members)), form))
+                                frozenset().union(*(m.changes for m in members)), form,
+                                parts=tuple(m.changes for m in members)))
     return combined
 
 
@@ -845,23 +856,17 @@ class Catalog:
         """The steps the variant's changed steps feed, themselves included (the clean
         trace's `reads`, followed forward)."""
         if position not in self._reach:
-            reached = set(self.variants[position].changes)
-            for name in self.model.order:
-                if any(r in reached for r in self.model.reads[name]):
-                    reached.add(name)
-            self._reach[position] = frozenset(reached)
+            self._reach[position] = frozenset(self.model.downstream(self.variants[position].changes))
         return self._reach[position]
 
     def run(self, position: int) -> MistakenRun | None:
         """The variant's run without answers; None when it drives the network out of range
         (then it is no candidate)."""
         if position not in self._runs:
-            from .check import references
-            from .engine import run
-
             variant, model = self.variants[position], self.model
             try:
-                refs = references(run(variant.scenario, terms=False), variant.scenario)
+                reuse = model.reusable(self.reach(position), exclude=variant.layers)
+                refs = references(run(variant.scenario, terms=False, reuse=reuse), variant.scenario)
             except ScenarioError:
                 self._runs[position] = None
                 return None
@@ -873,23 +878,50 @@ class Catalog:
         return self._runs[position]
 
 
-def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match, evidence) -> tuple[list, list]:
+def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match, evidence,
+             near=None) -> tuple[list, list]:
     """The catalog entries that reproduce the sheet's wrong numbers, and the labels of the
     wrong answers none reproduces.
 
     rows: the checker's rows; overrides: the sheet's answers as pinned patches; own: every
     step's numbers computed from the sheet's own answers; match(written, value) → truthy;
-    evidence(written) → the significant digits a match with it is worth."""
-    from .check import WRONG
-
+    evidence(written) → the significant digits a match with it is worth.  near(written,
+    value) → truthy within one unit of the last written decimal: given when the scenario
+    rounds (--round), whose sheets differ from bptrace's chain of rounded numbers in the
+    last digit.  Such a number is "rounding-only", and mistaken runs are matched with near."""
     wrong = [row for row in rows if row.verdict == WRONG]
     if not wrong:
         return [], []
     found = {}
+    model = catalog.model
+    if near is not None:
+        rounded = [row.label for row in wrong if row.shape is None and row.written is not None and (
+            near(row.written, row.bptrace) or near(row.written, float(own[row.name][row.index])))]
+        if rounded:
+            found["rounding-only"] = {"variants": [], "labels": rounded, "message": (
+                f"{model.scenario.rounding.describe() if model.scenario.rounding else 'Rounding'}: your "
+                "number is within one unit of its last decimal of bptrace's; the mismatch is rounding only.")}
+            # to the catalog, a number off by rounding only is a right one (which a mistake
+            # that changes its step must still reproduce)
+            rows = [dataclasses.replace(row, verdict=RIGHT) if row.label in rounded else row for row in rows]
+            wrong = [row for row in wrong if row.label not in rounded]
+        match = near
     wrong_steps = {row.name for row in wrong}
+    # a mistake that reaches a delta the sheet answered whole and right against the clean
+    # run (some of it not 0) would contradict it: not run either, so that a late wrong
+    # answer after right ones runs only the mistakes of its own layer.  (Only deltas: a sum
+    # over positions, a bias gradient, can come out right from a mistaken routing.)
+    whole = {row.name for row in rows if row.shape is None and not row.element and row.verdict == RIGHT
+             and row.bptrace != 0 and row.name.endswith(".delta")}
+    right_steps = whole - {row.name for row in rows if row.verdict != RIGHT}
     for position in range(len(catalog.variants)):
+        reach = catalog.reach(position)
         # a mistake whose changed steps feed no wrong answer cannot explain any: not run
-        if not wrong_steps & catalog.reach(position):
+        if not wrong_steps & reach or reach & right_steps:
+            continue
+        # made in several layers at once, it adds nothing where one of them reaches no wrong
+        # step: that one's own variant is run on its own
+        if any(not wrong_steps & model.downstream(part) for part in catalog.variants[position].parts):
             continue
         mistaken = catalog.run(position)
         if mistaken is None:
@@ -899,8 +931,8 @@ def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match, ev
             entry = found.setdefault(mistaken.variant.id, {"variants": [], "labels": []})
             entry["variants"].append(mistaken.variant)
             entry["labels"] += [label for label in explained if label not in entry["labels"]]
-    from .check import Diagnosis
-
+    for id_, (message, labels) in _slips(model, wrong, own, match).items():
+        found[id_] = {"variants": [], "labels": labels, "message": message}
     order = {row.label: position for position, row in enumerate(rows)}
     by_label = {row.label: row for row in rows}
 
@@ -916,11 +948,16 @@ def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match, ev
         layers = []
         for variant in entry["variants"]:
             layers += [name for name in variant.layers if name not in layers]
-        diagnoses.append(Diagnosis(id_, entry["variants"][0].message, labels, layers))
+        message = entry["message"] if "message" in entry else entry["variants"][0].message
+        diagnoses.append(Diagnosis(id_, message, labels, layers))
     # a mistake that reproduces only part of what another reproduces adds nothing to it
     # (averaging over the batch also averages the bias gradient): keep the larger one
     diagnoses = [d for d in diagnoses
                  if not any(set(d.explains) < set(other.explains) for other in diagnoses)]
+    # a slip (the right number written wrongly) is named only for what no mistake of the
+    # catalog reproduces: a 2×2 delta laid back in the other flatten order is also transposed
+    caught = {label for d in diagnoses if d.id not in SLIPS for label in d.explains}
+    diagnoses = [d for d in diagnoses if d.id not in SLIPS or not set(d.explains) <= caught]
     diagnoses.sort(key=lambda d: (order[d.explains[0]], IDS.index(d.id)))
     covered = {label for d in diagnoses for label in d.explains}
     return diagnoses, [row.label for row in wrong if row.label not in covered]
@@ -929,9 +966,6 @@ def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match, ev
 def _explained(catalog, mistaken: MistakenRun, rows, overrides, own, match) -> list:
     """The labels of the wrong answers this mistake reproduces (whole steps only), or []
     when it reproduces none or disagrees with a number the sheet got right."""
-    from .check import WRONG
-    from .engine import run
-
     model, variant = catalog.model, mistaken.variant
     order = model.order
     relevant = [row for row in rows if order[row.name] >= mistaken.first]
@@ -952,7 +986,7 @@ def _explained(catalog, mistaken: MistakenRun, rows, overrides, own, match) -> l
         if where == "clean":
             return mistaken.refs[name]
         if "trace" not in mine:
-            mine["trace"] = _run_with(run, variant.scenario, overrides)
+            mine["trace"] = _run_with(model, variant, overrides, model.downstream(variant.changes))
         return mine["trace"][name] if mine["trace"] is not None else None
 
     def fits(row, optimistic):
@@ -999,11 +1033,14 @@ def _explained(catalog, mistaken: MistakenRun, rows, overrides, own, match) -> l
     return explained_steps(False)
 
 
-def _run_with(run, scenario, overrides):
-    from .check import references
-
+def _run_with(model, variant: Variant, overrides: dict, reach: frozenset):
+    """The mistaken run with the sheet's answers pinned, re-running only what the mistake
+    or an answer that differs from the clean run reaches."""
+    differing = {name for name, patch in overrides.items()
+                 if not np.array_equal(patch.values[patch.mask], model.trace[name].values[patch.mask])}
+    reuse = model.reusable(set(reach) | model.downstream(differing), exclude=variant.layers)
     try:
-        return references(run(scenario, overrides=overrides, terms=False), scenario)
+        return references(run(variant.scenario, overrides=overrides, terms=False, reuse=reuse), variant.scenario)
     except ScenarioError:
         return None
 
@@ -1030,3 +1067,70 @@ def _sources(model, mistaken: MistakenRun, overrides: dict) -> dict:
         seen_pins = seen_pins or name in perturbed
         sources[name] = "own" if not differs else ("clean" if not pinned_above[name] else "run")
     return sources
+
+
+# --- slips: the right number, written wrongly -------------------------------------------------
+
+def _slips(model, wrong: list, own: dict, match) -> dict:
+    """id → (message, labels of the wrong numbers the slip reproduces)."""
+    sc = model.scenario
+    rate = sc.learning_rate
+    base = sc.conventions.index_base
+    found: dict = {}
+
+    def add(id_, message, label):
+        entry = found.setdefault(id_, (message, []))
+        entry[1].append(label)
+
+    for row in wrong:
+        name = row.name
+        sources = [model.refs[name], own[name]]
+        if row.shape is not None:
+            # a whole step in the wrong shape: the step's matrix transposed
+            for values in sources:
+                turned = np.swapaxes(np.squeeze(values), -1, -2) if np.squeeze(values).ndim >= 2 else None
+                if turned is not None and turned.shape == np.squeeze(row.answer.values).shape and all(
+                        match(w, float(v)) for w, v in zip(row.answer.written, turned.reshape(-1))):
+                    add("transposed", f"Your {name} is bptrace's transposed (rows and columns swapped): "
+                        f"{name} has shape {'×'.join(map(str, np.squeeze(values).shape))}.", row.label)
+                    break
+            continue
+        cell = row.index
+
+        def fits(value):
+            return value is not None and bool(match(row.written, float(value)))
+
+        if any(fits(-values[cell]) for values in sources) and row.bptrace != 0:
+            add("sign-flipped", "The sign is flipped: your number is bptrace's with the opposite sign "
+                "(a minus sign dropped or added).", row.label)
+            continue
+        values_shape = model.refs[name].shape
+        axes = kept_axes(values_shape)
+        if len(axes) >= 2 and values_shape[axes[-1]] == values_shape[axes[-2]] and not row.element:
+            swapped = list(cell)
+            swapped[axes[-1]], swapped[axes[-2]] = cell[axes[-2]], cell[axes[-1]]
+            if tuple(swapped) != cell and any(fits(values[tuple(swapped)]) for values in sources):
+                add("transposed", f"Your {name} is bptrace's transposed: element [i,j] holds [j,i].", row.label)
+                continue
+        if row.element:
+            shift = -1 if base == 0 else 1
+            other = list(cell)
+            for axis in axes:
+                other[axis] += shift
+            if all(0 <= i < d for i, d in zip(other, values_shape)) and any(
+                    fits(values[tuple(other)]) for values in sources):
+                add("index-base", f"This scenario counts indices from {base} (conventions.index_base); your "
+                    f"answer is the element that counting from {1 - base} names.", row.label)
+                continue
+        if rate is not None and ".grad." in name and any(fits(rate * values[cell]) for values in sources):
+            add("learning-rate-in-gradient", f"{name} is the gradient itself; yours has the learning rate "
+                f"{rate:g} already applied (η · gradient is the update's step, not the gradient).", row.label)
+            continue
+        if ".new." in name:
+            grad = name.replace(".new.", ".grad.")
+            candidates = [model.refs[grad][cell], own[grad][cell]] if grad in model.refs else []
+            if grad in model.refs and any(fits(value) or (rate is not None and fits(-rate * value))
+                                          for value in candidates):
+                add("update-is-gradient", f"{name} is the updated parameter, not {grad}: you wrote the "
+                    "gradient (or the step) instead of the new value.", row.label)
+    return found

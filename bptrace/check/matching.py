@@ -1,0 +1,191 @@
+"""Comparing a written number with bptrace's: the tolerance in force, the number as written
+(its decimals read from its text), float noise, and the verdicts.
+
+Also `references`: the numbers a step's answers are held against in a run.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+import numpy as np
+
+from ..errors import ScenarioError
+from ..rounding import round_array, round_number
+from ..scenario import Scenario, Tolerance, tolerance_problem
+
+# Two numbers this close are the same number computed two ways (float noise), whatever
+# was written: |a − b| ≤ NOISE·max(|a|, |b|) + FLOOR.
+NOISE = 1e-9
+FLOOR = 1e-12
+# Before rounding a computed number to the decimals a person wrote, keep this many
+# significant digits: 0.04675 computed as 0.046749999999999997 rounds up, as on paper.
+DENOISE_DIGITS = 12
+# Numbers from an .npz have no text to read decimals from.  Each is right within NPZ_ULPS
+# units in the last place of its own float type at its own magnitude (storing bptrace's number
+# in that type costs half of one), plus NPZ_STEP_EPSILONS epsilons of the step's largest
+# magnitude: a sum that cancels (a delta of 1e-7 out of terms near 1) keeps the absolute
+# error of the terms, which float32 PyTorch gradients of the shipped scenarios show at up to
+# 7.4 epsilons of their step.  That floor is taken in float32 epsilons for coarser types
+# (float16 arrays are float32 results stored small), so a float16 number 1% off fails.
+NPZ_ULPS = 4
+NPZ_STEP_EPSILONS = 16
+# An .npz array may hold at most this many numbers, or its step's count when that is more
+# (a wrong-shape answer is reported as such); checked in its header before any data is read.
+NPZ_MIN_LIMIT = 10_000
+# A number written as a framework prints it (8 or more decimals, or 7 or more significant
+# digits) claims float32's precision, not its own last digit.  It is right within half a
+# unit of its last decimal (the printout's rounding) plus what float32 arithmetic makes of
+# its sum: F32_UNITS float32 epsilons of Σ|terms| (a sum's rounding error grows with its
+# terms, whatever cancels), plus NPZ_STEP_EPSILONS of its step's largest magnitude (the
+# error its inputs carry from earlier sums that cancelled).  Over 28,539 float32 PyTorch
+# numbers of the shipped scenarios printed with 8 decimals, the largest difference is 0.87
+# of that bound, and no number of at least 0.001 and a tenth of its terms passes with its
+# 4th significant digit one off.
+PRECISE_DECIMALS = 8
+PRECISE_DIGITS = 7
+F32_UNITS = 4
+F32_EPS = float(np.finfo(np.float32).eps)
+F32_TEXT = "agrees at float32 precision"
+NPZ_DIGITS = 6          # what a match with a number without text (.npz, export) is worth, in digits
+
+RIGHT, FOLLOWS, WRONG = "right", "follows", "wrong"
+FOLLOWS_TEXT = "follows from your earlier values"
+
+
+# --- tolerance ----------------------------------------------------------------------------
+
+def command_line_tolerance(absolute: float | None, relative: float | None) -> Tolerance | None:
+    """--tolerance ABS and --rtol REL, held to the rules of a scenario's `tolerance:`."""
+    if absolute is None and relative is None:
+        return None
+    for option, key, value in (("--tolerance", "abs", absolute), ("--rtol", "rel", relative)):
+        problem = tolerance_problem(key, value) if value is not None else None
+        if problem:
+            raise ScenarioError(problem, key=option)
+    return Tolerance(absolute or 0.0, relative or 0.0)
+
+
+# --- numbers as written -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Written:
+    """One number of a sheet: its value, and its text as written by a person (None from an
+    .npz, or from a program's export, whose digits are a float's and not a claim)."""
+    value: float
+    text: str | None
+    dtype: str | None = None   # an .npz number's float type ("float32"), which sets its precision
+    scale: float = 0.0         # the largest magnitude of the step it answers (bptrace's), for .npz or precise numbers
+    magnitude: float = 0.0     # Σ|terms| of its sum, for a precise number (0: not known)
+
+    def slack(self, value: float) -> float:
+        """How far from `value` an .npz number may be and still be that number (0 without
+        a float type): see NPZ_ULPS."""
+        if self.dtype is None:
+            return 0.0
+        info = np.finfo(self.dtype)
+        eps = float(info.eps)
+        ulp = max(math.ldexp(eps, math.frexp(abs(value))[1] - 1), float(info.smallest_subnormal))
+        return NPZ_ULPS * ulp + NPZ_STEP_EPSILONS * min(eps, float(np.finfo(np.float32).eps)) * self.scale
+
+    @property
+    def precise(self) -> bool:
+        """Written as a framework prints a float (8+ decimals or 7+ significant digits)."""
+        return self.text is not None and ((self.decimals or 0) >= PRECISE_DECIMALS
+                                          or (self.digits or 0) >= PRECISE_DIGITS)
+
+    @property
+    def digits(self) -> int | None:
+        """Significant digits the text claims: 0.0364 → 3, 0.0360 → 3, 0 → 1."""
+        if self.text is None:
+            return None
+        try:
+            return max(1, len(Decimal(self.text.replace("_", "").strip()).as_tuple().digits))
+        except InvalidOperation:
+            return 1
+
+    @property
+    def decimals(self) -> int | None:
+        """Decimals the text claims: 0.0360 → 4, 1.5e-3 → 4, 2 → 0; None without text."""
+        if self.text is None:
+            return None
+        try:
+            exponent = Decimal(self.text.replace("_", "").strip()).as_tuple().exponent
+        except InvalidOperation:
+            return 0
+        return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def _plural(count, word):
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def match(written: Written, value: float, tolerance: Tolerance) -> str | None:
+    """How `written` matches the computed `value` (a phrase for the report), or None."""
+    mine = written.value
+    if not math.isfinite(value):
+        return None
+    if not tolerance.as_written:
+        return "within tolerance" if abs(mine - value) <= tolerance.abs + tolerance.rel * abs(value) else None
+    if same_number(mine, value, written.slack(value)):
+        return "equal at the array's precision" if written.dtype else "exact"
+    decimals = written.decimals
+    if not decimals:
+        # A whole number (no decimals) is taken as exact: "0" is not right for 0.3.
+        return None
+    clean = float(f"{value:.{DENOISE_DIGITS}g}")
+    if round_number(clean, decimals, "half_up") == mine:
+        return f"as written ({_plural(decimals, 'decimal')})"
+    if round_number(clean, decimals, "truncate") == mine:
+        return f"matches when truncated ({_plural(decimals, 'decimal')})"
+    if written.magnitude and abs(mine - value) <= 0.5 * 10.0 ** -decimals + F32_EPS * (
+            F32_UNITS * written.magnitude + NPZ_STEP_EPSILONS * written.scale):
+        return F32_TEXT
+    return None
+
+
+def near(written: Written, value: float, decimals: int) -> bool:
+    """Within one unit of the last decimal that both the written number and the rounding in
+    force (`decimals`) have: how a sheet worked with its own rounding compares with a chain
+    of numbers rounded another way (`--round 4 --mode truncate` against 6 decimals half-up)."""
+    if written.text is None or not math.isfinite(value):
+        return False
+    unit = 10.0 ** -min(written.decimals or 0, decimals)
+    return abs(written.value - value) <= unit * (1 + 1e-9) + FLOOR
+
+
+def evidence(written: Written, tolerance: Tolerance) -> float:
+    """How many significant digits a match with this number is worth: what it claims as
+    written, what the tolerance resolves of it, or a float's worth without text (.npz, export)."""
+    if not tolerance.as_written:
+        width = tolerance.abs + tolerance.rel * abs(written.value)
+        ratio = abs(written.value) / width if width > 0 else 0.0
+        return max(0.0, math.log10(ratio)) if ratio > 0 else 0.0
+    return written.digits if written.text is not None else NPZ_DIGITS
+
+
+def same_number(a: float, b: float, slack: float = 0.0) -> bool:
+    """The same number computed two ways (float noise), or within `slack` of it."""
+    return abs(a - b) <= NOISE * max(abs(a), abs(b)) + FLOOR + slack
+
+
+
+def references(trace, scenario: Scenario) -> dict:
+    """Each step's numbers as a careful worker would have them in this run: what the step
+    computed from what it read (rounded where the scenario rounds), with the problem's
+    `given` values in place, but not the answers pinned onto it."""
+    out = {}
+    for step in trace.steps:
+        if step.computed is None:
+            out[step.name] = step.values
+            continue
+        values = step.computed
+        if step.rounded:
+            values = round_array(values, scenario.rounding.decimals, scenario.rounding.mode, step.noise)
+        given = scenario.given.get(step.name)
+        if given is not None:
+            values = np.where(given.mask, given.values, values)
+        out[step.name] = values
+    return out
+
