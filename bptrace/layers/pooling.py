@@ -255,11 +255,8 @@ class AvgPool(Pool):
         }
 
 
-class GlobalMaxPool(MaxPool):
-    """out[n,c] = max of x[n,c] over the whole map (AdaptiveMaxPool2d(1) + flatten): one
-    number per map, as dense values.  Backward: the error goes to the winner (the first
-    maximum in row-major order on a tie)."""
-    type = "global_maxpool"
+class WholeMap:
+    """A pool whose one window is the whole map: one number per map, as dense values."""
     keys = frozenset()
 
     @classmethod
@@ -273,30 +270,24 @@ class GlobalMaxPool(MaxPool):
 
     def at(self, n, c, i, j):
         return (n, c)
+
+
+class GlobalMaxPool(WholeMap, MaxPool):
+    """out[n,c] = max of x[n,c] over the whole map (AdaptiveMaxPool2d(1) + flatten): one
+    number per map, as dense values.  Backward: the error goes to the winner (the first
+    maximum in row-major order on a tie)."""
+    type = "global_maxpool"
 
     def rules(self, n):
         return {"out": f"{ref(n.out, self.out_shape, 'nc')} = max of {ref(n.x, self.in_shape, 'nc')} over the whole map",
                 "in": f"{n.x_delta}: each {n.delta} element goes to the cell of its map that won; zeros elsewhere"}
 
 
-class GlobalAvgPool(AvgPool):
+class GlobalAvgPool(WholeMap, AvgPool):
     """out[n,c] = 1/(H·W) · Σ x[n,c] over the whole map (AdaptiveAvgPool2d(1) + flatten):
     one number per map, as dense values.  Backward: every cell gets 1/(H·W) of its map's
     error."""
     type = "global_avgpool"
-    keys = frozenset()
-
-    @classmethod
-    def build(cls, name, spec, ctx):
-        return _global(cls, name, spec, ctx)
-
-    @property
-    def grid(self):
-        N, C, _, _ = self.in_shape
-        return (N, C, 1, 1)
-
-    def at(self, n, c, i, j):
-        return (n, c)
 
     def rules(self, n):
         _, _, H, W = self.in_shape
