@@ -127,17 +127,10 @@ class InputDeltaKernelUnturned:
         return result
 
 
-class TransposedInputDeltaTurned:
+class TransposedInputDeltaTurned(InputDeltaKernelUnturned):
     """conv-transpose-as-conv: a transposed conv's input delta taken as a conv's is, through
-    the kernel turned by 180° (where it is a plain correlation with the kernel as it is)."""
-
-    mistaken_steps = ("in",)
-
-    def backward(self, x, out, delta, p, recs):
-        result = super().backward(x, out, delta, p, recs)
-        turned = dict(p, kernel=_turned(p["kernel"]))
-        result["in"] = super().backward(x, out, delta, turned, _silent(recs))["in"]
-        return result
+    the kernel turned by 180° (where it is a plain correlation with the kernel as it is).
+    The same change as a conv's unturned kernel: the input delta through the kernel turned."""
 
 
 def _per_map(layer) -> int:
