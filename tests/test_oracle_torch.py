@@ -638,6 +638,17 @@ learning_rate: 0.3
 rounding: {{decimals: 3}}
 steps: 3
 """,
+    # --- issue 10's own examples, written as its newcomer would: fills, dilation, the sum loss
+    "issue-10-conv-and-avgpool-filled-sum": """
+input: {fill: arange, shape: [1, 2, 5, 6]}
+layers:
+  - {type: conv, name: c, kernel: {fill: arange, start: 0, step: 0.1}, out_channels: 3, size: [2, 3], padding: [1, 2], stride: [1, 2], dilation: [2, 3], bias: {fill: linspace, start: -1, stop: 1}}
+  - {type: avgpool, name: p, size: [3, 4], stride: [1, 2], padding: [1, 2], count_include_pad: false, from: input}
+  - {type: flatten, name: fc, from: c}
+  - {type: flatten, name: fp, from: p}
+  - {type: concat, name: k, from: [fc, fp]}
+loss: {type: sum}
+""",
     # --- conv dilation, bias: false, conv_transpose, pooling options, global pools, upsample ---
     "conv-dilation-issue-10": f"""
 input: {arange(1, 2, 5, 6)}
