@@ -297,8 +297,16 @@ def scenario_dict(module, x, target=None, loss: Any = "mse", *, name: str | None
                   "layers": layers}
     if target is None:
         parameter = next(iter(module.parameters()), None)
-        with torch.no_grad():
-            out = module(x.to(parameter.dtype) if parameter is not None else x)
+        from .errors import ScenarioError
+
+        try:
+            with torch.no_grad():
+                out = module(x.to(parameter.dtype) if parameter is not None else x)
+        except RuntimeError as exc:
+            # torch refuses the input's shape: the caller's mistake, said as bptrace says it
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ScenarioError(f"the module cannot take an input of shape {tuple(x.shape)}: torch says "
+                                f"{reason}", key="input") from None
         data["upstream"] = {"delta": torch.ones_like(out).double().tolist()}
     else:
         data["loss"] = _loss(loss, target)
