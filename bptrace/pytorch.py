@@ -320,10 +320,14 @@ def _describe(module) -> str:
 def from_torch(module, x, target=None, loss: Any = "mse"):
     """A `Scenario` of an `nn.Sequential` with its weights, applied to the input `x`.
 
-    Supported modules: Conv2d (stride, padding, groups, bias), MaxPool2d, AvgPool2d, ReLU,
-    Sigmoid, Tanh, LeakyReLU, Identity, Softmax(dim=1), Flatten, Linear, and nested
-    Sequentials.  Anything else, or an option bptrace does not compute (dilation,
-    padding_mode, ceil_mode, ...), raises `Unsupported` naming the module and the reason.
+    Supported modules: Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d (dilation, ceil_mode,
+    count_include_pad and bias=False read as they are), AdaptiveAvgPool2d(1) and
+    AdaptiveMaxPool2d(1) before Flatten(), Upsample (nearest), ReLU, Sigmoid, Tanh, LeakyReLU,
+    ELU, Softplus, SiLU, GELU, Identity, Softmax(dim=1), BatchNorm1d, BatchNorm2d (the
+    batch's statistics in training mode, the running ones in eval mode), LayerNorm, Dropout
+    (in eval mode), Flatten, Linear, and nested Sequentials.  Anything else, or an option
+    bptrace does not compute (padding_mode, divisor_override, ...), raises `Unsupported`
+    naming the module and the reason; an input the module cannot take raises ScenarioError.
     """
     from .api import load
 
