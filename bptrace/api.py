@@ -8,6 +8,7 @@ Heavy modules are imported inside the functions, so that `import bptrace` stays 
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Union
 
 from .display import DEFAULT_WIDTH, Shown, rich_html, scoped_css
@@ -140,14 +141,27 @@ def _selected(trace: "Trace", only) -> set | None:
 
 
 def _page_body(page: str) -> str:
-    """The content of the HTML renderer's page, without its document frame."""
-    return page.split("<main>", 1)[1].rsplit("</main>", 1)[0]
+    """The content of the HTML renderer's page, without its document frame, and without what
+    only its script makes work (a notebook runs none): the number-to-sum links and their hint."""
+    from .render.html import CLICK_HINT
+
+    return _static(page.split("<main>", 1)[1].rsplit("</main>", 1)[0]).replace(CLICK_HINT, "")
+
+
+# what the page's script reads to open a number's sum (the renderer escapes its value's quotes);
+# without the script it would only leave a pointer cursor on numbers that do nothing
+_SCRIPT_ONLY = re.compile(r' data-e="[^"]*"')
+
+
+def _static(html: str) -> str:
+    return _SCRIPT_ONLY.sub("", html)
 
 
 def _html_style(scope: str) -> str:
     from .render.html import HEAT_CSS, STYLE
 
-    return f"<style>{scoped_css(STYLE + HEAT_CSS, scope)}</style>"
+    # the page keeps room on the left for its step sidebar; a notebook shows no sidebar
+    return f"<style>{scoped_css(STYLE + HEAT_CSS + 'main { margin-left: 0; }', scope)}</style>"
 
 
 class TraceMethods(Shown):
@@ -275,7 +289,7 @@ class StepMethods(Shown):
     def _html_body(self, scope: str) -> str:
         from .render import html
 
-        return _html_style(scope) + html.step_html(self, self._trace())
+        return _html_style(scope) + _static(html.step_html(self, self._trace()))
 
 
 class Explained(Shown):

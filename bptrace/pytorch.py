@@ -297,8 +297,16 @@ def scenario_dict(module, x, target=None, loss: Any = "mse", *, name: str | None
                   "layers": layers}
     if target is None:
         parameter = next(iter(module.parameters()), None)
-        with torch.no_grad():
-            out = module(x.to(parameter.dtype) if parameter is not None else x)
+        from .errors import ScenarioError
+
+        try:
+            with torch.no_grad():
+                out = module(x.to(parameter.dtype) if parameter is not None else x)
+        except RuntimeError as exc:
+            # torch refuses the input's shape: the caller's mistake, said as bptrace says it
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ScenarioError(f"the module cannot take an input of shape {tuple(x.shape)}: torch says "
+                                f"{reason}", key="input") from None
         data["upstream"] = {"delta": torch.ones_like(out).double().tolist()}
     else:
         data["loss"] = _loss(loss, target)
@@ -312,10 +320,14 @@ def _describe(module) -> str:
 def from_torch(module, x, target=None, loss: Any = "mse"):
     """A `Scenario` of an `nn.Sequential` with its weights, applied to the input `x`.
 
-    Supported modules: Conv2d (stride, padding, groups, bias), MaxPool2d, AvgPool2d, ReLU,
-    Sigmoid, Tanh, LeakyReLU, Identity, Softmax(dim=1), Flatten, Linear, and nested
-    Sequentials.  Anything else, or an option bptrace does not compute (dilation,
-    padding_mode, ceil_mode, ...), raises `Unsupported` naming the module and the reason.
+    Supported modules: Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d (dilation, ceil_mode,
+    count_include_pad and bias=False read as they are), AdaptiveAvgPool2d(1) and
+    AdaptiveMaxPool2d(1) before Flatten(), Upsample (nearest), ReLU, Sigmoid, Tanh, LeakyReLU,
+    ELU, Softplus, SiLU, GELU, Identity, Softmax(dim=1), BatchNorm1d, BatchNorm2d (the
+    batch's statistics in training mode, the running ones in eval mode), LayerNorm, Dropout
+    (in eval mode), Flatten, Linear, and nested Sequentials.  Anything else, or an option
+    bptrace does not compute (padding_mode, divisor_override, ...), raises `Unsupported`
+    naming the module and the reason; an input the module cannot take raises ScenarioError.
     """
     from .api import load
 

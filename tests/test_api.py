@@ -225,6 +225,22 @@ def test_the_html_is_static_and_styles_only_itself(trace):
     assert trace._repr_html_() != trace._repr_html_()     # each display has a class of its own
 
 
+@pytest.mark.parametrize("path", ["scenarios/seed001.yaml", "scenarios/batchnorm.yaml",
+                                  "scenarios/cs231n_circuit.yaml", "scenarios/lstm_gomez.yaml"])
+def test_the_notebook_html_promises_nothing_that_needs_the_pages_script(path):
+    # the page's sidebar and click-to-explain panel need its layout and script; a notebook
+    # shows neither, so no room is kept for the sidebar and no number claims to be clickable
+    trace = bptrace.run(ROOT / path)
+    for thing in (trace, trace[trace.names()[-1]]):
+        html = thing._repr_html_()
+        scope = re.match(r'<div class="(bptrace-[0-9a-f]{8})">', html).group(1)
+        style = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
+        screen = re.sub(r"@media print \{(?:[^{}]*\{[^{}]*\})*\s*\}", "", style)
+        margins = re.findall(rf"\.{scope} \{{[^}}]*margin-left: ([^;]+);", screen)
+        assert margins and margins[-1].strip() in ("0", "0px"), margins   # the last one wins
+        assert "data-e=" not in html and "click a number" not in html
+
+
 def test_a_step_outside_a_trace_says_so():
     from bptrace.trace import Step
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -259,6 +260,38 @@ def test_from_torch_command_refuses_unsupported_modules_and_says_why(torch, tmp_
     assert not out.exists()
     help_text = CliRunner().invoke(main, ["from-torch", "--help"]).output
     assert "weights_only=False" in help_text and "trust" in help_text
+
+
+def test_an_input_the_module_cannot_take_is_bad_input_not_a_traceback(torch, tmp_path):
+    # without a target the bridge runs the module for its output's shape: torch's refusal of
+    # the input is the user's mistake, reported as one, as it is with a target
+    (tmp_path / "net.py").write_text(NET_PY)
+    out = tmp_path / "problem.yaml"
+    result = CliRunner().invoke(main, ["from-torch", f"{tmp_path}/net.py:model", "--shape", "1,1,2,2",
+                                       "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "input" in result.output and "(1, 1, 2, 2)" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not out.exists()
+    namespace: dict = {}
+    exec(NET_PY, namespace)
+    with pytest.raises(bptrace.ScenarioError, match=r"\(1, 1, 2, 2\)") as caught:
+        bptrace.from_torch(namespace["model"], torch.zeros(1, 1, 2, 2, dtype=torch.float64))
+    assert caught.value.key == "input"
+
+
+def test_the_readme_and_the_docstring_name_every_module_the_bridge_reads():
+    # the documented list is the user's contract: a module added to FROM_TORCH is named there
+    from bptrace.pytorch import FROM_TORCH, from_torch
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    paragraph = text[text.index("- `bptrace.from_torch(module, x"):]
+    paragraph = paragraph[:paragraph.index("\n- ")]
+    doc = " ".join(from_torch.__doc__.split())
+    for kind in FROM_TORCH:
+        assert f"`{kind}" in paragraph, f"README's from_torch paragraph does not name {kind}"
+        assert re.search(rf"\b{kind}\b", doc), f"from_torch's docstring does not name {kind}"
+    assert "not compute (dilation" not in doc     # dilation and ceil_mode are read, not refused
 
 
 def test_the_bridge_imports_torch_only_when_used():

@@ -150,6 +150,9 @@ SCRIPT = """
 })();
 """
 
+# Said only where the script runs: a notebook shows the page without it (bptrace/api.py).
+CLICK_HINT = " · click a number to see its sum"
+
 WINDOW_COLOURS = ("#e8f0fc", "#fdedd9", "#e7f4e4", "#f5e7f7", "#fdf6d6", "#dff3f6")
 WINNER_COLOURS = ("#2166ac", "#b35806", "#2e7d32", "#8e2a8e", "#8a6d00", "#00767e")
 
@@ -171,7 +174,7 @@ def render(trace, only=None, digits: int = DEFAULT_DIGITS, summary: bool = False
     parts.append(f'<p class="meta">conventions: {escape(view.conventions)}</p>')
     if view.start:
         parts.append(f'<p class="meta">backward pass: {escape(view.start)}</p>')
-    parts.append(f'<p class="meta">legend: {escape(view.legend)} · click a number to see its sum</p>')
+    parts.append(f'<p class="meta">legend: {escape(view.legend)}{CLICK_HINT}</p>')
     parts += ['<h2 id="network">Network</h2>', network_svg(view), _summary(view)]
     circuit = circuit_data(trace)           # an expression graph: its circuit, before the steps
     if circuit:
