@@ -128,7 +128,10 @@ class Expression(Layer):
         return {"in": deltas}
 
     def forward_noise(self, xs, p, out, noise: dict):
-        _, out_noise, _, _ = self._elements(xs, [noise[f"in{j}"] for j in range(len(xs))])
+        # a number as written is exact on paper, but its float is up to half an ulp off it,
+        # which a cancelling difference (4.2 − 4.1666666666666667) makes large next to the
+        # result: the interval starts from the float ± that half ulp
+        _, out_noise, _, _ = self._elements(xs, [noise[f"in{j}"] + EPS * np.abs(x) for j, x in enumerate(xs)])
         return as_array(out_noise).reshape(self.out_shape)
 
     def backward_noise(self, xs, out, delta, p, noise: dict) -> dict:
