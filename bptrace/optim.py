@@ -181,6 +181,22 @@ def _sgd(opt, u):
     return state
 
 
+def _moving_average(shape, previous, beta, g, g_role):
+    """The loop of β · previous + (1 − β) · g, element by element (Adam's exp_avg, RMSprop's
+    grad_avg); a fresh state's previous is 0, as PyTorch starts it."""
+    def run(rec):
+        out = nested(shape)
+        for idx in _cells(shape):
+            m = 0.0 if previous is None else previous[idx]
+            _set(out, idx, beta * m + (1 - beta) * g[idx])
+            if rec:
+                if previous is not None:
+                    rec.term(idx, (_g(beta), None, beta), ("before", idx, m))
+                rec.term(idx, (_g(1 - beta), None, 1 - beta), (g_role, idx, g[idx]))
+        return as_array(out)
+    return run
+
+
 def _adam(opt, u):
     lr, o = opt.lr, opt.options
     b1, b2 = o["betas"]
@@ -190,16 +206,7 @@ def _adam(opt, u):
     m0, v0 = u.previous.get("exp_avg"), u.previous.get("exp_avg_sq")
     m_name, v_name = u.names["state"]("exp_avg"), u.names["state"]("exp_avg_sq")
 
-    def first(rec):
-        out = nested(u.old.shape)
-        for idx in _cells(u.old.shape):
-            m = 0.0 if m0 is None else m0[idx]
-            _set(out, idx, b1 * m + (1 - b1) * g[idx])
-            if rec:
-                if m0 is not None:
-                    rec.term(idx, (_g(b1), None, b1), ("before", idx, m))
-                rec.term(idx, (_g(1 - b1), None, 1 - b1), (g_role, idx, g[idx]))
-        return as_array(out)
+    first = _moving_average(u.old.shape, m0, b1, g, g_role)
 
     def second(rec):
         out = nested(u.old.shape)
@@ -262,16 +269,7 @@ def _rmsprop(opt, u):
     if o["centered"]:
         a0, before_a = u.previous.get("grad_avg"), u.before("grad_avg")
 
-        def average(rec):
-            out = nested(u.old.shape)
-            for idx in _cells(u.old.shape):
-                a = 0.0 if a0 is None else a0[idx]
-                _set(out, idx, alpha * a + (1 - alpha) * g[idx])
-                if rec:
-                    if a0 is not None:
-                        rec.term(idx, (_g(alpha), None, alpha), ("before", idx, a))
-                    rec.term(idx, (_g(1 - alpha), None, 1 - alpha), (g_role, idx, g[idx]))
-            return as_array(out)
+        average = _moving_average(u.old.shape, a0, alpha, g, g_role)
         ga = state["grad_avg"] = u.stage(
             "grad_avg", f"{name('grad_avg')} = " + (f"{_g(alpha)} · {before_a} + " if before_a else "")
             + f"(1 − {_g(alpha)}) · {g_text}", average, {"before": before_a})
