@@ -86,6 +86,7 @@ class Conv(Layer):
         _set_bias(layer, _bias(spec, out_channels, "the bias", " (one per output map)"))
         layer.out_shape = (N, out_channels) + _out_size((H, W), (kh, kw), layer.stride, layer.padding,
                                                         layer.dilation)
+        layer.taps()           # worked out once, with the geometry (the loops read it)
         return layer
 
     @staticmethod
@@ -131,17 +132,34 @@ class Conv(Layer):
     def window(self, o, i, j):
         """The (kernel channel, input channel, u, v, h, w) under output position (o, i, j),
         skipping taps that fall on the zero padding."""
-        _, in_per_group, kh, kw = self.params["kernel"].shape
-        out_per_group = self.out_shape[1] // self.groups
-        first = (o // out_per_group) * in_per_group
-        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        in_per_group = self.params["kernel"].shape[1]
+        first = (o // (self.out_shape[1] // self.groups)) * in_per_group
+        rows, columns = self.taps()
+        return [(c, first + c, u, v, h, w) for c in range(in_per_group) for u, h in rows[i] for v, w in columns[j]]
+
+    def taps(self) -> tuple:
+        """(rows, columns): rows[i] the (u, h) of every kernel row that reads a real input row
+        at output row i, columns[j] likewise (v, w).  A window is their product, the same for
+        every map: worked out once per layer, in Ho·kh + Wo·kw pairs."""
+        # keyed by the whole geometry: the mistake catalog copies a layer and may turn its kernel
+        key = (self.in_shape, self.out_shape, self.params["kernel"].shape, self.stride, self.padding,
+               self.dilation, self.flip)
+        cached = getattr(self, "_taps", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        _, _, kh, kw = self.params["kernel"].shape
         _, _, H, W = self.in_shape
-        for c, u, v in product(range(in_per_group), range(kh), range(kw)):
-            # which input cell tap (u, v) reads: flipped under the convolution convention
-            h = i * sh + dh * ((kh - 1 - u) if self.flip else u) - ph
-            w = j * sw + dw * ((kw - 1 - v) if self.flip else v) - pw
-            if 0 <= h < H and 0 <= w < W:
-                yield c, first + c, u, v, h, w
+        _, _, Ho, Wo = self.out_shape
+
+        def axis(out_size, taps, stride, pad, dilation, size):
+            # which input row (column) tap u reads: flipped under the convolution convention
+            return [[(u, at) for u in range(taps)
+                     for at in [i * stride + dilation * ((taps - 1 - u) if self.flip else u) - pad] if 0 <= at < size]
+                    for i in range(out_size)]
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        pairs = (axis(Ho, kh, sh, ph, dh, H), axis(Wo, kw, sw, pw, dw, W))
+        self._taps = (key, pairs)
+        return pairs
 
     def forward(self, x, p, rec):
         x, kernel = x.tolist(), p["kernel"].tolist()
