@@ -181,18 +181,20 @@ def _sgd(opt, u):
     return state
 
 
-def _moving_average(shape, previous, beta, g, g_role):
-    """The loop of β · previous + (1 − β) · g, element by element (Adam's exp_avg, RMSprop's
-    grad_avg); a fresh state's previous is 0, as PyTorch starts it."""
+def _moving_average(shape, previous, beta, g, g_role, squared=False):
+    """The loop of β · previous + (1 − β) · g (or · g², `squared`), element by element: Adam's
+    exp_avg and exp_avg_sq, RMSprop's grad_avg and square_avg.  A fresh state's previous is
+    0, as PyTorch starts it."""
     def run(rec):
         out = nested(shape)
         for idx in _cells(shape):
             m = 0.0 if previous is None else previous[idx]
-            _set(out, idx, beta * m + (1 - beta) * g[idx])
+            new = g[idx] * g[idx] if squared else g[idx]
+            _set(out, idx, beta * m + (1 - beta) * new)
             if rec:
                 if previous is not None:
                     rec.term(idx, (_g(beta), None, beta), ("before", idx, m))
-                rec.term(idx, (_g(1 - beta), None, 1 - beta), (g_role, idx, g[idx]))
+                rec.term(idx, (_g(1 - beta), None, 1 - beta), *[(g_role, idx, g[idx])] * (2 if squared else 1))
         return as_array(out)
     return run
 
@@ -208,16 +210,7 @@ def _adam(opt, u):
 
     first = _moving_average(u.old.shape, m0, b1, g, g_role)
 
-    def second(rec):
-        out = nested(u.old.shape)
-        for idx in _cells(u.old.shape):
-            v = 0.0 if v0 is None else v0[idx]
-            _set(out, idx, b2 * v + (1 - b2) * g[idx] * g[idx])
-            if rec:
-                if v0 is not None:
-                    rec.term(idx, (_g(b2), None, b2), ("before", idx, v))
-                rec.term(idx, (_g(1 - b2), None, 1 - b2), (g_role, idx, g[idx]), (g_role, idx, g[idx]))
-        return as_array(out)
+    second = _moving_average(u.old.shape, v0, b2, g, g_role, squared=True)
 
     before_m, before_v = u.before("exp_avg"), u.before("exp_avg_sq")
     m = u.stage("exp_avg", f"{m_name} = " + (f"{_g(b1)} · {before_m} + " if before_m else "")
@@ -253,16 +246,7 @@ def _rmsprop(opt, u):
     s0 = u.previous.get("square_avg")
     before = u.before("square_avg")
 
-    def square(rec):
-        out = nested(u.old.shape)
-        for idx in _cells(u.old.shape):
-            s = 0.0 if s0 is None else s0[idx]
-            _set(out, idx, alpha * s + (1 - alpha) * g[idx] * g[idx])
-            if rec:
-                if s0 is not None:
-                    rec.term(idx, (_g(alpha), None, alpha), ("before", idx, s))
-                rec.term(idx, (_g(1 - alpha), None, 1 - alpha), (g_role, idx, g[idx]), (g_role, idx, g[idx]))
-        return as_array(out)
+    square = _moving_average(u.old.shape, s0, alpha, g, g_role, squared=True)
     sq = u.stage("square_avg", f"{name('square_avg')} = " + (f"{_g(alpha)} · {before} + " if before else "")
                  + f"(1 − {_g(alpha)}) · {g_text}²", square, {"before": before})
     state = {"square_avg": sq, "step": u.step + 1}
