@@ -40,8 +40,7 @@ def question_files(template, *, topic: str = "Backpropagation") -> dict:
     question = ("<pl-question-panel>\n{{{params.sheet}}}\n</pl-question-panel>\n\n"
                 + "\n".join(f"<p><code>{name}</code></p>\n{inputs[name]}" for name in template.ask)
                 + "\n\n<pl-submission-panel>\n{{{feedback.bptrace}}}\n</pl-submission-panel>\n")
-    server = SERVER.replace("TEMPLATE_TEXT", repr(template.text)).replace("TEMPLATE_FILE",
-                                                                          repr(os.path.basename(template.file or "")))
+    server = SERVER.replace("@FILE@", repr(os.path.basename(template.file or ""))).replace("@TEXT@", repr(template.text))
     return {"info.json": json.dumps(info, indent=2) + "\n", "question.html": question, "server.py": server}
 
 
@@ -54,8 +53,8 @@ bptrace's draw of the template below with PrairieLearn's variant_seed, graded by
 import bptrace
 from bptrace.prairielearn import generate_data, grade_data
 
-TEMPLATE = TEMPLATE_TEXT
-TEMPLATE_FILE = TEMPLATE_FILE
+TEMPLATE = @TEXT@
+TEMPLATE_FILE = @FILE@
 
 
 def generate(data):
