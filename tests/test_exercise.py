@@ -362,3 +362,11 @@ def test_the_python_api_draws_the_same_variant_as_the_command(tmp_path):
     variant = bptrace.variant(str(TEMPLATE), 21)
     assert variant.text == (tmp_path / "v/variant.yaml").read_text(encoding="utf-8")
     assert variant.trace["c1.grad.kernel"].shape == (1, 1, 2, 2)
+
+
+def test_the_readme_answers_example_is_what_seed_7_writes():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Exercises\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"^```\n(p1\.delta.*?)^```", section, re.M | re.S).group(1)
+    written = exercise_files(load_template(TEMPLATE), 7)["answers.yaml"]
+    assert block.strip() == "\n".join(line for line in written.splitlines() if not line.startswith("#"))
