@@ -452,7 +452,8 @@ def exact_value(trace, name: str, index: tuple, memo: dict | None = None) -> Fra
     step = trace[name]
     expansion = (step.expansions or {}).get(index)
     pinned = step.given is not None and bool(step.given[index])
-    if pinned or expansion is None:
+    # a rounded step (`rounding:`) goes on with its rounded numbers, decimals as written
+    if pinned or expansion is None or step.rounded:
         # a number as written (or an element no term reaches, 0): its shortest repr is the
         # decimal written, up to 15 digits.  A computed number's float noise would show as
         # 17 digits here, which no answer with few decimals can match: never a false "exact".
@@ -579,7 +580,9 @@ def write_folder(folder: str, files: dict):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)
-        os.chmod(work, 0o755)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(work, 0o777 & ~umask)      # mkdtemp's folder is private; the output gets the usual mode
         if os.path.isdir(folder):
             os.rmdir(folder)
         os.rename(work, folder)

@@ -103,7 +103,7 @@ def generate_data(data: dict, text: str, file: str = ""):
     params["variant"] = variant.text
     params["seed"] = variant.seed
     params["ask"] = list(variant.ask)
-    params["sheet"] = html_body(view, inputs={name: "" for name in variant.ask}).split("<h2>Asked</h2>")[0]
+    params["sheet"] = html_body(view, asked=False)
     answers = data.setdefault("correct_answers", {})
     for name in variant.ask:
         answers[answer_name(name)] = _ndarray(_matrix(_plain(variant.answers[name])))

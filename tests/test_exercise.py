@@ -370,3 +370,20 @@ def test_the_readme_answers_example_is_what_seed_7_writes():
     block = re.search(r"^```\n(p1\.delta.*?)^```", section, re.M | re.S).group(1)
     written = exercise_files(load_template(TEMPLATE), 7)["answers.yaml"]
     assert block.strip() == "\n".join(line for line in written.splitlines() if not line.startswith("#"))
+
+
+def test_a_rounded_step_s_answers_are_its_rounded_numbers(tmp_path):
+    # `rounding:` replaces p1.delta by its 3-decimal rounding; c1.delta goes on from those
+    text = TEMPLATE.read_text(encoding="utf-8").replace("max_decimals: 5 ", "max_decimals: 4 ").replace(
+        "ask: [p1.delta, c1.grad.kernel]",
+        "ask: [p1.delta, c1.delta]\nrounding: {decimals: 3, mode: half_up, apply: [p1.delta]}")
+    path = write(tmp_path, text)
+    assert cli("exercise", path, "--seed", 3, "-o", tmp_path / "v").exit_code == 0
+    p1delta, _, _ = seed001_oracle(fractions_of(tmp_path / "v/variant.yaml"))
+    answers = yaml.safe_load((tmp_path / "v/answers.yaml").read_text(encoding="utf-8"))
+    rounded = [Decimal(v.numerator) / Decimal(v.denominator) for v in p1delta.reshape(-1)]
+    rounded = [float(d.quantize(Decimal("0.001"), rounding="ROUND_HALF_UP")) for d in rounded]
+    assert np.asarray(answers["p1.delta"], dtype=float).reshape(-1).tolist() == rounded
+    assert sorted(np.asarray(answers["c1.delta"], dtype=float).reshape(-1).tolist()) == sorted(rounded + [0.0] * 12)
+    result = cli("check", tmp_path / "v/variant.yaml", "--expected", tmp_path / "v/answers.yaml")
+    assert result.exit_code == 0, result.output

@@ -96,9 +96,9 @@ def html(view) -> str:
     return "\n".join(parts) + "\n"
 
 
-def html_body(view, inputs=None) -> str:
-    """The sheet's content; `inputs` (asked name -> HTML) replaces the blank matrices, as a
-    PrairieLearn question puts its answer elements there."""
+def html_body(view, asked: bool = True) -> str:
+    """The sheet's content; without the asked steps (`asked=False`) for a PrairieLearn
+    question, which puts its own answer elements after it."""
     parts = [f"<h1>{escape(view.title)}</h1>"]
     if view.description:
         parts.append(f"<p>{escape(view.description)}</p>")
@@ -113,13 +113,12 @@ def html_body(view, inputs=None) -> str:
     parts.append("<h2>Given</h2>")
     for label, numbers in view.given:
         parts.append(f"<p><code>{escape(label)}</code></p>" + _html_grid(numbers, view.base, ""))
+    if not asked:
+        return "\n".join(parts)
     parts.append(f"<h2>Asked</h2>\n<p>{escape(INSTRUCTIONS.format(base=view.base))}</p>")
     for name, shape, rows, columns in view.asked:
         parts.append(f"<p><code>{escape(name)}</code> ({escape(shape)})</p>")
-        if inputs is not None:
-            parts.append(inputs[name])
-        else:
-            parts.append(_html_grid([[""] * columns for _ in range(rows)], view.base, "blank"))
+        parts.append(_html_grid([[""] * columns for _ in range(rows)], view.base, "blank"))
     return "\n".join(parts)
 
 
