@@ -147,7 +147,8 @@ def _vary(doc: Document, scenario) -> list:
     spec = doc.data["vary"]
     if not isinstance(spec, dict) or not spec:
         raise doc.error(("vary",), "`vary:` maps what varies to its grid, such as "
-                                   "`input: {low: -1, high: 1, step: 0.1}`, found " + kind_of(spec))
+                                   "`input: {low: -1, high: 1, step: 0.1}`, found "
+                        + ("an empty mapping" if spec == {} else kind_of(spec)))
     targets = _targets(doc, scenario)
     varied = []
     for target, grid in spec.items():

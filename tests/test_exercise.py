@@ -387,3 +387,62 @@ def test_a_rounded_step_s_answers_are_its_rounded_numbers(tmp_path):
     assert sorted(np.asarray(answers["c1.delta"], dtype=float).reshape(-1).tolist()) == sorted(rounded + [0.0] * 12)
     result = cli("check", tmp_path / "v/variant.yaml", "--expected", tmp_path / "v/answers.yaml")
     assert result.exit_code == 0, result.output
+
+
+# --- mutated templates ------------------------------------------------------------------------
+
+GRIDS = [{"low": -1, "high": 1, "step": 0.5}, {"values": [1, -1]}, {"values": []}, {"values": "x"},
+         {"low": 1, "high": 0, "step": 0.1}, {"low": 0, "high": 1, "step": 0}, {"low": 0, "high": 1e9, "step": 1e-9},
+         {"low": "a", "high": 1, "step": 0.1}, {"low": 0, "step": 0.1}, {"values": [0.5], "low": 0},
+         {"values": [True]}, {"values": [0]}, [1, 2], 3, None, "grid", {"values": [1e308, -1e308]}]
+NAMES = ["input", "c1.kernel", "c1.bias", "h.weights", "h.bias", "upstream.delta", "loss.target", "p1.delta",
+         "c1.grad.kernel", "c1.delta", "input.delta", "h.delta", "s1.out", "c1.kernel[0,0]", "zz", "", 3, None]
+CONSTRAINTS = [("no_pool_ties", True), ("no_pool_ties", "yes"), ("no_relu_at_zero", True), ("max_decimals", 0),
+               ("max_decimals", 3), ("max_decimals", 13), ("max_decimals", -1), ("max_decimals", 2.5),
+               ("max_draws", 0), ("max_draws", 5), ("ties", True)]
+
+
+def _mutated(rng, base):
+    import copy
+
+    data = copy.deepcopy(base)
+    data["constraints"] = dict(data.get("constraints") or {}, max_draws=20)
+    for _ in range(rng.integers(1, 4)):
+        kind = rng.integers(0, 7)
+        if kind == 0 and isinstance(data.get("vary"), dict):
+            data["vary"][NAMES[rng.integers(len(NAMES))]] = copy.deepcopy(GRIDS[rng.integers(len(GRIDS))])
+        elif kind == 1 and isinstance(data.get("vary"), dict) and data["vary"]:
+            data["vary"].pop(next(iter(data["vary"])))
+        elif kind == 2:
+            data["ask"] = [NAMES[k] for k in rng.integers(len(NAMES), size=rng.integers(0, 3))]
+        elif kind == 3:
+            key, value = CONSTRAINTS[rng.integers(len(CONSTRAINTS))]
+            if isinstance(data.get("constraints"), dict):
+                data["constraints"][key] = value
+        elif kind == 4:
+            data[["vary", "ask", "constraints"][rng.integers(3)]] = [None, 1, "x", [], {}][rng.integers(5)]
+        elif kind == 5:
+            data.pop(["vary", "ask", "constraints", "expected"][rng.integers(4)], None)
+        else:
+            data["expected"] = {"p1.delta": [[0, 0], [0, 0]]}
+    return data
+
+
+def test_mutated_templates_are_drawn_or_refused_with_a_located_error(tmp_path):
+    base = yaml.safe_load(TEMPLATE.read_text(encoding="utf-8"))
+    rng = np.random.default_rng(13)
+    outcomes = {0: 0, 2: 0}
+    for case in range(100):
+        path = write(tmp_path, yaml.safe_dump(_mutated(rng, base), sort_keys=False), f"m{case}.yaml")
+        out = tmp_path / f"out{case}"
+        result = cli("exercise", path, "--seed", case, "-o", out)
+        assert result.exit_code in (0, 2), (case, result.output, path.read_text())
+        assert result.exception is None or isinstance(result.exception, SystemExit), (case, path.read_text())
+        outcomes[result.exit_code] += 1
+        if result.exit_code == 2:
+            assert result.output.startswith("error: ") and "Traceback" not in result.output
+            assert not out.exists()
+        else:
+            check = cli("check", out / "variant.yaml", "--expected", out / "answers.yaml")
+            assert check.exit_code == 0, (case, check.output)
+    assert outcomes[0] >= 10 and outcomes[2] >= 10, outcomes
