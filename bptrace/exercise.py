@@ -537,6 +537,7 @@ def _number(value) -> str:
 def sheet_view(variant: Variant) -> SheetView:
     from .render.common import shape_text
     from .render.view import trace_view
+    from .tensors import display_index, format_index
 
     trace, scenario = variant.trace, variant.scenario
     view = trace_view(trace, only=set(), steps=False)
@@ -550,7 +551,8 @@ def sheet_view(variant: Variant) -> SheetView:
             given.append((f"{name} (given)", _rows(patch.values)))
         else:
             for index in zip(*np.nonzero(patch.mask)):
-                given.append((f"{name}{list(int(i) for i in index)} (given)", [[_number(patch.values[index])]]))
+                at = format_index(display_index(patch.values.shape, tuple(int(i) for i in index), view.base))
+                given.append((f"{name}{at} (given)", [[_number(patch.values[index])]]))
     asked = []
     for name in variant.ask:
         step = trace[name]

@@ -12,8 +12,6 @@ import hashlib
 import importlib.util
 import json
 import re
-import shutil
-import subprocess
 from decimal import Decimal
 from fractions import Fraction
 
