@@ -147,6 +147,9 @@ def _top_key_types() -> dict:
                            "properties": {"l2": {"type": "number", "minimum": 0}}},
         "optimizer": _optimizer_schema(),
         "steps": _described(_whole(1), "training steps on the same data; names of step k start `step{k}.`"),
+        "arithmetic": {"description": "the numbers every loop runs on: float, exact (fractions, every written "
+                                      "number as the decimal it is written as) or symbolic (letters, with sympy)",
+                       "enum": ["float", "exact", "symbolic"]},
     }
 
 

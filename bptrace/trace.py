@@ -66,6 +66,7 @@ class Step(StepMethods):
     parts: list | None = None             # a delta summed over several readers: each one's StepPart
     noise: np.ndarray | None = None       # rounded steps: the bound on `computed`'s float noise
     training_step: int | None = None      # k of the `step{k}.` prefix when the scenario trains several steps
+    exact: np.ndarray | None = None       # `arithmetic: exact`: the values as fractions (`values` are their floats)
 
     @property
     def shape(self) -> tuple:

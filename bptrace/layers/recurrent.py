@@ -97,9 +97,9 @@ class Recurrent(Layer):
         raw, kept = self._forward(x.tolist(), {r: v.tolist() for r, v in p.items()}, settle)
         self._kept = {}
         for name in self.extras:
-            values = as_array(raw[name])
+            values = self.num.array(raw[name])
             self._kept[name] = (stage(name, values, reads=("in",) + self.param_roles) if stage else values).tolist()
-        return self._output(as_array(self._kept["h"]))
+        return self._output(self.num.array(self._kept["h"]))
 
     def _output(self, h):
         return h if self.returns == "sequence" else h[:, -1, :]
@@ -112,11 +112,11 @@ class Recurrent(Layer):
         grads, dx, raw = self._backward(x.tolist(), {r: v.tolist() for r, v in p.items()}, kept,
                                         self._delta_at_h(delta.tolist()), settle, recs)
         for name in self.backward_extras:
-            values = as_array(raw[name])
+            values = self.num.array(raw[name])
             if stage:
                 stage(name, values, reads=("delta",) + self.param_roles)
-        result = {role: as_array(grads[role]) for role in self.param_roles}
-        result["in"] = as_array(dx)
+        result = {role: self.num.array(grads[role]) for role in self.param_roles}
+        result["in"] = self.num.array(dx)
         return result
 
     def _delta_at_h(self, delta):
@@ -132,7 +132,7 @@ class Recurrent(Layer):
         """Time step t of `name` as on paper (rounded, pinned), for the steps after it."""
         if settle is None:
             return
-        values = settle(name, as_array(raw[name])).tolist()
+        values = settle(name, self.num.array(raw[name])).tolist()
         for n in range(len(kept[name])):
             kept[name][n][t] = values[n][t]
 
