@@ -17,7 +17,6 @@ backward bounds are needed by rounding only; a scenario with neither costs nothi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import numpy as np
 
@@ -199,7 +198,7 @@ class _Run:
         why = computed if isinstance(computed, NotExact) else None
         if why is None:
             computed = self.num.array(computed).reshape(shape)
-            if all(type(v) in (Fraction, int) for v in computed.reshape(-1).tolist()):
+            if all(map(self.num.own, computed.reshape(-1).tolist())):
                 return computed
         patch = self.pinned.get(name)
         if pinned and patch is not None and patch.mask.all():

@@ -61,6 +61,12 @@ class Floats:
     def floats(self, values: np.ndarray) -> np.ndarray:
         return values
 
+    @staticmethod
+    def own(value) -> bool:
+        """Whether a computed element is one of this system's numbers (exact systems: not a
+        float that slipped in through a function without an exact value)."""
+        return True
+
     def __repr__(self):
         return f"<numbers {self.name}>"
 
@@ -98,6 +104,10 @@ class Exact(Floats):
     @staticmethod
     def ratio(top: int, bottom: int):
         return Fraction(top, bottom)
+
+    @staticmethod
+    def own(value) -> bool:
+        return type(value) in (Fraction, int)
 
     def tensor(self, values: np.ndarray) -> np.ndarray:
         if values.dtype == object:
