@@ -86,7 +86,8 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
         return Trace(name=scenario.name, description=scenario.description,
                      conventions=scenario.conventions.as_dict(), summary=summary(scenario), steps=steps,
                      loss=first.loss_value, start=first.start_text,
-                     update=update.describe() if update else "", training_steps=scenario.steps)
+                     update=update.describe() if update else "", training_steps=scenario.steps,
+                     arithmetic=num.name)
     except ScenarioError as error:
         # a loss found an output it cannot take, knowing only its key path: point at the line
         raise scenario.document.locate(error) if scenario.document else error

@@ -16,6 +16,7 @@ everything that shows or compares numbers, with the exact ones beside them.
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -197,6 +198,22 @@ def exact_text(q) -> str:
     scaled = q.numerator * 10 ** digits // q.denominator      # exact: q·10^digits is whole
     body = str(abs(scaled)).rjust(digits + 1, "0")
     return f"{'-' if scaled < 0 else ''}{body[:-digits]}.{body[-digits:]}"
+
+
+FRACTION = re.compile(r"\s*([+-]?\d+)\s*/\s*(\d+)\s*")
+
+
+def written_fraction(text) -> Fraction | None:
+    """`3/8` or `-1/3` as written in an answer: the fraction it names (None: not one)."""
+    found = FRACTION.fullmatch(text) if isinstance(text, str) else None
+    if found is None or int(found[2]) == 0:
+        return None
+    return Fraction(int(found[1]), int(found[2]))
+
+
+def number_text(value) -> str:
+    """An exact or symbolic number as text, for the JSON export's `exact`."""
+    return exact_text(value) if isinstance(value, (Fraction, int)) else str(value)
 
 
 def round_exact(q: Fraction, decimals: int, mode: str) -> Fraction:

@@ -15,7 +15,7 @@ import numpy as np
 from .errors import ScenarioError, did_you_mean, plain_text, suggest
 from .layers import LAYERS, MAX_TENSOR_ELEMENTS, BuildContext, Layer, Names
 from .losses import LOSS_DATA, LOSS_L2, LOSSES
-from .numbers import ARITHMETICS, FLOAT
+from .numbers import ARITHMETICS, FLOAT, written_fraction
 from .numbers import system as numbers_system
 from .optim import GIVEN_KEYS, OPTIONS, Optimizer
 from .plan import Node, Plan, input_value, layer_value
@@ -1015,8 +1015,17 @@ def _expected(top: Spec, scenario: Scenario) -> dict:
         return {}
     spec = top.sub("expected", None, "expected")
     for key, value in spec.data.items():
-        make_patch(scenario, top.doc, ("expected", key), key, value)   # checks the name, index and shape
+        # checks the name, index and shape; an answer may be a fraction ("3/8"), `check` reads it
+        make_patch(scenario, top.doc, ("expected", key), key, _fractions_read(value))
     return dict(spec.data)
+
+
+def _fractions_read(value):
+    """Answers with each fraction string ("3/8") as the number it names."""
+    if isinstance(value, list):
+        return [_fractions_read(item) for item in value]
+    fraction = written_fraction(value)
+    return value if fraction is None else float(fraction)
 
 
 def _rounding(top: Spec, scenario: Scenario) -> Rounding | None:

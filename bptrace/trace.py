@@ -98,6 +98,7 @@ class Trace(TraceMethods):
     start: str = ""                       # where the backward pass starts, in words
     update: str = ""                      # the update step, in words ("Adam (lr 0.001)"); "" without one
     training_steps: int = 1               # `steps:`; with more than 1 every name is prefixed `step{k}.`
+    arithmetic: str = "float"             # `arithmetic:`: float, exact or symbolic
     scenario: object = field(default=None, compare=False)   # set by `bptrace.run`: for explain and check
 
     def __post_init__(self):

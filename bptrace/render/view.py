@@ -152,7 +152,9 @@ def _update_legend(trace) -> str:
 
 def conventions_text(trace) -> str:
     c = trace.conventions
-    return f"kernel={c['kernel']} · flatten={c['flatten']} · indices from {c['index_base']}"
+    arithmetic = getattr(trace, "arithmetic", "float")
+    exact = "" if arithmetic == "float" else f" · {arithmetic} arithmetic"
+    return f"kernel={c['kernel']} · flatten={c['flatten']} · indices from {c['index_base']}{exact}"
 
 
 def section_title(phase: str, trace, training_step: int | None = None) -> str:
