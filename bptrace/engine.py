@@ -49,6 +49,10 @@ ROUNDING_PHASES = {"forward": ("forward",), "backward": ("backward",),
                    "all": ("forward", "loss", "backward", "update")}
 
 
+class _Undecided(Exception):
+    """A relu-like layer met an input within its float noise of 0: floats cannot tell its side."""
+
+
 def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | None = None,
         terms: bool = True, keep: dict | None = None, reuse: dict | None = None) -> Trace:
     """Trace the scenario.
@@ -62,7 +66,36 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
                ("forward" | "backward", layer name), for a later run to `reuse`.
     reuse:     such results to take instead of running those layers' loops: the mistake
                catalog re-runs only from the first step a mistake changes.
+
+    Where a relu (leaky_relu, elu) reads a value that is 0 within its float noise, floats
+    cannot tell which side of 0 it is on paper (1e6 − 1e6 + 1e-9).  The scenario is then
+    traced once in exact arithmetic, when it can be, and those elements take the side of
+    their exact value; the floats are computed as always.
     """
+    try:
+        return _run(scenario, overrides, explain, terms, keep, reuse, None)
+    except _Undecided:
+        return _run(scenario, overrides, explain, terms, keep, reuse, _exact_values(scenario, overrides))
+
+
+def _exact_values(scenario: Scenario, overrides) -> dict:
+    """name -> exact values of every step, from the scenario traced in exact arithmetic; empty
+    when it cannot be (an exp, a tanh): the float bounds then decide, as without this."""
+    import copy
+
+    from .numbers import EXACT
+    from .scenario import use_numbers
+
+    exact = copy.deepcopy(scenario)
+    use_numbers(exact, EXACT)
+    try:
+        trace = run(exact, overrides=overrides, terms=False)
+    except ScenarioError:
+        return {}
+    return {step.name: step.exact for step in trace.steps}
+
+
+def _run(scenario, overrides, explain, terms, keep, reuse, decisions) -> Trace:
     try:
         num = scenario.numbers
         pinned = merge_patches(list(scenario.given.values()) + list((overrides or {}).values()))
@@ -76,6 +109,7 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for k in range(1, scenario.steps + 1):
                 one = _Run(scenario, pinned, explain or {}, terms, k, carried)
+                one.decisions = decisions
                 if scenario.steps == 1:
                     # the catalog's reuse is of one training step's loops, keyed by layer
                     one.keep, one.reuse = keep, reuse or {}
@@ -108,6 +142,9 @@ class _Run:
 
     keep = None        # run(keep=, reuse=): the catalog's shared layer loops (one training step only)
     reuse: dict = {}
+    # name -> exact values, for the relu-like layers' inputs that are 0 within float noise;
+    # None: not known yet (such an input stops the run, to be traced again with them)
+    decisions: dict | None = None
 
     def __init__(self, scenario: Scenario, pinned: dict, explain: dict, terms: bool = True, k: int = 1,
                  carried: Carried | None = None):
@@ -120,6 +157,7 @@ class _Run:
         self.explain = explain
         self.terms = terms
         self.steps: list[Step] = []
+        self.decided: dict = {}            # input name -> how many elements exact values decided
         self.values: dict = {}
         # name -> noise bound array.  Computed where something reads them: forward up to the
         # last deciding layer's input, and everywhere when the scenario rounds; zeros elsewhere.
@@ -226,8 +264,28 @@ class _Run:
         (a merge that decides gets a list, one bound per value read)."""
         if layer.decides:
             floors = [None if self.noise.get(x) is None else np.where(np.isfinite(self.noise[x]), self.noise[x], 0.0)
-                      .tolist() for x in (n.xs if layer.merge else (n.x,))]
+                      for x in (n.xs if layer.merge else (n.x,))]
+            if layer.elementwise and floors[0] is not None:
+                floors[0] = self._sides(n.x, floors[0])
+            floors = [None if f is None else f.tolist() for f in floors]
             layer.floor = floors if layer.merge else floors[0]
+
+    def _sides(self, name: str, noise):
+        """A relu-like layer's floors, where the exact values decide: an element within its
+        noise of 0 gets floor −inf (its exact value is above 0: it passes) or +inf (0 or
+        below: the flat side), as the layer compares `z > floor`."""
+        x = self.values[name]
+        undecided = (noise > 0) & (np.abs(x) <= noise)
+        if not undecided.any():
+            return noise
+        if self.decisions is None:
+            raise _Undecided(name)
+        exact = self.decisions.get(name)
+        if exact is None:
+            return noise
+        self.decided[name] = int(undecided.sum())
+        above = np.array([v > 0 for v in exact.reshape(-1).tolist()]).reshape(x.shape)
+        return np.where(undecided, np.where(above, -np.inf, np.inf), noise)
 
     def bounds(self, names: dict) -> dict:
         """role -> the noise bound of the traced value it names."""
@@ -275,9 +333,15 @@ class _Run:
                 noise = layer.forward_noise(x, params[layer.name], out,
                                             self.bounds({**self._inputs(layer, n),
                                                          **{r: n.param(r) for r in layer.param_roles}}))
+            notes = layer.notes(x, n)
+            if n.x in self.decided and layer.elementwise and layer.decides:
+                count = self.decided[n.x]
+                notes.append(f"{count} element{'s' if count > 1 else ''} of {n.x} {'are' if count > 1 else 'is'} 0 "
+                             f"within float noise: {layer.type} decided on {'their' if count > 1 else 'its'} "
+                             f"exact value{'s' if count > 1 else ''} (the scenario traced in fractions)")
             self.emit(n.out, "forward", layer.name, rules["out"], out,
                       reads=tuple(dict.fromkeys(n.xs)) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
-                      notes=layer.notes(x, n), noise=noise)
+                      notes=notes, noise=noise)
 
         if sc.upstream:
             start = sc.upstream.layer

@@ -17,7 +17,6 @@ from .base import (
     _parameter,
     _set_bias,
     _too_large,
-    as_array,
     nested,
     position,
     ref,

@@ -10,7 +10,6 @@ from .base import (
     _need_map,
     _parameter,
     _set_bias,
-    as_array,
     nested,
     ref,
     sums,

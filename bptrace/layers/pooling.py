@@ -14,7 +14,6 @@ from .base import (
     _out_size,
     _pair,
     _too_large,
-    as_array,
     nested,
     position,
     ref,
