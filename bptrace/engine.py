@@ -211,6 +211,8 @@ class _Run:
         if self.num.exact:
             # converted once, here: the trace shows and compares floats, the loops go on exactly
             exact, shown = values, self.num.floats(values)
+            if not np.isfinite(shown).all():
+                raise non_finite_error(self.scenario, name, shown)
             before = self.num.floats(computed) if computed is not None else None
         step = Step(name=name, phase=phase, layer=layer, rule=rule, values=shown, reads=tuple(reads),
                     computed=before if (rounded or mask is not None) else None, given=mask,

@@ -116,7 +116,7 @@ class Exact(Floats):
         return self.array([self.of(v) for v in values.reshape(-1).tolist()]).reshape(values.shape)
 
     def floats(self, values: np.ndarray) -> np.ndarray:
-        return np.array([float(v) for v in values.reshape(-1).tolist()], dtype=float).reshape(values.shape)
+        return np.array([_float(v) for v in values.reshape(-1).tolist()], dtype=float).reshape(values.shape)
 
     # exp, log, tanh: exact only where their value is rational
     @staticmethod
@@ -156,6 +156,14 @@ class Exact(Floats):
         raise NotExact("erf", z)
 
     sqrt = staticmethod(_exact_sqrt)
+
+
+def _float(q) -> float:
+    """The float nearest q; ±inf past the largest float, as float arithmetic would give."""
+    try:
+        return float(q)
+    except OverflowError:
+        return math.inf if q > 0 else -math.inf
 
 
 FLOAT, EXACT = Floats(), Exact()
