@@ -20,19 +20,19 @@ if TYPE_CHECKING:                     # pragma: no cover
 
 Source = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
-# How the engine computes.  Only IEEE double precision exists today; the parameter is there
-# (and checked) so that code written now keeps working when other arithmetics arrive.
-ARITHMETICS = ("float",)
+# How the engine computes: IEEE double precision, fractions, or sympy formulas (numbers.py).
+ARITHMETICS = ("float", "exact", "symbolic")
 
 
-def load(source: Source, *, size_limit: bool = True) -> "Scenario":
+def load(source: Source, *, size_limit: bool = True, arithmetic: str | None = None) -> "Scenario":
     """Read and validate a scenario.
 
     `source` is a path (`str` without a line break, or `os.PathLike`), YAML text (a `str`
     holding a line break), or a mapping shaped like a scenario file (numpy arrays and tuples
     may stand for lists).  Bad input raises `bptrace.ScenarioError`; for a file or text it
     names the line, for a mapping the key path (`layers[1].kernel`).  `size_limit=False`
-    runs networks above the scalar-loop size limit (`--no-size-limit`).
+    runs networks above the scalar-loop size limit (`--no-size-limit`); `arithmetic`
+    ("float", "exact", "symbolic") overrides the file's `arithmetic:`.
 
         >>> import bptrace
         >>> bptrace.load({"input": [1.0, 2.0], "layers": [{"type": "dense", "weights": [[0.5, -1]]}],
@@ -41,13 +41,14 @@ def load(source: Source, *, size_limit: bool = True) -> "Scenario":
     """
     from .scenario import DEFAULT_WORK_LIMIT, from_document, load as load_file, loads
 
+    _arithmetic(arithmetic)
     limit = DEFAULT_WORK_LIMIT if size_limit else None
     if isinstance(source, Mapping):
-        return from_document(document_from_mapping(source), work_limit=limit)
+        return from_document(document_from_mapping(source), work_limit=limit, arithmetic=arithmetic)
     if isinstance(source, str) and ("\n" in source or "\r" in source):
-        return loads(source, work_limit=limit)
+        return loads(source, work_limit=limit, arithmetic=arithmetic)
     if isinstance(source, (str, os.PathLike)):
-        return load_file(source, work_limit=limit)
+        return load_file(source, work_limit=limit, arithmetic=arithmetic)
     raise TypeError(f"bptrace.load takes a path, YAML text or a mapping, not {type(source).__name__}")
 
 
@@ -98,24 +99,39 @@ def plain_data(value, path: tuple = ()):
     return number
 
 
-def run(scenario: "Scenario | Source", *, arithmetic: str = "float", size_limit: bool = True,
+def _arithmetic(arithmetic):
+    if arithmetic is not None and arithmetic not in ARITHMETICS:
+        raise ValueError(f"arithmetic={arithmetic!r}: bptrace computes in "
+                         + ", ".join(repr(a) for a in ARITHMETICS))
+
+
+def run(scenario: "Scenario | Source", *, arithmetic: str | None = None, size_limit: bool = True,
         **engine_options: Any) -> "Trace":
     """Trace a scenario (or anything `load` takes): every forward value, delta, gradient and
     update, as a `Trace` that remembers its scenario (for `explain` and `check`).
 
-    `arithmetic` is how the numbers are computed; only `"float"` (IEEE double precision,
-    as PyTorch's float64) is available in this version.  `engine_options` go to
-    `bptrace.engine.run` (`overrides=`, `explain=`, `terms=`: what the checker uses).
+    `arithmetic` is how the numbers are computed: "float" (IEEE double precision, as
+    PyTorch's float64), "exact" (fractions) or "symbolic" (sympy); None keeps the scenario's
+    own `arithmetic:`.  `engine_options` go to `bptrace.engine.run` (`overrides=`,
+    `explain=`, `terms=`: what the checker uses).
+
+        >>> import bptrace
+        >>> net = {"input": [0.1, 0.2], "layers": [{"type": "dense", "weights": [[0.1, 0.2]]}],
+        ...        "upstream": {"delta": [1.0]}}
+        >>> bptrace.run(net)["dense1.out"].values.tolist()
+        [[0.05000000000000001]]
+        >>> bptrace.run(net, arithmetic="exact")["dense1.out"].exact.tolist()
+        [[Fraction(1, 20)]]
     """
     from .engine import run as run_engine
     from .errors import ScenarioError
     from .scenario import Scenario
 
-    if arithmetic not in ARITHMETICS:
-        raise ValueError(f"arithmetic={arithmetic!r} is not available yet; this bptrace computes in "
-                         + ", ".join(repr(a) for a in ARITHMETICS) + " (IEEE double precision)")
+    _arithmetic(arithmetic)
     if not isinstance(scenario, Scenario):
-        scenario = load(scenario, size_limit=size_limit)
+        scenario = load(scenario, size_limit=size_limit, arithmetic=arithmetic)
+    elif arithmetic is not None and arithmetic != scenario.numbers.name:
+        scenario = _renumbered(scenario, arithmetic)
     try:
         trace = run_engine(scenario, **engine_options)
     except ScenarioError as error:
@@ -134,6 +150,26 @@ def variant(template, seed: int):
         template = load_template(None, text=template) if isinstance(template, str) and "\n" in template \
             else load_template(template)
     return draw(template, seed)
+
+
+def _renumbered(scenario, arithmetic: str):
+    """A loaded scenario on another number system: from floats, a copy read again in
+    `arithmetic`; the other way the written decimals are gone, so the file is read again."""
+    import copy
+
+    from .numbers import system
+    from .scenario import use_numbers
+
+    if scenario.numbers.name == "float" and arithmetic != "symbolic":
+        scenario = copy.deepcopy(scenario)
+        use_numbers(scenario, system(arithmetic))
+        return scenario
+    if scenario.document is None:
+        raise ValueError(f"this scenario was loaded with arithmetic {scenario.numbers.name!r}; "
+                         f"load it again with arithmetic={arithmetic!r}")
+    from .scenario import from_document
+
+    return from_document(scenario.document, arithmetic=arithmetic)
 
 
 def _selected(trace: "Trace", only) -> set | None:

@@ -34,11 +34,11 @@ def fail(error: ScenarioError, path=None):
     raise BadInput(str(error.located(file=str(path) if path else None)))
 
 
-def load_scenario(path, *, size_limit=True):
+def load_scenario(path, *, size_limit=True, arithmetic=None):
     from .scenario import DEFAULT_WORK_LIMIT, load
 
     try:
-        return load(path, work_limit=DEFAULT_WORK_LIMIT if size_limit else None)
+        return load(path, work_limit=DEFAULT_WORK_LIMIT if size_limit else None, arithmetic=arithmetic)
     except ScenarioError as error:
         fail(error, path)
 
@@ -220,6 +220,13 @@ def show(renderable, output, width):
     write_output(buffer.getvalue(), output)
 
 
+def arithmetic_option(command):
+    """--arithmetic, shared by run, explain and check."""
+    return click.option("--arithmetic", type=click.Choice(("float", "exact", "symbolic")),
+                        help="The numbers every loop runs on (default: the scenario's `arithmetic:`, else float): "
+                             "exact = fractions, every written number as the decimal it is.")(command)
+
+
 class _Group(click.Group):
     def invoke(self, ctx):
         # click ends an interrupt with status 1, which `check` uses for "a wrong answer": an
@@ -260,7 +267,8 @@ def main():
 @click.option("--no-size-limit", is_flag=True, help="Run networks above the scalar-loop size limit.")
 @click.option("--fragment", is_flag=True,
               help="With --format latex: only the body, to \\input into your own document (needs amsmath).")
-def run(scenario, fmt, only, digits, summary, list_steps, output, width, no_size_limit, fragment):
+@arithmetic_option
+def run(scenario, fmt, only, digits, summary, list_steps, output, width, no_size_limit, fragment, arithmetic):
     """Trace SCENARIO: forward values, every delta, every gradient, every update.
 
     \b
@@ -270,11 +278,12 @@ def run(scenario, fmt, only, digits, summary, list_steps, output, width, no_size
       bptrace run scenarios/zhang2016.yaml --only gradients --digits 4
       bptrace run scenarios/zhang2016.yaml --summary
       bptrace run scenarios/zhang2016.yaml --format json -o trace.json
+      bptrace run scenarios/seed001.yaml --arithmetic exact    # fractions: 0.0364182 exactly
     """
     if fragment and fmt != "latex":
         raise BadInput("--fragment goes with --format latex")
     refuse_overwriting_inputs(output, [scenario])
-    sc = load_scenario(scenario, size_limit=not no_size_limit)
+    sc = load_scenario(scenario, size_limit=not no_size_limit, arithmetic=arithmetic)
     trace = trace_scenario(sc)
     trace.scenario = sc                   # the results name the explain command with its path
     if list_steps:
@@ -309,7 +318,8 @@ def run(scenario, fmt, only, digits, summary, list_steps, output, width, no_size
               help="TARGET is a conv layer: show it as a dense layer (its weight matrix with shared weights).")
 @click.option("--width", type=click.IntRange(40, 1000), help="Terminal width.")
 @click.option("--no-size-limit", is_flag=True, help="Run networks above the scalar-loop size limit.")
-def explain(scenario, target, unrolled, width, no_size_limit):
+@arithmetic_option
+def explain(scenario, target, unrolled, width, no_size_limit, arithmetic):
     """Where one number comes from: its rule, every term of its sum, and what each term is.
 
     \b
@@ -321,7 +331,7 @@ def explain(scenario, target, unrolled, width, no_size_limit):
     """
     from . import explain as explaining
 
-    sc = load_scenario(scenario, size_limit=not no_size_limit)
+    sc = load_scenario(scenario, size_limit=not no_size_limit, arithmetic=arithmetic)
     console = make_console(width=width, force_plain=not sys.stdout.isatty())
     try:
         if unrolled:
@@ -360,7 +370,9 @@ def explain(scenario, target, unrolled, width, no_size_limit):
 @click.option("--no-size-limit", is_flag=True, help="Run networks above the scalar-loop size limit.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Check the sheets in this many processes.")
-def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, width, no_size_limit, jobs):
+@arithmetic_option
+def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, width, no_size_limit, jobs,
+          arithmetic):
     """Check hand-worked answers: every number, the first wrong step, the likely mistake.
 
     Answers come from each SCENARIO's `expected:`, or from --expected files checked against
@@ -391,7 +403,8 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
     except ScenarioError as error:
         fail(error)
     report = check_files(scenarios, expected, tolerance=tolerance,
-                         rounding=rounding, work_limit=None if no_size_limit else DEFAULT_WORK_LIMIT, jobs=jobs)
+                         rounding=rounding, work_limit=None if no_size_limit else DEFAULT_WORK_LIMIT, jobs=jobs,
+                         arithmetic=arithmetic)
     for sheet in report.files:
         if sheet.error:
             click.echo(f"error: {sheet.error}", err=True)

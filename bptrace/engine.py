@@ -23,9 +23,10 @@ import numpy as np
 from .errors import ScenarioError
 from .layers import EPS, Names, noise_bound
 from .losses import LOSS_DATA, LOSS_L2, REGULARIZED
+from .numbers import NotExact, round_exact
 from .optim import Update
 from .rounding import round_array
-from .scenario import Patch, Scenario, merge_patches, non_finite_error
+from .scenario import Patch, Scenario, merge_patches, non_finite_error, step_error
 from .trace import Expansion, Recorder, Step, StepPart, SummaryRow, Trace
 
 # Steps with at most this many elements keep every element's terms, for the sums written
@@ -48,6 +49,10 @@ ROUNDING_PHASES = {"forward": ("forward",), "backward": ("backward",),
                    "all": ("forward", "loss", "backward", "update")}
 
 
+class _Undecided(Exception):
+    """A relu-like layer met an input within its float noise of 0: floats cannot tell its side."""
+
+
 def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | None = None,
         terms: bool = True, keep: dict | None = None, reuse: dict | None = None) -> Trace:
     """Trace the scenario.
@@ -61,9 +66,42 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
                ("forward" | "backward", layer name), for a later run to `reuse`.
     reuse:     such results to take instead of running those layers' loops: the mistake
                catalog re-runs only from the first step a mistake changes.
+
+    Where a relu (leaky_relu, elu) reads a value that is 0 within its float noise, floats
+    cannot tell which side of 0 it is on paper (1e6 − 1e6 + 1e-9).  The scenario is then
+    traced once in exact arithmetic, when it can be, and those elements take the side of
+    their exact value; the floats are computed as always.
     """
     try:
+        return _run(scenario, overrides, explain, terms, keep, reuse, None)
+    except _Undecided:
+        return _run(scenario, overrides, explain, terms, keep, reuse, _exact_values(scenario, overrides))
+
+
+def _exact_values(scenario: Scenario, overrides) -> dict:
+    """name -> exact values of every step, from the scenario traced in exact arithmetic; empty
+    when it cannot be (an exp, a tanh): the float bounds then decide, as without this."""
+    import copy
+
+    from .numbers import EXACT
+    from .scenario import use_numbers
+
+    exact = copy.deepcopy(scenario)
+    use_numbers(exact, EXACT)
+    try:
+        trace = run(exact, overrides=overrides, terms=False)
+    except ScenarioError:
+        return {}
+    return {step.name: step.exact for step in trace.steps}
+
+
+def _run(scenario, overrides, explain, terms, keep, reuse, decisions) -> Trace:
+    try:
+        num = scenario.numbers
         pinned = merge_patches(list(scenario.given.values()) + list((overrides or {}).values()))
+        if num.exact:
+            # a checker's answers, like `given`, are numbers as written
+            pinned = {name: Patch(patch.name, num.tensor(patch.values), patch.mask) for name, patch in pinned.items()}
         steps, carried, first = [], None, None
         # every step is checked for inf and nan as it is recorded, and the first one is
         # reported with its name and line; numpy's own overflow warning would only add a
@@ -71,6 +109,7 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for k in range(1, scenario.steps + 1):
                 one = _Run(scenario, pinned, explain or {}, terms, k, carried)
+                one.decisions = decisions
                 if scenario.steps == 1:
                     # the catalog's reuse is of one training step's loops, keyed by layer
                     one.keep, one.reuse = keep, reuse or {}
@@ -81,7 +120,8 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
         return Trace(name=scenario.name, description=scenario.description,
                      conventions=scenario.conventions.as_dict(), summary=summary(scenario), steps=steps,
                      loss=first.loss_value, start=first.start_text,
-                     update=update.describe() if update else "", training_steps=scenario.steps)
+                     update=update.describe() if update else "", training_steps=scenario.steps,
+                     arithmetic=num.name)
     except ScenarioError as error:
         # a loss found an output it cannot take, knowing only its key path: point at the line
         raise scenario.document.locate(error) if scenario.document else error
@@ -102,10 +142,14 @@ class _Run:
 
     keep = None        # run(keep=, reuse=): the catalog's shared layer loops (one training step only)
     reuse: dict = {}
+    # name -> exact values, for the relu-like layers' inputs that are 0 within float noise;
+    # None: not known yet (such an input stops the run, to be traced again with them)
+    decisions: dict | None = None
 
     def __init__(self, scenario: Scenario, pinned: dict, explain: dict, terms: bool = True, k: int = 1,
                  carried: Carried | None = None):
         self.scenario = scenario
+        self.num = scenario.numbers
         self.pinned = pinned
         self.k, self.prefix, self.before = k, scenario.prefix(k), carried
         self.carried = Carried()
@@ -113,13 +157,16 @@ class _Run:
         self.explain = explain
         self.terms = terms
         self.steps: list[Step] = []
+        self.decided: dict = {}            # input name -> how many elements exact values decided
         self.values: dict = {}
         # name -> noise bound array.  Computed where something reads them: forward up to the
         # last deciding layer's input, and everywhere when the scenario rounds; zeros elsewhere.
         self.noise: dict = {}
         deciding = [k for k, layer in enumerate(scenario.layers) if layer.decides]
-        self.rounding_bounds = scenario.rounding is not None
-        self.forward_bounds = len(scenario.layers) if self.rounding_bounds else max(deciding, default=0)
+        # exact numbers carry no float noise: nothing to bound
+        self.rounding_bounds = scenario.rounding is not None and not self.num.exact
+        self.forward_bounds = 0 if self.num.exact else \
+            len(scenario.layers) if self.rounding_bounds else max(deciding, default=0)
 
     # --- recording -------------------------------------------------------------------
 
@@ -141,38 +188,106 @@ class _Run:
              expansions=None, parts=None):
         """Record a step.  noise: the bound on each computed element's float noise (None:
         the values are exact, as written)."""
-        computed = np.asarray(computed, dtype=float).reshape(self.scenario.shapes[name])
-        if not np.isfinite(computed).all():
-            raise non_finite_error(self.scenario, name, computed)
+        shape = self.scenario.shapes[name]
+        if self.num.exact:
+            computed = self._exact(name, layer, computed, shape)
+        else:
+            computed = np.asarray(computed, dtype=float).reshape(shape)
+            if not np.isfinite(computed).all():
+                raise non_finite_error(self.scenario, name, computed)
         values, rounded, mask = computed, None, None
         noise = np.zeros(computed.shape) if noise is None else \
             np.nan_to_num(np.asarray(noise, dtype=float).reshape(computed.shape), nan=np.inf)
         kept = noise
         if self._rounds(name, phase):
             rounding = self.scenario.rounding
-            values, rounded = round_array(values, rounding.decimals, rounding.mode, noise), rounding.describe()
+            values, rounded = self._round(values, noise), rounding.describe()
             kept = np.zeros(computed.shape)     # a rounded number is exact, as written
         if name in self.pinned:
             patch: Patch = self.pinned[name]
             values, mask = np.where(patch.mask, patch.values, values), patch.mask
             kept = np.where(mask, 0.0, kept)
-        step = Step(name=name, phase=phase, layer=layer, rule=rule, values=values, reads=tuple(reads),
-                    computed=computed if (rounded or mask is not None) else None, given=mask,
+        exact, shown, before = None, values, computed
+        if self.num.exact:
+            # converted once, here: the trace shows and compares floats, the loops go on exactly
+            exact, shown = values, self.num.floats(values)
+            if not np.isfinite(shown).all():
+                raise non_finite_error(self.scenario, name, shown)
+            before = self.num.floats(computed) if computed is not None else None
+        step = Step(name=name, phase=phase, layer=layer, rule=rule, values=shown, reads=tuple(reads),
+                    computed=before if (rounded or mask is not None) else None, given=mask,
                     rounded=rounded, expansions=rec.expansions if rec else expansions, notes=list(notes),
                     origin=origin, noise=noise if rounded else None, parts=parts,
-                    training_step=self.k if self.scenario.steps > 1 else None)
+                    training_step=self.k if self.scenario.steps > 1 else None, exact=exact)
         self.steps.append(step)
         self.values[name] = values
-        self.noise[name] = kept
+        if not self.num.exact:
+            self.noise[name] = kept
         return values
+
+    def _round(self, values, noise=None):
+        """The scenario's rounding, by hand: on the exact value, or on the float's paper value."""
+        rounding = self.scenario.rounding
+        if self.num.exact:
+            return self.num.array([round_exact(v, rounding.decimals, rounding.mode)
+                                   for v in values.reshape(-1).tolist()]).reshape(values.shape)
+        return round_array(values, rounding.decimals, rounding.mode, noise)
+
+    def _exact(self, name: str, layer, computed, shape, pinned: bool = True):
+        """A step's exact values, or its pinned ones where it has none: a NotExact (exp, log,
+        tanh, a square root without an exact value) or anything that fell back to floats."""
+        why = computed if isinstance(computed, NotExact) else None
+        if why is None:
+            computed = self.num.array(computed).reshape(shape)
+            if all(map(self.num.own, computed.reshape(-1).tolist())):
+                return computed
+        patch = self.pinned.get(name)
+        if pinned and patch is not None and patch.mask.all():
+            return patch.values.copy()
+        sc = self.scenario
+        what = f"{layer} ({sc.layer(layer).type})" if layer and any(x.name == layer for x in sc.layers) else "the loss"
+        if ".new." in name:
+            what = f"the {sc.update.type} update"
+        need = f"{why.function}, which has no exact value here ({why})" if why else "floating-point numbers"
+        raise step_error(sc, name, f"{name} cannot be computed exactly: {what} needs {need}",
+                         f"pin {name} with `given:` (its values as on paper), or use `arithmetic: float`")
+
+    def _attempt(self, compute):
+        """compute(), or in exact arithmetic the NotExact it met, for `emit` to pin or refuse."""
+        if not self.num.exact:
+            return compute()
+        try:
+            return compute()
+        except NotExact as why:
+            return why
 
     def floor(self, layer, n: Names):
         """Set the noise bound of the input `layer` now reads, for the layers that decide on it
         (a merge that decides gets a list, one bound per value read)."""
         if layer.decides:
             floors = [None if self.noise.get(x) is None else np.where(np.isfinite(self.noise[x]), self.noise[x], 0.0)
-                      .tolist() for x in (n.xs if layer.merge else (n.x,))]
+                      for x in (n.xs if layer.merge else (n.x,))]
+            if layer.elementwise and floors[0] is not None:
+                floors[0] = self._sides(n.x, floors[0])
+            floors = [None if f is None else f.tolist() for f in floors]
             layer.floor = floors if layer.merge else floors[0]
+
+    def _sides(self, name: str, noise):
+        """A relu-like layer's floors, where the exact values decide: an element within its
+        noise of 0 gets floor −inf (its exact value is above 0: it passes) or +inf (0 or
+        below: the flat side), as the layer compares `z > floor`."""
+        x = self.values[name]
+        undecided = (noise > 0) & (np.abs(x) <= noise)
+        if not undecided.any():
+            return noise
+        if self.decisions is None:
+            raise _Undecided(name)
+        exact = self.decisions.get(name)
+        if exact is None:
+            return noise
+        self.decided[name] = int(undecided.sum())
+        above = np.array([v > 0 for v in exact.reshape(-1).tolist()]).reshape(x.shape)
+        return np.where(undecided, np.where(above, -np.inf, np.inf), noise)
 
     def bounds(self, names: dict) -> dict:
         """role -> the noise bound of the traced value it names."""
@@ -209,18 +324,26 @@ class _Run:
             if layer.extras:
                 recs = {"out": rec, **{k: self.recorder(n.extra(k), layer.roles(n)) for k in layer.extras}}
                 bounds = self.bounds({**self._inputs(layer, n), **{r: n.param(r) for r in layer.param_roles}}) \
-                    if position < self.forward_bounds or layer.decides else None
-                out = layer.forward(x, params[layer.name], recs, self._stage(layer, n, "forward", recs, bounds))
+                    if not self.num.exact and (position < self.forward_bounds or layer.decides) else None
+                out = self._attempt(lambda: layer.forward(x, params[layer.name], recs,
+                                                          self._stage(layer, n, "forward", recs, bounds)))
             else:
-                out = self._loop(("forward", layer.name), lambda: layer.forward(x, params[layer.name], rec))
+                out = self._attempt(lambda: self._loop(("forward", layer.name),
+                                                       lambda: layer.forward(x, params[layer.name], rec)))
             noise = None
             if position < self.forward_bounds:
                 noise = layer.forward_noise(x, params[layer.name], out,
                                             self.bounds({**self._inputs(layer, n),
                                                          **{r: n.param(r) for r in layer.param_roles}}))
+            notes = layer.notes(x, n)
+            if n.x in self.decided and layer.elementwise and layer.decides:
+                count = self.decided[n.x]
+                notes.append(f"{count} element{'s' if count > 1 else ''} of {n.x} {'are' if count > 1 else 'is'} 0 "
+                             f"within float noise: {layer.type} decided on {'their' if count > 1 else 'its'} "
+                             f"exact value{'s' if count > 1 else ''} (the scenario traced in fractions)")
             self.emit(n.out, "forward", layer.name, rules["out"], out,
                       reads=tuple(dict.fromkeys(n.xs)) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
-                      notes=layer.notes(x, n), noise=noise)
+                      notes=notes, noise=noise)
 
         if sc.upstream:
             start = sc.upstream.layer
@@ -231,6 +354,7 @@ class _Run:
         else:
             last = sc.output
             loss = sc.loss.function()
+            loss.num = self.num
             out_name, delta_name = f"{p}{last.name}.out", f"{p}{last.name}.delta"
             out = self.values[out_name]
             # with regularization the loss of the output is `loss.data`, and `loss` its sum with `loss.l2`
@@ -239,7 +363,8 @@ class _Run:
             bounds = self.rounding_bounds
             rule = loss.value_rule.format(out=out_name)
             self.loss_value = float(self.emit(data_name, "loss", None, data_name + rule[len("loss"):],
-                                              np.array(loss.value(out, sc.loss.target, rec)), reads=(out_name,),
+                                              self._attempt(lambda: np.array(loss.value(out, sc.loss.target, rec))),
+                                              reads=(out_name,),
                                               rec=rec, noise=loss.value_noise(out, sc.loss.target, self.noise[out_name])
                                               if bounds else None))
             if sc.regularization is not None:
@@ -247,7 +372,7 @@ class _Run:
             rec = self.recorder(delta_name, loss.roles(out_name))
             self.emit(delta_name, "backward", last.name,
                       loss.delta_rule.format(out=out_name, delta=delta_name),
-                      loss.gradient(out, sc.loss.target, rec), reads=(out_name,), rec=rec,
+                      self._attempt(lambda: loss.gradient(out, sc.loss.target, rec)), reads=(out_name,), rec=rec,
                       noise=loss.gradient_noise(out, sc.loss.target, self.noise[out_name]) if bounds else None)
             self.start_text = f"from the loss, {sc.loss.type}"
 
@@ -271,9 +396,13 @@ class _Run:
                 bounds = self.bounds({**self._inputs(layer, n), "out": n.out, "delta": n.delta,
                                       **{r: n.param(r) for r in layer.param_roles},
                                       **{k: n.extra(k) for k in layer.extras}}) if self.rounding_bounds else None
-                result = layer.backward(*read, recs, self._stage(layer, n, "backward", recs, bounds))
+                result = self._attempt(lambda: layer.backward(*read, recs, self._stage(layer, n, "backward", recs, bounds)))
             else:
-                result = self._loop(("backward", layer.name), lambda: layer.backward(*read, recs))
+                result = self._attempt(lambda: self._loop(("backward", layer.name), lambda: layer.backward(*read, recs)))
+            if isinstance(result, NotExact):
+                # nothing this layer sends back has an exact value: each step is pinned or refused
+                result = {**{role: result for role in layer.param_roles},
+                          "in": [result] * len(node.reads) if layer.merge else result}
             noise = {}
             if self.rounding_bounds:
                 noise = layer.backward_noise(*read, self.bounds({**self._inputs(layer, n), "out": n.out,
@@ -300,6 +429,8 @@ class _Run:
 
         update = sc.update
         if update is not None:
+            if self.num.exact:
+                update = update.use(self.num)
             for layer in sc.active_layers:
                 for role in layer.param_roles:
                     self.update_step(self.names(layer), role, update)
@@ -325,9 +456,10 @@ class _Run:
             """The value's rounding and pins applied without tracing it: a layer that
             computes an inner value one part at a time (a recurrent layer, one time step
             after another) goes on with the numbers on paper before the whole is staged."""
-            full, values = n.extra(name), np.asarray(values, dtype=float)
+            full = n.extra(name)
+            values = self.num.array(values) if self.num.exact else np.asarray(values, dtype=float)
             if self._rounds(full, phase):
-                values = round_array(values, self.scenario.rounding.decimals, self.scenario.rounding.mode)
+                values = self._round(values)
             if full in self.pinned:
                 values = np.where(self.pinned[full].mask, self.pinned[full].values, values)
             return values
@@ -364,7 +496,8 @@ class _Run:
             return
         total = parts[0].values
         for part in parts[1:]:
-            total = total + part.values
+            total = part.values if isinstance(part.values, NotExact) else \
+                total if isinstance(total, NotExact) else total + part.values
         noise = None
         if all(part.noise is not None for part in parts):
             # each part's own noise, and one rounding per addition
@@ -393,25 +526,25 @@ class _Run:
         """`loss.l2` = (λ/2)·Σ w² over every kernel and weight matrix the backward pass
         reaches, then `loss` = `loss.data` + `loss.l2`."""
         sc, p = self.scenario, self.prefix
-        lam = sc.regularization
+        lam, exact_lam = sc.regularization, self.num.of(sc.regularization)
         weights = [(self.names(layer).param(role), params[layer.name][role]) for layer in sc.active_layers
                    for role in layer.param_roles if role in REGULARIZED]
         rec = self.recorder(p + LOSS_L2, {})
-        total, plain = 0.0, 0.0
+        total = 0
         for name, w in weights:
             for idx in np.ndindex(*w.shape):
-                total += lam / 2 * w[idx] * w[idx]
+                total += exact_lam / 2 * w[idx] * w[idx]
                 if rec:
-                    rec.term((), (f"{lam:g}/2", None, lam / 2), (name, idx, w[idx]), (name, idx, w[idx]))
+                    rec.term((), (f"{lam:g}/2", None, exact_lam / 2), (name, idx, w[idx]), (name, idx, w[idx]))
         noise = None
         if self.rounding_bounds:
             grown = sum(float(((np.abs(w) + self.noise[name]) ** 2).sum()) for name, w in weights) * lam / 2
             plain = sum(float((w ** 2).sum()) for _, w in weights) * lam / 2
             noise = noise_bound(grown, plain, sum(w.size for _, w in weights) + 2)
-        l2 = float(self.emit(p + LOSS_L2, "loss", None,
-                             f"{p}{LOSS_L2} = ({lam:g}/2) · Σ w² over " + ", ".join(name for name, _ in weights),
-                             np.array(total), reads=tuple(name for name, _ in weights), rec=rec, noise=noise))
-        data = float(self.values[data_name])
+        l2 = self.emit(p + LOSS_L2, "loss", None,
+                       f"{p}{LOSS_L2} = ({lam:g}/2) · Σ w² over " + ", ".join(name for name, _ in weights),
+                       np.array(total), reads=tuple(name for name, _ in weights), rec=rec, noise=noise)[()]
+        data = self.values[data_name][()]
         rec = self.recorder(p + "loss", {})
         if rec:
             rec.term((), (data_name, (), data))
@@ -426,11 +559,14 @@ class _Run:
     def _l2_gradient(self, n: Names, role: str, grad, rec, noise, rule: str):
         """The data gradient plus λ·w, each element's terms ending with the λ·w term."""
         lam, w = self.scenario.regularization, self.values[n.param(role)]
-        out = np.array(grad, dtype=float)
+        exact_lam = self.num.of(lam)
+        if isinstance(grad, NotExact):
+            return grad, noise, f"{rule} + {lam:g} · {n.param(role)}"
+        out = self.num.array(grad).copy()
         for idx in np.ndindex(*w.shape):
-            out[idx] = grad[idx] + lam * w[idx]
+            out[idx] = grad[idx] + exact_lam * w[idx]
             if rec:
-                rec.term(idx, (f"{lam:g}", None, lam), (n.param(role), idx, w[idx]))
+                rec.term(idx, (f"{lam:g}", None, exact_lam), (n.param(role), idx, w[idx]))
         if noise is not None:
             noise = noise + lam * self.noise[n.param(role)] + 2 * EPS * (np.abs(out) + lam * np.abs(w))
         return out, noise, f"{rule} + {lam:g} · {n.param(role)}"
@@ -457,16 +593,22 @@ class _Run:
             name = n.new(role) if skey == "new" else n.state(role, skey)
             roles = {"old": old_name, "grad": grad_name, **{r: v for r, v in roles.items() if v}}
             rec = self.recorder(name, roles)
-            values = np.asarray(compute(rec), dtype=float).reshape(sc.shapes[name])
+            values = self._attempt(lambda: compute(rec))
+            if not self.num.exact:
+                values = np.asarray(values, dtype=float).reshape(sc.shapes[name])
             reads = tuple(dict.fromkeys(v for v in roles.values() if v in sc.shapes))
             return self.emit(name, "update", n.layer, rule, values, reads=reads, rec=rec,
                              noise=self._update_noise(optimizer, old_name, grad_name, values)
                              if self.rounding_bounds else None)
 
-        state = optimizer.update(Update(self.values[old_name], self.values[grad_name], names, previous,
-                                        previous.get("step", 0), stage))
+        try:
+            state = optimizer.update(Update(self.values[old_name], self.values[grad_name], names, previous,
+                                            previous.get("step", 0), stage))
+        except NotExact as why:
+            # a constant of the whole update (Adam's √(1 − β₂ᵗ)) has no exact value
+            self._exact(n.new(role), n.layer, why, sc.shapes[n.new(role)], pinned=False)
         self.carried.params.setdefault(n.layer, {})[role] = self.values[n.new(role)]
-        self.carried.noise.setdefault(n.layer, {})[role] = self.noise[n.new(role)]
+        self.carried.noise.setdefault(n.layer, {})[role] = self.noise.get(n.new(role))
         self.carried.state[key] = state
 
     def _update_noise(self, optimizer, old_name: str, grad_name: str, values):

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import math
 import re
-from fractions import Fraction
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 FUNCTIONS = {"exp": 1, "log": 1, "sqrt": 1, "abs": 1, "sigmoid": 1, "tanh": 1, "relu": 1, "max": 2, "min": 2}
 KINKS = ("abs", "relu", "max", "min")       # functions that decide on their argument's side
@@ -234,11 +234,11 @@ def parse(text: str) -> Node:
 # max or min tie splits the gradient in half, as PyTorch's relu, abs and maximum do).
 
 
-def _sigmoid(z):
+def _sigmoid(z, exp=math.exp):
     # the two forms avoid overflow of exp for large |z|
     if z >= 0:
-        return 1 / (1 + math.exp(-z))
-    e = math.exp(z)
+        return 1 / (1 + exp(-z))
+    e = exp(z)
     return e / (1 + e)
 
 
@@ -407,6 +407,28 @@ class NoisyOps(FloatOps):
 
 
 NOISY = NoisyOps()
+
+
+class ExactOps(FloatOps):
+    """Fractions (`arithmetic: exact`): numbers as written, functions where they are exact."""
+
+    def number(self, text: str):
+        return Fraction(text)
+
+    def power(self, a, n):
+        if float(n).is_integer():
+            return a ** int(n)
+        from .numbers import NotExact
+        raise NotExact("power", a)
+
+    def fn(self, name, a):
+        from .numbers import EXACT
+        if name == "sigmoid":
+            return _sigmoid(a, EXACT.exp)
+        return getattr(EXACT, name)(a)
+
+
+EXACT_OPS = ExactOps()
 
 
 # --- evaluation and reverse mode --------------------------------------------------------

@@ -9,6 +9,7 @@ import numpy as np
 
 from .errors import ScenarioError
 from .layers import EPS, noise_bound
+from .numbers import FLOAT
 from .tensors import display_index
 
 
@@ -20,6 +21,7 @@ class Loss:
     # labels of recorded factors that are values of the output, named after it in the trace
     labels: tuple = ()
     needs_target = True       # sum and mean read the output alone
+    num = FLOAT               # the number system of the scenario's `arithmetic:` (numbers.py)
 
     def value_noise(self, out, target, noise) -> float:
         raise NotImplementedError
@@ -44,12 +46,13 @@ class HalfSSE(Loss):
 
     def value(self, out, target, rec):
         total = 0
+        weight = self.num.of(self.scale) / self.count(out.shape)
         for idx in _cells(out.shape):
             diff = out[idx] - target[idx]
-            total += self.scale / self.count(out.shape) * diff * diff
+            total += weight * diff * diff
             if rec:
                 label = self.label(out.shape)
-                scale = [(label, None, self.scale / self.count(out.shape))] if label else []
+                scale = [(label, None, weight)] if label else []
                 rec.term((), *scale, ("out − target", idx, diff), ("out − target", idx, diff))
         return total
 
@@ -71,12 +74,12 @@ class HalfSSE(Loss):
         return noise_bound(factor * (diff + e), factor * diff, 1)
 
     def gradient(self, out, target, rec):
-        delta = np.zeros(out.shape)
-        factor = 2 * self.scale / self.count(out.shape)
+        delta = self.num.zeros(out.shape)
+        factor = 2 * self.num.of(self.scale) / self.count(out.shape)
         for idx in _cells(out.shape):
             delta[idx] = factor * (out[idx] - target[idx])
             if rec:
-                factors = [] if factor == 1 else [(f"{factor:g}", None, factor)]
+                factors = [] if factor == 1 else [(f"{float(factor):g}", None, factor)]
                 rec.term(idx, *factors, ("out − target", idx, out[idx] - target[idx]))
         return delta
 
@@ -115,13 +118,12 @@ class CrossEntropy(Loss):
     value_rule = "loss = (1/N) Σ_n Σ_k −target[n,k] · log softmax({out}[n])[k],  N = samples in the batch"
     delta_rule = "{delta}[n,k] = (softmax({out}[n])[k] − target[n,k]) / N,  N = samples in the batch"
 
-    @staticmethod
-    def _log_softmax(row):
+    def _log_softmax(self, row):
         # (z − max) − log Σ exp(z − max): max + log Σ … would lose the log to the max's
         # rounding (at logits 1e17 the loss of [1e17, 1e17] would come out 0, not log 2)
         top = max(row)
         shifted = [z - top for z in row]
-        log_total = math.log(sum(math.exp(s) for s in shifted))
+        log_total = self.num.log(sum(self.num.exp(s) for s in shifted))
         return [s - log_total for s in shifted]
 
     def value(self, out, target, rec):
@@ -135,20 +137,20 @@ class CrossEntropy(Loss):
                 total += -target[n, k] * lp / N
                 if rec:
                     rec.term((), ("−target", (n, k), -target[n, k]), ("log softmax(out)", (n, k), lp),
-                             (f"1/{N}", None, 1 / N))
+                             (f"1/{N}", None, self.num.ratio(1, N)))
         return total
 
     def gradient(self, out, target, rec):
         N = out.shape[0]
-        delta = np.zeros(out.shape)
+        delta = self.num.zeros(out.shape)
         for n in range(N):
-            probs = [math.exp(lp) for lp in self._log_softmax(out[n].tolist())]
+            probs = [self.num.exp(lp) for lp in self._log_softmax(out[n].tolist())]
             mass = sum(target[n].tolist())   # 1 for a one-hot or probability target
             for k, p in enumerate(probs):
                 delta[n, k] = (p * mass - target[n, k]) / N
                 if rec:
-                    rec.term((n, k), ("softmax(out)", (n, k), p * mass), (f"1/{N}", None, 1 / N))
-                    rec.term((n, k), ("−target", (n, k), -target[n, k]), (f"1/{N}", None, 1 / N))
+                    rec.term((n, k), ("softmax(out)", (n, k), p * mass), (f"1/{N}", None, self.num.ratio(1, N)))
+                    rec.term((n, k), ("−target", (n, k), -target[n, k]), (f"1/{N}", None, self.num.ratio(1, N)))
         return delta
 
     def _log_softmax_noise(self, row, noise):
@@ -217,22 +219,22 @@ class BCE(Loss):
         total = 0
         for idx in _cells(out.shape):
             y, t = out[idx], target[idx]
-            term = -(t * math.log(y) + (1 - t) * math.log(1 - y)) / M
+            term = -(t * self.num.log(y) + (1 - t) * self.num.log(1 - y)) / M
             total += term
             if rec:
-                rec.term((), ("−(t·log ŷ + (1−t)·log(1−ŷ))", idx, term * M), (f"1/{M}", None, 1 / M))
+                rec.term((), ("−(t·log ŷ + (1−t)·log(1−ŷ))", idx, term * M), (f"1/{M}", None, self.num.ratio(1, M)))
         return total
 
     def gradient(self, out, target, rec):
         self._check(out)
         M = out.size
-        delta = np.zeros(out.shape)
+        delta = self.num.zeros(out.shape)
         for idx in _cells(out.shape):
             y, t = out[idx], target[idx]
             delta[idx] = (y - t) / (y * (1 - y)) / M
             if rec:
                 rec.term(idx, ("out − target", idx, y - t), ("1/(out·(1 − out))", idx, 1 / (y * (1 - y))),
-                         (f"1/{M}", None, 1 / M))
+                         (f"1/{M}", None, self.num.ratio(1, M)))
         return delta
 
     @staticmethod
@@ -286,7 +288,7 @@ class Sum(Loss):
 
     def value(self, out, target, rec):
         total = 0
-        weight = 1 / self.count(out.shape)
+        weight = self.num.ratio(1, self.count(out.shape))
         for idx in _cells(out.shape):
             total += weight * out[idx]
             if rec:
@@ -295,12 +297,12 @@ class Sum(Loss):
 
     def _scale(self, shape):
         M = self.count(shape)
-        return [] if M == 1 else [(f"1/{M}", None, 1 / M)]
+        return [] if M == 1 else [(f"1/{M}", None, self.num.ratio(1, M))]
 
     def gradient(self, out, target, rec):
-        delta = np.zeros(out.shape)
+        delta = self.num.zeros(out.shape)
         for idx in _cells(out.shape):
-            delta[idx] = 1 / self.count(out.shape)
+            delta[idx] = self.num.ratio(1, self.count(out.shape))
             if rec:
                 rec.term(idx, *(self._scale(out.shape) or [("1", None, 1.0)]))
         return delta
@@ -340,18 +342,18 @@ class L1(Loss):
             diff = abs(out[idx] - target[idx])
             total += diff / M
             if rec:
-                rec.term((), ("|out − target|", idx, diff), (f"1/{M}", None, 1 / M))
+                rec.term((), ("|out − target|", idx, diff), (f"1/{M}", None, self.num.ratio(1, M)))
         return total
 
     def gradient(self, out, target, rec):
         M = out.size
-        delta = np.zeros(out.shape)
+        delta = self.num.zeros(out.shape)
         for idx in _cells(out.shape):
             diff = out[idx] - target[idx]
             sign = 1 if diff > 0 else -1 if diff < 0 else 0
-            delta[idx] = sign / M
+            delta[idx] = self.num.ratio(sign, M)
             if rec:
-                rec.term(idx, ("sign(out − target)", idx, sign), (f"1/{M}", None, 1 / M))
+                rec.term(idx, ("sign(out − target)", idx, sign), (f"1/{M}", None, self.num.ratio(1, M)))
         return delta
 
     def value_noise(self, out, target, noise):

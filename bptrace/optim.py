@@ -17,11 +17,12 @@ uses fused multiply-adds and `lerp`); the oracles compare to 1e-9.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .layers import nested, as_array
+from .layers import nested
+from .numbers import FLOAT
 
 # type -> {option: default}, as torch.optim's constructors (torch 2.x).  `lr` defaults too.
 OPTIONS = {
@@ -33,7 +34,8 @@ OPTIONS = {
 
 
 def _g(value) -> str:
-    return f"{value:g}"
+    # exact arithmetic keeps options as fractions: shown as the decimals they were written as
+    return f"{float(value):g}"
 
 
 @dataclass
@@ -44,6 +46,17 @@ class Optimizer:
     options: dict
     state: dict = field(default_factory=dict)
     shorthand: bool = False          # written as `learning_rate:` (plain SGD)
+    num: object = FLOAT              # the number system the update's loops run on
+
+    def use(self, num) -> "Optimizer":
+        """This optimizer on the number system `num`: its options and given state as its
+        numbers (a copy; the scenario's own stays as read)."""
+        options = {key: value if isinstance(value, bool) else
+                   tuple(num.of(v) for v in value) if isinstance(value, tuple) else num.of(value)
+                   for key, value in self.options.items()}
+        state = {name: {key: values if key == "step" else num.tensor(np.asarray(values, dtype=float))
+                        for key, values in given.items()} for name, given in self.state.items()}
+        return replace(self, options=options, state=state, num=num)
 
     @property
     def lr(self) -> float:
@@ -73,7 +86,7 @@ class Optimizer:
 
     def momentum_sign(self) -> float:
         """SGD momentum: the buffer is μ·buf + (1 − dampening)·g; its gradient's sign."""
-        return 1.0
+        return 1
 
     def step_reads_new_buffer(self) -> bool:
         """SGD momentum: the step reads the buffer this step made (torch), not the one before."""
@@ -126,7 +139,7 @@ def _decayed(opt, u):
 
 
 def _sgd(opt, u):
-    lr, o = opt.lr, opt.options
+    lr, o, num = opt.lr, opt.options, opt.num
     g, g_role, g_text = _decayed(opt, u)
     old_name, new_name = u.names["old"], u.names["new"]
     state = {}
@@ -150,7 +163,7 @@ def _sgd(opt, u):
                         rec.term(idx, (_g(mu), None, mu), ("before", idx, buf[idx]))
                         rec.term(idx, (_g(sign * keep), None, sign * keep), (g_role, idx, g[idx]))
                 _set(out, idx, out_value)
-            return as_array(out)
+            return num.array(out)
         name = u.names["state"]("momentum_buffer")
         if buf is None:
             rule = f"{name} = {g_text} (the first step: the buffer starts as the gradient)"
@@ -186,31 +199,31 @@ def _sgd(opt, u):
                 rec.term(idx, ("old", idx, u.old[idx]))
                 for term in step_terms(idx):
                     rec.term(idx, (f"−{_g(lr)}", None, -lr), *term)
-        return as_array(out)
+        return num.array(out)
     u.stage("new", f"{new_name} = {old_name} − {_g(lr)} · {step_text}", parameter, roles)
     return state
 
 
-def _moving_average(shape, previous, beta, g, g_role, squared=False):
+def _moving_average(num, shape, previous, beta, g, g_role, squared=False):
     """The loop of β · previous + (1 − β) · g (or · g², `squared`), element by element: Adam's
     exp_avg and exp_avg_sq, RMSprop's grad_avg and square_avg.  A fresh state's previous is
     0, as PyTorch starts it."""
     def run(rec):
         out = nested(shape)
         for idx in _cells(shape):
-            m = 0.0 if previous is None else previous[idx]
+            m = 0 if previous is None else previous[idx]
             new = g[idx] * g[idx] if squared else g[idx]
             _set(out, idx, beta * m + (1 - beta) * new)
             if rec:
                 if previous is not None:
                     rec.term(idx, (_g(beta), None, beta), ("before", idx, m))
                 rec.term(idx, (_g(1 - beta), None, 1 - beta), *[(g_role, idx, g[idx])] * (2 if squared else 1))
-        return as_array(out)
+        return num.array(out)
     return run
 
 
 def _adam(opt, u):
-    lr, o = opt.lr, opt.options
+    lr, o, num = opt.lr, opt.options, opt.num
     b1, b2 = o["betas"]
     eps = o["eps"]
     t = u.step + 1
@@ -218,9 +231,9 @@ def _adam(opt, u):
     m0, v0 = u.previous.get("exp_avg"), u.previous.get("exp_avg_sq")
     m_name, v_name = u.names["state"]("exp_avg"), u.names["state"]("exp_avg_sq")
 
-    first = _moving_average(u.old.shape, m0, b1, g, g_role)
+    first = _moving_average(opt.num, u.old.shape, m0, b1, g, g_role)
 
-    second = _moving_average(u.old.shape, v0, b2, g, g_role, squared=True)
+    second = _moving_average(opt.num, u.old.shape, v0, b2, g, g_role, squared=True)
 
     before_m, before_v = u.before("exp_avg"), u.before("exp_avg_sq")
     m = u.stage("exp_avg", f"{m_name} = " + (f"{_g(b1)} · {before_m} + " if before_m else "")
@@ -229,18 +242,18 @@ def _adam(opt, u):
                 + f"(1 − {_g(b2)}) · {g_text}²", second, {"before": before_v})
     c1, c2 = opt.corrections(t)
     step_size = lr / c1
-    root_c2 = c2 ** 0.5
+    root_c2 = _sqrt(c2, opt.num.sqrt)
 
     def parameter(rec):
         out = nested(u.old.shape)
         for idx in _cells(u.old.shape):
-            denom = _sqrt(v[idx]) / root_c2 + eps
+            denom = _sqrt(v[idx], opt.num.sqrt) / root_c2 + eps
             _set(out, idx, u.old[idx] - step_size * m[idx] / denom)
             if rec:
                 rec.term(idx, ("old", idx, u.old[idx]))
                 rec.term(idx, (f"−{_g(lr)}/(1 − {_g(o['betas'][0])}^{t})", None, -step_size), ("m", idx, m[idx]),
                          (f"1/(√{v_name}/√(1 − {_g(o['betas'][1])}^{t}) + {_g(eps)})", idx, 1 / denom))
-        return as_array(out)
+        return num.array(out)
     rule = (f"{u.names['new']} = {u.names['old']} − {_g(lr)}/(1 − {_g(b1)}^{t}) · {m_name} / "
             f"(√{v_name} / √(1 − {_g(b2)}^{t}) + {_g(eps)})")
     correction = f" (step {t}: 1 − {_g(b1)}^{t} = {_g(c1)}, 1 − {_g(b2)}^{t} = {_g(c2)})"
@@ -249,28 +262,28 @@ def _adam(opt, u):
 
 
 def _rmsprop(opt, u):
-    lr, o = opt.lr, opt.options
+    lr, o, num = opt.lr, opt.options, opt.num
     alpha, eps, mu = o["alpha"], o["eps"], o["momentum"]
     g, g_role, g_text = _decayed(opt, u)
     name = u.names["state"]
     s0 = u.previous.get("square_avg")
     before = u.before("square_avg")
 
-    square = _moving_average(u.old.shape, s0, alpha, g, g_role, squared=True)
+    square = _moving_average(opt.num, u.old.shape, s0, alpha, g, g_role, squared=True)
     sq = u.stage("square_avg", f"{name('square_avg')} = " + (f"{_g(alpha)} · {before} + " if before else "")
                  + f"(1 − {_g(alpha)}) · {g_text}²", square, {"before": before})
     state = {"square_avg": sq, "step": u.step + 1}
     if o["centered"]:
         a0, before_a = u.previous.get("grad_avg"), u.before("grad_avg")
 
-        average = _moving_average(u.old.shape, a0, alpha, g, g_role)
+        average = _moving_average(opt.num, u.old.shape, a0, alpha, g, g_role)
         ga = state["grad_avg"] = u.stage(
             "grad_avg", f"{name('grad_avg')} = " + (f"{_g(alpha)} · {before_a} + " if before_a else "")
             + f"(1 − {_g(alpha)}) · {g_text}", average, {"before": before_a})
-        denom = np.sqrt(sq - ga * ga) + eps
+        denom = _roots(opt.num, sq - ga * ga) + eps
         denom_text = f"(√({name('square_avg')} − {name('grad_avg')}²) + {_g(eps)})"
     else:
-        denom = np.sqrt(sq) + eps
+        denom = _roots(opt.num, sq) + eps
         denom_text = f"(√{name('square_avg')} + {_g(eps)})"
     if mu > 0:
         b0, before_b = u.previous.get("momentum_buffer"), u.before("momentum_buffer")
@@ -278,13 +291,13 @@ def _rmsprop(opt, u):
         def momentum(rec):
             out = nested(u.old.shape)
             for idx in _cells(u.old.shape):
-                b = 0.0 if b0 is None else b0[idx]
+                b = 0 if b0 is None else b0[idx]
                 _set(out, idx, mu * b + g[idx] / denom[idx])
                 if rec:
                     if b0 is not None:
                         rec.term(idx, (_g(mu), None, mu), ("before", idx, b))
                     rec.term(idx, (g_role, idx, g[idx]), (f"1/{denom_text}", idx, 1 / denom[idx]))
-            return as_array(out)
+            return num.array(out)
         buf = state["momentum_buffer"] = u.stage(
             "momentum_buffer", f"{name('momentum_buffer')} = " + (f"{_g(mu)} · {before_b} + " if before_b else "")
             + f"{g_text} / {denom_text}", momentum, {"before": before_b})
@@ -296,7 +309,7 @@ def _rmsprop(opt, u):
                 if rec:
                     rec.term(idx, ("old", idx, u.old[idx]))
                     rec.term(idx, (f"−{_g(lr)}", None, -lr), ("buf", idx, buf[idx]))
-            return as_array(out)
+            return num.array(out)
         u.stage("new", f"{u.names['new']} = {u.names['old']} − {_g(lr)} · {name('momentum_buffer')}", parameter,
                 {"buf": name("momentum_buffer")})
         return state
@@ -308,20 +321,20 @@ def _rmsprop(opt, u):
             if rec:
                 rec.term(idx, ("old", idx, u.old[idx]))
                 rec.term(idx, (f"−{_g(lr)}", None, -lr), (g_role, idx, g[idx]), (f"1/{denom_text}", idx, 1 / denom[idx]))
-        return as_array(out)
+        return num.array(out)
     u.stage("new", f"{u.names['new']} = {u.names['old']} − {_g(lr)} · {g_text} / {denom_text}", parameter, {})
     return state
 
 
 def _adagrad(opt, u):
-    lr, o = opt.lr, opt.options
+    lr, o, num = opt.lr, opt.options, opt.num
     eps = o["eps"]
     t = u.step + 1
     clr = lr / (1 + (t - 1) * o["lr_decay"])
     g, g_role, g_text = _decayed(opt, u)
     s0 = u.previous.get("sum")
     if s0 is None:       # torch: the accumulator starts at initial_accumulator_value
-        s0 = np.full(u.old.shape, o["initial_accumulator_value"])
+        s0 = opt.num.zeros(u.old.shape) + o["initial_accumulator_value"]
     before = u.before("sum") or _g(o["initial_accumulator_value"])
     name = u.names["state"]("sum")
 
@@ -332,30 +345,35 @@ def _adagrad(opt, u):
             if rec:
                 rec.term(idx, ("before", idx, s0[idx]))
                 rec.term(idx, (g_role, idx, g[idx]), (g_role, idx, g[idx]))
-        return as_array(out)
+        return num.array(out)
     total = u.stage("sum", f"{name} = {before} + {g_text}²", accumulate,
                     {"before": before if u.before("sum") else "initial"})
 
     def parameter(rec):
         out = nested(u.old.shape)
         for idx in _cells(u.old.shape):
-            denom = _sqrt(total[idx]) + eps
+            denom = _sqrt(total[idx], opt.num.sqrt) + eps
             _set(out, idx, u.old[idx] - clr * g[idx] / denom)
             if rec:
                 rec.term(idx, ("old", idx, u.old[idx]))
                 rec.term(idx, (f"−{_g(clr)}", None, -clr), (g_role, idx, g[idx]),
                          (f"1/(√{name} + {_g(eps)})", idx, 1 / denom))
-        return as_array(out)
+        return num.array(out)
     rate = _g(lr) if not o["lr_decay"] else f"{_g(lr)}/(1 + {t - 1}·{_g(o['lr_decay'])})"
     u.stage("new", f"{u.names['new']} = {u.names['old']} − {rate} · {g_text} / (√{name} + {_g(eps)})",
             parameter, {})
     return {"sum": total, "step": t}
 
 
-def _sqrt(value):
-    """√value; nan (reported by the engine with the step's name) where a pinned or checked
-    value made a square average negative, as torch's sqrt gives."""
-    return math.sqrt(value) if value >= 0 else math.nan
+def _sqrt(value, sqrt=math.sqrt):
+    """√value by the number system's root; nan (reported by the engine with the step's name)
+    where a pinned or checked value made a square average negative, as torch's sqrt gives."""
+    return sqrt(value) if value >= 0 else math.nan
+
+
+def _roots(num, values):
+    """_sqrt of each element of an array."""
+    return num.array([_sqrt(v, num.sqrt) for v in values.reshape(-1).tolist()]).reshape(values.shape)
 
 
 def _set(out, idx, value):

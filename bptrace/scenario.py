@@ -15,6 +15,8 @@ import numpy as np
 from .errors import ScenarioError, did_you_mean, plain_text, suggest
 from .layers import LAYERS, MAX_TENSOR_ELEMENTS, BuildContext, Layer, Names
 from .losses import LOSS_DATA, LOSS_L2, LOSSES
+from .numbers import ARITHMETICS, FLOAT, written_fraction
+from .numbers import system as numbers_system
 from .optim import GIVEN_KEYS, OPTIONS, Optimizer
 from .plan import Node, Plan, input_value, layer_value
 from .rounding import MODES
@@ -24,7 +26,7 @@ from .tensors import canonical_index, display_index, fits, format_index, kept_ax
 
 TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "inputs", "layers", "output", "upstream",
             "loss", "given", "learning_rate", "rounding", "expected", "init", "tolerance",
-            "regularization", "optimizer", "steps", "nodes")
+            "regularization", "optimizer", "steps", "nodes", "arithmetic")
 LOSS_TYPES = tuple(LOSSES)
 ROUNDING_MODES = tuple(MODES)
 ROUNDING_GROUPS = ("forward", "backward", "all")
@@ -145,6 +147,8 @@ class Scenario:
     optimizer: Optimizer | None = None                # `optimizer:`; None with `learning_rate:` alone
     steps: int = 1                                    # training steps on the same data
     regularization: float | None = None               # λ of `regularization: {l2: λ}`
+    # `arithmetic:` (or --arithmetic): the number system every loop runs on (numbers.py)
+    numbers: object = FLOAT
 
     @property
     def update(self) -> Optimizer | None:
@@ -211,18 +215,21 @@ class Scenario:
         return to_torch(self)
 
 
-def load(path, *, work_limit: int | None = DEFAULT_WORK_LIMIT) -> Scenario:
-    """Read and validate a scenario file."""
-    return from_document(read_document(path), work_limit=work_limit)
+def load(path, *, work_limit: int | None = DEFAULT_WORK_LIMIT, arithmetic: str | None = None) -> Scenario:
+    """Read and validate a scenario file (`arithmetic`: overrides the file's `arithmetic:`)."""
+    return from_document(read_document(path), work_limit=work_limit, arithmetic=arithmetic)
 
 
-def loads(text: str, file: str | None = None, *, work_limit: int | None = DEFAULT_WORK_LIMIT) -> Scenario:
+def loads(text: str, file: str | None = None, *, work_limit: int | None = DEFAULT_WORK_LIMIT,
+          arithmetic: str | None = None) -> Scenario:
     """Read and validate a scenario from text."""
-    return from_document(parse_text(text, file), work_limit=work_limit)
+    return from_document(parse_text(text, file), work_limit=work_limit, arithmetic=arithmetic)
 
 
-def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT) -> Scenario:
+def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT,
+                  arithmetic: str | None = None) -> Scenario:
     top = Spec(doc, (), doc.data, TOP_KEYS, "the scenario")
+    arithmetic = arithmetic or top.choice("arithmetic", ARITHMETICS, "float")
     if "bptrace" in top:
         version = top.get("bptrace")
         if isinstance(version, bool) or version not in FORMAT_VERSIONS:
@@ -268,7 +275,25 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT)
     scenario.given = _given(top, scenario)
     scenario.expected = _expected(top, scenario)
     scenario.tolerance = _tolerance(top)
+    if arithmetic != "float":
+        use_numbers(scenario, numbers_system(arithmetic))
     return scenario
+
+
+def use_numbers(scenario: Scenario, num) -> None:
+    """The number system chosen once: every number the scenario holds (inputs, parameters,
+    targets, the upstream error, pinned values, the layers' constants) becomes one of its
+    numbers, read from the decimal as written."""
+    scenario.numbers = num
+    scenario.inputs = {name: num.tensor(values) for name, values in scenario.inputs.items()}
+    for layer in scenario.layers:
+        layer.use(num)
+    if scenario.loss is not None and scenario.loss.target is not None:
+        scenario.loss.target = num.tensor(np.asarray(scenario.loss.target, dtype=float))
+    if scenario.upstream is not None:
+        scenario.upstream.delta = num.tensor(np.asarray(scenario.upstream.delta, dtype=float))
+    scenario.given = {name: Patch(patch.name, num.tensor(patch.values), patch.mask)
+                      for name, patch in scenario.given.items()}
 
 
 def _too_large(top: Spec, work: int, limit: int, position: int) -> ScenarioError:
@@ -921,6 +946,16 @@ def non_finite_error(scenario: Scenario, name: str, values: np.ndarray) -> Scena
     at = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
     element = name + format_index(display_index(values.shape, at, scenario.conventions.index_base))
     value = float(values[at])
+    if np.isnan(value):
+        message = f"{element} is not a number (nan): the computation met inf − inf or 0 · inf"
+    else:
+        message = f"{element} is {value}: the numbers grew beyond the largest floating-point number (±1.8e308)"
+    return step_error(scenario, name, message, "use smaller inputs, parameters or learning rate")
+
+
+def step_error(scenario: Scenario, name: str, message: str, hint: str | None = None) -> ScenarioError:
+    """An error about the traced step `name`, located at what in the file makes it: its
+    layer (or node), the loss, or the optimizer."""
     unprefixed = re.sub(r"^step\d+\.", "", name)
     layer = unprefixed.split(".")[0]
     names = [item.name for item in scenario.layers]
@@ -934,12 +969,7 @@ def non_finite_error(scenario: Scenario, name: str, values: np.ndarray) -> Scena
         path = ("layers", names.index(layer))
     else:
         path = ("layers", 0)
-    if np.isnan(value):
-        message = f"{element} is not a number (nan): the computation met inf − inf or 0 · inf"
-    else:
-        message = f"{element} is {value}: the numbers grew beyond the largest floating-point number (±1.8e308)"
-    return scenario.document.error(path, message, "use smaller inputs, parameters or learning rate") \
-        if scenario.document else ScenarioError(message)
+    return scenario.document.error(path, message, hint) if scenario.document else ScenarioError(message, hint=hint)
 
 
 def merge_patches(patches) -> dict:
@@ -985,8 +1015,17 @@ def _expected(top: Spec, scenario: Scenario) -> dict:
         return {}
     spec = top.sub("expected", None, "expected")
     for key, value in spec.data.items():
-        make_patch(scenario, top.doc, ("expected", key), key, value)   # checks the name, index and shape
+        # checks the name, index and shape; an answer may be a fraction ("3/8"), `check` reads it
+        make_patch(scenario, top.doc, ("expected", key), key, _fractions_read(value))
     return dict(spec.data)
+
+
+def _fractions_read(value):
+    """Answers with each fraction string ("3/8") as the number it names."""
+    if isinstance(value, list):
+        return [_fractions_read(item) for item in value]
+    fraction = written_fraction(value)
+    return value if fraction is None else float(fraction)
 
 
 def _rounding(top: Spec, scenario: Scenario) -> Rounding | None:

@@ -97,6 +97,9 @@ _INPUT = {
 
 _VALUES_BY_NAME = {"type": "object", "additionalProperties": _TENSOR,
                    "propertyNames": {"pattern": r"^[^\[\]]+(\[[^\]]*\])?$"}}
+# answers (`expected:`) may also write a number as a fraction, "3/8"
+_ANSWERS_BY_NAME = {**_VALUES_BY_NAME, "additionalProperties": {"$ref": "#/definitions/answers"}}
+_FRACTION = {"type": "string", "pattern": r"^\s*[+-]?\d+\s*/\s*\d+\s*$"}
 
 
 def _top_key_types() -> dict:
@@ -129,7 +132,8 @@ def _top_key_types() -> dict:
                                     "mode": {"enum": list(MODES)},
                                     "apply": {"oneOf": [{"type": "string"},
                                                         {"type": "array", "items": {"type": "string"}}]}}},
-        "expected": _described(_VALUES_BY_NAME, "answers for `bptrace check`: whole steps or name[i,j]"),
+        "expected": _described(_ANSWERS_BY_NAME, "answers for `bptrace check`: whole steps or name[i,j]; "
+                                                  "a number may be written as a fraction, \"3/8\""),
         "init": {"type": "object", "additionalProperties": False,
                  "properties": {"scheme": {"enum": ["glorot_uniform"]}, "seed": _whole(0)}},
         "nodes": {"description": "an expression graph: node name -> formula over the inputs and earlier nodes "
@@ -147,6 +151,9 @@ def _top_key_types() -> dict:
                            "properties": {"l2": {"type": "number", "minimum": 0}}},
         "optimizer": _optimizer_schema(),
         "steps": _described(_whole(1), "training steps on the same data; names of step k start `step{k}.`"),
+        "arithmetic": {"description": "the numbers every loop runs on: float, exact (fractions, every written "
+                                      "number as the decimal it is written as) or symbolic (letters, with sympy)",
+                       "enum": ["float", "exact", "symbolic"]},
     }
 
 
@@ -232,7 +239,9 @@ def schema() -> dict:
                                      {"required": ["learning_rate"]}, {"required": ["optimizer"]},
                                      {"required": ["regularization"]}, {"required": ["steps"]},
                                      {"required": ["loss", "upstream"]}]}}],
-        "definitions": {"tensor": tensor, "tensor_list": tensor_list, "layer": layer},
+        "definitions": {"tensor": tensor, "tensor_list": tensor_list, "layer": layer,
+                        "answers": {"anyOf": [{"type": "number"}, _FRACTION, {"type": "array", "minItems": 1,
+                                                                               "items": {"$ref": "#/definitions/answers"}}]}},
     }
 
 

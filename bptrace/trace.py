@@ -66,6 +66,7 @@ class Step(StepMethods):
     parts: list | None = None             # a delta summed over several readers: each one's StepPart
     noise: np.ndarray | None = None       # rounded steps: the bound on `computed`'s float noise
     training_step: int | None = None      # k of the `step{k}.` prefix when the scenario trains several steps
+    exact: np.ndarray | None = None       # `arithmetic: exact`: the values as fractions (`values` are their floats)
 
     @property
     def shape(self) -> tuple:
@@ -97,6 +98,7 @@ class Trace(TraceMethods):
     start: str = ""                       # where the backward pass starts, in words
     update: str = ""                      # the update step, in words ("Adam (lr 0.001)"); "" without one
     training_steps: int = 1               # `steps:`; with more than 1 every name is prefixed `step{k}.`
+    arithmetic: str = "float"             # `arithmetic:`: float, exact or symbolic
     scenario: object = field(default=None, compare=False)   # set by `bptrace.run`: for explain and check
 
     def __post_init__(self):

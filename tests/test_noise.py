@@ -8,6 +8,7 @@ rounding sweep draws sums of 2-4 products of 2-decimal numbers; BPTRACE_LONG=1 d
 from __future__ import annotations
 
 import json
+import math
 import os
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
@@ -233,10 +234,9 @@ upstream: {delta: [1]}
     assert any("tie" in note for note in trace["g.out"].notes)
 
 
-@pytest.mark.xfail(strict=True, reason="the noise bound (n+3)·eps·Σ|terms| exceeds a value written in the file "
-                                       "when large terms cancel exactly; relu takes it for 0 (QA of issue 9)")
 def test_a_written_small_number_survives_large_terms_that_cancel(torch):
-    # 1·1e6 − 1·1e6 + 1·1e-9 is 1e-9 on paper and in floats (PyTorch: relu 1e-9, delta 1e-9)
+    # 1·1e6 − 1·1e6 + 1·1e-9 is 1e-9 on paper and in floats (PyTorch: relu 1e-9, delta 1e-9);
+    # its noise bound (n+3)·eps·Σ|terms| is larger than it, so the exact value decides
     text = ("input: [1000000, 1000000, 0.000000001]\nlayers:\n"
             "  - {type: dense, name: d, weights: [[1, -1, 1]]}\n  - {type: relu, name: r}\n"
             "loss: {type: half_sse, target: [0]}\n")
@@ -247,6 +247,25 @@ def test_a_written_small_number_survives_large_terms_that_cancel(torch):
     (0.5 * out.pow(2).sum()).backward()
     assert trace["r.out"].values.reshape(-1).tolist() == out.tolist()
     assert trace["d.grad.weights"].values.reshape(-1).tolist() == w.grad.reshape(-1).tolist()
+    assert "decided on its exact value" in trace["r.out"].notes[-1]
+
+
+def test_a_relu_input_that_is_zero_on_paper_takes_the_flat_side_by_its_exact_value():
+    # 0.1 + 0.2 − 0.3 is 0 on paper, 5.55e-17 in floats: relu′(0) = 0, as by hand
+    text = ("input: [0.1, 0.2, -0.3]\nlayers:\n  - {type: dense, name: d, weights: [[1, 1, 1]]}\n"
+            "  - {type: relu, name: r}\nloss: {type: half_sse, target: [1]}\n")
+    trace = bptrace.run(bptrace.loads(text))
+    assert trace["d.out"].values[0, 0] == 0.1 + 0.2 - 0.3 != 0
+    assert trace["r.out"].values[0, 0] == 0 and trace["d.delta"].values[0, 0] == 0
+
+
+def test_where_the_exact_value_cannot_be_had_the_noise_bound_decides():
+    # a sigmoid before the relu: no exact trace; within its noise of 0 the input is 0
+    text = ("input: [1]\nlayers:\n  - {type: sigmoid, name: s}\n"
+            f"  - {{type: dense, name: d, weights: [[1]], bias: {-1 / (1 + math.exp(-1))!r}}}\n"
+            "  - {type: relu, name: r}\nupstream: {delta: [1]}\n")
+    trace = bptrace.run(bptrace.loads(text))
+    assert abs(trace["d.out"].values[0, 0]) < 1e-15 and trace["r.out"].values[0, 0] == 0 and not any("exact" in note for note in trace["r.out"].notes)
 
 
 @pytest.mark.parametrize("kind", ["exp", "square", "elu", "softplus", "silu", "gelu"])

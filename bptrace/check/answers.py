@@ -14,6 +14,7 @@ import numpy as np
 from numpy.lib import format as npy
 
 from ..errors import ScenarioError
+from ..numbers import written_fraction
 from ..scenario import Scenario, resolve
 from ..source import Document, _brief, read_document, read_regular_file
 from ..spec import kind_of, read_tensor
@@ -40,9 +41,12 @@ def _number(doc: Document, path: tuple, item, what: str, typed: bool) -> Written
     if isinstance(item, bool) or not isinstance(item, (int, float, str)):
         raise doc.error(path, f"expected a number in {what}, found {kind_of(item)}")
     if isinstance(item, str):
-        # `1e-5` and JSON's `1e-05` are text to YAML 1.1; as answers they are numbers
+        # `1e-5` and JSON's `1e-05` are text to YAML 1.1; as answers they are numbers, and
+        # so is a fraction, `3/8` or `-1/3`, taken as the exact number it names
+        fraction = written_fraction(item)
         try:
-            value = float(item.replace("_", "")) if item.strip() else math.nan
+            value = float(fraction) if fraction is not None else \
+                float(item.replace("_", "")) if item.strip() else math.nan
         except ValueError:
             value = math.nan
         if not math.isfinite(value):

@@ -239,7 +239,7 @@ def _rounding_text(scenario: Scenario) -> str | None:
 
 def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | None = None,
                 rounding: Rounding | None = None, work_limit: int | None = DEFAULT_WORK_LIMIT,
-                jobs: int = 1) -> CheckReport:
+                jobs: int = 1, arithmetic: str | None = None) -> CheckReport:
     """Check several sheets in one go: each scenario's own `expected:`, or (with
     `expected_paths`, which need exactly one scenario) each answer file against that
     scenario.  A file that cannot be read becomes a report with `error` set; the rest are
@@ -254,7 +254,8 @@ def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | Non
             jobs = min(jobs, len(paths))
             shares = [paths[k * len(paths) // jobs:(k + 1) * len(paths) // jobs] for k in range(jobs)]
             tasks = [(list(scenario_paths), share) if expected_paths else (share, []) for share in shares]
-            options = {"tolerance": tolerance, "rounding": rounding, "work_limit": work_limit}
+            options = {"tolerance": tolerance, "rounding": rounding, "work_limit": work_limit,
+                       "arithmetic": arithmetic}
             context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
                                                   else None)
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
@@ -271,7 +272,7 @@ def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | Non
                                 "checked against it)")
         scenario_path = str(scenario_paths[0])
         try:
-            scenario = load(scenario_path, work_limit=work_limit)
+            scenario = load(scenario_path, work_limit=work_limit, arithmetic=arithmetic)
             checker.model(scenario)
         except ScenarioError as error:
             return CheckReport([FileReport(file=scenario_path, scenario=scenario_path,
@@ -285,7 +286,7 @@ def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | Non
 
         def sheet(p=path):
             try:
-                scenario = load(p, work_limit=work_limit)
+                scenario = load(p, work_limit=work_limit, arithmetic=arithmetic)
             except ScenarioError:
                 if is_answer_sheet(p):
                     raise ScenarioError("this is an answer sheet, not a scenario", file=p,

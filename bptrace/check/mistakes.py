@@ -396,7 +396,7 @@ class MomentumSubtracted(Optimizer):
     sign of the 'velocity' form v = μ·v − η·g carried into PyTorch's form)."""
 
     def momentum_sign(self):
-        return -1.0
+        return -1
 
 
 class MomentumStepFirst(Optimizer):

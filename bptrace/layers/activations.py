@@ -15,7 +15,7 @@ class Activation(Layer):
     the terms a student uses (σ′ = out·(1 − out), as in seed 001 and Zhang eq. 37)."""
     symbol = "f"
     in_delta_reads = ("delta", "out")
-    zero = 0.0     # the noise bound of the element at hand (`floor`): within it of 0 is 0
+    zero = 0       # the noise bound of the element at hand (`floor`): within it of 0 is 0
     elementwise = True
     rounds = 2     # f's own float error, in EPS of |out| (exp and tanh are within an ulp)
 
@@ -31,7 +31,7 @@ class Activation(Layer):
 
     def floors(self, size) -> list:
         """Each input element's noise bound, flat (zeros when the input is exact)."""
-        return [0.0] * size if self.floor is None else np.reshape(self.floor, -1).tolist()
+        return [0] * size if self.floor is None else np.reshape(self.floor, -1).tolist()
 
     def forward(self, x, p, rec):
         shape = x.shape
@@ -44,7 +44,7 @@ class Activation(Layer):
             for k, z in enumerate(x):
                 at = np.unravel_index(k, shape)
                 rec.apply(tuple(int(a) for a in at), self.symbol, ("in", tuple(int(a) for a in at), z))
-        return as_array(out).reshape(shape)
+        return self.num.array(out).reshape(shape)
 
     def backward(self, x, out, delta, p, recs):
         shape = x.shape
@@ -63,7 +63,7 @@ class Activation(Layer):
                 at = tuple(int(a) for a in np.unravel_index(k, shape))
                 rec.term(at, ("delta", at, d), *((role, at if role in ELEMENT_ROLES else None, value)
                                                   for role, value in factors))
-        return {"in": as_array(x_delta).reshape(shape)}
+        return {"in": self.num.array(x_delta).reshape(shape)}
 
     def forward_noise(self, x, p, out, noise):
         """f is monotone: the true output lies between f(z − e) and f(z + e)."""
@@ -112,11 +112,11 @@ def _share(mine, others) -> float:
     return part / (part + sum(math.exp(z - top) for z in others))
 
 
-def _sigmoid(z):
+def _sigmoid(z, exp=math.exp):
     # the two forms avoid overflow of exp for large |z|
     if z >= 0:
-        return 1 / (1 + math.exp(-z))
-    e = math.exp(z)
+        return 1 / (1 + exp(-z))
+    e = exp(z)
     return e / (1 + e)
 
 
@@ -125,7 +125,7 @@ class Sigmoid(Activation):
     slope_text = "{out} ⊙ (1 − {out})"
 
     def f(self, z):
-        return _sigmoid(z)
+        return _sigmoid(z, self.num.exp)
 
     def slope(self, z, y):
         return [("out", y), ("1 − out", 1 - y)]
@@ -136,7 +136,7 @@ class Tanh(Activation):
     slope_text = "(1 − {out}) ⊙ (1 + {out})"
 
     def f(self, z):
-        return math.tanh(z)
+        return self.num.tanh(z)
 
     def slope(self, z, y):
         # 1 − tanh² written as (1 − y)(1 + y): two factors a reader can check
@@ -168,18 +168,22 @@ class LeakyRelu(Activation):
     @classmethod
     def build(cls, name, spec, ctx):
         layer = cls(name, ctx.in_shape)
-        layer.negative_slope = spec.number("slope", 0.01)
+        layer.negative_slope = layer.k = spec.number("slope", 0.01)
         return layer
 
     @property
     def slope_text(self):
         return f"(1 if {{x}} > 0 else {self.negative_slope:g})"
 
+    def use(self, num):
+        super().use(num)
+        self.k = num.of(self.negative_slope)
+
     def f(self, z):
-        return z if z > self.zero else self.negative_slope * z
+        return z if z > self.zero else self.k * z
 
     def slope(self, z, y):
-        return [("1 (x > 0)", 1)] if z > self.zero else [(f"{self.negative_slope:g} (x ≤ 0)", self.negative_slope)]
+        return [("1 (x > 0)", 1)] if z > self.zero else [(f"{self.negative_slope:g} (x ≤ 0)", self.k)]
 
 
 class Identity(Activation):
@@ -214,10 +218,10 @@ class Softmax(Layer):
         values = x.tolist()
         get = (lambda idx: values[idx[0]][idx[1]]) if len(self.in_shape) == 2 else \
             (lambda idx: values[idx[0]][idx[1]][idx[2]][idx[3]])
-        out = np.zeros(self.in_shape)
+        out = self.num.zeros(self.in_shape)
         for group in self._groups():
             top = max(get(idx) for idx in group)  # shifting by the max keeps exp finite; the ratio is unchanged
-            exps = [math.exp(get(idx) - top) for idx in group]
+            exps = [self.num.exp(get(idx) - top) for idx in group]
             total = sum(exps)
             for idx, e in zip(group, exps):
                 out[idx] = e / total
@@ -227,7 +231,7 @@ class Softmax(Layer):
 
     def backward(self, x, out, delta, p, recs):
         rec = recs["in"]
-        x_delta = np.zeros(self.in_shape)
+        x_delta = self.num.zeros(self.in_shape)
         for group in self._groups():
             dot = sum(delta[idx] * out[idx] for idx in group)
             for idx in group:
@@ -341,7 +345,7 @@ class Exp(Smooth):
         # torch.exp gives inf past the largest float where math.exp raises; inf lets the
         # engine name the element that grew too large
         try:
-            return math.exp(z)
+            return self.num.exp(z)
         except OverflowError:
             return math.inf
 
@@ -360,7 +364,7 @@ class Log(Smooth):
         if not z > 0:
             raise ScenarioError(f"log needs inputs above 0, but {self.reading} is {z:g}", key=self.where,
                                 hint="log of 0 or less is not a number; put an exp, softplus or sigmoid before it")
-        return math.log(z)
+        return self.num.log(z)
 
     def forward(self, x, p, rec):
         bad = [k for k, z in enumerate(x.reshape(-1).tolist()) if not z > 0]
@@ -412,7 +416,7 @@ class Elu(Smooth):
         return f"(1 if {{x}} > 0 else {{out}} + {self.alpha:g})"
 
     def f(self, z):
-        return z if z > self.zero else self.alpha * math.expm1(z)
+        return z if z > self.zero else self.alpha * self.num.expm1(z)
 
     def range_at(self, z):
         return z if z > 0 else self.alpha * math.expm1(z)
@@ -431,12 +435,12 @@ class Softplus(Smooth):
     slope_text = "σ({x})  (1 where {x} > 20)"
 
     def f(self, z):
-        return z if z > 20 else math.log1p(math.exp(z))
+        return z if z > 20 else self.num.log1p(self.num.exp(z))
 
     def slope(self, z, y):
         if z > 20:
             return [("1 (x > 20)", 1)]
-        e = math.exp(z)
+        e = self.num.exp(z)
         return [("σ(in)", e / (e + 1))]
 
     def slope_bound(self, z, y, e_in, e_out):
@@ -450,10 +454,10 @@ class Silu(Smooth):
     stationary = ((-1.2784645427610737, -0.2784645427610738),)
 
     def f(self, z):
-        return z * _sigmoid(z)
+        return z * _sigmoid(z, self.num.exp)
 
     def slope(self, z, y):
-        s = 1 / (1 + math.exp(-z)) if z > -700 else 0.0
+        s = 1 / (1 + self.num.exp(-z)) if z > -700 else 0 * z
         return [("σ(in)", s), ("1 + in·(1 − σ(in))", 1 + z * (1 - s))]
 
     def slope_bound(self, z, y, e_in, e_out):

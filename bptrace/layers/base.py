@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..numbers import FLOAT
 from ..spec import Spec, shape_error, shape_words
 from ..tensors import fits
 
@@ -144,6 +145,9 @@ class Layer:
     # The noise bound of each element of the input the layer is now reading (layers.EPS),
     # nested like x.tolist(), set by the engine for the layers that decide; None: exact.
     floor = None
+    # The number system the loops run on (numbers.py): floats unless the scenario's
+    # `arithmetic:` says otherwise; set on each layer when the scenario is read.
+    num = FLOAT
 
     def __init__(self, name: str, in_shape: tuple):
         self.name = name
@@ -156,6 +160,12 @@ class Layer:
     @classmethod
     def build(cls, name: str, spec: Spec, ctx: BuildContext) -> "Layer":
         return cls(name, ctx.in_shape)
+
+    def use(self, num) -> None:
+        """Run the loops on the number system `num`: the parameters as written, and any
+        constant the loops multiply by, become its numbers once, here."""
+        self.num = num
+        self.params = {role: num.tensor(values) for role, values in self.params.items()}
 
     @property
     def param_count(self) -> int:

@@ -17,7 +17,6 @@ from .base import (
     _parameter,
     _set_bias,
     _too_large,
-    as_array,
     nested,
     position,
     ref,
@@ -177,7 +176,7 @@ class Conv(Layer):
                 if rec:
                     rec.term((n, o, i, j), ("bias", (o,), bias[o]))
             out[n][o][i][j] = total
-        return as_array(out)
+        return self.num.array(out)
 
     def backward(self, x, out, delta, p, recs):
         # The chain rule through out[n,o,i,j] = Σ kernel[o,c,u,v]·x[n,c,h,w] + bias[o]:
@@ -202,9 +201,9 @@ class Conv(Layer):
                     rk.term((o, ck, u, v), ("delta", (n, o, i, j), d), ("in", (n, c, h, w), x[n][c][h][w]))
                 if rx:
                     rx.term((n, c, h, w), ("delta", (n, o, i, j), d), ("kernel", (o, ck, u, v), kernel[o][ck][u][v]))
-        result = {"in": as_array(x_delta), "kernel": as_array(kernel_grad)}
+        result = {"in": self.num.array(x_delta), "kernel": self.num.array(kernel_grad)}
         if bias_grad is not None:
-            result["bias"] = as_array(bias_grad)
+            result["bias"] = self.num.array(bias_grad)
         return result
 
     def _letters(self, base):
@@ -389,7 +388,7 @@ class ConvTranspose(Layer):
                 out[n][m][h][w] += bias[m]
                 if rec:
                     rec.term((n, m, h, w), ("bias", (m,), bias[m]))
-        return as_array(out)
+        return self.num.array(out)
 
     def backward(self, x, out, delta, p, recs):
         # out[n,m,h,w] collects kernel[c,o,u,v]·x[n,c,i,j] for each (i,j,u,v) landing on it: so
@@ -410,14 +409,14 @@ class ConvTranspose(Layer):
                 if rk:
                     rk.term((c, o, u, v), ("in", (n, c, i, j), value), ("delta", (n, m, h, w), d))
             x_delta[n][c][i][j] = total
-        result = {"in": as_array(x_delta), "kernel": as_array(kernel_grad)}
+        result = {"in": self.num.array(x_delta), "kernel": self.num.array(kernel_grad)}
         if "bias" in p:
             bias_grad = nested(p["bias"].shape)
             for n, m, h, w in np.ndindex(*self.out_shape):
                 bias_grad[m] += delta[n][m][h][w]
                 if rb:
                     rb.term((m,), ("delta", (n, m, h, w), delta[n][m][h][w]))
-            result["bias"] = as_array(bias_grad)
+            result["bias"] = self.num.array(bias_grad)
         return result
 
     def rules(self, n):

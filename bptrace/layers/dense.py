@@ -10,7 +10,6 @@ from .base import (
     _need_map,
     _parameter,
     _set_bias,
-    as_array,
     nested,
     ref,
     sums,
@@ -43,7 +42,7 @@ class Flatten(Layer):
             out[n][k] = x[n][c][i][j]
             if rec:
                 rec.term((n, k), ("in", (n, c, i, j), x[n][c][i][j]))
-        return as_array(out)
+        return self.num.array(out)
 
     def backward(self, x, out, delta, p, recs):
         delta = delta.tolist()
@@ -54,7 +53,7 @@ class Flatten(Layer):
             x_delta[n][c][i][j] = delta[n][k]
             if rec:
                 rec.term((n, c, i, j), ("delta", (n, k), delta[n][k]))
-        return {"in": as_array(x_delta)}
+        return {"in": self.num.array(x_delta)}
 
     def rules(self, n):
         N, C, H, W = self.in_shape
@@ -143,7 +142,7 @@ class Dense(Layer):
                 if rec:
                     rec.term((n, o), ("bias", (o,), bias[o]))
             out[n][o] = total
-        return as_array(out)
+        return self.num.array(out)
 
     def backward(self, x, out, delta, p, recs):
         x, weights, delta = x.tolist(), p["weights"].tolist(), delta.tolist()
@@ -164,9 +163,9 @@ class Dense(Layer):
                     rw.term((o, k), ("delta", (n, o), d), ("in", (n, k), x[n][k]))
                 if rx:
                     rx.term((n, k), ("weights", (o, k), weights[o][k]), ("delta", (n, o), d))
-        result = {"in": as_array(x_delta), "weights": as_array(weights_grad)}
+        result = {"in": self.num.array(x_delta), "weights": self.num.array(weights_grad)}
         if bias_grad is not None:
-            result["bias"] = as_array(bias_grad)
+            result["bias"] = self.num.array(bias_grad)
         return result
 
     def rules(self, n):

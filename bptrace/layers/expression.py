@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import formula as F
 from ..errors import ScenarioError
+from ..numbers import NotExact
 from .base import EPS, TINY, Layer, Names, as_array, nested, noise_bound
 
 
@@ -39,6 +40,11 @@ class Expression(Layer):
         self._locals = {}           # local gradients as traced (rounded, given), for backward
         self._local_noise = {}
 
+    def use(self, num):
+        super().use(num)
+        if num.exact:
+            self.ops = F.EXACT_OPS
+
     def multiply_adds(self) -> int:
         return 12 * math.prod(self.out_shape) * max(self.tree.id, 1)
 
@@ -55,11 +61,14 @@ class Expression(Layer):
         local = {r: [] for r in self.reads}
         local_noise = {r: [] for r in self.reads}
         for k in range(len(flat[0])):
-            env = {r: F.Noisy(flat[j][k], flat[j][k] - bounds[j][k], flat[j][k] + bounds[j][k])
+            env = {r: flat[j][k] if self.num.exact else
+                   F.Noisy(flat[j][k], flat[j][k] - bounds[j][k], flat[j][k] + bounds[j][k])
                    for j, r in enumerate(self.reads)}
             try:
                 values = F.forward(self.tree, env, ops)
                 grads = F.gradients(self.tree, values, ops)
+            except NotExact:
+                raise
             except (ArithmeticError, ValueError) as error:
                 raise self._domain_error(error, k, env) from None
             result = values[self.tree.id]
@@ -89,12 +98,12 @@ class Expression(Layer):
             self._record(rec, xs)
         self._locals, self._local_noise = {}, {}
         for r in self.reads:
-            values = as_array(local[r]).reshape(shape)
+            values = self.num.array(local[r]).reshape(shape)
             noise = as_array(local_noise[r]).reshape(shape)
             if stage:
                 values = stage(f"local.{r}", values, reads=tuple(f"in{j}" for j in range(len(xs))), noise=noise)
             self._locals[r], self._local_noise[r] = values, noise
-        return as_array(out).reshape(shape)
+        return self.num.array(out).reshape(shape)
 
     def _record(self, rec, xs):
         """A formula that is a sum of products of the values read (x + y, q · z, w0·x0 + w1·x1
@@ -124,7 +133,7 @@ class Expression(Layer):
                 if rec:
                     at = tuple(int(a) for a in np.unravel_index(k, self.out_shape))
                     rec.term(at, ("delta", at, d), (f"local.{r}", at, slope))
-            deltas.append(as_array(sent).reshape(self.out_shape))
+            deltas.append(self.num.array(sent).reshape(self.out_shape))
         return {"in": deltas}
 
     def forward_noise(self, xs, p, out, noise: dict):

@@ -99,7 +99,7 @@ class Add(Merge):
     verb = "adds"
 
     def forward(self, xs, p, rec):
-        out = np.zeros(self.out_shape)
+        out = self.num.zeros(self.out_shape)
         for idx in np.ndindex(*self.out_shape):
             total = 0
             for k, x in enumerate(xs):
@@ -110,7 +110,7 @@ class Add(Merge):
         return out
 
     def backward(self, xs, out, delta, p, recs):
-        deltas = [np.zeros(shape) for shape in self.in_shapes]
+        deltas = [self.num.zeros(shape) for shape in self.in_shapes]
         for idx in np.ndindex(*self.out_shape):
             for k in range(len(xs)):
                 deltas[k][idx] = delta[idx]
@@ -138,7 +138,7 @@ class Multiply(Merge):
         return tuple(dict.fromkeys([roles["delta"]] + others))
 
     def forward(self, xs, p, rec):
-        out = np.zeros(self.out_shape)
+        out = self.num.zeros(self.out_shape)
         for idx in np.ndindex(*self.out_shape):
             product = 1
             for x in xs:
@@ -149,7 +149,7 @@ class Multiply(Merge):
         return out
 
     def backward(self, xs, out, delta, p, recs):
-        deltas = [np.zeros(shape) for shape in self.in_shapes]
+        deltas = [self.num.zeros(shape) for shape in self.in_shapes]
         for idx in np.ndindex(*self.out_shape):
             for k in range(len(xs)):
                 others = 1
@@ -203,7 +203,7 @@ class Concat(Merge):
         return (first[0], total) + tuple(first[2:])
 
     def forward(self, xs, p, rec):
-        out = np.zeros(self.out_shape)
+        out = self.num.zeros(self.out_shape)
         for k, x in enumerate(xs):
             for idx in np.ndindex(*x.shape):
                 at = (idx[0], idx[1] + self.offsets[k]) + idx[2:]
@@ -215,7 +215,7 @@ class Concat(Merge):
     def backward(self, xs, out, delta, p, recs):
         deltas = []
         for k, x in enumerate(xs):
-            d = np.zeros(x.shape)
+            d = self.num.zeros(x.shape)
             for idx in np.ndindex(*x.shape):
                 at = (idx[0], idx[1] + self.offsets[k]) + idx[2:]
                 d[idx] = delta[at]

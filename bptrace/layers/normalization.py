@@ -29,16 +29,15 @@ from ..tensors import fits
 from .base import EPS, TINY, BuildContext, Layer, Names, as_array, nested, noise_bound, ref, sums
 
 
-def _root(v):
-    """√v: the one square root of this module (a later number type swaps it here); nan below
-    0, as torch.sqrt gives, where a variance pinned by `given` or a sheet's answer is negative
-    (the engine then names the step)."""
-    return math.sqrt(v) if v >= 0 else math.nan
+def _root(v, sqrt=math.sqrt):
+    """√v by the number system's square root; nan below 0, as torch.sqrt gives, where a
+    variance pinned by `given` or a sheet's answer is negative (the engine then names the step)."""
+    return sqrt(v) if v >= 0 else math.nan
 
 
-def _inverse_root(v):
+def _inverse_root(v, sqrt=math.sqrt):
     """1/√v, inf at 0 (a variance pinned to −eps) and nan below, as torch.rsqrt gives."""
-    root = _root(v)
+    root = _root(v, sqrt)
     return 1 / root if root != 0 else math.inf
 
 
@@ -71,7 +70,7 @@ class Norm(Layer):
     def _setup(self, spec: Spec, stat_shape: tuple, param_shape: tuple, group_of, param_of):
         """Index tables: for each element of the input, its canonical index, the statistic
         it belongs to and its γ, β element."""
-        self.eps = spec.number("eps", 1e-5)
+        self.eps = self.e = spec.number("eps", 1e-5)
         if not math.isfinite(self.eps) or self.eps < 0:
             raise spec.error("eps", f"eps is added to the variance under a square root: it must be 0 or more, "
                                     f"found {self.eps:g}")
@@ -93,6 +92,13 @@ class Norm(Layer):
     def multiply_adds(self):
         return 12 * math.prod(self.out_shape)
 
+    def use(self, num):
+        super().use(num)
+        self.e = num.of(self.eps)
+        for key in ("running_mean", "running_var"):
+            if hasattr(self, key):
+                setattr(self, key, num.tensor(getattr(self, key)))
+
     def noise_terms(self):
         return self.count + 4
 
@@ -109,7 +115,7 @@ class Norm(Layer):
                 for k in group:
                     total += x[k]
                     if rec:
-                        rec.term(self.stat_cells[g], ("in", cells[k], x[k]), (f"1/{m}", None, 1 / m))
+                        rec.term(self.stat_cells[g], ("in", cells[k], x[k]), (f"1/{m}", None, self.num.ratio(1, m)))
                 mean[g] = total / m
         else:
             mean = self.running_mean.reshape(-1).tolist()
@@ -117,7 +123,7 @@ class Norm(Layer):
                 for g, v in enumerate(mean):
                     rec.term(self.stat_cells[g], ("running_mean", self.stat_cells[g], v))
         bounds = stage.bounds
-        mean = stage("mean", as_array(mean).reshape(self.stat_shape), reads=("in",) if self.train else (),
+        mean = stage("mean", self.num.array(mean).reshape(self.stat_shape), reads=("in",) if self.train else (),
                      noise=self._mean_noise(x, bounds) if bounds is not None and self.train else None)
         mean = mean.reshape(-1).tolist()
 
@@ -131,26 +137,26 @@ class Norm(Layer):
                     total += d * d
                     if rec:
                         rec.term(self.stat_cells[g], ("in − mean", cells[k], d), ("in − mean", cells[k], d),
-                                 (f"1/{m}", None, 1 / m))
+                                 (f"1/{m}", None, self.num.ratio(1, m)))
                 var[g] = total / m
         else:
             var = self.running_var.reshape(-1).tolist()
             if rec:
                 for g, v in enumerate(var):
                     rec.term(self.stat_cells[g], ("running_var", self.stat_cells[g], v))
-        var = stage("var", as_array(var).reshape(self.stat_shape), reads=("in", "mean") if self.train else (),
+        var = stage("var", self.num.array(var).reshape(self.stat_shape), reads=("in", "mean") if self.train else (),
                     noise=self._var_noise(x, mean, bounds) if bounds is not None and self.train else None)
         var = var.reshape(-1).tolist()
 
         rec = recs["xhat"]
         xhat = nested((len(x),))
         for k, g in enumerate(self.group_of):
-            r = _inverse_root(var[g] + self.eps)
+            r = _inverse_root(var[g] + self.e, self.num.sqrt)
             xhat[k] = (x[k] - mean[g]) * r
             if rec:
                 rec.term(cells[k], ("in", cells[k], x[k]), ("1/√(var + eps)", self.stat_cells[g], r))
                 rec.term(cells[k], ("−mean", self.stat_cells[g], -mean[g]), ("1/√(var + eps)", self.stat_cells[g], r))
-        xhat = stage("xhat", as_array(xhat).reshape(self.in_shape), reads=("in", "mean", "var"),
+        xhat = stage("xhat", self.num.array(xhat).reshape(self.in_shape), reads=("in", "mean", "var"),
                      noise=self._xhat_noise(x, mean, var, bounds) if bounds is not None else None)
         xhat = xhat.reshape(-1).tolist()
 
@@ -163,7 +169,7 @@ class Norm(Layer):
                 rec.term(cells[k], ("beta", self.param_cells[j], beta[j]))
         if bounds is not None:
             self._out_bound = self._out_noise(xhat, gamma, beta, bounds)
-        return as_array(out).reshape(self.in_shape)
+        return self.num.array(out).reshape(self.in_shape)
 
     # --- backward -----------------------------------------------------------------------
 
@@ -190,7 +196,7 @@ class Norm(Layer):
             xhat_delta[k] = delta[k] * gamma[j]
             if rec:
                 rec.term(cells[k], ("delta", cells[k], delta[k]), ("gamma", self.param_cells[j], gamma[j]))
-        xhat_delta = stage("xhat.delta", as_array(xhat_delta).reshape(self.in_shape), reads=("delta", "gamma"),
+        xhat_delta = stage("xhat.delta", self.num.array(xhat_delta).reshape(self.in_shape), reads=("delta", "gamma"),
                            noise=self._dxhat_noise(delta, gamma, bounds) if bounds is not None else None)
         xhat_delta = xhat_delta.reshape(-1).tolist()
 
@@ -199,26 +205,26 @@ class Norm(Layer):
             rec = recs["in"]
             x_delta = nested((len(x),))
             for k, g in enumerate(self.group_of):
-                r = _inverse_root(var[g] + self.eps)
+                r = _inverse_root(var[g] + self.e, self.num.sqrt)
                 x_delta[k] = xhat_delta[k] * r
                 if rec:
                     rec.term(cells[k], ("xhat.delta", cells[k], xhat_delta[k]), ("1/√(var + eps)", self.stat_cells[g], r))
             if bounds is not None:
                 self._back_bound = self._backward_noise(x, delta, gamma, mean, var, xhat, xhat_delta, None,
                                                         None, bounds)
-            return {"in": as_array(x_delta).reshape(self.in_shape), "gamma": as_array(gamma_grad).reshape(
-                self.param_shape), "beta": as_array(beta_grad).reshape(self.param_shape)}
+            return {"in": self.num.array(x_delta).reshape(self.in_shape), "gamma": self.num.array(gamma_grad).reshape(
+                self.param_shape), "beta": self.num.array(beta_grad).reshape(self.param_shape)}
 
         rec = recs["var.delta"]
         var_delta = nested((len(self.groups),))
         for g, group in enumerate(self.groups):
-            c = -0.5 * _inverse_root(var[g] + self.eps) ** 3
+            c = -(_inverse_root(var[g] + self.e, self.num.sqrt) ** 3) / 2
             for k in group:
                 var_delta[g] += xhat_delta[k] * (x[k] - mean[g]) * c
                 if rec:
                     rec.term(self.stat_cells[g], ("xhat.delta", cells[k], xhat_delta[k]),
                              ("in − mean", cells[k], x[k] - mean[g]), ("−½(var + eps)^(−3/2)", self.stat_cells[g], c))
-        var_delta = stage("var.delta", as_array(var_delta).reshape(self.stat_shape),
+        var_delta = stage("var.delta", self.num.array(var_delta).reshape(self.stat_shape),
                           reads=("xhat.delta", "in", "mean", "var"),
                           noise=self._dvar_noise(x, mean, var, xhat_delta, bounds) if bounds is not None else None)
         var_delta = var_delta.reshape(-1).tolist()
@@ -226,7 +232,7 @@ class Norm(Layer):
         rec = recs["mean.delta"]
         mean_delta = nested((len(self.groups),))
         for g, group in enumerate(self.groups):
-            r = _inverse_root(var[g] + self.eps)
+            r = _inverse_root(var[g] + self.e, self.num.sqrt)
             spread = 0
             for k in group:
                 mean_delta[g] += xhat_delta[k] * -r
@@ -237,7 +243,7 @@ class Norm(Layer):
             if rec:
                 rec.term(self.stat_cells[g], ("var.delta", self.stat_cells[g], var_delta[g]),
                          ("Σ −2(in − mean)/m", self.stat_cells[g], spread / m))
-        mean_delta = stage("mean.delta", as_array(mean_delta).reshape(self.stat_shape),
+        mean_delta = stage("mean.delta", self.num.array(mean_delta).reshape(self.stat_shape),
                            reads=("xhat.delta", "var.delta", "in", "mean", "var"),
                            noise=self._dmean_noise(x, mean, var, xhat_delta, var_delta, bounds)
                            if bounds is not None else None)
@@ -246,18 +252,18 @@ class Norm(Layer):
         rec = recs["in"]
         x_delta = nested((len(x),))
         for k, g in enumerate(self.group_of):
-            r = _inverse_root(var[g] + self.eps)
+            r = _inverse_root(var[g] + self.e, self.num.sqrt)
             x_delta[k] = xhat_delta[k] * r + var_delta[g] * (2 * (x[k] - mean[g]) / m) + mean_delta[g] / m
             if rec:
                 at = self.stat_cells[g]
                 rec.term(cells[k], ("xhat.delta", cells[k], xhat_delta[k]), ("1/√(var + eps)", self.stat_cells[g], r))
                 rec.term(cells[k], ("var.delta", at, var_delta[g]), ("2(in − mean)/m", cells[k], 2 * (x[k] - mean[g]) / m))
-                rec.term(cells[k], ("mean.delta", at, mean_delta[g]), (f"1/{m}", None, 1 / m))
+                rec.term(cells[k], ("mean.delta", at, mean_delta[g]), (f"1/{m}", None, self.num.ratio(1, m)))
         if bounds is not None:
             self._back_bound = self._backward_noise(x, delta, gamma, mean, var, xhat, xhat_delta, var_delta,
                                                     mean_delta, bounds)
-        return {"in": as_array(x_delta).reshape(self.in_shape), "gamma": as_array(gamma_grad).reshape(self.param_shape),
-                "beta": as_array(beta_grad).reshape(self.param_shape)}
+        return {"in": self.num.array(x_delta).reshape(self.in_shape), "gamma": self.num.array(gamma_grad).reshape(self.param_shape),
+                "beta": self.num.array(beta_grad).reshape(self.param_shape)}
 
     # --- float noise --------------------------------------------------------------------
     # Each inner value is bounded when it is staged, from the bounds of what it read as they
@@ -497,6 +503,7 @@ class Dropout(Layer):
         layer.p = p
         # PyTorch's p = 1 gives zeros (every value dropped), not a division by 0
         layer.scale = 1 / (1 - p) if p < 1 else 0.0
+        layer.factor = layer.scale
         if ("mask" in spec) == ("seed" in spec):
             raise spec.error(None if "mask" not in spec else "seed",
                              "dropout needs either `mask` (0 or 1 for each value of its input) or `seed`"
@@ -527,8 +534,8 @@ class Dropout(Layer):
             for idx in np.ndindex(*self.in_shape):
                 at = tuple(int(a) for a in idx)
                 rec.term(at, ("mask as drawn" if "drawn" in self.origin else "mask as written", at, self.mask[idx]))
-        mask = stage("mask", self.mask).reshape(-1).tolist()
-        shape, rec, scale = x.shape, recs["out"], self.scale
+        mask = stage("mask", self.num.tensor(self.mask)).reshape(-1).tolist()
+        shape, rec, scale = x.shape, recs["out"], self.factor
         x = x.reshape(-1).tolist()
         out = nested((len(x),))
         for k, (z, keep) in enumerate(zip(x, mask)):
@@ -537,14 +544,19 @@ class Dropout(Layer):
                 at = tuple(int(a) for a in np.unravel_index(k, shape))
                 rec.term(at, ("in", at, z), ("mask", at, keep), (self.scale_text, None, scale))
         self._mask = mask
-        return as_array(out).reshape(shape)
+        return self.num.array(out).reshape(shape)
+
+    def use(self, num):
+        super().use(num)
+        # 1/(1 − p) from p as written: p = 0.3 keeps 10/7, not the float nearest 1/0.7
+        self.factor = 1 / (1 - num.of(self.p)) if self.p < 1 else 0 * num.of(self.p)
 
     @property
     def scale_text(self):
         return f"{self.scale:.10g}"
 
     def backward(self, x, out, delta, p, recs, stage):
-        shape, rec, scale = x.shape, recs["in"], self.scale
+        shape, rec, scale = x.shape, recs["in"], self.factor
         mask = stage.values["mask"].reshape(-1).tolist()
         delta = delta.reshape(-1).tolist()
         x_delta = nested((len(delta),))
@@ -553,7 +565,7 @@ class Dropout(Layer):
             if rec:
                 at = tuple(int(a) for a in np.unravel_index(k, shape))
                 rec.term(at, ("delta", at, d), ("mask", at, keep), (self.scale_text, None, scale))
-        return {"in": as_array(x_delta).reshape(shape)}
+        return {"in": self.num.array(x_delta).reshape(shape)}
 
     def forward_noise(self, x, p, out, noise):
         factor = np.abs(as_array(self._mask).reshape(x.shape)) * self.scale

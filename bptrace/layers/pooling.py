@@ -14,7 +14,6 @@ from .base import (
     _out_size,
     _pair,
     _too_large,
-    as_array,
     nested,
     position,
     ref,
@@ -115,7 +114,7 @@ class MaxPool(Pool):
         values = [x[n][c][h][w] for h, w in cells]
         # Values equal but for float noise (0.1 + 0.2 against 0.3) are equal on paper: a tie.
         # Each value's own noise bound says how far apart that is (none for numbers as written).
-        noise = [self.floor[n][c][h][w] if self.floor else 0.0 for h, w in cells]
+        noise = [self.floor[n][c][h][w] if self.floor else 0 for h, w in cells]
         best = 0
         for k in range(1, len(values)):
             if values[k] - noise[k] > values[best] + noise[best]:
@@ -143,7 +142,7 @@ class MaxPool(Pool):
             if rec:
                 rec.choose(self.at(n, c, i, j), [("in", (n, c, h, w), value) for (h, w), value in zip(cells, values)],
                            best, tie)
-        return as_array(out).reshape(self.out_shape)
+        return self.num.array(out).reshape(self.out_shape)
 
     def notes(self, x, names):
         x = x.tolist()
@@ -161,7 +160,7 @@ class MaxPool(Pool):
             x_delta[n][c][h][w] += delta[n][c][i][j]
             if rec:
                 rec.term((n, c, h, w), ("delta", self.at(n, c, i, j), delta[n][c][i][j]))
-        return {"in": as_array(x_delta)}
+        return {"in": self.num.array(x_delta)}
 
     def rules(self, n):
         out = ref(n.out, self.out_shape, "ncij")
@@ -219,14 +218,14 @@ class AvgPool(Pool):
         out = nested(self.grid)
         for n, c, i, j in np.ndindex(*self.grid):
             count = self.divisor(i, j)
-            share, label = 1 / count, f"1/{count}"
+            share, label = self.num.ratio(1, count), f"1/{count}"
             total = 0
             for h, w in self.window(i, j):
                 total += share * x[n][c][h][w]
                 if rec:
                     rec.term(self.at(n, c, i, j), (label, None, share), ("in", (n, c, h, w), x[n][c][h][w]))
             out[n][c][i][j] = total
-        return as_array(out).reshape(self.out_shape)
+        return self.num.array(out).reshape(self.out_shape)
 
     def backward(self, x, out, delta, p, recs):
         delta = delta.reshape(self.grid).tolist()
@@ -234,12 +233,12 @@ class AvgPool(Pool):
         rec = recs["in"]
         for n, c, i, j in np.ndindex(*self.grid):
             count = self.divisor(i, j)
-            share, label = 1 / count, f"1/{count}"
+            share, label = self.num.ratio(1, count), f"1/{count}"
             for h, w in self.window(i, j):
                 x_delta[n][c][h][w] += share * delta[n][c][i][j]
                 if rec:
                     rec.term((n, c, h, w), (label, None, share), ("delta", self.at(n, c, i, j), delta[n][c][i][j]))
-        return {"in": as_array(x_delta)}
+        return {"in": self.num.array(x_delta)}
 
     def rules(self, n):
         area, out = self.area, ref(n.out, self.out_shape, "ncij")
@@ -338,7 +337,7 @@ class Upsample(Layer):
             out[n][c][i][j] = x[n][c][i // sh][j // sw]
             if rec:
                 rec.term((n, c, i, j), ("in", (n, c, i // sh, j // sw), x[n][c][i // sh][j // sw]))
-        return as_array(out)
+        return self.num.array(out)
 
     def backward(self, x, out, delta, p, recs):
         delta = delta.tolist()
@@ -352,7 +351,7 @@ class Upsample(Layer):
                 if rec:
                     rec.term((n, c, h, w), ("delta", (n, c, h * sh + a, w * sw + b), delta[n][c][h * sh + a][w * sw + b]))
             x_delta[n][c][h][w] = total
-        return {"in": as_array(x_delta)}
+        return {"in": self.num.array(x_delta)}
 
     def rules(self, n):
         N, C, H, W = self.in_shape

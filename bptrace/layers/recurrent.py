@@ -114,11 +114,11 @@ class Recurrent(Layer):
         raw, kept = self._forward(*self._args(x, p, bounds), settle)
         self._kept = {}
         for name in self.extras:
-            values = as_array(_plain(raw[name]))
+            values = self.num.array(_plain(raw[name]))
             noise = as_array(_radii(raw[name])) if bounds is not None else None
             self._kept[name] = (stage(name, values, reads=("in",) + self.param_roles, noise=noise)
                                 if stage else values).tolist()
-        return self._output(as_array(self._kept["h"]))
+        return self._output(self.num.array(self._kept["h"]))
 
     def _output(self, h):
         return h if self.returns == "sequence" else h[:, -1, :]
@@ -142,12 +142,12 @@ class Recurrent(Layer):
             self._bounds = {**{role: as_array(_radii(grads_noisy[role])) for role in self.param_roles},
                             "in": as_array(_radii(dx_noisy))}
         for name in self.backward_extras:
-            values = as_array(raw[name])
+            values = self.num.array(raw[name])
             if stage:
                 stage(name, values, reads=("delta",) + self.param_roles,
                       noise=as_array(_radii(noisy[name])) if noisy else None)
-        result = {role: as_array(grads[role]) for role in self.param_roles}
-        result["in"] = as_array(dx)
+        result = {role: self.num.array(grads[role]) for role in self.param_roles}
+        result["in"] = self.num.array(dx)
         return result
 
     def _delta_at_h(self, delta):
@@ -163,7 +163,7 @@ class Recurrent(Layer):
         """Time step t of `name` as on paper (rounded, pinned), for the steps after it."""
         if settle is None:
             return
-        values = settle(name, as_array(_plain(raw[name]))).tolist()
+        values = settle(name, self.num.array(_plain(raw[name]))).tolist()
         for n in range(len(kept[name])):
             # a rounded or given number is exact, as written; one left as computed keeps its interval
             kept[name][n][t] = [v if v != plain(r) else r for v, r in zip(values[n][t], raw[name][n][t])]

@@ -1,6 +1,9 @@
 """Formatting shared by every renderer: numbers, indices, element labels."""
 from __future__ import annotations
 
+from fractions import Fraction
+
+from ..numbers import exact_text
 from ..tensors import display_index, element, format_index  # noqa: F401  (element: renderers import it from here)
 
 SIGNIFICANT = 10
@@ -8,7 +11,10 @@ SIGNIFICANT = 10
 
 def number(value, significant: int = SIGNIFICANT) -> str:
     """A number as a person would write it: up to 10 significant digits, no float noise
-    (0.036418200000000005 → 0.0364182), and a true minus sign left to the caller."""
+    (0.036418200000000005 → 0.0364182), and a true minus sign left to the caller.  An exact
+    number (`arithmetic: exact`) is written whole: its decimals when they end, else p/q."""
+    if isinstance(value, Fraction):
+        return exact_text(value)
     value = float(value)
     if value == 0:
         return "0"

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
+from ..numbers import number_text
 from ..tensors import squeeze
 
 
@@ -16,11 +19,19 @@ def _plain(values):
     return shown.tolist() if shown.ndim else float(shown)
 
 
+def _plain_text(values):
+    shown = squeeze(values)
+    return np.vectorize(number_text, otypes=[object])(shown).tolist() if shown.ndim else number_text(shown[()])
+
+
 def trace_dict(trace) -> dict:
     steps = []
     for step in trace.steps:
         item = {"name": step.name, "phase": step.phase, "layer": step.layer, "rule": step.rule,
                 "shape": list(step.shape), "values": _plain(step.values), "reads": list(step.reads)}
+        if step.exact is not None:
+            # the exact numbers as text ("3/8", "0.0364182"), next to their floats
+            item["exact"] = _plain_text(step.exact)
         if step.computed is not None:
             item["computed"] = _plain(step.computed)
         if step.rounded:
@@ -35,6 +46,7 @@ def trace_dict(trace) -> dict:
         "name": trace.name,
         "description": trace.description,
         "conventions": dict(trace.conventions),
+        **({"arithmetic": trace.arithmetic} if trace.arithmetic != "float" else {}),
         "summary": [{"layer": row.layer, "type": row.type, "out_shape": list(row.out_shape),
                      "params": row.params, **({"from": list(row.reads)} if row.reads else {})}
                     for row in trace.summary],

@@ -69,6 +69,20 @@ def table_format(values, digits: int = DEFAULT_DIGITS) -> TableFormat:
     return TableFormat(max(0, digits - 1 - (exponent - scale)), scale)
 
 
+class ExactFormat(TableFormat):
+    """Exact numbers (`arithmetic: exact`): each cell written whole, as `number()` writes it."""
+
+    def __init__(self):
+        super().__init__(0, 0)
+
+    def text(self, value) -> str:
+        from .common import minus_sign, number
+        return minus_sign(number(value))
+
+
+EXACT_FORMAT = ExactFormat()
+
+
 # --- grids ---------------------------------------------------------------------------------
 
 @dataclass

@@ -21,7 +21,7 @@ from .common import (
     AXES, axis_names, element, factor_label, number, product_text, shape_text, signed, sum_pieces,
     trace_factors, type_text,
 )
-from .layout import DEFAULT_DIGITS, Grid, TableFormat, grids, table_format
+from .layout import DEFAULT_DIGITS, EXACT_FORMAT, Grid, TableFormat, grids, table_format
 
 TERMS_PER_SUM = 24     # a written-out sum with more (non-zero) terms than this is not written
 TERMS_PER_STEP = 320   # nor are a step's sums when together they have more terms than this
@@ -152,7 +152,9 @@ def _update_legend(trace) -> str:
 
 def conventions_text(trace) -> str:
     c = trace.conventions
-    return f"kernel={c['kernel']} · flatten={c['flatten']} · indices from {c['index_base']}"
+    arithmetic = getattr(trace, "arithmetic", "float")
+    exact = "" if arithmetic == "float" else f" · {arithmetic} arithmetic"
+    return f"kernel={c['kernel']} · flatten={c['flatten']} · indices from {c['index_base']}{exact}"
 
 
 def section_title(phase: str, trace, training_step: int | None = None) -> str:
@@ -202,7 +204,7 @@ def trace_view(trace, only=None, digits: int = DEFAULT_DIGITS, steps: bool = Tru
         summary=[(row.layer, type_text(row), shape_text(row.out_shape), str(row.params) if row.type else "")
                  for row in trace.summary],
         total_params=trace.total_params, sections=sections,
-        loss=signed(loss.values.reshape(-1)[0], digits) if loss is not None else None,
+        loss=signed(paper(loss).reshape(-1)[0], digits) if loss is not None else None,
         results=results, explain=hint, digits=digits, base=base)
 
 
@@ -224,7 +226,7 @@ def _results(trace, only, digits, types):
         step = trace[name]
         what = _what(name)
         if step.values.size == 1:
-            results.append(Result(name, what, signed(step.values.reshape(-1)[0], digits), None))
+            results.append(Result(name, what, signed(paper(step).reshape(-1)[0], digits), None))
         elif step.values.size <= RESULT_LIMIT:
             results.append(Result(name, what, None, values_of(step, trace, digits, types.get(step.layer, ""))))
         else:
@@ -232,7 +234,7 @@ def _results(trace, only, digits, types):
             index = tuple(int(i) for i in np.unravel_index(flat, step.shape))
             results.append(Result(name, what, None, None,
                                   f"{shape_text(step.shape)}, largest magnitude "
-                                  f"{signed(step.values[index], digits)} at {element(name, step.shape, index, base)}"))
+                                  f"{signed(paper(step)[index], digits)} at {element(name, step.shape, index, base)}"))
         if hint is None and ".grad." in name:
             flat = int(np.argmax(np.abs(step.values)))
             index = tuple(int(i) for i in np.unravel_index(flat, step.shape))
@@ -255,12 +257,17 @@ def _what(name: str) -> str:
 
 # --- one step ------------------------------------------------------------------------------
 
+def paper(step):
+    """The values as shown: exact ones where the trace has them (`arithmetic: exact`)."""
+    return step.exact if step.exact is not None else step.values
+
+
 def values_of(step, trace, digits, layer_type="", values=None, marks=True) -> Values:
     """A step's values (or `values`, e.g. the computed ones) as formatted grids."""
-    values = step.values if values is None else values
+    values = paper(step) if values is None else values
     base = trace.conventions.get("index_base", 0)
     flat = values.reshape(-1).tolist()
-    fmt = table_format(flat, digits)
+    fmt = EXACT_FORMAT if values.dtype == object else table_format(flat, digits)
     texts = [fmt.text(v) for v in flat]
     grid_list, caption = grids(values.shape, axis_names(step.name, step.shape, layer_type), base)
     view = Values(step.name, tuple(values.shape), flat, texts, fmt, grid_list, caption, base=base)
@@ -286,7 +293,7 @@ def step_view(step, trace, digits: int = DEFAULT_DIGITS, types=None) -> StepView
     view = StepView(
         name=step.name, phase=phase, section=section_title(phase, trace, getattr(step, "training_step", None)), layer=step.layer,
         layer_type=layer_type, shape=step.shape, shape_text="×".join(str(d) for d in shown),
-        scalar=signed(step.values.reshape(-1)[0], digits) if not shown else None,
+        scalar=signed(paper(step).reshape(-1)[0], digits) if not shown else None,
         rule=step.rule if step.phase not in ("input", "parameter") else None,
         origin=step.origin, notes=_notes(step, trace), reads=tuple(step.reads),
         values=values_of(step, trace, digits, layer_type) if shown else None)
@@ -374,7 +381,7 @@ def _sums(step, trace, digits, base, layer_type, fmt):
             longest = max(len(e.terms) for e in step.expansions.values())
             return [], [f"the sums are not written out: up to {longest} terms each, too many to read"]
     taps = _taps(step, trace, layer_type)
-    used, computed = step.values, step.computed if step.computed is not None else step.values
+    used, computed = paper(step), step.computed if step.computed is not None else paper(step)
     # a total reads as its table cell, unless the table is written in multiples of 10^k
     total = fmt.text if fmt is not None and not fmt.exponent else (lambda v: signed(v, digits))
     sums, zero_elements, derivations = [], [], []
