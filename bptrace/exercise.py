@@ -4,8 +4,8 @@ variants, each a plain scenario with its question sheet, answer key and answers 
 A template's numbers are drawn from grids of decimals written in the template, and written
 into the variant exactly as decimals (0.1, never 0.1000000000000000055).  A draw is kept when
 its constraints hold, judged on the variant's trace: max-pool ties as the max-pool layer
-itself finds them, a relu input at 0 and an answer's decimals in exact rational arithmetic
-over the written numbers (`exact_value`), never on float noise.
+itself finds them, a relu input at 0 and an answer's decimals on the variant traced in exact
+arithmetic (`arithmetic: exact`: fractions of the written numbers), never on float noise.
 """
 from __future__ import annotations
 
@@ -395,93 +395,51 @@ def _unmet(template: Template, scenario, trace) -> tuple:
     """(the first constraint this draw breaks or None, the asked steps' answers)."""
     c = template.constraints
     types = {layer.name: layer.type for layer in scenario.layers}
-    memo = {}
+    exact = _exact_trace(scenario) if c.no_relu_at_zero or c.max_decimals is not None else None
     for step in trace.steps:
-        if step.phase != "forward" or not step.expansions:
+        if step.phase != "forward":
             continue
         kind = types.get(step.layer)
-        if c.no_pool_ties and kind == "maxpool" and any(e.kind == "max" and e.tie for e in step.expansions.values()):
+        if c.no_pool_ties and kind == "maxpool" and any(e.kind == "max" and e.tie
+                                                          for e in (step.expansions or {}).values()):
             return "a max-pool tie", {}
         if c.no_relu_at_zero and kind in RELU_TYPES:
-            for expansion in step.expansions.values():
-                factor = expansion.terms[0][0]
-                value = _exact_or_none(trace, factor.name, factor.index, memo)
-                if (value == 0) if value is not None else abs(factor.value) <= 1e-12:
-                    return "a relu input at 0", {}
+            # the input as on paper: 0.1 + 0.2 − 0.3 is 0 (without an exact trace, within 1e-12)
+            x = step.reads[0]
+            if exact is not None and any(v == 0 for v in exact[x].exact.reshape(-1).tolist()) or \
+                    exact is None and bool(np.any(np.abs(trace[x].values) <= 1e-12)):
+                return "a relu input at 0", {}
     answers = {}
     for name in template.ask:
         step = trace[name]
         if c.max_decimals is None:
             answers[name] = _shown(step, [_Text(repr(float(v))) for v in step.values.reshape(-1)])
             continue
-        texts = []
-        for index in np.ndindex(*step.shape):
-            value = _exact_or_none(trace, name, index, memo)
-            if value is None or (10 ** c.max_decimals) % value.denominator:
-                return f"an answer with more than {c.max_decimals} decimals", {}
-            texts.append(_Text(decimal_text(value)))
-        answers[name] = _shown(step, texts)
+        if exact is None:
+            return f"an answer with more than {c.max_decimals} decimals", {}
+        values = [Fraction(v) for v in exact[name].exact.reshape(-1).tolist()]
+        if any((10 ** c.max_decimals) % value.denominator for value in values):
+            return f"an answer with more than {c.max_decimals} decimals", {}
+        answers[name] = _shown(step, [_Text(decimal_text(value)) for value in values])
     return None, answers
+
+
+def _exact_trace(scenario):
+    """The variant traced in exact arithmetic (its numbers the decimals written, rounding on
+    the true values), or None when a step has no exact value (an exp or a tanh not pinned):
+    its answers are then no short decimals."""
+    from .api import run
+
+    try:
+        return run(scenario, arithmetic="exact", terms=False)
+    except ScenarioError:
+        return None
 
 
 def _shown(step, flat: list):
     """Answers in the step's shape as a person writes it (length-1 axes dropped)."""
     shape = tuple(d for d in step.shape if d != 1)
     return _nested(flat, shape) if shape else flat[0]
-
-
-class NotExact(Exception):
-    """A value that is not a rational function of the written numbers (a sigmoid's output)."""
-
-
-def _exact_or_none(trace, name, index, memo):
-    try:
-        return exact_value(trace, name, index, memo)
-    except NotExact:
-        return None
-
-
-def exact_value(trace, name: str, index: tuple, memo: dict | None = None) -> Fraction:
-    """A traced element in exact rational arithmetic, from the terms the engine recorded:
-    written numbers (inputs, parameters, pinned values, the upstream error) are the
-    decimals as written; sums of products are summed exactly; a maximum is its winner's
-    value; an applied function (sigmoid, exp) is not rational, and raises NotExact."""
-    memo = {} if memo is None else memo
-    key = (name, index)
-    if key in memo:
-        return memo[key]
-    step = trace[name]
-    expansion = (step.expansions or {}).get(index)
-    pinned = step.given is not None and bool(step.given[index])
-    # a rounded step (`rounding:`) goes on with its rounded numbers, decimals as written
-    if pinned or expansion is None or step.rounded:
-        # a number as written (or an element no term reaches, 0): its shortest repr is the
-        # decimal written, up to 15 digits.  A computed number's float noise would show as
-        # 17 digits here, which no answer with few decimals can match: never a false "exact".
-        value = Fraction(repr(float(step.values[index])))
-    elif expansion.kind == "max":
-        factor = expansion.terms[expansion.winner][0]
-        value = _factor(trace, factor, memo)
-    elif expansion.kind == "sum":
-        value = sum((math.prod((_factor(trace, f, memo) for f in term), start=Fraction(1))
-                     for term in expansion.terms), start=Fraction(0))
-    else:
-        raise NotExact(name)
-    memo[key] = value
-    return value
-
-
-_COMPLEMENT = re.compile(r"^1 − (\S+)$")
-
-
-def _factor(trace, factor, memo) -> Fraction:
-    if factor.name in trace and factor.index is not None:
-        return exact_value(trace, factor.name, factor.index, memo)
-    complement = _COMPLEMENT.match(factor.name)
-    if complement and complement.group(1) in trace and factor.index is not None:
-        return 1 - exact_value(trace, complement.group(1), factor.index, memo)
-    # a constant of the rule (1/4 of an average pool, the learning rate): a short fraction
-    return Fraction(factor.value).limit_denominator(10 ** 6)
 
 
 # --- what a variant writes -----------------------------------------------------------------
