@@ -69,7 +69,7 @@ class Loss:
 class Upstream:
     layer: str
     delta: np.ndarray             # canonical shape of that layer's output
-    rule: str | None = None       # an expression graph's output starts from 1: its own words
+    rule: object = None           # an expression graph's output starts from 1: its own rule (notation)
     start: str | None = None
 
 
