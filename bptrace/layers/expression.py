@@ -155,11 +155,10 @@ class Expression(Layer):
         traced = dict(zip(self.reads, n.xs))
         rename = traced.get
         rules = {"out": eq(Ref(n.out), Formula(self.tree, tuple(traced.items())))}
-        texts = F.local_gradient_texts(self.tree, rename)
+        gradients = F.local_gradient_rules(self.tree, rename)
         for k, r in enumerate(self.reads):
             local = Ref(n.extra("local." + r))
-            # the local gradient as bptrace.formula writes it: a formula in math, as written
-            rules[f"local.{r}"] = eq(local, partial(sym(n.layer), sym(r)), sym(texts[r]))
+            rules[f"local.{r}"] = eq(local, partial(sym(n.layer), sym(r)), gradients[r])
             rules[f"in{k}"] = eq(Ref(n.x_deltas[k]), prod(Ref(n.delta), local))
         return rules
 
