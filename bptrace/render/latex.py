@@ -209,6 +209,8 @@ def rule_pieces(node, links=frozenset(), sized: bool = True) -> list:
         index = "[" + ",".join(_chars(i) for i in node.index) + "]" if node.index else ""
         return [("math", linked(node.name, name(node.name), links) + index)]
     if isinstance(node, nt.Sym):
+        if re.fullmatch(r"[−-]?\d+(\.\d+)?e[−-]?\d+", node.text):     # 1e-08 as 10^{-8}
+            return [("math", number_math(node.text.replace("−", "-")))]
         return [("math", _chars(node.text))]
     if isinstance(node, nt.Word):
         return [("math", _function_name(node.text))]
@@ -235,12 +237,17 @@ def rule_pieces(node, links=frozenset(), sized: bool = True) -> list:
             return [("math", head + left + _joined(arg) + right)]
         return [("math", head + "(")] + arg + [("math", ")")]
     if isinstance(node, nt.Paren):
+        if isinstance(node.body, nt.Frac) and sized:
+            return inner(node.body)         # the fraction bar groups it: (1/3) as a bare \frac
         body = inner(node.body)
         if _all_math(body):
             return [("math", left + _joined(body) + right)]
         return [("math", "(")] + body + [("math", ")")]
     if isinstance(node, nt.Frac):
         num, den = inner(_bare(node.num)), inner(_bare(node.den))
+        atoms = all(isinstance(x, (nt.Sym, nt.Ref, nt.Word)) for x in (node.num, node.den))
+        if not sized and not atoms:         # a paragraph keeps its line height: a / b
+            return inner(node.num) + [("math", " / " if node.spaced else "/")] + inner(node.den)
         if _all_math(num) and _all_math(den):
             return [("math", r"\frac{" + _joined(num) + "}{" + _joined(den) + "}")]
         return inner(node.num) + [("math", " / ")] + inner(node.den)
