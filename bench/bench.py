@@ -95,6 +95,7 @@ def cases() -> list[Case]:
         Case("seed001, text", run + ["scenarios/seed001.yaml"], torch + ["seed001"], 0.3),
         Case("Zhang 2016, JSON", run + ["scenarios/zhang2016.yaml", "--format", "json"], torch + ["zhang2016"], 0.5),
         Case("Zhang 2016, text", run + ["scenarios/zhang2016.yaml"], torch + ["zhang2016"], 1.0),
+        Case("residual + BN, JSON", run + ["bench/residual_bn.yaml", "--format", "json"], torch + ["residual_bn"], 1.0),
     ]
 
 
@@ -125,10 +126,11 @@ def bench_run(repeat: int):
     all_cases = cases()
     print(f"bptrace: {' '.join(all_cases[0].bptrace[:-2])}")
     print(f"pytorch: {sys.executable} {BASELINE.relative_to(ROOT)}")
-    for scenario, network in (("seed001", "seed001"), ("zhang2016", "zhang2016")):
-        count, worst = agreement(bptrace_command() + ["run", f"scenarios/{scenario}.yaml", "--format", "json"],
+    for scenario, network in (("scenarios/seed001", "seed001"), ("scenarios/zhang2016", "zhang2016"),
+                              ("bench/residual_bn", "residual_bn")):
+        count, worst = agreement(bptrace_command() + ["run", f"{scenario}.yaml", "--format", "json"],
                                  [sys.executable, str(BASELINE), network])
-        print(f"same values: {scenario}: {count} numbers, largest difference {worst:.1e}")
+        print(f"same values: {network}: {count} numbers, largest difference {worst:.1e}")
     for case in all_cases:                      # warm the file cache; not counted
         try:
             timed(case.bptrace), timed(case.baseline)
@@ -142,14 +144,14 @@ def bench_run(repeat: int):
 
     print(f"\nwhole process, wall clock, median of {repeat} (seconds vary with the machine's load; the"
           "\nratios compare runs interleaved in the same repetitions)\n")
-    header = f"{'case':<18}{'bptrace':>9}{'pytorch':>9}{'ratio':>8}{'target':>9}   {'peak memory (bptrace / pytorch)':>31}"
+    header = f"{'case':<20}{'bptrace':>9}{'pytorch':>9}{'ratio':>8}{'target':>9}   {'peak memory (bptrace / pytorch)':>31}"
     print(header)
     print("─" * len(header))
     verdicts = []
     for case in all_cases:
         if case.failure:
             verdicts.append(False)
-            print(f"{case.label:<18}failed: {case.failure}")
+            print(f"{case.label:<20}failed: {case.failure}")
             continue
         ours_mb = max(s.peak_mb for s in case.ours)
         theirs_mb = max(s.peak_mb for s in case.theirs)
@@ -157,7 +159,7 @@ def bench_run(repeat: int):
         memory_ok = ours_mb < MEMORY_LIMIT_MB
         verdicts += [speed_ok, memory_ok]
         size = len(case.ours[-1].output)
-        print(f"{case.label:<18}{case.median(case.ours):>8.2f}s{case.median(case.theirs):>8.2f}s"
+        print(f"{case.label:<20}{case.median(case.ours):>8.2f}s{case.median(case.theirs):>8.2f}s"
               f"{case.ratio:>7.2f}x{'≤ ' + format(case.target, 'g') + 'x':>8} {'✓' if speed_ok else '✗'}"
               f"   {ours_mb:>7.1f} MB {'✓' if memory_ok else '✗'} / {theirs_mb:>5.0f} MB"
               f"   ({size / 1024:,.0f} KiB written)")

@@ -2,6 +2,7 @@
 
     python bench/torch_baseline.py seed001      # scenarios/seed001.yaml
     python bench/torch_baseline.py zhang2016    # scenarios/zhang2016.yaml
+    python bench/torch_baseline.py residual_bn  # bench/residual_bn.yaml
 
 Computes what `bptrace run` computes (forward values, loss, every delta, every parameter
 gradient, the error at the input, the SGD update) with autograd and prints each value on one
@@ -126,7 +127,74 @@ def zhang2016():
         show(name, value)
 
 
-NETWORKS = {"seed001": seed001, "zhang2016": zhang2016}
+def residual_bn():
+    # bench/residual_bn.yaml: Zhang's network with a residual block of two convs, each followed
+    # by batch norm in training mode (the batch's mean and biased variance per channel, eps
+    # 1e-5, γ = 1, β = 0), the block's input added back before the relu; batch of two images
+    rng = np.random.default_rng(0)
+
+    def glorot(shape, fan_in, fan_out):
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
+        return torch.tensor(rng.uniform(-bound, bound, size=shape), requires_grad=True)
+
+    k1 = glorot((6, 1, 5, 5), 1 * 25, 6 * 25)
+    k2 = glorot((6, 6, 3, 3), 6 * 9, 6 * 9)
+    k3 = glorot((12, 6, 5, 5), 6 * 25, 12 * 25)
+    W = glorot((10, 192), 192, 10)
+    b1, b2, b3, b = (torch.zeros(n, requires_grad=True) for n in (6, 6, 12, 10))
+    g1, g2 = (torch.ones(6, requires_grad=True) for _ in range(2))
+    be1, be2 = (torch.zeros(6, requires_grad=True) for _ in range(2))
+    x = torch.tensor(np.random.default_rng(1).uniform(0.0, 1.0, size=(2, 1, 28, 28))).requires_grad_()
+    target = torch.zeros(2, 10)
+    target[0, 2] = target[1, 7] = 1.0
+    rate = 0.5
+
+    def batch_norm(z, gamma, beta):
+        # written out, so that the batch statistics and x̂ are values with their own deltas
+        mean = tracked(z.mean(dim=(0, 2, 3)))
+        var = tracked(((z - mean.reshape(1, -1, 1, 1)) ** 2).mean(dim=(0, 2, 3)))
+        xhat = tracked((z - mean.reshape(1, -1, 1, 1)) / torch.sqrt(var.reshape(1, -1, 1, 1) + 1e-5))
+        return mean, var, xhat, tracked(gamma.reshape(1, -1, 1, 1) * xhat + beta.reshape(1, -1, 1, 1))
+
+    C1 = tracked(F.conv2d(x, k1, b1))
+    m1, v1, xh1, bn1 = batch_norm(C1, g1, be1)
+    r1 = tracked(torch.relu(bn1))
+    C2 = tracked(F.conv2d(r1, k2, b2, padding=1))
+    m2, v2, xh2, bn2 = batch_norm(C2, g2, be2)
+    skip = tracked(bn2 + r1)
+    r2 = tracked(torch.relu(skip))
+    S1 = tracked(F.avg_pool2d(r2, 2))
+    C3 = tracked(F.conv2d(S1, k3, b3))
+    sig2 = tracked(torch.sigmoid(C3))
+    S2 = tracked(F.avg_pool2d(sig2, 2))
+    f = tracked(S2.reshape(2, -1))
+    FC = tracked(f @ W.T + b)
+    sig3 = tracked(torch.sigmoid(FC))
+    loss = 0.5 * ((sig3 - target) ** 2).sum()
+    loss.backward()
+
+    params = [("C1", "kernel", k1), ("C1", "bias", b1), ("bn1", "gamma", g1), ("bn1", "beta", be1),
+              ("C2", "kernel", k2), ("C2", "bias", b2), ("bn2", "gamma", g2), ("bn2", "beta", be2),
+              ("C3", "kernel", k3), ("C3", "bias", b3), ("FC", "weights", W), ("FC", "bias", b)]
+    with torch.no_grad():
+        updates = [(f"{layer}.new.{role}", p - rate * p.grad) for layer, role, p in params]
+    values = [("input", x)] + [(f"{layer}.{role}", p) for layer, role, p in params]
+    values += [("C1.out", C1), ("bn1.mean", m1), ("bn1.var", v1), ("bn1.xhat", xh1), ("bn1.out", bn1),
+               ("r1.out", r1), ("C2.out", C2), ("bn2.mean", m2), ("bn2.var", v2), ("bn2.xhat", xh2),
+               ("bn2.out", bn2), ("skip.out", skip), ("r2.out", r2), ("S1.out", S1), ("C3.out", C3),
+               ("sig2.out", sig2), ("S2.out", S2), ("f.out", f), ("FC.out", FC), ("sig3.out", sig3),
+               ("loss", loss)]
+    values += [(f"{name}.delta", t.grad) for name, t in
+               [("sig3", sig3), ("FC", FC), ("f", f), ("S2", S2), ("sig2", sig2), ("C3", C3), ("S1", S1),
+                ("r2", r2), ("skip", skip), ("bn2", bn2), ("bn2.xhat", xh2), ("bn2.var", v2), ("bn2.mean", m2),
+                ("C2", C2), ("r1", r1), ("bn1", bn1), ("bn1.xhat", xh1), ("bn1.var", v1), ("bn1.mean", m1),
+                ("C1", C1), ("input", x)]]
+    values += [(f"{layer}.grad.{role}", p.grad) for layer, role, p in params]
+    for name, value in values + updates:
+        show(name, value)
+
+
+NETWORKS = {"seed001": seed001, "zhang2016": zhang2016, "residual_bn": residual_bn}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in NETWORKS:

@@ -12,10 +12,11 @@ The names below are imported on first use, so that `bptrace --help` does not pay
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["load", "loads", "run", "from_torch", "Scenario", "ScenarioError", "Step", "Trace"]
+__all__ = ["load", "loads", "run", "from_torch", "variant", "Scenario", "ScenarioError", "Step", "Trace"]
 
 _HOMES = {"load": "api", "loads": "scenario", "Scenario": "scenario", "run": "api",
-          "ScenarioError": "errors", "Step": "trace", "Trace": "trace", "from_torch": "pytorch"}
+          "ScenarioError": "errors", "Step": "trace", "Trace": "trace", "from_torch": "pytorch",
+          "variant": "api"}
 
 
 def __getattr__(name):

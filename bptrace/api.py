@@ -124,6 +124,18 @@ def run(scenario: "Scenario | Source", *, arithmetic: str = "float", size_limit:
     return trace
 
 
+def variant(template, seed: int):
+    """The exercise variant of `seed` drawn from a template (a path, the template's YAML text,
+    or a loaded `bptrace.exercise.Template`), as `bptrace exercise TEMPLATE --seed S` draws it:
+    `.text` (the variant scenario), `.scenario`, `.trace`, `.answers` (asked name -> values)."""
+    from .exercise import Template, draw, load_template
+
+    if not isinstance(template, Template):
+        template = load_template(None, text=template) if isinstance(template, str) and "\n" in template \
+            else load_template(template)
+    return draw(template, seed)
+
+
 def _selected(trace: "Trace", only) -> set | None:
     """`only`: step names, name prefixes, phases or shell-style patterns (`"c1.*"`), as `--only`
     takes them."""

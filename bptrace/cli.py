@@ -409,6 +409,55 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
 
 
 @main.command()
+@click.argument("template", type=click.Path(dir_okay=True))
+@click.option("--seed", type=click.IntRange(min=0), help="Draw the variant of this seed.")
+@click.option("--roster", type=click.Path(dir_okay=False), metavar="CSV",
+              help="One variant per student of this CSV (column id, or the first), each seed derived from "
+                   "the id and the template; writes roster.csv beside their folders.")
+@click.option("--format", "fmt", type=click.Choice(("files", "prairielearn")), default="files", show_default=True,
+              help="Variant files, or a PrairieLearn question folder that draws its own variants.")
+@click.option("-o", "--output", type=click.Path(file_okay=False), metavar="DIR",
+              help="The folder to write (new, or empty); default TEMPLATE-SEED, TEMPLATE-roster or TEMPLATE-pl.")
+def exercise(template, seed, roster, fmt, output):
+    """Draw exercise variants from a TEMPLATE: a scenario with `vary:`, `ask:` and `constraints:`.
+
+    Each variant folder holds variant.yaml (a plain scenario), sheet.md/.tex/.html (the
+    question), key.md/.tex/.html (the worked answer) and answers.yaml (for bptrace check).
+
+    \b
+    Examples:
+      bptrace exercise templates/seed001_exercise.yaml --seed 7 -o ex7
+      bptrace exercise templates/seed001_exercise.yaml --roster students.csv -o hw3
+      bptrace exercise templates/seed001_exercise.yaml --format prairielearn -o pl/questions/backprop1
+    """
+    from . import exercise as ex
+
+    if fmt == "prairielearn" and (seed is not None or roster):
+        raise BadInput("--format prairielearn draws each student's variant in PrairieLearn; "
+                       "it takes no --seed or --roster")
+    if fmt == "files" and (seed is None) == (roster is None):
+        raise BadInput("give --seed S (one variant) or --roster CSV (one per student)")
+    stem = os.path.splitext(os.path.basename(template))[0]
+    try:
+        loaded = ex.load_template(template)
+        if fmt == "prairielearn":
+            from .prairielearn import question_files
+
+            files, folder = question_files(loaded), output or f"{stem}-pl"
+        elif roster:
+            files, folder = ex.roster_files(loaded, ex.read_roster(roster)), output or f"{stem}-roster"
+        else:
+            files, folder = ex.exercise_files(loaded, seed), output or f"{stem}-{seed}"
+        ex.write_folder(folder, files)
+    except ScenarioError as error:
+        fail(error, template)
+    except OSError as exc:
+        raise BadInput(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"wrote {folder}: " + ", ".join(sorted(files)) if len(files) <= 12 else
+               f"wrote {folder}: {len(files) - 1} files in {(len(files) - 1) // len(ex.FILES)} folders, and roster.csv")
+
+
+@main.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the scenario to this file (refuses to overwrite).")
 def new(output):

@@ -212,7 +212,7 @@ class _Run:
             if layer.extras:
                 recs = {"out": rec, **{k: self.recorder(n.extra(k), layer.roles(n)) for k in layer.extras}}
                 bounds = self.bounds({**self._inputs(layer, n), **{r: n.param(r) for r in layer.param_roles}}) \
-                    if position < self.forward_bounds else None
+                    if position < self.forward_bounds or layer.decides else None
                 out = layer.forward(x, params[layer.name], recs, self._stage(layer, n, "forward", recs, bounds))
             else:
                 out = self._loop(("forward", layer.name), lambda: layer.forward(x, params[layer.name], rec))

@@ -76,6 +76,10 @@ class Optimizer:
         """SGD momentum: the buffer is μ·buf + (1 − dampening)·g; its gradient's sign."""
         return 1.0
 
+    def step_reads_new_buffer(self) -> bool:
+        """SGD momentum: the step reads the buffer this step made (torch), not the one before."""
+        return True
+
 
 NAMES = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
 STATE_KEYS = {
@@ -175,11 +179,17 @@ def _sgd(opt, u):
             step = g + mu * buf
             step_text = Paren(add(g_text, prod(sym(_g(mu)), Ref(name))))
             step_terms = lambda idx: [((g_role, idx, g[idx]),), ((_g(mu), None, mu), ("buf", idx, buf[idx]))]
+        elif not opt.step_reads_new_buffer():
+            # the step taken with the buffer it started from (none yet: a zero step)
+            before_buf = np.zeros(u.old.shape) if u.previous.get("momentum_buffer") is None \
+                else u.previous["momentum_buffer"]
+            step, step_text = before_buf, before or "0"
+            step_terms = (lambda idx: []) if before is None else (lambda idx: [(("buf", idx, before_buf[idx]),)])
         else:
             step = buf
             step_text = Ref(name)
             step_terms = lambda idx: [(("buf", idx, buf[idx]),)]
-        roles = {"buf": name}
+        roles = {"buf": name if opt.step_reads_new_buffer() else before}
     else:
         step_text = g_text
         step_terms = lambda idx: [((g_role, idx, g[idx]),)]

@@ -55,7 +55,7 @@ def test_every_catalog_id_has_a_planted_sheet():
     # expression-graph ones in tests/test_circuits.py; index-base and rounding-only in their
     # own tests below
     assert {case[0] for case in PLANTED + NORM_PLANTED} | {"batch-summed-not-averaged", "adam-no-bias-correction",
-                                            "momentum-sign", "conv-transpose-as-conv",
+                                            "momentum-sign", "momentum-order", "conv-transpose-as-conv",
                                             "recurrent-next-step-path-missing",
                                             "branch-missing-where-used-twice", "index-base",
                                             "rounding-only"} == set(IDS)

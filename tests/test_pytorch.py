@@ -170,6 +170,7 @@ def _torch_loss(torch, scenario, out):
 # (nn.LSTM returns a tuple): tests/oracle.py is their PyTorch oracle
 CHAINS = [p for p in SCENARIOS if p.name not in ("zhang2016.yaml", "cs231n_circuit.yaml", "cs231n_sigmoid_neuron.yaml",
                                                  "cs231n_staged.yaml", "lstm_gomez.yaml", "rnn_small.yaml",
+                                                 "rnn_deeplearning_ai.yaml", "lstm_deeplearning_ai.yaml",
                                                  "residual_block.yaml")]
 
 

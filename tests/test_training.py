@@ -205,9 +205,12 @@ def _planted_sheet(torch, mistake, steps, optimizer):
                 state[(role, "m")], state[(role, "v")] = m, v
                 sheet[f"{p}d.state.{role}.exp_avg"], sheet[f"{p}d.state.{role}.exp_avg_sq"] = m, v
             else:
-                buf = state.get((role, "b"))
-                buf = g if buf is None else 0.9 * buf + (-g if mistake == "momentum-sign" else g)
-                new = old - 0.5 * buf
+                before = state.get((role, "b"))
+                buf = g if before is None else 0.9 * before + (-g if mistake == "momentum-sign" else g)
+                if mistake == "momentum-order":     # stepped first, with the buffer of the step before
+                    new = old if before is None else old - 0.5 * before
+                else:
+                    new = old - 0.5 * buf
                 state[(role, "b")] = buf
                 sheet[f"{p}d.state.{role}.momentum_buffer"] = buf
             sheet[f"{p}d.new.{role}"] = new
@@ -218,6 +221,7 @@ def _planted_sheet(torch, mistake, steps, optimizer):
 @pytest.mark.parametrize("mistake, optimizer, steps, first", [
     ("adam-no-bias-correction", "adam", 1, "d.new.weights"),
     ("momentum-sign", "sgd", 2, "step2.d.state.weights.momentum_buffer"),
+    ("momentum-order", "sgd", 3, "step1.d.new.weights"),
 ])
 def test_an_optimizer_mistake_is_named_by_its_id_alone(torch, mistake, optimizer, steps, first):
     from bptrace.check import Checker, scenario_answers

@@ -56,7 +56,7 @@ IDS = (
     "activation-derivative-missing", "activation-derivative-wrong-argument", "avgpool-scale-missing",
     "maxpool-routed-everywhere", "maxpool-wrong-position", "flatten-order-swapped", "loss-gradient-sign",
     "loss-factor-two", "batch-averaged-not-summed", "batch-summed-not-averaged", "bias-gradient-not-summed",
-    "update-sign", "adam-no-bias-correction", "momentum-sign", "conv-transpose-as-conv",
+    "update-sign", "adam-no-bias-correction", "momentum-sign", "momentum-order", "conv-transpose-as-conv",
     "recurrent-next-step-path-missing", "branch-missing-where-used-twice",
     "batchnorm-statistics-constant", "dropout-mask-missing", "dropout-scale-missing",
     "sign-flipped", "transposed", "index-base", "learning-rate-in-gradient", "update-is-gradient",
@@ -401,6 +401,15 @@ class MomentumSubtracted(Optimizer):
         return -1.0
 
 
+class MomentumStepFirst(Optimizer):
+    """momentum-order: the step taken before the buffer takes in the new gradient (p ← p − lr·b,
+    then b ← μ·b + g), so each step moves by the buffer of the step before: nothing at all on
+    the first step, whose buffer does not exist yet."""
+
+    def step_reads_new_buffer(self):
+        return False
+
+
 def _optimizer_variants(sc: Scenario, active) -> list:
     opt = sc.optimizer
     if opt is None:
@@ -421,7 +430,13 @@ def _optimizer_variants(sc: Scenario, active) -> list:
                         f"The momentum buffer adds the new gradient: b = {opt.options['momentum']:g}·b + g, then "
                         "new = old − lr·b; your buffer subtracts it.",
                         dataclasses.replace(sc, optimizer=MomentumSubtracted(opt.type, opt.options, opt.state)),
-                        changes=buffers | updated, form="momentum_sign")]
+                        changes=buffers | updated, form="momentum_sign")] + ([] if opt.options["nesterov"] else [
+            Variant("momentum-order",
+                    f"Momentum folds the new gradient into the buffer first, b = {opt.options['momentum']:g}·b + g, "
+                    "and then steps with that buffer, new = old − lr·b; your step uses the buffer from before "
+                    "this step's gradient.",
+                    dataclasses.replace(sc, optimizer=MomentumStepFirst(opt.type, opt.options, opt.state)),
+                    changes=updated, form="step_reads_new_buffer")])
     return []
 
 

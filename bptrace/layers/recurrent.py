@@ -23,7 +23,7 @@ and on another number type given its operators.
 """
 from __future__ import annotations
 
-from ..formula import Noisy, apply, plain, radius, side
+from ..formula import NOISY, Noisy, apply, plain, radius, side
 from ..notation import Paren, Power, Ref, Sum, Text, Word, add, eq, func, had, prod, seq, sub, sym, transposed
 from ..spec import shape_words
 from ..tensors import fits
@@ -91,15 +91,34 @@ class Recurrent(Layer):
     def noise_terms(self) -> int:
         return self.in_shape[2] + self.hidden + 2
 
+    @property
+    def decides(self):
+        # a relu RNN compares each pre-activation with 0, on paper: within its noise bound of
+        # 0 is 0, as the relu layer decides (so the engine bounds what it reads)
+        return getattr(self, "nonlinearity", "tanh") == "relu"
+
     # --- the passes: `_forward` and `_backward` hold the loops, on any number type ---------
+
+    def _args(self, x, p, bounds=None):
+        """The loops' input and parameters (with h0, c0) as lists: floats, or with `bounds`
+        (role -> noise bound) Noisy values, h0 and c0 as written decimals."""
+        if bounds is None:
+            return x.tolist(), {"h0": self.h0, "c0": getattr(self, "c0", None), **{r: v.tolist() for r, v in p.items()}}
+        initial = {key: _written(getattr(self, key)) for key in ("h0", "c0") if hasattr(self, key)}
+        return _noisy(x.tolist(), bounds["in"].tolist()), \
+            {**initial, **{r: _noisy(v.tolist(), bounds[r].tolist()) for r, v in p.items()}}
 
     def forward(self, x, p, recs, stage=None):
         settle = getattr(stage, "settle", None)
-        raw, kept = self._forward(x.tolist(), {r: v.tolist() for r, v in p.items()}, settle)
+        # with bounds the loops run on intervals: every inner value gets its noise bound
+        bounds = getattr(stage, "bounds", None)
+        raw, kept = self._forward(*self._args(x, p, bounds), settle)
         self._kept = {}
         for name in self.extras:
-            values = as_array(raw[name])
-            self._kept[name] = (stage(name, values, reads=("in",) + self.param_roles) if stage else values).tolist()
+            values = as_array(_plain(raw[name]))
+            noise = as_array(_radii(raw[name])) if bounds is not None else None
+            self._kept[name] = (stage(name, values, reads=("in",) + self.param_roles, noise=noise)
+                                if stage else values).tolist()
         return self._output(as_array(self._kept["h"]))
 
     def _output(self, h):
@@ -110,12 +129,24 @@ class Recurrent(Layer):
         # the inner values as the forward pass kept them (rounded, given)
         kept = getattr(stage, "values", None)
         kept = {name: kept[name].tolist() for name in self.extras} if kept else self._kept
-        grads, dx, raw = self._backward(x.tolist(), {r: v.tolist() for r, v in p.items()}, kept,
-                                        self._delta_at_h(delta.tolist()), settle, recs)
+        grads, dx, raw = self._backward(*self._args(x, p), kept, self._delta_at_h(delta.tolist()), settle, recs)
+        bounds = getattr(stage, "bounds", None)
+        noisy = None
+        if bounds is not None:
+            # the same loops on intervals, from the inner values as kept with their bounds
+            kept_noisy = {name: _noisy(kept[name], bounds[name].tolist()) for name in self.extras}
+            grads_noisy, dx_noisy, noisy = self._backward(*self._args(x, p, bounds), kept_noisy,
+                                                          self._delta_at_h(_noisy(delta.tolist(),
+                                                                                  bounds["delta"].tolist())),
+                                                          settle, {})
+            # backward_noise, called next for these same values, returns them
+            self._bounds = {**{role: as_array(_radii(grads_noisy[role])) for role in self.param_roles},
+                            "in": as_array(_radii(dx_noisy))}
         for name in self.backward_extras:
             values = as_array(raw[name])
             if stage:
-                stage(name, values, reads=("delta",) + self.param_roles)
+                stage(name, values, reads=("delta",) + self.param_roles,
+                      noise=as_array(_radii(noisy[name])) if noisy else None)
         result = {role: as_array(grads[role]) for role in self.param_roles}
         result["in"] = as_array(dx)
         return result
@@ -133,9 +164,10 @@ class Recurrent(Layer):
         """Time step t of `name` as on paper (rounded, pinned), for the steps after it."""
         if settle is None:
             return
-        values = settle(name, as_array(raw[name])).tolist()
+        values = settle(name, as_array(_plain(raw[name]))).tolist()
         for n in range(len(kept[name])):
-            kept[name][n][t] = values[n][t]
+            # a rounded or given number is exact, as written; one left as computed keeps its interval
+            kept[name][n][t] = [v if v != plain(r) else r for v, r in zip(values[n][t], raw[name][n][t])]
 
     def _forward(self, x, p, settle=None):
         """Every extra, [N][T][H], computed (`raw`) and as the later time steps use it (`kept`)."""
@@ -147,10 +179,10 @@ class Recurrent(Layer):
         for t in range(T):
             pre_x = [[b_ih[j] + sum(W_ih[j][k] * x[n][t][k] for k in range(F)) for j in range(G * H)]
                      for n in range(N)]
-            h_prev = [self.h0[n] if t == 0 else kept["h"][n][t - 1] for n in range(N)]
+            h_prev = [p["h0"][n] if t == 0 else kept["h"][n][t - 1] for n in range(N)]
             pre_h = [[b_hh[j] + sum(W_hh[j][k] * h_prev[n][k] for k in range(H)) for j in range(G * H)]
                      for n in range(N)]
-            self._cell(t, pre_x, pre_h, h_prev, raw, kept, settle)
+            self._cell(t, pre_x, pre_h, h_prev, raw, kept, settle, p)
         return raw, kept
 
     def _step(self, name, t, values, raw, kept, settle):
@@ -161,14 +193,14 @@ class Recurrent(Layer):
         self._settle(settle, kept, raw, name, t)
 
     def forward_noise(self, x, p, out, noise):
-        xs = _noisy(x.tolist(), noise["in"].tolist())
-        ps = {r: _noisy(v.tolist(), noise[r].tolist()) for r, v in p.items()}
-        _, kept = self._forward(xs, ps)
+        _, kept = self._forward(*self._args(x, p, noise))
         return self._output(as_array(_radii(kept["h"])))
 
     def backward_noise(self, x, out, delta, p, noise):
-        xs = _noisy(x.tolist(), noise["in"].tolist())
-        ps = {r: _noisy(v.tolist(), noise[r].tolist()) for r, v in p.items()}
+        made, self._bounds = getattr(self, "_bounds", None), None
+        if made is not None:        # backward has just run the intervals from the values as kept
+            return made
+        xs, ps = self._args(x, p, noise)
         _, kept = self._forward(xs, ps)
         ds = self._delta_at_h(_noisy(delta.tolist(), noise["delta"].tolist()))
         grads, dx, _ = self._backward(xs, ps, kept, ds, None, {})
@@ -202,7 +234,7 @@ class Recurrent(Layer):
                     for j in range(H):
                         rec_h.term((n, t, j), ("delta", (n, t, j) if self.returns == "sequence" else (n, j),
                                                dh_out[n][t][j]))
-            h_prev = [self.h0[n] if t == 0 else kept["h"][n][t - 1] for n in range(N)]
+            h_prev = [p["h0"][n] if t == 0 else kept["h"][n][t - 1] for n in range(N)]
             dx_pre, dh_pre = self._cell_back(t, x, p, kept, back, raw, carry, h_prev, settle)
             for n in range(N):
                 for j in range(G * H):
@@ -296,7 +328,7 @@ class RNN(Recurrent):
     backward_extras = ("h.delta",)
     nonlinearity = "tanh"
 
-    def _cell(self, t, pre_x, pre_h, h_prev, raw, kept, settle):
+    def _cell(self, t, pre_x, pre_h, h_prev, raw, kept, settle, p):
         act = tanh if self.nonlinearity == "tanh" else _relu
         self._step("h", t, [[act(px + ph) for px, ph in zip(pre_x[n], pre_h[n])] for n in range(len(pre_x))],
                    raw, kept, settle)
@@ -340,14 +372,14 @@ class LSTM(Recurrent):
     extras = ("gate.i", "gate.f", "gate.g", "gate.o", "c", "h")
     backward_extras = ("h.delta", "c.delta", "gate.i.delta", "gate.f.delta", "gate.g.delta", "gate.o.delta")
 
-    def _cell(self, t, pre_x, pre_h, h_prev, raw, kept, settle):
+    def _cell(self, t, pre_x, pre_h, h_prev, raw, kept, settle, p):
         N, H = len(pre_x), self.hidden
         z = [[pre_x[n][j] + pre_h[n][j] for j in range(4 * H)] for n in range(N)]
         for b, (gate, act) in enumerate(zip(self.gates, (sigmoid, sigmoid, tanh, sigmoid))):
             self._step(f"gate.{gate}", t, [[act(z[n][b * H + j]) for j in range(H)] for n in range(N)],
                        raw, kept, settle)
         i, f, g, o = (kept[f"gate.{gate}"] for gate in self.gates)
-        c_prev = [self.c0[n] if t == 0 else kept["c"][n][t - 1] for n in range(N)]
+        c_prev = [p["c0"][n] if t == 0 else kept["c"][n][t - 1] for n in range(N)]
         self._step("c", t, [[f[n][t][j] * c_prev[n][j] + i[n][t][j] * g[n][t][j] for j in range(H)]
                             for n in range(N)], raw, kept, settle)
         c = kept["c"]
@@ -362,7 +394,7 @@ class LSTM(Recurrent):
         self._step_back("c.delta", t, [[carry["c"][n][j] + hd[n][t][j] * o[n][t][j] * (1 - tc[n][j]) * (1 + tc[n][j])
                                         for j in range(H)] for n in range(N)], raw, back, settle)
         cd = back["c.delta"]
-        c_prev = [self.c0[n] if t == 0 else c[n][t - 1] for n in range(N)]
+        c_prev = [p["c0"][n] if t == 0 else c[n][t - 1] for n in range(N)]
         parts = {"i": lambda n, j: cd[n][t][j] * g[n][t][j], "f": lambda n, j: cd[n][t][j] * c_prev[n][j],
                  "g": lambda n, j: cd[n][t][j] * i[n][t][j], "o": lambda n, j: hd[n][t][j] * tc[n][j]}
         for gate in self.gates:
@@ -409,7 +441,7 @@ class GRU(Recurrent):
     extras = ("gate.r", "gate.z", "gate.n", "h")
     backward_extras = ("h.delta", "gate.r.delta", "gate.z.delta", "gate.n.delta")
 
-    def _cell(self, t, pre_x, pre_h, h_prev, raw, kept, settle):
+    def _cell(self, t, pre_x, pre_h, h_prev, raw, kept, settle, p):
         N, H = len(pre_x), self.hidden
         for b, gate in enumerate(("r", "z")):
             self._step(f"gate.{gate}", t, [[sigmoid(pre_x[n][b * H + j] + pre_h[n][b * H + j]) for j in range(H)]
@@ -519,6 +551,19 @@ def _noisy(values, bounds):
     if isinstance(values, list):
         return [_noisy(v, b) for v, b in zip(values, bounds)]
     return Noisy(values, values - bounds, values + bounds)
+
+
+def _written(values):
+    """h0 or c0 as Noisy values: a written decimal is one rounding away from its float."""
+    if isinstance(values, list):
+        return [_written(v) for v in values]
+    return NOISY.number(repr(values))
+
+
+def _plain(values):
+    if isinstance(values, list):
+        return [_plain(v) for v in values]
+    return plain(values)
 
 
 def _radii(values):
