@@ -317,9 +317,11 @@ def run(scenario, fmt, only, digits, summary, list_steps, output, width, no_size
 @click.option("--unrolled", is_flag=True,
               help="TARGET is a conv layer: show it as a dense layer (its weight matrix with shared weights).")
 @click.option("--width", type=click.IntRange(40, 1000), help="Terminal width.")
+@click.option("--digits", type=click.IntRange(1, 17), default=10, show_default=True,
+              help="Significant digits shown (the numbers themselves keep every digit).")
 @click.option("--no-size-limit", is_flag=True, help="Run networks above the scalar-loop size limit.")
 @arithmetic_option
-def explain(scenario, target, unrolled, width, no_size_limit, arithmetic):
+def explain(scenario, target, unrolled, width, digits, no_size_limit, arithmetic):
     """Where one number comes from: its rule, every term of its sum, and what each term is.
 
     \b
@@ -339,11 +341,11 @@ def explain(scenario, target, unrolled, width, no_size_limit, arithmetic):
             from .unrolled import unroll, unrollable
 
             unrollable(sc, target)      # before the trace is run: a layer too large is refused at once
-            shown = render_unrolled(unroll(sc, trace_scenario(sc), target), console.width)
+            shown = render_unrolled(unroll(sc, trace_scenario(sc), target), console.width, digits=digits)
         else:
             from .render.explain_text import render
 
-            shown = render(explaining.explain(sc, target), console.width)
+            shown = render(explaining.explain(sc, target), console.width, digits=digits)
     except ScenarioError as error:
         fail(error, scenario)
     console.print(shown, crop=False)

@@ -23,6 +23,8 @@ import numpy as np
 from .errors import ScenarioError
 from .layers import EPS, Names, noise_bound
 from .losses import LOSS_DATA, LOSS_L2, REGULARIZED
+from .notation import Frac, Paren, Power, Ref, Sum, add, eq, listed, prod, seq, sym
+from .notation import node as as_notation
 from .numbers import NotExact, round_exact
 from .optim import Update
 from .rounding import round_array
@@ -38,7 +40,7 @@ EXPAND_TERMS = 4096
 class Part:
     """What one reader sent back to a value it read, before the parts are added."""
     layer: str
-    rule: str
+    rule: object                        # its notation (bptrace.notation)
     values: np.ndarray
     reads: tuple
     rec: object
@@ -207,6 +209,7 @@ class _Run:
             patch: Patch = self.pinned[name]
             values, mask = np.where(patch.mask, patch.values, values), patch.mask
             kept = np.where(mask, 0.0, kept)
+        rule = as_notation(rule)
         exact, shown, before = None, values, computed
         if self.num.exact:
             # converted once, here: the trace shows and compares floats, the loops go on exactly
@@ -214,8 +217,8 @@ class _Run:
             if not np.isfinite(shown).all():
                 raise non_finite_error(self.scenario, name, shown)
             before = self.num.floats(computed) if computed is not None else None
-        step = Step(name=name, phase=phase, layer=layer, rule=rule, values=shown, reads=tuple(reads),
-                    computed=before if (rounded or mask is not None) else None, given=mask,
+        step = Step(name=name, phase=phase, layer=layer, rule=str(rule), notation=rule, values=shown,
+                    reads=tuple(reads), computed=before if (rounded or mask is not None) else None, given=mask,
                     rounded=rounded, expansions=rec.expansions if rec else expansions, notes=list(notes),
                     origin=origin, noise=noise if rounded else None, parts=parts,
                     training_step=self.k if self.scenario.steps > 1 else None, exact=exact)
@@ -250,7 +253,8 @@ class _Run:
             what = f"the {sc.update.type} update"
         need = f"{why.function}, which has no exact value here ({why})" if why else "floating-point numbers"
         raise step_error(sc, name, f"{name} cannot be computed exactly: {what} needs {need}",
-                         f"pin {name} with `given:` (its values as on paper), or use `arithmetic: float`")
+                         f"pin {name} with `given:` (its values as on paper), or use `arithmetic: float`"
+                         if pinned else "use `arithmetic: float`")
 
     def _attempt(self, compute):
         """compute(), or in exact arithmetic the NotExact it met, for `emit` to pin or refuse."""
@@ -315,7 +319,7 @@ class _Run:
                     origin = f"{sc.names(layer, sc.prefix(self.k - 1)).new(role)}, made by training step {self.k - 1}"
                     initial, noise = self.before.params[layer.name][role], self.before.noise[layer.name][role]
                 params[layer.name][role] = self.emit(n.param(role), "parameter", layer.name,
-                                                     f"{n.param(role)}: {origin}", initial, origin=origin,
+                                                     seq(Ref(n.param(role)), f": {origin}"), initial, origin=origin,
                                                      noise=noise)
             rules = layer.rules(n)
             rec = self.recorder(n.out, layer.roles(n))
@@ -348,7 +352,8 @@ class _Run:
         if sc.upstream:
             start = sc.upstream.layer
             self.emit(f"{p}{start}.delta", "backward", start,
-                      sc.upstream.rule or f"{p}{start}.delta = the given error at {start}'s output (upstream.delta)",
+                      sc.upstream.rule or eq(Ref(f"{p}{start}.delta"),
+                                             f"the given error at {start}'s output (upstream.delta)"),
                       sc.upstream.delta)
             self.start_text = sc.upstream.start or f"from {start}.delta, the given upstream error"
         else:
@@ -361,8 +366,8 @@ class _Run:
             data_name = p + (LOSS_DATA if sc.regularization is not None else "loss")
             rec = self.recorder(data_name, loss.roles(out_name))
             bounds = self.rounding_bounds
-            rule = loss.value_rule.format(out=out_name)
-            self.loss_value = float(self.emit(data_name, "loss", None, data_name + rule[len("loss"):],
+            rule = loss.value_rule(Ref(data_name), Ref(out_name))
+            self.loss_value = float(self.emit(data_name, "loss", None, rule,
                                               self._attempt(lambda: np.array(loss.value(out, sc.loss.target, rec))),
                                               reads=(out_name,),
                                               rec=rec, noise=loss.value_noise(out, sc.loss.target, self.noise[out_name])
@@ -371,7 +376,7 @@ class _Run:
                 self.loss_value = float(self._l2_loss(params, data_name))
             rec = self.recorder(delta_name, loss.roles(out_name))
             self.emit(delta_name, "backward", last.name,
-                      loss.delta_rule.format(out=out_name, delta=delta_name),
+                      loss.delta_rule(Ref(delta_name), Ref(out_name)),
                       self._attempt(lambda: loss.gradient(out, sc.loss.target, rec)), reads=(out_name,), rec=rec,
                       noise=loss.gradient_noise(out, sc.loss.target, self.noise[out_name]) if bounds else None)
             self.start_text = f"from the loss, {sc.loss.type}"
@@ -512,13 +517,12 @@ class _Run:
                     into = expansions.setdefault(at, Expansion("sum"))
                     into.terms.extend(expansion.terms)
         readers = [part.layer for part in parts]
-        rule = f"{name} = " + " + ".join(f"(through {part.layer}: {part.rule.split(' = ', 1)[-1]})"
-                                         for part in parts)
+        rule = eq(Ref(name), add(*(Paren(seq(f"through {part.layer}: ", part.rule.rhs)) for part in parts)))
         reads = tuple(dict.fromkeys(r for part in parts for r in part.reads))
         self.emit(name, "backward", parts[-1].layer, rule, total, reads=reads, expansions=expansions, noise=noise,
                   notes=[f"{name} is the sum of what {', '.join(readers[:-1])} and {readers[-1]} send back: "
                          f"{name.rsplit('.delta', 1)[0]} is read by each of them"],
-                  parts=[StepPart(part.layer, part.rule, part.values) for part in parts])
+                  parts=[StepPart(part.layer, str(part.rule), part.values) for part in parts])
 
     # --- L2 regularization (README "Training: losses, optimizers, several steps") -------
 
@@ -542,7 +546,9 @@ class _Run:
             plain = sum(float((w ** 2).sum()) for _, w in weights) * lam / 2
             noise = noise_bound(grown, plain, sum(w.size for _, w in weights) + 2)
         l2 = self.emit(p + LOSS_L2, "loss", None,
-                       f"{p}{LOSS_L2} = ({lam:g}/2) · Σ w² over " + ", ".join(name for name, _ in weights),
+                       eq(Ref(p + LOSS_L2), prod(Paren(Frac(sym(f"{lam:g}"), sym(2))),
+                                                 Sum((), seq(Power(sym("w"), "2"), " over ",
+                                                             *listed(Ref(name) for name, _ in weights))))),
                        np.array(total), reads=tuple(name for name, _ in weights), rec=rec, noise=noise)[()]
         data = self.values[data_name][()]
         rec = self.recorder(p + "loss", {})
@@ -553,15 +559,17 @@ class _Run:
         if self.rounding_bounds:
             noise = noise_bound(abs(data) + abs(l2) + float(self.noise[data_name]) + float(self.noise[p + LOSS_L2]),
                                 abs(data) + abs(l2), 2)
-        return self.emit(p + "loss", "loss", None, f"{p}loss = {data_name} + {p}{LOSS_L2}", np.array(data + l2),
+        return self.emit(p + "loss", "loss", None, eq(Ref(p + "loss"), add(Ref(data_name), Ref(p + LOSS_L2))),
+                         np.array(data + l2),
                          reads=(data_name, p + LOSS_L2), rec=rec, noise=noise)
 
     def _l2_gradient(self, n: Names, role: str, grad, rec, noise, rule: str):
         """The data gradient plus λ·w, each element's terms ending with the λ·w term."""
         lam, w = self.scenario.regularization, self.values[n.param(role)]
         exact_lam = self.num.of(lam)
+        rule = eq(rule.lhs, add(rule.rhs, prod(sym(f"{lam:g}"), Ref(n.param(role)))))
         if isinstance(grad, NotExact):
-            return grad, noise, f"{rule} + {lam:g} · {n.param(role)}"
+            return grad, noise, rule
         out = self.num.array(grad).copy()
         for idx in np.ndindex(*w.shape):
             out[idx] = grad[idx] + exact_lam * w[idx]
@@ -569,7 +577,7 @@ class _Run:
                 rec.term(idx, (f"{lam:g}", None, exact_lam), (n.param(role), idx, w[idx]))
         if noise is not None:
             noise = noise + lam * self.noise[n.param(role)] + 2 * EPS * (np.abs(out) + lam * np.abs(w))
-        return out, noise, f"{rule} + {lam:g} · {n.param(role)}"
+        return out, noise, rule
 
     # --- the update ---------------------------------------------------------------------
 

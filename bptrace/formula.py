@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from . import notation as N
+
 FUNCTIONS = {"exp": 1, "log": 1, "sqrt": 1, "abs": 1, "sigmoid": 1, "tanh": 1, "relu": 1, "max": 2, "min": 2}
 KINKS = ("abs", "relu", "max", "min")       # functions that decide on their argument's side
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -637,6 +639,20 @@ class TextOps:
     def fn(self, name, a):
         return (f"{'σ' if name == 'sigmoid' else name}({a[0]})", 5)
 
+    def name(self, value):
+        return (self.rename(value), 5)
+
+    def call(self, name, args):
+        """A kink written as called: relu(u), max(a, b)."""
+        return (f"{name}({', '.join(a[0] for a in args)})", 5)
+
+    def indicator(self, a, sign, b):
+        """[a > b]: 1 where it holds, else 0."""
+        return (f"[{a[0]} {sign} {b[0]}]", 5)
+
+    def sign(self, u):
+        return (f"sign({u[0]})", 5)
+
     def side(self, u):
         return None
 
@@ -644,16 +660,97 @@ class TextOps:
         return a[0]
 
 
-def symbolic_forward(tree: Node, rename=None) -> tuple:
-    """forward() on text: each tree node's formula, kinks' slopes written as conditions."""
-    ops = TextOps(rename)
+class NotationOps(TextOps):
+    """TextOps building bptrace.notation nodes instead of strings: the same formulas (their
+    text form is TextOps' text), with the names of traced values as references that LaTeX
+    and HTML typeset and link.  A value is (node, precedence)."""
+
+    def number(self, text):
+        return (N.sym(text.replace("-", "−")), 5 if not text.startswith("-") else 3)
+
+    def name(self, value):
+        return (N.Ref(self.rename(value)), 5)
+
+    def _wrap(self, a, prec):
+        return N.Paren(a[0]) if a[1] < prec else a[0]
+
+    @staticmethod
+    def _unminus(node):
+        """The node without its leading minus sign (`−x` → `x`)."""
+        if isinstance(node, N.Seq) and node.parts and node.parts[0] == N.Sym("−"):
+            return N.seq(*node.parts[1:])
+        if isinstance(node, N.Sym) and node.text.startswith("−"):
+            return N.Sym(node.text[1:])
+        if isinstance(node, N.Op) and node.terms:
+            return N.Op(node.sign, (NotationOps._unminus(node.terms[0]),) + node.terms[1:], node.spaced)
+        raise AssertionError(f"no leading minus in {node}")
+
+    def add(self, a, b):
+        if str(a[0]) == "0":
+            return b
+        if str(b[0]) == "0":
+            return a
+        if str(b[0]).startswith("−") and b[1] >= 2:
+            return (N.Op("−", (a[0], self._unminus(b[0]))), 1)
+        return (N.Op("+", (a[0], b[0])), 1)
+
+    def sub(self, a, b):
+        if str(b[0]) == "0":
+            return a
+        return (N.Op("−", (a[0], self._wrap(b, 2))), 1)
+
+    def mul(self, a, b):
+        for x, y in ((a, b), (b, a)):
+            if str(x[0]) == "1":
+                return y
+            if str(x[0]) == "0":
+                return (N.sym(0), 5)
+            if str(x[0]) == "−1":
+                return self.neg(y)
+        if str(a[0]).startswith("−") and a[1] == 3:
+            return self.neg(self.mul(self.neg(a), b))
+        return (N.Op("·", (self._wrap(a, 2), self._wrap(b, 2))), 2)
+
+    def div(self, a, b):
+        return (N.Frac(self._wrap(a, 2), self._wrap(b, 3), spaced=True), 2)
+
+    def neg(self, a):
+        if str(a[0]).startswith("−") and a[1] >= 3:
+            return (self._unminus(a[0]), 5)
+        return (N.Seq((N.Sym("−"), self._wrap(a, 3))), 3)
+
+    def power(self, a, n):
+        shown = f"{n:g}".replace("-", "−")
+        if n == 1:
+            return a
+        if n == 0:
+            return (N.sym(1), 5)
+        return (N.Power(self._wrap(a, 5), shown, caret=True), 4)
+
+    def fn(self, name, a):
+        return (N.Func("σ" if name == "sigmoid" else name, a[0]), 5)
+
+    def call(self, name, args):
+        return (N.Func(name, N.seq(*N.listed(a[0] for a in args))), 5)
+
+    def indicator(self, a, sign, b):
+        return (N.seq(N.sym("["), a[0], N.sym(f" {sign} "), b[0], N.sym("]")), 5)
+
+    def sign(self, u):
+        return (N.Func("sign", u[0]), 5)
+
+
+def symbolic_forward(tree: Node, rename=None, ops=None) -> tuple:
+    """forward() on text (or notation, with NotationOps): each tree node's formula, kinks'
+    slopes written as conditions."""
+    ops = ops or TextOps(rename)
     values = {}
 
     def walk(node):
         if node.kind == "num":
             result = ops.number(node.value)
         elif node.kind == "name":
-            result = (ops.rename(node.value), 5)
+            result = ops.name(node.value)
         else:
             args = [walk(arg) for arg in node.args]
             kind = node.kind
@@ -664,16 +761,15 @@ def symbolic_forward(tree: Node, rename=None) -> tuple:
             elif kind == "**":
                 result = ops.power(args[0], float(node.value))
             elif node.value in KINKS:
-                result = (f"{node.value}({', '.join(a[0] for a in args)})", 5)
-                u = args[0][0]
+                result = ops.call(node.value, args)
                 if node.value == "relu":
-                    slopes = [(f"[{u} > 0]", 5)]
+                    slopes = [ops.indicator(args[0], ">", ops.number("0"))]
                 elif node.value == "abs":
-                    slopes = [(f"sign({u})", 5)]
+                    slopes = [ops.sign(args[0])]
                 else:
-                    a, b = (x[0] for x in args)
+                    a, b = args
                     sign = ">" if node.value == "max" else "<"
-                    slopes = [(f"[{a} {sign} {b}]", 5), (f"[{b} {sign} {a}]", 5)]
+                    slopes = [ops.indicator(a, sign, b), ops.indicator(b, sign, a)]
                 values[("slopes", node.id)] = slopes
             else:
                 result = ops.fn(node.value, args[0])
@@ -687,4 +783,11 @@ def symbolic_forward(tree: Node, rename=None) -> tuple:
 def local_gradient_texts(tree: Node, rename=None) -> dict:
     """name -> ∂formula/∂name written as a formula over the renamed names."""
     ops, values = symbolic_forward(tree, rename)
+    return {name: g[0] for name, g in gradients(tree, values, ops).items()}
+
+
+def local_gradient_rules(tree: Node, rename=None) -> dict:
+    """name -> ∂formula/∂name as notation (bptrace.notation), its text that of
+    `local_gradient_texts`."""
+    ops, values = symbolic_forward(tree, rename, NotationOps(rename))
     return {name: g[0] for name, g in gradients(tree, values, ops).items()}

@@ -154,11 +154,13 @@ def _first_at(tree, name) -> int:
 def graph_start(scenario):
     """Without `loss:` or `upstream:`, the backward pass starts from 1 at the output node:
     ∂f/∂f = 1, as the course notes start a circuit."""
+    from .notation import Ref, eq, partial, seq, sym
     from .scenario import Upstream
 
     out = scenario.output
     scenario.upstream = Upstream(out.name, np.ones(out.out_shape),
-                                 rule=f"{out.name}.delta = ∂{out.name}/∂{out.name} = 1 (the graph's output)",
+                                 rule=eq(Ref(f"{out.name}.delta"), partial(sym(out.name), sym(out.name)),
+                                         seq(sym(1), " (the graph's output)")),
                                  start=f"from {out.name}.delta = 1, the graph's output")
 
 

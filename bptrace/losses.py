@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from . import notation as nt
 from .errors import ScenarioError
 from .layers import EPS, noise_bound
 from .numbers import FLOAT
@@ -15,6 +16,27 @@ from .tensors import display_index
 
 def _cells(shape):
     return [tuple(int(i) for i in idx) for idx in np.ndindex(*shape)]
+
+
+# --- the rules' pieces (bptrace.notation) ---------------------------------------------------
+TARGET, TARGET_NK = nt.Ref("target"), nt.Ref("target", ("n", "k"))
+ELEMENTS = nt.eq(nt.sym("M"), "number of elements")
+SAMPLES = nt.eq(nt.sym("N"), "samples in the batch")
+
+
+def _share(count: str):
+    """(1/M)."""
+    return nt.Paren(nt.Frac(nt.sym(1), nt.sym(count)))
+
+
+def _squared(out):
+    """(out − target)²."""
+    return nt.Power(nt.Paren(nt.sub(out, TARGET)), "2")
+
+
+def _softmax_k(out):
+    """softmax(out[n])[k]."""
+    return nt.seq(nt.func("softmax", nt.Ref(out.name, ("n",))), nt.sym("[k]"))
 
 
 class Loss:
@@ -37,8 +59,13 @@ class HalfSSE(Loss):
     """L = ½ Σ (ŷ − y)² over every element and sample (Zhang 2016 eq. 13); δ = ŷ − y (eq. 17)."""
     type = "half_sse"
     labels = ("out − target",)
-    value_rule = "loss = ½ Σ ({out} − target)²"
-    delta_rule = "{delta} = {out} − target"
+    @staticmethod
+    def value_rule(loss, out):
+        return nt.eq(loss, nt.juxt(nt.sym("½"), nt.Sum((), _squared(out)), space=" "))
+
+    @staticmethod
+    def delta_rule(delta, out):
+        return nt.eq(delta, nt.sub(out, TARGET))
     scale = 0.5
 
     def count(self, shape):
@@ -87,8 +114,13 @@ class HalfSSE(Loss):
 class SSE(HalfSSE):
     """L = Σ (ŷ − y)²; δ = 2(ŷ − y)."""
     type = "sse"
-    value_rule = "loss = Σ ({out} − target)²"
-    delta_rule = "{delta} = 2 · ({out} − target)"
+    @staticmethod
+    def value_rule(loss, out):
+        return nt.eq(loss, nt.Sum((), _squared(out)))
+
+    @staticmethod
+    def delta_rule(delta, out):
+        return nt.eq(delta, nt.prod(2, nt.Paren(nt.sub(out, TARGET))))
     scale = 1.0
 
     def label(self, shape):
@@ -98,8 +130,14 @@ class SSE(HalfSSE):
 class MSE(HalfSSE):
     """L = (1/M) Σ (ŷ − y)² over all M elements (PyTorch MSELoss); δ = 2(ŷ − y)/M."""
     type = "mse"
-    value_rule = "loss = (1/M) Σ ({out} − target)²,  M = number of elements"
-    delta_rule = "{delta} = 2 · ({out} − target) / M,  M = number of elements"
+    @staticmethod
+    def value_rule(loss, out):
+        return nt.eq(loss, nt.seq(nt.juxt(_share("M"), nt.Sum((), _squared(out)), space=" "), ",  ", ELEMENTS))
+
+    @staticmethod
+    def delta_rule(delta, out):
+        return nt.eq(delta, nt.seq(nt.Frac(nt.prod(2, nt.Paren(nt.sub(out, TARGET))), nt.sym("M"), spaced=True),
+                                   ",  ", ELEMENTS))
     scale = 1.0
 
     def count(self, shape):
@@ -115,8 +153,17 @@ class CrossEntropy(Loss):
     δ[n,k] = (softmax(ŷ[n])[k] · Σ_j y[n,j] − y[n,k]) / N."""
     type = "cross_entropy"
     labels = ("log softmax(out)", "softmax(out)")
-    value_rule = "loss = (1/N) Σ_n Σ_k −target[n,k] · log softmax({out}[n])[k],  N = samples in the batch"
-    delta_rule = "{delta}[n,k] = (softmax({out}[n])[k] − target[n,k]) / N,  N = samples in the batch"
+    @staticmethod
+    def value_rule(loss, out):
+        log_p = nt.seq(nt.Word("log"), nt.sym(" "), _softmax_k(out))
+        return nt.eq(loss, nt.seq(nt.juxt(_share("N"), nt.Sum(("n", "k"), nt.prod(nt.seq(nt.sym("−"), TARGET_NK), log_p)),
+                                          space=" "), ",  ", SAMPLES))
+
+    @staticmethod
+    def delta_rule(delta, out):
+        return nt.eq(nt.Ref(delta.name, ("n", "k")),
+                     nt.seq(nt.Frac(nt.Paren(nt.sub(_softmax_k(out), TARGET_NK)), nt.sym("N"), spaced=True),
+                            ",  ", SAMPLES))
 
     def _log_softmax(self, row):
         # (z − max) − log Σ exp(z − max): max + log Σ … would lose the log to the max's
@@ -196,8 +243,17 @@ class BCE(Loss):
     L = −(1/M) Σ [y log ŷ + (1 − y) log(1 − ŷ)];  δ = (ŷ − y) / (ŷ (1 − ŷ)) / M."""
     type = "bce"
     labels = ("out − target", "1/(out·(1 − out))")
-    value_rule = "loss = −(1/M) Σ [target · log {out} + (1 − target) · log(1 − {out})],  M = number of elements"
-    delta_rule = "{delta} = ({out} − target) / ({out} · (1 − {out})) / M,  M = number of elements"
+    @staticmethod
+    def value_rule(loss, out):
+        inside = nt.add(nt.prod(TARGET, nt.seq(nt.Word("log"), nt.sym(" "), out)),
+                        nt.prod(nt.Paren(nt.sub(1, TARGET)), nt.func("log", nt.sub(1, out))))
+        return nt.eq(loss, nt.seq(nt.sym("−"), _share("M"), nt.sym(" "),
+                                  nt.Sum((), nt.seq(nt.sym("["), inside, nt.sym("]"))), ",  ", ELEMENTS))
+
+    @staticmethod
+    def delta_rule(delta, out):
+        slope = nt.Frac(nt.Paren(nt.sub(out, TARGET)), nt.Paren(nt.prod(out, nt.Paren(nt.sub(1, out)))), spaced=True)
+        return nt.eq(delta, nt.seq(nt.Frac(slope, nt.sym("M"), spaced=True), ",  ", ELEMENTS))
 
     def _check(self, out):
         bad = [idx for idx in _cells(out.shape) if not 0 < out[idx] < 1]
@@ -280,8 +336,13 @@ class Sum(Loss):
     type = "sum"
     needs_target = False
     labels = ("out",)
-    value_rule = "loss = Σ {out}"
-    delta_rule = "{delta} = 1 (every element adds itself to the loss)"
+    @staticmethod
+    def value_rule(loss, out):
+        return nt.eq(loss, nt.Sum((), out))
+
+    @staticmethod
+    def delta_rule(delta, out):
+        return nt.eq(delta, nt.seq(nt.sym(1), " (every element adds itself to the loss)"))
 
     def count(self, shape):
         return 1
@@ -320,8 +381,13 @@ class Sum(Loss):
 class Mean(Sum):
     """L = (1/M) Σ ŷ over all M elements (`y.mean().backward()`); δ = 1/M."""
     type = "mean"
-    value_rule = "loss = (1/M) Σ {out},  M = number of elements"
-    delta_rule = "{delta} = 1/M,  M = number of elements"
+    @staticmethod
+    def value_rule(loss, out):
+        return nt.eq(loss, nt.seq(nt.juxt(_share("M"), nt.Sum((), out), space=" "), ",  ", ELEMENTS))
+
+    @staticmethod
+    def delta_rule(delta, out):
+        return nt.eq(delta, nt.seq(nt.Frac(nt.sym(1), nt.sym("M")), ",  ", ELEMENTS))
 
     def count(self, shape):
         return int(np.prod(shape))
@@ -332,8 +398,15 @@ class L1(Loss):
     sign(0) = 0 as torch.sign (the subgradient PyTorch's autograd takes at the kink)."""
     type = "l1"
     labels = ("|out − target|", "sign(out − target)")
-    value_rule = "loss = (1/M) Σ |{out} − target|,  M = number of elements"
-    delta_rule = "{delta} = sign({out} − target) / M,  M = number of elements (sign(0) = 0)"
+    @staticmethod
+    def value_rule(loss, out):
+        return nt.eq(loss, nt.seq(nt.juxt(_share("M"), nt.Sum((), nt.seq(nt.sym("|"), nt.sub(out, TARGET), nt.sym("|"))),
+                                          space=" "), ",  ", ELEMENTS))
+
+    @staticmethod
+    def delta_rule(delta, out):
+        return nt.eq(delta, nt.seq(nt.Frac(nt.func("sign", nt.sub(out, TARGET)), nt.sym("M"), spaced=True), ",  ",
+                                   nt.eq(nt.sym("M"), "number of elements (sign(0) = 0)")))
 
     def value(self, out, target, rec):
         M = out.size

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .layers import nested
+from .notation import Frac, Func, Paren, Power, Ref, add, eq, func, op, prod, seq, sub, sym
 from .numbers import FLOAT
 
 # type -> {option: default}, as torch.optim's constructors (torch 2.x).  `lr` defaults too.
@@ -123,6 +124,22 @@ class Update:
         return self.names["before"].get(key)
 
 
+def _state(before: str):
+    """The state an update starts from, in a rule: the previous step's traced name, a state
+    given in the scenario (`exp_avg (given)`), or a number (Adagrad's initial accumulator)."""
+    try:
+        return sym(_g(float(before)))
+    except ValueError:
+        first, _, rest = before.partition(" ")
+        return seq(Ref(first), f" {rest}" if rest else "")
+
+
+def _average_rule(name: str, beta, before, g):
+    """name = β · before + (1 − β) · g (the first term left out when the state is fresh)."""
+    return eq(Ref(name), add(*([prod(sym(_g(beta)), _state(before))] if before else []),
+                             prod(Paren(sub(1, sym(_g(beta)))), g)))
+
+
 def _cells(shape):
     return list(np.ndindex(*shape))
 
@@ -132,10 +149,10 @@ def _decayed(opt, u):
     first), and the factor that shows it in a term: (label, index-role, values)."""
     wd = opt.options["weight_decay"]
     if not wd:
-        return u.grad, "grad", u.names["grad"]
+        return u.grad, "grad", Ref(u.names["grad"])
     g = u.grad + wd * u.old
     label = f"{u.names['grad']} + {_g(wd)}·{u.names['old']}"
-    return g, label, f"({label})"
+    return g, label, Paren(add(Ref(u.names["grad"]), prod(sym(_g(wd)), Ref(u.names["old"]), spaced=False)))
 
 
 def _sgd(opt, u):
@@ -166,14 +183,14 @@ def _sgd(opt, u):
             return num.array(out)
         name = u.names["state"]("momentum_buffer")
         if buf is None:
-            rule = f"{name} = {g_text} (the first step: the buffer starts as the gradient)"
+            rule = eq(Ref(name), seq(g_text, " (the first step: the buffer starts as the gradient)"))
         else:
-            keep_text = "" if keep == 1 else f"{_g(keep)} · "
-            rule = f"{name} = {_g(mu)} · {before} {'+' if sign > 0 else '−'} {keep_text}{g_text}"
+            kept = g_text if keep == 1 else prod(sym(_g(keep)), g_text)
+            rule = eq(Ref(name), op("+" if sign > 0 else "−", prod(sym(_g(mu)), _state(before)), kept))
         buf = state["momentum_buffer"] = u.stage("momentum_buffer", rule, momentum, {"before": before})
         if o["nesterov"]:
             step = g + mu * buf
-            step_text = f"({g_text} + {_g(mu)} · {name})"
+            step_text = Paren(add(g_text, prod(sym(_g(mu)), Ref(name))))
             step_terms = lambda idx: [((g_role, idx, g[idx]),), ((_g(mu), None, mu), ("buf", idx, buf[idx]))]
         elif not opt.step_reads_new_buffer():
             # the step taken with the buffer it started from (none yet: a zero step)
@@ -183,7 +200,7 @@ def _sgd(opt, u):
             step_terms = (lambda idx: []) if before is None else (lambda idx: [(("buf", idx, before_buf[idx]),)])
         else:
             step = buf
-            step_text = name
+            step_text = Ref(name)
             step_terms = lambda idx: [(("buf", idx, buf[idx]),)]
         roles = {"buf": name if opt.step_reads_new_buffer() else before}
     else:
@@ -200,7 +217,7 @@ def _sgd(opt, u):
                 for term in step_terms(idx):
                     rec.term(idx, (f"−{_g(lr)}", None, -lr), *term)
         return num.array(out)
-    u.stage("new", f"{new_name} = {old_name} − {_g(lr)} · {step_text}", parameter, roles)
+    u.stage("new", eq(Ref(new_name), sub(Ref(old_name), prod(sym(_g(lr)), step_text))), parameter, roles)
     return state
 
 
@@ -236,10 +253,8 @@ def _adam(opt, u):
     second = _moving_average(opt.num, u.old.shape, v0, b2, g, g_role, squared=True)
 
     before_m, before_v = u.before("exp_avg"), u.before("exp_avg_sq")
-    m = u.stage("exp_avg", f"{m_name} = " + (f"{_g(b1)} · {before_m} + " if before_m else "")
-                + f"(1 − {_g(b1)}) · {g_text}", first, {"before": before_m})
-    v = u.stage("exp_avg_sq", f"{v_name} = " + (f"{_g(b2)} · {before_v} + " if before_v else "")
-                + f"(1 − {_g(b2)}) · {g_text}²", second, {"before": before_v})
+    m = u.stage("exp_avg", _average_rule(m_name, b1, before_m, g_text), first, {"before": before_m})
+    v = u.stage("exp_avg_sq", _average_rule(v_name, b2, before_v, Power(g_text, "2")), second, {"before": before_v})
     c1, c2 = opt.corrections(t)
     step_size = lr / c1
     root_c2 = _sqrt(c2, opt.num.sqrt)
@@ -254,10 +269,13 @@ def _adam(opt, u):
                 rec.term(idx, (f"−{_g(lr)}/(1 − {_g(o['betas'][0])}^{t})", None, -step_size), ("m", idx, m[idx]),
                          (f"1/(√{v_name}/√(1 − {_g(o['betas'][1])}^{t}) + {_g(eps)})", idx, 1 / denom))
         return num.array(out)
-    rule = (f"{u.names['new']} = {u.names['old']} − {_g(lr)}/(1 − {_g(b1)}^{t}) · {m_name} / "
-            f"(√{v_name} / √(1 − {_g(b2)}^{t}) + {_g(eps)})")
-    correction = f" (step {t}: 1 − {_g(b1)}^{t} = {_g(c1)}, 1 − {_g(b2)}^{t} = {_g(c2)})"
-    u.stage("new", rule + correction, parameter, {"m": m_name, "v": v_name})
+    decay1, decay2 = sub(1, Power(sym(_g(b1)), str(t), caret=True)), sub(1, Power(sym(_g(b2)), str(t), caret=True))
+    step_rule = Frac(prod(Frac(sym(_g(lr)), Paren(decay1)), Ref(m_name)),
+                     Paren(add(Frac(Func("√", Ref(v_name), bare=True), func("√", decay2), spaced=True), sym(_g(eps)))),
+                     spaced=True)
+    rule = eq(Ref(u.names["new"]), seq(sub(Ref(u.names["old"]), step_rule), f" (step {t}: ", eq(decay1, sym(_g(c1))),
+                                       ", ", eq(decay2, sym(_g(c2))), ")"))
+    u.stage("new", rule, parameter, {"m": m_name, "v": v_name})
     return {"exp_avg": m, "exp_avg_sq": v, "step": t}
 
 
@@ -270,21 +288,21 @@ def _rmsprop(opt, u):
     before = u.before("square_avg")
 
     square = _moving_average(opt.num, u.old.shape, s0, alpha, g, g_role, squared=True)
-    sq = u.stage("square_avg", f"{name('square_avg')} = " + (f"{_g(alpha)} · {before} + " if before else "")
-                 + f"(1 − {_g(alpha)}) · {g_text}²", square, {"before": before})
+    sq = u.stage("square_avg", _average_rule(name("square_avg"), alpha, before, Power(g_text, "2")), square,
+                 {"before": before})
     state = {"square_avg": sq, "step": u.step + 1}
     if o["centered"]:
         a0, before_a = u.previous.get("grad_avg"), u.before("grad_avg")
 
         average = _moving_average(opt.num, u.old.shape, a0, alpha, g, g_role)
         ga = state["grad_avg"] = u.stage(
-            "grad_avg", f"{name('grad_avg')} = " + (f"{_g(alpha)} · {before_a} + " if before_a else "")
-            + f"(1 − {_g(alpha)}) · {g_text}", average, {"before": before_a})
+            "grad_avg", _average_rule(name("grad_avg"), alpha, before_a, g_text), average, {"before": before_a})
         denom = _roots(opt.num, sq - ga * ga) + eps
-        denom_text = f"(√({name('square_avg')} − {name('grad_avg')}²) + {_g(eps)})"
+        denom_rule = Paren(add(func("√", sub(Ref(name("square_avg")), Power(Ref(name("grad_avg")), "2"))), sym(_g(eps))))
     else:
         denom = _roots(opt.num, sq) + eps
-        denom_text = f"(√{name('square_avg')} + {_g(eps)})"
+        denom_rule = Paren(add(Func("√", Ref(name("square_avg")), bare=True), sym(_g(eps))))
+    denom_text = str(denom_rule)
     if mu > 0:
         b0, before_b = u.previous.get("momentum_buffer"), u.before("momentum_buffer")
 
@@ -299,8 +317,9 @@ def _rmsprop(opt, u):
                     rec.term(idx, (g_role, idx, g[idx]), (f"1/{denom_text}", idx, 1 / denom[idx]))
             return num.array(out)
         buf = state["momentum_buffer"] = u.stage(
-            "momentum_buffer", f"{name('momentum_buffer')} = " + (f"{_g(mu)} · {before_b} + " if before_b else "")
-            + f"{g_text} / {denom_text}", momentum, {"before": before_b})
+            "momentum_buffer", eq(Ref(name("momentum_buffer")),
+                                  add(*([prod(sym(_g(mu)), _state(before_b))] if before_b else []),
+                                      Frac(g_text, denom_rule, spaced=True))), momentum, {"before": before_b})
 
         def parameter(rec):
             out = nested(u.old.shape)
@@ -310,7 +329,8 @@ def _rmsprop(opt, u):
                     rec.term(idx, ("old", idx, u.old[idx]))
                     rec.term(idx, (f"−{_g(lr)}", None, -lr), ("buf", idx, buf[idx]))
             return num.array(out)
-        u.stage("new", f"{u.names['new']} = {u.names['old']} − {_g(lr)} · {name('momentum_buffer')}", parameter,
+        u.stage("new", eq(Ref(u.names["new"]), sub(Ref(u.names["old"]), prod(sym(_g(lr)), Ref(name("momentum_buffer"))))),
+                parameter,
                 {"buf": name("momentum_buffer")})
         return state
 
@@ -322,7 +342,8 @@ def _rmsprop(opt, u):
                 rec.term(idx, ("old", idx, u.old[idx]))
                 rec.term(idx, (f"−{_g(lr)}", None, -lr), (g_role, idx, g[idx]), (f"1/{denom_text}", idx, 1 / denom[idx]))
         return num.array(out)
-    u.stage("new", f"{u.names['new']} = {u.names['old']} − {_g(lr)} · {g_text} / {denom_text}", parameter, {})
+    u.stage("new", eq(Ref(u.names["new"]), sub(Ref(u.names["old"]), Frac(prod(sym(_g(lr)), g_text), denom_rule, spaced=True))),
+            parameter, {})
     return state
 
 
@@ -346,7 +367,7 @@ def _adagrad(opt, u):
                 rec.term(idx, ("before", idx, s0[idx]))
                 rec.term(idx, (g_role, idx, g[idx]), (g_role, idx, g[idx]))
         return num.array(out)
-    total = u.stage("sum", f"{name} = {before} + {g_text}²", accumulate,
+    total = u.stage("sum", eq(Ref(name), add(_state(before), Power(g_text, "2"))), accumulate,
                     {"before": before if u.before("sum") else "initial"})
 
     def parameter(rec):
@@ -359,8 +380,11 @@ def _adagrad(opt, u):
                 rec.term(idx, (f"−{_g(clr)}", None, -clr), (g_role, idx, g[idx]),
                          (f"1/(√{name} + {_g(eps)})", idx, 1 / denom))
         return num.array(out)
-    rate = _g(lr) if not o["lr_decay"] else f"{_g(lr)}/(1 + {t - 1}·{_g(o['lr_decay'])})"
-    u.stage("new", f"{u.names['new']} = {u.names['old']} − {rate} · {g_text} / (√{name} + {_g(eps)})",
+    rate = sym(_g(lr)) if not o["lr_decay"] else \
+        Frac(sym(_g(lr)), Paren(add(1, prod(sym(t - 1), sym(_g(o["lr_decay"])), spaced=False))))
+    u.stage("new", eq(Ref(u.names["new"]), sub(Ref(u.names["old"]), Frac(prod(rate, g_text),
+                                                                          Paren(add(Func("√", Ref(name), bare=True),
+                                                                                    sym(_g(eps)))), spaced=True))),
             parameter, {})
     return {"sum": total, "step": t}
 

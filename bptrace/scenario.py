@@ -71,7 +71,7 @@ class Loss:
 class Upstream:
     layer: str
     delta: np.ndarray             # canonical shape of that layer's output
-    rule: str | None = None       # an expression graph's output starts from 1: its own words
+    rule: object = None           # an expression graph's output starts from 1: its own rule (notation)
     start: str | None = None
 
 
@@ -524,7 +524,7 @@ def _layers(top: Spec, inputs: dict, conventions, work_limit=None) -> tuple:
         try:
             layer = cls.build(name, spec, ctx)
         except ScenarioError as error:
-            raise _with_chain(error, name, kind, reads, defined, spec, _warnings(layers)) from None
+            raise _with_chain(error, name, kind, reads, defined, spec, _warnings(layers), positions) from None
         layer.origins = {role: fill_origin(spec.get(role)) if role in spec else "zeros (not written)"
                          if role.startswith("bias") else layer.unwritten.get(role, drawn) for role in layer.params}
         # (an empty output cannot happen: sizes are at least 1 and a window fits its input)
@@ -675,22 +675,23 @@ def _start(top: Spec, scenario: Scenario):
     scenario.loss = Loss(kind, target.reshape(shape), classes)
 
 
-def _with_chain(error, name, kind, reads, defined, spec, warnings):
+def _with_chain(error, name, kind, reads, defined, spec, warnings, positions=None):
     """A shape mismatch with the shapes that led to it (`input 5×5 → c1 conv 3×3 → p1
     maxpool 1×1 → f flatten 1 → h`), so that the layer whose size went wrong shows, not only
     the one that noticed; and a dense layer's weights written [in][out] are named transposed."""
     message = str(error.message)
     if not any(word in message for word in (" expects ", "larger than")):
         return error
-    chain, at = [], reads[0] if reads else None
+    chain, at, walked = [], reads[0] if reads else None, []
     while at is not None and at in defined:
+        walked.append(at)
         shape, source = defined[at][1], defined[at][2]
         dropped = ", which drops its input's " + warnings[at].split("its ", 1)[1].replace(" are never read", "") \
             if at in warnings else ""
         chain.append(f"{at} {_shape_words(shape)}" if source.startswith(("the ", "input "))
                      else f"{at} ({source.split()[0]}{dropped}) {_shape_words(shape)}")
         at = defined[at][3] if len(defined[at]) > 3 else None
-    hint = error.hint
+    hint = original_hint = error.hint
     if kind == "dense" and "weights" in spec:
         written = np.asarray(spec.get("weights"), dtype=object)
         expected = _features(defined[reads[0]][1])
@@ -701,6 +702,33 @@ def _with_chain(error, name, kind, reads, defined, spec, warnings):
         message += "; the shapes: " + " → ".join(reversed(chain)) + f" → {name} ({kind})"
     error.message, error.hint = message, hint
     error.args = (error.message,)
+    if hint is original_hint and " expects " in message and positions is not None:
+        # (weights that look transposed are the dense layer's own mistake)
+        return _blamed(error, list(reversed(walked)), defined, spec, warnings, positions)
+    return error
+
+
+def _blamed(error, walked, defined, spec, warnings, positions):
+    """The error located at the layer where the sizes went wrong, when the chain shows it:
+    a pooling layer whose windows do not tile its input (its last rows or columns never
+    read) was fed a map of the wrong size, so the layer that made that map (a conv whose
+    kernel was typed for another size, as a 3×3 kernel typed for 2×2) is blamed, at the key
+    that set its size, rather than the layer far below that noticed the count."""
+    for k, at in enumerate(walked):
+        if at not in warnings or k == 0:
+            continue
+        made_by = walked[k - 1]
+        if made_by not in positions:
+            return error
+        raw = spec.doc.data["layers"][positions[made_by]] if hasattr(spec.doc, "data") else None
+        kind = defined[made_by][2].split()[0]
+        key = next((key for key in ("kernel", "size", "weights") if isinstance(raw, dict) and key in raw), None)
+        shape = _shape_words(defined[made_by][1])
+        moved = spec.doc.error(("layers", positions[made_by]) + ((key,) if key else ()),
+                               f"{error.message}; the sizes first go wrong at {made_by} ({kind}), whose {shape} "
+                               f"output {at} reads: {warnings[at]}",
+                               f"check {made_by}'s {key or 'size'}: the layers below it expect another size")
+        return moved
     return error
 
 

@@ -54,7 +54,7 @@ class Step(StepMethods):
     name: str
     phase: str
     layer: str | None
-    rule: str
+    rule: str                             # the rule in words and symbols (notation.text of `notation`)
     values: np.ndarray                    # what later steps use (canonical shape)
     reads: tuple = ()                     # names of the values this step read
     computed: np.ndarray | None = None    # the engine's own result, when rounding or a given value replaced it
@@ -67,6 +67,7 @@ class Step(StepMethods):
     noise: np.ndarray | None = None       # rounded steps: the bound on `computed`'s float noise
     training_step: int | None = None      # k of the `step{k}.` prefix when the scenario trains several steps
     exact: np.ndarray | None = None       # `arithmetic: exact`: the values as fractions (`values` are their floats)
+    notation: object = None               # the rule as structured notation (bptrace.notation), for LaTeX and HTML
 
     @property
     def shape(self) -> tuple:

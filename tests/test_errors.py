@@ -461,3 +461,26 @@ def test_an_indexed_key_inside_braces_gets_a_hint_to_quote_it():
         parse_text("expected: {p1.delta: 1, c1.grad.kernel[0,1]: 0.094061}\n", "s.yaml")
     assert "quotes" in str(caught.value) and "'c1.grad.kernel[0,1]'" in str(caught.value)
 
+
+
+def test_a_shape_error_blames_the_layer_where_the_sizes_went_wrong(tmp_path):
+    """Seed 001 with a 3×3 kernel typed for its 2×2: the count only fails at the dense layer
+    ("flatten f makes 1"), but the max-pool below the conv already drops a row and a column
+    of its 3×3 map, so the error stands at the conv's kernel, with the chain of shapes."""
+    seed = (Path(__file__).parent.parent / "scenarios" / "seed001.yaml").read_text()
+    path = tmp_path / "kernel.yaml"
+    path.write_text(seed.replace("kernel: [[-0.13, 0.15], [-0.55, 0.60]]",
+                                 "kernel: [[-0.13, 0.15, 0.1], [-0.55, 0.60, 0.2], [0, 0, 0]]"))
+    with pytest.raises(ScenarioError) as caught:
+        load(path)
+    error = caught.value
+    assert error.key == "layers[0].kernel"
+    line = path.read_text().splitlines()[error.line - 1]
+    assert "kernel: [[-0.13, 0.15, 0.1]" in line
+    assert error.message.startswith("dense h expects 4 inputs; flatten f makes 1; the shapes: input 5×5 → c1 (conv) 3×3")
+    assert "the sizes first go wrong at c1 (conv), whose 3×3 output p1 reads" in error.message
+    assert error.hint.startswith("check c1's kernel")
+    result = _invoke("run", path)
+    assert result.exit_code == 2 and "Traceback" not in result.output and "layers[0].kernel" in result.output
+    # without a pooling layer that drops cells, nothing says which size was meant: the
+    # layer that noticed keeps the error (tests/bad/dense_width.yaml above)

@@ -520,3 +520,21 @@ def test_unrolling_a_layer_too_large_is_refused_before_the_trace_runs(monkeypatc
     assert result.output.startswith(f"error: {path}:4:5: layers[0]: c1 unrolled is a 2,888×1,600 matrix "
                                     "with up to 25,992 weights, more than the 10,000 weights")
     assert "bptrace explain FILE 'c1.out[0,0,0]'" in result.output
+
+
+def test_explain_digits_shows_that_many_significant_digits():
+    """`explain --digits N`, as `run --digits N`: only what is shown is rounded (the sum,
+    its terms and the total are the same numbers, written with N significant digits)."""
+    target = "c1.grad.kernel[0,1]"     # 0.0941186865 = 0.068628·0.84 + 0.0364182·0.22 + ...
+    full = CliRunner().invoke(main, ["explain", str(SEED001), target])
+    short = CliRunner().invoke(main, ["explain", str(SEED001), target, "--digits", "3"])
+    assert full.exit_code == 0 and short.exit_code == 0, short.output
+    assert "0.09411868650" not in full.output and "0.0941186865" in full.output
+    assert "0.0941186865" not in short.output and "= 0.0941" in short.output
+    assert "0.0686·0.84" in short.output and "0.0364·0.22" in short.output     # the written-out sum too
+    whole = CliRunner().invoke(main, ["explain", str(SEED001), "c1.grad.kernel", "--digits", "2"])
+    assert whole.exit_code == 0 and "0.094" in whole.output and "0.0941" not in whole.output
+    unrolled = CliRunner().invoke(main, ["explain", "--unrolled", str(SEED002), "c1", "--digits", "2"])
+    assert unrolled.exit_code == 0 and not re.search(r"\d\.\d{5}", unrolled.output.replace("e-", ""))
+    bad = CliRunner().invoke(main, ["explain", str(SEED001), target, "--digits", "0"])
+    assert bad.exit_code == 2

@@ -124,12 +124,16 @@ def test_every_layer_type_and_loss_rule_compiles(tmp_path):
 
 
 def test_rules_become_math():
-    assert latex.math("c1.out[i,j] = Σ_u Σ_v c1.kernel[u,v] · input[i+u,j+v] + c1.bias") == \
-        r"\mathrm{c1.out}[i,j]=\sum_{u}\sum_{v}\mathrm{c1.kernel}[u,v]\cdot \mathrm{input}[i+u,j+v]+\mathrm{c1.bias}"
-    assert latex.math("p1.delta = s1.delta ⊙ s1.out ⊙ (1 − s1.out)") == \
-        r"\mathrm{p1.delta}=\mathrm{s1.delta}\odot \mathrm{s1.out}\odot (1-\mathrm{s1.out})"
-    # prose stays text, with its spaces and punctuation
-    assert latex.math("the input, as written") == r"\text{the }\mathrm{input}\text{, as written}"
+    # rules are notation (bptrace.notation), typeset node by node: names upright, Σ with its
+    # subscripts, prose as text
+    trace = run(load(ROOT / "scenarios" / "seed001.yaml"))
+    assert latex.math(trace["c1.out"].notation) == \
+        r"\mathrm{c1.out}[i,j] = \sum_{u}\sum_{v} \mathrm{c1.kernel}[u,v] \cdot \mathrm{input}[i+u,j+v] + \mathrm{c1.bias}"
+    assert latex.math(trace["p1.delta"].notation) == \
+        r"\mathrm{p1.delta} = \mathrm{s1.delta} \odot \mathrm{s1.out} \odot \left(1 - \mathrm{s1.out}\right)"
+    assert latex.math(trace["c1.delta"].notation) == (
+        r"\mathrm{c1.delta}\text{: each }\mathrm{p1.delta}\text{ element goes to the cell of }\mathrm{c1.out}"
+        r"\text{ that won its window; zeros elsewhere}")
     assert latex.number_math("1.5e-7") == r"1.5\times 10^{-7}"
 
 

@@ -38,6 +38,8 @@ from ..layers import Activation, AvgPool, BatchNorm, Conv, ConvTranspose, Dense,
 from ..layers import Recurrent, Softmax
 from ..layers.normalization import _inverse_root
 from ..losses import LOSSES
+from ..notation import Ref
+from ..notation import names as rule_names
 from ..optim import Optimizer
 from ..scenario import Loss, Scenario
 from ..tensors import kept_axes
@@ -569,15 +571,16 @@ def _slope_missing(sc, layer, n, slope: str, mistake: type) -> Variant:
 def _activation_variants(sc, layer, n) -> list:
     if isinstance(layer, Identity):
         return []          # its slope is 1: there is nothing to leave out
-    slope = layer.slope_text.format(out=n.out, x=n.x)
+    rule = layer.slope_rule(Ref(n.out), Ref(n.x))
+    slope = str(rule)
     found = [_slope_missing(sc, layer, n, slope, SlopeMissing)]
-    if "{out}" in layer.slope_text:
+    if n.out in rule_names(rule):
         # f′ written with the output (σ′ = out·(1 − out)): it can be fed the input instead,
         # or f applied to the output once more
         kind = layer.type
         found.append(_one(sc, layer, n, "activation-derivative-wrong-argument",
                           f"{kind}′ written with the output is {slope}; you put {n.layer}'s input in its "
-                          f"place: {layer.slope_text.format(out=n.x, x=n.x)}.", SlopeAtInput))
+                          f"place: {layer.slope_rule(Ref(n.x), Ref(n.x))}.", SlopeAtInput))
         found.append(_one(sc, layer, n, "activation-derivative-wrong-argument",
                           f"{kind}′ written with the output is {slope}; you applied {kind} to {n.out} once "
                           "more before using it.", SlopeOfOutput))
@@ -800,7 +803,7 @@ def _batch_and_loss_variants(sc, active) -> list:
     if loss is not None:
         last = sc.names(sc.output)
         delta, out = last.delta, last.out
-        rule = LOSSES[loss.type].delta_rule.format(delta=delta, out=out)
+        rule = LOSSES[loss.type].delta_rule(Ref(delta), Ref(out))
         found.append(_loss_variant(sc, "loss-gradient-sign",
                                    f"With {loss.type}, {rule}; yours has the opposite sign (the target on "
                                    f"the wrong side): flip the sign of {delta}.", 1.0, -1.0))

@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from ..errors import ScenarioError
+from ..notation import Frac, Paren, Ref, Sum, add, eq, func, had, prod, seq, sub, sym
 from ..tensors import display_index
 from .base import EPS, TINY, Layer, as_array, noise_bound, ref
 
@@ -27,7 +28,9 @@ class Activation(Layer):
         derivative."""
         raise NotImplementedError
 
-    slope_text = "f′"
+    def slope_rule(self, out, x):
+        """f′ as the rule writes it, from the notation of out and x."""
+        return sym("f′")
 
     def floors(self, size) -> list:
         """Each input element's noise bound, flat (zeros when the input is exact)."""
@@ -95,8 +98,8 @@ class Activation(Layer):
 
     def rules(self, n):
         return {
-            "out": f"{n.out} = {self.symbol}({n.x})",
-            "in": f"{n.x_delta} = {n.delta} ⊙ {self.slope_text.format(out=n.out, x=n.x)}",
+            "out": eq(Ref(n.out), func(self.symbol, Ref(n.x))),
+            "in": eq(Ref(n.x_delta), had(Ref(n.delta), self.slope_rule(Ref(n.out), Ref(n.x)))),
         }
 
 
@@ -122,7 +125,8 @@ def _sigmoid(z, exp=math.exp):
 
 class Sigmoid(Activation):
     type, symbol = "sigmoid", "σ"
-    slope_text = "{out} ⊙ (1 − {out})"
+    def slope_rule(self, out, x):
+        return had(out, Paren(sub(1, out)))
 
     def f(self, z):
         return _sigmoid(z, self.num.exp)
@@ -133,7 +137,8 @@ class Sigmoid(Activation):
 
 class Tanh(Activation):
     type, symbol = "tanh", "tanh"
-    slope_text = "(1 − {out}) ⊙ (1 + {out})"
+    def slope_rule(self, out, x):
+        return had(Paren(sub(1, out)), Paren(add(1, out)))
 
     def f(self, z):
         return self.num.tanh(z)
@@ -148,7 +153,8 @@ class Relu(Activation):
     in_delta_reads = ("delta", "in")
     decides = True
     rounds = 0     # z or 0: nothing is rounded
-    slope_text = "[{x} > 0]"
+    def slope_rule(self, out, x):
+        return seq(sym("["), x, sym(" > 0]"))
 
     def f(self, z):
         return z if z > self.zero else 0 * z
@@ -171,9 +177,8 @@ class LeakyRelu(Activation):
         layer.negative_slope = layer.k = spec.number("slope", 0.01)
         return layer
 
-    @property
-    def slope_text(self):
-        return f"(1 if {{x}} > 0 else {self.negative_slope:g})"
+    def slope_rule(self, out, x):
+        return Paren(seq(sym(1), " if ", x, sym(" > 0"), " else ", sym(f"{self.negative_slope:g}")))
 
     def use(self, num):
         super().use(num)
@@ -188,7 +193,8 @@ class LeakyRelu(Activation):
 
 class Identity(Activation):
     type, symbol = "identity", "identity"
-    slope_text = "1"
+    def slope_rule(self, out, x):
+        return sym(1)
     rounds = 0
 
     def f(self, z):
@@ -273,8 +279,11 @@ class Softmax(Layer):
 
     def rules(self, n):
         return {
-            "out": f"{ref(n.out, self.out_shape, 'nk')} = exp({n.x}[k]) / Σ_j exp({n.x}[j])",
-            "in": f"{n.x_delta}[k] = {n.out}[k] · ({n.delta}[k] − Σ_j {n.delta}[j] · {n.out}[j])",
+            "out": eq(ref(n.out, self.out_shape, "nk"),
+                      Frac(func("exp", Ref(n.x, ("k",))), Sum(("j",), func("exp", Ref(n.x, ("j",)))), spaced=True)),
+            "in": eq(Ref(n.x_delta, ("k",)),
+                     prod(Ref(n.out, ("k",)), Paren(sub(Ref(n.delta, ("k",)),
+                                                        Sum(("j",), prod(Ref(n.delta, ("j",)), Ref(n.out, ("j",)))))))),
         }
 
 
@@ -339,7 +348,8 @@ class Smooth(Activation):
 
 class Exp(Smooth):
     type, symbol = "exp", "exp"
-    slope_text = "{out}"
+    def slope_rule(self, out, x):
+        return out
 
     def f(self, z):
         # torch.exp gives inf past the largest float where math.exp raises; inf lets the
@@ -358,7 +368,8 @@ class Exp(Smooth):
 
 class Log(Smooth):
     type, symbol = "log", "log"
-    slope_text = "1/{x}"
+    def slope_rule(self, out, x):
+        return Frac(sym(1), x)
 
     def f(self, z):
         if not z > 0:
@@ -385,7 +396,8 @@ class Log(Smooth):
 
 class Square(Smooth):
     type, symbol = "square", "square"
-    slope_text = "2 · {x}"
+    def slope_rule(self, out, x):
+        return prod(2, x)
     stationary = ((0.0, 0.0),)
 
     def f(self, z):
@@ -411,9 +423,8 @@ class Elu(Smooth):
         layer.alpha = spec.number("alpha", 1.0)
         return layer
 
-    @property
-    def slope_text(self):
-        return f"(1 if {{x}} > 0 else {{out}} + {self.alpha:g})"
+    def slope_rule(self, out, x):
+        return Paren(seq(sym(1), " if ", x, sym(" > 0"), " else ", add(out, sym(f"{self.alpha:g}"))))
 
     def f(self, z):
         return z if z > self.zero else self.alpha * self.num.expm1(z)
@@ -432,7 +443,8 @@ class Softplus(Smooth):
     """softplus(x) = log(1 + eˣ), and x itself above 20 (PyTorch's beta = 1, threshold =
     20); softplus′ = σ(x), and 1 above 20."""
     type, symbol = "softplus", "softplus"
-    slope_text = "σ({x})  (1 where {x} > 20)"
+    def slope_rule(self, out, x):
+        return seq(func("σ", x), "  (1 where ", x, sym(" > 20"), ")")
 
     def f(self, z):
         return z if z > 20 else self.num.log1p(self.num.exp(z))
@@ -450,7 +462,8 @@ class Softplus(Smooth):
 class Silu(Smooth):
     """silu(x) = x·σ(x); silu′ = σ(x)·(1 + x·(1 − σ(x)))."""
     type, symbol = "silu", "silu"
-    slope_text = "σ({x}) · (1 + {x} · (1 − σ({x})))"
+    def slope_rule(self, out, x):
+        return prod(func("σ", x), Paren(add(1, prod(x, Paren(sub(1, func("σ", x)))))))
     stationary = ((-1.2784645427610737, -0.2784645427610738),)
 
     def f(self, z):
@@ -468,7 +481,8 @@ class Gelu(Smooth):
     """gelu(x) = x·Φ(x) = ½x(1 + erf(x/√2)) (the erf form, PyTorch's default);
     gelu′ = Φ(x) + x·φ(x)."""
     type, symbol = "gelu", "gelu"
-    slope_text = "Φ({x}) + {x} · φ({x})"
+    def slope_rule(self, out, x):
+        return add(func("Φ", x), prod(x, func("φ", x)))
     stationary = ((-0.7517915246935645, -0.16997120747990366),)
 
     def f(self, z):

@@ -16,21 +16,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..notation import Ref, Sum, node
 from ..numbers import FLOAT
 from ..spec import Spec, shape_error, shape_words
 from ..tensors import fits
 
-# --- helpers for the one-line rules ------------------------------------------------------
+# --- helpers for the rules (bptrace.notation) ------------------------------------------
 
-def ref(name: str, shape, letters) -> str:
+def ref(name: str, shape, letters) -> Ref:
     """`name[letters]` with the letters of length-1 axes left out, as values are shown."""
-    shown = [str(letter) for letter, size in zip(letters, shape) if size != 1]
-    return f"{name}[{','.join(shown)}]" if shown else name
+    return Ref(name, tuple(str(letter) for letter, size in zip(letters, shape) if size != 1))
 
 
-def sums(*pairs) -> str:
-    """`Σ_i Σ_j ` for the (letter, range) pairs whose range is more than one value."""
-    return "".join(f"Σ_{letter} " for letter, size in pairs if size > 1)
+def sums(body, *pairs):
+    """`Σ_i Σ_j body` over the (letter, range) pairs whose range is more than one value
+    (the body alone when none is)."""
+    letters = tuple(letter for letter, size in pairs if size > 1)
+    return Sum(letters, node(body)) if letters else node(body)
 
 
 def position(out_letter: str, out_size: int, tap_letter: str, taps: int, *, stride: int, pad: int,

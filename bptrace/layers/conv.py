@@ -22,6 +22,7 @@ from .base import (
     ref,
     sums,
 )
+from ..notation import Ref, Sum, add, eq, prod, seq, sym
 
 
 class Conv(Layer):
@@ -231,22 +232,24 @@ class Conv(Layer):
         xin = ref(n.x, self.in_shape, ("n", channel, hpos, wpos))
         b = ref(n.param("bias"), (O,), "o")
         d = ref(n.delta, self.out_shape, "noij")
-        taps = sums(("c", in_per_group), ("u", kh), ("v", kw))
-        outputs = sums(("n", N), ("i", Ho), ("j", Wo))
+        taps = (("c", in_per_group), ("u", kh), ("v", kw))
+        outputs = (("n", N), ("i", Ho), ("j", Wo))
         padded = " (zero outside the input)" if any(self.padding) else ""
         turned = "kernel as written" if self.flip else "kernel turned 180°"
         dh, dw = self.dilation
         spaced = "" if (dh, dw) == (1, 1) else f", its taps {dh if dh == dw else f'{dh},{dw}'} apart"
         bias = "bias" in self.params
         rules = {
-            "out": f"{ref(n.out, self.out_shape, 'noij')} = {taps}{k} · {xin}{f' + {b}' if bias else ''}{padded}",
-            "kernel": f"{ref(n.grad('kernel'), kshape, 'ocuv')} = {outputs}{d} · {xin}",
-            "in": f"{ref(n.x_delta, self.in_shape, ('n', 'c', 'h', 'w'))} = Σ {d} · {k} over every output "
-                  f"{_letters_text('ij', (Ho, Wo))}and tap {_letters_text('uv', (kh, kw))}that read it, "
-                  f"i.e. the zero-padded {n.delta} slid under the {turned}{spaced}",
+            "out": eq(ref(n.out, self.out_shape, "noij"),
+                      seq(add(sums(prod(k, xin), *taps), *([b] if bias else [])), padded)),
+            "kernel": eq(ref(n.grad("kernel"), kshape, "ocuv"), sums(prod(d, xin), *outputs)),
+            "in": eq(ref(n.x_delta, self.in_shape, ("n", "c", "h", "w")),
+                     Sum((), seq(prod(d, k), f" over every output {_letters_text('ij', (Ho, Wo))}and tap "
+                                             f"{_letters_text('uv', (kh, kw))}that read it, i.e. the zero-padded ",
+                                 Ref(n.delta), f" slid under the {turned}{spaced}"))),
         }
         if bias:
-            rules["bias"] = f"{ref(n.grad('bias'), (O,), 'o')} = {outputs}{d}"
+            rules["bias"] = eq(ref(n.grad("bias"), (O,), "o"), sums(d, *outputs))
         return rules
 
 
@@ -444,20 +447,25 @@ class ConvTranspose(Layer):
         landed = ref(n.delta, self.out_shape, ("n", m, hpos, wpos))
         taps = [letter for letter, size in (("c", C), ("i", H), ("j", W), ("u", kh), ("v", kw)) if size > 1]
         over = f"over {', '.join(taps)} " if taps else ""
-        at = " and ".join(f"{pos} = {letter}" for pos, letter, size in ((hpos, "h", Ho), (wpos, "w", Wo)) if size > 1)
+        at = [sym(f"{pos} = {letter}") for pos, letter, size in ((hpos, "h", Ho), (wpos, "w", Wo)) if size > 1]
+        where_at = []
+        for condition in at:
+            where_at += [" and " if where_at else "with ", condition]
+        where_at += [" "] * bool(at)
         cropped = f" (cropped by the padding {ph},{pw})" if any(self.padding) else ""
         bias = "bias" in self.params
-        b = f" + {ref(n.param('bias'), (M,), m)}" if bias else ""
+        b = [ref(n.param("bias"), (M,), m)] if bias else []
         rules = {
-            "out": f"{ref(n.out, self.out_shape, ('n', m, 'h', 'w'))} = Σ {over}{'with ' + at + ' ' if at else ''}"
-                   f"of {k} · {xin}{b}: each {n.x} element times the kernel, added into the output"
-                   f"{cropped}{where}",
-            "kernel": f"{ref(n.grad('kernel'), kshape, 'couv')} = {sums(('n', N), ('i', H), ('j', W))}{xin} · {landed}",
-            "in": f"{ref(n.x_delta, self.in_shape, 'ncij')} = {sums(('o', out_per_group), ('u', kh), ('v', kw))}"
-                  f"{landed} · {k}  (zero outside {n.delta}): the correlation of {n.delta} with the kernel"
-                  f"{where}",
+            "out": eq(ref(n.out, self.out_shape, ("n", m, "h", "w")),
+                      Sum((), seq(over, *where_at,
+                                  "of ", add(prod(k, xin), *b), ": each ", Ref(n.x),
+                                  f" element times the kernel, added into the output{cropped}{where}"))),
+            "kernel": eq(ref(n.grad("kernel"), kshape, "couv"), sums(prod(xin, landed), ("n", N), ("i", H), ("j", W))),
+            "in": eq(ref(n.x_delta, self.in_shape, "ncij"),
+                     seq(sums(prod(landed, k), ("o", out_per_group), ("u", kh), ("v", kw)), "  (zero outside ",
+                         Ref(n.delta), "): the correlation of ", Ref(n.delta), f" with the kernel{where}")),
         }
         if bias:
-            rules["bias"] = f"{ref(n.grad('bias'), (M,), 'o')} = {sums(('n', N), ('h', Ho), ('w', Wo))}" \
-                            f"{ref(n.delta, self.out_shape, 'nohw')}"
+            rules["bias"] = eq(ref(n.grad("bias"), (M,), "o"),
+                               sums(ref(n.delta, self.out_shape, "nohw"), ("n", N), ("h", Ho), ("w", Wo)))
         return rules

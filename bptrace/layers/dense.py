@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..notation import add, eq, prod, seq
 from .base import (
     Layer,
     _bias,
@@ -71,8 +72,9 @@ class Flatten(Layer):
         flat = ref(n.out, self.out_shape, ("n", at))
         cell = ref(n.x, self.in_shape, "ncij")
         return {
-            "out": f"{flat} = {cell}  (each map {order}{', maps one after another' if C > 1 else ''})",
-            "in": f"{ref(n.x_delta, self.in_shape, 'ncij')} = {ref(n.delta, self.out_shape, ('n', at))}  (the same order, undone)",
+            "out": eq(flat, seq(cell, f"  (each map {order}{', maps one after another' if C > 1 else ''})")),
+            "in": eq(ref(n.x_delta, self.in_shape, "ncij"),
+                     seq(ref(n.delta, self.out_shape, ("n", at)), "  (the same order, undone)")),
         }
 
 
@@ -174,12 +176,12 @@ class Dense(Layer):
         w = ref(n.param("weights"), (O, F), "ok")
         d = ref(n.delta, self.out_shape, "no")
         xin = ref(n.x, self.in_shape, "nk")
-        bias = f" + {ref(n.param('bias'), (O,), 'o')}" if "bias" in self.params else ""
+        bias = [ref(n.param("bias"), (O,), "o")] if "bias" in self.params else []
         rules = {
-            "out": f"{ref(n.out, self.out_shape, 'no')} = {sums(('k', F))}{w} · {xin}{bias}",
-            "weights": f"{ref(n.grad('weights'), (O, F), 'ok')} = {sums(('n', N))}{d} · {xin}",
-            "in": f"{ref(n.x_delta, self.in_shape, 'nk')} = {sums(('o', O))}{w} · {d}",
+            "out": eq(ref(n.out, self.out_shape, "no"), add(sums(prod(w, xin), ("k", F)), *bias)),
+            "weights": eq(ref(n.grad("weights"), (O, F), "ok"), sums(prod(d, xin), ("n", N))),
+            "in": eq(ref(n.x_delta, self.in_shape, "nk"), sums(prod(w, d), ("o", O))),
         }
         if bias:
-            rules["bias"] = f"{ref(n.grad('bias'), (O,), 'o')} = {sums(('n', N))}{d}"
+            rules["bias"] = eq(ref(n.grad("bias"), (O,), "o"), sums(d, ("n", N)))
         return rules

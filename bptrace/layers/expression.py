@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import formula as F
 from ..errors import ScenarioError
+from ..notation import Formula, Ref, eq, partial, prod, sym
 from ..numbers import NotExact
 from .base import EPS, TINY, Layer, Names, as_array, nested, noise_bound
 
@@ -162,11 +163,12 @@ class Expression(Layer):
     def rules(self, n: Names) -> dict:
         traced = dict(zip(self.reads, n.xs))
         rename = traced.get
-        rules = {"out": f"{n.out} = {F.text(self.tree, rename)}"}
-        texts = F.local_gradient_texts(self.tree, rename)
+        rules = {"out": eq(Ref(n.out), Formula(self.tree, tuple(traced.items())))}
+        gradients = F.local_gradient_rules(self.tree, rename)
         for k, r in enumerate(self.reads):
-            rules[f"local.{r}"] = f"{n.extra('local.' + r)} = ∂{n.layer}/∂{r} = {texts[r]}"
-            rules[f"in{k}"] = f"{n.x_deltas[k]} = {n.delta} · {n.extra('local.' + r)}"
+            local = Ref(n.extra("local." + r))
+            rules[f"local.{r}"] = eq(local, partial(sym(n.layer), sym(r)), gradients[r])
+            rules[f"in{k}"] = eq(Ref(n.x_deltas[k]), prod(Ref(n.delta), local))
         return rules
 
 

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ..notation import Ref, add, eq, partial, prod, seq
 from ..spec import Spec, shape_words
 from .base import BuildContext, Layer, Names, noise_bound, ref
 
@@ -121,9 +122,10 @@ class Add(Merge):
     def rules(self, n):
         letters = "ncij" if len(self.out_shape) == 4 else "nk"
         out = ref(n.out, self.out_shape, letters)
-        return {"out": f"{out} = " + " + ".join(self._operands(n)),
-                **{f"in{k}": f"{ref(d, shape, letters)} = {ref(n.delta, self.out_shape, letters)}  "
-                             f"(∂{n.out}/∂{x} = 1)"
+        return {"out": eq(out, add(*self._operands(n))),
+                **{f"in{k}": eq(ref(d, shape, letters),
+                                seq(ref(n.delta, self.out_shape, letters), "  (",
+                                    eq(partial(Ref(n.out), Ref(x)), 1), ")"))
                    for k, (x, d, shape) in enumerate(zip(n.xs, n.x_deltas, self.in_shapes))}}
 
 
@@ -166,11 +168,10 @@ class Multiply(Merge):
         letters = "ncij" if len(self.out_shape) == 4 else "nk"
         operands = self._operands(n)
         out = ref(n.out, self.out_shape, letters)
-        rules = {"out": f"{out} = " + " · ".join(operands)}
+        rules = {"out": eq(out, prod(*operands))}
         for k, (d, shape) in enumerate(zip(n.x_deltas, self.in_shapes)):
             others = [x for j, x in enumerate(operands) if j != k]
-            rules[f"in{k}"] = f"{ref(d, shape, letters)} = " + " · ".join(
-                [ref(n.delta, self.out_shape, letters)] + others)
+            rules[f"in{k}"] = eq(ref(d, shape, letters), prod(ref(n.delta, self.out_shape, letters), *others))
         return rules
 
 
@@ -227,11 +228,13 @@ class Concat(Merge):
     def rules(self, n):
         letters = "ncij" if len(self.out_shape) == 4 else "nk"
         axis = letters[1]
-        parts = ", ".join(f"{x} ({axis} from {offset + n.base})" for x, offset in zip(n.xs, self.offsets))
-        rules = {"out": f"{n.out} = {parts} joined along the {self.axis_name}"}
+        parts = []
+        for x, offset in zip(n.xs, self.offsets):
+            parts += [", "] * bool(parts) + [Ref(x), f" ({axis} from {offset + n.base})"]
+        rules = {"out": eq(Ref(n.out), seq(*parts, f" joined along the {self.axis_name}"))}
         for k, (d, shape) in enumerate(zip(n.x_deltas, self.in_shapes)):
             # the element of the delta that this value's element became
             shifted = f"{axis}+{self.offsets[k]}" if self.offsets[k] else axis
-            rules[f"in{k}"] = (f"{ref(d, shape, letters)} = "
-                               f"{ref(n.delta, self.out_shape, [shifted if a == axis else a for a in letters])}")
+            rules[f"in{k}"] = eq(ref(d, shape, letters),
+                                 ref(n.delta, self.out_shape, [shifted if a == axis else a for a in letters]))
         return rules

@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from ..notation import Frac, Paren, Power, Word, add, eq, func, juxt, prod, seq, sub, sym
 from ..spec import Spec, shape_words
 from ..tensors import fits
 from .base import EPS, TINY, BuildContext, Layer, Names, as_array, nested, noise_bound, ref, sums
@@ -392,33 +393,34 @@ class Norm(Layer):
         stat = self.stat_letter
         over = [(a, size) for a, size in zip(letters, self.in_shape) if a != stat]
         x, m, eps = ref(n.x, self.in_shape, letters), self.count, f"{self.eps:g}"
-        at = {a: size for a, size in zip(letters, self.in_shape)}
         s = lambda name: ref(name, self.stat_shape, stat)   # noqa: E731
         e = lambda name: ref(name, self.in_shape, letters)   # noqa: E731
         p_letters = stat if self.param_per_stat else letters[1:]
         pr = lambda name: ref(name, self.param_shape, p_letters)   # noqa: E731
-        total = sums(*over)
         mean, var = s(n.extra("mean")), s(n.extra("var"))
-        gsum = sums(*[(a, size) for a, size in zip(letters, self.in_shape) if a not in p_letters])
+        gpairs = [(a, size) for a, size in zip(letters, self.in_shape) if a not in p_letters]
+        total = lambda body: sums(body, *over)   # noqa: E731
+        xhd, vd, md = e(n.extra("xhat.delta")), s(n.extra("var.delta")), s(n.extra("mean.delta"))
+        centred, root = Paren(sub(x, mean)), func("√", add(var, sym(eps)))
         rules = {
-            "mean": f"{mean} = (1/{m}) {total}{x}" if self.train else f"{mean} = running_mean (eval mode: as given)",
-            "var": f"{var} = (1/{m}) {total}({x} − {mean})²" if self.train
-            else f"{var} = running_var (eval mode: as given)",
-            "xhat": f"{e(n.extra('xhat'))} = ({x} − {mean}) / √({var} + {eps})",
-            "out": f"{e(n.out)} = {pr(n.param('gamma'))} · {e(n.extra('xhat'))} + {pr(n.param('beta'))}",
-            "gamma": f"{pr(n.grad('gamma'))} = {gsum}{e(n.delta)} · {e(n.extra('xhat'))}",
-            "beta": f"{pr(n.grad('beta'))} = {gsum}{e(n.delta)}",
-            "xhat.delta": f"{e(n.extra('xhat.delta'))} = {e(n.delta)} · {pr(n.param('gamma'))}",
-            "var.delta": f"{s(n.extra('var.delta'))} = {total}{e(n.extra('xhat.delta'))} · ({x} − {mean}) · "
-                         f"(−½)({var} + {eps})^(−3/2)",
-            "mean.delta": f"{s(n.extra('mean.delta'))} = {total}{e(n.extra('xhat.delta'))} · (−1/√({var} + {eps})) + "
-                          f"{s(n.extra('var.delta'))} · {total}−2({x} − {mean}) / {m}",
-            "in": f"{e(n.x_delta)} = {e(n.extra('xhat.delta'))} / √({var} + {eps}) + {s(n.extra('var.delta'))} · "
-                  f"2({x} − {mean}) / {m} + {s(n.extra('mean.delta'))} / {m}" if self.train else
-                  f"{e(n.x_delta)} = {e(n.extra('xhat.delta'))} / √({var} + {eps})  (eval mode: the statistics "
-                  f"are constants)",
+            "mean": eq(mean, juxt(Paren(Frac(sym(1), sym(m))), total(x), space=" ")) if self.train
+            else eq(mean, seq(Word("running_mean"), " (eval mode: as given)")),
+            "var": eq(var, juxt(Paren(Frac(sym(1), sym(m))), total(Power(centred, "2")), space=" ")) if self.train
+            else eq(var, seq(Word("running_var"), " (eval mode: as given)")),
+            "xhat": eq(e(n.extra("xhat")), Frac(centred, root, spaced=True)),
+            "out": eq(e(n.out), add(prod(pr(n.param("gamma")), e(n.extra("xhat"))), pr(n.param("beta")))),
+            "gamma": eq(pr(n.grad("gamma")), sums(prod(e(n.delta), e(n.extra("xhat"))), *gpairs)),
+            "beta": eq(pr(n.grad("beta")), sums(e(n.delta), *gpairs)),
+            "xhat.delta": eq(xhd, prod(e(n.delta), pr(n.param("gamma")))),
+            "var.delta": eq(vd, total(prod(xhd, centred, juxt(Paren(sym("−½")),
+                                                               Power(Paren(add(var, sym(eps))), "(−3/2)"))))),
+            "mean.delta": eq(md, add(total(prod(xhd, Paren(Frac(sym("−1"), root)))),
+                                     prod(vd, total(Frac(juxt(sym("−2"), centred), sym(m), spaced=True))))),
+            "in": eq(e(n.x_delta), add(Frac(xhd, root, spaced=True),
+                                       Frac(prod(vd, juxt(sym(2), centred)), sym(m), spaced=True),
+                                       Frac(md, sym(m), spaced=True))) if self.train else
+            eq(e(n.x_delta), seq(Frac(xhd, root, spaced=True), "  (eval mode: the statistics are constants)")),
         }
-        del at
         return rules
 
 
@@ -580,10 +582,11 @@ class Dropout(Layer):
     def rules(self, n: Names) -> dict:
         letters = "ncij" if len(self.in_shape) == 4 else "nk"
         e = lambda name: ref(name, self.in_shape, letters)   # noqa: E731
+        keep = Paren(sub(1, sym(f"{self.p:g}")))
         return {
-            "mask": f"{e(n.extra('mask'))} = {self.origin} (1 keeps, 0 drops)",
-            "out": f"{e(n.out)} = {e(n.x)} · {e(n.extra('mask'))} / (1 − {self.p:g})" if self.p < 1
-            else f"{e(n.out)} = 0  (p = 1 drops every value)",
-            "in": f"{e(n.x_delta)} = {e(n.delta)} · {e(n.extra('mask'))} / (1 − {self.p:g})" if self.p < 1
-            else f"{e(n.x_delta)} = 0  (p = 1 drops every value)",
+            "mask": eq(e(n.extra("mask")), f"{self.origin} (1 keeps, 0 drops)"),
+            "out": eq(e(n.out), Frac(prod(e(n.x), e(n.extra("mask"))), keep, spaced=True)) if self.p < 1
+            else eq(e(n.out), seq(sym(0), "  (p = 1 drops every value)")),
+            "in": eq(e(n.x_delta), Frac(prod(e(n.delta), e(n.extra("mask"))), keep, spaced=True)) if self.p < 1
+            else eq(e(n.x_delta), seq(sym(0), "  (p = 1 drops every value)")),
         }

@@ -6,6 +6,7 @@ from itertools import product
 
 import numpy as np
 
+from ..notation import Frac, Ref, Sum, Word, eq, prod, seq, sym
 from ..tensors import display_index, format_index
 from .base import (
     Layer,
@@ -165,9 +166,9 @@ class MaxPool(Pool):
     def rules(self, n):
         out = ref(n.out, self.out_shape, "ncij")
         return {
-            "out": f"{out} = max of {n.x} over the {self._window_text()}",
-            "in": f"{n.x_delta}: each {n.delta} element goes to the cell of {n.x} that won its window; "
-                  "zeros elsewhere",
+            "out": eq(out, seq(Word("max"), " of ", Ref(n.x), f" over the {self._window_text()}")),
+            "in": seq(Ref(n.x_delta), ": each ", Ref(n.delta), " element goes to the cell of ", Ref(n.x),
+                      " that won its window; zeros elsewhere"),
         }
 
 
@@ -244,13 +245,17 @@ class AvgPool(Pool):
         area, out = self.area, ref(n.out, self.out_shape, "ncij")
         if self.uniform:
             return {
-                "out": f"{out} = 1/{area} · Σ {n.x} over the {self._window_text()}",
-                "in": f"{n.x_delta}: each cell gets 1/{area} of the {n.delta} of every window it is in",
+                "out": eq(out, prod(Frac(sym(1), sym(area)), Sum((), seq(Ref(n.x), f" over the {self._window_text()}")))),
+                "in": seq(Ref(n.x_delta), ": each cell gets ", Frac(sym(1), sym(area)), " of the ", Ref(n.delta),
+                          " of every window it is in"),
             }
-        counted = "inside the input and its padding" if self.count_include_pad else f"inside {n.x} (not the padding)"
+        counted = ("inside the input and its padding",) if self.count_include_pad else \
+            ("inside ", Ref(n.x), " (not the padding)")
         return {
-            "out": f"{out} = Σ {n.x} over the {self._window_text()}, divided by the number of its cells {counted}",
-            "in": f"{n.x_delta}: each cell gets 1/(that number) of the {n.delta} of every window it is in",
+            "out": eq(out, Sum((), seq(Ref(n.x), f" over the {self._window_text()}, divided by the number of its cells ",
+                                       *counted))),
+            "in": seq(Ref(n.x_delta), ": each cell gets 1/(that number) of the ", Ref(n.delta),
+                      " of every window it is in"),
         }
 
 
@@ -278,8 +283,10 @@ class GlobalMaxPool(WholeMap, MaxPool):
     type = "global_maxpool"
 
     def rules(self, n):
-        return {"out": f"{ref(n.out, self.out_shape, 'nc')} = max of {ref(n.x, self.in_shape, 'nc')} over the whole map",
-                "in": f"{n.x_delta}: each {n.delta} element goes to the cell of its map that won; zeros elsewhere"}
+        return {"out": eq(ref(n.out, self.out_shape, "nc"),
+                          seq(Word("max"), " of ", ref(n.x, self.in_shape, "nc"), " over the whole map")),
+                "in": seq(Ref(n.x_delta), ": each ", Ref(n.delta),
+                          " element goes to the cell of its map that won; zeros elsewhere")}
 
 
 class GlobalAvgPool(WholeMap, AvgPool):
@@ -291,8 +298,9 @@ class GlobalAvgPool(WholeMap, AvgPool):
     def rules(self, n):
         _, _, H, W = self.in_shape
         cell = ref(n.x, self.in_shape, "nchw")
-        return {"out": f"{ref(n.out, self.out_shape, 'nc')} = 1/{H * W} · {sums(('h', H), ('w', W))}{cell}",
-                "in": f"{cell} = 1/{H * W} · {ref(n.delta, self.out_shape, 'nc')}"}
+        share = Frac(sym(1), sym(H * W))
+        return {"out": eq(ref(n.out, self.out_shape, "nc"), prod(share, sums(cell, ("h", H), ("w", W)))),
+                "in": eq(cell, prod(share, ref(n.delta, self.out_shape, "nc")))}
 
 
 def _global(cls, name, spec, ctx):
@@ -365,8 +373,10 @@ class Upsample(Layer):
         block = (position("h", H, "a", sh, stride=sh, pad=0, flip=False, base=base),
                  position("w", W, "b", sw, stride=sw, pad=0, flip=False, base=base))
         return {
-            "out": f"{ref(n.out, self.out_shape, 'ncij')} = {ref(n.x, self.in_shape, ('n', 'c', source('i', sh), source('j', sw)))}"
-                   f"  (each cell copied into a {sh}×{sw} block)",
-            "in": f"{ref(n.x_delta, self.in_shape, 'nchw')} = {sums(('a', sh), ('b', sw))}"
-                  f"{ref(n.delta, self.out_shape, ('n', 'c') + block)}  (the sum over its block)",
+            "out": eq(ref(n.out, self.out_shape, "ncij"),
+                      seq(ref(n.x, self.in_shape, ("n", "c", source("i", sh), source("j", sw))),
+                          f"  (each cell copied into a {sh}×{sw} block)")),
+            "in": eq(ref(n.x_delta, self.in_shape, "nchw"),
+                     seq(sums(ref(n.delta, self.out_shape, ("n", "c") + block), ("a", sh), ("b", sw)),
+                         "  (the sum over its block)")),
         }

@@ -24,6 +24,7 @@ and on another number type given its operators.
 from __future__ import annotations
 
 from ..formula import NOISY, Noisy, apply, plain, radius, side
+from ..notation import Paren, Power, Ref, Sum, Text, Word, add, eq, func, had, prod, seq, sub, sym, transposed
 from ..spec import shape_words
 from ..tensors import fits
 from .base import Layer, _parameter, as_array, nested
@@ -286,21 +287,33 @@ class Recurrent(Layer):
         roles["h0"] = f"{n.layer}.h0"
         return roles
 
-    def _weights_text(self, n, block: str, x: str, h: str) -> str:
-        gate = f"[{block}]" if block else ""
-        return (f"{n.param('weight_ih')}{gate}·{x} + {n.param('bias_ih')}{gate} + "
-                f"{n.param('weight_hh')}{gate}·{h} + {n.param('bias_hh')}{gate}")
+    def _weights_rule(self, n, block: str, x, h):
+        """W_ih·x + b_ih + W_hh·h + b_hh, each parameter's rows `block` of it (all rows if "")."""
+        gate = (block,) if block else ()
+        return add(prod(Ref(n.param("weight_ih"), gate), x, spaced=False), Ref(n.param("bias_ih"), gate),
+                   prod(Ref(n.param("weight_hh"), gate), h, spaced=False), Ref(n.param("bias_hh"), gate))
 
-    def _common_rules(self, n, x_delta_text):
+    def _common_rules(self, n, x_delta_rule):
         L = n.layer
-        out = f"{n.out} = {L}.h" if self.returns == "sequence" else f"{n.out}[n,:] = {L}.h[n,T−1,:]  (return: last)"
+        out = eq(Ref(n.out), Ref(f"{L}.h")) if self.returns == "sequence" else \
+            eq(Ref(n.out, ("n", ":")), seq(Ref(f"{L}.h", ("n", "T−1", ":")), "  (return: last)"))
         rules = {"out": out,
-                 "h.delta": f"{L}.h.delta[t] = {n.delta}[t] + (what step t+1 sends back through "
-                            f"{n.param('weight_hh')})  (t = T−1 … 0)",
-                 "in": f"{n.x_delta}[t] = {x_delta_text}"}
+                 "h.delta": eq(_at(f"{L}.h.delta"),
+                               seq(add(_at(n.delta), seq("(what step t+1 sends back through ",
+                                                         Ref(n.param("weight_hh")), ")")), "  (t = T−1 … 0)")),
+                 "in": eq(_at(n.x_delta), x_delta_rule)}
         for role in self.param_roles:
-            rules[role] = f"{n.grad(role)} = Σ_t (its share at time step t)"
+            rules[role] = eq(Ref(n.grad(role)), Sum(("t",), Text("(its share at time step t)")))
         return rules
+
+    def _gates_delta_rule(self, n):
+        return Sum((), seq("over the gates of ", prod(transposed(Ref(n.param("weight_ih"))),
+                                                      Paren(Text("gate delta ⊙ its σ′ or tanh′")))))
+
+
+def _at(name, t="t"):
+    """`name[t]`: a value at time step t."""
+    return Ref(name, (t,))
 
 
 def _h_factor(n, t, k, value):
@@ -339,8 +352,10 @@ class RNN(Recurrent):
     def rules(self, n):
         L = n.layer
         f = self.nonlinearity
-        rules = self._common_rules(n, f"{n.param('weight_ih')}ᵀ · ({L}.h.delta[t] ⊙ {f}′)")
-        rules["h"] = f"{L}.h[t] = {f}({self._weights_text(n, '', f'{n.x}[t]', f'{L}.h[t−1]')})  (h[−1] = h0)"
+        rules = self._common_rules(n, prod(transposed(Ref(n.param("weight_ih"))),
+                                           Paren(had(_at(f"{L}.h.delta"), seq(Word(f), sym("′"))))))
+        rules["h"] = eq(_at(f"{L}.h"), seq(func(f, self._weights_rule(n, "", _at(n.x), _at(f"{L}.h", "t−1"))),
+                                           "  (h[−1] = h0)"))
         return rules
 
 
@@ -400,18 +415,21 @@ class LSTM(Recurrent):
 
     def rules(self, n):
         L = n.layer
-        rules = self._common_rules(n, f"Σ over the gates of {n.param('weight_ih')}ᵀ · (gate delta ⊙ its σ′ or tanh′)")
+        rules = self._common_rules(n, self._gates_delta_rule(n))
         for b, (gate, act) in enumerate(zip(self.gates, ("σ", "σ", "tanh", "σ"))):
             block = f"{b * self.hidden}:{(b + 1) * self.hidden}"
-            rules[f"gate.{gate}"] = f"{L}.gate.{gate}[t] = {act}({self._weights_text(n, block, f'{n.x}[t]', f'{L}.h[t−1]')})"
-        rules["c"] = f"{L}.c[t] = {L}.gate.f[t] ⊙ {L}.c[t−1] + {L}.gate.i[t] ⊙ {L}.gate.g[t]  (c[−1] = c0)"
-        rules["h"] = f"{L}.h[t] = {L}.gate.o[t] ⊙ tanh({L}.c[t])  (h[−1] = h0)"
-        rules["c.delta"] = (f"{L}.c.delta[t] = {L}.h.delta[t] ⊙ {L}.gate.o[t] ⊙ (1 − tanh²({L}.c[t])) + "
-                            f"{L}.c.delta[t+1] ⊙ {L}.gate.f[t+1]")
-        rules["gate.i.delta"] = f"{L}.gate.i.delta[t] = {L}.c.delta[t] ⊙ {L}.gate.g[t]"
-        rules["gate.f.delta"] = f"{L}.gate.f.delta[t] = {L}.c.delta[t] ⊙ {L}.c[t−1]"
-        rules["gate.g.delta"] = f"{L}.gate.g.delta[t] = {L}.c.delta[t] ⊙ {L}.gate.i[t]"
-        rules["gate.o.delta"] = f"{L}.gate.o.delta[t] = {L}.h.delta[t] ⊙ tanh({L}.c[t])"
+            rules[f"gate.{gate}"] = eq(_at(f"{L}.gate.{gate}"),
+                                       func(act, self._weights_rule(n, block, _at(n.x), _at(f"{L}.h", "t−1"))))
+        g = {name: _at(f"{L}.gate.{name}") for name in self.gates}
+        c, h_delta, c_delta = _at(f"{L}.c"), _at(f"{L}.h.delta"), _at(f"{L}.c.delta")
+        rules["c"] = eq(c, seq(add(had(g["f"], _at(f"{L}.c", "t−1")), had(g["i"], g["g"])), "  (c[−1] = c0)"))
+        rules["h"] = eq(_at(f"{L}.h"), seq(had(g["o"], func("tanh", c)), "  (h[−1] = h0)"))
+        rules["c.delta"] = eq(c_delta, add(had(h_delta, g["o"], Paren(sub(1, func("tanh²", c)))),
+                                           had(_at(f"{L}.c.delta", "t+1"), _at(f"{L}.gate.f", "t+1"))))
+        rules["gate.i.delta"] = eq(_at(f"{L}.gate.i.delta"), had(c_delta, g["g"]))
+        rules["gate.f.delta"] = eq(_at(f"{L}.gate.f.delta"), had(c_delta, _at(f"{L}.c", "t−1")))
+        rules["gate.g.delta"] = eq(_at(f"{L}.gate.g.delta"), had(c_delta, g["i"]))
+        rules["gate.o.delta"] = eq(_at(f"{L}.gate.o.delta"), had(h_delta, func("tanh", c)))
         return rules
 
 
@@ -480,18 +498,25 @@ class GRU(Recurrent):
 
     def rules(self, n):
         L, H = n.layer, self.hidden
-        rules = self._common_rules(n, f"Σ over the gates of {n.param('weight_ih')}ᵀ · (gate delta ⊙ its σ′ or tanh′)")
+        rules = self._common_rules(n, self._gates_delta_rule(n))
+        h_prev, h_delta = _at(f"{L}.h", "t−1"), _at(f"{L}.h.delta")
+        g = {name: _at(f"{L}.gate.{name}") for name in self.gates}
         for b, gate in enumerate(("r", "z")):
-            rules[f"gate.{gate}"] = (f"{L}.gate.{gate}[t] = σ({self._weights_text(n, f'{b * H}:{(b + 1) * H}', f'{n.x}[t]', f'{L}.h[t−1]')})")
-        rules["gate.n"] = (f"{L}.gate.n[t] = tanh({n.param('weight_ih')}[{2 * H}:]·{n.x}[t] + {n.param('bias_ih')}[{2 * H}:] + "
-                           f"{L}.gate.r[t] ⊙ ({n.param('weight_hh')}[{2 * H}:]·{L}.h[t−1] + {n.param('bias_hh')}[{2 * H}:]))")
-        rules["h"] = f"{L}.h[t] = (1 − {L}.gate.z[t]) ⊙ {L}.gate.n[t] + {L}.gate.z[t] ⊙ {L}.h[t−1]  (h[−1] = h0)"
-        rules["h.delta"] = (f"{L}.h.delta[t] = {n.delta}[t] + {n.param('weight_hh')}ᵀ·(step t+1's gate errors) + "
-                            f"{L}.h.delta[t+1] ⊙ {L}.gate.z[t+1]  (t = T−1 … 0)")
-        rules["gate.z.delta"] = f"{L}.gate.z.delta[t] = {L}.h.delta[t] ⊙ ({L}.h[t−1] − {L}.gate.n[t])"
-        rules["gate.n.delta"] = f"{L}.gate.n.delta[t] = {L}.h.delta[t] ⊙ (1 − {L}.gate.z[t])"
-        rules["gate.r.delta"] = (f"{L}.gate.r.delta[t] = {L}.gate.n.delta[t] ⊙ (1 − {L}.gate.n[t]²) ⊙ "
-                                 f"({n.param('weight_hh')}[{2 * H}:]·{L}.h[t−1] + {n.param('bias_hh')}[{2 * H}:])")
+            rules[f"gate.{gate}"] = eq(g[gate], func("σ", self._weights_rule(n, f"{b * H}:{(b + 1) * H}", _at(n.x), h_prev)))
+        rest = (f"{2 * H}:",)
+        hidden_part = Paren(add(prod(Ref(n.param("weight_hh"), rest), h_prev, spaced=False), Ref(n.param("bias_hh"), rest)))
+        rules["gate.n"] = eq(g["n"], func("tanh", add(prod(Ref(n.param("weight_ih"), rest), _at(n.x), spaced=False),
+                                                      Ref(n.param("bias_ih"), rest), had(g["r"], hidden_part))))
+        rules["h"] = eq(_at(f"{L}.h"), seq(add(had(Paren(sub(1, g["z"])), g["n"]), had(g["z"], h_prev)), "  (h[−1] = h0)"))
+        rules["h.delta"] = eq(h_delta, seq(add(_at(n.delta),
+                                               prod(transposed(Ref(n.param("weight_hh"))),
+                                                    Paren(Text("step t+1's gate errors")), spaced=False),
+                                               had(_at(f"{L}.h.delta", "t+1"), _at(f"{L}.gate.z", "t+1"))),
+                                           "  (t = T−1 … 0)"))
+        rules["gate.z.delta"] = eq(_at(f"{L}.gate.z.delta"), had(h_delta, Paren(sub(h_prev, g["n"]))))
+        rules["gate.n.delta"] = eq(_at(f"{L}.gate.n.delta"), had(h_delta, Paren(sub(1, g["z"]))))
+        rules["gate.r.delta"] = eq(_at(f"{L}.gate.r.delta"),
+                                   had(_at(f"{L}.gate.n.delta"), Paren(sub(1, Power(g["n"], "2"))), hidden_part))
         return rules
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from html import escape
 
+from ..notation import Ref, add, eq, partial, prod, sym
 from .common import signed
 
 
@@ -53,8 +54,8 @@ def circuit_data(trace) -> dict | None:
         if not row.type:
             continue
         reads = list(row.reads) or previous
-        formula = trace[f"{row.layer}.out"].rule.split(" = ", 1)[-1]
-        nodes.append({"name": row.layer, "formula": formula, "value": shown(f"{row.layer}.out"),
+        rule = trace[f"{row.layer}.out"].notation.rhs
+        nodes.append({"name": row.layer, "formula": str(rule), "rule": rule, "value": shown(f"{row.layer}.out"),
                       "delta": shown(f"{row.layer}.delta"),
                       "edges": [{"from": r, "value": shown(r if r in {i["name"] for i in inputs} else f"{r}.out"),
                                  "local": shown(f"{row.layer}.local.{r}"), "gradient": part(r, row.layer)}
@@ -65,9 +66,9 @@ def circuit_data(trace) -> dict | None:
 
 
 def stages(data: dict) -> tuple[list, list]:
-    """The staged forward and backward lists: `q = x + y = 3`, then from the output down
-    `q.delta = f.delta · f.local.q = −4` (summed over the nodes that read q)."""
-    forward = [f"{n['name']} = {n['formula']} = {n['value']}" for n in data["nodes"]]
+    """The staged forward and backward lists, as notation: `q = x + y = 3`, then from the
+    output down `q.delta = f.delta · ∂f/∂q = −4` (summed over the nodes that read q)."""
+    forward = [eq(sym(n["name"]), n["rule"], sym(n["value"])) for n in data["nodes"]]
     readers: dict = {}
     for node in data["nodes"]:
         for edge in node["edges"]:
@@ -79,10 +80,11 @@ def stages(data: dict) -> tuple[list, list]:
         if delta.get(name) is None:
             continue
         if name == data["output"]:
-            backward.append(f"{name}.delta = {delta[name]}")
+            backward.append(eq(Ref(f"{name}.delta"), sym(delta[name])))
             continue
-        terms = [f"{r}.delta · ∂{r}/∂{name}" for r in readers.get(name, []) if delta.get(r) is not None]
-        backward.append(f"{name}.delta = {' + '.join(terms)} = {delta[name]}")
+        terms = [prod(Ref(f"{r}.delta"), partial(sym(r), sym(name)))
+                 for r in readers.get(name, []) if delta.get(r) is not None]
+        backward.append(eq(Ref(f"{name}.delta"), add(*terms), sym(delta[name])))
     return forward, backward
 
 

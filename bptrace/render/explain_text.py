@@ -2,13 +2,17 @@
 matrix as rich renderables.  Formatting only; every number comes from the objects."""
 from __future__ import annotations
 
+import functools
+from contextvars import ContextVar
+
 from rich import box
 from rich.align import Align
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .common import format_index, product_text, signed, sum_pieces
+from . import common
+from .common import SIGNIFICANT, format_index, product_text, sum_pieces
 
 # a matrix wider or taller than this is described rather than printed
 UNROLLED_ROWS = 64
@@ -16,6 +20,30 @@ UNROLLED_COLUMNS = 128
 VECTOR_ROWS = 64          # unrolled checks: print every element up to this many
 LEGEND_ROWS = 64          # shared weights listed one by one
 OVERVIEW_ELEMENTS = 4096  # a step overview lists at most this many elements
+
+
+# significant digits shown (`explain --digits`), set by each public render function
+_DIGITS: ContextVar = ContextVar("explain_digits", default=SIGNIFICANT)
+
+
+def signed(value) -> str:
+    """A number as shown: `--digits` significant digits (10 unless asked), true minus."""
+    return common.signed(value, _DIGITS.get())
+
+
+def _with_digits(render_function):
+    """`digits=N` shows N significant digits in everything the render function writes; only
+    what is shown is rounded (the objects keep every digit)."""
+    @functools.wraps(render_function)
+    def rendered(*args, digits: int | None = None, **options):
+        if digits is None:
+            return render_function(*args, **options)
+        token = _DIGITS.set(digits)
+        try:
+            return render_function(*args, **options)
+        finally:
+            _DIGITS.reset(token)
+    return rendered
 
 
 def _heading(text: str) -> Text:
@@ -46,6 +74,7 @@ def _rule_line(rule: str) -> Text:
 
 # --- one element -----------------------------------------------------------------------
 
+@_with_digits
 def render(explanation, width: int = 100):
     """An `Explanation` or a `StepOverview`."""
     from ..explain import StepOverview
@@ -157,7 +186,8 @@ def _stacked_terms(e) -> Group:
 
 def written_sum(terms) -> str:
     """0.068628·0.84 + 0.0364182·0.22 − 0.06818625·0.09: each term's factors, signs pulled out."""
-    return "".join(sum_pieces(product_text([(o.value, o.label if o.name is None else None) for o in term.operands])
+    return "".join(sum_pieces(product_text([(o.value, o.label if o.name is None else None) for o in term.operands],
+                                           _DIGITS.get())
                               for term in terms))
 
 
@@ -355,6 +385,7 @@ def _total(e) -> list:
 
 # --- a whole step ------------------------------------------------------------------------
 
+@_with_digits
 def render_overview(o, width: int = 100):
     parts = [_heading(f"{o.name} — {o.shape}, {o.phase} step" + (f" of {o.layer} ({o.layer_type})" if o.layer_type else "")),
              _rule_line(o.rule)]
@@ -376,8 +407,8 @@ def render_overview(o, width: int = 100):
 
 
 def _tensor(o, width):
-    """The step's elements as its tables (the run's layout, 10 significant digits of the
-    step's largest), indices in the scenario's base."""
+    """The step's elements as its tables (the run's layout, `--digits` significant digits
+    of the step's largest), indices in the scenario's base."""
     from .common import axis_names
     from .layout import arrange, grids, table_format, text_tables
 
@@ -390,7 +421,7 @@ def _tensor(o, width):
     role = o.name.rsplit(".", 1)[-1]
     rank = 2 if role == "weights" or (len(kept) <= 2 and role not in ("kernel",) and len(kept) == 1) else 4
     shape = (1,) * max(0, rank - len(kept)) + kept
-    fmt = table_format(values, 10)
+    fmt = table_format(values, _DIGITS.get())
     texts = [fmt.text(v) for v in values]
     tables = text_tables(grids(shape, axis_names(o.name, shape), base)[0], texts, width=width - 2)
     lines = arrange(tables, width - 2)
@@ -400,6 +431,7 @@ def _tensor(o, width):
 
 # --- a conv layer as a dense layer --------------------------------------------------------
 
+@_with_digits
 def render_unrolled(u, width: int = 100):
     rows, cols = u.shape
     distinct = len(u.weights)

@@ -26,6 +26,8 @@ import re
 from html import escape
 
 from .layout import DEFAULT_DIGITS
+from .. import notation as nt
+from ..formula import text as formula_text
 from .circuit import circuit_data
 from .circuit import svg as circuit_svg
 from .view import HEAT_LIMIT, plain_line, step_view, trace_view, zero_note
@@ -269,7 +271,6 @@ HEAT_CSS = "\n".join(f".h{sign}{k} {{ background: {heat_colour((1 if sign == 'p'
                      for sign in "pn" for k in range(1, HEAT_STEPS + 1))
 
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+|\binput\b|\bloss\b")
 
 
 class Page:
@@ -280,17 +281,33 @@ class Page:
 
     # -- links ---------------------------------------------------------------------------
 
-    def linked(self, text: str, own: str = "") -> str:
-        """Text with every name of another step on the page linked to it; Σ_u as Σ<sub>u</sub>."""
-        out, at = [], 0
-        for match in _NAME.finditer(text):
-            out.append(escape(text[at:match.start()]))
-            name = match.group(0)
+    def rule(self, rule, own: str = "") -> str:
+        """A rule (bptrace.notation) as HTML: every name of another step on the page linked
+        to it, Σ_u as Σ<sub>u</sub>; the words and symbols as the text form writes them."""
+        def link(name):
             linkable = name in self.steps and name != own
-            out.append(f'<a href="#{escape(anchor(name))}">{escape(name)}</a>' if linkable else escape(name))
-            at = match.end()
-        out.append(escape(text[at:]))
-        return re.sub(r"Σ_(\w)", r"Σ<sub>\1</sub>", "".join(out))
+            return f'<a href="#{escape(anchor(name))}">{escape(name)}</a>' if linkable else escape(name)
+
+        def walk(n):
+            if isinstance(n, nt.Ref):
+                return link(n.name) + (escape(f"[{','.join(n.index)}]") if n.index else "")
+            if isinstance(n, nt.Sum):
+                return ("".join(f"Σ<sub>{escape(letter)}</sub> " for letter in n.letters) or "Σ ") + walk(n.body)
+            if isinstance(n, nt.Formula):
+                traced = dict(n.names)
+                marks = {f"\x00{k}\x00": link(value) for k, value in enumerate(traced.values())}
+                keys = {value: mark for mark, value in zip(marks, traced.values())}
+                written = escape(formula_text(n.tree, lambda v: keys[traced[v]]))
+                for mark, html in marks.items():
+                    written = written.replace(mark, html)
+                return written
+            parts = nt.children(n)
+            if not parts:
+                return escape(nt.text(n))
+            # a composite node: its text form, with each child's HTML in place of its text
+            return nt.text(n, inner=walk, escape=escape)
+
+        return walk(nt.node(rule))
 
     def element_link(self, label: str, text: str | None = None) -> str:
         name = label.split("[", 1)[0]
@@ -319,7 +336,7 @@ class Page:
         parts = [f'<section class="step" id="{escape(anchor(step.name))}">',
                  f"<h3>{escape(step.name)}{value}{shape}{scale}</h3>"]
         if step.rule is not None:
-            parts.append(f'<div class="rule">{self.linked(step.rule, step.name)}</div>')
+            parts.append(f'<div class="rule">{self.rule(step.notation, step.name)}</div>')
         elif step.origin:
             parts.append(f'<div class="dim">{escape(step.origin)}</div>')
         parts += [f'<div class="note">{escape(note)}</div>' for kind, note in step.notes if kind != "note"]

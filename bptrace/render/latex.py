@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from .. import notation as nt
+from ..formula import text as formula_text
 from .common import sum_pieces
 from .layout import DEFAULT_DIGITS, split_columns
 from .circuit import circuit_data, stages
@@ -78,20 +80,9 @@ SPECIAL_TEXT = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#", "
                 "$": r"\$", "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                 "<": r"\ensuremath{<}", ">": r"\ensuremath{>}", "|": r"\ensuremath{|}"}
 
-# words of a rule that are math (function names, the names of values), not prose
-OPERATORS = {"max", "min", "exp", "log", "softmax", "relu", "tanh", "leaky_relu", "identity", "sigmoid"}
-VALUE_WORDS = {"input", "target", "loss"}
-
-_TOKEN = re.compile(r"""
-    (?P<ie>i\.e\.|e\.g\.)
-  | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+)
-  | (?P<word>[A-Za-z][A-Za-z0-9_]*)
-  | (?P<number>\d+(?:\.\d+)?)
-  | (?P<space>\s+)
-  | (?P<sum>Σ_(?P<sub>[A-Za-z]))
-  | (?P<other>.)
-""", re.X)
-_PUNCTUATION = set(",;:.!?'\"-()")
+# a recorded term's label: traced names, words, and symbols (see `label_math`)
+_LABEL_TOKEN = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+)|(?P<word>[A-Za-z]{2,})"
+                          r"|(?P<space> +)|(?P<other>.)")
 
 
 def _greek(char: str) -> str | None:
@@ -148,90 +139,175 @@ def name(value: str) -> str:
     return r"\mathrm{" + "".join(r"\_" if c == "_" else c for c in value) + "}"
 
 
-def _classify(rule: str, links=frozenset()):
-    """[(kind, latex)] with kind "math", "text" or "neutral" (spaces and punctuation,
-    which join whichever side surrounds them).  Names in `links` link to their step."""
-    tokens = []
-    for match in _TOKEN.finditer(rule):
-        kind = match.lastgroup
+def label_math(label: str, links=frozenset()) -> str:
+    """A recorded term's label (`1 − s1.out`, `1 (x > 0)`, `1/4`) as math: traced names
+    upright and linked, longer words as text, every other character as its symbol.  Labels
+    are the short words the loops write beside a factor; rules are notation (`math`)."""
+    out = []
+    for match in _LABEL_TOKEN.finditer(label):
         value = match.group(0)
-        if kind == "name":
-            tokens.append(("math", linked(value, name(value), links), value))
-        elif kind == "ie":
-            tokens.append(("text", value, value))
-        elif kind == "word":
-            if len(value) == 1:
-                tokens.append(("math", value, value))
-            elif value in VALUE_WORDS:
-                tokens.append(("math", linked(value, name(value), links), value))
-            elif value in OPERATORS:
-                tokens.append(("math", r"\operatorname{" + value.replace("_", r"\_") + "}", value))
-            else:
-                tokens.append(("text", value, value))
-        elif kind == "number":
-            tokens.append(("math", value, value))
-        elif kind == "space":
-            tokens.append(("neutral", " ", value))
-        elif kind == "sum":
-            tokens.append(("math", r"\sum_{" + match.group("sub") + "}", value))
-        elif value in _PUNCTUATION:
-            tokens.append(("neutral", value, value))
+        if match.lastgroup == "name":
+            out.append(linked(value, name(value), links))
+        elif match.lastgroup == "word":
+            out.append(r"\text{" + text(value) + "}")
+        elif match.lastgroup == "space":
+            out.append(r"\ ")
         else:
-            tokens.append(("math", _math_char(value), value))
-    # a space or punctuation mark joins the prose when prose is on either side of it (so
-    # "the input, as written" keeps its spaces and comma); between two formulas it is math
-    kinds = [kind for kind, _, _ in tokens]
-    for k, kind in enumerate(kinds):
-        if kind != "neutral":
-            continue
-        before = next((kinds[j] for j in range(k - 1, -1, -1) if kinds[j] != "neutral"), None)
-        after = next((kinds[j] for j in range(k + 1, len(kinds)) if kinds[j] != "neutral"), None)
-        kinds[k] = "text" if "text" in (before, after) else "math"
-    return [(kind, latex, raw) for kind, (_, latex, raw) in zip(kinds, tokens)]
+            out.append(_math_char(value))
+    return "".join(out).strip()
 
 
-def _runs(rule: str, links=frozenset()):
+# --- rules: bptrace.notation as LaTeX ---------------------------------------------------------
+
+SIGNS = {"+": " + ", "−": " - ", "·": r" \cdot ", "⊙": r" \odot ", "/": " / ", " ": r"\,", "": ""}
+TEX_FUNCTIONS = {"exp", "log", "tanh", "max", "min", "sin", "cos"}
+SUPERSCRIPT_DIGITS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-"))
+
+
+def _chars(value: str) -> str:
+    """A math atom (a letter, a number, an index expression) character by character."""
+    return "".join(_math_char(c) for c in value)
+
+
+def _function_name(value: str) -> str:
+    """σ, exp, tanh², softmax as the command that typesets the name."""
+    power = ""
+    while value and value[-1] in SUPERSCRIPT_DIGITS:
+        power, value = SUPERSCRIPT_DIGITS[value[-1]] + power, value[:-1]
+    if value in TEX_FUNCTIONS:
+        head = "\\" + value + " "
+    elif len(value) == 1:
+        head = _math_char(value)
+    else:
+        head = r"\operatorname{" + value.replace("_", r"\_") + "}"
+    return head + (f"^{{{power}}}" if power else "")
+
+
+def _all_math(pieces) -> bool:
+    return all(kind == "math" for kind, _ in pieces)
+
+
+def _joined(pieces) -> str:
+    return "".join(latex for _, latex in pieces)
+
+
+def _bare(node):
+    """A fraction's numerator or denominator without the parentheses the bar replaces."""
+    return node.body if isinstance(node, nt.Paren) else node
+
+
+def rule_pieces(node, links=frozenset(), sized: bool = True) -> list:
+    """[(kind, latex)] of a notation node, kind "math" or "text" (prose, escaped).  With
+    `sized` parentheses grow with what they hold (\\left( … \\right)); without, they are
+    plain, so that a rule set as a paragraph can break inside them."""
+    left, right = (r"\left(", r"\right)") if sized else ("(", ")")
+
+    def inner(child):
+        return rule_pieces(child, links, sized)
+
+    if isinstance(node, nt.Ref):
+        index = "[" + ",".join(_chars(i) for i in node.index) + "]" if node.index else ""
+        return [("math", linked(node.name, name(node.name), links) + index)]
+    if isinstance(node, nt.Sym):
+        if re.fullmatch(r"[−-]?\d+(\.\d+)?e[−-]?\d+", node.text):     # 1e-08 as 10^{-8}
+            return [("math", number_math(node.text.replace("−", "-")))]
+        return [("math", _chars(node.text))]
+    if isinstance(node, nt.Word):
+        return [("math", _function_name(node.text))]
+    if isinstance(node, nt.Text):
+        return [("text", node.text)]
+    if isinstance(node, nt.Sum):
+        head = "".join(rf"\sum_{{{letter}}}" for letter in node.letters) or r"\sum"
+        return [("math", head + " ")] + inner(node.body)
+    if isinstance(node, nt.Op):
+        out = []
+        for k, term in enumerate(node.terms):
+            if k:
+                out.append(("math", SIGNS.get(node.sign, _chars(node.sign))))
+            out += inner(term)
+        return out
+    if isinstance(node, nt.Func):
+        arg = inner(node.arg)
+        if node.name == "√" and _all_math(arg):
+            return [("math", r"\sqrt{" + _joined(arg) + "}")]
+        head = _function_name(node.name)
+        if node.bare:
+            return [("math", head)] + arg
+        if _all_math(arg):
+            return [("math", head + left + _joined(arg) + right)]
+        return [("math", head + "(")] + arg + [("math", ")")]
+    if isinstance(node, nt.Paren):
+        if isinstance(node.body, nt.Frac) and sized:
+            return inner(node.body)         # the fraction bar groups it: (1/3) as a bare \frac
+        body = inner(node.body)
+        if _all_math(body):
+            return [("math", left + _joined(body) + right)]
+        return [("math", "(")] + body + [("math", ")")]
+    if isinstance(node, nt.Frac):
+        num, den = inner(_bare(node.num)), inner(_bare(node.den))
+        atoms = all(isinstance(x, (nt.Sym, nt.Ref, nt.Word)) for x in (node.num, node.den))
+        if not sized and not atoms:         # a paragraph keeps its line height: a / b
+            return inner(node.num) + [("math", " / " if node.spaced else "/")] + inner(node.den)
+        if _all_math(num) and _all_math(den):
+            return [("math", r"\frac{" + _joined(num) + "}{" + _joined(den) + "}")]
+        return inner(node.num) + [("math", " / ")] + inner(node.den)
+    if isinstance(node, nt.Power):
+        exponent = node.exp[1:-1] if node.exp.startswith("(") and node.exp.endswith(")") else node.exp
+        return inner(node.base) + [("math", "^{" + _chars(exponent) + "}")]
+    if isinstance(node, nt.Eq):
+        out = []
+        for k, side in enumerate(node.sides):
+            if k:
+                out.append(("math", " = "))
+            out += inner(side)
+        return out
+    if isinstance(node, nt.Seq):
+        return [piece for part in node.parts for piece in inner(part)]
+    if isinstance(node, nt.Formula):
+        traced = dict(node.names)
+        return [("math", formula_text(node.tree, lambda v: linked(traced[v], name(traced[v]), links), latex=True))]
+    raise TypeError(f"not a notation node: {node!r}")
+
+
+def _runs(pieces) -> list:
     runs = []
-    for kind, latex, raw in _classify(rule, links):
+    for kind, latex in pieces:
         if runs and runs[-1][0] == kind:
-            runs[-1][1].append((latex, raw))
+            runs[-1][1].append(latex)
         else:
-            runs.append((kind, [(latex, raw)]))
+            runs.append((kind, [latex]))
     return runs
 
 
-def math(rule: str, links=frozenset()) -> str:
-    """A rule as math: names upright, Σ_i as \\sum_{i}, prose in \\text{}; the names in
-    `links` link to their steps."""
+def math(rule, links=frozenset()) -> str:
+    """A rule (notation) as math: names upright and linked to their steps (those in
+    `links`), Σ_i as \\sum_{i}, prose in \\text{}."""
     out = []
-    for kind, pieces in _runs(rule, links):
+    for kind, pieces in _runs(rule_pieces(nt.node(rule), links)):
         if kind == "text":
-            raw = "".join(raw for _, raw in pieces)
+            raw = "".join(pieces)
             # a wide gap before a remark, as in "f.out[k] = s1.out[i,j]  (each map row by row)"
             gap = r"\quad" if raw.startswith("  ") and out else ""
             out.append(gap + r"\text{" + text(raw) + "}")
         else:
-            out.append("".join(latex for latex, raw in pieces if raw.strip() or latex.strip()))
+            out.append("".join(pieces))
     return "".join(out).strip()
 
 
-def mixed(rule: str, links=frozenset()) -> str:
+def mixed(rule, links=frozenset()) -> str:
     """A rule as a paragraph: prose as text (so it can break lines), formulas as $…$."""
     out = []
-    for kind, pieces in _runs(rule, links):
+    for kind, pieces in _runs(rule_pieces(nt.node(rule), links, sized=False)):
         if kind == "text":
-            out.append(text("".join(raw for _, raw in pieces)))
+            out.append(text("".join(pieces)))
         else:
-            body = "".join(latex for latex, raw in pieces if raw.strip()).strip()
-            lead = " " if pieces[0][1].isspace() else ""
-            tail = " " if pieces[-1][1].isspace() else ""
-            out.append(f"{lead}${body}${tail}" if body else lead + tail)
+            out.append("$" + "".join(pieces).strip() + "$")
     return "".join(out).strip()
 
 
-def displayed(rule: str, links=frozenset()) -> str:
-    """Each rule as a displayed equation; a long one as a displayed paragraph that breaks."""
-    if len(rule) <= SHORT_RULE:
+def displayed(rule, links=frozenset()) -> str:
+    """A rule as a displayed equation; a long one as a displayed paragraph that breaks."""
+    if len(str(rule)) <= SHORT_RULE:
         return r"\[" + "\n" + math(rule, links) + "\n" + r"\]" + "\n"
     return (r"\[" + "\n" + r"\parbox{0.94\linewidth}{\raggedright " + mixed(rule, links) + "}\n" + r"\]" + "\n")
 
@@ -268,7 +344,7 @@ def render(trace, only=None, fragment: bool = False, digits: int = DEFAULT_DIGIT
     out.append(r"\textit{conventions:} " + text(view.conventions) + r"\\" + "\n")
     if view.start:
         out.append(r"\textit{backward pass:} " + text(view.start) + r"\\" + "\n")
-    out.append(r"\textit{legend:} " + mixed(view.legend) + "\n\n")
+    out.append(r"\textit{legend:} " + mixed(view.legend_rule or view.legend) + "\n\n")
     out.append(_summary(view))
     if not fragment and view.sections:
         out.append(r"{\small\tableofcontents}" + "\n")
@@ -307,7 +383,7 @@ def _step(step, links, fragment) -> str:
         out = [r"\subsection[" + text(step.name) + "]{" + heading + "}\n"]
     out.append(r"\hypertarget{" + anchor(step.name) + "}{}\n")
     if step.rule is not None:
-        out.append(displayed(step.rule, links))
+        out.append(displayed(step.notation, links))
     elif step.origin:
         out.append(r"\textit{" + text(step.origin) + "}\n\n")
     for kind, note in step.notes:
@@ -473,7 +549,7 @@ def _sums(items, links) -> str:
         if item.named and item.kind == "sum":
             # which element each factor is, first, then the numbers
             plain = item.named.split(" + ")
-            terms = [r" \cdot ".join(_element(f, links) if re.fullmatch(r"[\w.]+(\[[^\]]*\])?", f) else math(f)
+            terms = [r" \cdot ".join(_element(f, links) if re.fullmatch(r"[\w.]+(\[[^\]]*\])?", f) else label_math(f)
                                      for f in term.split("·")) for term in plain]
             chunks, size = [[]], 0
             for term, text_ in zip(terms, plain):
@@ -505,12 +581,12 @@ def _body(item, links):
                   for k, t in enumerate(item.products)]
         tail = r"\ \text{from }" + _element(item.winner_label, links) + (r"\text{ (a tie: the first wins)}" if item.tie else "")
     elif item.kind == "apply":
-        pieces, tail = [(math(item.fn) + "(" + step_number(item.products[0]) + ")", len(item.products[0]) + 4)], ""
+        pieces, tail = [(_function_name(item.fn) + "(" + step_number(item.products[0]) + ")", len(item.products[0]) + 4)], ""
         if item.named:
-            pieces.append((" = " + math(item.named.replace("−", "-")), len(item.named)))
+            pieces.append((" = " + label_math(item.named.replace("−", "-")), len(item.named)))
     elif item.kind == "copy":
         source = item.products[0]
-        typeset = _element(source, links) if item.sources[0][0] else math(source)
+        typeset = _element(source, links) if item.sources[0][0] else label_math(source)
         pieces, tail = [(typeset, len(source))], ""
     else:
         texts = sum_pieces(item.products, dot="·")
@@ -531,7 +607,7 @@ def _factor(factor: str) -> str:
     match = re.fullmatch(r"(\(?)([−-]?[\d.]+(?:e[−-]?\d+)?)(\)?)", factor)
     if match:
         return match.group(1) + number_math(match.group(2).replace("−", "-")) + match.group(3)
-    return math(factor)
+    return label_math(factor)
 
 
 def _element(label: str, links=frozenset()) -> str:

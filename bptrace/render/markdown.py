@@ -66,7 +66,7 @@ def _step(step) -> list:
     shape = f" ({step.shape_text})" if step.scalar is None else ""
     out = [f"### `{step.name}`{shape}", ""]
     if step.rule is not None:
-        out += ["$$", math(step.rule), "$$", ""]
+        out += ["$$", math(step.notation), "$$", ""]
     elif step.origin:
         out += [f"*{inline(step.origin)}*", ""]
     out += [f"*{inline(note)}*" + "  " for kind, note in step.notes if kind != "note"]

@@ -117,7 +117,7 @@ class Stages:
             yield Segment(title, TITLE)
             yield NEWLINE
             for line in lines:
-                yield from _text_lines(line, options.max_width, None)
+                yield from _text_lines(str(line), options.max_width, None)
         yield NEWLINE
 
 

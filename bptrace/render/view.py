@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engine import EXPAND_ELEMENTS
+from ..notation import Ref, eq, partial, prod, seq, sub, sym
 from ..tensors import display_index, squeezed_shape
 from ..trace import Factor
 from .common import (
@@ -31,9 +32,10 @@ RESULT_LIMIT = 200      # a result with more numbers is named with its largest, 
 PHASES = {"input": "forward", "parameter": "forward", "forward": "forward",
           "loss": "loss", "backward": "backward", "update": "update"}
 PHASE_NAMES = ("forward", "loss", "backward", "gradients", "updates")
-LEGEND = "L.delta = ∂loss/∂L.out · L.grad.P = ∂loss/∂L.P"
-UPDATE_LEGEND = " · L.new.P = L.P − η·L.grad.P"
-OPTIMIZER_LEGEND = " · L.new.P = L.P after the update"
+LEGEND = seq(eq(Ref("L.delta"), partial(Ref("loss"), Ref("L.out"))), " · ",
+             eq(Ref("L.grad.P"), partial(Ref("loss"), Ref("L.P"))))
+UPDATE_LEGEND = seq(" · ", eq(Ref("L.new.P"), sub(Ref("L.P"), prod(sym("η"), Ref("L.grad.P"), spaced=False))))
+OPTIMIZER_LEGEND = seq(" · ", eq(Ref("L.new.P"), seq(Ref("L.P"), " after the update")))
 
 
 @dataclass
@@ -115,6 +117,7 @@ class StepView:
     sums: list = field(default_factory=list)
     sum_notes: list = field(default_factory=list)
     explain: str | None = None       # the explain command for one element of this step
+    notation: object = None          # the rule as notation (bptrace.notation), for LaTeX and HTML
 
 
 @dataclass
@@ -141,10 +144,16 @@ class TraceView:
     explain: str | None              # the explain command for one result
     digits: int
     base: int
+    legend_rule: object = None       # the legend as notation (LaTeX typesets it)
 
 
-def _update_legend(trace) -> str:
-    """Plain SGD's rule in the legend; another optimizer's rule is its step's own."""
+def legend(trace):
+    """The legend as notation: what .delta and .grad mean, and plain SGD's rule (another
+    optimizer's rule is its step's own)."""
+    return seq(LEGEND, _update_legend(trace))
+
+
+def _update_legend(trace):
     if not any(s.phase == "update" for s in trace.steps):
         return ""
     return UPDATE_LEGEND if getattr(trace, "update", "") in ("", "one SGD step") else OPTIMIZER_LEGEND
@@ -200,7 +209,7 @@ def trace_view(trace, only=None, digits: int = DEFAULT_DIGITS, steps: bool = Tru
     return TraceView(
         title=trace.name, description=" ".join((trace.description or "").split()),
         conventions=conventions_text(trace), start=trace.start or "",
-        legend=LEGEND + _update_legend(trace),
+        legend=str(legend(trace)), legend_rule=legend(trace),
         summary=[(row.layer, type_text(row), shape_text(row.out_shape), str(row.params) if row.type else "")
                  for row in trace.summary],
         total_params=trace.total_params, sections=sections,
@@ -295,6 +304,7 @@ def step_view(step, trace, digits: int = DEFAULT_DIGITS, types=None) -> StepView
         layer_type=layer_type, shape=step.shape, shape_text="×".join(str(d) for d in shown),
         scalar=signed(paper(step).reshape(-1)[0], digits) if not shown else None,
         rule=step.rule if step.phase not in ("input", "parameter") else None,
+        notation=(step.notation or step.rule) if step.phase not in ("input", "parameter") else None,
         origin=step.origin, notes=_notes(step, trace), reads=tuple(step.reads),
         values=values_of(step, trace, digits, layer_type) if shown else None)
     _windows(view, step, trace, digits, types)
