@@ -49,7 +49,7 @@ ROUNDING_PHASES = {"forward": ("forward",), "backward": ("backward",),
 
 
 def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | None = None,
-        terms: bool = True, keep: dict | None = None, reuse: dict | None = None) -> Trace:
+        terms: bool = True, keep: dict | None = None, reuse: dict | None = None, bounds: bool = False) -> Trace:
     """Trace the scenario.
 
     overrides: name -> Patch, pinned like `given` (the checker passes a student's answers).
@@ -61,6 +61,9 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
                ("forward" | "backward", layer name), for a later run to `reuse`.
     reuse:     such results to take instead of running those layers' loops: the mistake
                catalog re-runs only from the first step a mistake changes.
+    bounds:    True bounds every computed element's float noise and keeps it as `Step.noise`
+               on every step (the checker's "exact"); it costs about 1.5 runs more, so a
+               plain run bounds only what decides on noise or rounds.
     """
     try:
         pinned = merge_patches(list(scenario.given.values()) + list((overrides or {}).values()))
@@ -70,7 +73,7 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
         # line of bptrace's source to the terminal
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for k in range(1, scenario.steps + 1):
-                one = _Run(scenario, pinned, explain or {}, terms, k, carried)
+                one = _Run(scenario, pinned, explain or {}, terms, k, carried, bounds)
                 if scenario.steps == 1:
                     # the catalog's reuse is of one training step's loops, keyed by layer
                     one.keep, one.reuse = keep, reuse or {}
@@ -104,7 +107,7 @@ class _Run:
     reuse: dict = {}
 
     def __init__(self, scenario: Scenario, pinned: dict, explain: dict, terms: bool = True, k: int = 1,
-                 carried: Carried | None = None):
+                 carried: Carried | None = None, bounds: bool = False):
         self.scenario = scenario
         self.pinned = pinned
         self.k, self.prefix, self.before = k, scenario.prefix(k), carried
@@ -115,10 +118,12 @@ class _Run:
         self.steps: list[Step] = []
         self.values: dict = {}
         # name -> noise bound array.  Computed where something reads them: forward up to the
-        # last deciding layer's input, and everywhere when the scenario rounds; zeros elsewhere.
+        # last deciding layer's input, and everywhere when the scenario rounds or the run keeps
+        # every bound (bounds=True); zeros elsewhere.
         self.noise: dict = {}
         deciding = [k for k, layer in enumerate(scenario.layers) if layer.decides]
-        self.rounding_bounds = scenario.rounding is not None
+        self.rounding_bounds = scenario.rounding is not None or bounds
+        self.all_bounds = bounds
         self.forward_bounds = len(scenario.layers) if self.rounding_bounds else max(deciding, default=0)
 
     # --- recording -------------------------------------------------------------------
@@ -159,7 +164,7 @@ class _Run:
         step = Step(name=name, phase=phase, layer=layer, rule=rule, values=values, reads=tuple(reads),
                     computed=computed if (rounded or mask is not None) else None, given=mask,
                     rounded=rounded, expansions=rec.expansions if rec else expansions, notes=list(notes),
-                    origin=origin, noise=noise if rounded else None, parts=parts,
+                    origin=origin, noise=noise if rounded or self.all_bounds else None, parts=parts,
                     training_step=self.k if self.scenario.steps > 1 else None)
         self.steps.append(step)
         self.values[name] = values
@@ -215,9 +220,9 @@ class _Run:
                 out = self._loop(("forward", layer.name), lambda: layer.forward(x, params[layer.name], rec))
             noise = None
             if position < self.forward_bounds:
-                noise = layer.forward_noise(x, params[layer.name], out,
-                                            self.bounds({**self._inputs(layer, n),
-                                                         **{r: n.param(r) for r in layer.param_roles}}))
+                noise = self._loop(("forward", layer.name, "noise"), lambda: layer.forward_noise(
+                    x, params[layer.name], out, self.bounds({**self._inputs(layer, n),
+                                                             **{r: n.param(r) for r in layer.param_roles}})))
             self.emit(n.out, "forward", layer.name, rules["out"], out,
                       reads=tuple(dict.fromkeys(n.xs)) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
                       notes=layer.notes(x, n), noise=noise)
@@ -276,9 +281,9 @@ class _Run:
                 result = self._loop(("backward", layer.name), lambda: layer.backward(*read, recs))
             noise = {}
             if self.rounding_bounds:
-                noise = layer.backward_noise(*read, self.bounds({**self._inputs(layer, n), "out": n.out,
-                                                                 "delta": n.delta,
-                                                                 **{r: n.param(r) for r in layer.param_roles}}))
+                noise = dict(self._loop(("backward", layer.name, "noise"), lambda: layer.backward_noise(
+                    *read, self.bounds({**self._inputs(layer, n), "out": n.out, "delta": n.delta,
+                                        **{r: n.param(r) for r in layer.param_roles}}))))
             for role in layer.param_roles:
                 rule, reads = rules[role], tuple(roles[r] for r in layer.grad_reads[role])
                 if sc.regularization is not None and role in REGULARIZED:

@@ -95,10 +95,15 @@ class Recurrent(Layer):
     def forward(self, x, p, recs, stage=None):
         settle = getattr(stage, "settle", None)
         raw, kept = self._forward(x.tolist(), {r: v.tolist() for r, v in p.items()}, settle)
+        bounds = getattr(stage, "bounds", None)
+        # each inner value's float noise: the same loops on intervals (as forward_noise)
+        noisy = self._forward(*self._noisy_reads(x, p, bounds))[0] if bounds is not None else None
         self._kept = {}
         for name in self.extras:
             values = as_array(raw[name])
-            self._kept[name] = (stage(name, values, reads=("in",) + self.param_roles) if stage else values).tolist()
+            self._kept[name] = (stage(name, values, reads=("in",) + self.param_roles,
+                                      noise=as_array(_radii(noisy[name])) if noisy else None)
+                                if stage else values).tolist()
         return self._output(as_array(self._kept["h"]))
 
     def _output(self, h):
@@ -111,10 +116,17 @@ class Recurrent(Layer):
         kept = {name: kept[name].tolist() for name in self.extras} if kept else self._kept
         grads, dx, raw = self._backward(x.tolist(), {r: v.tolist() for r, v in p.items()}, kept,
                                         self._delta_at_h(delta.tolist()), settle, recs)
+        bounds = getattr(stage, "bounds", None)
+        noisy = None
+        if bounds is not None:
+            xs, ps = self._noisy_reads(x, p, bounds)
+            noisy = self._backward(xs, ps, self._forward(xs, ps)[1],
+                                   self._delta_at_h(_noisy(delta.tolist(), bounds["delta"].tolist())), None, {})[2]
         for name in self.backward_extras:
             values = as_array(raw[name])
             if stage:
-                stage(name, values, reads=("delta",) + self.param_roles)
+                stage(name, values, reads=("delta",) + self.param_roles,
+                      noise=as_array(_radii(noisy[name])) if noisy else None)
         result = {role: as_array(grads[role]) for role in self.param_roles}
         result["in"] = as_array(dx)
         return result
@@ -159,15 +171,18 @@ class Recurrent(Layer):
             kept[name][n][t] = list(row)
         self._settle(settle, kept, raw, name, t)
 
+    @staticmethod
+    def _noisy_reads(x, p, noise):
+        """The input and parameters as intervals of their noise bounds."""
+        return _noisy(x.tolist(), noise["in"].tolist()), {r: _noisy(v.tolist(), noise[r].tolist()) for r, v in p.items()}
+
     def forward_noise(self, x, p, out, noise):
-        xs = _noisy(x.tolist(), noise["in"].tolist())
-        ps = {r: _noisy(v.tolist(), noise[r].tolist()) for r, v in p.items()}
+        xs, ps = self._noisy_reads(x, p, noise)
         _, kept = self._forward(xs, ps)
         return self._output(as_array(_radii(kept["h"])))
 
     def backward_noise(self, x, out, delta, p, noise):
-        xs = _noisy(x.tolist(), noise["in"].tolist())
-        ps = {r: _noisy(v.tolist(), noise[r].tolist()) for r, v in p.items()}
+        xs, ps = self._noisy_reads(x, p, noise)
         _, kept = self._forward(xs, ps)
         ds = self._delta_at_h(_noisy(delta.tolist(), noise["delta"].tolist()))
         grads, dx, _ = self._backward(xs, ps, kept, ds, None, {})
