@@ -106,7 +106,8 @@ class Written:
         float32 nearest to it is 0.75), so it is held to float64's noise, not float32's."""
         try:
             text = Decimal(self.text.replace("_", "").strip())
-            nearest = float(np.float32(self.value))
+            with np.errstate(over="ignore"):          # past float32's range: no float32's text
+                nearest = float(np.float32(self.value))
             if not math.isfinite(nearest) or not text.is_finite():
                 return False
             with localcontext() as context:
@@ -206,15 +207,16 @@ class References(dict):
         self.noise: dict = {}
 
 
-
-def references(trace, scenario: Scenario) -> dict:
+def references(trace, scenario: Scenario) -> References:
     """Each step's numbers as a careful worker would have them in this run: what the step
     computed from what it read (rounded where the scenario rounds), with the problem's
     `given` values in place, but not the answers pinned onto it.  Each step's noise bounds
     come from a run with bounds=True (zeros without them)."""
     out = References()
     for step in trace.steps:
-        noise = step.noise if step.noise is not None else np.zeros(step.values.shape)
+        # a bound that overflowed says nothing: such a number is held as written
+        noise = np.zeros(step.values.shape) if step.noise is None else \
+            np.where(np.isfinite(step.noise), step.noise, 0.0)
         if step.computed is None:
             out[step.name], out.noise[step.name] = step.values, noise
             continue
