@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from functools import cached_property
+from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class Written:
         ulp = max(math.ldexp(eps, math.frexp(abs(value))[1] - 1), float(info.smallest_subnormal))
         return NPZ_ULPS * ulp + NPZ_STEP_EPSILONS * min(eps, float(np.finfo(np.float32).eps)) * self.scale
 
-    @property
+    @cached_property
     def precise(self) -> bool:
         """Written as a framework prints a float32 (8+ decimals or 7+ significant digits,
         and a float32's digits)."""
@@ -102,21 +103,22 @@ class Written:
     @property
     def float32(self) -> bool:
         """The text can be a float32 as a framework prints it: the float32 nearest to it,
-        rounded to the text's decimals, gives the text back.  0.75000000001 cannot (the
-        float32 nearest to it is 0.75), so it is held to float64's noise, not float32's."""
+        rounded to the text's decimals (as printing rounds), gives the text back.
+        0.75000000001 cannot (the float32 nearest to it is 0.75), so it is held to float64's
+        noise, not float32's."""
         try:
-            text = Decimal(self.text.replace("_", "").strip())
-            with np.errstate(over="ignore"):          # past float32's range: no float32's text
-                nearest = float(np.float32(self.value))
-            if not math.isfinite(nearest) or not text.is_finite():
-                return False
-            with localcontext() as context:
-                context.prec, context.Emin, context.Emax = 1000, -100_000, 100_000
-                quantum = Decimal(1).scaleb(text.as_tuple().exponent)
-                return any(Decimal(nearest).quantize(quantum, rounding=mode) == text
-                           for mode in (ROUND_HALF_EVEN, ROUND_HALF_UP))
-        except (InvalidOperation, ValueError, AttributeError, OverflowError):
+            exponent = Decimal(self.text.replace("_", "").strip()).as_tuple().exponent
+        except InvalidOperation:
             return False
+        with np.errstate(over="ignore"):              # past float32's range: no float32's text
+            nearest = float(np.float32(self.value))
+        if not isinstance(exponent, int) or not math.isfinite(nearest):
+            return False
+        if nearest == self.value:
+            return True
+        if exponent > 0:                              # 1.234567e10: rounded to whole 10^exponent
+            return round(nearest, -exponent) == self.value
+        return float(f"{nearest:.{-exponent}f}") == self.value
 
     @property
     def digits(self) -> int | None:
