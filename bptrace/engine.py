@@ -56,7 +56,7 @@ class _Undecided(Exception):
 
 
 def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | None = None,
-        terms: bool = True, keep: dict | None = None, reuse: dict | None = None) -> Trace:
+        terms: bool = True, keep: dict | None = None, reuse: dict | None = None, bounds: bool = False) -> Trace:
     """Trace the scenario.
 
     overrides: name -> Patch, pinned like `given` (the checker passes a student's answers).
@@ -68,6 +68,9 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
                ("forward" | "backward", layer name), for a later run to `reuse`.
     reuse:     such results to take instead of running those layers' loops: the mistake
                catalog re-runs only from the first step a mistake changes.
+    bounds:    True bounds every computed element's float noise and keeps it as `Step.noise`
+               on every step (the checker's "exact"); it costs about 1.5 runs more, so a
+               plain run bounds only what decides on noise or rounds.
 
     Where a relu (leaky_relu, elu) reads a value that is 0 within its float noise, floats
     cannot tell which side of 0 it is on paper (1e6 − 1e6 + 1e-9).  The scenario is then
@@ -75,9 +78,9 @@ def run(scenario: Scenario, *, overrides: dict | None = None, explain: dict | No
     their exact value; the floats are computed as always.
     """
     try:
-        return _run(scenario, overrides, explain, terms, keep, reuse, None)
+        return _run(scenario, overrides, explain, terms, keep, reuse, bounds, None)
     except _Undecided:
-        return _run(scenario, overrides, explain, terms, keep, reuse, _exact_values(scenario, overrides))
+        return _run(scenario, overrides, explain, terms, keep, reuse, bounds, _exact_values(scenario, overrides))
 
 
 def _exact_values(scenario: Scenario, overrides) -> dict:
@@ -97,7 +100,7 @@ def _exact_values(scenario: Scenario, overrides) -> dict:
     return {step.name: step.exact for step in trace.steps}
 
 
-def _run(scenario, overrides, explain, terms, keep, reuse, decisions) -> Trace:
+def _run(scenario, overrides, explain, terms, keep, reuse, bounds, decisions) -> Trace:
     try:
         num = scenario.numbers
         pinned = merge_patches(list(scenario.given.values()) + list((overrides or {}).values()))
@@ -110,7 +113,7 @@ def _run(scenario, overrides, explain, terms, keep, reuse, decisions) -> Trace:
         # line of bptrace's source to the terminal
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for k in range(1, scenario.steps + 1):
-                one = _Run(scenario, pinned, explain or {}, terms, k, carried)
+                one = _Run(scenario, pinned, explain or {}, terms, k, carried, bounds)
                 one.decisions = decisions
                 if scenario.steps == 1:
                     # the catalog's reuse is of one training step's loops, keyed by layer
@@ -149,7 +152,7 @@ class _Run:
     decisions: dict | None = None
 
     def __init__(self, scenario: Scenario, pinned: dict, explain: dict, terms: bool = True, k: int = 1,
-                 carried: Carried | None = None):
+                 carried: Carried | None = None, bounds: bool = False):
         self.scenario = scenario
         self.num = scenario.numbers
         self.pinned = pinned
@@ -162,11 +165,13 @@ class _Run:
         self.decided: dict = {}            # input name -> how many elements exact values decided
         self.values: dict = {}
         # name -> noise bound array.  Computed where something reads them: forward up to the
-        # last deciding layer's input, and everywhere when the scenario rounds; zeros elsewhere.
+        # last deciding layer's input, and everywhere when the scenario rounds or the run keeps
+        # every bound (bounds=True); zeros elsewhere.
         self.noise: dict = {}
         deciding = [k for k, layer in enumerate(scenario.layers) if layer.decides]
         # exact numbers carry no float noise: nothing to bound
-        self.rounding_bounds = scenario.rounding is not None and not self.num.exact
+        self.rounding_bounds = (scenario.rounding is not None or bounds) and not self.num.exact
+        self.all_bounds = bounds and not self.num.exact
         self.forward_bounds = 0 if self.num.exact else \
             len(scenario.layers) if self.rounding_bounds else max(deciding, default=0)
 
@@ -220,7 +225,7 @@ class _Run:
         step = Step(name=name, phase=phase, layer=layer, rule=str(rule), notation=rule, values=shown,
                     reads=tuple(reads), computed=before if (rounded or mask is not None) else None, given=mask,
                     rounded=rounded, expansions=rec.expansions if rec else expansions, notes=list(notes),
-                    origin=origin, noise=noise if rounded else None, parts=parts,
+                    origin=origin, noise=noise if rounded or self.all_bounds else None, parts=parts,
                     training_step=self.k if self.scenario.steps > 1 else None, exact=exact)
         self.steps.append(step)
         self.values[name] = values
@@ -336,9 +341,9 @@ class _Run:
                                                        lambda: layer.forward(x, params[layer.name], rec)))
             noise = None
             if position < self.forward_bounds:
-                noise = layer.forward_noise(x, params[layer.name], out,
-                                            self.bounds({**self._inputs(layer, n),
-                                                         **{r: n.param(r) for r in layer.param_roles}}))
+                noise = self._loop(("forward", layer.name, "noise"), lambda: layer.forward_noise(
+                    x, params[layer.name], out, self.bounds({**self._inputs(layer, n),
+                                                             **{r: n.param(r) for r in layer.param_roles}})))
             notes = layer.notes(x, n)
             if n.x in self.decided and layer.elementwise and layer.decides:
                 count = self.decided[n.x]
@@ -410,9 +415,9 @@ class _Run:
                           "in": [result] * len(node.reads) if layer.merge else result}
             noise = {}
             if self.rounding_bounds:
-                noise = layer.backward_noise(*read, self.bounds({**self._inputs(layer, n), "out": n.out,
-                                                                 "delta": n.delta,
-                                                                 **{r: n.param(r) for r in layer.param_roles}}))
+                noise = dict(self._loop(("backward", layer.name, "noise"), lambda: layer.backward_noise(
+                    *read, self.bounds({**self._inputs(layer, n), "out": n.out, "delta": n.delta,
+                                        **{r: n.param(r) for r in layer.param_roles}}))))
             for role in layer.param_roles:
                 rule, reads = rules[role], tuple(roles[r] for r in layer.grad_reads[role])
                 if sc.regularization is not None and role in REGULARIZED:

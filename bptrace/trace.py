@@ -64,7 +64,9 @@ class Step(StepMethods):
     notes: list = field(default_factory=list)
     origin: str | None = None             # input and parameters: where the values came from
     parts: list | None = None             # a delta summed over several readers: each one's StepPart
-    noise: np.ndarray | None = None       # rounded steps: the bound on `computed`'s float noise
+    noise: np.ndarray | None = None       # each element's bound on the float noise of the engine's own result
+                                          # (`computed`, or `values` when nothing replaced it; 0 as written):
+                                          # on rounded steps, and on every step of a run with bounds=True
     training_step: int | None = None      # k of the `step{k}.` prefix when the scenario trains several steps
     exact: np.ndarray | None = None       # `arithmetic: exact`: the values as fractions (`values` are their floats)
     notation: object = None               # the rule as structured notation (bptrace.notation), for LaTeX and HTML

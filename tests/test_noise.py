@@ -276,3 +276,29 @@ def test_rounding_a_delta_below_a_smooth_activation_runs(kind):
             "rounding: {decimals: 4, mode: truncate, apply: [input.delta]}\n")
     trace = bptrace.run(bptrace.loads(text))
     assert trace["input.delta"].rounded
+
+
+@pytest.mark.parametrize("conv, conventions", [
+    ("{type: conv, name: c, out_channels: 4, size: 3}", "{}"),
+    ("{type: conv, name: c, out_channels: 4, size: [3, 2], stride: [2, 1], padding: 1}", "{kernel: convolution}"),
+    ("{type: conv, name: c, out_channels: 6, size: 3, dilation: 2, groups: 2, padding: [2, 1], bias: false}", "{}"),
+    ("{type: conv, name: c, out_channels: 2, size: 2, groups: 2, stride: 3}", "{kernel: convolution}"),
+])
+def test_conv_noise_magnitudes_sum_the_loops_terms(conv, conventions):
+    """The noise bounds' magnitude runs of a conv are summed with numpy: the same terms as
+    the loops (checked here on magnitudes over strides, padding, dilation, groups, the
+    convolution convention, a batch and no bias), in another order."""
+    from bptrace.layers.conv import Conv
+    scenario = bptrace.loads(f"conventions: {conventions}\ninput: {{random: uniform, shape: [2, 4, 7, 6], seed: 1}}\n"
+                             f"init: {{scheme: glorot_uniform, seed: 0}}\nlayers:\n  - {conv}\nloss: {{type: sum}}\n")
+    layer = scenario.layers[0]
+    assert type(layer) is Conv
+    rng = np.random.default_rng(5)
+    x, delta = rng.random(layer.in_shape), rng.random(layer.out_shape)
+    p = {role: rng.random(values.shape) for role, values in layer.params.items()}
+    recs = {role: None for role in ("in",) + layer.param_roles}
+    loops = {"out": layer.forward(x, p, None), **layer.backward(x, None, delta, p, recs)}
+    summed = {"out": layer.magnitude_forward(x, p), **layer.magnitude_backward(x, None, delta, p, recs)}
+    assert summed.keys() == loops.keys()
+    for role in loops:
+        np.testing.assert_allclose(summed[role], loops[role], rtol=1e-14, atol=0, err_msg=role)

@@ -49,7 +49,7 @@ class Model:
     def __init__(self, scenario: Scenario):
         self.scenario = scenario
         self.kept: dict = {}                       # each layer's loop results, for the catalog's runs
-        self.trace = run(scenario, terms=False, keep=self.kept)
+        self.trace = run(scenario, terms=False, keep=self.kept, bounds=True)
         self.refs = references(self.trace, scenario)
         self.order = {name: position for position, name in enumerate(self.trace.names())}
         self.reads = {step.name: step.reads for step in self.trace.steps}
@@ -72,6 +72,10 @@ class Model:
             if layer.name not in exclude and n.delta in self.order and not (reads | {n.out, n.delta}) & changed \
                     and ("backward", layer.name) in self.kept:
                 kept["backward", layer.name] = self.kept["backward", layer.name]
+        # a reused loop's float-noise bounds with it (a pinned answer equal to the clean number
+        # would zero its noise: the clean bounds are at most that much larger)
+        kept.update({key + ("noise",): self.kept[key + ("noise",)] for key in list(kept)
+                     if key + ("noise",) in self.kept})
         return kept
 
     def downstream(self, names) -> set:
@@ -167,7 +171,7 @@ class Checker:
         differing = {name for name, patch in overrides.items()
                      if not np.array_equal(patch.values[patch.mask], model.trace[name].values[patch.mask])}
         try:
-            own = references(run(sc, overrides=overrides, terms=False,
+            own = references(run(sc, overrides=overrides, terms=False, bounds=True,
                                  reuse=model.reusable(model.downstream(differing))), sc)
         except ScenarioError:
             # the answers drive the network where it cannot go (a bce output outside 0..1):
@@ -189,29 +193,30 @@ class Checker:
             for cell, written in zip(cells, answer.written):
                 if written.dtype or written.precise:
                     written = dataclasses.replace(written, scale=scale)
-                numbers.append((answer.name, cell, written, float(model.refs[answer.name][cell]),
-                                float(own[answer.name][cell]), answer.index is not None))
+                numbers.append((answer.name, cell, written, (float(model.refs[answer.name][cell]),
+                                float(model.refs.noise[answer.name][cell])), (float(own[answer.name][cell]),
+                                float(own.noise[answer.name][cell])), answer.index is not None))
         if tolerance.as_written:
             # framework printouts: held to float32's precision of their sums where as written fails
             precise = [(name, cell) for name, cell, written, clean, mine, _ in numbers
-                       if written.precise and match(written, clean, tolerance) is None]
+                       if written.precise and match(written, clean[0], tolerance, clean[1]) is None]
             if precise:
                 magnitudes = model.magnitudes(precise)
                 numbers = [(name, cell, dataclasses.replace(written, magnitude=magnitudes[(name, cell)])
                             if (name, cell) in magnitudes else written, clean, mine, element)
                            for name, cell, written, clean, mine, element in numbers]
-        for name, cell, written, clean, mine, element in numbers:
-            how = match(written, clean, tolerance)
+        for name, cell, written, (clean, clean_noise), (mine, mine_noise), element in numbers:
+            how = match(written, clean, tolerance, clean_noise)
             verdict = RIGHT
             if how is None:
-                if match(written, mine, tolerance) is not None:
+                if match(written, mine, tolerance, mine_noise) is not None:
                     verdict, how = FOLLOWS, FOLLOWS_TEXT
                 else:
                     verdict, how = WRONG, "wrong"
             shown = display_index(sc.shapes[name], cell, base)
             rows.append(Row(name, cell, name + format_index(shown), written.value, clean, verdict, how,
-                            written=written, own=None if same_number(clean, mine) else mine, shown_index=shown,
-                            element=element))
+                            written=written, own=None if same_number(clean, mine, clean_noise + mine_noise) else mine,
+                            shown_index=shown, element=element, noise=clean_noise))
         rows.sort(key=lambda row: (model.order[row.name], row.index is None, row.index or ()))
         report.rows = rows
 
@@ -223,9 +228,10 @@ class Checker:
                 f"bptrace explain {shlex.quote(scenario_path)} {shlex.quote(first.label)}",
                 first.shape, first.bptrace_shape)
             report.diagnosis, report.unexplained = diagnose(
-                model.catalog, rows, overrides, own, lambda written, value: match(written, value, tolerance),
+                model.catalog, rows, overrides, own,
+                lambda written, value, noise=0.0: match(written, value, tolerance, noise),
                 lambda written: evidence(written, tolerance),
-                near=(lambda written, value: near(written, value, sc.rounding.decimals))
+                near=(lambda written, value, noise=0.0: near(written, value, sc.rounding.decimals, noise))
                 if sc.rounding and tolerance.as_written else None)
         return report
 

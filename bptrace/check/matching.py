@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 
 import numpy as np
 
@@ -15,10 +16,12 @@ from ..errors import ScenarioError
 from ..rounding import round_array, round_number
 from ..scenario import Scenario, Tolerance, tolerance_problem
 
-# Two numbers this close are the same number computed two ways (float noise), whatever
-# was written: |a − b| ≤ NOISE·max(|a|, |b|) + FLOOR.
-NOISE = 1e-9
-FLOOR = 1e-12
+# "Exact" is to each number's own float noise, not a rule for every number: a written
+# number is bptrace's when |a − b| ≤ the bound on the float noise of that very element
+# (`Step.noise`, from the terms that made it) plus half a unit in the last binary place of
+# the written number (a decimal such as 0.1 is itself not a float).  So 0.75000000001 is
+# not 0.75, nor 0 a sum of 5e-13, while a float64 framework's number, summed in another
+# order, is.
 # Before rounding a computed number to the decimals a person wrote, keep this many
 # significant digits: 0.04675 computed as 0.046749999999999997 rounds up, as on paper.
 DENOISE_DIGITS = 12
@@ -34,12 +37,13 @@ NPZ_STEP_EPSILONS = 16
 # An .npz array may hold at most this many numbers, or its step's count when that is more
 # (a wrong-shape answer is reported as such); checked in its header before any data is read.
 NPZ_MIN_LIMIT = 10_000
-# A number written as a framework prints it (8 or more decimals, or 7 or more significant
-# digits) claims float32's precision, not its own last digit.  It is right within half a
-# unit of its last decimal (the printout's rounding) plus what float32 arithmetic makes of
-# its sum: F32_UNITS float32 epsilons of Σ|terms| (a sum's rounding error grows with its
-# terms, whatever cancels), plus NPZ_STEP_EPSILONS of its step's largest magnitude (the
-# error its inputs carry from earlier sums that cancelled).  Over 28,539 float32 PyTorch
+# A number written as a framework prints a float32 (8 or more decimals, or 7 or more
+# significant digits, that a float32 rounded to them gives) claims float32's precision, not
+# its own last digit.  It is right within half a unit of its last decimal (the printout's
+# rounding) plus what float32 arithmetic makes of its sum: F32_UNITS float32 epsilons of
+# Σ|terms| (a sum's rounding error grows with its terms, whatever cancels), plus
+# NPZ_STEP_EPSILONS of its step's largest magnitude (the error its inputs carry from
+# earlier sums that cancelled).  Over 28,539 float32 PyTorch
 # numbers of the shipped scenarios printed with 8 decimals, the largest difference is 0.87
 # of that bound, and no number of at least 0.001 and a tenth of its terms passes with its
 # 4th significant digit one off.
@@ -89,11 +93,32 @@ class Written:
         ulp = max(math.ldexp(eps, math.frexp(abs(value))[1] - 1), float(info.smallest_subnormal))
         return NPZ_ULPS * ulp + NPZ_STEP_EPSILONS * min(eps, float(np.finfo(np.float32).eps)) * self.scale
 
-    @property
+    @cached_property
     def precise(self) -> bool:
-        """Written as a framework prints a float (8+ decimals or 7+ significant digits)."""
+        """Written as a framework prints a float32 (8+ decimals or 7+ significant digits,
+        and a float32's digits)."""
         return self.text is not None and ((self.decimals or 0) >= PRECISE_DECIMALS
-                                          or (self.digits or 0) >= PRECISE_DIGITS)
+                                          or (self.digits or 0) >= PRECISE_DIGITS) and self.float32
+
+    @property
+    def float32(self) -> bool:
+        """The text can be a float32 as a framework prints it: the float32 nearest to it,
+        rounded to the text's decimals (as printing rounds), gives the text back.
+        0.75000000001 cannot (the float32 nearest to it is 0.75), so it is held to float64's
+        noise, not float32's."""
+        try:
+            exponent = Decimal(self.text.replace("_", "").strip()).as_tuple().exponent
+        except InvalidOperation:
+            return False
+        with np.errstate(over="ignore"):              # past float32's range: no float32's text
+            nearest = float(np.float32(self.value))
+        if not isinstance(exponent, int) or not math.isfinite(nearest):
+            return False
+        if nearest == self.value:
+            return True
+        if exponent > 0:                              # 1.234567e10: rounded to whole 10^exponent
+            return round(nearest, -exponent) == self.value
+        return float(f"{nearest:.{-exponent}f}") == self.value
 
     @property
     def digits(self) -> int | None:
@@ -121,14 +146,15 @@ def _plural(count, word):
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def match(written: Written, value: float, tolerance: Tolerance) -> str | None:
-    """How `written` matches the computed `value` (a phrase for the report), or None."""
+def match(written: Written, value: float, tolerance: Tolerance, noise: float = 0.0) -> str | None:
+    """How `written` matches the computed `value`, whose float noise is at most `noise`
+    (a phrase for the report), or None."""
     mine = written.value
     if not math.isfinite(value):
         return None
     if not tolerance.as_written:
         return "within tolerance" if abs(mine - value) <= tolerance.abs + tolerance.rel * abs(value) else None
-    if same_number(mine, value, written.slack(value)):
+    if same_number(mine, value, noise, written.slack(value)):
         return "equal at the array's precision" if written.dtype else "exact"
     decimals = written.decimals
     if not decimals:
@@ -145,14 +171,17 @@ def match(written: Written, value: float, tolerance: Tolerance) -> str | None:
     return None
 
 
-def near(written: Written, value: float, decimals: int) -> bool:
+def near(written: Written, value: float, decimals: int, noise: float = 0.0) -> bool:
     """Within one unit of the last decimal that both the written number and the rounding in
     force (`decimals`) have: how a sheet worked with its own rounding compares with a chain
-    of numbers rounded another way (`--round 4 --mode truncate` against 6 decimals half-up)."""
+    of numbers rounded another way (`--round 4 --mode truncate` against 6 decimals half-up).
+    `noise`: the bound on `value`'s float noise; the unit and both numbers, as floats, are
+    each off their decimals by half a unit in their last place."""
     if written.text is None or not math.isfinite(value):
         return False
     unit = 10.0 ** -min(written.decimals or 0, decimals)
-    return abs(written.value - value) <= unit * (1 + 1e-9) + FLOOR
+    return abs(written.value - value) <= unit + noise + 0.5 * (math.ulp(unit) + math.ulp(value)
+                                                               + math.ulp(written.value))
 
 
 def evidence(written: Written, tolerance: Tolerance) -> float:
@@ -165,27 +194,42 @@ def evidence(written: Written, tolerance: Tolerance) -> float:
     return written.digits if written.text is not None else NPZ_DIGITS
 
 
-def same_number(a: float, b: float, slack: float = 0.0) -> bool:
-    """The same number computed two ways (float noise), or within `slack` of it."""
-    return abs(a - b) <= NOISE * max(abs(a), abs(b)) + FLOOR + slack
+def same_number(a: float, b: float, noise: float = 0.0, slack: float = 0.0) -> bool:
+    """The written number `a` is bptrace's `b`, whose float noise is at most `noise` (or
+    within `slack` of it): see the rule above."""
+    return abs(a - b) <= noise + 0.5 * math.ulp(a) + slack
 
 
+class References(dict):
+    """name → each step's numbers as `references` makes them, and `.noise`: name → each
+    element's bound on their float noise (0 where rounded or given: exact as written)."""
 
-def references(trace, scenario: Scenario) -> dict:
+    def __init__(self):
+        super().__init__()
+        self.noise: dict = {}
+
+
+def references(trace, scenario: Scenario) -> References:
     """Each step's numbers as a careful worker would have them in this run: what the step
     computed from what it read (rounded where the scenario rounds), with the problem's
-    `given` values in place, but not the answers pinned onto it."""
-    out = {}
+    `given` values in place, but not the answers pinned onto it.  Each step's noise bounds
+    come from a run with bounds=True (zeros without them)."""
+    out = References()
     for step in trace.steps:
+        # a bound that overflowed says nothing: such a number is held as written
+        noise = np.zeros(step.values.shape) if step.noise is None else \
+            np.where(np.isfinite(step.noise), step.noise, 0.0)
         if step.computed is None:
-            out[step.name] = step.values
+            out[step.name], out.noise[step.name] = step.values, noise
             continue
         values = step.computed
         if step.rounded:
             values = round_array(values, scenario.rounding.decimals, scenario.rounding.mode, step.noise)
+            noise = np.zeros(values.shape)
         given = scenario.given.get(step.name)
         if given is not None:
             values = np.where(given.mask, given.values, values)
-        out[step.name] = values
+            noise = np.where(given.mask, 0.0, noise)
+        out[step.name], out.noise[step.name] = values, noise
     return out
 

@@ -877,7 +877,7 @@ class Catalog:
             variant, model = self.variants[position], self.model
             try:
                 reuse = model.reusable(self.reach(position), exclude=variant.layers)
-                refs = references(run(variant.scenario, terms=False, reuse=reuse), variant.scenario)
+                refs = references(run(variant.scenario, terms=False, reuse=reuse, bounds=True), variant.scenario)
             except ScenarioError:
                 self._runs[position] = None
                 return None
@@ -895,7 +895,8 @@ def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match, ev
     wrong answers none reproduces.
 
     rows: the checker's rows; overrides: the sheet's answers as pinned patches; own: every
-    step's numbers computed from the sheet's own answers; match(written, value) → truthy;
+    step's numbers computed from the sheet's own answers (`References`, with their noise
+    bounds); match(written, value, noise) → truthy, `noise` the bound on `value`'s float noise;
     evidence(written) → the significant digits a match with it is worth.  near(written,
     value) → truthy within one unit of the last written decimal: given when the scenario
     rounds (--round), whose sheets differ from bptrace's chain of rounded numbers in the
@@ -907,7 +908,8 @@ def diagnose(catalog: Catalog, rows: list, overrides: dict, own: dict, match, ev
     model = catalog.model
     if near is not None:
         rounded = [row.label for row in wrong if row.shape is None and row.written is not None and (
-            near(row.written, row.bptrace) or near(row.written, float(own[row.name][row.index])))]
+            near(row.written, row.bptrace, row.noise)
+            or near(row.written, float(own[row.name][row.index]), float(own.noise[row.name][row.index])))]
         if rounded:
             found["rounding-only"] = {"variants": [], "labels": rounded, "message": (
                 f"{model.scenario.rounding.describe() if model.scenario.rounding else 'Rounding'}: your "
@@ -990,23 +992,26 @@ def _explained(catalog, mistaken: MistakenRun, rows, overrides, own, match) -> l
     mine = {}
 
     def with_answers(name):
-        """This mistake's numbers for a step, computed from the sheet's own answers."""
+        """This mistake's numbers for a step, computed from the sheet's own answers, and
+        their noise bounds."""
         where = source[name]
         if where == "own":
-            return own[name]
+            return own[name], own.noise[name]
         if where == "clean":
-            return mistaken.refs[name]
+            return mistaken.refs[name], mistaken.refs.noise[name]
         if "trace" not in mine:
             mine["trace"] = _run_with(model, variant, overrides, model.downstream(variant.changes))
-        return mine["trace"][name] if mine["trace"] is not None else None
+        found = mine["trace"]
+        return (found[name], found.noise[name]) if found is not None else None
 
     def fits(row, optimistic):
-        if match(row.written, float(mistaken.refs[row.name][row.index])):
+        refs = mistaken.refs
+        if match(row.written, float(refs[row.name][row.index]), float(refs.noise[row.name][row.index])):
             return True
         if optimistic and source[row.name] == "run":
             return True              # not known without running
-        values = with_answers(row.name)
-        return values is not None and bool(match(row.written, float(values[row.index])))
+        found = with_answers(row.name)
+        return found is not None and bool(match(row.written, float(found[0][row.index]), float(found[1][row.index])))
 
     def shaped_fits(row, optimistic):
         found = variant.shaped(row.name, row.answer.values.shape) if variant.shaped else None
@@ -1015,12 +1020,13 @@ def _explained(catalog, mistaken: MistakenRun, rows, overrides, own, match) -> l
         step, select = found
         if optimistic and source[step] == "run":
             return True
-        for values in (mistaken.refs[step], with_answers(step)):
-            if values is None:
+        for found in ((mistaken.refs[step], mistaken.refs.noise[step]), with_answers(step)):
+            if found is None:
                 continue
-            chosen = np.asarray(select(values)).reshape(-1)
+            chosen = np.asarray(select(found[0])).reshape(-1)
+            noise = np.asarray(select(found[1])).reshape(-1)
             if chosen.size == len(row.answer.written) and all(
-                    match(w, float(v)) for w, v in zip(row.answer.written, chosen)):
+                    match(w, float(v), float(e)) for w, v, e in zip(row.answer.written, chosen, noise)):
                 return True
         return False
 
@@ -1051,7 +1057,8 @@ def _run_with(model, variant: Variant, overrides: dict, reach: frozenset):
                  if not np.array_equal(patch.values[patch.mask], model.trace[name].values[patch.mask])}
     reuse = model.reusable(set(reach) | model.downstream(differing), exclude=variant.layers)
     try:
-        return references(run(variant.scenario, overrides=overrides, terms=False, reuse=reuse), variant.scenario)
+        return references(run(variant.scenario, overrides=overrides, terms=False, reuse=reuse, bounds=True),
+                          variant.scenario)
     except ScenarioError:
         return None
 
@@ -1095,23 +1102,25 @@ def _slips(model, wrong: list, own: dict, match) -> dict:
 
     for row in wrong:
         name = row.name
-        sources = [model.refs[name], own[name]]
+        # each source's numbers and their noise bounds
+        sources = [(model.refs[name], model.refs.noise[name]), (own[name], own.noise[name])]
         if row.shape is not None:
             # a whole step in the wrong shape: the step's matrix transposed
-            for values in sources:
+            for values, noise in sources:
                 turned = np.swapaxes(np.squeeze(values), -1, -2) if np.squeeze(values).ndim >= 2 else None
                 if turned is not None and turned.shape == np.squeeze(row.answer.values).shape and all(
-                        match(w, float(v)) for w, v in zip(row.answer.written, turned.reshape(-1))):
+                        match(w, float(v), float(e)) for w, v, e in
+                        zip(row.answer.written, turned.reshape(-1), np.swapaxes(np.squeeze(noise), -1, -2).reshape(-1))):
                     add("transposed", f"Your {name} is bptrace's transposed (rows and columns swapped): "
                         f"{name} has shape {'×'.join(map(str, np.squeeze(values).shape))}.", row.label)
                     break
             continue
         cell = row.index
 
-        def fits(value):
-            return value is not None and bool(match(row.written, float(value)))
+        def fits(value, noise):
+            return value is not None and bool(match(row.written, float(value), float(noise)))
 
-        if any(fits(-values[cell]) for values in sources) and row.bptrace != 0:
+        if any(fits(-values[cell], noise[cell]) for values, noise in sources) and row.bptrace != 0:
             add("sign-flipped", "The sign is flipped: your number is bptrace's with the opposite sign "
                 "(a minus sign dropped or added).", row.label)
             continue
@@ -1120,7 +1129,8 @@ def _slips(model, wrong: list, own: dict, match) -> dict:
         if len(axes) >= 2 and values_shape[axes[-1]] == values_shape[axes[-2]] and not row.element:
             swapped = list(cell)
             swapped[axes[-1]], swapped[axes[-2]] = cell[axes[-2]], cell[axes[-1]]
-            if tuple(swapped) != cell and any(fits(values[tuple(swapped)]) for values in sources):
+            if tuple(swapped) != cell and any(fits(values[tuple(swapped)], noise[tuple(swapped)])
+                                              for values, noise in sources):
                 add("transposed", f"Your {name} is bptrace's transposed: element [i,j] holds [j,i].", row.label)
                 continue
         if row.element:
@@ -1129,19 +1139,21 @@ def _slips(model, wrong: list, own: dict, match) -> dict:
             for axis in axes:
                 other[axis] += shift
             if all(0 <= i < d for i, d in zip(other, values_shape)) and any(
-                    fits(values[tuple(other)]) for values in sources):
+                    fits(values[tuple(other)], noise[tuple(other)]) for values, noise in sources):
                 add("index-base", f"This scenario counts indices from {base} (conventions.index_base); your "
                     f"answer is the element that counting from {1 - base} names.", row.label)
                 continue
-        if rate is not None and ".grad." in name and any(fits(rate * values[cell]) for values in sources):
+        if rate is not None and ".grad." in name and any(fits(rate * values[cell], abs(rate) * noise[cell])
+                                                         for values, noise in sources):
             add("learning-rate-in-gradient", f"{name} is the gradient itself; yours has the learning rate "
                 f"{rate:g} already applied (η · gradient is the update's step, not the gradient).", row.label)
             continue
         if ".new." in name:
             grad = name.replace(".new.", ".grad.")
-            candidates = [model.refs[grad][cell], own[grad][cell]] if grad in model.refs else []
-            if grad in model.refs and any(fits(value) or (rate is not None and fits(-rate * value))
-                                          for value in candidates):
+            candidates = [(model.refs[grad][cell], model.refs.noise[grad][cell]),
+                          (own[grad][cell], own.noise[grad][cell])] if grad in model.refs else []
+            if grad in model.refs and any(fits(value, noise) or (rate is not None and fits(-rate * value, abs(rate) * noise))
+                                          for value, noise in candidates):
                 add("update-is-gradient", f"{name} is the updated parameter, not {grad}: you wrote the "
                     "gradient (or the step) instead of the new value.", row.label)
     return found

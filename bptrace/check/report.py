@@ -26,6 +26,7 @@ class Row:
     answer: Answer | None = None  # a wrong-shape answer, for the catalog
     shown_index: tuple | None = None   # the index as written: length-1 axes dropped, index base added
     element: bool = False         # answered as one element (`name[i,j]`), not as a whole step
+    noise: float = 0.0            # the bound on the float noise of bptrace's number
 
     @property
     def passed(self) -> bool:
@@ -36,7 +37,7 @@ class Row:
         """yours − bptrace; None for a wrong shape, or when the difference overflows."""
         if self.shape is not None:
             return None
-        difference = 0.0 if same_number(self.yours, self.bptrace) else self.yours - self.bptrace
+        difference = 0.0 if same_number(self.yours, self.bptrace, self.noise) else self.yours - self.bptrace
         return difference if math.isfinite(difference) else None
 
 

@@ -202,10 +202,20 @@ class Layer:
         bound array: "in" and each parameter): the same loops run on magnitudes
         (`noise_bound`).  Right for the layers whose elements are sums of products (conv,
         dense, pools' averages, flatten); the others override it."""
-        grown = self.forward(abs(x) + noise["in"], {r: abs(v) + noise[r] for r, v in p.items()}, None)
+        grown = self.magnitude_forward(abs(x) + noise["in"], {r: abs(v) + noise[r] for r, v in p.items()})
         exact = not any(bound.any() for bound in noise.values())
-        plain = grown if exact else self.forward(abs(x), {r: abs(v) for r, v in p.items()}, None)
+        plain = grown if exact else self.magnitude_forward(abs(x), {r: abs(v) for r, v in p.items()})
         return noise_bound(grown, plain, self.noise_terms())
+
+    def magnitude_forward(self, x, p):
+        """forward(x, p) on magnitudes, for the noise bounds: the layer's own loops, or (a
+        layer may override it) the same terms summed faster in another order, which for
+        terms ≥ 0 changes nothing but the last bits."""
+        return self.forward(x, p, None)
+
+    def magnitude_backward(self, x, out, delta, p, recs):
+        """backward(...) on magnitudes, as `magnitude_forward`."""
+        return self.backward(x, out, delta, p, recs)
 
     def backward_noise(self, x, out, delta, p, noise: dict) -> dict:
         """The noise bound of each element of backward(...), as `forward_noise` (noise also
@@ -213,9 +223,9 @@ class Layer:
         runs on the input itself, so that each error goes where the real pass sent it."""
         recs = {role: None for role in ("in",) + self.param_roles}
         xs = (x, x) if self.decides else (abs(x) + noise["in"], abs(x))
-        grown = self.backward(xs[0], abs(out) + noise["out"], abs(delta) + noise["delta"],
-                              {r: abs(v) + noise[r] for r, v in p.items()}, recs)
-        plain = self.backward(xs[1], abs(out), abs(delta), {r: abs(v) for r, v in p.items()}, recs)
+        grown = self.magnitude_backward(xs[0], abs(out) + noise["out"], abs(delta) + noise["delta"],
+                                        {r: abs(v) + noise[r] for r, v in p.items()}, recs)
+        plain = self.magnitude_backward(xs[1], abs(out), abs(delta), {r: abs(v) for r, v in p.items()}, recs)
         return {role: noise_bound(grown[role], plain[role], self.noise_terms()) for role in grown}
 
     def roles(self, n: Names) -> dict:

@@ -36,6 +36,7 @@ class Conv(Layer):
     """
     type = "conv"
     keys = frozenset({"kernel", "bias", "stride", "padding", "dilation", "groups", "out_channels", "size"})
+    _summing = False     # set while the noise bounds' magnitude runs go through forward/backward
     param_roles = ("kernel", "bias")
     in_delta_reads = ("delta", "kernel")
 
@@ -162,6 +163,8 @@ class Conv(Layer):
         return pairs
 
     def forward(self, x, p, rec):
+        if self._summing:
+            return self._summed_forward(x, p)      # a noise bound's magnitudes, not a traced value
         x, kernel = x.tolist(), p["kernel"].tolist()
         bias = p["bias"].tolist() if "bias" in p else None
         out = nested(self.out_shape)
@@ -184,6 +187,8 @@ class Conv(Layer):
         # every output element sends delta·x to the kernel tap that made it, delta·kernel
         # to the input cell it read, and delta to the bias.  Summing these scattered
         # pieces is the 'full convolution' of the delta with the turned kernel.
+        if self._summing:
+            return self._summed_backward(x, delta, p)
         x, kernel, delta = x.tolist(), p["kernel"].tolist(), delta.tolist()
         kernel_grad = nested(p["kernel"].shape)
         bias_grad = nested(p["bias"].shape) if "bias" in p else None
@@ -205,6 +210,66 @@ class Conv(Layer):
         result = {"in": self.num.array(x_delta), "kernel": self.num.array(kernel_grad)}
         if bias_grad is not None:
             result["bias"] = self.num.array(bias_grad)
+        return result
+
+    # --- the noise bounds' magnitude runs, summed with numpy (the loops above are the formulas) ---
+
+    def _joins(self):
+        """For each filter o: the flat indices, within one sample, of every (output cell,
+        kernel tap, input cell) its windows join: the terms of `forward`'s sums."""
+        rows, columns = self.taps()
+        _, O, Ho, Wo = self.out_shape
+        _, C, H, W = self.in_shape
+        _, in_per_group, kh, kw = self.params["kernel"].shape
+        ri, ru, rh = (np.array([(i, u, h) for i, pairs in enumerate(rows) for u, h in pairs], dtype=np.int64)
+                      .reshape(-1, 3).T)
+        cj, cv, cw = (np.array([(j, v, w) for j, pairs in enumerate(columns) for v, w in pairs], dtype=np.int64)
+                      .reshape(-1, 3).T)
+        ck = np.arange(in_per_group)[:, None, None]
+        for o in range(O):
+            first = (o // (O // self.groups)) * in_per_group
+            out = np.broadcast_to((o * Ho + ri[:, None]) * Wo + cj[None, :], (in_per_group, ri.size, cj.size))
+            tap = ((o * in_per_group + ck) * kh + ru[:, None]) * kw + cv[None, :]
+            cell = ((first + ck) * H + rh[:, None]) * W + cw[None, :]
+            yield out.ravel(), np.broadcast_to(tap, out.shape).ravel(), np.broadcast_to(cell, out.shape).ravel()
+
+    def magnitude_forward(self, x, p):
+        self._summing = True          # through `forward`, so that a mistake's changes apply too
+        try:
+            return self.forward(x, p, None)
+        finally:
+            self._summing = False
+
+    def magnitude_backward(self, x, out, delta, p, recs):
+        self._summing = True
+        try:
+            return self.backward(x, out, delta, p, recs)
+        finally:
+            self._summing = False
+
+    def _summed_forward(self, x, p):
+        N = x.shape[0]
+        xs, kernel = x.reshape(N, -1), p["kernel"].reshape(-1)
+        size = math.prod(self.out_shape[1:])
+        out = np.zeros((N, size))
+        for cells, taps, reads in self._joins():
+            out += np.stack([np.bincount(cells, kernel[taps] * xs[n, reads], size) for n in range(N)])
+        out = out.reshape(self.out_shape)
+        if "bias" in p:
+            out += p["bias"].reshape(1, -1, 1, 1)
+        return out
+
+    def _summed_backward(self, x, delta, p):
+        N = x.shape[0]
+        xs, kernel, ds = x.reshape(N, -1), p["kernel"].reshape(-1), delta.reshape(N, -1)
+        kernel_grad, x_delta = np.zeros(kernel.size), np.zeros(xs.shape)
+        for cells, taps, reads in self._joins():
+            for n in range(N):
+                kernel_grad += np.bincount(taps, ds[n, cells] * xs[n, reads], kernel.size)
+                x_delta[n] += np.bincount(reads, ds[n, cells] * kernel[taps], xs.shape[1])
+        result = {"in": x_delta.reshape(x.shape), "kernel": kernel_grad.reshape(p["kernel"].shape)}
+        if "bias" in p:
+            result["bias"] = delta.sum(axis=(0, 2, 3)).reshape(p["bias"].shape)
         return result
 
     def _letters(self, base):
