@@ -77,14 +77,19 @@ def seed001():
         show(name, value)
 
 
-def zhang2016():
-    # init: {scheme: glorot_uniform, seed: 0}: one generator, tensors drawn in layer order in
-    # their [out][in][kh][kw] / [out][in] shapes, within ±sqrt(6 / (fan_in + fan_out)); biases zero
-    rng = np.random.default_rng(0)
-
+def _glorot(rng):
+    """bptrace's `init: {scheme: glorot_uniform}`: tensors drawn in layer order from one
+    generator, each within ±sqrt(6 / (fan_in + fan_out))."""
     def glorot(shape, fan_in, fan_out):
         bound = (6.0 / (fan_in + fan_out)) ** 0.5
         return torch.tensor(rng.uniform(-bound, bound, size=shape), requires_grad=True)
+    return glorot
+
+
+def zhang2016():
+    # init: {scheme: glorot_uniform, seed: 0}: one generator, tensors drawn in layer order in
+    # their [out][in][kh][kw] / [out][in] shapes, within ±sqrt(6 / (fan_in + fan_out)); biases zero
+    glorot = _glorot(np.random.default_rng(0))
 
     k1 = glorot((6, 1, 5, 5), 1 * 25, 6 * 25)
     k2 = glorot((12, 6, 5, 5), 6 * 25, 12 * 25)
@@ -131,11 +136,7 @@ def residual_bn():
     # bench/residual_bn.yaml: Zhang's network with a residual block of two convs, each followed
     # by batch norm in training mode (the batch's mean and biased variance per channel, eps
     # 1e-5, γ = 1, β = 0), the block's input added back before the relu; batch of two images
-    rng = np.random.default_rng(0)
-
-    def glorot(shape, fan_in, fan_out):
-        bound = (6.0 / (fan_in + fan_out)) ** 0.5
-        return torch.tensor(rng.uniform(-bound, bound, size=shape), requires_grad=True)
+    glorot = _glorot(np.random.default_rng(0))
 
     k1 = glorot((6, 1, 5, 5), 1 * 25, 6 * 25)
     k2 = glorot((6, 6, 3, 3), 6 * 9, 6 * 9)

@@ -72,6 +72,16 @@ class Floats:
         return f"<numbers {self.name}>"
 
 
+def _only_at(name: str, point: int, value: int):
+    """A function whose only rational value, at a rational argument, is `value` at `point`."""
+    def function(z):
+        if z == point:
+            return Fraction(value)
+        raise NotExact(name, z)
+    function.__name__ = name
+    return function
+
+
 def _exact_sqrt(q: Fraction) -> Fraction:
     if q < 0:
         raise NotExact("√", q)
@@ -118,43 +128,13 @@ class Exact(Floats):
     def floats(self, values: np.ndarray) -> np.ndarray:
         return np.array([_float(v) for v in values.reshape(-1).tolist()], dtype=float).reshape(values.shape)
 
-    # exp, log, tanh: exact only where their value is rational
-    @staticmethod
-    def exp(z):
-        if z == 0:
-            return Fraction(1)
-        raise NotExact("exp", z)
-
-    @staticmethod
-    def expm1(z):
-        if z == 0:
-            return Fraction(0)
-        raise NotExact("exp", z)
-
-    @staticmethod
-    def log(z):
-        if z == 1:
-            return Fraction(0)
-        raise NotExact("log", z)
-
-    @staticmethod
-    def log1p(z):
-        if z == 0:
-            return Fraction(0)
-        raise NotExact("log", 1 + z)
-
-    @staticmethod
-    def tanh(z):
-        if z == 0:
-            return Fraction(0)
-        raise NotExact("tanh", z)
-
-    @staticmethod
-    def erf(z):
-        if z == 0:
-            return Fraction(0)
-        raise NotExact("erf", z)
-
+    # exp, log, tanh, erf: exact only at the one point where their value is rational
+    exp = staticmethod(_only_at("exp", 0, 1))
+    expm1 = staticmethod(_only_at("exp", 0, 0))
+    log = staticmethod(_only_at("log", 1, 0))
+    log1p = staticmethod(_only_at("log1p", 0, 0))
+    tanh = staticmethod(_only_at("tanh", 0, 0))
+    erf = staticmethod(_only_at("erf", 0, 0))
     sqrt = staticmethod(_exact_sqrt)
 
 

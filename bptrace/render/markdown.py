@@ -41,14 +41,21 @@ def table(header: list, rows: list, left: int = 1) -> list:
     return lines
 
 
-def render(trace, only=None, digits: int = DEFAULT_DIGITS, summary: bool = False) -> str:
-    view = trace_view(trace, only, digits, steps=not summary)
+def heading(view) -> list:
+    """The title, description, conventions and where the backward pass starts (a trace's
+    view, or an exercise sheet's)."""
     out = [f"# {inline(view.title)}", ""]
     if view.description:
         out += [inline(view.description), ""]
     out += [f"*conventions:* {inline(view.conventions)}  "]
     if view.start:
         out += [f"*backward pass:* {inline(view.start)}  "]
+    return out
+
+
+def render(trace, only=None, digits: int = DEFAULT_DIGITS, summary: bool = False) -> str:
+    view = trace_view(trace, only, digits, steps=not summary)
+    out = heading(view)
     out += [f"*legend:* {inline(view.legend)}"]
     out += ["", "## Network", ""]
     rows = [[layer, kind, shape, params] for layer, kind, shape, params in view.summary]

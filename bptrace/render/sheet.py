@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 
 from . import latex as tex
-from .markdown import code, inline, table
+from .markdown import code, heading, inline, table
 
 INSTRUCTIONS = ("Work the backward pass by hand and fill in each matrix; indices start at {base}. "
                 "Write each number with its decimals (bptrace check reads them as written).")
@@ -17,12 +17,7 @@ def _indices(count: int, base: int) -> list:
 
 
 def markdown(view) -> str:
-    out = [f"# {inline(view.title)}", ""]
-    if view.description:
-        out += [inline(view.description), ""]
-    out += [f"*conventions:* {inline(view.conventions)}  "]
-    if view.start:
-        out += [f"*backward pass:* {inline(view.start)}  "]
+    out = heading(view)
     out += [f"*variant:* {view.seed}", "", "## Network", ""]
     rows = [list(row) for row in view.summary] + [["", "", "**total**", f"**{view.total_params}**"]]
     out += table(["layer", "type", "output", "parameters"], rows, left=2) + ["", "## Given", ""]
