@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 
@@ -66,6 +68,22 @@ def nested(shape, fill=0):
     if not shape:
         return fill
     return [nested(shape[1:], fill) for _ in range(shape[0])]
+
+
+def flat(rows) -> list:
+    """A map's rows as one list: cell (h, w) at h·W + w."""
+    return list(chain.from_iterable(rows))
+
+
+def gather(indices):
+    """A function taking the items at `indices` of a list, as a tuple (operator.itemgetter,
+    which hands back a bare item for a single index)."""
+    if len(indices) == 1:
+        only = indices[0]
+        return lambda items: (items[only],)
+    if not indices:
+        return lambda items: ()
+    return itemgetter(*indices)
 
 
 def as_array(values) -> np.ndarray:

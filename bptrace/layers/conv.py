@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+from functools import reduce
 from itertools import product
+from operator import add, mul
 
 import numpy as np
 
@@ -18,6 +20,8 @@ from .base import (
     _set_bias,
     _too_large,
     as_array,
+    flat,
+    gather,
     nested,
     position,
     ref,
@@ -161,48 +165,97 @@ class Conv(Layer):
         self._taps = (key, pairs)
         return pairs
 
+    def tables(self) -> "ConvTables":
+        """The loops' index tables, worked out from `taps()` once per geometry."""
+        pairs = self.taps()
+        key, cached = self._taps[0], getattr(self, "_tables", None)
+        if cached is None or cached[0] != key:
+            self._tables = cached = (key, ConvTables(pairs, self.params["kernel"].shape, self.in_shape, self.out_shape))
+        return cached[1]
+
+    def first_channel(self, o):
+        """The input map kernel channel 0 of filter o reads (its group's first)."""
+        return (o // (self.out_shape[1] // self.groups)) * self.params["kernel"].shape[1]
+
     def forward(self, x, p, rec):
+        N, O, Ho, Wo = self.out_shape
+        G = self.params["kernel"].shape[1]
+        t = self.tables()
         x, kernel = x.tolist(), p["kernel"].tolist()
         bias = p["bias"].tolist() if "bias" in p else None
         out = nested(self.out_shape)
-        for n, o, i, j in np.ndindex(*self.out_shape):
-            total = 0
-            for ck, c, u, v, h, w in self.window(o, i, j):
-                total += kernel[o][ck][u][v] * x[n][c][h][w]
-                if rec:
-                    rec.term((n, o, i, j), ("kernel", (o, ck, u, v), kernel[o][ck][u][v]),
-                             ("in", (n, c, h, w), x[n][c][h][w]))
-            if bias is not None:
-                total += bias[o]
-                if rec:
-                    rec.term((n, o, i, j), ("bias", (o,), bias[o]))
-            out[n][o][i][j] = total
+        # kernel[o,c,u,v] over each window's taps (fewer at the padding), in the order u, then v
+        k_window = [[[taps(flat(k_oc)) for taps in t.window_taps] for k_oc in k_o] for k_o in kernel]
+        for n in range(N):
+            # x[n,c,h,w] under each window, read once for every filter
+            x_window = [[cells(x_c) for _, cells in t.windows] for x_c in map(flat, x[n])]
+            for o, i, j in product(range(O), range(Ho), range(Wo)):
+                first, (shape, _) = self.first_channel(o), t.windows[i * Wo + j]
+                total = 0
+                for ck in range(G):
+                    # Σ_u Σ_v kernel[o,c,u,v] · x[n,c,h,w]: the window's products added in turn
+                    total = reduce(add, map(mul, k_window[o][ck][shape], x_window[first + ck][i * Wo + j]), total)
+                    if rec:
+                        for (u, h), (v, w) in product(t.rows[i], t.columns[j]):
+                            rec.term((n, o, i, j), ("kernel", (o, ck, u, v), kernel[o][ck][u][v]),
+                                     ("in", (n, first + ck, h, w), x[n][first + ck][h][w]))
+                if bias is not None:
+                    total += bias[o]
+                    if rec:
+                        rec.term((n, o, i, j), ("bias", (o,), bias[o]))
+                out[n][o][i][j] = total
         return as_array(out)
 
     def backward(self, x, out, delta, p, recs):
         # The chain rule through out[n,o,i,j] = Σ kernel[o,c,u,v]·x[n,c,h,w] + bias[o]:
         # every output element sends delta·x to the kernel tap that made it, delta·kernel
         # to the input cell it read, and delta to the bias.  Summing these scattered
-        # pieces is the 'full convolution' of the delta with the turned kernel.
+        # pieces is the 'full convolution' of the delta with the turned kernel.  Each sum
+        # adds its pieces in the order the output elements (n, o, i, j) come.
+        N, O, Ho, Wo = self.out_shape
+        _, C, H, W = self.in_shape
+        _, G, kh, kw = p["kernel"].shape
+        t = self.tables()
         x, kernel, delta = x.tolist(), p["kernel"].tolist(), delta.tolist()
-        kernel_grad = nested(p["kernel"].shape)
-        bias_grad = nested(p["bias"].shape) if "bias" in p else None
-        x_delta = nested(self.in_shape)
+        kernel_grad = [[[0] * (kh * kw) for _ in range(G)] for _ in range(O)]     # [o][c][u·kw+v]
+        bias_grad = [0] * O if "bias" in p else None
+        x_delta = [[[0] * (H * W) for _ in range(C)] for _ in range(N)]            # [n][c][h·W+w]
         rk, rb, rx = recs["kernel"], recs.get("bias"), recs["in"]
-        for n, o, i, j in np.ndindex(*self.out_shape):
-            d = delta[n][o][i][j]
-            if bias_grad is not None:
-                bias_grad[o] += d
-                if rb:
-                    rb.term((o,), ("delta", (n, o, i, j), d))
-            for ck, c, u, v, h, w in self.window(o, i, j):
-                kernel_grad[o][ck][u][v] += d * x[n][c][h][w]
-                x_delta[n][c][h][w] += d * kernel[o][ck][u][v]
-                if rk:
-                    rk.term((o, ck, u, v), ("delta", (n, o, i, j), d), ("in", (n, c, h, w), x[n][c][h][w]))
-                if rx:
-                    rx.term((n, c, h, w), ("delta", (n, o, i, j), d), ("kernel", (o, ck, u, v), kernel[o][ck][u][v]))
-        result = {"in": as_array(x_delta), "kernel": as_array(kernel_grad)}
+        # kernel[o,c,u,v] over the taps that read each input cell, in the order i, then j
+        k_cell = [[[taps(flat(k_oc)) for taps in t.cell_taps] for k_oc in k_o] for k_o in kernel]
+        for n in range(N):
+            x_n = [flat(x_c) for x_c in x[n]]
+            # x[n,c,h,w] each kernel tap (u,v) met, over the output positions in the order i, then j
+            x_tap = [[cells(x_c) for _, cells in t.tap_pairs] for x_c in x_n]
+            for o in range(O):
+                d_o, first = flat(delta[n][o]), self.first_channel(o)
+                if bias_grad is not None:
+                    # Σ_n Σ_i Σ_j delta[n,o,i,j]
+                    bias_grad[o] = reduce(add, d_o, bias_grad[o])
+                    if rb:
+                        for i, j in product(range(Ho), range(Wo)):
+                            rb.term((o,), ("delta", (n, o, i, j), d_o[i * Wo + j]))
+                d_tap = [positions(d_o) for positions, _ in t.tap_pairs]
+                d_cell = [positions(d_o) for _, positions in t.cells]
+                for ck in range(G):
+                    c, grad = first + ck, kernel_grad[o][ck]
+                    for uv in range(kh * kw):
+                        # Σ_n Σ_i Σ_j delta[n,o,i,j] · x[n,c,h,w] over the positions tap (u,v) reads
+                        grad[uv] = reduce(add, map(mul, d_tap[uv], x_tap[c][uv]), grad[uv])
+                        if rk:
+                            for ij, hw in zip(*t.tap_indices[uv]):
+                                rk.term((o, ck, uv // kw, uv % kw), ("delta", (n, o, ij // Wo, ij % Wo), d_o[ij]),
+                                        ("in", (n, c, hw // W, hw % W), x_n[c][hw]))
+                    into = x_delta[n][c]
+                    for hw, (shape, _) in enumerate(t.cells):
+                        # Σ_o Σ_i Σ_j delta[n,o,i,j] · kernel[o,c,u,v] over the outputs that read (h,w)
+                        into[hw] = reduce(add, map(mul, d_cell[hw], k_cell[o][ck][shape]), into[hw])
+                        if rx:
+                            for ij, uv in zip(*t.cell_indices[hw]):
+                                rx.term((n, c, hw // W, hw % W), ("delta", (n, o, ij // Wo, ij % Wo), d_o[ij]),
+                                        ("kernel", (o, ck, uv // kw, uv % kw), kernel[o][ck][uv // kw][uv % kw]))
+        result = {"in": as_array(x_delta).reshape(self.in_shape),
+                  "kernel": as_array(kernel_grad).reshape(p["kernel"].shape)}
         if bias_grad is not None:
             result["bias"] = as_array(bias_grad)
         return result
@@ -249,6 +302,57 @@ class Conv(Layer):
         if bias:
             rules["bias"] = f"{ref(n.grad('bias'), (O,), 'o')} = {outputs}{d}"
         return rules
+
+
+class ConvTables:
+    """Conv's geometry as flat-index tables, so that each sum of products is one pass over two
+    lists (`reduce(add, map(mul, ...))`, the terms added left to right from 0, as a `+=` loop
+    adds them).  Maps are read flat: input cell h·W+w, output position i·Wo+j, kernel tap
+    u·kw+v.  Taking the items of a flat list is `gather(indices)` (itemgetter).
+
+    windows[i·Wo+j]    (shape, cells): the input cells that output position's window reads,
+                       in the order u, then v; its taps are window_taps[shape] (windows that
+                       lose the same taps to the padding share one shape)
+    tap_pairs[u·kw+v]  (positions, cells): the output positions tap (u,v) made and the input
+                       cells it read there, in the order i, then j (tap_indices: the indices)
+    cells[h·W+w]       (shape, positions): the output positions that read input cell (h,w), in
+                       the order i, then j, through the taps cell_taps[shape] (cell_indices)
+    """
+
+    def __init__(self, pairs, kernel_shape, in_shape, out_shape):
+        rows, columns = pairs
+        _, _, kh, kw = kernel_shape
+        _, _, H, W = in_shape
+        _, _, Ho, Wo = out_shape
+        self.rows, self.columns = rows, columns
+        shapes: dict = {}
+        self.windows = []
+        for i, j in product(range(Ho), range(Wo)):
+            taps = tuple(u * kw + v for (u, _), (v, _) in product(rows[i], columns[j]))
+            cells = [h * W + w for (_, h), (_, w) in product(rows[i], columns[j])]
+            self.windows.append((shapes.setdefault(taps, len(shapes)), gather(cells)))
+        self.window_taps = [gather(taps) for taps in shapes]
+        by_u, by_v = [[] for _ in range(kh)], [[] for _ in range(kw)]     # (i, h) of each u, (j, w) of each v
+        by_h, by_w = [[] for _ in range(H)], [[] for _ in range(W)]       # (i, u) of each h, (j, v) of each w
+        for i, row in enumerate(rows):
+            for u, h in row:
+                by_u[u].append((i, h))
+                by_h[h].append((i, u))
+        for j, column in enumerate(columns):
+            for v, w in column:
+                by_v[v].append((j, w))
+                by_w[w].append((j, v))
+        self.tap_indices = [([i * Wo + j for (i, _), (j, _) in product(by_u[u], by_v[v])],
+                             [h * W + w for (_, h), (_, w) in product(by_u[u], by_v[v])])
+                            for u, v in product(range(kh), range(kw))]
+        self.tap_pairs = [(gather(positions), gather(cells)) for positions, cells in self.tap_indices]
+        self.cell_indices = [([i * Wo + j for (i, _), (j, _) in product(by_h[h], by_w[w])],
+                              [u * kw + v for (_, u), (_, v) in product(by_h[h], by_w[w])])
+                             for h, w in product(range(H), range(W))]
+        shapes = {}
+        self.cells = [(shapes.setdefault(tuple(taps), len(shapes)), gather(positions))
+                      for positions, taps in self.cell_indices]
+        self.cell_taps = [gather(taps) for taps in shapes]
 
 
 class ConvTranspose(Layer):
