@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from functools import reduce
-from itertools import product
+from itertools import chain, product
 from operator import add, mul
 
 import numpy as np
@@ -173,86 +173,91 @@ class Conv(Layer):
             self._tables = cached = (key, ConvTables(pairs, self.params["kernel"].shape, self.in_shape, self.out_shape))
         return cached[1]
 
-    def first_channel(self, o):
-        """The input map kernel channel 0 of filter o reads (its group's first)."""
-        return (o // (self.out_shape[1] // self.groups)) * self.params["kernel"].shape[1]
-
     def forward(self, x, p, rec):
         N, O, Ho, Wo = self.out_shape
-        G = self.params["kernel"].shape[1]
+        G, groups = self.params["kernel"].shape[1], self.groups
+        filters = O // groups                   # the filters of one group, which read its G maps
         t = self.tables()
         x, kernel = x.tolist(), p["kernel"].tolist()
         bias = p["bias"].tolist() if "bias" in p else None
-        out = nested(self.out_shape)
-        # kernel[o,c,u,v] over each window's taps (fewer at the padding), in the order u, then v
-        k_window = [[[taps(flat(k_oc)) for taps in t.window_taps] for k_oc in k_o] for k_o in kernel]
-        for n in range(N):
-            # x[n,c,h,w] under each window, read once for every filter
-            x_window = [[cells(x_c) for _, cells in t.windows] for x_c in map(flat, x[n])]
-            for o, i, j in product(range(O), range(Ho), range(Wo)):
-                first, (shape, _) = self.first_channel(o), t.windows[i * Wo + j]
-                total = 0
-                for ck in range(G):
-                    # Σ_u Σ_v kernel[o,c,u,v] · x[n,c,h,w]: the window's products added in turn
-                    total = reduce(add, map(mul, k_window[o][ck][shape], x_window[first + ck][i * Wo + j]), total)
+        out = nested((N, O, Ho * Wo))
+        # kernel[o,c,u,v] of each window shape (fewer taps at the padding), in the order c, u, v
+        k_window = [[tuple(chain.from_iterable(taps(flat(k_oc)) for k_oc in k_o)) for taps in t.window_taps]
+                    for k_o in kernel]
+        for n, g in product(range(N), range(groups)):
+            maps = [flat(x_c) for x_c in x[n][g * G:(g + 1) * G]]
+            # x[n,c,h,w] under each window in the same order, read once for the group's filters
+            x_window = [tuple(chain.from_iterable(cells(x_c) for x_c in maps)) for _, cells in t.windows]
+            for o in range(g * filters, (g + 1) * filters):
+                for ij, (shape, _) in enumerate(t.windows):
+                    # Σ_c Σ_u Σ_v kernel[o,c,u,v] · x[n,c,h,w]: the products added in turn, from 0
+                    total = reduce(add, map(mul, k_window[o][shape], x_window[ij]), 0)
+                    i, j = divmod(ij, Wo)
                     if rec:
-                        for (u, h), (v, w) in product(t.rows[i], t.columns[j]):
+                        for ck, (u, h), (v, w) in product(range(G), t.rows[i], t.columns[j]):
                             rec.term((n, o, i, j), ("kernel", (o, ck, u, v), kernel[o][ck][u][v]),
-                                     ("in", (n, first + ck, h, w), x[n][first + ck][h][w]))
-                if bias is not None:
-                    total += bias[o]
-                    if rec:
-                        rec.term((n, o, i, j), ("bias", (o,), bias[o]))
-                out[n][o][i][j] = total
-        return as_array(out)
+                                     ("in", (n, g * G + ck, h, w), x[n][g * G + ck][h][w]))
+                    if bias is not None:
+                        total += bias[o]
+                        if rec:
+                            rec.term((n, o, i, j), ("bias", (o,), bias[o]))
+                    out[n][o][ij] = total
+        return as_array(out).reshape(self.out_shape)
 
     def backward(self, x, out, delta, p, recs):
         # The chain rule through out[n,o,i,j] = Σ kernel[o,c,u,v]·x[n,c,h,w] + bias[o]:
         # every output element sends delta·x to the kernel tap that made it, delta·kernel
         # to the input cell it read, and delta to the bias.  Summing these scattered
         # pieces is the 'full convolution' of the delta with the turned kernel.  Each sum
-        # adds its pieces in the order the output elements (n, o, i, j) come.
+        # adds its pieces in the order of the output elements (n, o, i, j) that sent them.
         N, O, Ho, Wo = self.out_shape
         _, C, H, W = self.in_shape
         _, G, kh, kw = p["kernel"].shape
+        groups = self.groups
+        filters = O // groups
         t = self.tables()
         x, kernel, delta = x.tolist(), p["kernel"].tolist(), delta.tolist()
         kernel_grad = [[[0] * (kh * kw) for _ in range(G)] for _ in range(O)]     # [o][c][u·kw+v]
         bias_grad = [0] * O if "bias" in p else None
-        x_delta = [[[0] * (H * W) for _ in range(C)] for _ in range(N)]            # [n][c][h·W+w]
+        x_delta = nested((N, C, H * W))                                           # [n][c][h·W+w]
         rk, rb, rx = recs["kernel"], recs.get("bias"), recs["in"]
-        # kernel[o,c,u,v] over the taps that read each input cell, in the order i, then j
-        k_cell = [[[taps(flat(k_oc)) for taps in t.cell_taps] for k_oc in k_o] for k_o in kernel]
+        # kernel[o,c,u,v] of the group's filters over the taps that read one input cell, in
+        # the order o, i, j, for each cell shape (fewer taps near the edges)
+        k_cell = [[[tuple(chain.from_iterable(taps(flat(kernel[o][ck])) for o in range(g * filters, (g + 1) * filters)))
+                    for taps in t.cell_taps] for ck in range(G)] for g in range(groups)]
         for n in range(N):
-            x_n = [flat(x_c) for x_c in x[n]]
+            x_n, d_n = [flat(x_c) for x_c in x[n]], [flat(d_o) for d_o in delta[n]]
             # x[n,c,h,w] each kernel tap (u,v) met, over the output positions in the order i, then j
             x_tap = [[cells(x_c) for _, cells in t.tap_pairs] for x_c in x_n]
             for o in range(O):
-                d_o, first = flat(delta[n][o]), self.first_channel(o)
+                d_o, first = d_n[o], (o // filters) * G
                 if bias_grad is not None:
                     # Σ_n Σ_i Σ_j delta[n,o,i,j]
                     bias_grad[o] = reduce(add, d_o, bias_grad[o])
                     if rb:
-                        for i, j in product(range(Ho), range(Wo)):
-                            rb.term((o,), ("delta", (n, o, i, j), d_o[i * Wo + j]))
+                        for ij in range(Ho * Wo):
+                            rb.term((o,), ("delta", (n, o, ij // Wo, ij % Wo), d_o[ij]))
                 d_tap = [positions(d_o) for positions, _ in t.tap_pairs]
-                d_cell = [positions(d_o) for _, positions in t.cells]
-                for ck in range(G):
-                    c, grad = first + ck, kernel_grad[o][ck]
-                    for uv in range(kh * kw):
-                        # Σ_n Σ_i Σ_j delta[n,o,i,j] · x[n,c,h,w] over the positions tap (u,v) reads
-                        grad[uv] = reduce(add, map(mul, d_tap[uv], x_tap[c][uv]), grad[uv])
-                        if rk:
-                            for ij, hw in zip(*t.tap_indices[uv]):
-                                rk.term((o, ck, uv // kw, uv % kw), ("delta", (n, o, ij // Wo, ij % Wo), d_o[ij]),
-                                        ("in", (n, c, hw // W, hw % W), x_n[c][hw]))
-                    into = x_delta[n][c]
-                    for hw, (shape, _) in enumerate(t.cells):
-                        # Σ_o Σ_i Σ_j delta[n,o,i,j] · kernel[o,c,u,v] over the outputs that read (h,w)
-                        into[hw] = reduce(add, map(mul, d_cell[hw], k_cell[o][ck][shape]), into[hw])
-                        if rx:
+                for ck, uv in product(range(G), range(kh * kw)):
+                    # Σ_n Σ_i Σ_j delta[n,o,i,j] · x[n,c,h,w] over the positions where tap (u,v) read x
+                    grad, c = kernel_grad[o][ck], first + ck
+                    grad[uv] = reduce(add, map(mul, d_tap[uv], x_tap[c][uv]), grad[uv])
+                    if rk:
+                        for ij, hw in zip(*t.tap_indices[uv]):
+                            rk.term((o, ck, uv // kw, uv % kw), ("delta", (n, o, ij // Wo, ij % Wo), d_o[ij]),
+                                    ("in", (n, c, hw // W, hw % W), x_n[c][hw]))
+            for g in range(groups):
+                readers = range(g * filters, (g + 1) * filters)
+                # delta[n,o,i,j] of the group's filters at the outputs that read each input cell
+                d_cell = [tuple(chain.from_iterable(positions(d_n[o]) for o in readers)) for _, positions in t.cells]
+                for ck, hw in product(range(G), range(H * W)):
+                    c, shape = g * G + ck, t.cells[hw][0]
+                    # Σ_o Σ_i Σ_j delta[n,o,i,j] · kernel[o,c,u,v] over the outputs and taps that read (h,w)
+                    x_delta[n][c][hw] = reduce(add, map(mul, d_cell[hw], k_cell[g][ck][shape]), 0)
+                    if rx:
+                        for o in readers:
                             for ij, uv in zip(*t.cell_indices[hw]):
-                                rx.term((n, c, hw // W, hw % W), ("delta", (n, o, ij // Wo, ij % Wo), d_o[ij]),
+                                rx.term((n, c, hw // W, hw % W), ("delta", (n, o, ij // Wo, ij % Wo), d_n[o][ij]),
                                         ("kernel", (o, ck, uv // kw, uv % kw), kernel[o][ck][uv // kw][uv % kw]))
         result = {"in": as_array(x_delta).reshape(self.in_shape),
                   "kernel": as_array(kernel_grad).reshape(p["kernel"].shape)}
