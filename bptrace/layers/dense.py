@@ -1,6 +1,10 @@
 """Flatten and dense (fully connected) layers."""
 from __future__ import annotations
 
+from functools import reduce
+from itertools import product
+from operator import add, mul
+
 import numpy as np
 
 from .base import (
@@ -132,11 +136,11 @@ class Dense(Layer):
         x, weights = x.tolist(), p["weights"].tolist()
         bias = p["bias"].tolist() if "bias" in p else None
         out = nested(self.out_shape)
-        for n, o in np.ndindex(*self.out_shape):
-            total = 0
-            for k in range(self.in_shape[1]):
-                total += weights[o][k] * x[n][k]
-                if rec:
+        for n, o in product(range(self.out_shape[0]), range(self.out_shape[1])):
+            # Σ_k weights[o,k] · x[n,k]: the products added in turn, from 0
+            total = reduce(add, map(mul, weights[o], x[n]), 0)
+            if rec:
+                for k in range(self.in_shape[1]):
                     rec.term((n, o), ("weights", (o, k), weights[o][k]), ("in", (n, k), x[n][k]))
             if bias is not None:
                 total += bias[o]
@@ -146,27 +150,29 @@ class Dense(Layer):
         return as_array(out)
 
     def backward(self, x, out, delta, p, recs):
+        N, O = self.out_shape
+        F = self.in_shape[1]
         x, weights, delta = x.tolist(), p["weights"].tolist(), delta.tolist()
-        weights_grad = nested(p["weights"].shape)
-        bias_grad = nested(p["bias"].shape) if "bias" in p else None
-        x_delta = nested(self.in_shape)
+        # columns: x[·,k] over the samples, delta[·,o] over the samples, weights[·,k] over the outputs
+        x_k, delta_o, weights_k = list(zip(*x)), list(zip(*delta)), list(zip(*weights))
         rw, rb, rx = recs["weights"], recs.get("bias"), recs["in"]
-        for n, o in np.ndindex(*self.out_shape):
-            d = delta[n][o]
-            if bias_grad is not None:
-                bias_grad[o] += d
-                if rb:
-                    rb.term((o,), ("delta", (n, o), d))
-            for k in range(self.in_shape[1]):
-                weights_grad[o][k] += d * x[n][k]
-                x_delta[n][k] += weights[o][k] * d
+        # Σ_n delta[n,o] · x[n,k]
+        weights_grad = [[reduce(add, map(mul, delta_o[o], x_k[k]), 0) for k in range(F)] for o in range(O)]
+        # Σ_o weights[o,k] · delta[n,o]
+        x_delta = [[reduce(add, map(mul, weights_k[k], delta[n]), 0) for k in range(F)] for n in range(N)]
+        if rw or rx:
+            for n, o, k in product(range(N), range(O), range(F)):
                 if rw:
-                    rw.term((o, k), ("delta", (n, o), d), ("in", (n, k), x[n][k]))
+                    rw.term((o, k), ("delta", (n, o), delta[n][o]), ("in", (n, k), x[n][k]))
                 if rx:
-                    rx.term((n, k), ("weights", (o, k), weights[o][k]), ("delta", (n, o), d))
+                    rx.term((n, k), ("weights", (o, k), weights[o][k]), ("delta", (n, o), delta[n][o]))
         result = {"in": as_array(x_delta), "weights": as_array(weights_grad)}
-        if bias_grad is not None:
-            result["bias"] = as_array(bias_grad)
+        if "bias" in p:
+            # Σ_n delta[n,o]
+            result["bias"] = as_array([reduce(add, delta_o[o], 0) for o in range(O)])
+            if rb:
+                for n, o in product(range(N), range(O)):
+                    rb.term((o,), ("delta", (n, o), delta[n][o]))
         return result
 
     def rules(self, n):
