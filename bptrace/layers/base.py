@@ -67,6 +67,8 @@ def nested(shape, fill=0):
     """A nested list of zeros, the accumulator of a backward loop."""
     if not shape:
         return fill
+    if len(shape) == 1:
+        return [fill] * shape[0]        # a number is never changed in place: one may fill the row
     return [nested(shape[1:], fill) for _ in range(shape[0])]
 
 
