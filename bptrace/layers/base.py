@@ -12,9 +12,11 @@ Shapes are canonical: feature maps [N][C][H][W], dense values [N][features], ker
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
+from functools import reduce
 from itertools import chain
-from operator import itemgetter
+from operator import add, itemgetter
 
 import numpy as np
 
@@ -70,6 +72,18 @@ def nested(shape, fill=0):
     if len(shape) == 1:
         return [fill] * shape[0]        # a number is never changed in place: one may fill the row
     return [nested(shape[1:], fill) for _ in range(shape[0])]
+
+
+# add_up(terms, start=0): start + t₁ + t₂ + ..., added one after another, left to right, as a
+# `total += term` loop adds them, in the terms' own arithmetic (floats, and equally
+# fractions or symbols).  Before Python 3.12 the builtin sum() does exactly that, in C; from
+# 3.12 on it compensates the rounding of float sums (Neumaier), which would change the
+# numbers, so there the terms go through `+` one by one (functools.reduce).
+if sys.version_info < (3, 12):
+    add_up = sum
+else:
+    def add_up(terms, start=0):
+        return reduce(add, terms, start)
 
 
 def flat(rows) -> list:

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import math
-from functools import reduce
 from itertools import chain, product
-from operator import add, mul
+from operator import mul
 
 import numpy as np
 
@@ -19,6 +18,7 @@ from .base import (
     _parameter,
     _set_bias,
     _too_large,
+    add_up,
     as_array,
     flat,
     gather,
@@ -191,7 +191,7 @@ class Conv(Layer):
             for o in range(g * filters, (g + 1) * filters):
                 for ij, (shape, _) in enumerate(t.windows):
                     # Σ_c Σ_u Σ_v kernel[o,c,u,v] · x[n,c,h,w]: the products added in turn, from 0
-                    total = reduce(add, map(mul, k_window[o][shape], x_window[ij]), 0)
+                    total = add_up(map(mul, k_window[o][shape], x_window[ij]))
                     i, j = divmod(ij, Wo)
                     if rec:
                         for ck, (u, h), (v, w) in product(range(G), t.rows[i], t.columns[j]):
@@ -233,7 +233,7 @@ class Conv(Layer):
                 d_o, first = d_n[o], (o // filters) * G
                 if bias_grad is not None:
                     # Σ_n Σ_i Σ_j delta[n,o,i,j]
-                    bias_grad[o] = reduce(add, d_o, bias_grad[o])
+                    bias_grad[o] = add_up(d_o, bias_grad[o])
                     if rb:
                         for ij in range(Ho * Wo):
                             rb.term((o,), ("delta", (n, o, ij // Wo, ij % Wo), d_o[ij]))
@@ -241,7 +241,7 @@ class Conv(Layer):
                 for ck, uv in product(range(G), range(kh * kw)):
                     # Σ_n Σ_i Σ_j delta[n,o,i,j] · x[n,c,h,w] over the positions where tap (u,v) read x
                     grad, c = kernel_grad[o][ck], first + ck
-                    grad[uv] = reduce(add, map(mul, d_tap[uv], x_tap[c][uv]), grad[uv])
+                    grad[uv] = add_up(map(mul, d_tap[uv], x_tap[c][uv]), grad[uv])
                     if rk:
                         for ij, hw in zip(*t.tap_indices[uv]):
                             rk.term((o, ck, uv // kw, uv % kw), ("delta", (n, o, ij // Wo, ij % Wo), d_o[ij]),
@@ -253,7 +253,7 @@ class Conv(Layer):
                 for ck, hw in product(range(G), range(H * W)):
                     c, shape = g * G + ck, t.cells[hw][0]
                     # Σ_o Σ_i Σ_j delta[n,o,i,j] · kernel[o,c,u,v] over the outputs and taps that read (h,w)
-                    x_delta[n][c][hw] = reduce(add, map(mul, d_cell[hw], k_cell[g][ck][shape]), 0)
+                    x_delta[n][c][hw] = add_up(map(mul, d_cell[hw], k_cell[g][ck][shape]))
                     if rx:
                         for o in readers:
                             for ij, uv in zip(*t.cell_indices[hw]):
@@ -311,7 +311,7 @@ class Conv(Layer):
 
 class ConvTables:
     """Conv's geometry as flat-index tables, so that each sum of products is one pass over two
-    lists (`reduce(add, map(mul, ...))`, the terms added left to right from 0, as a `+=` loop
+    lists (`add_up(map(mul, ...))`, the terms added left to right from 0, as a `+=` loop
     adds them).  Maps are read flat: input cell h·W+w, output position i·Wo+j, kernel tap
     u·kw+v.  Taking the items of a flat list is `gather(indices)` (itemgetter).
 

@@ -1,9 +1,8 @@
 """Flatten and dense (fully connected) layers."""
 from __future__ import annotations
 
-from functools import reduce
 from itertools import product
-from operator import add, mul
+from operator import mul
 
 import numpy as np
 
@@ -14,6 +13,7 @@ from .base import (
     _need_map,
     _parameter,
     _set_bias,
+    add_up,
     as_array,
     nested,
     ref,
@@ -138,7 +138,7 @@ class Dense(Layer):
         out = nested(self.out_shape)
         for n, o in product(range(self.out_shape[0]), range(self.out_shape[1])):
             # Σ_k weights[o,k] · x[n,k]: the products added in turn, from 0
-            total = reduce(add, map(mul, weights[o], x[n]), 0)
+            total = add_up(map(mul, weights[o], x[n]))
             if rec:
                 for k in range(self.in_shape[1]):
                     rec.term((n, o), ("weights", (o, k), weights[o][k]), ("in", (n, k), x[n][k]))
@@ -157,9 +157,9 @@ class Dense(Layer):
         x_k, delta_o, weights_k = list(zip(*x)), list(zip(*delta)), list(zip(*weights))
         rw, rb, rx = recs["weights"], recs.get("bias"), recs["in"]
         # Σ_n delta[n,o] · x[n,k]
-        weights_grad = [[reduce(add, map(mul, delta_o[o], x_k[k]), 0) for k in range(F)] for o in range(O)]
+        weights_grad = [[add_up(map(mul, delta_o[o], x_k[k])) for k in range(F)] for o in range(O)]
         # Σ_o weights[o,k] · delta[n,o]
-        x_delta = [[reduce(add, map(mul, weights_k[k], delta[n]), 0) for k in range(F)] for n in range(N)]
+        x_delta = [[add_up(map(mul, weights_k[k], delta[n])) for k in range(F)] for n in range(N)]
         if rw or rx:
             for n, o, k in product(range(N), range(O), range(F)):
                 if rw:
@@ -169,7 +169,7 @@ class Dense(Layer):
         result = {"in": as_array(x_delta), "weights": as_array(weights_grad)}
         if "bias" in p:
             # Σ_n delta[n,o]
-            result["bias"] = as_array([reduce(add, delta_o[o], 0) for o in range(O)])
+            result["bias"] = as_array([add_up(delta_o[o]) for o in range(O)])
             if rb:
                 for n, o in product(range(N), range(O)):
                     rb.term((o,), ("delta", (n, o), delta[n][o]))

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import math
-from functools import reduce
 from itertools import product, repeat
-from operator import add, mul
+from operator import mul
 
 import numpy as np
 
@@ -16,6 +15,7 @@ from .base import (
     _out_size,
     _pair,
     _too_large,
+    add_up,
     as_array,
     flat,
     gather,
@@ -250,7 +250,7 @@ class AvgPool(Pool):
             for ij, (count, cells) in enumerate(gathered):
                 share = 1 / count
                 # Σ (1/count) · x[n,c,h,w] over the window, the shares added in turn from 0
-                out[n][c][ij] = reduce(add, map(mul, repeat(share), cells(x_nc)), 0)
+                out[n][c][ij] = add_up(map(mul, repeat(share), cells(x_nc)))
                 if rec:
                     for hw in windows[ij][1]:
                         rec.term(self.at(n, c, ij // Wo, ij % Wo), (f"1/{count}", None, share),
@@ -268,7 +268,7 @@ class AvgPool(Pool):
             d_nc = flat(delta[n][c])
             for hw, (windows, counts) in enumerate(gathered):
                 # Σ (1/count) · delta[n,c,i,j] over the windows (i,j) that hold the cell, in turn
-                x_delta[n][c][hw] = reduce(add, map(mul, [1 / count for count in counts], windows(d_nc)), 0)
+                x_delta[n][c][hw] = add_up(map(mul, [1 / count for count in counts], windows(d_nc)))
                 if rec:
                     for ij, count in zip(*cells[hw]):
                         rec.term((n, c, hw // W, hw % W), (f"1/{count}", None, 1 / count),
