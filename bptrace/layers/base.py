@@ -91,9 +91,12 @@ def flat(rows) -> list:
     return list(chain.from_iterable(rows))
 
 
-def gather(indices):
+def gather(indices, size=None):
     """A function taking the items at `indices` of a list, as a tuple (operator.itemgetter,
-    which hands back a bare item for a single index)."""
+    which hands back a bare item for a single index), or the list itself when the indices
+    are all `size` of its items in order."""
+    if size is not None and list(indices) == list(range(size)):
+        return lambda items: items
     if len(indices) == 1:
         only = indices[0]
         return lambda items: (items[only],)
