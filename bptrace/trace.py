@@ -137,11 +137,25 @@ class Recorder:
         self.want = want            # set of canonical indices to record, or None for all
         self.limit = limit          # give up (record nothing) past this many terms
         self.count = 0
-        self.expansions: dict = {}
+        self._expansions: dict = {}
+        self._raw = False           # sums hold terms as `term` got them, not yet Factors
         self.active = True
 
     def __bool__(self):
         return self.active
+
+    @property
+    def expansions(self) -> dict:
+        """canonical index -> Expansion.  `term` keeps its (role, index, value) triples as they
+        came, and they become Factors here, once: a step that records past its limit (and
+        so keeps nothing) never pays for making them."""
+        if self._raw:
+            for expansion in self._expansions.values():
+                if expansion.kind == "sum":
+                    expansion.terms = [term if type(term[0]) is Factor else tuple(map(self._factor, term))
+                                       for term in expansion.terms]
+            self._raw = False
+        return self._expansions
 
     def _factor(self, factor) -> Factor:
         role, index, value = factor
@@ -153,19 +167,18 @@ class Recorder:
         self.count += 1
         if self.limit is not None and self.count > self.limit:
             self.active = False
-            self.expansions = {}
+            self._expansions = {}
             return None
-        expansion = self.expansions.get(at)
+        expansion = self._expansions.get(at)
         if expansion is None:
-            expansion = self.expansions[at] = Expansion(kind)
+            expansion = self._expansions[at] = Expansion(kind)
         return expansion
 
     def term(self, at, *factors):
         expansion = self._slot(at, "sum")
         if expansion is not None:
-            roles = self.roles      # _factor's work, inline: a big step records thousands of terms
-            expansion.terms.append(tuple([Factor(roles.get(role, role), index, float(value))
-                                          for role, index, value in factors]))
+            expansion.terms.append(factors)
+            self._raw = True
 
     def apply(self, at, fn: str, factor):
         expansion = self._slot(at, "apply")
