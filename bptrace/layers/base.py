@@ -86,6 +86,15 @@ else:
         return reduce(add, terms, start)
 
 
+def recording(rec, items):
+    """The items while `rec` records: none without a recorder, and no more once it has given
+    up past its term limit (a loop that records apart from the one that computes)."""
+    for item in items:
+        if not rec:
+            return
+        yield item
+
+
 def flat(rows) -> list:
     """A map's rows as one list: cell (h, w) at h·W + w."""
     return list(chain.from_iterable(rows))

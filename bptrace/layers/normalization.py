@@ -27,7 +27,8 @@ import numpy as np
 
 from ..spec import Spec, shape_words
 from ..tensors import fits
-from .base import EPS, TINY, BuildContext, Layer, Names, add_up, as_array, gather, nested, noise_bound, ref, sums
+from .base import (EPS, TINY, BuildContext, Layer, Names, add_up, as_array, gather, nested, noise_bound, recording,
+                   ref, sums)
 
 
 def _root(v):
@@ -121,15 +122,13 @@ class Norm(Layer):
         if self.train:
             # Σ x / m over each statistic's elements, added in turn
             mean = [add_up(group(x)) / m for group in members]
-            if rec:
-                for g, group in enumerate(self.groups):
-                    for k in group:
-                        rec.term(self.stat_cells[g], ("in", cells[k], x[k]), (f"1/{m}", None, 1 / m))
+            for g, group in recording(rec, enumerate(self.groups)):
+                for k in group:
+                    rec.term(self.stat_cells[g], ("in", cells[k], x[k]), (f"1/{m}", None, 1 / m))
         else:
             mean = self.running_mean.reshape(-1).tolist()
-            if rec:
-                for g, v in enumerate(mean):
-                    rec.term(self.stat_cells[g], ("running_mean", self.stat_cells[g], v))
+            for g, v in recording(rec, enumerate(mean)):
+                rec.term(self.stat_cells[g], ("running_mean", self.stat_cells[g], v))
         bounds = stage.bounds
         mean = stage("mean", as_array(mean).reshape(self.stat_shape), reads=("in",) if self.train else (),
                      noise=self._mean_noise(x, bounds) if bounds is not None and self.train else None)
@@ -139,17 +138,15 @@ class Norm(Layer):
         if self.train:
             # Σ (x − mean)·(x − mean) / m: the biased variance
             var = [add_up([(xk - mean[g]) * (xk - mean[g]) for xk in group(x)]) / m for g, group in enumerate(members)]
-            if rec:
-                for g, group in enumerate(self.groups):
-                    for k in group:
-                        d = x[k] - mean[g]
-                        rec.term(self.stat_cells[g], ("in − mean", cells[k], d), ("in − mean", cells[k], d),
-                                 (f"1/{m}", None, 1 / m))
+            for g, group in recording(rec, enumerate(self.groups)):
+                for k in group:
+                    d = x[k] - mean[g]
+                    rec.term(self.stat_cells[g], ("in − mean", cells[k], d), ("in − mean", cells[k], d),
+                             (f"1/{m}", None, 1 / m))
         else:
             var = self.running_var.reshape(-1).tolist()
-            if rec:
-                for g, v in enumerate(var):
-                    rec.term(self.stat_cells[g], ("running_var", self.stat_cells[g], v))
+            for g, v in recording(rec, enumerate(var)):
+                rec.term(self.stat_cells[g], ("running_var", self.stat_cells[g], v))
         var = stage("var", as_array(var).reshape(self.stat_shape), reads=("in", "mean") if self.train else (),
                     noise=self._var_noise(x, mean, bounds) if bounds is not None and self.train else None)
         var = var.reshape(-1).tolist()
@@ -158,11 +155,10 @@ class Norm(Layer):
         roots = [_inverse_root(v + self.eps) for v in var]          # 1/√(var + eps) of each statistic
         # (x − mean) · 1/√(var + eps)
         xhat = [(x[k] - mean[g]) * roots[g] for k, g in enumerate(self.group_of)]
-        if rec:
-            for k, g in enumerate(self.group_of):
-                r = roots[g]
-                rec.term(cells[k], ("in", cells[k], x[k]), ("1/√(var + eps)", self.stat_cells[g], r))
-                rec.term(cells[k], ("−mean", self.stat_cells[g], -mean[g]), ("1/√(var + eps)", self.stat_cells[g], r))
+        for k, g in recording(rec, enumerate(self.group_of)):
+            r = roots[g]
+            rec.term(cells[k], ("in", cells[k], x[k]), ("1/√(var + eps)", self.stat_cells[g], r))
+            rec.term(cells[k], ("−mean", self.stat_cells[g], -mean[g]), ("1/√(var + eps)", self.stat_cells[g], r))
         xhat = stage("xhat", as_array(xhat).reshape(self.in_shape), reads=("in", "mean", "var"),
                      noise=self._xhat_noise(x, mean, var, bounds) if bounds is not None else None)
         xhat = xhat.reshape(-1).tolist()
@@ -170,10 +166,9 @@ class Norm(Layer):
         rec = recs["out"]
         # γ · x̂ + β
         out = [gamma[j] * xhat[k] + beta[j] for k, j in enumerate(self.param_of)]
-        if rec:
-            for k, j in enumerate(self.param_of):
-                rec.term(cells[k], ("gamma", self.param_cells[j], gamma[j]), ("xhat", cells[k], xhat[k]))
-                rec.term(cells[k], ("beta", self.param_cells[j], beta[j]))
+        for k, j in recording(rec, enumerate(self.param_of)):
+            rec.term(cells[k], ("gamma", self.param_cells[j], gamma[j]), ("xhat", cells[k], xhat[k]))
+            rec.term(cells[k], ("beta", self.param_cells[j], beta[j]))
         if bounds is not None:
             self._out_bound = self._out_noise(xhat, gamma, beta, bounds)
         return as_array(out).reshape(self.in_shape)
@@ -191,19 +186,16 @@ class Norm(Layer):
         # Σ delta · x̂ and Σ delta over the elements each γ, β element scales and shifts
         gamma_grad = [add_up(map(mul, each(delta), each(xhat))) for each in self._param_members()]
         beta_grad = [add_up(each(delta)) for each in self._param_members()]
-        if rg or rb:
-            for k, j in enumerate(self.param_of):
-                if rg:
-                    rg.term(self.param_cells[j], ("delta", cells[k], delta[k]), ("xhat", cells[k], xhat[k]))
-                if rb:
-                    rb.term(self.param_cells[j], ("delta", cells[k], delta[k]))
+        for k, j in recording(rg, enumerate(self.param_of)):
+            rg.term(self.param_cells[j], ("delta", cells[k], delta[k]), ("xhat", cells[k], xhat[k]))
+        for k, j in recording(rb, enumerate(self.param_of)):
+            rb.term(self.param_cells[j], ("delta", cells[k], delta[k]))
 
         rec = recs["xhat.delta"]
         # delta · γ
         xhat_delta = [delta[k] * gamma[j] for k, j in enumerate(self.param_of)]
-        if rec:
-            for k, j in enumerate(self.param_of):
-                rec.term(cells[k], ("delta", cells[k], delta[k]), ("gamma", self.param_cells[j], gamma[j]))
+        for k, j in recording(rec, enumerate(self.param_of)):
+            rec.term(cells[k], ("delta", cells[k], delta[k]), ("gamma", self.param_cells[j], gamma[j]))
         xhat_delta = stage("xhat.delta", as_array(xhat_delta).reshape(self.in_shape), reads=("delta", "gamma"),
                            noise=self._dxhat_noise(delta, gamma, bounds) if bounds is not None else None)
         xhat_delta = xhat_delta.reshape(-1).tolist()
@@ -213,10 +205,9 @@ class Norm(Layer):
             # the statistics are constants: x̂ = (x − running_mean)/√(running_var + eps)
             rec = recs["in"]
             x_delta = [xhat_delta[k] * roots[g] for k, g in enumerate(self.group_of)]
-            if rec:
-                for k, g in enumerate(self.group_of):
-                    rec.term(cells[k], ("xhat.delta", cells[k], xhat_delta[k]),
-                             ("1/√(var + eps)", self.stat_cells[g], roots[g]))
+            for k, g in recording(rec, enumerate(self.group_of)):
+                rec.term(cells[k], ("xhat.delta", cells[k], xhat_delta[k]),
+                         ("1/√(var + eps)", self.stat_cells[g], roots[g]))
             if bounds is not None:
                 self._back_bound = self._backward_noise(x, delta, gamma, mean, var, xhat, xhat_delta, None,
                                                         None, bounds)
@@ -228,12 +219,11 @@ class Norm(Layer):
         # Σ x̂.delta · (x − mean) · (−½)(var + eps)^(−3/2)
         var_delta = [add_up([dx * (xk - mean[g]) * slopes[g] for dx, xk in zip(group(xhat_delta), group(x))])
                      for g, group in enumerate(members)]
-        if rec:
-            for g, group in enumerate(self.groups):
-                for k in group:
-                    rec.term(self.stat_cells[g], ("xhat.delta", cells[k], xhat_delta[k]),
-                             ("in − mean", cells[k], x[k] - mean[g]), ("−½(var + eps)^(−3/2)", self.stat_cells[g],
-                                                                       slopes[g]))
+        for g, group in recording(rec, enumerate(self.groups)):
+            for k in group:
+                rec.term(self.stat_cells[g], ("xhat.delta", cells[k], xhat_delta[k]),
+                         ("in − mean", cells[k], x[k] - mean[g]), ("−½(var + eps)^(−3/2)", self.stat_cells[g],
+                                                                   slopes[g]))
         var_delta = stage("var.delta", as_array(var_delta).reshape(self.stat_shape),
                           reads=("xhat.delta", "in", "mean", "var"),
                           noise=self._dvar_noise(x, mean, var, xhat_delta, bounds) if bounds is not None else None)
@@ -246,10 +236,10 @@ class Norm(Layer):
             # Σ x̂.delta · (−1/√(var + eps)) + var.delta · Σ −2(x − mean) / m
             spread = add_up([-2 * (xk - mean[g]) for xk in group(x)])
             mean_delta.append(add_up([dx * -r for dx in group(xhat_delta)]) + var_delta[g] * spread / m)
+            for k in recording(rec, self.groups[g]):
+                rec.term(self.stat_cells[g], ("xhat.delta", cells[k], xhat_delta[k]),
+                         ("−1/√(var + eps)", self.stat_cells[g], -r))
             if rec:
-                for k in self.groups[g]:
-                    rec.term(self.stat_cells[g], ("xhat.delta", cells[k], xhat_delta[k]),
-                             ("−1/√(var + eps)", self.stat_cells[g], -r))
                 rec.term(self.stat_cells[g], ("var.delta", self.stat_cells[g], var_delta[g]),
                          ("Σ −2(in − mean)/m", self.stat_cells[g], spread / m))
         mean_delta = stage("mean.delta", as_array(mean_delta).reshape(self.stat_shape),
@@ -262,12 +252,11 @@ class Norm(Layer):
         # x̂.delta / √(var + eps) + var.delta · 2(x − mean)/m + mean.delta / m
         x_delta = [xhat_delta[k] * roots[g] + var_delta[g] * (2 * (x[k] - mean[g]) / m) + mean_delta[g] / m
                    for k, g in enumerate(self.group_of)]
-        if rec:
-            for k, g in enumerate(self.group_of):
-                at = self.stat_cells[g]
-                rec.term(cells[k], ("xhat.delta", cells[k], xhat_delta[k]), ("1/√(var + eps)", at, roots[g]))
-                rec.term(cells[k], ("var.delta", at, var_delta[g]), ("2(in − mean)/m", cells[k], 2 * (x[k] - mean[g]) / m))
-                rec.term(cells[k], ("mean.delta", at, mean_delta[g]), (f"1/{m}", None, 1 / m))
+        for k, g in recording(rec, enumerate(self.group_of)):
+            at = self.stat_cells[g]
+            rec.term(cells[k], ("xhat.delta", cells[k], xhat_delta[k]), ("1/√(var + eps)", at, roots[g]))
+            rec.term(cells[k], ("var.delta", at, var_delta[g]), ("2(in − mean)/m", cells[k], 2 * (x[k] - mean[g]) / m))
+            rec.term(cells[k], ("mean.delta", at, mean_delta[g]), (f"1/{m}", None, 1 / m))
         if bounds is not None:
             self._back_bound = self._backward_noise(x, delta, gamma, mean, var, xhat, xhat_delta, var_delta,
                                                     mean_delta, bounds)
