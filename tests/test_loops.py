@@ -116,3 +116,24 @@ layers:
     assert np.array_equal(back["in"], _float(delta @ weights))
     assert np.array_equal(back["weights"], _float(delta.T @ xd))
     assert np.array_equal(back["bias"], _float(delta.sum(axis=0)))
+
+
+def test_a_scenario_stays_picklable_after_its_loops_made_their_tables():
+    # the tables hold gathers of one index (1×1 kernel, a window cut to one cell by the
+    # padding) and whole lists (a tap that reads every output position)
+    import pickle
+
+    scenario = bptrace.load("""
+input: {random: uniform, shape: [1, 2, 4, 4], seed: 9}
+init: {scheme: glorot_uniform, seed: 4}
+layers:
+  - {type: conv, name: c1, out_channels: 2, size: 3, padding: 2, stride: 3}
+  - {type: conv, name: c2, out_channels: 1, size: 1}
+  - {type: avgpool, name: a, size: 2, padding: 1}
+  - {type: batchnorm, name: bn}
+  - {type: flatten}
+loss: {type: sum}
+""")
+    first = bptrace.run(scenario)
+    again = bptrace.run(pickle.loads(pickle.dumps(scenario)))
+    assert [step.values.tobytes() for step in first.steps] == [step.values.tobytes() for step in again.steps]

@@ -103,15 +103,28 @@ def flat(rows) -> list:
 def gather(indices, size=None):
     """A function taking the items at `indices` of a list, as a tuple (operator.itemgetter,
     which hands back a bare item for a single index), or the list itself when the indices
-    are all `size` of its items in order."""
-    if size is not None and list(indices) == list(range(size)):
-        return lambda items: items
-    if len(indices) == 1:
-        only = indices[0]
-        return lambda items: (items[only],)
-    if not indices:
-        return lambda items: ()
+    are all `size` of its items in order.  (No lambdas: a layer keeps its tables, and a
+    scenario stays picklable.)"""
+    indices = list(indices)
+    if size is not None and indices == list(range(size)):
+        return _whole
+    if len(indices) < 2:
+        return _Few(indices)
     return itemgetter(*indices)
+
+
+def _whole(items):
+    return items
+
+
+class _Few:
+    """gather() of one index or none."""
+
+    def __init__(self, indices):
+        self.indices = tuple(indices)
+
+    def __call__(self, items):
+        return tuple([items[k] for k in self.indices])
 
 
 def as_array(values) -> np.ndarray:
