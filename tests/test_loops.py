@@ -73,8 +73,8 @@ layers:
 
 def test_conv_loops_run_on_fractions():
     (conv,) = _layer(CONV)
-    N, C, H, W = conv.in_shape
-    _, O, Ho, Wo = conv.out_shape
+    _, _, H, W = conv.in_shape
+    O = conv.out_shape[1]
     _, G, kh, kw = conv.params["kernel"].shape
     x, kernel, bias = _fractions(conv.in_shape, 1), _fractions((O, G, kh, kw), 2), _fractions((O,), 3)
     delta = _fractions(conv.out_shape, 4)

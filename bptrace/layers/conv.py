@@ -164,7 +164,7 @@ class Conv(Layer):
         self._taps = (key, pairs)
         return pairs
 
-    def tables(self) -> "ConvTables":
+    def tables(self) -> ConvTables:
         """The loops' index tables, worked out from `taps()` once per geometry."""
         pairs = self.taps()
         key, cached = self._taps[0], getattr(self, "_tables", None)

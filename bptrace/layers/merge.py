@@ -12,7 +12,16 @@ import math
 import numpy as np
 
 from ..spec import Spec, shape_words
-from .base import BuildContext, Layer, Names, add_up, as_array, noise_bound, recording, ref
+from .base import (
+    BuildContext,
+    Layer,
+    Names,
+    add_up,
+    as_array,
+    noise_bound,
+    recording,
+    ref,
+)
 
 
 def _plural(count: int, word: str) -> str:

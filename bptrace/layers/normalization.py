@@ -27,8 +27,21 @@ import numpy as np
 
 from ..spec import Spec, shape_words
 from ..tensors import fits
-from .base import (EPS, TINY, BuildContext, Layer, Names, add_up, as_array, gather, nested, noise_bound, recording,
-                   ref, sums)
+from .base import (
+    EPS,
+    TINY,
+    BuildContext,
+    Layer,
+    Names,
+    add_up,
+    as_array,
+    gather,
+    nested,
+    noise_bound,
+    recording,
+    ref,
+    sums,
+)
 
 
 def _root(v):

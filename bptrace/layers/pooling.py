@@ -241,7 +241,7 @@ class AvgPool(Pool):
 
     def forward(self, x, p, rec):
         N, C, Ho, Wo = self.grid
-        _, _, H, W = self.in_shape
+        W = self.in_shape[3]
         windows, _, gathered, _ = self.tables()
         x = x.tolist()
         out = nested((N, C, Ho * Wo))
@@ -258,7 +258,7 @@ class AvgPool(Pool):
         return as_array(out).reshape(self.out_shape)
 
     def backward(self, x, out, delta, p, recs):
-        N, C, Ho, Wo = self.grid
+        N, C, _, Wo = self.grid
         _, _, H, W = self.in_shape
         _, cells, _, gathered = self.tables()
         delta = delta.reshape(self.grid).tolist()
