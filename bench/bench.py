@@ -10,6 +10,9 @@ prints the medians, the ratio bptrace / PyTorch against the targets of issue 3, 
 memory (maximum resident set size) of each process.  Before timing it checks that the two
 sides computed the same numbers.
 
+`bench_engine` times the engine alone, in this process, and prints nanoseconds per counted
+scalar operation (`python bench/bench.py --engine` runs only that).
+
 `bench_check` is the benchmark of issue 4 (200 submissions in one `bptrace check` call
 against 20 single-file calls); it is skipped while `bptrace check` does not exist.
 """
@@ -168,6 +171,56 @@ def bench_run(repeat: int):
     return all(verdicts)
 
 
+# --- issue 10: the engine's cost per scalar operation ------------------------------------------
+
+NS_PER_OP_TARGET = 100
+
+
+def engine_cases() -> list[tuple[str, str, str]]:
+    """(label, scenario text, file name) of the in-process cases: Zhang's network, the same
+    network on a 56x56 input (twice the side, 6.3 times the operations), and the residual block
+    with batch norm of the whole-process cases (relu decides, so float-noise bounds are computed too)."""
+    zhang = (ROOT / "scenarios" / "zhang2016.yaml").read_text(encoding="utf-8")
+    wide = zhang.replace("shape: [28, 28]", "shape: [56, 56]")
+    assert wide != zhang, "scenarios/zhang2016.yaml no longer draws a [28, 28] input"
+    residual = ROOT / "bench" / "residual_bn.yaml"
+    return [("Zhang 2016", zhang, "scenarios/zhang2016.yaml"),
+            ("Zhang, 56x56 input", wide, "zhang2016-56x56.yaml"),
+            ("residual + batch norm", residual.read_text(encoding="utf-8"), "bench/residual_bn.yaml")]
+
+
+def bench_engine(repeat: int):
+    """Nanoseconds per counted operation: `bptrace.engine.run` timed in this process (no
+    start-up, no rendering), divided by the scalar operations the size guard counts (each
+    layer's `multiply_adds()`, forward and backward), median of `repeat` runs after one
+    warm-up run."""
+    sys.path.insert(0, str(ROOT))
+    from bptrace.engine import run
+    from bptrace.scenario import loads
+
+    print(f"\nengine time per counted operation, in-process, median of {repeat} "
+          f"(target: at most {NS_PER_OP_TARGET} ns)\n")
+    header = f"{'case':<24}{'operations':>12}{'engine':>10}{'per operation':>16}"
+    print(header)
+    print("─" * len(header))
+    verdicts = []
+    for label, text, file in engine_cases():
+        scenario = loads(text, file)
+        operations = scenario.work()
+        run(scenario)
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            run(scenario)
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
+        per_op = seconds / operations * 1e9
+        ok = per_op <= NS_PER_OP_TARGET
+        verdicts.append(ok)
+        print(f"{label:<24}{operations:>12,}{seconds:>9.3f}s{per_op:>12.1f} ns {'✓' if ok else '✗'}")
+    return all(verdicts)
+
+
 # --- issue 4: `bptrace check` over a class's submissions -------------------------------------
 
 SUBMISSIONS = 200
@@ -246,8 +299,12 @@ def bench_check(repeat: int):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="repetitions of each case (default 5)")
+    parser.add_argument("--engine", action="store_true", help="only the in-process time per operation")
     args = parser.parse_args()
+    if args.engine:
+        sys.exit(0 if bench_engine(args.repeat) else 1)
     ok = bench_run(args.repeat)
+    ok = bench_engine(args.repeat) and ok
     ok = bench_check(args.repeat) and ok
     sys.exit(0 if ok else 1)
 

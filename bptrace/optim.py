@@ -194,7 +194,7 @@ def _sgd(opt, u):
             step_terms = lambda idx: [((g_role, idx, g[idx]),), ((_g(mu), None, mu), ("buf", idx, buf[idx]))]
         elif not opt.step_reads_new_buffer():
             # the step taken with the buffer it started from (none yet: a zero step)
-            before_buf = np.zeros(u.old.shape) if u.previous.get("momentum_buffer") is None \
+            before_buf = opt.num.zeros(u.old.shape) if u.previous.get("momentum_buffer") is None \
                 else u.previous["momentum_buffer"]
             step, step_text = before_buf, before or "0"
             step_terms = (lambda idx: []) if before is None else (lambda idx: [(("buf", idx, before_buf[idx]),)])

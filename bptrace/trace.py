@@ -8,6 +8,7 @@ term by term (`Expansion`).  Nothing here computes; renderers only format what i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,9 +18,10 @@ from .tensors import squeeze
 PHASES = ("input", "parameter", "forward", "loss", "backward", "update")
 
 
-@dataclass(frozen=True)
-class Factor:
-    """One factor of one term: a traced value's element, or a constant with a label."""
+class Factor(NamedTuple):
+    """One factor of one term: a traced value's element, or a constant with a label.
+    (A named tuple rather than a frozen dataclass: a big step records thousands, and a
+    named tuple is made in half the time.)"""
     name: str                 # "c1.kernel", "input", ... or a label such as "1/4", "η", "1 − s1.out"
     index: tuple | None       # canonical index into the named value; None for a constant
     value: float
@@ -140,11 +142,25 @@ class Recorder:
         self.want = want            # set of canonical indices to record, or None for all
         self.limit = limit          # give up (record nothing) past this many terms
         self.count = 0
-        self.expansions: dict = {}
+        self._expansions: dict = {}
+        self._raw = False           # sums hold terms as `term` got them, not yet Factors
         self.active = True
 
     def __bool__(self):
         return self.active
+
+    @property
+    def expansions(self) -> dict:
+        """canonical index -> Expansion.  `term` keeps its (role, index, value) triples as they
+        came, and they become Factors here, once: a step that records past its limit (and
+        so keeps nothing) never pays for making them."""
+        if self._raw:
+            for expansion in self._expansions.values():
+                if expansion.kind == "sum":
+                    expansion.terms = [term if type(term[0]) is Factor else tuple(map(self._factor, term))
+                                       for term in expansion.terms]
+            self._raw = False
+        return self._expansions
 
     def _factor(self, factor) -> Factor:
         role, index, value = factor
@@ -156,17 +172,18 @@ class Recorder:
         self.count += 1
         if self.limit is not None and self.count > self.limit:
             self.active = False
-            self.expansions = {}
+            self._expansions = {}
             return None
-        expansion = self.expansions.get(at)
+        expansion = self._expansions.get(at)
         if expansion is None:
-            expansion = self.expansions[at] = Expansion(kind)
+            expansion = self._expansions[at] = Expansion(kind)
         return expansion
 
     def term(self, at, *factors):
         expansion = self._slot(at, "sum")
         if expansion is not None:
-            expansion.terms.append(tuple(self._factor(f) for f in factors))
+            expansion.terms.append(factors)
+            self._raw = True
 
     def apply(self, at, fn: str, factor):
         expansion = self._slot(at, "apply")

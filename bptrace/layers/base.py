@@ -12,7 +12,11 @@ Shapes are canonical: feature maps [N][C][H][W], dense values [N][features], ker
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
+from functools import reduce
+from itertools import chain
+from operator import add, itemgetter
 
 import numpy as np
 
@@ -68,7 +72,62 @@ def nested(shape, fill=0):
     """A nested list of zeros, the accumulator of a backward loop."""
     if not shape:
         return fill
+    if len(shape) == 1:
+        return [fill] * shape[0]        # a number is never changed in place: one may fill the row
     return [nested(shape[1:], fill) for _ in range(shape[0])]
+
+
+# add_up(terms, start=0): start + t₁ + t₂ + ..., added one after another, left to right, as a
+# `total += term` loop adds them, in the terms' own arithmetic (floats, and equally
+# fractions or symbols).  Before Python 3.12 the builtin sum() does exactly that, in C; from
+# 3.12 on it compensates the rounding of float sums (Neumaier), which would change the
+# numbers, so there the terms go through `+` one by one (functools.reduce).
+if sys.version_info < (3, 12):
+    add_up = sum
+else:
+    def add_up(terms, start=0):
+        return reduce(add, terms, start)
+
+
+def recording(rec, items):
+    """The items while `rec` records: none without a recorder, and no more once it has given
+    up past its term limit (a loop that records apart from the one that computes)."""
+    for item in items:
+        if not rec:
+            return
+        yield item
+
+
+def flat(rows) -> list:
+    """A map's rows as one list: cell (h, w) at h·W + w."""
+    return list(chain.from_iterable(rows))
+
+
+def gather(indices, size=None):
+    """A function taking the items at `indices` of a list, as a tuple (operator.itemgetter,
+    which hands back a bare item for a single index), or the list itself when the indices
+    are all `size` of its items in order.  (No lambdas: a layer keeps its tables, and a
+    scenario stays picklable.)"""
+    indices = list(indices)
+    if size is not None and indices == list(range(size)):
+        return _whole
+    if len(indices) < 2:
+        return _Few(indices)
+    return itemgetter(*indices)
+
+
+def _whole(items):
+    return items
+
+
+class _Few:
+    """gather() of one index or none."""
+
+    def __init__(self, indices):
+        self.indices = tuple(indices)
+
+    def __call__(self, items):
+        return tuple([items[k] for k in self.indices])
 
 
 def as_array(values) -> np.ndarray:

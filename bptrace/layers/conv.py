@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from itertools import product
+from operator import mul
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from .base import (
     _parameter,
     _set_bias,
     _too_large,
+    add_up,
+    as_array,
+    gather,
     nested,
     position,
     ref,
@@ -162,52 +166,109 @@ class Conv(Layer):
         self._taps = (key, pairs)
         return pairs
 
+    def tables(self) -> ConvTables:
+        """The loops' index tables, worked out from `taps()` once per geometry."""
+        pairs = self.taps()
+        key, cached = self._taps[0], getattr(self, "_tables", None)
+        if cached is None or cached[0] != key:
+            self._tables = cached = (key, ConvTables(pairs, self.params["kernel"].shape, self.in_shape, self.out_shape,
+                                                     self.groups))
+        return cached[1]
+
     def forward(self, x, p, rec):
         if self._summing:
             return self._summed_forward(x, p)      # a noise bound's magnitudes, not a traced value
-        x, kernel = x.tolist(), p["kernel"].tolist()
+        N, O, Ho, Wo = self.out_shape
+        _, G, kh, kw = p["kernel"].shape
+        _, _, H, W = self.in_shape
+        groups, filters = self.groups, self.out_shape[1] // self.groups   # a group's filters read its G maps
+        t = self.tables()
+        kernel = [k_o.reshape(-1).tolist() for k_o in p["kernel"]]       # kernel[o] flat: c·kh·kw + u·kw + v
         bias = p["bias"].tolist() if "bias" in p else None
-        out = nested(self.out_shape)
-        for n, o, i, j in np.ndindex(*self.out_shape):
-            total = 0
-            for ck, c, u, v, h, w in self.window(o, i, j):
-                total += kernel[o][ck][u][v] * x[n][c][h][w]
-                if rec:
-                    rec.term((n, o, i, j), ("kernel", (o, ck, u, v), kernel[o][ck][u][v]),
-                             ("in", (n, c, h, w), x[n][c][h][w]))
-            if bias is not None:
-                total += bias[o]
-                if rec:
-                    rec.term((n, o, i, j), ("bias", (o,), bias[o]))
-            out[n][o][i][j] = total
-        return self.num.array(out)
+        out = nested((N, O, Ho * Wo))
+        # kernel[o,c,u,v] of each window shape (fewer taps at the padding), in the order c, u, v
+        k_window = [[taps(k_o) for taps in t.window_taps] for k_o in kernel]
+        for n, g in product(range(N), range(groups)):
+            maps = x[n, g * G:(g + 1) * G].reshape(-1).tolist()         # the group's maps flat: c·H·W + h·W + w
+            # x[n,c,h,w] under each window in the same order, read once for the group's filters
+            x_window = [cells(maps) for _, cells in t.windows]
+            for o in range(g * filters, (g + 1) * filters):
+                for ij, (shape, _) in enumerate(t.windows):
+                    # Σ_c Σ_u Σ_v kernel[o,c,u,v] · x[n,c,h,w]: the products added in turn, from 0
+                    total = add_up(map(mul, k_window[o][shape], x_window[ij]))
+                    i, j = divmod(ij, Wo)
+                    if rec:
+                        for ck, (u, h), (v, w) in product(range(G), t.rows[i], t.columns[j]):
+                            rec.term((n, o, i, j), ("kernel", (o, ck, u, v), kernel[o][(ck * kh + u) * kw + v]),
+                                     ("in", (n, g * G + ck, h, w), maps[(ck * H + h) * W + w]))
+                    if bias is not None:
+                        total += bias[o]
+                        if rec:
+                            rec.term((n, o, i, j), ("bias", (o,), bias[o]))
+                    out[n][o][ij] = total
+        return self.num.array(out).reshape(self.out_shape)
 
     def backward(self, x, out, delta, p, recs):
         # The chain rule through out[n,o,i,j] = Σ kernel[o,c,u,v]·x[n,c,h,w] + bias[o]:
         # every output element sends delta·x to the kernel tap that made it, delta·kernel
         # to the input cell it read, and delta to the bias.  Summing these scattered
-        # pieces is the 'full convolution' of the delta with the turned kernel.
+        # pieces is the 'full convolution' of the delta with the turned kernel.  Each sum
+        # adds its pieces in the order of the output elements (n, o, i, j) that sent them.
         if self._summing:
             return self._summed_backward(x, delta, p)
-        x, kernel, delta = x.tolist(), p["kernel"].tolist(), delta.tolist()
-        kernel_grad = nested(p["kernel"].shape)
-        bias_grad = nested(p["bias"].shape) if "bias" in p else None
-        x_delta = nested(self.in_shape)
+        N, O, Ho, Wo = self.out_shape
+        _, C, H, W = self.in_shape
+        _, G, kh, kw = p["kernel"].shape
+        groups, filters = self.groups, self.out_shape[1] // self.groups
+        t = self.tables()
+        kernel_grad = [[[0] * (kh * kw) for _ in range(G)] for _ in range(O)]     # [o][c][u·kw+v]
+        bias_grad = [0] * O if "bias" in p else None
+        x_delta = nested((N, C, H * W))                                           # [n][c][h·W+w]
         rk, rb, rx = recs["kernel"], recs.get("bias"), recs["in"]
-        for n, o, i, j in np.ndindex(*self.out_shape):
-            d = delta[n][o][i][j]
-            if bias_grad is not None:
-                bias_grad[o] += d
-                if rb:
-                    rb.term((o,), ("delta", (n, o, i, j), d))
-            for ck, c, u, v, h, w in self.window(o, i, j):
-                kernel_grad[o][ck][u][v] += d * x[n][c][h][w]
-                x_delta[n][c][h][w] += d * kernel[o][ck][u][v]
-                if rk:
-                    rk.term((o, ck, u, v), ("delta", (n, o, i, j), d), ("in", (n, c, h, w), x[n][c][h][w]))
-                if rx:
-                    rx.term((n, c, h, w), ("delta", (n, o, i, j), d), ("kernel", (o, ck, u, v), kernel[o][ck][u][v]))
-        result = {"in": self.num.array(x_delta), "kernel": self.num.array(kernel_grad)}
+        kernel = [k_o.reshape(-1).tolist() for k_o in p["kernel"]]       # kernel[o] flat: c·kh·kw + u·kw + v
+        # kernel[o,c,u,v] of the group's filters over the taps that read one input cell, in
+        # the order o, i, j, for each cell shape (fewer taps near the edges)
+        k_cell = [[[taps(k_gc) for taps in t.cell_taps] for k_gc in
+                   (p["kernel"][g * filters:(g + 1) * filters, ck].reshape(-1).tolist() for ck in range(G))]
+                  for g in range(groups)]
+        for n in range(N):
+            x_n = [x_c.reshape(-1).tolist() for x_c in x[n]]             # x[n,c] flat: h·W + w
+            d_n = [d_o.reshape(-1).tolist() for d_o in delta[n]]         # delta[n,o] flat: i·Wo + j
+            # x[n,c,h,w] each kernel tap (u,v) met, over the output positions in the order i, then j
+            x_tap = [[cells(x_c) for _, cells in t.tap_pairs] for x_c in x_n]
+            for o in range(O):
+                d_o, first = d_n[o], (o // filters) * G
+                if bias_grad is not None:
+                    # Σ_n Σ_i Σ_j delta[n,o,i,j]
+                    bias_grad[o] = add_up(d_o, bias_grad[o])
+                    if rb:
+                        for ij in range(Ho * Wo):
+                            rb.term((o,), ("delta", (n, o, ij // Wo, ij % Wo), d_o[ij]))
+                d_tap = [positions(d_o) for positions, _ in t.tap_pairs]
+                for ck, uv in product(range(G), range(kh * kw)):
+                    # Σ_n Σ_i Σ_j delta[n,o,i,j] · x[n,c,h,w] over the positions where tap (u,v) read x
+                    grad, c = kernel_grad[o][ck], first + ck
+                    grad[uv] = add_up(map(mul, d_tap[uv], x_tap[c][uv]), grad[uv])
+                    if rk:
+                        for ij, hw in zip(*t.tap_indices[uv]):
+                            rk.term((o, ck, uv // kw, uv % kw), ("delta", (n, o, ij // Wo, ij % Wo), d_o[ij]),
+                                    ("in", (n, c, hw // W, hw % W), x_n[c][hw]))
+            for g in range(groups):
+                readers = range(g * filters, (g + 1) * filters)
+                # delta[n,o,i,j] of the group's filters at the outputs that read each input cell
+                d_group = delta[n, g * filters:(g + 1) * filters].reshape(-1).tolist()
+                d_cell = [positions(d_group) for _, positions in t.cells]
+                for ck, hw in product(range(G), range(H * W)):
+                    c, shape = g * G + ck, t.cells[hw][0]
+                    # Σ_o Σ_i Σ_j delta[n,o,i,j] · kernel[o,c,u,v] over the outputs and taps that read (h,w)
+                    x_delta[n][c][hw] = add_up(map(mul, d_cell[hw], k_cell[g][ck][shape]))
+                    if rx:
+                        for o in readers:
+                            for ij, uv in zip(*t.cell_indices[hw]):
+                                rx.term((n, c, hw // W, hw % W), ("delta", (n, o, ij // Wo, ij % Wo), d_n[o][ij]),
+                                        ("kernel", (o, ck, uv // kw, uv % kw), kernel[o][ck * kh * kw + uv]))
+        result = {"in": self.num.array(x_delta).reshape(self.in_shape),
+                  "kernel": self.num.array(kernel_grad).reshape(p["kernel"].shape)}
         if bias_grad is not None:
             result["bias"] = self.num.array(bias_grad)
         return result
@@ -316,6 +377,65 @@ class Conv(Layer):
         if bias:
             rules["bias"] = eq(ref(n.grad("bias"), (O,), "o"), sums(d, *outputs))
         return rules
+
+
+class ConvTables:
+    """Conv's geometry as flat-index tables, so that each sum of products is one pass over two
+    lists (`add_up(map(mul, ...))`, the terms added left to right from 0, as a `+=` loop
+    adds them).  Maps are read flat (input cell h·W+w, output position i·Wo+j, kernel tap
+    u·kw+v), and a group's maps one after another (c·H·W + h·W + w, o·Ho·Wo + i·Wo + j, a
+    filter c·kh·kw + u·kw + v, a kernel channel over the group's filters o·kh·kw + u·kw + v).
+    Taking the items of a flat list is `gather(indices)` (itemgetter).
+
+    windows[i·Wo+j]    (shape, cells): the cells of the group's input maps that output
+                       position's window reads, in the order c, u, v; its taps in a filter are
+                       window_taps[shape] (windows that lose the same taps to the padding
+                       share one shape)
+    tap_pairs[u·kw+v]  (positions, cells): the output positions tap (u,v) made and the input
+                       cells it read there, in the order i, then j, in one map each
+                       (tap_indices: the indices)
+    cells[h·W+w]       (shape, positions): the outputs of the group's filters that read input
+                       cell (h,w), in the order o, i, j, through the taps cell_taps[shape] of
+                       one kernel channel (cell_indices: the indices in one map and one filter)
+    """
+
+    def __init__(self, pairs, kernel_shape, in_shape, out_shape, groups):
+        rows, columns = pairs
+        O, G, kh, kw = kernel_shape
+        _, _, H, W = in_shape
+        _, _, Ho, Wo = out_shape
+        filters = O // groups
+        self.rows, self.columns = rows, columns
+        shapes: dict = {}
+        self.windows = []
+        for i, j in product(range(Ho), range(Wo)):
+            taps = tuple(u * kw + v for (u, _), (v, _) in product(rows[i], columns[j]))
+            cells = [h * W + w for (_, h), (_, w) in product(rows[i], columns[j])]
+            self.windows.append((shapes.setdefault(taps, len(shapes)),
+                                 gather([c * H * W + hw for c in range(G) for hw in cells])))
+        self.window_taps = [gather([c * kh * kw + uv for c in range(G) for uv in taps]) for taps in shapes]
+        by_u, by_v = [[] for _ in range(kh)], [[] for _ in range(kw)]     # (i, h) of each u, (j, w) of each v
+        by_h, by_w = [[] for _ in range(H)], [[] for _ in range(W)]       # (i, u) of each h, (j, v) of each w
+        for i, row in enumerate(rows):
+            for u, h in row:
+                by_u[u].append((i, h))
+                by_h[h].append((i, u))
+        for j, column in enumerate(columns):
+            for v, w in column:
+                by_v[v].append((j, w))
+                by_w[w].append((j, v))
+        self.tap_indices = [([i * Wo + j for (i, _), (j, _) in product(by_u[u], by_v[v])],
+                             [h * W + w for (_, h), (_, w) in product(by_u[u], by_v[v])])
+                            for u, v in product(range(kh), range(kw))]
+        self.tap_pairs = [(gather(positions, Ho * Wo), gather(cells)) for positions, cells in self.tap_indices]
+        self.cell_indices = [([i * Wo + j for (i, _), (j, _) in product(by_h[h], by_w[w])],
+                              [u * kw + v for (_, u), (_, v) in product(by_h[h], by_w[w])])
+                             for h, w in product(range(H), range(W))]
+        shapes = {}
+        self.cells = [(shapes.setdefault(tuple(taps), len(shapes)),
+                       gather([o * Ho * Wo + ij for o in range(filters) for ij in positions]))
+                      for positions, taps in self.cell_indices]
+        self.cell_taps = [gather([o * kh * kw + uv for o in range(filters) for uv in taps]) for taps in shapes]
 
 
 class ConvTranspose(Layer):

@@ -1,6 +1,9 @@
 """Flatten and dense (fully connected) layers."""
 from __future__ import annotations
 
+from itertools import product
+from operator import mul
+
 import numpy as np
 
 from ..notation import add, eq, prod, seq
@@ -11,6 +14,8 @@ from .base import (
     _need_map,
     _parameter,
     _set_bias,
+    add_up,
+    as_array,
     nested,
     ref,
     sums,
@@ -133,11 +138,11 @@ class Dense(Layer):
         x, weights = x.tolist(), p["weights"].tolist()
         bias = p["bias"].tolist() if "bias" in p else None
         out = nested(self.out_shape)
-        for n, o in np.ndindex(*self.out_shape):
-            total = 0
-            for k in range(self.in_shape[1]):
-                total += weights[o][k] * x[n][k]
-                if rec:
+        for n, o in product(range(self.out_shape[0]), range(self.out_shape[1])):
+            # Σ_k weights[o,k] · x[n,k]: the products added in turn, from 0
+            total = add_up(map(mul, weights[o], x[n]))
+            if rec:
+                for k in range(self.in_shape[1]):
                     rec.term((n, o), ("weights", (o, k), weights[o][k]), ("in", (n, k), x[n][k]))
             if bias is not None:
                 total += bias[o]
@@ -147,27 +152,29 @@ class Dense(Layer):
         return self.num.array(out)
 
     def backward(self, x, out, delta, p, recs):
+        N, O = self.out_shape
+        F = self.in_shape[1]
         x, weights, delta = x.tolist(), p["weights"].tolist(), delta.tolist()
-        weights_grad = nested(p["weights"].shape)
-        bias_grad = nested(p["bias"].shape) if "bias" in p else None
-        x_delta = nested(self.in_shape)
+        # columns: x[·,k] over the samples, delta[·,o] over the samples, weights[·,k] over the outputs
+        x_k, delta_o, weights_k = list(zip(*x)), list(zip(*delta)), list(zip(*weights))
         rw, rb, rx = recs["weights"], recs.get("bias"), recs["in"]
-        for n, o in np.ndindex(*self.out_shape):
-            d = delta[n][o]
-            if bias_grad is not None:
-                bias_grad[o] += d
-                if rb:
-                    rb.term((o,), ("delta", (n, o), d))
-            for k in range(self.in_shape[1]):
-                weights_grad[o][k] += d * x[n][k]
-                x_delta[n][k] += weights[o][k] * d
+        # Σ_n delta[n,o] · x[n,k]
+        weights_grad = [[add_up(map(mul, delta_o[o], x_k[k])) for k in range(F)] for o in range(O)]
+        # Σ_o weights[o,k] · delta[n,o]
+        x_delta = [[add_up(map(mul, weights_k[k], delta[n])) for k in range(F)] for n in range(N)]
+        if rw or rx:
+            for n, o, k in product(range(N), range(O), range(F)):
                 if rw:
-                    rw.term((o, k), ("delta", (n, o), d), ("in", (n, k), x[n][k]))
+                    rw.term((o, k), ("delta", (n, o), delta[n][o]), ("in", (n, k), x[n][k]))
                 if rx:
-                    rx.term((n, k), ("weights", (o, k), weights[o][k]), ("delta", (n, o), d))
+                    rx.term((n, k), ("weights", (o, k), weights[o][k]), ("delta", (n, o), delta[n][o]))
         result = {"in": self.num.array(x_delta), "weights": self.num.array(weights_grad)}
-        if bias_grad is not None:
-            result["bias"] = self.num.array(bias_grad)
+        if "bias" in p:
+            # Σ_n delta[n,o]
+            result["bias"] = self.num.array([add_up(delta_o[o]) for o in range(O)])
+            if rb:
+                for n, o in product(range(N), range(O)):
+                    rb.term((o,), ("delta", (n, o), delta[n][o]))
         return result
 
     def rules(self, n):

@@ -13,7 +13,16 @@ import numpy as np
 
 from ..notation import Ref, add, eq, partial, prod, seq
 from ..spec import Spec, shape_words
-from .base import BuildContext, Layer, Names, noise_bound, ref
+from .base import (
+    BuildContext,
+    Layer,
+    Names,
+    add_up,
+    as_array,
+    noise_bound,
+    recording,
+    ref,
+)
 
 
 def _plural(count: int, word: str) -> str:
@@ -100,15 +109,12 @@ class Add(Merge):
     verb = "adds"
 
     def forward(self, xs, p, rec):
-        out = self.num.zeros(self.out_shape)
-        for idx in np.ndindex(*self.out_shape):
-            total = 0
+        # x₀ + x₁ + ... at each element, added in turn from 0
+        out = [add_up(values) for values in zip(*(x.reshape(-1).tolist() for x in xs))]
+        for idx in recording(rec, np.ndindex(*self.out_shape)):
             for k, x in enumerate(xs):
-                total += x[idx]
-                if rec:
-                    rec.term(idx, (f"in{k}", idx, x[idx]))
-            out[idx] = total
-        return out
+                rec.term(idx, (f"in{k}", idx, x[idx]))
+        return self.num.array(out).reshape(self.out_shape)
 
     def backward(self, xs, out, delta, p, recs):
         deltas = [self.num.zeros(shape) for shape in self.in_shapes]

@@ -21,13 +21,28 @@ on paper, since Σ (x − μ) = 0, and is kept as written).  Layer norm is the s
 from __future__ import annotations
 
 import math
+from operator import mul
 
 import numpy as np
 
 from ..notation import Frac, Paren, Power, Word, add, eq, func, juxt, prod, seq, sub, sym
 from ..spec import Spec, shape_words
 from ..tensors import fits
-from .base import EPS, TINY, BuildContext, Layer, Names, as_array, nested, noise_bound, ref, sums
+from .base import (
+    EPS,
+    TINY,
+    BuildContext,
+    Layer,
+    Names,
+    add_up,
+    as_array,
+    gather,
+    nested,
+    noise_bound,
+    recording,
+    ref,
+    sums,
+)
 
 
 def _root(v, sqrt=math.sqrt):
@@ -105,24 +120,35 @@ class Norm(Layer):
 
     # --- forward ------------------------------------------------------------------------
 
+    def _members(self) -> list:
+        """A `gather` of each statistic's elements (`groups`), made once."""
+        if getattr(self, "_member_gathers", None) is None:
+            self._member_gathers = [gather(group) for group in self.groups]
+        return self._member_gathers
+
+    def _param_members(self) -> list:
+        """A `gather` of the elements each γ, β element applies to, in order, made once."""
+        if getattr(self, "_param_gathers", None) is None:
+            members = [[] for _ in range(len(self.param_cells))]
+            for k, j in enumerate(self.param_of):
+                members[j].append(k)
+            self._param_gathers = [gather(each) for each in members]
+        return self._param_gathers
+
     def forward(self, x, p, recs, stage):
         x = x.reshape(-1).tolist()
         gamma, beta = p["gamma"].reshape(-1).tolist(), p["beta"].reshape(-1).tolist()
-        m, cells, rec = self.count, self.cells, recs["mean"]
+        m, cells, rec, members = self.count, self.cells, recs["mean"], self._members()
         if self.train:
-            mean = nested((len(self.groups),))
-            for g, group in enumerate(self.groups):
-                total = 0
+            # Σ x / m over each statistic's elements, added in turn
+            mean = [add_up(group(x)) / m for group in members]
+            for g, group in recording(rec, enumerate(self.groups)):
                 for k in group:
-                    total += x[k]
-                    if rec:
-                        rec.term(self.stat_cells[g], ("in", cells[k], x[k]), (f"1/{m}", None, self.num.ratio(1, m)))
-                mean[g] = total / m
+                    rec.term(self.stat_cells[g], ("in", cells[k], x[k]), (f"1/{m}", None, self.num.ratio(1, m)))
         else:
             mean = self.running_mean.reshape(-1).tolist()
-            if rec:
-                for g, v in enumerate(mean):
-                    rec.term(self.stat_cells[g], ("running_mean", self.stat_cells[g], v))
+            for g, v in recording(rec, enumerate(mean)):
+                rec.term(self.stat_cells[g], ("running_mean", self.stat_cells[g], v))
         bounds = stage.bounds
         mean = stage("mean", self.num.array(mean).reshape(self.stat_shape), reads=("in",) if self.train else (),
                      noise=self._mean_noise(x, bounds) if bounds is not None and self.train else None)
@@ -130,44 +156,39 @@ class Norm(Layer):
 
         rec = recs["var"]
         if self.train:
-            var = nested((len(self.groups),))
-            for g, group in enumerate(self.groups):
-                total = 0
+            # Σ (x − mean)·(x − mean) / m: the biased variance
+            var = [add_up([(xk - mean[g]) * (xk - mean[g]) for xk in group(x)]) / m for g, group in enumerate(members)]
+            for g, group in recording(rec, enumerate(self.groups)):
                 for k in group:
                     d = x[k] - mean[g]
-                    total += d * d
-                    if rec:
-                        rec.term(self.stat_cells[g], ("in − mean", cells[k], d), ("in − mean", cells[k], d),
-                                 (f"1/{m}", None, self.num.ratio(1, m)))
-                var[g] = total / m
+                    rec.term(self.stat_cells[g], ("in − mean", cells[k], d), ("in − mean", cells[k], d),
+                             (f"1/{m}", None, self.num.ratio(1, m)))
         else:
             var = self.running_var.reshape(-1).tolist()
-            if rec:
-                for g, v in enumerate(var):
-                    rec.term(self.stat_cells[g], ("running_var", self.stat_cells[g], v))
+            for g, v in recording(rec, enumerate(var)):
+                rec.term(self.stat_cells[g], ("running_var", self.stat_cells[g], v))
         var = stage("var", self.num.array(var).reshape(self.stat_shape), reads=("in", "mean") if self.train else (),
                     noise=self._var_noise(x, mean, bounds) if bounds is not None and self.train else None)
         var = var.reshape(-1).tolist()
 
         rec = recs["xhat"]
-        xhat = nested((len(x),))
-        for k, g in enumerate(self.group_of):
-            r = _inverse_root(var[g] + self.e, self.num.sqrt)
-            xhat[k] = (x[k] - mean[g]) * r
-            if rec:
-                rec.term(cells[k], ("in", cells[k], x[k]), ("1/√(var + eps)", self.stat_cells[g], r))
-                rec.term(cells[k], ("−mean", self.stat_cells[g], -mean[g]), ("1/√(var + eps)", self.stat_cells[g], r))
+        roots = [_inverse_root(v + self.e, self.num.sqrt) for v in var]          # 1/√(var + eps) of each statistic
+        # (x − mean) · 1/√(var + eps)
+        xhat = [(x[k] - mean[g]) * roots[g] for k, g in enumerate(self.group_of)]
+        for k, g in recording(rec, enumerate(self.group_of)):
+            r = roots[g]
+            rec.term(cells[k], ("in", cells[k], x[k]), ("1/√(var + eps)", self.stat_cells[g], r))
+            rec.term(cells[k], ("−mean", self.stat_cells[g], -mean[g]), ("1/√(var + eps)", self.stat_cells[g], r))
         xhat = stage("xhat", self.num.array(xhat).reshape(self.in_shape), reads=("in", "mean", "var"),
                      noise=self._xhat_noise(x, mean, var, bounds) if bounds is not None else None)
         xhat = xhat.reshape(-1).tolist()
 
         rec = recs["out"]
-        out = nested((len(x),))
-        for k, j in enumerate(self.param_of):
-            out[k] = gamma[j] * xhat[k] + beta[j]
-            if rec:
-                rec.term(cells[k], ("gamma", self.param_cells[j], gamma[j]), ("xhat", cells[k], xhat[k]))
-                rec.term(cells[k], ("beta", self.param_cells[j], beta[j]))
+        # γ · x̂ + β
+        out = [gamma[j] * xhat[k] + beta[j] for k, j in enumerate(self.param_of)]
+        for k, j in recording(rec, enumerate(self.param_of)):
+            rec.term(cells[k], ("gamma", self.param_cells[j], gamma[j]), ("xhat", cells[k], xhat[k]))
+            rec.term(cells[k], ("beta", self.param_cells[j], beta[j]))
         if bounds is not None:
             self._out_bound = self._out_noise(xhat, gamma, beta, bounds)
         return self.num.array(out).reshape(self.in_shape)
@@ -179,37 +200,34 @@ class Norm(Layer):
         x, delta = x.reshape(-1).tolist(), delta.reshape(-1).tolist()
         gamma = p["gamma"].reshape(-1).tolist()
         mean, var, xhat = (values[k].reshape(-1).tolist() for k in ("mean", "var", "xhat"))
-        m, cells, bounds = self.count, self.cells, stage.bounds
+        m, cells, bounds, members = self.count, self.cells, stage.bounds, self._members()
 
-        gamma_grad, beta_grad = nested((len(gamma),)), nested((len(gamma),))
         rg, rb = recs["gamma"], recs["beta"]
-        for k, j in enumerate(self.param_of):
-            gamma_grad[j] += delta[k] * xhat[k]
-            beta_grad[j] += delta[k]
-            if rg:
-                rg.term(self.param_cells[j], ("delta", cells[k], delta[k]), ("xhat", cells[k], xhat[k]))
-            if rb:
-                rb.term(self.param_cells[j], ("delta", cells[k], delta[k]))
+        # Σ delta · x̂ and Σ delta over the elements each γ, β element scales and shifts
+        gamma_grad = [add_up(map(mul, each(delta), each(xhat))) for each in self._param_members()]
+        beta_grad = [add_up(each(delta)) for each in self._param_members()]
+        for k, j in recording(rg, enumerate(self.param_of)):
+            rg.term(self.param_cells[j], ("delta", cells[k], delta[k]), ("xhat", cells[k], xhat[k]))
+        for k, j in recording(rb, enumerate(self.param_of)):
+            rb.term(self.param_cells[j], ("delta", cells[k], delta[k]))
 
         rec = recs["xhat.delta"]
-        xhat_delta = nested((len(x),))
-        for k, j in enumerate(self.param_of):
-            xhat_delta[k] = delta[k] * gamma[j]
-            if rec:
-                rec.term(cells[k], ("delta", cells[k], delta[k]), ("gamma", self.param_cells[j], gamma[j]))
+        # delta · γ
+        xhat_delta = [delta[k] * gamma[j] for k, j in enumerate(self.param_of)]
+        for k, j in recording(rec, enumerate(self.param_of)):
+            rec.term(cells[k], ("delta", cells[k], delta[k]), ("gamma", self.param_cells[j], gamma[j]))
         xhat_delta = stage("xhat.delta", self.num.array(xhat_delta).reshape(self.in_shape), reads=("delta", "gamma"),
                            noise=self._dxhat_noise(delta, gamma, bounds) if bounds is not None else None)
         xhat_delta = xhat_delta.reshape(-1).tolist()
+        roots = [_inverse_root(v + self.eps) for v in var]          # 1/√(var + eps) of each statistic
 
         if not self.train:
             # the statistics are constants: x̂ = (x − running_mean)/√(running_var + eps)
             rec = recs["in"]
-            x_delta = nested((len(x),))
-            for k, g in enumerate(self.group_of):
-                r = _inverse_root(var[g] + self.e, self.num.sqrt)
-                x_delta[k] = xhat_delta[k] * r
-                if rec:
-                    rec.term(cells[k], ("xhat.delta", cells[k], xhat_delta[k]), ("1/√(var + eps)", self.stat_cells[g], r))
+            x_delta = [xhat_delta[k] * roots[g] for k, g in enumerate(self.group_of)]
+            for k, g in recording(rec, enumerate(self.group_of)):
+                rec.term(cells[k], ("xhat.delta", cells[k], xhat_delta[k]),
+                         ("1/√(var + eps)", self.stat_cells[g], roots[g]))
             if bounds is not None:
                 self._back_bound = self._backward_noise(x, delta, gamma, mean, var, xhat, xhat_delta, None,
                                                         None, bounds)
@@ -217,30 +235,30 @@ class Norm(Layer):
                 self.param_shape), "beta": self.num.array(beta_grad).reshape(self.param_shape)}
 
         rec = recs["var.delta"]
-        var_delta = nested((len(self.groups),))
-        for g, group in enumerate(self.groups):
-            c = -(_inverse_root(var[g] + self.e, self.num.sqrt) ** 3) / 2
+        slopes = [-(r ** 3) / 2 for r in roots]                     # −½(var + eps)^(−3/2)
+        # Σ x̂.delta · (x − mean) · (−½)(var + eps)^(−3/2)
+        var_delta = [add_up([dx * (xk - mean[g]) * slopes[g] for dx, xk in zip(group(xhat_delta), group(x))])
+                     for g, group in enumerate(members)]
+        for g, group in recording(rec, enumerate(self.groups)):
             for k in group:
-                var_delta[g] += xhat_delta[k] * (x[k] - mean[g]) * c
-                if rec:
-                    rec.term(self.stat_cells[g], ("xhat.delta", cells[k], xhat_delta[k]),
-                             ("in − mean", cells[k], x[k] - mean[g]), ("−½(var + eps)^(−3/2)", self.stat_cells[g], c))
+                rec.term(self.stat_cells[g], ("xhat.delta", cells[k], xhat_delta[k]),
+                         ("in − mean", cells[k], x[k] - mean[g]), ("−½(var + eps)^(−3/2)", self.stat_cells[g],
+                                                                   slopes[g]))
         var_delta = stage("var.delta", self.num.array(var_delta).reshape(self.stat_shape),
                           reads=("xhat.delta", "in", "mean", "var"),
                           noise=self._dvar_noise(x, mean, var, xhat_delta, bounds) if bounds is not None else None)
         var_delta = var_delta.reshape(-1).tolist()
 
         rec = recs["mean.delta"]
-        mean_delta = nested((len(self.groups),))
-        for g, group in enumerate(self.groups):
-            r = _inverse_root(var[g] + self.e, self.num.sqrt)
-            spread = 0
-            for k in group:
-                mean_delta[g] += xhat_delta[k] * -r
-                spread += -2 * (x[k] - mean[g])
-                if rec:
-                    rec.term(self.stat_cells[g], ("xhat.delta", cells[k], xhat_delta[k]), ("−1/√(var + eps)", self.stat_cells[g], -r))
-            mean_delta[g] += var_delta[g] * spread / m
+        mean_delta = []
+        for g, group in enumerate(members):
+            r = roots[g]
+            # Σ x̂.delta · (−1/√(var + eps)) + var.delta · Σ −2(x − mean) / m
+            spread = add_up([-2 * (xk - mean[g]) for xk in group(x)])
+            mean_delta.append(add_up([dx * -r for dx in group(xhat_delta)]) + var_delta[g] * spread / m)
+            for k in recording(rec, self.groups[g]):
+                rec.term(self.stat_cells[g], ("xhat.delta", cells[k], xhat_delta[k]),
+                         ("−1/√(var + eps)", self.stat_cells[g], -r))
             if rec:
                 rec.term(self.stat_cells[g], ("var.delta", self.stat_cells[g], var_delta[g]),
                          ("Σ −2(in − mean)/m", self.stat_cells[g], spread / m))
@@ -251,15 +269,14 @@ class Norm(Layer):
         mean_delta = mean_delta.reshape(-1).tolist()
 
         rec = recs["in"]
-        x_delta = nested((len(x),))
-        for k, g in enumerate(self.group_of):
-            r = _inverse_root(var[g] + self.e, self.num.sqrt)
-            x_delta[k] = xhat_delta[k] * r + var_delta[g] * (2 * (x[k] - mean[g]) / m) + mean_delta[g] / m
-            if rec:
-                at = self.stat_cells[g]
-                rec.term(cells[k], ("xhat.delta", cells[k], xhat_delta[k]), ("1/√(var + eps)", self.stat_cells[g], r))
-                rec.term(cells[k], ("var.delta", at, var_delta[g]), ("2(in − mean)/m", cells[k], 2 * (x[k] - mean[g]) / m))
-                rec.term(cells[k], ("mean.delta", at, mean_delta[g]), (f"1/{m}", None, self.num.ratio(1, m)))
+        # x̂.delta / √(var + eps) + var.delta · 2(x − mean)/m + mean.delta / m
+        x_delta = [xhat_delta[k] * roots[g] + var_delta[g] * (2 * (x[k] - mean[g]) / m) + mean_delta[g] / m
+                   for k, g in enumerate(self.group_of)]
+        for k, g in recording(rec, enumerate(self.group_of)):
+            at = self.stat_cells[g]
+            rec.term(cells[k], ("xhat.delta", cells[k], xhat_delta[k]), ("1/√(var + eps)", at, roots[g]))
+            rec.term(cells[k], ("var.delta", at, var_delta[g]), ("2(in − mean)/m", cells[k], 2 * (x[k] - mean[g]) / m))
+            rec.term(cells[k], ("mean.delta", at, mean_delta[g]), (f"1/{m}", None, self.num.ratio(1, m)))
         if bounds is not None:
             self._back_bound = self._backward_noise(x, delta, gamma, mean, var, xhat, xhat_delta, var_delta,
                                                     mean_delta, bounds)

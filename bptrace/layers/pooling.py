@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from itertools import product
+from itertools import product, repeat
+from operator import mul
 
 import numpy as np
 
@@ -15,6 +16,10 @@ from .base import (
     _out_size,
     _pair,
     _too_large,
+    add_up,
+    as_array,
+    flat,
+    gather,
     nested,
     position,
     ref,
@@ -214,32 +219,62 @@ class AvgPool(Pool):
         """Each cell's share of a window: `1/4`, or in words when windows differ."""
         return f"1/{self.area}" if self.uniform else "1/(the number of cells it counts)"
 
+    def tables(self):
+        """windows[i·Wo+j]: (its divisor, its cells h·W+w in row-major order); cells[h·W+w]:
+        (the windows i·Wo+j that hold it in the order i, then j, their divisors), with
+        `gather`s of them in the loops' lists.  Worked out once per geometry."""
+        key = (self.in_shape, self.grid, self.size, self.stride, self.padding, self.dilation, self.ceil_mode,
+               self.count_include_pad)
+        cached = getattr(self, "_tables", None)
+        if cached is None or cached[0] != key:
+            _, _, H, W = self.in_shape
+            _, _, Ho, Wo = self.grid
+            windows = [(self.divisor(i, j), [h * W + w for h, w in self.window(i, j)])
+                       for i, j in product(range(Ho), range(Wo))]
+            cells = [([], []) for _ in range(H * W)]
+            for ij, (count, hws) in enumerate(windows):
+                for hw in hws:
+                    cells[hw][0].append(ij)
+                    cells[hw][1].append(count)
+            cached = self._tables = (key, windows, cells, [(count, gather(hws)) for count, hws in windows],
+                                     [(gather(ijs), counts) for ijs, counts in cells])
+        return cached[1:]
+
     def forward(self, x, p, rec):
+        N, C, Ho, Wo = self.grid
+        W = self.in_shape[3]
+        windows, _, gathered, _ = self.tables()
         x = x.tolist()
-        out = nested(self.grid)
-        for n, c, i, j in np.ndindex(*self.grid):
-            count = self.divisor(i, j)
-            share, label = self.num.ratio(1, count), f"1/{count}"
-            total = 0
-            for h, w in self.window(i, j):
-                total += share * x[n][c][h][w]
+        out = nested((N, C, Ho * Wo))
+        for n, c in product(range(N), range(C)):
+            x_nc = flat(x[n][c])
+            for ij, (count, cells) in enumerate(gathered):
+                share = self.num.ratio(1, count)
+                # Σ (1/count) · x[n,c,h,w] over the window, the shares added in turn from 0
+                out[n][c][ij] = add_up(map(mul, repeat(share), cells(x_nc)))
                 if rec:
-                    rec.term(self.at(n, c, i, j), (label, None, share), ("in", (n, c, h, w), x[n][c][h][w]))
-            out[n][c][i][j] = total
+                    for hw in windows[ij][1]:
+                        rec.term(self.at(n, c, ij // Wo, ij % Wo), (f"1/{count}", None, share),
+                                 ("in", (n, c, hw // W, hw % W), x_nc[hw]))
         return self.num.array(out).reshape(self.out_shape)
 
     def backward(self, x, out, delta, p, recs):
+        N, C, _, Wo = self.grid
+        _, _, H, W = self.in_shape
+        _, cells, _, gathered = self.tables()
         delta = delta.reshape(self.grid).tolist()
-        x_delta = nested(self.in_shape)
+        x_delta = nested((N, C, H * W))
         rec = recs["in"]
-        for n, c, i, j in np.ndindex(*self.grid):
-            count = self.divisor(i, j)
-            share, label = self.num.ratio(1, count), f"1/{count}"
-            for h, w in self.window(i, j):
-                x_delta[n][c][h][w] += share * delta[n][c][i][j]
+        for n, c in product(range(N), range(C)):
+            d_nc = flat(delta[n][c])
+            for hw, (windows, counts) in enumerate(gathered):
+                # Σ (1/count) · delta[n,c,i,j] over the windows (i,j) that hold the cell, in turn
+                x_delta[n][c][hw] = add_up(map(mul, [self.num.ratio(1, count) for count in counts], windows(d_nc)))
                 if rec:
-                    rec.term((n, c, h, w), (label, None, share), ("delta", self.at(n, c, i, j), delta[n][c][i][j]))
-        return {"in": self.num.array(x_delta)}
+                    for ij, count in zip(*cells[hw]):
+                        rec.term((n, c, hw // W, hw % W), (f"1/{count}", None, self.num.ratio(1, count)),
+                                 ("delta", self.at(n, c, ij // Wo, ij % Wo), d_nc[ij]))
+        return {"in": self.num.array(x_delta).reshape(self.in_shape)}
 
     def rules(self, n):
         area, out = self.area, ref(n.out, self.out_shape, "ncij")
