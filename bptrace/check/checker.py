@@ -36,7 +36,9 @@ import numpy as np
 
 from ..engine import run
 from ..errors import ScenarioError
-from ..scenario import DEFAULT_WORK_LIMIT, Rounding, Scenario, Tolerance, load, make_patch, merge_patches
+from ..scenario import (DEFAULT_WORK_LIMIT, Points, Rounding, Scenario, Tolerance, load, make_patch, merge_patches,
+                        read_points)
+from ..source import Document
 from ..tensors import describe_shape, display_index, fits, format_index, plain, squeezed_shape
 from .answers import answer_files, is_answer_sheet, read_answers, scenario_answers
 from .matching import FOLLOWS, FOLLOWS_TEXT, RIGHT, WRONG, evidence, match, near, references, same_number
@@ -132,16 +134,17 @@ def _content_key(scenario: Scenario, rounding) -> str:
     if not isinstance(data, dict):
         return f"id:{id(scenario)}"
     kept = {key: value for key, value in data.items()
-            if key not in ("expected", "tolerance", "name", "description")}
+            if key not in ("expected", "tolerance", "points", "name", "description")}
     return json.dumps([kept, dataclasses.astuple(rounding) if rounding else None], sort_keys=True, default=repr)
 
 
 class Checker:
     """Checks sheets, keeping each scenario's runs for every sheet of the same problem."""
 
-    def __init__(self, tolerance: Tolerance | None = None, rounding: Rounding | None = None):
+    def __init__(self, tolerance: Tolerance | None = None, rounding: Rounding | None = None, points=None):
         self.tolerance = tolerance        # from the command line; overrides the scenario's
         self.rounding = rounding          # from the command line; replaces the scenario's
+        self.points = points              # from the command line (as `points:` holds it); replaces the scenario's
         self._models: dict = {}
 
     def model(self, scenario: Scenario) -> Model:
@@ -152,13 +155,18 @@ class Checker:
             self._models[key] = Model(scenario)
         return self._models[key]
 
+    def scenario_points(self, scenario: Scenario) -> Points:
+        if self.points is None:
+            return scenario.points
+        return read_points(scenario, Document(data=self.points), ("--points",), self.points)
+
     def check(self, scenario: Scenario, answers: list, *, file: str, scenario_path: str) -> FileReport:
         tolerance = self.tolerance or scenario.tolerance
         model = self.model(scenario)
         sc = model.scenario
         base = sc.conventions.index_base
         report = FileReport(file=file, scenario=scenario_path, title=scenario.name, tolerance=tolerance,
-                            rounding=_rounding_text(sc))
+                            rounding=_rounding_text(sc), points=self.scenario_points(scenario))
 
         fitting = [a for a in answers if a.index is not None or fits(a.values.shape, sc.shapes[a.name])]
         fitting_ids = {id(answer) for answer in fitting}
@@ -239,7 +247,7 @@ def _rounding_text(scenario: Scenario) -> str | None:
 
 def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | None = None,
                 rounding: Rounding | None = None, work_limit: int | None = DEFAULT_WORK_LIMIT,
-                jobs: int = 1) -> CheckReport:
+                jobs: int = 1, points=None) -> CheckReport:
     """Check several sheets in one go: each scenario's own `expected:`, or (with
     `expected_paths`, which need exactly one scenario) each answer file against that
     scenario.  A file that cannot be read becomes a report with `error` set; the rest are
@@ -254,7 +262,7 @@ def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | Non
             jobs = min(jobs, len(paths))
             shares = [paths[k * len(paths) // jobs:(k + 1) * len(paths) // jobs] for k in range(jobs)]
             tasks = [(list(scenario_paths), share) if expected_paths else (share, []) for share in shares]
-            options = {"tolerance": tolerance, "rounding": rounding, "work_limit": work_limit}
+            options = {"tolerance": tolerance, "rounding": rounding, "work_limit": work_limit, "points": points}
             context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
                                                   else None)
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
@@ -263,7 +271,7 @@ def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | Non
             if expected_paths and files and all(f.error and f.file == str(scenario_paths[0]) for f in files):
                 files = files[:1]          # the scenario itself could not be read: said once
             return CheckReport(files)
-    checker = Checker(tolerance, rounding)
+    checker = Checker(tolerance, rounding, points)
     reports = []
     if expected_paths:
         if len(scenario_paths) != 1:

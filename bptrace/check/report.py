@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..scenario import Tolerance
+from ..scenario import Points, Tolerance
 from .answers import Answer
 from .matching import FOLLOWS, WRONG, Written, same_number
 
@@ -73,6 +73,7 @@ class FileReport:
     diagnosis: list = field(default_factory=list)
     unexplained: list = field(default_factory=list)
     error: str | None = None      # the file could not be checked (exit status 2)
+    points: Points | None = None  # what each answer is worth, for grading (the scenario's or --points)
 
     @property
     def passed(self) -> int:
