@@ -190,7 +190,7 @@ def grade_submission(root) -> int:
     checker = Checker(points=config.get("points"))
     scenario = load(scenario_path)
     files = submitted_answers(submission) if submission.is_dir() else []
-    kinds = ", ".join(ANSWER_SUFFIXES)
+    kinds = ", ".join(ANSWER_SUFFIXES[:-1]) + " or " + ANSWER_SUFFIXES[-1]
     if len(files) == 1:
         sheet = check_files([scenario_path], files, points=config.get("points")).files[0]
         sheet.file = files[0].relative_to(submission).as_posix()
