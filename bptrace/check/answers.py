@@ -81,7 +81,16 @@ def _numbers(doc: Document, path: tuple, value, what: str, typed: bool = True):
         written.append(_number(doc, where, item, what, typed))
         return written[-1].value
 
-    return read_tensor(doc, path, numbers(value, tuple(path)), what=what), written
+    floats = numbers(value, tuple(path))
+    try:
+        # every entry is a float by now: numpy sees a rectangular list at once, and
+        # `read_tensor` words what is wrong with any other
+        values = np.array(floats, dtype=float)
+    except ValueError:
+        values = None
+    if values is None or not values.size:
+        values = read_tensor(doc, path, floats, what=what)
+    return values, written
 
 
 def _answers(scenario: Scenario, doc: Document, items, typed: bool = True) -> list[Answer]:

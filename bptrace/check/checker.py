@@ -27,6 +27,7 @@ such element, recorded by one engine run that explains only those elements.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import multiprocessing
 import shlex
@@ -39,7 +40,7 @@ from ..errors import ScenarioError
 from ..scenario import (DEFAULT_WORK_LIMIT, Points, Rounding, Scenario, Tolerance, load, make_patch, merge_patches,
                         read_points)
 from ..source import Document
-from ..tensors import describe_shape, display_index, fits, format_index, plain, squeezed_shape
+from ..tensors import describe_shape, fits, format_index, kept_axes, plain, squeezed_shape
 from .answers import answer_files, is_answer_sheet, read_answers, scenario_answers
 from .matching import FOLLOWS, FOLLOWS_TEXT, RIGHT, WRONG, evidence, match, near, references, same_number
 from .mistakes import Catalog, diagnose
@@ -170,7 +171,7 @@ class Checker:
 
         fitting = [a for a in answers if a.index is not None or fits(a.values.shape, sc.shapes[a.name])]
         fitting_ids = {id(answer) for answer in fitting}
-        overrides = merge_patches(make_patch(sc, a.doc, a.path, a.key, a.values.tolist()) for a in fitting)
+        overrides = merge_patches(make_patch(sc, a.doc, a.path, a.key, a.values) for a in fitting)
         # only the steps downstream of an answer that differs from the clean run are re-run
         differing = {name for name, patch in overrides.items()
                      if not np.array_equal(patch.values[patch.mask], model.trace[name].values[patch.mask])}
@@ -192,34 +193,43 @@ class Checker:
                                 shape=squeezed_shape(answer.values.shape), bptrace_shape=squeezed_shape(shape),
                                 answer=answer))
                 continue
-            cells = [answer.index] if answer.index is not None else list(np.ndindex(*shape))
-            scale = float(np.abs(model.refs[answer.name]).max(initial=0))
-            for cell, written in zip(cells, answer.written):
+            clean_values, own_values = model.refs[answer.name], own[answer.name]
+            if answer.index is not None:
+                cells, cleans, mines = [answer.index], [clean_values[answer.index]], [own_values[answer.index]]
+            else:
+                # C order, as the answer's numbers were written
+                cells = itertools.product(*map(range, shape))
+                cleans, mines = clean_values.reshape(-1).tolist(), own_values.reshape(-1).tolist()
+            scale = float(np.abs(clean_values).max(initial=0))
+            for cell, written, clean, mine in zip(cells, answer.written, cleans, mines):
                 if written.dtype or written.precise:
-                    written = dataclasses.replace(written, scale=scale)
-                numbers.append((answer.name, cell, written, float(model.refs[answer.name][cell]),
-                                float(own[answer.name][cell]), answer.index is not None))
+                    written = written.but(scale=scale)
+                # how it matches the clean trace, None until known (held to float32 below)
+                numbers.append([answer.name, cell, written, float(clean), float(mine), answer.index is not None,
+                                match(written, clean, tolerance)])
         if tolerance.as_written:
             # framework printouts: held to float32's precision of their sums where as written fails
-            precise = [(name, cell) for name, cell, written, clean, mine, _ in numbers
-                       if written.precise and match(written, clean, tolerance) is None]
+            precise = [(number[0], number[1]) for number in numbers if number[6] is None and number[2].precise]
             if precise:
                 magnitudes = model.magnitudes(precise)
-                numbers = [(name, cell, dataclasses.replace(written, magnitude=magnitudes[(name, cell)])
-                            if (name, cell) in magnitudes else written, clean, mine, element)
-                           for name, cell, written, clean, mine, element in numbers]
-        for name, cell, written, clean, mine, element in numbers:
-            how = match(written, clean, tolerance)
+                for number in numbers:
+                    if number[6] is None and (number[0], number[1]) in magnitudes:
+                        number[2] = number[2].but(magnitude=magnitudes[(number[0], number[1])])
+                        number[6] = match(number[2], number[3], tolerance)
+        axes = {}
+        for name, cell, written, clean, mine, element, how in numbers:
             verdict = RIGHT
             if how is None:
                 if match(written, mine, tolerance) is not None:
                     verdict, how = FOLLOWS, FOLLOWS_TEXT
                 else:
                     verdict, how = WRONG, "wrong"
-            shown = display_index(sc.shapes[name], cell, base)
+            if name not in axes:
+                axes[name] = kept_axes(sc.shapes[name])
+            shown = tuple(cell[axis] + base for axis in axes[name])      # display_index, its axes kept once
             rows.append(Row(name, cell, name + format_index(shown), written.value, clean, verdict, how,
-                            written=written, own=None if same_number(clean, mine) else mine, shown_index=shown,
-                            element=element))
+                            written=written, own=None if clean == mine or same_number(clean, mine) else mine,
+                            shown_index=shown, element=element))
         rows.sort(key=lambda row: (model.order[row.name], row.index is None, row.index or ()))
         report.rows = rows
 
@@ -260,11 +270,13 @@ def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | Non
                 raise ScenarioError("--expected goes with exactly one scenario (each answer file is "
                                     "checked against it)")
             jobs = min(jobs, len(paths))
+            options = {"tolerance": tolerance, "rounding": rounding, "work_limit": work_limit, "points": points}
+            forking = "fork" in multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if forking else None)
+            if expected_paths and forking:
+                return _check_forked(scenario_paths[0], paths, jobs, context, options)
             shares = [paths[k * len(paths) // jobs:(k + 1) * len(paths) // jobs] for k in range(jobs)]
             tasks = [(list(scenario_paths), share) if expected_paths else (share, []) for share in shares]
-            options = {"tolerance": tolerance, "rounding": rounding, "work_limit": work_limit, "points": points}
-            context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
-                                                  else None)
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
                 parts = list(pool.map(_check_share, tasks, [options] * len(tasks)))
             files = [report for part in parts for report in part]
@@ -317,6 +329,44 @@ def _checked(checker: Checker, sheet, file: str, scenario_path: str) -> FileRepo
         return checker.check(scenario, answers, file=file, scenario_path=scenario_path)
     except ScenarioError as error:
         return FileReport(file=file, scenario=scenario_path, error=str(error.located(file=file)))
+
+
+# What forked workers inherit: the checker holding the problem's clean run, made once by
+# the parent, and the scenario (see `_check_forked`).
+_INHERITED: tuple | None = None
+# Sheets per task: small enough that the parent takes in finished reports while the
+# workers go on, large enough that handing out tasks costs nothing.
+CHUNKS_PER_JOB = 8
+
+
+def _check_forked(scenario_path, paths, jobs, context, options) -> CheckReport:
+    """`check_files(jobs=N)` of many sheets against one scenario: the scenario is loaded
+    and run once, here, and the forked workers inherit that run (copy-on-write), so none
+    repeats it; the sheets go out in small contiguous chunks, the report in their order."""
+    global _INHERITED
+    scenario_path = str(scenario_path)
+    checker = Checker(options["tolerance"], options["rounding"], options["points"])
+    try:
+        scenario = load(scenario_path, work_limit=options["work_limit"])
+        checker.model(scenario)
+    except ScenarioError as error:
+        return CheckReport([FileReport(file=scenario_path, scenario=scenario_path,
+                                       error=str(error.located(file=scenario_path)))])
+    size = max(1, -(-len(paths) // (jobs * CHUNKS_PER_JOB)))
+    chunks = [paths[k:k + size] for k in range(0, len(paths), size)]
+    _INHERITED = (checker, scenario, scenario_path)
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            parts = list(pool.map(_check_inherited, chunks))
+    finally:
+        _INHERITED = None
+    return CheckReport([report for part in parts for report in part])
+
+
+def _check_inherited(paths) -> list:
+    checker, scenario, scenario_path = _INHERITED
+    return [_checked(checker, lambda p=path: (scenario, read_answers(p, scenario)), path, scenario_path)
+            for path in paths]
 
 
 def _check_share(task, options) -> list:
