@@ -232,3 +232,15 @@ def test_a_bad_scenario_writes_no_zip(tmp_path):
     result = CliRunner().invoke(main, ["autograder", str(scenario), "-o", str(tmp_path / "a.zip")])
     assert result.exit_code == 2 and "'c9.delta' is not a value in this trace" in result.output
     assert not (tmp_path / "a.zip").exists()
+
+
+def test_the_schema_takes_what_the_loader_takes_for_points():
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+    from bptrace.schema import schema
+    validator = jsonschema.Draft7Validator(schema())
+    base = yaml.safe_load(SEED001)
+    for points in (2, 0.5, {"p1.delta": 2, "c1.grad.kernel[0,1]": 1}):
+        assert not list(validator.iter_errors({**base, "points": points})), points
+    for points in (-1, "lots", {}, {"p1.delta": -2}):
+        assert list(validator.iter_errors({**base, "points": points})), points

@@ -68,7 +68,9 @@ def grade(sheet: FileReport, execution_time: float | None = None) -> Grade:
     tests = []
     if points.listed:
         for key, name, index, worth, size in points.listed:
-            rows = [row for row in sheet.rows if row.name == name and (index is None or row.index == index)]
+            # a wrong-shape answer of the step answers each of its elements, wrongly
+            rows = [row for row in sheet.rows
+                    if row.name == name and (index is None or row.index == index or row.shape is not None)]
             right = sum(1 for row in rows if row.passed)
             tests.append(GradedAnswer(key, worth, _earned(worth, right, size), size, right,
                                       sum(1 for row in rows if row.verdict == FOLLOWS), rows))
