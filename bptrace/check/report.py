@@ -77,27 +77,40 @@ class FileReport:
 
     @property
     def passed(self) -> int:
-        return sum(1 for row in self.rows if row.passed)
+        return sum(1 for verdict in self._verdicts() if verdict != WRONG)
 
     @property
     def failed(self) -> int:
-        return sum(1 for row in self.rows if not row.passed)
+        return sum(1 for verdict in self._verdicts() if verdict == WRONG)
 
     @property
     def follows(self) -> int:
-        return sum(1 for row in self.rows if row.verdict == FOLLOWS)
+        return sum(1 for verdict in self._verdicts() if verdict == FOLLOWS)
 
     # `check --jobs` sends each sheet's report from a worker: its rows go as columns (lists of
-    # numbers and strings), which pickle four times faster than thousands of objects
+    # numbers and strings), which pickle four times faster than thousands of objects, and
+    # become rows again only when something reads them (a class's text report needs only
+    # the counts, the first wrong step and the diagnosis)
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["rows"] = _columns(self.rows)
+        state["rows"] = state.pop("_columns") if "_columns" in state else _columns(self.rows)
         return state
 
     def __setstate__(self, state):
         state = dict(state)
-        state["rows"] = _rows(state["rows"])
+        state["_columns"] = state.pop("rows")
         self.__dict__.update(state)
+
+    def __getattr__(self, name):
+        if name == "rows" and "_columns" in self.__dict__:
+            self.__dict__["rows"] = _rows(self.__dict__.pop("_columns"))
+            return self.__dict__["rows"]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _verdicts(self):
+        if "_columns" in self.__dict__:
+            return self.__dict__["_columns"][0][_ROW_FIELDS.index("verdict")]
+        return [row.verdict for row in self.rows]
 
 
 _ROW_FIELDS = [f.name for f in fields(Row) if f.name != "written"]
