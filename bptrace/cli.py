@@ -10,6 +10,7 @@ import contextlib
 import fnmatch
 import os
 import sys
+import time
 
 import click
 
@@ -364,8 +365,12 @@ def explain(scenario, target, unrolled, width, digits, no_size_limit, arithmetic
               help="Round every computed value to N decimals, as by hand (replaces the scenario's rounding).")
 @click.option("--mode", type=click.Choice(("half_up", "half_even", "truncate")),
               help="How --round rounds (default half_up).")
-@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True,
-              help="A table for people, or JSON for an autograder.")
+@click.option("--format", "fmt", type=click.Choice(("text", "json", "gradescope")), default="text",
+              show_default=True,
+              help="A table for people, JSON for an autograder, or Gradescope's results.json (one sheet).")
+@click.option("--points", "points", multiple=True, metavar="N|KEY=N",
+              help="Points per answer (N), or per answer key (KEY=N, repeated), for --format gradescope; "
+                   "replaces the scenario's `points:`.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the report to this file instead of the terminal.")
 @click.option("--width", type=click.IntRange(40, 1000), help="Terminal width for text output.")
@@ -373,7 +378,7 @@ def explain(scenario, target, unrolled, width, digits, no_size_limit, arithmetic
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Check the sheets in this many processes.")
 @arithmetic_option
-def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, width, no_size_limit, jobs,
+def check(scenarios, expected, absolute, relative, decimals, mode, fmt, points, output, width, no_size_limit, jobs,
           arithmetic):
     """Check hand-worked answers: every number, the first wrong step, the likely mistake.
 
@@ -389,8 +394,10 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
       bptrace check problem.yaml --expected grads.npz --rtol 1e-5
       bptrace check homework.yaml --round 4 --mode truncate   # is the mismatch only rounding?
       bptrace check homework/*.yaml --format json -o report.json   # scenarios with expected:
+      bptrace check problem.yaml --expected alice.yaml --format gradescope --points 2 -o results.json
     """
     from .check import DEFAULT_WORK_LIMIT, answer_files, check_files, command_line_tolerance
+    from .check.gradescope import command_line_points
     from .scenario import Rounding
 
     if mode and decimals is None:
@@ -398,13 +405,19 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
     if expected and len(scenarios) != 1:
         raise BadInput(f"--expected goes with exactly one SCENARIO (each answer file is checked against it); "
                        f"got {len(scenarios)}")
-    refuse_overwriting_inputs(output, [*scenarios, *answer_files(expected)])
+    sheets = answer_files(expected)
+    if fmt == "gradescope" and len(sheets if expected else scenarios) != 1:
+        raise BadInput(f"--format gradescope grades one submission; got {len(sheets if expected else scenarios)} "
+                       f"sheets (use --format json for a class)")
+    refuse_overwriting_inputs(output, [*scenarios, *sheets])
     rounding = Rounding(decimals, mode or "half_up", ("all",)) if decimals is not None else None
     try:
         tolerance = command_line_tolerance(absolute, relative)
+        points = command_line_points(points)
     except ScenarioError as error:
         fail(error)
-    report = check_files(scenarios, expected, tolerance=tolerance,
+    started = time.monotonic()
+    report = check_files(scenarios, expected, tolerance=tolerance, points=points,
                          rounding=rounding, work_limit=None if no_size_limit else DEFAULT_WORK_LIMIT, jobs=jobs,
                          arithmetic=arithmetic)
     for sheet in report.files:
@@ -414,6 +427,11 @@ def check(scenarios, expected, absolute, relative, decimals, mode, fmt, output, 
         from .render import check_json
 
         write_output(check_json.render(report), output)
+    elif fmt == "gradescope":
+        from .check.gradescope import grade_report
+        from .render import check_gradescope
+
+        write_output(check_gradescope.render(grade_report(report, time.monotonic() - started)), output)
     elif not (len(report.files) == 1 and report.broken):
         from .render import check_text
 
@@ -468,6 +486,32 @@ def exercise(template, seed, roster, fmt, output):
         raise BadInput(f"cannot write {output}: {exc.strerror}") from None
     click.echo(f"wrote {folder}: " + ", ".join(sorted(files)) if len(files) <= 12 else
                f"wrote {folder}: {len(files) - 1} files in {(len(files) - 1) // len(ex.FILES)} folders, and roster.csv")
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="autograder.zip",
+              show_default=True, help="The zip to write.")
+@click.option("--points", "points", multiple=True, metavar="N|KEY=N",
+              help="Points per answer (N), or per answer key (KEY=N, repeated); replaces the scenario's `points:`.")
+def autograder(scenario, output, points):
+    """Build a Gradescope autograder (a zip to upload) that checks each submission's answer
+    file against SCENARIO, with partial credit per answer.
+
+    \b
+    Examples:
+      bptrace autograder problem.yaml -o autograder.zip
+      bptrace autograder problem.yaml --points p1.delta=2 --points c1.grad.kernel=4
+    """
+    from .autograder import build
+    from .check.gradescope import command_line_points
+
+    refuse_overwriting_inputs(output, [scenario])
+    try:
+        entries = build(scenario, output, points=command_line_points(points))
+    except ScenarioError as error:
+        fail(error, scenario)
+    click.echo(f"wrote {output}: {', '.join(entries)}", err=True)
 
 
 @main.command()

@@ -26,7 +26,7 @@ from .tensors import canonical_index, display_index, fits, format_index, kept_ax
 
 TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "inputs", "layers", "output", "upstream",
             "loss", "given", "learning_rate", "rounding", "expected", "init", "tolerance",
-            "regularization", "optimizer", "steps", "nodes", "arithmetic")
+            "regularization", "optimizer", "steps", "nodes", "arithmetic", "points")
 LOSS_TYPES = tuple(LOSSES)
 ROUNDING_MODES = tuple(MODES)
 ROUNDING_GROUPS = ("forward", "backward", "all")
@@ -112,6 +112,45 @@ class Tolerance:
         return "as_written" if self.as_written else {"abs": self.abs, "rel": self.rel}
 
 
+@dataclass(frozen=True)
+class Points:
+    """What each answer is worth when graded (`check --format gradescope`): `each` points
+    for every answer the sheet gives, or, when `listed` is not empty, exactly the listed
+    answers, answered or not: (key as written, name, canonical index or None, points, how
+    many numbers it covers)."""
+    each: float = 1.0
+    listed: tuple = ()
+
+
+def read_points(scenario: "Scenario", doc: Document, path: tuple, raw) -> Points:
+    """`points:` (or `--points`): a number for every answer, or a mapping of answer keys
+    (`name` or `name[i,j]`, as under `expected:`) to points."""
+    if raw is None:
+        return Points()
+    hint = "write `points: 2` (each answer) or `points: {p1.delta: 2, 'c1.grad.kernel[0,1]': 1}`"
+
+    def amount(where, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise doc.error(where, f"points must be a number of at least 0, found {value!r}", hint)
+        return float(value)
+
+    if not isinstance(raw, dict):
+        return Points(each=amount(path, raw))
+    if not raw:
+        raise doc.error(path, "points is empty", hint)
+    listed = []
+    for key, value in raw.items():
+        name, index = resolve(scenario, doc, path + (key,), str(key))
+        size = int(np.prod(scenario.shapes[name])) if index is None else 1
+        listed.append((str(key), name, index, amount(path + (key,), value), size))
+    for i, (key, name, index, *_) in enumerate(listed):
+        for other, other_name, other_index, *_ in listed[:i]:
+            if name == other_name and (index is None or other_index is None or index == other_index):
+                raise doc.error(path + (key,), f"{key} gives points for numbers {other} already does",
+                                "give each number its points once")
+    return Points(listed=tuple(listed))
+
+
 def tolerance_problem(key: str, value: float) -> str | None:
     """Why `value` cannot be a tolerance's `abs` or `rel`, or None.  A relative tolerance of 1
     or more accepts 0 for every number, and a non-finite one makes every comparison a
@@ -138,6 +177,7 @@ class Scenario:
     rounding: Rounding | None = None
     expected: dict = field(default_factory=dict)     # key as written -> value as written (read by `check`)
     tolerance: "Tolerance" = None                     # for `check`; as written unless the file says
+    points: "Points" = None                           # for `check --format gradescope`
     document: Document | None = None
     shapes: dict = field(default_factory=dict)       # every traced name -> canonical shape, in trace order
     plan: Plan | None = None                         # the wiring: what each layer reads
@@ -275,6 +315,7 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT,
     scenario.given = _given(top, scenario)
     scenario.expected = _expected(top, scenario)
     scenario.tolerance = _tolerance(top)
+    scenario.points = read_points(scenario, top.doc, ("points",), top.get("points"))
     if arithmetic != "float":
         use_numbers(scenario, numbers_system(arithmetic))
     return scenario

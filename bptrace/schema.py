@@ -145,6 +145,11 @@ def _top_key_types() -> dict:
                                 {"type": "object", "minProperties": 1, "additionalProperties": False,
                                  "properties": {"abs": {"type": "number", "minimum": 0},
                                                 "rel": {"type": "number", "minimum": 0}}}]},
+        "points": {"description": "for check --format gradescope: points of each answer, or answer key "
+                              "(name or name[i,j]) -> points; a step earns its share of right numbers",
+                   "oneOf": [{"type": "number", "minimum": 0},
+                             {"type": "object", "minProperties": 1, "propertyNames": _VALUES_BY_NAME["propertyNames"],
+                              "additionalProperties": {"type": "number", "minimum": 0}}]},
         # training (README "Training: losses, optimizers, several steps")
         "regularization": {"description": "adds (λ/2)·Σ w² over kernels and weight matrices to the loss",
                            "type": "object", "required": ["l2"], "additionalProperties": False,

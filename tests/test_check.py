@@ -455,31 +455,44 @@ def test_jobs_check_sheets_in_processes_with_the_same_report(tmp_path):
 PID_FOLDER = []
 
 
-def _share_noting_its_process(task, options):
-    """check's `_check_share`, writing down the process that ran it (module level, so that
-    the pool can send it to its workers)."""
+def _chunk_noting_its_process(paths):
+    """check's `_check_inherited`, writing down the process that ran it (module level, so
+    that the pool can send it to its workers)."""
     import os
-    (PID_FOLDER[0] / f"pid{os.getpid()}-{len(list(PID_FOLDER[0].glob('pid*')))}").write_text(" ".join(task[1]))
-    return _ORIGINAL_SHARE[0](task, options)
+    (PID_FOLDER[0] / f"pid{os.getpid()}-{len(list(PID_FOLDER[0].glob('pid*')))}").write_text(" ".join(paths))
+    return _ORIGINAL_CHUNK[0](paths)
 
 
-_ORIGINAL_SHARE = []
+_ORIGINAL_CHUNK = []
 
 
-def test_jobs_share_the_sheets_among_processes(tmp_path, monkeypatch):
+def test_jobs_share_the_sheets_among_processes_and_the_clean_run_is_made_once(tmp_path, monkeypatch):
     import os
     from bptrace.check import checker
     PID_FOLDER[:] = [tmp_path]
-    _ORIGINAL_SHARE[:] = [checker._check_share]
-    monkeypatch.setattr(checker, "_check_share", _share_noting_its_process)      # forked workers see it
+    _ORIGINAL_CHUNK[:] = [checker._check_inherited]
+    monkeypatch.setattr(checker, "_check_inherited", _chunk_noting_its_process)      # forked workers see it
+    made = tmp_path / "models"
+    made.mkdir()
+    original_init = checker.Model.__init__
+
+    def noting_init(self, scenario):
+        (made / f"{os.getpid()}-{len(list(made.iterdir()))}").touch()
+        original_init(self, scenario)
+
+    monkeypatch.setattr(checker.Model, "__init__", noting_init)
     sheets = tmp_path / "sheets"
     sheets.mkdir()
     for k in range(4):
         (sheets / f"s{k}.yaml").write_text("c1.grad.kernel[0,0]: 0.044592\n")
     report = checker.check_files([ROOT / "scenarios/seed001.yaml"], [sheets], jobs=2)
     assert [f.file for f in report.files] == [str(sheets / f"s{k}.yaml") for k in range(4)]
-    shares = list(tmp_path.glob("pid*"))         # two shares of two sheets, none in this process
-    assert len(shares) == 2 and str(os.getpid()) not in {w.name[3:].split("-")[0] for w in shares}
+    assert all(not f.error and f.passed == 1 for f in report.files)
+    chunks = list(tmp_path.glob("pid*"))         # every sheet checked in a worker, none in this process
+    assert sorted(" ".join(c.read_text() for c in chunks).split()) == [str(sheets / f"s{k}.yaml") for k in range(4)]
+    assert str(os.getpid()) not in {c.name[3:].split("-")[0] for c in chunks}
+    # the problem's clean run: once per call, here, inherited by the workers
+    assert [m.name.split("-")[0] for m in made.iterdir()] == [str(os.getpid())]
 
 
 def test_many_sheets_never_cut_a_message_on_a_narrow_console(tmp_path, monkeypatch):
@@ -548,3 +561,24 @@ def test_pytorch_float64_gradients_are_exact(torch):
     assert report.failed == 0 and hows == {"exact"}, hows
     # not one float for one: autograd's sums differ from bptrace's in their last bits
     assert any(row.yours != row.bptrace for row in rows)
+
+
+def test_a_report_sent_between_processes_comes_back_the_same(tmp_path):
+    # --jobs sends each sheet's report as columns; every kind of row must survive the trip
+    import pickle
+    write(tmp_path, "sheet.yaml", "p1.delta: [[0.0364, 0.0686], [0.0467, -0.0681]]\n"
+                                  "c1.grad.kernel: [[0.1, 0.2, 0.3]]\n")      # a wrong shape
+    np.savez(tmp_path / "grads.npz", **{"c1.grad.bias": np.float32(0.0836112)})
+    report = check_files([ROOT / "scenarios/seed001.yaml"], [tmp_path / "sheet.yaml", tmp_path / "grads.npz"])
+    rows = [row for sheet in report.files for row in sheet.rows]
+    assert any(row.shape for row in rows) and any(row.written and row.written.dtype for row in rows)
+    back = pickle.loads(pickle.dumps(report))
+    # the counts come from the columns, the rows are made when read
+    assert [(f.passed, f.failed, f.follows) for f in back.files] == [(f.passed, f.failed, f.follows)
+                                                                     for f in report.files]
+    assert "rows" not in vars(back.files[0])
+    assert pickle.loads(pickle.dumps(back)).files[0].failed == report.files[0].failed
+    from bptrace.render import check_json
+    assert back.files[0].rows[0] is not report.files[0].rows[0]
+    assert check_json.render(back) == check_json.render(report) and plain(back) == plain(report)
+    assert [row.written for sheet in back.files for row in sheet.rows] == [row.written for row in rows]

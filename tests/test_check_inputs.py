@@ -273,3 +273,38 @@ def test_an_npz_element_holds_one_number(tmp_path):
         result = invoke(SEED001, "--expected", tmp_path / "element.npz")
         assert result.exit_code == 2 and "Traceback" not in result.output
         assert "c1.grad.kernel[0,0]: c1.grad.kernel[0,0] is one element; save a single number" in result.output
+
+
+# --- JSON sheets read by the json module --------------------------------------------------
+
+JSON_SHEET = ('{"p1.delta": [[0.0364, 0.0686], [0.0467, -0.0681]],\n'
+              ' "c1.grad.kernel": [[0.0445918, 0.09411869], [0.011, 6.831239e-2]],\n'
+              ' "c1.delta[0,0]": 0, "input.delta[1,2]": -0.0322827, "c1.out[0,0]": 2.5e-01}\n')
+
+
+def test_a_json_sheet_reads_as_the_same_sheet_in_yaml(tmp_path):
+    # JSON is YAML: the same text read by the json module (its fast path) and by the YAML
+    # reader gives the same report, every number's decimals taken from its text
+    (tmp_path / "sheet.json").write_text(JSON_SHEET)
+    (tmp_path / "sheet.yaml").write_text(JSON_SHEET)
+    reports = [strict_json(invoke(SEED001, "--expected", tmp_path / name, "--format", "json").output)["files"][0]
+               for name in ("sheet.json", "sheet.yaml")]
+    for report in reports:
+        del report["file"]
+    assert reports[0] == reports[1]
+    written = {answer["key"]: answer["written"] for answer in reports[0]["answers"]}
+    assert written["c1.grad.kernel[1,1]"] == "6.831239e-2" and written["c1.grad.kernel[1,0]"] == "0.011"
+    assert written["c1.out[0,0]"] == "2.5e-01" and written["c1.delta[0,0]"] == "0"
+
+
+@pytest.mark.parametrize("text, where, message", [
+    ('{"p1.delta": [[0.0364, 0.0686], [0.0467, -0.0681]],\n "c9.delta": 1}', ":2:2", "'c9.delta' is not a value"),
+    ('{"p1.delta[0,0]": 0.0364,\n "p1.delta[0,0]": 0.0364}', ":2:2", "duplicate key 'p1.delta[0,0]'"),
+    ('{"p1.delta[0,0]": NaN}', ":1:", "NaN"),
+    ('{"p1.delta": [[0.0364, 0.0686],\n  [0.0467, "x"]]}', ":2:12", "expected a number"),
+])
+def test_a_json_sheet_that_is_refused_is_located_by_line(tmp_path, text, where, message):
+    (tmp_path / "sheet.json").write_text(text)
+    result = invoke(SEED001, "--expected", tmp_path / "sheet.json")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"sheet.json{where}" in result.output and message in result.output, result.output

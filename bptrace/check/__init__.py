@@ -8,6 +8,8 @@ The package's parts, each importing only those above it:
 * `report`: the report model the renderers format;
 * `mistakes`: the catalog of classic mistakes and which of them reproduce a sheet;
 * `checker`: running the check (one clean run per problem, shared by a class's sheets).
+* `gradescope`: a checked sheet's grade (points per answer, partial credit), which
+  `render/check_gradescope.py` writes as Gradescope's results.json.
 
 The names below are the public ones, as `bptrace.check.NAME`.
 """

@@ -3,6 +3,7 @@ export, .npz archives) and directories of them, each answer's key checked agains
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import zipfile
@@ -38,9 +39,13 @@ class Answer:
 
 def _number(doc: Document, path: tuple, item, what: str, typed: bool) -> Written:
     """typed: the text is a person's (its decimals count), not a program's float."""
-    if isinstance(item, bool) or not isinstance(item, (int, float, str)):
+    if type(item) is _Text:
+        value, text = float(item), str(item)       # a JSON number: json has read it as one
+        if not math.isfinite(value):
+            raise doc.error(path, f"{_brief(text)} is not a finite number")
+    elif isinstance(item, bool) or not isinstance(item, (int, float, str)):
         raise doc.error(path, f"expected a number in {what}, found {kind_of(item)}")
-    if isinstance(item, str):
+    elif isinstance(item, str):
         # `1e-5` and JSON's `1e-05` are text to YAML 1.1; as answers they are numbers, and
         # so is a fraction, `3/8` or `-1/3`, taken as the exact number it names
         fraction = written_fraction(item)
@@ -80,7 +85,16 @@ def _numbers(doc: Document, path: tuple, value, what: str, typed: bool = True):
         written.append(_number(doc, where, item, what, typed))
         return written[-1].value
 
-    return read_tensor(doc, path, numbers(value, tuple(path)), what=what), written
+    floats = numbers(value, tuple(path))
+    try:
+        # every entry is a float by now: numpy sees a rectangular list at once, and
+        # `read_tensor` words what is wrong with any other
+        values = np.array(floats, dtype=float)
+    except ValueError:
+        values = None
+    if values is None or not values.size:
+        values = read_tensor(doc, path, floats, what=what)
+    return values, written
 
 
 def _answers(scenario: Scenario, doc: Document, items, typed: bool = True) -> list[Answer]:
@@ -119,7 +133,47 @@ def read_answers(path, scenario: Scenario) -> list[Answer]:
         raise ScenarioError("no answer files (" + ", ".join(ANSWER_SUFFIXES) + ") in this directory", file=name)
     if name.lower().endswith(".npz"):
         return _npz_answers(name, scenario)
-    doc = read_document(name, what="an answer file")
+    if name.lower().endswith(".json"):
+        doc = _json_document(name)
+        if doc is not None:
+            try:
+                return _sheet_answers(doc, scenario, name)
+            except ScenarioError:
+                pass          # said again below, located by line and column
+    return _sheet_answers(read_document(name, what="an answer file"), scenario, name)
+
+
+class _Text(str):
+    """A JSON number kept as its text, as a YAML document keeps a number's text in `raw`:
+    `_number` reads its value and its decimals from it."""
+
+
+def _json_document(name: str) -> Document | None:
+    """A .json sheet read by the json module, fifty times faster than the YAML reader for
+    a class's sheets of thousands of numbers.  Only a file json reads cleanly (no duplicate
+    key, NaN or infinity) comes back; any other, and any sheet whose answers are refused,
+    goes through `read_document`, whose messages carry the line and column."""
+    try:
+        text = read_regular_file(name, what="an answer file").decode("utf-8-sig")
+        data = json.loads(text, parse_float=_Text, parse_int=_Text, parse_constant=_refused,
+                          object_pairs_hook=_unique)
+    except (ScenarioError, ValueError, RecursionError):
+        return None
+    return Document(data=data, file=name)
+
+
+def _refused(constant):
+    raise ValueError(constant)
+
+
+def _unique(pairs):
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate key")
+    return out
+
+
+def _sheet_answers(doc: Document, scenario: Scenario, name: str) -> list[Answer]:
     data = doc.data
     if not isinstance(data, dict):
         raise doc.error((), "an answer file is a mapping of names to numbers, such as "

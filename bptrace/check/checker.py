@@ -27,6 +27,7 @@ such element, recorded by one engine run that explains only those elements.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import multiprocessing
 import shlex
@@ -36,8 +37,10 @@ import numpy as np
 
 from ..engine import run
 from ..errors import ScenarioError
-from ..scenario import DEFAULT_WORK_LIMIT, Rounding, Scenario, Tolerance, load, make_patch, merge_patches
-from ..tensors import describe_shape, display_index, fits, format_index, plain, squeezed_shape
+from ..scenario import (DEFAULT_WORK_LIMIT, Points, Rounding, Scenario, Tolerance, load, make_patch, merge_patches,
+                        read_points)
+from ..source import Document
+from ..tensors import describe_shape, fits, format_index, kept_axes, plain, squeezed_shape
 from .answers import answer_files, is_answer_sheet, read_answers, scenario_answers
 from .matching import FOLLOWS, FOLLOWS_TEXT, RIGHT, WRONG, evidence, match, near, references, same_number
 from .mistakes import Catalog, diagnose
@@ -136,16 +139,17 @@ def _content_key(scenario: Scenario, rounding) -> str:
     if not isinstance(data, dict):
         return f"id:{id(scenario)}"
     kept = {key: value for key, value in data.items()
-            if key not in ("expected", "tolerance", "name", "description")}
+            if key not in ("expected", "tolerance", "points", "name", "description")}
     return json.dumps([kept, dataclasses.astuple(rounding) if rounding else None], sort_keys=True, default=repr)
 
 
 class Checker:
     """Checks sheets, keeping each scenario's runs for every sheet of the same problem."""
 
-    def __init__(self, tolerance: Tolerance | None = None, rounding: Rounding | None = None):
+    def __init__(self, tolerance: Tolerance | None = None, rounding: Rounding | None = None, points=None):
         self.tolerance = tolerance        # from the command line; overrides the scenario's
         self.rounding = rounding          # from the command line; replaces the scenario's
+        self.points = points              # from the command line (as `points:` holds it); replaces the scenario's
         self._models: dict = {}
 
     def model(self, scenario: Scenario) -> Model:
@@ -156,17 +160,22 @@ class Checker:
             self._models[key] = Model(scenario)
         return self._models[key]
 
+    def scenario_points(self, scenario: Scenario) -> Points:
+        if self.points is None:
+            return scenario.points
+        return read_points(scenario, Document(data=self.points), ("--points",), self.points)
+
     def check(self, scenario: Scenario, answers: list, *, file: str, scenario_path: str) -> FileReport:
         tolerance = self.tolerance or scenario.tolerance
         model = self.model(scenario)
         sc = model.scenario
         base = sc.conventions.index_base
         report = FileReport(file=file, scenario=scenario_path, title=scenario.name, tolerance=tolerance,
-                            rounding=_rounding_text(sc))
+                            rounding=_rounding_text(sc), points=self.scenario_points(scenario))
 
         fitting = [a for a in answers if a.index is not None or fits(a.values.shape, sc.shapes[a.name])]
         fitting_ids = {id(answer) for answer in fitting}
-        overrides = merge_patches(make_patch(sc, a.doc, a.path, a.key, a.values.tolist()) for a in fitting)
+        overrides = merge_patches(make_patch(sc, a.doc, a.path, a.key, a.values) for a in fitting)
         # only the steps downstream of an answer that differs from the clean run are re-run
         differing = {name for name, patch in overrides.items()
                      if not np.array_equal(patch.values[patch.mask], model.trace[name].values[patch.mask])}
@@ -188,35 +197,44 @@ class Checker:
                                 shape=squeezed_shape(answer.values.shape), bptrace_shape=squeezed_shape(shape),
                                 answer=answer))
                 continue
-            cells = [answer.index] if answer.index is not None else list(np.ndindex(*shape))
-            scale = float(np.abs(model.refs[answer.name]).max(initial=0))
-            for cell, written in zip(cells, answer.written):
+            clean_values, own_values = model.refs[answer.name], own[answer.name]
+            if answer.index is not None:
+                cells, cleans, mines = [answer.index], [clean_values[answer.index]], [own_values[answer.index]]
+            else:
+                # C order, as the answer's numbers were written
+                cells = itertools.product(*map(range, shape))
+                cleans, mines = clean_values.reshape(-1).tolist(), own_values.reshape(-1).tolist()
+            scale = float(np.abs(clean_values).max(initial=0))
+            for cell, written, clean, mine in zip(cells, answer.written, cleans, mines):
                 if written.dtype or written.precise:
-                    written = dataclasses.replace(written, scale=scale)
-                numbers.append((answer.name, cell, written, (float(model.refs[answer.name][cell]),
-                                float(model.refs.noise[answer.name][cell])), (float(own[answer.name][cell]),
-                                float(own.noise[answer.name][cell])), answer.index is not None))
+                    written = written.but(scale=scale)
+                clean_noise, mine_noise = float(model.refs.noise[answer.name][cell]), float(own.noise[answer.name][cell])
+                # how it matches the clean trace, None until known (held to float32 below)
+                numbers.append([answer.name, cell, written, float(clean), clean_noise, float(mine), mine_noise,
+                                answer.index is not None, match(written, clean, tolerance, clean_noise)])
         if tolerance.as_written:
             # framework printouts: held to float32's precision of their sums where as written fails
-            precise = [(name, cell) for name, cell, written, clean, mine, _ in numbers
-                       if written.precise and match(written, clean[0], tolerance, clean[1]) is None]
+            precise = [(number[0], number[1]) for number in numbers if number[8] is None and number[2].precise]
             if precise:
                 magnitudes = model.magnitudes(precise)
-                numbers = [(name, cell, dataclasses.replace(written, magnitude=magnitudes[(name, cell)])
-                            if (name, cell) in magnitudes else written, clean, mine, element)
-                           for name, cell, written, clean, mine, element in numbers]
-        for name, cell, written, (clean, clean_noise), (mine, mine_noise), element in numbers:
-            how = match(written, clean, tolerance, clean_noise)
+                for number in numbers:
+                    if number[8] is None and (number[0], number[1]) in magnitudes:
+                        number[2] = number[2].but(magnitude=magnitudes[(number[0], number[1])])
+                        number[8] = match(number[2], number[3], tolerance, number[4])
+        axes = {}
+        for name, cell, written, clean, clean_noise, mine, mine_noise, element, how in numbers:
             verdict = RIGHT
             if how is None:
                 if match(written, mine, tolerance, mine_noise) is not None:
                     verdict, how = FOLLOWS, FOLLOWS_TEXT
                 else:
                     verdict, how = WRONG, "wrong"
-            shown = display_index(sc.shapes[name], cell, base)
+            if name not in axes:
+                axes[name] = kept_axes(sc.shapes[name])
+            shown = tuple(cell[axis] + base for axis in axes[name])      # display_index, its axes kept once
             rows.append(Row(name, cell, name + format_index(shown), written.value, clean, verdict, how,
-                            written=written, own=None if same_number(clean, mine, clean_noise + mine_noise) else mine,
-                            shown_index=shown, element=element, noise=clean_noise))
+                            written=written, own=None if clean == mine or same_number(clean, mine, clean_noise + mine_noise)
+                            else mine, shown_index=shown, element=element, noise=clean_noise))
         rows.sort(key=lambda row: (model.order[row.name], row.index is None, row.index or ()))
         report.rows = rows
 
@@ -245,7 +263,7 @@ def _rounding_text(scenario: Scenario) -> str | None:
 
 def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | None = None,
                 rounding: Rounding | None = None, work_limit: int | None = DEFAULT_WORK_LIMIT,
-                jobs: int = 1, arithmetic: str | None = None) -> CheckReport:
+                jobs: int = 1, points=None, arithmetic: str | None = None) -> CheckReport:
     """Check several sheets in one go: each scenario's own `expected:`, or (with
     `expected_paths`, which need exactly one scenario) each answer file against that
     scenario.  A file that cannot be read becomes a report with `error` set; the rest are
@@ -258,19 +276,21 @@ def check_files(scenario_paths, expected_paths=(), *, tolerance: Tolerance | Non
                 raise ScenarioError("--expected goes with exactly one scenario (each answer file is "
                                     "checked against it)")
             jobs = min(jobs, len(paths))
+            options = {"tolerance": tolerance, "rounding": rounding, "work_limit": work_limit, "points": points,
+                       "arithmetic": arithmetic}
+            forking = "fork" in multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if forking else None)
+            if expected_paths and forking:
+                return _check_forked(scenario_paths[0], paths, jobs, context, options)
             shares = [paths[k * len(paths) // jobs:(k + 1) * len(paths) // jobs] for k in range(jobs)]
             tasks = [(list(scenario_paths), share) if expected_paths else (share, []) for share in shares]
-            options = {"tolerance": tolerance, "rounding": rounding, "work_limit": work_limit,
-                       "arithmetic": arithmetic}
-            context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
-                                                  else None)
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
                 parts = list(pool.map(_check_share, tasks, [options] * len(tasks)))
             files = [report for part in parts for report in part]
             if expected_paths and files and all(f.error and f.file == str(scenario_paths[0]) for f in files):
                 files = files[:1]          # the scenario itself could not be read: said once
             return CheckReport(files)
-    checker = Checker(tolerance, rounding)
+    checker = Checker(tolerance, rounding, points)
     reports = []
     if expected_paths:
         if len(scenario_paths) != 1:
@@ -316,6 +336,44 @@ def _checked(checker: Checker, sheet, file: str, scenario_path: str) -> FileRepo
         return checker.check(scenario, answers, file=file, scenario_path=scenario_path)
     except ScenarioError as error:
         return FileReport(file=file, scenario=scenario_path, error=str(error.located(file=file)))
+
+
+# What forked workers inherit: the checker holding the problem's clean run, made once by
+# the parent, and the scenario (see `_check_forked`).
+_INHERITED: tuple | None = None
+# Sheets per task: small enough that the parent takes in finished reports while the
+# workers go on, large enough that handing out tasks costs nothing.
+CHUNKS_PER_JOB = 8
+
+
+def _check_forked(scenario_path, paths, jobs, context, options) -> CheckReport:
+    """`check_files(jobs=N)` of many sheets against one scenario: the scenario is loaded
+    and run once, here, and the forked workers inherit that run (copy-on-write), so none
+    repeats it; the sheets go out in small contiguous chunks, the report in their order."""
+    global _INHERITED
+    scenario_path = str(scenario_path)
+    checker = Checker(options["tolerance"], options["rounding"], options["points"])
+    try:
+        scenario = load(scenario_path, work_limit=options["work_limit"], arithmetic=options["arithmetic"])
+        checker.model(scenario)
+    except ScenarioError as error:
+        return CheckReport([FileReport(file=scenario_path, scenario=scenario_path,
+                                       error=str(error.located(file=scenario_path)))])
+    size = max(1, -(-len(paths) // (jobs * CHUNKS_PER_JOB)))
+    chunks = [paths[k:k + size] for k in range(0, len(paths), size)]
+    _INHERITED = (checker, scenario, scenario_path)
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            parts = list(pool.map(_check_inherited, chunks))
+    finally:
+        _INHERITED = None
+    return CheckReport([report for part in parts for report in part])
+
+
+def _check_inherited(paths) -> list:
+    checker, scenario, scenario_path = _INHERITED
+    return [_checked(checker, lambda p=path: (scenario, read_answers(p, scenario)), path, scenario_path)
+            for path in paths]
 
 
 def _check_share(task, options) -> list:

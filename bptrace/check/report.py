@@ -3,9 +3,9 @@ per file and over all files.  Plain data that the renderers format."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from ..scenario import Tolerance
+from ..scenario import Points, Tolerance
 from .answers import Answer
 from .matching import FOLLOWS, WRONG, Written, same_number
 
@@ -74,18 +74,63 @@ class FileReport:
     diagnosis: list = field(default_factory=list)
     unexplained: list = field(default_factory=list)
     error: str | None = None      # the file could not be checked (exit status 2)
+    points: Points | None = None  # what each answer is worth, for grading (the scenario's or --points)
 
     @property
     def passed(self) -> int:
-        return sum(1 for row in self.rows if row.passed)
+        return sum(1 for verdict in self._verdicts() if verdict != WRONG)
 
     @property
     def failed(self) -> int:
-        return sum(1 for row in self.rows if not row.passed)
+        return sum(1 for verdict in self._verdicts() if verdict == WRONG)
 
     @property
     def follows(self) -> int:
-        return sum(1 for row in self.rows if row.verdict == FOLLOWS)
+        return sum(1 for verdict in self._verdicts() if verdict == FOLLOWS)
+
+    # `check --jobs` sends each sheet's report from a worker: its rows go as columns (lists of
+    # numbers and strings), which pickle four times faster than thousands of objects, and
+    # become rows again only when something reads them (a class's text report needs only
+    # the counts, the first wrong step and the diagnosis)
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["rows"] = state.pop("_columns") if "_columns" in state else _columns(self.rows)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        state["_columns"] = state.pop("rows")
+        self.__dict__.update(state)
+
+    def __getattr__(self, name):
+        if name == "rows" and "_columns" in self.__dict__:
+            self.__dict__["rows"] = _rows(self.__dict__.pop("_columns"))
+            return self.__dict__["rows"]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _verdicts(self):
+        if "_columns" in self.__dict__:
+            return self.__dict__["_columns"][0][_ROW_FIELDS.index("verdict")]
+        return [row.verdict for row in self.rows]
+
+
+_ROW_FIELDS = [f.name for f in fields(Row) if f.name != "written"]
+_WRITTEN_FIELDS = [f.name for f in fields(Written)]
+_WRITTEN_AT = [f.name for f in fields(Row)].index("written")
+
+
+def _columns(rows) -> tuple:
+    written = [row.written for row in rows]
+    return ([[getattr(row, name) for row in rows] for name in _ROW_FIELDS],
+            [w is not None for w in written],
+            [[getattr(w, name) for w in written if w is not None] for name in _WRITTEN_FIELDS])
+
+
+def _rows(columns) -> list:
+    values, has_written, written_values = columns
+    written = iter([Written(*numbers) for numbers in zip(*written_values)])
+    at = _WRITTEN_AT
+    return [Row(*row[:at], next(written) if has else None, *row[at:]) for row, has in zip(zip(*values), has_written)]
 
 
 @dataclass

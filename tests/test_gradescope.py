@@ -1,0 +1,246 @@
+"""Grading for Gradescope: `check --format gradescope` (points, partial credit, carried
+errors) and `bptrace autograder` (the zip, run against an /autograder-shaped tree)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bptrace.cli import main
+from conftest import ROOT
+from test_check import kernel_gradient, upsampled
+
+SEED001 = (ROOT / "scenarios/seed001.yaml").read_text()
+P1 = "[[0.0364, 0.0686], [0.0467, -0.0681]]"                 # right (as written / truncated)
+KERNEL = "[[0.044606, 0.094061], [0.011262, 0.068288]]"      # right, from those deltas
+FLIPPED = "[[0.068288, 0.011262], [0.094061, 0.044606]]"     # the kernel-not-flipped mistake
+ONE_OFF = "[[0.044606, 0.094061], [0.011262, 0.068999]]"     # 3 of 4 right
+# Gradescope's results.json keys (autograder specification, "Output format")
+TOP_KEYS = {"score", "execution_time", "output", "visibility", "stdout_visibility", "extra_data", "tests",
+            "output_format", "leaderboard"}
+TEST_KEYS = {"score", "max_score", "status", "name", "number", "output", "tags", "visibility", "extra_data",
+             "name_format", "output_format"}
+VISIBILITY = {"hidden", "after_due_date", "after_published", "visible"}
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def sheet(p1=P1, kernel=KERNEL, extra=""):
+    return f"expected:\n  p1.delta: {p1}\n  c1.grad.kernel: {kernel}\n{extra}"
+
+
+def gradescope(*args):
+    result = CliRunner().invoke(main, ["check", "--format", "gradescope", *map(str, args)])
+    return result, (json.loads(result.output) if result.exit_code in (0, 1) else None)
+
+
+def assert_gradescope_shape(results):
+    """What Gradescope accepts: its keys only, numbers where it wants numbers, a status of
+    passed/failed, visibilities it knows, and the score the tests add up to."""
+    assert set(results) <= TOP_KEYS
+    assert isinstance(results["score"], (int, float)) and isinstance(results["output"], str)
+    assert isinstance(results.get("execution_time", 0), int)
+    assert results["visibility"] in VISIBILITY and results["stdout_visibility"] in VISIBILITY
+    for test in results["tests"]:
+        assert set(test) <= TEST_KEYS
+        assert {"name", "score", "max_score", "status", "output", "visibility"} <= set(test)
+        assert test["status"] in ("passed", "failed") and test["visibility"] in VISIBILITY
+        assert 0 <= test["score"] <= test["max_score"]
+        assert (test["status"] == "passed") == (test["score"] == test["max_score"])
+    assert results["score"] == pytest.approx(sum(test["score"] for test in results["tests"]))
+
+
+def scores(results) -> dict:
+    return {test["name"]: (test["score"], test["max_score"]) for test in results["tests"]}
+
+
+# --- check --format gradescope ------------------------------------------------------------
+
+def test_each_answer_is_a_test_worth_one_point(tmp_path):
+    result, results = gradescope(write(tmp_path, "hw.yaml", SEED001 + sheet(kernel=FLIPPED)))
+    assert result.exit_code == 1          # as check: a wrong answer
+    assert_gradescope_shape(results)
+    assert scores(results) == {"p1.delta": (1, 1), "c1.grad.kernel": (0, 1)}
+    assert results["score"] == 1
+    kernel = results["tests"][1]
+    assert kernel["status"] == "failed" and kernel["output"].startswith("0 of 4 numbers right")
+    assert "c1.grad.kernel[0,0]: yours 0.068288, bptrace 0.044591799" in kernel["output"]
+    # the student sees where the work went wrong and the likely mistake
+    assert "first wrong step: c1.grad.kernel" in results["output"]
+    assert "likely mistake: kernel-not-flipped" in results["output"]
+
+
+def test_a_step_earns_the_share_of_its_numbers_that_are_right(tmp_path):
+    text = SEED001 + sheet(kernel=ONE_OFF) + "points: {p1.delta: 2, c1.grad.kernel: 4}\n"
+    result, results = gradescope(write(tmp_path, "hw.yaml", text))
+    assert_gradescope_shape(results)
+    assert scores(results) == {"p1.delta": (2, 2), "c1.grad.kernel": (3, 4)}
+    assert results["score"] == 5 and results["tests"][1]["output"].startswith("3 of 4 numbers right")
+
+
+def test_a_value_wrong_only_because_of_an_earlier_answer_earns_its_credit(tmp_path):
+    # 0.0364 miscopied as 0.0370, the rest worked correctly from it (check: "follows")
+    p1 = [[0.0370, 0.0686], [0.0467, -0.0681]]
+    gradient = kernel_gradient(upsampled(p1))
+    text = SEED001 + sheet(p1=p1, kernel=np.round(gradient, 6).tolist()) + "points: 4\n"
+    result, results = gradescope(write(tmp_path, "hw.yaml", text))
+    assert_gradescope_shape(results)
+    assert scores(results) == {"p1.delta": (3, 4), "c1.grad.kernel": (4, 4)}
+    assert "4 of 4 numbers right (4 follows from your earlier values" in results["tests"][1]["output"]
+
+
+def test_listed_points_grade_exactly_those_answers_answered_or_not(tmp_path):
+    text = SEED001 + sheet(kernel=FLIPPED) + "points: {p1.delta: 1, 'c1.grad.kernel[0,1]': 2, input.delta: 3}\n"
+    result, results = gradescope(write(tmp_path, "hw.yaml", text))
+    assert_gradescope_shape(results)
+    assert scores(results) == {"p1.delta": (1, 1), "c1.grad.kernel[0,1]": (0, 2), "input.delta": (0, 3)}
+    assert results["tests"][2]["output"] == "not answered (25 numbers asked)"
+
+
+def test_points_on_the_command_line_replace_the_scenarios(tmp_path):
+    path = write(tmp_path, "hw.yaml", SEED001 + sheet(kernel=ONE_OFF) + "points: 10\n")
+    _, results = gradescope(path, "--points", "2")
+    assert scores(results) == {"p1.delta": (2, 2), "c1.grad.kernel": (1.5, 2)}
+    _, results = gradescope(path, "--points", "c1.grad.kernel=8")
+    assert scores(results) == {"c1.grad.kernel": (6, 8)}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--points", "2", "--points", "p1.delta=1"], "give one number (every answer) or KEY=N pairs"),
+    (["--points", "lots"], "'lots' is not a number of points"),
+])
+def test_a_bad_points_option_is_refused(tmp_path, args, message):
+    result, _ = gradescope(write(tmp_path, "hw.yaml", SEED001 + sheet()), *args)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("points, message", [
+    ("{c9.delta: 1}", "'c9.delta' is not a value in this trace"),
+    ("{p1.delta: -1}", "points must be a number of at least 0"),
+    ("{p1.delta: 1, 'p1.delta[0,0]': 1}", "gives points for numbers p1.delta already does"),
+    ("lots", "points must be a number of at least 0"),
+])
+def test_a_bad_points_key_is_located(tmp_path, points, message):
+    result = CliRunner().invoke(main, ["run", str(write(tmp_path, "hw.yaml", SEED001 + f"points: {points}\n"))])
+    assert result.exit_code == 2 and message in result.output
+    assert "hw.yaml:" in result.output
+
+
+def test_gradescope_grades_one_submission(tmp_path):
+    for name in ("a.yaml", "b.yaml"):
+        write(tmp_path, name, "p1.delta: " + P1 + "\n")
+    result, _ = gradescope(ROOT / "scenarios/seed001.yaml", "--expected", tmp_path)
+    assert result.exit_code == 2 and "grades one submission; got 2" in result.output
+
+
+# --- bptrace autograder -------------------------------------------------------------------
+
+def build_zip(tmp_path, text, *args):
+    scenario = write(tmp_path, "problem.yaml", text)
+    result = CliRunner().invoke(main, ["autograder", str(scenario), "-o", str(tmp_path / "autograder.zip"), *args])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "autograder.zip"
+
+
+def autograder_tree(tmp_path, archive):
+    """/autograder as Gradescope lays it out: the zip in source/, run_autograder copied up."""
+    root = tmp_path / "autograder"
+    for folder in ("source", "submission", "results"):
+        (root / folder).mkdir(parents=True)
+    with zipfile.ZipFile(archive) as zipped:
+        zipped.extractall(root / "source")
+    (root / "run_autograder").write_bytes((root / "source/run_autograder").read_bytes())
+    return root
+
+
+def run_autograder(root):
+    """run_autograder with bptrace imported from the wheel in the zip, not from this checkout."""
+    wheel = json.loads((root / "source/bptrace-autograder.json").read_text())["wheel"]
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "PYTHONPATH": str(root / "source" / wheel)}
+    done = subprocess.run([sys.executable, str(root / "run_autograder")], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"from {root / 'source' / wheel}" in done.stdout      # the wheel's bptrace did the grading
+    return json.loads((root / "results/results.json").read_text())
+
+
+def test_the_zip_holds_what_gradescope_runs_and_a_wheel_of_this_source(tmp_path):
+    archive = build_zip(tmp_path, SEED001, "--points", "p1.delta=2", "--points", "c1.grad.kernel=4")
+    with zipfile.ZipFile(archive) as zipped:
+        names = zipped.namelist()
+        config = json.loads(zipped.read("bptrace-autograder.json"))
+        setup = zipped.read("setup.sh").decode()
+        modes = {info.filename: info.external_attr >> 16 for info in zipped.infolist()}
+        wheel = zipped.read(config["wheel"])
+    assert {"setup.sh", "run_autograder", "problem.yaml", "bptrace-autograder.json", config["wheel"]} == set(names)
+    assert config["points"] == {"p1.delta": 2.0, "c1.grad.kernel": 4.0}
+    assert modes["run_autograder"] & 0o111 and modes["setup.sh"] & 0o111
+    # setup.sh installs the very wheel that is in the zip
+    assert f"pip install ./{config['wheel']}" in setup
+    (tmp_path / "w.whl").write_bytes(wheel)
+    with zipfile.ZipFile(tmp_path / "w.whl") as built:
+        for path in (ROOT / "bptrace").rglob("*.py"):
+            name = "bptrace/" + path.relative_to(ROOT / "bptrace").as_posix()
+            assert built.read(name) == path.read_bytes(), name
+        metadata = built.read("bptrace-0.1.0.dist-info/METADATA").decode()
+    for requirement in ("numpy>=1.23", "click>=8.1", "rich>=13", "pyyaml>=6"):
+        assert f"Requires-Dist: {requirement}" in metadata
+
+
+def test_run_autograder_grades_a_submission(tmp_path):
+    root = autograder_tree(tmp_path, build_zip(tmp_path, SEED001 + "points: {p1.delta: 2, c1.grad.kernel: 4}\n"))
+    (root / "submission/answers").mkdir()
+    (root / "submission/answers/mine.yaml").write_text(f"p1.delta: {P1}\nc1.grad.kernel: {ONE_OFF}\n")
+    results = run_autograder(root)
+    assert_gradescope_shape(results)
+    assert scores(results) == {"p1.delta": (2, 2), "c1.grad.kernel": (3, 4)}
+    assert results["score"] == 5
+
+
+def test_a_submission_without_an_answer_file_scores_zero_and_says_why(tmp_path):
+    root = autograder_tree(tmp_path, build_zip(tmp_path, SEED001 + "points: {p1.delta: 2, c1.grad.kernel: 4}\n"))
+    (root / "submission/notes.txt").write_text("I did it on paper")
+    results = run_autograder(root)
+    assert_gradescope_shape(results)
+    assert results["score"] == 0
+    assert "no answer file in the submission: submit one .yaml, .yml, .json or .npz file" in results["output"]
+    assert scores(results) == {"p1.delta": (0, 2), "c1.grad.kernel": (0, 4)}
+
+
+def test_an_unreadable_or_doubled_submission_scores_zero_and_says_why(tmp_path):
+    root = autograder_tree(tmp_path, build_zip(tmp_path, SEED001))
+    (root / "submission/mine.yaml").write_text("p1.delta: [[0.0364, 0.0686], [0.0467]]\n")
+    results = run_autograder(root)
+    assert results["score"] == 0 and "could not be graded: mine.yaml:1:" in results["output"]
+    (root / "submission/other.json").write_text("{}")
+    results = run_autograder(root)
+    assert results["score"] == 0 and "2 answer files in the submission (mine.yaml, other.json)" in results["output"]
+
+
+def test_a_bad_scenario_writes_no_zip(tmp_path):
+    scenario = write(tmp_path, "problem.yaml", SEED001 + "points: {c9.delta: 1}\n")
+    result = CliRunner().invoke(main, ["autograder", str(scenario), "-o", str(tmp_path / "a.zip")])
+    assert result.exit_code == 2 and "'c9.delta' is not a value in this trace" in result.output
+    assert not (tmp_path / "a.zip").exists()
+
+
+def test_the_schema_takes_what_the_loader_takes_for_points():
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+    from bptrace.schema import schema
+    validator = jsonschema.Draft7Validator(schema())
+    base = yaml.safe_load(SEED001)
+    for points in (2, 0.5, {"p1.delta": 2, "c1.grad.kernel[0,1]": 1}):
+        assert not list(validator.iter_errors({**base, "points": points})), points
+    for points in (-1, "lots", {}, {"p1.delta": -2}):
+        assert list(validator.iter_errors({**base, "points": points})), points
