@@ -260,7 +260,9 @@ def main():
 @click.option("--no-size-limit", is_flag=True, help="Run networks above the scalar-loop size limit.")
 @click.option("--fragment", is_flag=True,
               help="With --format latex: only the body, to \\input into your own document (needs amsmath).")
-def run(scenario, fmt, only, digits, summary, list_steps, output, width, no_size_limit, fragment):
+@click.option("--expand", is_flag=True,
+              help="`arithmetic: symbolic`: every formula all the way down in the scenario's letters.")
+def run(scenario, fmt, only, digits, summary, list_steps, output, width, no_size_limit, fragment, expand):
     """Trace SCENARIO: forward values, every delta, every gradient, every update.
 
     \b
@@ -277,6 +279,12 @@ def run(scenario, fmt, only, digits, summary, list_steps, output, width, no_size
     sc = load_scenario(scenario, size_limit=not no_size_limit)
     trace = trace_scenario(sc)
     trace.scenario = sc                   # the results name the explain command with its path
+    if expand:
+        if sc.numbers.name != "symbolic":
+            raise BadInput("--expand writes formulas in letters: it goes with `arithmetic: symbolic`")
+        from .symbolic import expand as expand_formulas
+
+        expand_formulas(trace)
     if list_steps:
         from .render.view import listing
 

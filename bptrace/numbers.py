@@ -67,6 +67,17 @@ class Floats:
         float that slipped in through a function without an exact value)."""
         return True
 
+    def sigmoid(self, z):
+        """σ(z) = 1/(1 + e^(−z)); the two forms avoid overflow of exp for large |z|."""
+        if z >= 0:
+            return 1 / (1 + self.exp(-z))
+        e = self.exp(z)
+        return e / (1 + e)
+
+    def carried(self, name: str, values: np.ndarray, base: int = 0) -> np.ndarray:
+        """A step's values as the steps after it read them (symbolic: each element by its name)."""
+        return values
+
     def __repr__(self):
         return f"<numbers {self.name}>"
 

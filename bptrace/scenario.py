@@ -26,7 +26,7 @@ from .tensors import canonical_index, display_index, fits, format_index, kept_ax
 
 TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "inputs", "layers", "output", "upstream",
             "loss", "given", "learning_rate", "rounding", "expected", "init", "tolerance",
-            "regularization", "optimizer", "steps", "nodes", "arithmetic")
+            "regularization", "optimizer", "steps", "nodes", "arithmetic", "values")
 LOSS_TYPES = tuple(LOSSES)
 ROUNDING_MODES = tuple(MODES)
 ROUNDING_GROUPS = ("forward", "backward", "all")
@@ -251,6 +251,7 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT,
         if key not in top and not (key == "input" and "inputs" in top) and not graph:
             raise top.error(None, f"the scenario has no `{key}:`", "see `bptrace new` for a complete example")
     conventions = _conventions(top)
+    _letters(top, arithmetic, conventions)
     layer_specs = None if graph else top.get("layers")
     if not graph and (not isinstance(layer_specs, list) or not layer_specs):
         raise top.error("layers", "expected a list of layers (each `- {type: ...}`), found "
@@ -277,7 +278,36 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT,
     scenario.tolerance = _tolerance(top)
     if arithmetic != "float":
         use_numbers(scenario, numbers_system(arithmetic))
+    if doc.letters is not None:
+        unused = [name for name in doc.letters.values if name not in doc.letters.seen]
+        if unused:
+            raise top.error(("values", unused[0]), f"`values:` binds {unused[0]}, which no tensor of the scenario uses",
+                            did_you_mean(unused[0], list(doc.letters.seen)))
     return scenario
+
+
+def _letters(top: Spec, arithmetic: str, conventions: Conventions) -> None:
+    """`arithmetic: symbolic`: letters may stand for numbers, and `values:` binds some of them."""
+    top.doc.letters = None
+    if arithmetic != "symbolic":
+        if "values" in top:
+            raise top.error("values", "`values:` binds letters to numbers, and letters are read only "
+                                      "with `arithmetic: symbolic`")
+        return
+    from .symbolic import Letters
+    from .spec import LETTER
+
+    values = {}
+    if "values" in top:
+        raw = top.get("values")
+        if not isinstance(raw, dict):
+            raise top.error("values", f"`values:` maps letters to numbers (values: {{w11: 0.5}}), found {kind_of(raw)}")
+        spec = Spec(top.doc, ("values",), raw, None, "values")
+        for name in raw:
+            if not isinstance(name, str) or not LETTER.match(name):
+                raise spec.error(name, f"`{name}` is not a letter (a name such as w11)")
+            values[name] = numbers_system("exact").of(spec.number(name))
+    top.doc.letters = Letters(values, conventions.index_base)
 
 
 def use_numbers(scenario: Scenario, num) -> None:
@@ -289,9 +319,9 @@ def use_numbers(scenario: Scenario, num) -> None:
     for layer in scenario.layers:
         layer.use(num)
     if scenario.loss is not None and scenario.loss.target is not None:
-        scenario.loss.target = num.tensor(np.asarray(scenario.loss.target, dtype=float))
+        scenario.loss.target = num.tensor(np.asarray(scenario.loss.target, dtype=object if num.name == "symbolic" else float))
     if scenario.upstream is not None:
-        scenario.upstream.delta = num.tensor(np.asarray(scenario.upstream.delta, dtype=float))
+        scenario.upstream.delta = num.tensor(np.asarray(scenario.upstream.delta, dtype=object if num.name == "symbolic" else float))
     scenario.given = {name: Patch(patch.name, num.tensor(patch.values), patch.mask)
                       for name, patch in scenario.given.items()}
 

@@ -15,6 +15,10 @@ def number(value, significant: int = SIGNIFICANT) -> str:
     number (`arithmetic: exact`) is written whole: its decimals when they end, else p/q."""
     if isinstance(value, Fraction):
         return exact_text(value)
+    if hasattr(value, "expr"):
+        # `arithmetic: symbolic`: a formula (symbolic.py, imported only when one exists)
+        from ..symbolic import text
+        return text(value)
     value = float(value)
     if value == 0:
         return "0"
