@@ -449,7 +449,7 @@ def _input(top: Spec, path: tuple, layer_specs, name: str, input_names) -> tuple
     for key in path:
         value = value[key]
     what = "the input" if name == "input" else f"input {name}"
-    if isinstance(value, dict) and "fill" not in value:
+    if isinstance(value, dict) and "fill" not in value and "symbols" not in value:
         if "random" not in value:
             raise top.doc.error(path, "expected numbers (a list such as [[1, 2], [3, 4]]), "
                                       "{random: uniform, shape: [...]} or {fill: arange, shape: [...]}, "

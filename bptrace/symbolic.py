@@ -464,19 +464,142 @@ def same_formula(answer, expected, *, trials: int = 5, seed: int = 0) -> tuple[b
         return True, None
     if difference == 0:
         return False, "it simplifies to the right formula, but a numeric spot check disagrees"
-    reason = f"it differs from the right formula by {text(difference)}"
-    extra = extra_terms(answer, expected)
-    if extra:
-        reason += "; " + extra
-    return False, reason
+    return False, _why(answer, expected, difference)
 
 
-def extra_terms(answer, expected) -> str | None:
-    """Which products the answer has that the right formula has not (a product of sums
-    multiplied out pairs every term with every other), and which it misses."""
-    a = sympy.Add.make_args(sympy.expand(answer))
-    e = sympy.Add.make_args(sympy.expand(expected))
-    if len(a) == len(e) or not a or not e:
-        return None
-    return (f"written out, it has {len(a)} products where the chain rule gives {len(e)}: "
-            f"right is {text(expected)}")
+def _same(a, b) -> bool:
+    return sympy.expand(a - b) == 0
+
+
+def _why(answer, expected, difference) -> str:
+    """Why a formula is wrong, in the student's terms: the factors both share set aside, which
+    products the rest has that the chain rule's has not (a product of two sums multiplied out
+    pairs every term of one with every term of the other), and which it misses."""
+    mine = list(sympy.Mul.make_args(answer))
+    right = list(sympy.Mul.make_args(readable(expected)))
+    shared = []
+    for factor in list(mine):
+        match = next((r for r in right if _same(factor, r)), None)
+        if match is not None:
+            mine.remove(factor)
+            right.remove(match)
+            shared.append(factor)
+    rest_mine, rest_right = sympy.Mul(*mine), sympy.Mul(*right)
+    have = set(sympy.Add.make_args(sympy.expand(rest_mine)))
+    want = set(sympy.Add.make_args(sympy.expand(rest_right)))
+    if len(have) + len(want) <= 80 and have != want:
+        extra, missing = sorted(have - want, key=str), sorted(want - have, key=str)
+        parts = []
+        if shared:
+            parts.append(f"both have the factor{'s' if len(shared) > 1 else ''} "
+                         f"{_short(shared)}; besides {'them' if len(shared) > 1 else 'it'}, ")
+        parts.append(f"yours is {text(rest_mine)}, {_count(len(have))} written out, where the chain rule gives "
+                     f"{text(rest_right)}, {_count(len(want))}")
+        if extra:
+            parts.append(f"; yours has {_count(len(extra))} too many ({_list(extra)})")
+        if missing:
+            parts.append(f"; yours lacks {_list(missing)}")
+        return "".join(parts)
+    factored = sympy.factor_terms(difference)
+    if sympy.count_ops(factored) <= 40:
+        return f"it differs from the right formula by {text(factored)}"
+    return f"it is not the right formula: {text(expected)}"
+
+
+def _count(n: int) -> str:
+    return f"{n} product{'' if n == 1 else 's'}"
+
+
+def _list(terms, most: int = 6) -> str:
+    shown = ", ".join(text(t) for t in terms[:most])
+    return shown + (", …" if len(terms) > most else "")
+
+
+def _short(factors) -> str:
+    written = " and ".join(text(f) if f.is_Atom or len(text(f)) <= 24 else f"({text(f)[:21]}…)" for f in factors)
+    return written
+
+
+def formula_answer(scenario, doc, path: tuple, value, what: str):
+    """An answer in symbolic mode: a formula (or a number, or a nested list of them) →
+    (object array of sympy expressions, [Written...] in C order), each formula parsed by the
+    whitelist parser; a syntax error or an unknown letter is refused where it stands."""
+    from . import formula as F
+    from .check.matching import Written
+
+    letters = dict(scenario.document.letters.seen) if scenario.document and scenario.document.letters else {}
+    written = []
+
+    def read(item, where):
+        if isinstance(item, list):
+            return [read(sub, where + (i,)) for i, sub in enumerate(item)]
+        if isinstance(item, bool) or not isinstance(item, (int, float, str)):
+            raise doc.error(where, f"expected a formula or a number in {what}, found {type(item).__name__}")
+        source = doc.raw.get(where, str(item)) if not isinstance(item, str) else item
+        try:
+            expr = from_formula(str(source), letters)
+        except F.FormulaError as error:
+            raise doc.error(where, f"{what}: {error.message} (at character {error.column + 1} of '{source}')",
+                            error.hint) from None
+        written.append(Written(math.nan, str(source).strip()))
+        return expr
+
+    raw = read(value, tuple(path))
+    out = np.empty(_shape(raw), dtype=object)
+    if isinstance(raw, list):
+        flat = np.empty(out.size, dtype=object)
+        flat[:] = [e for e in _flatten(raw)]
+        out = flat.reshape(out.shape)
+    else:
+        out[()] = raw
+    return out, written
+
+
+def _flatten(items):
+    for item in items:
+        if isinstance(item, list):
+            yield from _flatten(item)
+        else:
+            yield item
+
+
+def check_formulas(report, model, answers, scenario_path: str):
+    """`check` in symbolic mode: each answer right when it is the trace's formula (in the
+    scenario's letters), whatever its form; wrong with the reason."""
+    import shlex
+
+    from .check.matching import RIGHT, WRONG
+    from .check.report import FirstWrong, Row
+    from .tensors import display_index, format_index, fits
+
+    sc = model.scenario
+    base = sc.conventions.index_base
+    rows = []
+    for answer in answers:
+        shape = sc.shapes[answer.name]
+        step = model.trace[answer.name]
+        if answer.index is None and not fits(answer.values.shape, shape):
+            rows.append(Row(answer.name, None, answer.key, answer.values.tolist(), None, WRONG,
+                            f"wrong shape: yours has {answer.values.size} formulas, the step "
+                            f"{int(np.prod(shape))}"))
+            continue
+        cells = [answer.index] if answer.index is not None else list(np.ndindex(*shape))
+        mine = answer.values.reshape(-1).tolist()
+        for cell, expr, written in zip(cells, mine, answer.written):
+            right = step.exact[cell]
+            full = right.full if isinstance(right, Sym) else _rational(right)
+            ok, reason = same_formula(expr, full)
+            shown = display_index(shape, cell, base)
+            rows.append(Row(answer.name, cell, answer.name + format_index(shown), Sym(expr),
+                            Sym(full, full, getattr(right, "value", None)), RIGHT if ok else WRONG,
+                            "the same formula" if ok else reason, written=written, shown_index=shown,
+                            element=answer.index is not None))
+    rows.sort(key=lambda row: (model.order[row.name], row.index is None, row.index or ()))
+    report.rows = rows
+    wrong = [row for row in rows if not row.passed]
+    if wrong:
+        first = wrong[0]
+        report.first_wrong = FirstWrong(first.label, first.name, model.trace[first.name].rule, first.yours,
+                                        first.bptrace, None,
+                                        f"bptrace explain {shlex.quote(scenario_path)} {shlex.quote(first.label)}")
+    return report
