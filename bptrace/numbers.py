@@ -195,7 +195,10 @@ def terminates(q: Fraction) -> bool:
 
 def exact_text(q) -> str:
     """An exact number as written: its whole decimal expansion when that is finite
-    (0.0364182), else the fraction in lowest terms (1/3)."""
+    (0.0364182), else the fraction in lowest terms (1/3); a formula (`arithmetic: symbolic`)
+    as it is written in text."""
+    if hasattr(q, "expr"):
+        return str(q)
     q = Fraction(q)
     if q.denominator == 1:
         return str(q.numerator)

@@ -159,9 +159,17 @@ def read_tensor(doc: Document, path: tuple, value, *, what="numbers", shape=None
     shape = nested_shape(value)
     if 0 in shape:
         raise doc.error(path, f"{what} is empty")
-    if doc.letters is not None:
+    if doc.letters is not None and any(isinstance(v, str) for v in _leaves(value)):
         return doc.letters.tensor(value)
     return np.array(value, dtype=float)
+
+
+def _leaves(value):
+    if isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
 
 
 # `arithmetic: symbolic`: a letter is a name such as w11 (never text handed to an evaluator)

@@ -72,14 +72,39 @@ def _rational(value) -> sympy.Expr:
     return sympy.Rational(q.numerator, q.denominator)
 
 
+class Named(sympy.Dummy):
+    """A computed element by its name (c2.delta): what a later step's formula reads.  A new
+    letter for every run (a Dummy), holding the element it names, so that `Sym.full` can
+    substitute it on request instead of every loop building the whole expansion."""
+
+    def __new__(cls, name, sym):
+        obj = super().__new__(cls, name)
+        obj.sym = sym
+        return obj
+
+
+def substituted(expr):
+    """expr with every named element replaced by its own formula, all the way down."""
+    named = [s for s in expr.free_symbols if isinstance(s, Named)]
+    return expr.xreplace({s: s.sym.full for s in named}) if named else expr
+
+
 class Sym:
-    """One number of the symbolic system: a formula, its full expansion, and its value."""
-    __slots__ = ("expr", "full", "value")
+    """One number of the symbolic system: a formula, and its value when it has one.  `full`
+    is the formula substituted all the way down to the scenario's letters, worked out when
+    first asked for (the loops build only the formulas in terms of what each step reads)."""
+    __slots__ = ("expr", "value", "_full")
 
     def __init__(self, expr, full=None, value=None):
         self.expr = expr
-        self.full = expr if full is None else full
+        self._full = full
         self.value = value
+
+    @property
+    def full(self):
+        if self._full is None:
+            self._full = substituted(self.expr)
+        return self._full
 
     @staticmethod
     def number(value) -> "Sym":
@@ -94,7 +119,7 @@ class Sym:
             return NotImplemented
         a, b = (other, self) if swap else (self, other)
         value = None if a.value is None or b.value is None else f(a.value, b.value)
-        return Sym(f(a.expr, b.expr), f(a.full, b.full), value)
+        return Sym(f(a.expr, b.expr), None, value)
 
     def __add__(self, o): return self._op(o, lambda a, b: a + b)
     def __radd__(self, o): return self._op(o, lambda a, b: a + b, True)
@@ -108,10 +133,10 @@ class Sym:
     def __pow__(self, n):
         if not isinstance(n, int):
             return NotImplemented
-        return Sym(self.expr ** n, self.full ** n, None if self.value is None else self.value ** n)
+        return Sym(self.expr ** n, None, None if self.value is None else self.value ** n)
 
     def __neg__(self):
-        return Sym(-self.expr, -self.full, None if self.value is None else -self.value)
+        return Sym(-self.expr, None, None if self.value is None else -self.value)
 
     def __pos__(self):
         return self
@@ -119,7 +144,7 @@ class Sym:
     # --- comparisons need the value ------------------------------------------------------
     def _known(self, what):
         if self.value is None:
-            raise Unbound(what, self.full)
+            raise Unbound(what, self.expr)
         return self.value
 
     def _compare(self, other, f):
@@ -140,17 +165,17 @@ class Sym:
             return NotImplemented
         if self.value is not None and other.value is not None:
             return self.value == other.value
-        return self.full == other.full
+        return self.expr == other.expr
 
     def __hash__(self):
-        return hash(self.full)
+        return hash(self.expr)
 
     def __abs__(self):
         # |x| is x or −x: the side, taken from the value, and said in the formula
         return self if self._known("the sign") >= 0 else -self
 
     def __bool__(self):
-        return bool(self.value != 0) if self.value is not None else self.full != 0
+        return bool(self.value != 0) if self.value is not None else self.expr != 0
 
     def __float__(self):
         return math.nan if self.value is None else float(self.value)
@@ -174,14 +199,13 @@ def lift(value):
 
 def _function(z, sym_f, math_f) -> Sym:
     z = lift(z)
-    full = sym_f(z.full)
-    if z.value is None:
-        value = None
-    elif full.is_Rational:
-        value = Fraction(int(full.p), int(full.q))
-    else:
-        value = math_f(float(z.value))
-    return Sym(sym_f(z.expr), full, value)
+    value = z.value
+    if isinstance(value, Fraction):
+        at = sym_f(_rational(value))       # exp(0) = 1, √(9/16) = 3/4: exact where rational
+        value = Fraction(int(at.p), int(at.q)) if at.is_Rational else math_f(float(value))
+    elif value is not None:
+        value = math_f(value)
+    return Sym(sym_f(z.expr), None, value)
 
 
 def _math_sigmoid(v):
@@ -239,7 +263,7 @@ class Symbolic(Exact):
         for idx in np.ndindex(*values.shape):
             v = values[idx]
             if isinstance(v, Sym) and not v.expr.is_Atom:
-                v = Sym(sympy.Symbol(element(name, values.shape, idx, base)), v.full, v.value)
+                v = Sym(Named(element(name, values.shape, idx, base), v), None, v.value)
             out[idx] = v
         return out
 
@@ -337,6 +361,8 @@ class _Text(sympy.printing.str.StrPrinter):
 
     def _print_Symbol(self, expr):
         return pretty_name(expr.name)
+
+    _print_Dummy = _print_Symbol
 
     def _print_Mul(self, expr):
         return super()._print_Mul(expr).replace("*", "·")
@@ -446,7 +472,8 @@ def same_formula(answer, expected, *, trials: int = 5, seed: int = 0) -> tuple[b
     """Whether two formulas are equal: the difference simplifies to 0, with a numeric spot
     check at random values of the letters as a second opinion.  Wrong: (False, the reason)."""
     difference = sympy.expand(answer - expected)
-    if difference != 0:
+    if difference != 0 and not difference.is_polynomial():
+        # a polynomial expanded is 0 or not; σ, exp, log may need the identities simplify knows
         difference = sympy.simplify(difference)
     letters = sorted(answer.free_symbols | expected.free_symbols, key=lambda s: s.name)
     rng = random.Random(seed)
