@@ -285,7 +285,38 @@ class Symbolic(Exact):
     def sigmoid(z): return _function(z, sigmoid, _math_sigmoid)
 
 
+class _FormulaOps:
+    """An expression graph's formulas (`nodes:`) on Sym numbers (formula.py's Ops)."""
+
+    def number(self, text_):
+        return Sym.number(Fraction(text_))
+
+    add = staticmethod(lambda a, b: a + b)
+    sub = staticmethod(lambda a, b: a - b)
+    mul = staticmethod(lambda a, b: a * b)
+    div = staticmethod(lambda a, b: a / b)
+    neg = staticmethod(lambda a: -a)
+
+    def power(self, a, n):
+        if float(n).is_integer():
+            return lift(a) ** int(n)
+        a = lift(a)
+        q = _rational(Fraction(repr(float(n))))
+        value = None if a.value is None else float(a.value) ** float(n)
+        return Sym(a.expr ** q, None, value)
+
+    def fn(self, name, a):
+        return getattr(SYMBOLIC, name)(a)
+
+    def side(self, u) -> int:
+        return (u > 0) - (u < 0)
+
+    def value(self, a):
+        return a
+
+
 SYMBOLIC = Symbolic()
+Symbolic.formula_ops = _FormulaOps()
 
 
 # --- reading letters ------------------------------------------------------------------------

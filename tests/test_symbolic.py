@@ -174,11 +174,11 @@ def test_bound_letters_give_the_float_numbers():
 
 
 # every shipped scenario symbolic mode accepts, but zhang2016 (minutes of sympy) and
-# adam_one_step (1.2 s); the expression graphs with exp are run by float only
+# adam_one_step (1.2 s)
 SHIPPED = ["batchnorm.yaml", "cs231n_circuit.yaml", "d2l_transposed_conv.yaml", "d2l_transposed_conv_stride1.yaml",
            "dilated_conv.yaml", "lstm_gomez.yaml", "residual_block.yaml", "rnn_small.yaml", "seed000_1d.yaml",
            "seed000_batch.yaml", "seed001.yaml", "seed001_rounded.yaml", "seed002_two_convs.yaml",
-           "sgd_momentum_two_steps.yaml", "stride_padding.yaml"]
+           "sgd_momentum_two_steps.yaml", "stride_padding.yaml", "cs231n_sigmoid_neuron.yaml", "cs231n_staged.yaml"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
