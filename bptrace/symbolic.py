@@ -574,8 +574,15 @@ def _list(terms, most: int = 6) -> str:
 
 
 def _short(factors) -> str:
-    written = " and ".join(text(f) if f.is_Atom or len(text(f)) <= 24 else f"({text(f)[:21]}…)" for f in factors)
-    return written
+    """Shared factors named briefly: a long sum by its last term, (… − y)."""
+    def one(f):
+        written = text(f)
+        if len(written) <= 24 or not isinstance(f, sympy.Add):
+            return written
+        last = _TEXT._as_ordered_terms(f, order=None)[-1]
+        tail = f" − {text(-last)}" if last.could_extract_minus_sign() else f" + {text(last)}"
+        return f"(…{tail})"
+    return " and ".join(one(f) for f in factors)
 
 
 def formula_answer(scenario, doc, path: tuple, value, what: str):
@@ -661,3 +668,8 @@ def check_formulas(report, model, answers, scenario_path: str):
                                         first.bptrace, None,
                                         f"bptrace explain {shlex.quote(scenario_path)} {shlex.quote(first.label)}")
     return report
+
+
+# `check` reaches these through the scenario's number system, without importing this module
+Symbolic.formula_answer = staticmethod(formula_answer)
+Symbolic.check_formulas = staticmethod(check_formulas)

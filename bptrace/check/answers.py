@@ -85,9 +85,9 @@ def _answers(scenario: Scenario, doc: Document, items, typed: bool = True) -> li
     for key, value, path in items:
         name, index = resolve(scenario, doc, path, str(key))
         if scenario.numbers.name == "symbolic":
-            # formulas in the scenario's letters ("w11*x11 + w12*x12"), read by symbolic.py
-            from ..symbolic import formula_answer
-            values, written = formula_answer(scenario, doc, path, value, f"the answer {key}")
+            # formulas in the scenario's letters ("w11*x11 + w12*x12"), read by the number
+            # system (symbolic.py: sympy is loaded only by a symbolic scenario)
+            values, written = scenario.numbers.formula_answer(scenario, doc, path, value, f"the answer {key}")
         else:
             values, written = _numbers(doc, path, value, f"the answer {key}", typed)
         if index is not None and values.ndim != 0:

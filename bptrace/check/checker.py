@@ -161,8 +161,8 @@ class Checker:
                             rounding=_rounding_text(sc))
 
         if sc.numbers.name == "symbolic":
-            from ..symbolic import check_formulas
-            return check_formulas(report, model, answers, scenario_path)
+            # formulas: right when they are the trace's formula (symbolic.py)
+            return sc.numbers.check_formulas(report, model, answers, scenario_path)
         fitting = [a for a in answers if a.index is not None or fits(a.values.shape, sc.shapes[a.name])]
         fitting_ids = {id(answer) for answer in fitting}
         overrides = merge_patches(make_patch(sc, a.doc, a.path, a.key, a.values.tolist()) for a in fitting)
