@@ -283,6 +283,10 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT,
         if unused:
             raise top.error(("values", unused[0]), f"`values:` binds {unused[0]}, which no tensor of the scenario uses",
                             did_you_mean(unused[0], list(doc.letters.seen)))
+        unbound = [name for name in doc.letters.seen if name not in doc.letters.values]
+        if unbound and scenario.rounding is not None:
+            raise top.error("rounding", f"`rounding:` rounds numbers, and {unbound[0]} has no value",
+                            "bind every letter with `values:`, or remove `rounding:`")
     return scenario
 
 

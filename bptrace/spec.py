@@ -148,12 +148,11 @@ def read_tensor(doc: Document, path: tuple, value, *, what="numbers", shape=None
                                 "every row must have the same number of entries")
         elif isinstance(item, str) and not _quoted_number(item) and doc.letters is not None:
             _letter(doc, where, item)
-        elif isinstance(item, str) and LETTER.match(item):
-            raise doc.error(where, f"expected a number in {what}, found the letter `{item}`",
-                            "letters stand for numbers only with `arithmetic: symbolic`")
         elif isinstance(item, bool) or not isinstance(item, (int, float)):
             raise doc.error(where, f"expected a number in {what}, found {kind_of(item)}",
-                            "write numbers without quotes" if _quoted_number(item) else None)
+                            "write numbers without quotes" if _quoted_number(item) else
+                            "a letter stands for a number only with `arithmetic: symbolic`" if _letter_name(item)
+                            else None)
 
     walk(value, tuple(path))
     shape = nested_shape(value)
@@ -174,6 +173,17 @@ def _leaves(value):
 
 # `arithmetic: symbolic`: a letter is a name such as w11 (never text handed to an evaluator)
 LETTER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+def _letter_name(item) -> bool:
+    """A name such as w11 (not nan or inf, which YAML leaves as text)."""
+    if not isinstance(item, str) or not LETTER.match(item):
+        return False
+    try:
+        float(item)
+        return False
+    except ValueError:
+        return True
 
 
 def _letter(doc: Document, where: tuple, item: str) -> None:

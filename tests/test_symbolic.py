@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -219,7 +220,15 @@ def test_a_letter_in_a_float_scenario_is_a_located_refusal():
     assert error.value.line == 1 and "arithmetic: symbolic" in (error.value.hint or "")
     with pytest.raises(ScenarioError) as error:
         load(SEED002, arithmetic="float")
-    assert error.value.line is not None and "`i1`" in str(error.value)
+    assert error.value.line is not None and "'i1'" in str(error.value)
+
+
+def test_rounding_needs_every_letter_bound():
+    with pytest.raises(ScenarioError, match="a has no value") as error:
+        loads(RELU + "rounding: {decimals: 2}\n", "r.yaml")
+    assert error.value.line == 7
+    trace = run(loads(RELU + "rounding: {decimals: 2}\nvalues: {a: 1, b: 2, w1: 0.125, w2: 0.25, y: 1}\n"))
+    assert trace["d.out"].exact[0, 0].value == Fraction(63, 100)     # 1·0.125 + 2·0.25 = 0.625, half up to 2 decimals
 
 
 def test_values_must_bind_letters_in_use():
@@ -252,3 +261,16 @@ def test_help_and_float_runs_do_not_import_sympy():
         """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("path", [SEED002, SEED000], ids=["seed002", "seed000"])
+def test_formulas_compile_as_latex(path, tmp_path):
+    # the formulas as math (w^{2}_{1}, \mathrm{c1.delta}_{1,1}, \sigma): no Unicode reaches pdflatex
+    from test_render_latex import compile_tex
+
+    from bptrace.render import latex
+
+    source = latex.render(run(load(path)))
+    assert r"w^{2}_{1}" in source or r"w_{0}" in source
+    log = compile_tex(tmp_path, source)
+    assert "Undefined control sequence" not in log
