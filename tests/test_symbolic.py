@@ -274,3 +274,21 @@ def test_formulas_compile_as_latex(path, tmp_path):
     assert r"w^{2}_{1}" in source or r"w_{0}" in source
     log = compile_tex(tmp_path, source)
     assert "Undefined control sequence" not in log
+
+
+def test_explain_and_check_json_write_formulas(tmp_path, capsys):
+    import json
+
+    with pytest.raises(SystemExit):
+        main(["explain", str(SEED002), "c1.grad.kernel[1,1]", "--width", "200"])
+    out = capsys.readouterr().out
+    assert "c1.delta[1,1]·i₁ + c1.delta[1,2]·i₂ + c1.delta[2,1]·i₄ + c1.delta[2,2]·i₅" in out and "nan" not in out
+    sheet = tmp_path / "a.yaml"
+    sheet.write_text('c1.delta[1,1]: "w2_1 * 2 * (w2_1*(i1*w1_1 + i2*w1_2 + i4*w1_3 + i5*w1_4) + '
+                     'w2_2*(i2*w1_1 + i3*w1_2 + i5*w1_3 + i6*w1_4) + w2_3*(i4*w1_1 + i5*w1_2 + i7*w1_3 + i8*w1_4) + '
+                     'w2_4*(i5*w1_1 + i6*w1_2 + i8*w1_3 + i9*w1_4) - y)"\n')
+    with pytest.raises(SystemExit) as done:
+        main(["check", str(SEED002), "--expected", str(sheet), "--format", "json"])
+    assert done.value.code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "w²₁" in json.dumps(report, ensure_ascii=False) and '"right"' in json.dumps(report)
