@@ -249,10 +249,6 @@ class Symbolic(Exact):
     def floats(self, values: np.ndarray) -> np.ndarray:
         return np.array([float(v) for v in values.reshape(-1).tolist()], dtype=float).reshape(values.shape)
 
-    @staticmethod
-    def text(value) -> str:
-        return text(lift(value).expr)
-
     def carried(self, name: str, values: np.ndarray, base: int = 0) -> np.ndarray:
         """A step's values as the next steps read them: each computed element by its name
         (c2.delta), so that their formulas stay in terms of the values they read; letters
