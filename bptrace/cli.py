@@ -268,8 +268,10 @@ def main():
 @click.option("--no-size-limit", is_flag=True, help="Run networks above the scalar-loop size limit.")
 @click.option("--fragment", is_flag=True,
               help="With --format latex: only the body, to \\input into your own document (needs amsmath).")
+@click.option("--expand", is_flag=True,
+              help="`arithmetic: symbolic`: every formula all the way down in the scenario's letters.")
 @arithmetic_option
-def run(scenario, fmt, only, digits, summary, list_steps, output, width, no_size_limit, fragment, arithmetic):
+def run(scenario, fmt, only, digits, summary, list_steps, output, width, no_size_limit, fragment, expand, arithmetic):
     """Trace SCENARIO: forward values, every delta, every gradient, every update.
 
     \b
@@ -280,6 +282,7 @@ def run(scenario, fmt, only, digits, summary, list_steps, output, width, no_size
       bptrace run scenarios/zhang2016.yaml --summary
       bptrace run scenarios/zhang2016.yaml --format json -o trace.json
       bptrace run scenarios/seed001.yaml --arithmetic exact    # fractions: 0.0364182 exactly
+      bptrace run scenarios/seed002_symbolic.yaml --expand     # formulas in the letters
     """
     if fragment and fmt != "latex":
         raise BadInput("--fragment goes with --format latex")
@@ -287,6 +290,12 @@ def run(scenario, fmt, only, digits, summary, list_steps, output, width, no_size
     sc = load_scenario(scenario, size_limit=not no_size_limit, arithmetic=arithmetic)
     trace = trace_scenario(sc)
     trace.scenario = sc                   # the results name the explain command with its path
+    if expand:
+        if sc.numbers.name != "symbolic":
+            raise BadInput("--expand writes formulas in letters: it goes with `arithmetic: symbolic`")
+        from .symbolic import expand as expand_formulas
+
+        expand_formulas(trace)
     if list_steps:
         from .render.view import listing
 

@@ -235,7 +235,9 @@ class _Run:
         if self.num.exact:
             # converted once, here: the trace shows and compares floats, the loops go on exactly
             exact, shown = values, self.num.floats(values)
-            if not np.isfinite(shown).all():
+            # past the largest float; nan is an unbound letter's (`arithmetic: symbolic`), or a
+            # square root of a negative pinned variance
+            if np.isinf(shown).any() or self.num.name == "exact" and np.isnan(shown).any():
                 raise non_finite_error(self.scenario, name, shown)
             before = self.num.floats(computed) if computed is not None else None
         step = Step(name=name, phase=phase, layer=layer, rule=str(rule), notation=rule, values=shown,
@@ -244,6 +246,8 @@ class _Run:
                     origin=origin, noise=noise if rounded or self.all_bounds else None, parts=parts,
                     training_step=self.k if self.scenario.steps > 1 else None, exact=exact)
         self.steps.append(step)
+        if self.num.exact:
+            values = self.num.carried(name, values, self.scenario.conventions.index_base)
         self.values[name] = values
         if not self.num.exact:
             self.noise[name] = kept
@@ -272,6 +276,9 @@ class _Run:
         what = f"{layer} ({sc.layer(layer).type})" if layer and any(x.name == layer for x in sc.layers) else "the loss"
         if ".new." in name:
             what = f"the {sc.update.type} update"
+        if getattr(why, "message", None):
+            # symbolic: a comparison on letters without values (relu's side, max-pool's winner)
+            raise step_error(sc, name, f"{name}: {what} {why.message}", why.hint)
         need = f"{why.function}, which has no exact value here ({why})" if why else "floating-point numbers"
         raise step_error(sc, name, f"{name} cannot be computed exactly: {what} needs {need}",
                          f"pin {name} with `given:` (its values as on paper), or use `arithmetic: float`"

@@ -212,6 +212,11 @@ def explain_many(scenario: Scenario, wanted) -> list:
     return [_Explainer(scenario, trace).element(name, tuple(index)) for name, index in wanted]
 
 
+def _number(value):
+    """A factor's value: a float, or a formula as it is (`arithmetic: symbolic`)."""
+    return value if hasattr(value, "expr") else float(value)
+
+
 def overview(scenario: Scenario, trace, name: str) -> StepOverview:
     step = trace[name]
     base = trace.conventions["index_base"]
@@ -279,10 +284,10 @@ class _Explainer:
 
     def operand(self, factor, step) -> Operand:
         if factor.index is None:
-            return Operand(factor.name, None, None, float(factor.value))
+            return Operand(factor.name, None, None, _number(factor.value))
         if factor.name in self.trace:
             return Operand(self.label(factor.name, factor.index), factor.name,
-                           self.written(factor.name, factor.index), float(factor.value))
+                           self.written(factor.name, factor.index), _number(factor.value))
         return self._derived(factor, step)
 
     def _derived(self, factor, step) -> Operand:
@@ -313,7 +318,7 @@ class _Explainer:
         text = re.sub(r"(?<![\w.])target(?![\w.\[])", "target" + suffix, text)
         if text == expression:
             text += suffix
-        return Operand(text, expression, shown, float(factor.value))
+        return Operand(text, expression, shown, _number(factor.value))
 
     # one element -----------------------------------------------------------------------
 
@@ -321,6 +326,9 @@ class _Explainer:
         step = self.trace[name]
         engine_value = float(step.computed[index] if step.computed is not None else step.values[index])
         value = float(step.values[index])
+        if step.exact is not None and hasattr(step.exact[index], "expr"):
+            # `arithmetic: symbolic`: the element is a formula, its terms formulas
+            engine_value = value = step.exact[index]
         replaced = None
         if value != engine_value or (step.given is not None and step.given[index]):
             if step.given is not None and step.given[index]:

@@ -68,6 +68,17 @@ class Floats:
         float that slipped in through a function without an exact value)."""
         return True
 
+    def sigmoid(self, z):
+        """σ(z) = 1/(1 + e^(−z)); the two forms avoid overflow of exp for large |z|."""
+        if z >= 0:
+            return 1 / (1 + self.exp(-z))
+        e = self.exp(z)
+        return e / (1 + e)
+
+    def carried(self, name: str, values: np.ndarray, base: int = 0) -> np.ndarray:
+        """A step's values as the steps after it read them (symbolic: each element by its name)."""
+        return values
+
     def __repr__(self):
         return f"<numbers {self.name}>"
 
@@ -173,7 +184,10 @@ def terminates(q: Fraction) -> bool:
 
 def exact_text(q) -> str:
     """An exact number as written: its whole decimal expansion when that is finite
-    (0.0364182), else the fraction in lowest terms (1/3)."""
+    (0.0364182), else the fraction in lowest terms (1/3); a formula (`arithmetic: symbolic`)
+    as it is written in text."""
+    if hasattr(q, "expr"):
+        return str(q)
     q = Fraction(q)
     if q.denominator == 1:
         return str(q.numerator)
@@ -197,11 +211,6 @@ def written_fraction(text) -> Fraction | None:
     if found is None or int(found[2]) == 0:
         return None
     return Fraction(int(found[1]), int(found[2]))
-
-
-def number_text(value) -> str:
-    """An exact or symbolic number as text, for the JSON export's `exact`."""
-    return exact_text(value) if isinstance(value, (Fraction, int)) else str(value)
 
 
 def round_exact(q: Fraction, decimals: int, mode: str) -> Fraction:

@@ -26,7 +26,7 @@ from .tensors import canonical_index, display_index, fits, format_index, kept_ax
 
 TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "inputs", "layers", "output", "upstream",
             "loss", "given", "learning_rate", "rounding", "expected", "init", "tolerance",
-            "regularization", "optimizer", "steps", "nodes", "arithmetic", "points")
+            "regularization", "optimizer", "steps", "nodes", "arithmetic", "points", "values")
 LOSS_TYPES = tuple(LOSSES)
 ROUNDING_MODES = tuple(MODES)
 ROUNDING_GROUPS = ("forward", "backward", "all")
@@ -291,6 +291,7 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT,
         if key not in top and not (key == "input" and "inputs" in top) and not graph:
             raise top.error(None, f"the scenario has no `{key}:`", "see `bptrace new` for a complete example")
     conventions = _conventions(top)
+    _letters(top, arithmetic, conventions)
     layer_specs = None if graph else top.get("layers")
     if not graph and (not isinstance(layer_specs, list) or not layer_specs):
         raise top.error("layers", "expected a list of layers (each `- {type: ...}`), found "
@@ -318,7 +319,40 @@ def from_document(doc: Document, *, work_limit: int | None = DEFAULT_WORK_LIMIT,
     scenario.points = read_points(scenario, top.doc, ("points",), top.get("points"))
     if arithmetic != "float":
         use_numbers(scenario, numbers_system(arithmetic))
+    if doc.letters is not None:
+        unused = [name for name in doc.letters.values if name not in doc.letters.seen]
+        if unused:
+            raise top.error(("values", unused[0]), f"`values:` binds {unused[0]}, which no tensor of the scenario uses",
+                            did_you_mean(unused[0], list(doc.letters.seen)))
+        unbound = [name for name in doc.letters.seen if name not in doc.letters.values]
+        if unbound and scenario.rounding is not None:
+            raise top.error("rounding", f"`rounding:` rounds numbers, and {unbound[0]} has no value",
+                            "bind every letter with `values:`, or remove `rounding:`")
     return scenario
+
+
+def _letters(top: Spec, arithmetic: str, conventions: Conventions) -> None:
+    """`arithmetic: symbolic`: letters may stand for numbers, and `values:` binds some of them."""
+    top.doc.letters = None
+    if arithmetic != "symbolic":
+        if "values" in top:
+            raise top.error("values", "`values:` binds letters to numbers, and letters are read only "
+                                      "with `arithmetic: symbolic`")
+        return
+    from .symbolic import Letters
+    from .spec import LETTER
+
+    values = {}
+    if "values" in top:
+        raw = top.get("values")
+        if not isinstance(raw, dict):
+            raise top.error("values", f"`values:` maps letters to numbers (values: {{w11: 0.5}}), found {kind_of(raw)}")
+        spec = Spec(top.doc, ("values",), raw, None, "values")
+        for name in raw:
+            if not isinstance(name, str) or not LETTER.match(name):
+                raise spec.error(name, f"`{name}` is not a letter (a name such as w11)")
+            values[name] = numbers_system("exact").of(spec.number(name))
+    top.doc.letters = Letters(values, conventions.index_base)
 
 
 def use_numbers(scenario: Scenario, num) -> None:
@@ -330,9 +364,9 @@ def use_numbers(scenario: Scenario, num) -> None:
     for layer in scenario.layers:
         layer.use(num)
     if scenario.loss is not None and scenario.loss.target is not None:
-        scenario.loss.target = num.tensor(np.asarray(scenario.loss.target, dtype=float))
+        scenario.loss.target = num.tensor(np.asarray(scenario.loss.target, dtype=object if num.name == "symbolic" else float))
     if scenario.upstream is not None:
-        scenario.upstream.delta = num.tensor(np.asarray(scenario.upstream.delta, dtype=float))
+        scenario.upstream.delta = num.tensor(np.asarray(scenario.upstream.delta, dtype=object if num.name == "symbolic" else float))
     scenario.given = {name: Patch(patch.name, num.tensor(patch.values), patch.mask)
                       for name, patch in scenario.given.items()}
 
@@ -460,7 +494,7 @@ def _input(top: Spec, path: tuple, layer_specs, name: str, input_names) -> tuple
     for key in path:
         value = value[key]
     what = "the input" if name == "input" else f"input {name}"
-    if isinstance(value, dict) and "fill" not in value:
+    if isinstance(value, dict) and "fill" not in value and "symbols" not in value:
         if "random" not in value:
             raise top.doc.error(path, "expected numbers (a list such as [[1, 2], [3, 4]]), "
                                       "{random: uniform, shape: [...]} or {fill: arange, shape: [...]}, "

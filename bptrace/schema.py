@@ -159,6 +159,10 @@ def _top_key_types() -> dict:
         "arithmetic": {"description": "the numbers every loop runs on: float, exact (fractions, every written "
                                       "number as the decimal it is written as) or symbolic (letters, with sympy)",
                        "enum": ["float", "exact", "symbolic"]},
+        "values": {"description": "arithmetic: symbolic: numbers bound to some of the letters ({w11: 0.5}); "
+                                  "relu's side and max-pool's winner need them",
+                   "type": "object", "propertyNames": {"pattern": "^[A-Za-z][A-Za-z0-9_]*$"},
+                   "additionalProperties": {"type": "number"}},
     }
 
 
@@ -221,11 +225,17 @@ def schema() -> dict:
             "properties": {"fill": {"enum": list(FILLS)},
                            "shape": {"oneOf": [_whole(1), {"type": "array", "items": _whole(1), "minItems": 1}]},
                            **{key: {"type": "number"} for keys in FILLS.values() for key in keys}}}
+    # `arithmetic: symbolic`: a letter wherever a number stands, or {symbols: w, shape: [2, 2]}
+    letter = {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]*$"}
+    letters = {"type": "object", "required": ["symbols"], "additionalProperties": False,
+               "properties": {"symbols": letter,
+                              "shape": {"oneOf": [_whole(1), {"type": "array", "items": _whole(1), "minItems": 1}]}}}
     tensor = {"description": "a number, a rectangular nested list of numbers, or {fill: arange|ones|zeros|full|"
-                             "linspace, shape, ...}",
-              "anyOf": [{"type": "number"},
-                        {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/tensor_list"}}, fill]}
-    tensor_list = {"anyOf": [{"type": "number"},
+                             "linspace, shape, ...}; with arithmetic: symbolic also letters (w11) or "
+                             "{symbols: w, shape: [...]}",
+              "anyOf": [{"type": "number"}, letter,
+                        {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/tensor_list"}}, fill, letters]}
+    tensor_list = {"anyOf": [{"type": "number"}, letter,
                              {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/tensor_list"}}]}
     return {
         "$schema": SCHEMA_DRAFT,

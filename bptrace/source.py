@@ -81,6 +81,7 @@ class Document:
     marks: dict = field(default_factory=dict)   # path -> (line, column) of the value (of the key, for lists and mappings)
     keys: dict = field(default_factory=dict)    # path -> (line, column) of the key itself
     raw: dict = field(default_factory=dict)     # path -> scalar text as written
+    letters: object = None                      # `arithmetic: symbolic`: the scenario's letters (symbolic.Letters)
 
     def mark(self, path: Path, at_key: bool = False):
         """The location of `path`, or of its nearest ancestor that has one."""

@@ -2,6 +2,8 @@
 errors that say which key is wrong, where, and what was expected."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .errors import did_you_mean, suggest
@@ -132,6 +134,8 @@ def read_tensor(doc: Document, path: tuple, value, *, what="numbers", shape=None
     if isinstance(value, dict):
         if "fill" in value:
             return read_fill(doc, path, value, what=what, shape=shape)
+        if "symbols" in value:
+            return read_symbols(doc, path, value, what=what, shape=shape)
         raise doc.error(path, f"expected numbers for {what} (a number, a list such as [[1, 2], [3, 4]], "
                               f"or a fill such as {{fill: ones, shape: [2, 2]}}), found a mapping without `fill:`")
 
@@ -144,15 +148,72 @@ def read_tensor(doc: Document, path: tuple, value, *, what="numbers", shape=None
                 lengths = [f"{len(sub)}" if isinstance(sub, list) else "a number" for sub in item]
                 raise doc.error(where, f"the rows of {what} have different lengths ({', '.join(lengths)})",
                                 "every row must have the same number of entries")
+        elif isinstance(item, str) and not _quoted_number(item) and doc.letters is not None:
+            _letter(doc, where, item)
         elif isinstance(item, bool) or not isinstance(item, (int, float)):
             raise doc.error(where, f"expected a number in {what}, found {kind_of(item)}",
-                            "write numbers without quotes" if _quoted_number(item) else None)
+                            "write numbers without quotes" if _quoted_number(item) else
+                            "a letter stands for a number only with `arithmetic: symbolic`" if _letter_name(item)
+                            else None)
 
     walk(value, tuple(path))
     shape = nested_shape(value)
     if 0 in shape:
         raise doc.error(path, f"{what} is empty")
+    if doc.letters is not None and any(isinstance(v, str) for v in _leaves(value)):
+        return doc.letters.tensor(value)
     return np.array(value, dtype=float)
+
+
+def _leaves(value):
+    if isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+# `arithmetic: symbolic`: a letter is a name such as w11 (never text handed to an evaluator)
+LETTER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+def _letter_name(item) -> bool:
+    """A name such as w11 (not nan or inf, which YAML leaves as text)."""
+    if not isinstance(item, str) or not LETTER.match(item):
+        return False
+    try:
+        float(item)
+        return False
+    except ValueError:
+        return True
+
+
+def _letter(doc: Document, where: tuple, item: str) -> None:
+    if not LETTER.match(item):
+        raise doc.error(where, f"`{item}` is not a letter: a letter is a name such as w11 or y "
+                               "(a letter, then letters, digits and _)")
+
+
+def read_symbols(doc: Document, path: tuple, value: dict, *, what="numbers", shape=None) -> np.ndarray:
+    """`{symbols: w, shape: [2, 2]}`: a tensor of letters w11 w12 / w21 w22 (symbolic only)."""
+    spec = Spec(doc, path, value, ("symbols", "shape"), f"a tensor of letters for {what}")
+    if doc.letters is None:
+        raise spec.error("symbols", f"{what}: `symbols:` makes letters, which stand for numbers only "
+                                    "with `arithmetic: symbolic`")
+    prefix = spec.get("symbols")
+    if not isinstance(prefix, str) or not LETTER.match(prefix):
+        raise spec.error("symbols", f"`symbols:` is the letters' name, such as w, found {kind_of(prefix)}")
+    if "shape" in spec:
+        raw = spec.get("shape")
+        raw = raw if isinstance(raw, list) else [raw]
+        shape = tuple(spec._int("shape", v, 1, (i,)) for i, v in enumerate(raw))
+    elif shape is None:
+        raise spec.error(None, "these letters need `shape:`, a list of sizes such as [2, 2]")
+    if any(size + doc.letters.base > 10 for size in shape):
+        raise spec.error("shape", f"`symbols: {prefix}` numbers each element by one digit per axis, "
+                                  "so an axis holds at most 9 letters here",
+                         "write the letters out, as a list of names")
+    return doc.letters.fill(prefix, tuple(shape))
 
 
 # --- filled tensors ------------------------------------------------------------------------

@@ -164,7 +164,8 @@ class Recorder:
 
     def _factor(self, factor) -> Factor:
         role, index, value = factor
-        return Factor(self.roles.get(role, role), index, float(value))
+        # a formula (`arithmetic: symbolic`) is kept: its sums read in letters, not as nan
+        return Factor(self.roles.get(role, role), index, value if hasattr(value, "expr") else float(value))
 
     def _slot(self, at, kind: str):
         if self.want is not None and at not in self.want:

@@ -20,7 +20,10 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
+# the shipped scenarios in numbers; those in letters (`arithmetic: symbolic`, sympy) have
+# formulas, not numbers, and their own tests in test_symbolic.py
+SYMBOLIC = sorted(path for path in (ROOT / "scenarios").glob("*.yaml") if "arithmetic: symbolic" in path.read_text())
+SCENARIOS = sorted(path for path in (ROOT / "scenarios").glob("*.yaml") if path not in SYMBOLIC)
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 

@@ -10,11 +10,11 @@ import contextlib
 import json
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT, SCENARIOS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,8 +24,6 @@ from bptrace.errors import ScenarioError
 from bptrace.numbers import EXACT, NotExact, exact_text, round_exact, written_fraction
 from bptrace.scenario import load, loads
 
-ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
 # what has no exact value in general: these layer types, losses, optimizers and formula
 # functions (exact arithmetic refuses a scenario only where one of them is)
 TRANSCENDENTAL = ("sigmoid", "tanh", "softmax", "exp", "log", "softplus", "silu", "gelu", "elu", "rnn", "lstm",

@@ -102,7 +102,12 @@ def _answers(scenario: Scenario, doc: Document, items, typed: bool = True) -> li
     answers = []
     for key, value, path in items:
         name, index = resolve(scenario, doc, path, str(key))
-        values, written = _numbers(doc, path, value, f"the answer {key}", typed)
+        if scenario.numbers.name == "symbolic":
+            # formulas in the scenario's letters ("w11*x11 + w12*x12"), read by the number
+            # system (symbolic.py: sympy is loaded only by a symbolic scenario)
+            values, written = scenario.numbers.formula_answer(scenario, doc, path, value, f"the answer {key}")
+        else:
+            values, written = _numbers(doc, path, value, f"the answer {key}", typed)
         if index is not None and values.ndim != 0:
             raise doc.error(path, f"{key} is one element; write a single number")
         answers.append(Answer(str(key), name, index, values, written, path, doc))

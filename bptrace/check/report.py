@@ -35,8 +35,8 @@ class Row:
     @property
     def difference(self):
         """yours − bptrace; None for a wrong shape, or when the difference overflows."""
-        if self.shape is not None:
-            return None
+        if self.shape is not None or hasattr(self.yours, "expr"):
+            return None           # a formula (`arithmetic: symbolic`): right or wrong, said in `how`
         difference = 0.0 if same_number(self.yours, self.bptrace, self.noise) else self.yours - self.bptrace
         return difference if math.isfinite(difference) else None
 

@@ -129,7 +129,7 @@ class Sigmoid(Activation):
         return had(out, Paren(sub(1, out)))
 
     def f(self, z):
-        return _sigmoid(z, self.num.exp)
+        return self.num.sigmoid(z)
 
     def slope(self, z, y):
         return [("out", y), ("1 − out", 1 - y)]
@@ -467,7 +467,7 @@ class Silu(Smooth):
     stationary = ((-1.2784645427610737, -0.2784645427610738),)
 
     def f(self, z):
-        return z * _sigmoid(z, self.num.exp)
+        return z * self.num.sigmoid(z)
 
     def slope(self, z, y):
         s = 1 / (1 + self.num.exp(-z)) if z > -700 else 0 * z

@@ -44,7 +44,8 @@ class Expression(Layer):
     def use(self, num):
         super().use(num)
         if num.exact:
-            self.ops = F.EXACT_OPS
+            # fractions, or (symbolic) the system's own formula operations
+            self.ops = getattr(num, "formula_ops", F.EXACT_OPS)
 
     def multiply_adds(self) -> int:
         return 12 * math.prod(self.out_shape) * max(self.tree.id, 1)

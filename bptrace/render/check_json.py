@@ -75,6 +75,8 @@ def _finite(value):
         return {key: _finite(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_finite(item) for item in value]
+    if hasattr(value, "expr"):
+        return str(value)           # a formula (`arithmetic: symbolic`), as the text report writes it
     return value
 
 

@@ -15,6 +15,10 @@ def number(value, significant: int = SIGNIFICANT) -> str:
     number (`arithmetic: exact`) is written whole: its decimals when they end, else p/q."""
     if isinstance(value, Fraction):
         return exact_text(value)
+    if hasattr(value, "expr"):
+        # `arithmetic: symbolic`: a formula (symbolic.py, imported only when one exists)
+        from ..symbolic import text
+        return text(value)
     value = float(value)
     if value == 0:
         return "0"
@@ -93,6 +97,8 @@ def factor_text(value, label: str | None = None, first: bool = True,
     value by its number.  The first factor's minus becomes the term's sign; a later negative
     factor is written in parentheses."""
     text = label if label is not None else number(value, significant)
+    if label is None and hasattr(value, "expr") and value.expr.is_Add:
+        text = f"({text})"        # a formula that is a sum, as one factor of a product
     negative = text.startswith(("-", MINUS))
     bare = text[1:] if negative else text
     if negative and not first:

@@ -10,18 +10,23 @@ import json
 
 import numpy as np
 
-from ..numbers import number_text
+from ..numbers import exact_text
 from ..tensors import squeeze
 
 
 def _plain(values):
     shown = squeeze(values)
+    if shown.dtype == float and np.isnan(shown).any():
+        # `arithmetic: symbolic`: a formula whose letters have no value has no number
+        shown = np.where(np.isnan(shown), None, shown)
+        return shown.tolist() if shown.ndim else shown.item()
     return shown.tolist() if shown.ndim else float(shown)
 
 
-def _plain_text(values):
-    shown = squeeze(values)
-    return np.vectorize(number_text, otypes=[object])(shown).tolist() if shown.ndim else number_text(shown[()])
+def _texts(values):
+    """Exact values as written (numbers.exact_text: decimals, p/q, or a formula)."""
+    shown = np.vectorize(exact_text, otypes=[object])(squeeze(values))
+    return shown.tolist() if shown.ndim else shown.item()
 
 
 def trace_dict(trace) -> dict:
@@ -30,8 +35,7 @@ def trace_dict(trace) -> dict:
         item = {"name": step.name, "phase": step.phase, "layer": step.layer, "rule": step.rule,
                 "shape": list(step.shape), "values": _plain(step.values), "reads": list(step.reads)}
         if step.exact is not None:
-            # the exact numbers as text ("3/8", "0.0364182"), next to their floats
-            item["exact"] = _plain_text(step.exact)
+            item["exact"] = _texts(step.exact)
         if step.computed is not None:
             item["computed"] = _plain(step.computed)
         if step.rounded:
@@ -64,5 +68,6 @@ def render(trace, only=None) -> str:
     steps, loss = data.pop("steps"), data.pop("loss")
     head = json.dumps(data, ensure_ascii=False)[:-1]
     body = ",\n  ".join(json.dumps(step, ensure_ascii=False) for step in steps)
+    loss = None if loss != loss else loss      # nan: a loss in unbound letters has no number
     return f'{head}, "steps": [\n  {body}\n], "loss": {json.dumps(loss)}}}\n'
 

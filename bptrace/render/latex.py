@@ -323,7 +323,10 @@ def linked(value: str, latex: str, links) -> str:
 
 
 def number_math(value: str) -> str:
-    """`1.5e-7` → `1.5\\times 10^{-7}`; other numbers as they are."""
+    """`1.5e-7` → `1.5\\times 10^{-7}`; other numbers as they are; a formula
+    (`arithmetic: symbolic`) as math."""
+    if _is_formula(value):
+        return formula_math(value)
     if "e" in value:
         mantissa, exponent = value.split("e")
         return rf"{mantissa}\times 10^{{{int(exponent)}}}"
@@ -416,9 +419,34 @@ def _step(step, links, fragment) -> str:
     return "".join(out) + "\n"
 
 
+# A formula's text (symbolic.py's printer: w²₁, c1.delta[1,1], ·, σ) has letters a number has not
+_LETTERS = re.compile(r"[A-Za-zσ₀-₉⁰-⁹]")
+_SCIENTIFIC = re.compile(r"[−-]?[\d.]+e[−+-]?\d+")
+
+
+def _is_formula(value: str) -> bool:
+    return bool(_LETTERS.search(value)) and not _SCIENTIFIC.fullmatch(value.strip())
+_SUB_DIGITS = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
+_SUP_DIGITS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+
+
+def formula_math(value: str) -> str:
+    """A formula as bptrace writes it in text, as math: w²₁ → w^{2}_{1}, c1.delta[1,1] →
+    \\mathrm{c1.delta}_{1,1}, · → \\cdot, σ → \\sigma."""
+    out = re.sub(r"([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)+)(?:\[([^\]]*)\])?",
+                 lambda m: r"\mathrm{" + m.group(1) + "}" + ("_{" + m.group(2) + "}" if m.group(2) else ""), value)
+    out = re.sub("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+", lambda m: "^{" + m.group(0).translate(_SUP_DIGITS) + "}", out)
+    out = re.sub("[₀₁₂₃₄₅₆₇₈₉]+", lambda m: "_{" + m.group(0).translate(_SUB_DIGITS) + "}", out)
+    out = re.sub(r"\b(exp|log|tanh)\(", lambda m: "\\" + m.group(1) + "(", out)
+    return (out.replace("·", r" \cdot ").replace("−", "-").replace("σ", r"\sigma ").replace("…", r"\ldots ")
+            .replace("(", r"\left(").replace(")", r"\right)"))
+
+
 # --- tables --------------------------------------------------------------------------------
 
 def _cell(value: str, digits: int, sign: bool) -> str:
+    if _is_formula(value):
+        return "$" + formula_math(value) + "$"
     """A number's text in text mode, padded on the left with invisible digits (every digit is
     as wide as any other) so that the numbers of a column, set flush left, align on the point.
     `digits`: the most digits before the point in the table; `sign`: some number has a minus."""

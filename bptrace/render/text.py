@@ -228,6 +228,8 @@ class Sum:
                 lines.append(line[:width])
                 line = " " * hang + line[width:]
         end = f" = {self.total}{self.tail}"
+        if "".join(self.pieces).strip() == self.total:
+            end = self.tail          # a formula (`arithmetic: symbolic`) is its own total
         if cell_len(line) + cell_len(end) <= width:
             lines.append(line + end)
         else:

@@ -56,7 +56,8 @@ class Values:
     @property
     def largest(self) -> float:
         """The largest magnitude, which a heatmap's strongest colour stands for."""
-        return max((abs(v) for v in self.numbers if v == v), default=0.0)
+        # float(): a formula (`arithmetic: symbolic`) counts by its value, none when unbound
+        return max((abs(f) for f in map(float, self.numbers) if f == f), default=0.0)
 
     def index(self, flat: int) -> tuple:
         return tuple(int(i) for i in np.unravel_index(flat, self.shape))
