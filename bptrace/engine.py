@@ -193,11 +193,14 @@ class _Run:
 
     # --- recording -------------------------------------------------------------------
 
-    def recorder(self, name: str, roles: dict):
+    def recorder(self, name: str, roles: dict, terms: int | None = None):
+        """What records the step's terms, or None.  terms: how many the step has in all,
+        where its layer knows (a batch statistic sums a whole map per element): a step past
+        EXPAND_TERMS is not started, rather than given up on after 4,096 of them."""
         shape = self.scenario.shapes[name]
         if name in self.explain:
             return Recorder(roles, want=set(self.explain[name]))
-        if self.terms and int(np.prod(shape)) <= EXPAND_ELEMENTS:
+        if self.terms and int(np.prod(shape)) <= EXPAND_ELEMENTS and (terms or 0) <= EXPAND_TERMS:
             return Recorder(roles, limit=EXPAND_TERMS)
         return None
 
@@ -354,7 +357,8 @@ class _Run:
             self.floor(layer, n)
             x = self._read(layer, n)
             if layer.extras:
-                recs = {"out": rec, **{k: self.recorder(n.extra(k), layer.roles(n)) for k in layer.extras}}
+                recs = {"out": rec, **{k: self.recorder(n.extra(k), layer.roles(n), layer.term_count(k))
+                                       for k in layer.extras}}
                 bounds = self.bounds({**self._inputs(layer, n), **{r: n.param(r) for r in layer.param_roles}}) \
                     if not self.num.exact and (position < self.forward_bounds or layer.decides) else None
                 out = self._attempt(lambda: layer.forward(x, params[layer.name], recs,
@@ -417,7 +421,8 @@ class _Run:
             layer = sc.layer(node.name)
             n = self.names(layer)
             rules, roles = layer.rules(n), layer.roles(n)
-            recs = {role: self.recorder(n.grad(role), roles) for role in layer.param_roles}
+            recs = {role: self.recorder(n.grad(role), roles, layer.term_count(f"grad.{role}"))
+                    for role in layer.param_roles}
             if layer.merge:
                 recs["in"] = [self.recorder(d, roles) for d in n.x_deltas]
             else:
@@ -425,7 +430,7 @@ class _Run:
             self.floor(layer, n)
             read = (self._read(layer, n), self.values[n.out], self.values[n.delta], params[layer.name])
             if layer.backward_extras or layer.extras:
-                recs.update({k: self.recorder(n.extra(k), roles) for k in layer.backward_extras})
+                recs.update({k: self.recorder(n.extra(k), roles, layer.term_count(k)) for k in layer.backward_extras})
                 bounds = self.bounds({**self._inputs(layer, n), "out": n.out, "delta": n.delta,
                                       **{r: n.param(r) for r in layer.param_roles},
                                       **{k: n.extra(k) for k in layer.extras}}) if self.rounding_bounds else None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -213,14 +214,16 @@ def explain_many(scenario: Scenario, wanted) -> list:
 
 
 def _number(value):
-    """A factor's value: a float, or a formula as it is (`arithmetic: symbolic`)."""
-    return value if hasattr(value, "expr") else float(value)
+    """A factor's value: a float, or a fraction or formula as it is (`arithmetic: exact`,
+    `symbolic`)."""
+    return value if isinstance(value, Fraction) or hasattr(value, "expr") else float(value)
 
 
 def overview(scenario: Scenario, trace, name: str) -> StepOverview:
     step = trace[name]
     base = trace.conventions["index_base"]
-    elements = [(display_index(step.shape, idx, base), float(step.values[idx])) for idx in np.ndindex(*step.shape)]
+    shown = step.values if step.exact is None else step.exact
+    elements = [(display_index(step.shape, idx, base), _number(shown[idx])) for idx in np.ndindex(*step.shape)]
     replaced = None
     if step.computed is not None:
         replaced = [(display_index(step.shape, idx, base), float(step.computed[idx]))
@@ -326,9 +329,11 @@ class _Explainer:
         step = self.trace[name]
         engine_value = float(step.computed[index] if step.computed is not None else step.values[index])
         value = float(step.values[index])
-        if step.exact is not None and hasattr(step.exact[index], "expr"):
-            # `arithmetic: symbolic`: the element is a formula, its terms formulas
-            engine_value = value = step.exact[index]
+        if step.exact is not None:
+            # `arithmetic: exact` or `symbolic`: the element is a fraction or a formula, and so
+            # are its terms
+            value = step.exact[index]
+            engine_value = value if step.computed is None else engine_value
         replaced = None
         if value != engine_value or (step.given is not None and step.given[index]):
             if step.given is not None and step.given[index]:
@@ -352,10 +357,11 @@ class _Explainer:
             expansion = Expansion("sum")
         result.kind = expansion.kind
         if expansion.kind == "sum":
-            running = 0.0
+            # from the whole numbers 0 and 1, so that fractions and formulas stay what they are
+            running = 0
             for factors in expansion.terms:
                 operands = tuple(self.operand(f, step) for f in factors)
-                product = 1.0
+                product = 1
                 for operand in operands:
                     product *= operand.value
                 running += product

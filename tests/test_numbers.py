@@ -212,3 +212,16 @@ def test_the_file_names_its_arithmetic_and_a_bad_one_is_located():
     with pytest.raises(ScenarioError, match="line 1|:1:"):
         loads("arithmetic: decimal\ninput: [1]\nlayers: [{type: relu}]\nupstream: {delta: [1]}\n", "n.yaml")
     assert load(ROOT / "scenarios/seed001.yaml").numbers.name == "float"
+
+
+def test_explain_shows_each_term_and_the_sum_as_fractions(tmp_path):
+    text = ("arithmetic: exact\ninput: [[1, 2, 3], [4, 5, 6], [7, 8, 9]]\n"
+            "layers: [{type: avgpool, name: p, size: 3}]\nupstream: {delta: 1}\n")
+    from bptrace.explain import explain
+    told = explain(loads(text), "p.out")
+    assert told.value == 5 and [term.product for term in told.terms][:2] == [Fraction(1, 9), Fraction(2, 9)]
+    assert told.terms[1].running == Fraction(1, 3)
+    path = tmp_path / "pool.yaml"
+    path.write_text(text)
+    shown = CliRunner().invoke(main, ["explain", str(path), "input.delta[0,0]"])
+    assert shown.exit_code == 0 and "input.delta[0,0] = 1/9" in shown.output and "0.111" not in shown.output

@@ -236,6 +236,11 @@ class Layer:
         """How many scalar operations forward + backward take (for the size limit)."""
         return 3 * math.prod(self.out_shape)
 
+    def term_count(self, step: str) -> int | None:
+        """How many terms the step `step` ("grad.bias", "mean") adds up in all, where that
+        is far more than its elements (None: about as many, or not known)."""
+        return None
+
     def notes(self, x, n: Names) -> list:
         """Remarks on the forward step a reader should not miss (a max-pool tie)."""
         return []

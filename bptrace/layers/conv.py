@@ -125,6 +125,10 @@ class Conv(Layer):
                              f"a kernel is written [out][in][kh][kw]; here in = {in_per_group}")
         return (out, inner, kh, kw)
 
+    def term_count(self, step):
+        # the bias gradient sums the delta over every output position of every sample
+        return math.prod(self.out_shape) if step == "grad.bias" else None
+
     def multiply_adds(self):
         return 3 * math.prod(self.out_shape) * math.prod(self.params["kernel"].shape[1:])
 

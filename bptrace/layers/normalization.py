@@ -108,6 +108,13 @@ class Norm(Layer):
     def multiply_adds(self):
         return 12 * math.prod(self.out_shape)
 
+    def term_count(self, step):
+        # a statistic, its delta, and γ's and β's gradients each sum over the values they
+        # gather: every element of the input once
+        if step in ("mean", "var", "var.delta", "mean.delta", "grad.gamma", "grad.beta"):
+            return len(self.cells) * (2 if step == "mean.delta" else 1)
+        return None
+
     def use(self, num):
         super().use(num)
         self.e = num.of(self.eps)
