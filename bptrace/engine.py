@@ -94,13 +94,15 @@ def _exact_values(scenario: Scenario, overrides) -> dict:
     exact = copy.deepcopy(scenario)
     use_numbers(exact, EXACT)
     try:
-        trace = run(exact, overrides=overrides, terms=False)
+        # the decisions read forward values only: the last training step stops after its last
+        # relu-like layer (a Zhang-sized network's backward in fractions took twice its forward)
+        trace = _run(exact, overrides, None, False, None, None, False, None, decide_only=True)
     except ScenarioError:
         return {}
     return {step.name: step.exact for step in trace.steps}
 
 
-def _run(scenario, overrides, explain, terms, keep, reuse, bounds, decisions) -> Trace:
+def _run(scenario, overrides, explain, terms, keep, reuse, bounds, decisions, decide_only=False) -> Trace:
     try:
         num = scenario.numbers
         pinned = merge_patches(list(scenario.given.values()) + list((overrides or {}).values()))
@@ -115,6 +117,7 @@ def _run(scenario, overrides, explain, terms, keep, reuse, bounds, decisions) ->
             for k in range(1, scenario.steps + 1):
                 one = _Run(scenario, pinned, explain or {}, terms, k, carried, bounds)
                 one.decisions = decisions
+                one.decide_only = decide_only and k == scenario.steps
                 if scenario.steps == 1:
                     # the catalog's reuse is of one training step's loops, keyed by layer
                     one.keep, one.reuse = keep, reuse or {}
@@ -150,6 +153,7 @@ class _Run:
     # name -> exact values, for the relu-like layers' inputs that are 0 within float noise;
     # None: not known yet (such an input stops the run, to be traced again with them)
     decisions: dict | None = None
+    decide_only = False  # _exact_values: forward up to the last relu-like layer is all it reads
 
     def __init__(self, scenario: Scenario, pinned: dict, explain: dict, terms: bool = True, k: int = 1,
                  carried: Carried | None = None, bounds: bool = False):
@@ -314,7 +318,10 @@ class _Run:
             self.emit(p + name, "input", None, f"the input{'' if name == 'input' else ' ' + name}, {origin}", values,
                       origin=origin)
         params = {}
+        last = max((k for k, layer in enumerate(sc.layers) if layer.elementwise and layer.decides), default=-1)
         for position, layer in enumerate(sc.layers):
+            if self.decide_only and position > last:
+                return
             n = self.names(layer)
             params[layer.name] = {}
             for role, initial in layer.params.items():
@@ -353,6 +360,8 @@ class _Run:
             self.emit(n.out, "forward", layer.name, rules["out"], out,
                       reads=tuple(dict.fromkeys(n.xs)) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
                       notes=notes, noise=noise)
+        if self.decide_only:
+            return
 
         if sc.upstream:
             start = sc.upstream.layer

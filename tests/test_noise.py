@@ -302,3 +302,27 @@ def test_conv_noise_magnitudes_sum_the_loops_terms(conv, conventions):
     assert summed.keys() == loops.keys()
     for role in loops:
         np.testing.assert_allclose(summed[role], loops[role], rtol=1e-14, atol=0, err_msg=role)
+
+
+def test_the_exact_trace_that_decides_relus_runs_forward_only(monkeypatch):
+    """The exact values decide relu's side from forward values alone: the re-trace in
+    fractions stops after the last relu-like layer of the last training step (its backward
+    cost a Zhang-sized network twice its forward, in fractions).  Earlier training steps still
+    run whole, since their updates feed the next step."""
+    from bptrace.layers.dense import Dense
+    calls = []
+    for method in ("forward", "backward"):
+        original = getattr(Dense, method)
+
+        def spy(self, x, *rest, _original=original, _method=method):
+            calls.append((_method, self.name, np.asarray(x).dtype == object))
+            return _original(self, x, *rest)
+        monkeypatch.setattr(Dense, method, spy)
+    text = ("input: [0.1, 0.2, -0.3]\nlayers:\n  - {type: dense, name: d, weights: [[1, 1, 1]]}\n"
+            "  - {type: relu, name: r}\n  - {type: dense, name: h, weights: [[2]]}\n"
+            "loss: {type: half_sse, target: [1]}\nlearning_rate: 0.1\nsteps: 2\n")
+    trace = bptrace.run(bptrace.loads(text))
+    exact = [(method, name) for method, name, in_fractions in calls if in_fractions]
+    # step 1 whole (its update feeds step 2), then step 2's forward as far as the relu
+    assert exact == [("forward", "d"), ("forward", "h"), ("backward", "h"), ("backward", "d"), ("forward", "d")]
+    assert trace["step2.r.out"].values[0, 0] == 0 and trace["step2.d.delta"].values[0, 0] == 0
