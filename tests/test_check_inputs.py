@@ -76,6 +76,32 @@ def test_one_float16_element_one_percent_off_fails_alone(tmp_path):
         assert result.output.splitlines()[-1] == "3 passed, 1 failed", i
 
 
+# 0.001 computed beside 1000 in one step: its float noise is its own (1000·0 + 0.001·1 is
+# 0.001 in float32 too), not a share of the step's largest number
+SMALL_BESIDE_LARGE = ("input: [1000, 0.001]\nlayers:\n"
+                      "  - {type: dense, name: d, weights: [[1, 0], [0, 1]], bias: false}\n"
+                      "loss: {type: half_sse, target: [0, 0]}\n")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_small_npz_number_beside_a_large_one_is_held_to_its_own_precision(tmp_path, dtype):
+    (tmp_path / "s.yaml").write_text(SMALL_BESIDE_LARGE)
+    for values, last in (([1000, 0.001], "2 passed, 0 failed"), ([1000, 0.002], "1 passed, 1 failed"),
+                         ([1000, 0.00101], "1 passed, 1 failed")):
+        np.savez(tmp_path / "a.npz", **{"d.out": np.array(values, dtype=dtype)})
+        result = invoke(tmp_path / "s.yaml", "--expected", tmp_path / "a.npz")
+        assert result.output.splitlines()[-1] == last, (values, result.output)
+
+
+def test_a_small_float32_printout_beside_a_large_one_is_held_to_its_own_precision(tmp_path):
+    (tmp_path / "s.yaml").write_text(SMALL_BESIDE_LARGE)
+    for text, last in (("0.00100000", "1 passed, 0 failed"), ("0.00200000", "0 passed, 1 failed"),
+                       ("0.00100100", "0 passed, 1 failed")):
+        (tmp_path / "a.yaml").write_text(f"'d.out[1]': {text}\n")
+        result = invoke(tmp_path / "s.yaml", "--expected", tmp_path / "a.yaml")
+        assert result.output.splitlines()[-1] == last, (text, result.output)
+
+
 @pytest.mark.parametrize("name, keys", [
     ("stride_padding.yaml", None),
     ("seed000_batch.yaml", None),

@@ -189,10 +189,7 @@ class Checker:
                                 answer=answer))
                 continue
             cells = [answer.index] if answer.index is not None else list(np.ndindex(*shape))
-            scale = float(np.abs(model.refs[answer.name]).max(initial=0))
             for cell, written in zip(cells, answer.written):
-                if written.dtype or written.precise:
-                    written = dataclasses.replace(written, scale=scale)
                 numbers.append((answer.name, cell, written, (float(model.refs[answer.name][cell]),
                                 float(model.refs.noise[answer.name][cell])), (float(own[answer.name][cell]),
                                 float(own.noise[answer.name][cell])), answer.index is not None))
