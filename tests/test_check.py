@@ -548,3 +548,13 @@ def test_pytorch_float64_gradients_are_exact(torch):
     assert report.failed == 0 and hows == {"exact"}, hows
     # not one float for one: autograd's sums differ from bptrace's in their last bits
     assert any(row.yours != row.bptrace for row in rows)
+
+
+def test_the_first_wrong_line_shows_the_answer_as_written(tmp_path):
+    # 0.75000000001 is not 0.75; the line naming the first wrong step must not print both as 0.75
+    (tmp_path / "s.yaml").write_text("input: [0.5, 0.25]\nlayers:\n  - {type: dense, name: d, weights: [[1, 1]], "
+                                     "bias: false}\nloss: {type: half_sse, target: [0]}\n"
+                                     "expected: {d.out: 0.75000000001}\n")
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "s.yaml")])
+    assert result.exit_code == 1
+    assert "  d.out: yours 0.75000000001, bptrace 0.75\n" in result.output, result.output
