@@ -299,3 +299,15 @@ def test_an_npz_element_holds_one_number(tmp_path):
         result = invoke(SEED001, "--expected", tmp_path / "element.npz")
         assert result.exit_code == 2 and "Traceback" not in result.output
         assert "c1.grad.kernel[0,0]: c1.grad.kernel[0,0] is one element; save a single number" in result.output
+
+
+def test_a_float32_value_that_underflows_is_equal_at_the_arrays_precision(tmp_path):
+    # σ(−100) is 3.7e-44, a float32 subnormal 26 units from 0; float32 arithmetic gives 0
+    # (exp(100) overflows), the right float32 result, while 1e-30 is no such thing
+    (tmp_path / "s.yaml").write_text("input: [-100, 1]\nlayers:\n  - {type: sigmoid, name: s}\n"
+                                     "loss: {type: half_sse, target: [0, 0]}\n")
+    for values, last in (([0.0, 1 / (1 + np.exp(-1))], "2 passed, 0 failed"),
+                         ([1e-30, 1 / (1 + np.exp(-1))], "1 passed, 1 failed")):
+        np.savez(tmp_path / "a.npz", **{"s.out": np.array(values, dtype=np.float32)})
+        result = invoke(tmp_path / "s.yaml", "--expected", tmp_path / "a.npz")
+        assert result.output.splitlines()[-1] == last, (values, result.output)

@@ -91,7 +91,10 @@ class Written:
         info = np.finfo(self.dtype)
         eps = float(info.eps)
         ulp = max(math.ldexp(eps, math.frexp(abs(value))[1] - 1), float(info.smallest_subnormal))
-        return NPZ_ULPS * ulp + noise * min(eps, F32_EPS) / F64_EPS
+        # below the normal range of the arithmetic that made it (float32's for float16 arrays)
+        # a number has no relative precision left: σ(−100) is 3.7e-44, float32 makes 0
+        tiny = float(np.finfo(np.promote_types(self.dtype, np.float32)).tiny)
+        return NPZ_ULPS * ulp + noise * min(eps, F32_EPS) / F64_EPS + tiny
 
     @cached_property
     def precise(self) -> bool:
