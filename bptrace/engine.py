@@ -94,8 +94,9 @@ def _exact_values(scenario: Scenario, overrides) -> dict:
     exact = copy.deepcopy(scenario)
     use_numbers(exact, EXACT)
     try:
-        # the decisions read forward values only: the last training step stops after its last
-        # relu-like layer (a Zhang-sized network's backward in fractions took twice its forward)
+        # the decisions read forward values only: the last training step stops at the input of
+        # its last relu-like layer (a Zhang-sized network's backward in fractions took twice its
+        # forward, and a sigmoid or an elu below 0 there has no exact value to stop it)
         trace = _run(exact, overrides, None, False, None, None, False, None, decide_only=True)
     except ScenarioError:
         return {}
@@ -153,7 +154,7 @@ class _Run:
     # name -> exact values, for the relu-like layers' inputs that are 0 within float noise;
     # None: not known yet (such an input stops the run, to be traced again with them)
     decisions: dict | None = None
-    decide_only = False  # _exact_values: forward up to the last relu-like layer is all it reads
+    decide_only = False  # _exact_values: forward to the last relu-like layer's input is all it reads
 
     def __init__(self, scenario: Scenario, pinned: dict, explain: dict, terms: bool = True, k: int = 1,
                  carried: Carried | None = None, bounds: bool = False):
@@ -320,8 +321,8 @@ class _Run:
         params = {}
         last = max((k for k, layer in enumerate(sc.layers) if layer.elementwise and layer.decides), default=-1)
         for position, layer in enumerate(sc.layers):
-            if self.decide_only and position > last:
-                return
+            if self.decide_only and position >= last:
+                return          # its input is all the decisions read (an elu below 0 has no exact value)
             n = self.names(layer)
             params[layer.name] = {}
             for role, initial in layer.params.items():

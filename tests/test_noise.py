@@ -326,3 +326,43 @@ def test_the_exact_trace_that_decides_relus_runs_forward_only(monkeypatch):
     # step 1 whole (its update feeds step 2), then step 2's forward as far as the relu
     assert exact == [("forward", "d"), ("forward", "h"), ("backward", "h"), ("backward", "d"), ("forward", "d")]
     assert trace["step2.r.out"].values[0, 0] == 0 and trace["step2.d.delta"].values[0, 0] == 0
+
+
+@pytest.mark.parametrize("loss", ["bce", "cross_entropy"])
+def test_a_function_after_the_last_relu_does_not_stop_its_exact_decision(torch, loss):
+    # 1e6 − 1e6 + 1e-9 is 1e-9 (PyTorch: relu passes it); a sigmoid, bce or cross-entropy after
+    # the relu has no exact value, but the decision needs none of them
+    F = torch.nn.functional
+    head = ("  - {type: dense, name: h, weights: [[3, 1]]}\n  - {type: sigmoid, name: s}\n"
+            "loss: {type: bce, target: [1]}\n") if loss == "bce" else \
+        "  - {type: dense, name: h, weights: [[3, 1], [1, 0]]}\nloss: {type: cross_entropy, target: [0]}\n"
+    text = ("input: [1000000, 1000000, 0.000000001]\nlayers:\n"
+            "  - {type: dense, name: d, weights: [[1, -1, 1], [1, -1, 2]]}\n  - {type: relu, name: r}\n" + head)
+    trace = bptrace.run(bptrace.loads(text))
+    x = torch.tensor([1e6, 1e6, 1e-9], dtype=torch.float64)
+    w = torch.tensor([[1.0, -1.0, 1.0], [1.0, -1.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    r = torch.relu(w @ x)
+    if loss == "bce":
+        z = r @ torch.tensor([3.0, 1.0], dtype=torch.float64)
+        F.binary_cross_entropy(torch.sigmoid(z).reshape(1), torch.ones(1, dtype=torch.float64)).backward()
+    else:
+        z = torch.tensor([[3.0, 1.0], [1.0, 0.0]], dtype=torch.float64) @ r
+        F.cross_entropy(z[None], torch.tensor([0])).backward()
+    assert trace["r.out"].values.reshape(-1).tolist() == r.tolist() == [1e-9, 2e-9]
+    assert np.allclose(trace["d.grad.weights"].values, w.grad.numpy(), rtol=1e-12, atol=0)
+
+
+def test_an_elu_input_zero_within_noise_takes_its_exact_side(torch):
+    # the other unit's elu(−0.5) has no exact value; the decision reads only elu's input
+    text = ("input: [1000000, 1000000, 0.000000001]\nlayers:\n"
+            "  - {type: dense, name: d, weights: [[1, -1, 1], [0, 0, -500000000]]}\n"
+            "  - {type: elu, name: e, alpha: 0.5}\n  - {type: dense, name: h, weights: [[3, 1]]}\n"
+            "loss: {type: half_sse, target: [1]}\n")
+    trace = bptrace.run(bptrace.loads(text))
+    x = torch.tensor([1e6, 1e6, 1e-9], dtype=torch.float64)
+    w = torch.tensor([[1.0, -1.0, 1.0], [0.0, 0.0, -5e8]], dtype=torch.float64, requires_grad=True)
+    e = torch.nn.functional.elu(w @ x, alpha=0.5)
+    out = e @ torch.tensor([3.0, 1.0], dtype=torch.float64)
+    (0.5 * (out - 1) ** 2).backward()
+    assert np.allclose(trace["e.out"].values.reshape(-1), e.detach().numpy(), rtol=1e-12, atol=0)
+    assert np.allclose(trace["d.grad.weights"].values, w.grad.numpy(), rtol=1e-12, atol=0)
