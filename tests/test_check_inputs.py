@@ -190,6 +190,14 @@ def test_an_npz_member_that_is_not_an_array(tmp_path):
     ({"descr": "<f8", "fortran_order": False, "shape": (16384, 16384)},      # 2 GiB
      "the array's header declares 268435456 numbers; c1.grad.kernel has 4"),
     ({"descr": "|O", "fortran_order": False, "shape": (4,)}, "expected numbers, found an array of object"),
+    # a negative length read the whole member (8 MiB here; a 1 MB zip of 1 GB made 2 GB), and
+    # lengths that are no numbers or multiply to a count that fits were tracebacks
+    ({"descr": "<f8", "fortran_order": False, "shape": (-1,)},
+     "this member is not a .npy array (its shape (-1,) needs whole numbers of at least 0)"),
+    ({"descr": "<f8", "fortran_order": False, "shape": (-2, -2)},
+     "this member is not a .npy array (its shape (-2, -2) needs whole numbers of at least 0)"),
+    ({"descr": "<f8", "fortran_order": False, "shape": (True, 4)},
+     "this member is not a .npy array (its shape (True, 4) needs whole numbers of at least 0)"),
 ])
 def test_an_npz_header_is_checked_before_its_data_is_read(tmp_path, header, message):
     # 8 MB of zeros compress to a few kilobytes: the data a lying header would have read
