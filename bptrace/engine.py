@@ -374,7 +374,7 @@ class _Run:
         else:
             last = sc.output
             loss = sc.loss.function()
-            loss.num = self.num
+            loss.num, loss.output_type = self.num, last.type
             out_name, delta_name = f"{p}{last.name}.out", f"{p}{last.name}.delta"
             out = self.values[out_name]
             # with regularization the loss of the output is `loss.data`, and `loss` its sum with `loss.l2`
