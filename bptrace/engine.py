@@ -283,6 +283,8 @@ class _Run:
                       for x in (n.xs if layer.merge else (n.x,))]
             if layer.elementwise and floors[0] is not None:
                 floors[0] = self._sides(n.x, floors[0])
+            elif hasattr(layer, "noisy_tie"):
+                self._ties(layer, n.x, floors[0])
             floors = [None if f is None else f.tolist() for f in floors]
             layer.floor = floors if layer.merge else floors[0]
 
@@ -303,6 +305,19 @@ class _Run:
         above = np.array([v > 0 for v in exact.reshape(-1).tolist()]).reshape(x.shape)
         return np.where(undecided, np.where(above, -np.inf, np.inf), noise)
 
+    def _ties(self, layer, name: str, noise):
+        """A max-pool whose window is a tie only within float noise takes each window's
+        maximum from the exact values, as relu takes its side (a true tie: the first)."""
+        layer.exact = None
+        if noise is None or not layer.noisy_tie(self.values[name], noise.tolist()):
+            return
+        if self.decisions is None:
+            raise _Undecided(name)
+        exact = self.decisions.get(name)
+        if exact is not None:
+            layer.exact = exact.tolist()
+            self.decided[name] = 0
+
     def bounds(self, names: dict) -> dict:
         """role -> the noise bound of the traced value it names."""
         return {role: self.noise[name] for role, name in names.items()}
@@ -319,7 +334,8 @@ class _Run:
             self.emit(p + name, "input", None, f"the input{'' if name == 'input' else ' ' + name}, {origin}", values,
                       origin=origin)
         params = {}
-        last = max((k for k, layer in enumerate(sc.layers) if layer.elementwise and layer.decides), default=-1)
+        last = max((k for k, layer in enumerate(sc.layers)
+                    if layer.elementwise and layer.decides or hasattr(layer, "noisy_tie")), default=-1)
         for position, layer in enumerate(sc.layers):
             if self.decide_only and position >= last:
                 return          # its input is all the decisions read (an elu below 0 has no exact value)
@@ -353,7 +369,10 @@ class _Run:
                     x, params[layer.name], out, self.bounds({**self._inputs(layer, n),
                                                              **{r: n.param(r) for r in layer.param_roles}})))
             notes = layer.notes(x, n)
-            if n.x in self.decided and layer.elementwise and layer.decides:
+            if n.x in self.decided and hasattr(layer, "noisy_tie"):
+                notes.append(f"values of {n.x} equal within float noise: {layer.type} took each window's maximum "
+                             "from the exact values (the scenario traced in fractions)")
+            elif n.x in self.decided and layer.elementwise and layer.decides:
                 count = self.decided[n.x]
                 notes.append(f"{count} element{'s' if count > 1 else ''} of {n.x} {'are' if count > 1 else 'is'} 0 "
                              f"within float noise: {layer.type} decided on {'their' if count > 1 else 'its'} "

@@ -366,3 +366,25 @@ def test_an_elu_input_zero_within_noise_takes_its_exact_side(torch):
     (0.5 * (out - 1) ** 2).backward()
     assert np.allclose(trace["e.out"].values.reshape(-1), e.detach().numpy(), rtol=1e-12, atol=0)
     assert np.allclose(trace["d.grad.weights"].values, w.grad.numpy(), rtol=1e-12, atol=0)
+
+
+def test_a_max_pool_window_tied_only_by_float_noise_takes_its_exact_maximum(torch):
+    # c.out = (0, 1e6 − 1e6 + 1e-9): 1e-9 is within its noise bound of 0, but larger on paper
+    # and in PyTorch, which routes the error to it; a true tie still goes to the first
+    text = ("input: [[0, 0, 0, 1000000, 1000000, 0.000000001]]\nlayers:\n"
+            "  - {type: conv, name: c, kernel: [[1, -1, 1]], stride: [1, 3]}\n"
+            "  - {type: maxpool, name: p, size: [1, 2]}\n  - {type: flatten, name: f}\n"
+            "  - {type: dense, name: h, weights: [[2]]}\nloss: {type: half_sse, target: [1]}\n")
+    trace = bptrace.run(bptrace.loads(text))
+    x = torch.tensor([[[[0, 0, 0, 1e6, 1e6, 1e-9]]]], dtype=torch.float64)
+    k = torch.tensor([[[[1.0, -1.0, 1.0]]]], dtype=torch.float64, requires_grad=True)
+    out = 2 * torch.nn.functional.max_pool2d(torch.nn.functional.conv2d(x, k, stride=(1, 3)), (1, 2)).reshape(-1)
+    (0.5 * (out - 1) ** 2).sum().backward()
+    assert trace["p.out"].values.reshape(-1).tolist() == [1e-9]
+    assert np.allclose(trace["c.grad.kernel"].values.reshape(-1), k.grad.reshape(-1).numpy(), rtol=1e-12, atol=0)
+    assert any("exact" in note for note in trace["p.out"].notes)
+    # 0.1 + 0.2 against 0.3: equal on paper, the first takes the error
+    tie = bptrace.run(bptrace.loads(text.replace("0, 0, 0, 1000000, 1000000, 0.000000001", "0.1, 0.2, 0, 0.3, 0, 0")
+                                        .replace("[[1, -1, 1]]", "[[1, 1, 1]]")))
+    assert tie["c.out"].values.reshape(-1).tolist() == [0.1 + 0.2, 0.3]
+    assert tie["c.delta"].values.reshape(-1).tolist()[1] == 0 and any("tie" in note for note in tie["p.out"].notes)

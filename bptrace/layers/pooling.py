@@ -108,11 +108,29 @@ class MaxPool(Pool):
     keys = Pool.keys | {"dilation"}
     in_delta_reads = ("delta", "in")       # the routing depends on where the maxima were
     decides = True
+    # the input's exact values (nested lists), set by the engine where float noise ties a
+    # window whose values may differ on paper: they pick the maximum instead
+    exact = None
+
+    def noisy_tie(self, x, floor) -> bool:
+        """Whether some window's maximum is a tie only within float noise (a value in it
+        carries noise), which the exact values could tell apart."""
+        self.floor, self.exact, x = floor, None, x.tolist()
+        for n, c, i, j in np.ndindex(*self.grid):
+            cells, _, _, tie = self.winner(x, n, c, i, j)
+            if tie and any(floor[n][c][h][w] > 0 for h, w in cells):
+                return True
+        return False
 
     def winner(self, x, n, c, i, j):
         """(h, w) of the window's maximum, the candidates, and whether it was a tie."""
         cells = list(self.window(i, j))
         values = [x[n][c][h][w] for h, w in cells]
+        if self.exact is not None:
+            # equal on paper is a tie (the first wins); 1e-9 beats 0 however noisy its float
+            exact = [self.exact[n][c][h][w] for h, w in cells]
+            best = exact.index(max(exact))
+            return cells, values, best, exact.count(exact[best]) > 1
         # Values equal but for float noise (0.1 + 0.2 against 0.3) are equal on paper: a tie.
         # Each value's own noise bound says how far apart that is (none for numbers as written).
         noise = [self.floor[n][c][h][w] if self.floor else 0 for h, w in cells]
