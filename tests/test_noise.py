@@ -388,3 +388,16 @@ def test_a_max_pool_window_tied_only_by_float_noise_takes_its_exact_maximum(torc
                                         .replace("[[1, -1, 1]]", "[[1, 1, 1]]")))
     assert tie["c.out"].values.reshape(-1).tolist() == [0.1 + 0.2, 0.3]
     assert tie["c.delta"].values.reshape(-1).tolist()[1] == 0 and any("tie" in note for note in tie["p.out"].notes)
+
+
+def test_a_max_pool_window_of_the_same_float_stays_a_tie_as_in_pytorch(torch):
+    # 1.35·x − 2 is −2.0 in floats for every x near 1e-150, though not on paper: PyTorch
+    # routes the error to the first cell, and so does bptrace
+    text = ("input: [[1e-150, 3e-150]]\nlayers:\n  - {type: conv, name: c, kernel: [[1.35]], bias: -2}\n"
+            "  - {type: maxpool, name: p, size: [1, 2]}\n  - {type: flatten, name: f}\n"
+            "loss: {type: half_sse, target: [0]}\n")
+    trace = bptrace.run(bptrace.loads(text))
+    x = torch.tensor([[[[1e-150, 3e-150]]]], dtype=torch.float64, requires_grad=True)
+    out = torch.nn.functional.max_pool2d(1.35 * x - 2, (1, 2))
+    (0.5 * out ** 2).sum().backward()
+    assert trace["input.delta"].values.reshape(-1).tolist() == x.grad.reshape(-1).tolist() == [1.35 * -2.0, 0.0]
