@@ -96,13 +96,16 @@ def _exact_values(scenario: Scenario, overrides) -> dict:
     exact = copy.deepcopy(scenario)
     use_numbers(exact, EXACT)
     try:
-        trace = run(exact, overrides=overrides, terms=False)
+        # the decisions read forward values only: the last training step stops at the input of
+        # its last relu-like layer (a Zhang-sized network's backward in fractions took twice its
+        # forward, and a sigmoid or an elu below 0 there has no exact value to stop it)
+        trace = _run(exact, overrides, None, False, None, None, False, None, decide_only=True)
     except ScenarioError:
         return {}
     return {step.name: step.exact for step in trace.steps}
 
 
-def _run(scenario, overrides, explain, terms, keep, reuse, bounds, decisions) -> Trace:
+def _run(scenario, overrides, explain, terms, keep, reuse, bounds, decisions, decide_only=False) -> Trace:
     try:
         num = scenario.numbers
         pinned = merge_patches(list(scenario.given.values()) + list((overrides or {}).values()))
@@ -117,6 +120,7 @@ def _run(scenario, overrides, explain, terms, keep, reuse, bounds, decisions) ->
             for k in range(1, scenario.steps + 1):
                 one = _Run(scenario, pinned, explain or {}, terms, k, carried, bounds)
                 one.decisions = decisions
+                one.decide_only = decide_only and k == scenario.steps
                 if scenario.steps == 1:
                     # the catalog's reuse is of one training step's loops, keyed by layer
                     one.keep, one.reuse = keep, reuse or {}
@@ -166,6 +170,7 @@ class _Run:
     # name -> exact values, for the relu-like layers' inputs that are 0 within float noise;
     # None: not known yet (such an input stops the run, to be traced again with them)
     decisions: dict | None = None
+    decide_only = False  # _exact_values: forward to the last relu-like layer's input is all it reads
 
     def __init__(self, scenario: Scenario, pinned: dict, explain: dict, terms: bool = True, k: int = 1,
                  carried: Carried | None = None, bounds: bool = False):
@@ -304,6 +309,8 @@ class _Run:
                       for x in (n.xs if layer.merge else (n.x,))]
             if layer.elementwise and floors[0] is not None:
                 floors[0] = self._sides(n.x, floors[0])
+            elif hasattr(layer, "noisy_tie"):
+                self._ties(layer, n.x, floors[0])
             floors = [None if f is None else f.tolist() for f in floors]
             layer.floor = floors if layer.merge else floors[0]
 
@@ -324,6 +331,19 @@ class _Run:
         above = np.array([v > 0 for v in exact.reshape(-1).tolist()]).reshape(x.shape)
         return np.where(undecided, np.where(above, -np.inf, np.inf), noise)
 
+    def _ties(self, layer, name: str, noise):
+        """A max-pool whose window is a tie only within float noise takes each window's
+        maximum from the exact values, as relu takes its side (a true tie: the first)."""
+        layer.exact = None
+        if noise is None or not layer.noisy_tie(self.values[name], noise.tolist()):
+            return
+        if self.decisions is None:
+            raise _Undecided(name)
+        exact = self.decisions.get(name)
+        if exact is not None:
+            layer.exact = exact.tolist()
+            self.decided[name] = 0
+
     def bounds(self, names: dict) -> dict:
         """role -> the noise bound of the traced value it names."""
         return {role: self.noise[name] for role, name in names.items()}
@@ -340,7 +360,11 @@ class _Run:
             self.emit(p + name, "input", None, f"the input{'' if name == 'input' else ' ' + name}, {origin}", values,
                       origin=origin)
         params = {}
+        last = max((k for k, layer in enumerate(sc.layers)
+                    if layer.elementwise and layer.decides or hasattr(layer, "noisy_tie")), default=-1)
         for position, layer in enumerate(sc.layers):
+            if self.decide_only and position >= last:
+                return          # its input is all the decisions read (an elu below 0 has no exact value)
             n = self.names(layer)
             params[layer.name] = {}
             for role, initial in layer.params.items():
@@ -372,7 +396,10 @@ class _Run:
                     x, params[layer.name], out, self.bounds({**self._inputs(layer, n),
                                                              **{r: n.param(r) for r in layer.param_roles}})))
             notes = layer.notes(x, n)
-            if n.x in self.decided and layer.elementwise and layer.decides:
+            if n.x in self.decided and hasattr(layer, "noisy_tie"):
+                notes.append(f"values of {n.x} equal within float noise: {layer.type} took each window's maximum "
+                             "from the exact values (the scenario traced in fractions)")
+            elif n.x in self.decided and layer.elementwise and layer.decides:
                 count = self.decided[n.x]
                 notes.append(f"{count} element{'s' if count > 1 else ''} of {n.x} {'are' if count > 1 else 'is'} 0 "
                              f"within float noise: {layer.type} decided on {'their' if count > 1 else 'its'} "
@@ -380,6 +407,8 @@ class _Run:
             self.emit(n.out, "forward", layer.name, rules["out"], out,
                       reads=tuple(dict.fromkeys(n.xs)) + tuple(n.param(r) for r in layer.param_roles), rec=rec,
                       notes=notes, noise=noise)
+        if self.decide_only:
+            return
 
         if sc.upstream:
             start = sc.upstream.layer
@@ -391,7 +420,7 @@ class _Run:
         else:
             last = sc.output
             loss = sc.loss.function()
-            loss.num = self.num
+            loss.num, loss.output_type = self.num, last.type
             out_name, delta_name = f"{p}{last.name}.out", f"{p}{last.name}.delta"
             out = self.values[out_name]
             # with regularization the loss of the output is `loss.data`, and `loss` its sum with `loss.l2`

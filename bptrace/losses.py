@@ -243,6 +243,7 @@ class BCE(Loss):
     L = −(1/M) Σ [y log ŷ + (1 − y) log(1 − ŷ)];  δ = (ŷ − y) / (ŷ (1 − ŷ)) / M."""
     type = "bce"
     labels = ("out − target", "1/(out·(1 − out))")
+    output_type = None    # the output layer's type, when the engine knows it: the hint of _check
     @staticmethod
     def value_rule(loss, out):
         inside = nt.add(nt.prod(TARGET, nt.seq(nt.Word("log"), nt.sym(" "), out)),
@@ -263,7 +264,7 @@ class BCE(Loss):
             value = out[bad[0]]
             # a sigmoid never leaves [0, 1]; it gives exactly 1 when it saturates (an input above
             # about 37 in float64) or is rounded, and there log(1 − out) is infinite
-            hint = "put a sigmoid layer last" if not 0 <= value <= 1 else \
+            hint = "put a sigmoid layer last" if not 0 <= value <= 1 or self.output_type not in (None, "sigmoid") else \
                 f"log 0 is infinite; a sigmoid gives exactly {value:g} only when it saturates (a large input) " \
                 "or is rounded: use smaller numbers or keep more decimals"
             raise ScenarioError(f"bce needs outputs strictly between 0 and 1, but the last layer's output"

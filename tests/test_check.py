@@ -582,3 +582,13 @@ def test_a_report_sent_between_processes_comes_back_the_same(tmp_path):
     assert back.files[0].rows[0] is not report.files[0].rows[0]
     assert check_json.render(back) == check_json.render(report) and plain(back) == plain(report)
     assert [row.written for sheet in back.files for row in sheet.rows] == [row.written for row in rows]
+
+
+def test_the_first_wrong_line_shows_the_answer_as_written(tmp_path):
+    # 0.75000000001 is not 0.75; the line naming the first wrong step must not print both as 0.75
+    (tmp_path / "s.yaml").write_text("input: [0.5, 0.25]\nlayers:\n  - {type: dense, name: d, weights: [[1, 1]], "
+                                     "bias: false}\nloss: {type: half_sse, target: [0]}\n"
+                                     "expected: {d.out: 0.75000000001}\n")
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "s.yaml")])
+    assert result.exit_code == 1
+    assert "  d.out: yours 0.75000000001, bptrace 0.75\n" in result.output, result.output

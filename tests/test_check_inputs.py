@@ -76,6 +76,32 @@ def test_one_float16_element_one_percent_off_fails_alone(tmp_path):
         assert result.output.splitlines()[-1] == "3 passed, 1 failed", i
 
 
+# 0.001 computed beside 1000 in one step: its float noise is its own (1000·0 + 0.001·1 is
+# 0.001 in float32 too), not a share of the step's largest number
+SMALL_BESIDE_LARGE = ("input: [1000, 0.001]\nlayers:\n"
+                      "  - {type: dense, name: d, weights: [[1, 0], [0, 1]], bias: false}\n"
+                      "loss: {type: half_sse, target: [0, 0]}\n")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_small_npz_number_beside_a_large_one_is_held_to_its_own_precision(tmp_path, dtype):
+    (tmp_path / "s.yaml").write_text(SMALL_BESIDE_LARGE)
+    for values, last in (([1000, 0.001], "2 passed, 0 failed"), ([1000, 0.002], "1 passed, 1 failed"),
+                         ([1000, 0.00101], "1 passed, 1 failed")):
+        np.savez(tmp_path / "a.npz", **{"d.out": np.array(values, dtype=dtype)})
+        result = invoke(tmp_path / "s.yaml", "--expected", tmp_path / "a.npz")
+        assert result.output.splitlines()[-1] == last, (values, result.output)
+
+
+def test_a_small_float32_printout_beside_a_large_one_is_held_to_its_own_precision(tmp_path):
+    (tmp_path / "s.yaml").write_text(SMALL_BESIDE_LARGE)
+    for text, last in (("0.00100000", "1 passed, 0 failed"), ("0.00200000", "0 passed, 1 failed"),
+                       ("0.00100100", "0 passed, 1 failed")):
+        (tmp_path / "a.yaml").write_text(f"'d.out[1]': {text}\n")
+        result = invoke(tmp_path / "s.yaml", "--expected", tmp_path / "a.yaml")
+        assert result.output.splitlines()[-1] == last, (text, result.output)
+
+
 @pytest.mark.parametrize("name, keys", [
     ("stride_padding.yaml", None),
     ("seed000_batch.yaml", None),
@@ -164,6 +190,14 @@ def test_an_npz_member_that_is_not_an_array(tmp_path):
     ({"descr": "<f8", "fortran_order": False, "shape": (16384, 16384)},      # 2 GiB
      "the array's header declares 268435456 numbers; c1.grad.kernel has 4"),
     ({"descr": "|O", "fortran_order": False, "shape": (4,)}, "expected numbers, found an array of object"),
+    # a negative length read the whole member (8 MiB here; a 1 MB zip of 1 GB made 2 GB), and
+    # lengths that are no numbers or multiply to a count that fits were tracebacks
+    ({"descr": "<f8", "fortran_order": False, "shape": (-1,)},
+     "this member is not a .npy array (its shape (-1,) needs whole numbers of at least 0)"),
+    ({"descr": "<f8", "fortran_order": False, "shape": (-2, -2)},
+     "this member is not a .npy array (its shape (-2, -2) needs whole numbers of at least 0)"),
+    ({"descr": "<f8", "fortran_order": False, "shape": (True, 4)},
+     "this member is not a .npy array (its shape (True, 4) needs whole numbers of at least 0)"),
 ])
 def test_an_npz_header_is_checked_before_its_data_is_read(tmp_path, header, message):
     # 8 MB of zeros compress to a few kilobytes: the data a lying header would have read
@@ -308,3 +342,15 @@ def test_a_json_sheet_that_is_refused_is_located_by_line(tmp_path, text, where, 
     result = invoke(SEED001, "--expected", tmp_path / "sheet.json")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"sheet.json{where}" in result.output and message in result.output, result.output
+
+
+def test_a_float32_value_that_underflows_is_equal_at_the_arrays_precision(tmp_path):
+    # σ(−100) is 3.7e-44, a float32 subnormal 26 units from 0; float32 arithmetic gives 0
+    # (exp(100) overflows), the right float32 result, while 1e-30 is no such thing
+    (tmp_path / "s.yaml").write_text("input: [-100, 1]\nlayers:\n  - {type: sigmoid, name: s}\n"
+                                     "loss: {type: half_sse, target: [0, 0]}\n")
+    for values, last in (([0.0, 1 / (1 + np.exp(-1))], "2 passed, 0 failed"),
+                         ([1e-30, 1 / (1 + np.exp(-1))], "1 passed, 1 failed")):
+        np.savez(tmp_path / "a.npz", **{"s.out": np.array(values, dtype=np.float32)})
+        result = invoke(tmp_path / "s.yaml", "--expected", tmp_path / "a.npz")
+        assert result.output.splitlines()[-1] == last, (values, result.output)

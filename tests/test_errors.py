@@ -394,6 +394,18 @@ def test_bce_on_a_saturated_sigmoid_does_not_ask_for_a_sigmoid(tmp_path):
     assert "put a sigmoid layer last" not in result.output
 
 
+
+def test_bce_on_exactly_1_from_a_layer_that_is_no_sigmoid_asks_for_a_sigmoid(tmp_path):
+    # a dense output of exactly 1 or 0 is no saturated sigmoid: the hint is the missing sigmoid
+    path = tmp_path / "dense.yaml"
+    for weight, value in (("2", "1"), ("0", "0")):
+        path.write_text(f"input: [0.5]\nlayers:\n  - {{type: dense, name: h, weights: [[{weight}]]}}\n"
+                        "loss: {type: bce, target: [1]}\n")
+        result = _invoke("run", path)
+        _refused(result, f"dense.yaml:4:14: loss.type: bce needs outputs strictly between 0 and 1, but the last "
+                         f"layer's output is {value} (put a sigmoid layer last)")
+        assert "saturates" not in result.output
+
 # --- user text that steers a terminal -------------------------------------------------------
 
 STEERING = ('name: "Problem 3\\n\\nthe \\e[31mred\\e[0m one\\a"\n'

@@ -302,3 +302,102 @@ def test_conv_noise_magnitudes_sum_the_loops_terms(conv, conventions):
     assert summed.keys() == loops.keys()
     for role in loops:
         np.testing.assert_allclose(summed[role], loops[role], rtol=1e-14, atol=0, err_msg=role)
+
+
+def test_the_exact_trace_that_decides_relus_runs_forward_only(monkeypatch):
+    """The exact values decide relu's side from forward values alone: the re-trace in
+    fractions stops after the last relu-like layer of the last training step (its backward
+    cost a Zhang-sized network twice its forward, in fractions).  Earlier training steps still
+    run whole, since their updates feed the next step."""
+    from bptrace.layers.dense import Dense
+    calls = []
+    for method in ("forward", "backward"):
+        original = getattr(Dense, method)
+
+        def spy(self, x, *rest, _original=original, _method=method):
+            calls.append((_method, self.name, np.asarray(x).dtype == object))
+            return _original(self, x, *rest)
+        monkeypatch.setattr(Dense, method, spy)
+    text = ("input: [0.1, 0.2, -0.3]\nlayers:\n  - {type: dense, name: d, weights: [[1, 1, 1]]}\n"
+            "  - {type: relu, name: r}\n  - {type: dense, name: h, weights: [[2]]}\n"
+            "loss: {type: half_sse, target: [1]}\nlearning_rate: 0.1\nsteps: 2\n")
+    trace = bptrace.run(bptrace.loads(text))
+    exact = [(method, name) for method, name, in_fractions in calls if in_fractions]
+    # step 1 whole (its update feeds step 2), then step 2's forward as far as the relu
+    assert exact == [("forward", "d"), ("forward", "h"), ("backward", "h"), ("backward", "d"), ("forward", "d")]
+    assert trace["step2.r.out"].values[0, 0] == 0 and trace["step2.d.delta"].values[0, 0] == 0
+
+
+@pytest.mark.parametrize("loss", ["bce", "cross_entropy"])
+def test_a_function_after_the_last_relu_does_not_stop_its_exact_decision(torch, loss):
+    # 1e6 − 1e6 + 1e-9 is 1e-9 (PyTorch: relu passes it); a sigmoid, bce or cross-entropy after
+    # the relu has no exact value, but the decision needs none of them
+    F = torch.nn.functional
+    head = ("  - {type: dense, name: h, weights: [[3, 1]]}\n  - {type: sigmoid, name: s}\n"
+            "loss: {type: bce, target: [1]}\n") if loss == "bce" else \
+        "  - {type: dense, name: h, weights: [[3, 1], [1, 0]]}\nloss: {type: cross_entropy, target: [0]}\n"
+    text = ("input: [1000000, 1000000, 0.000000001]\nlayers:\n"
+            "  - {type: dense, name: d, weights: [[1, -1, 1], [1, -1, 2]]}\n  - {type: relu, name: r}\n" + head)
+    trace = bptrace.run(bptrace.loads(text))
+    x = torch.tensor([1e6, 1e6, 1e-9], dtype=torch.float64)
+    w = torch.tensor([[1.0, -1.0, 1.0], [1.0, -1.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    r = torch.relu(w @ x)
+    if loss == "bce":
+        z = r @ torch.tensor([3.0, 1.0], dtype=torch.float64)
+        F.binary_cross_entropy(torch.sigmoid(z).reshape(1), torch.ones(1, dtype=torch.float64)).backward()
+    else:
+        z = torch.tensor([[3.0, 1.0], [1.0, 0.0]], dtype=torch.float64) @ r
+        F.cross_entropy(z[None], torch.tensor([0])).backward()
+    assert trace["r.out"].values.reshape(-1).tolist() == r.tolist() == [1e-9, 2e-9]
+    assert np.allclose(trace["d.grad.weights"].values, w.grad.numpy(), rtol=1e-12, atol=0)
+
+
+def test_an_elu_input_zero_within_noise_takes_its_exact_side(torch):
+    # the other unit's elu(−0.5) has no exact value; the decision reads only elu's input
+    text = ("input: [1000000, 1000000, 0.000000001]\nlayers:\n"
+            "  - {type: dense, name: d, weights: [[1, -1, 1], [0, 0, -500000000]]}\n"
+            "  - {type: elu, name: e, alpha: 0.5}\n  - {type: dense, name: h, weights: [[3, 1]]}\n"
+            "loss: {type: half_sse, target: [1]}\n")
+    trace = bptrace.run(bptrace.loads(text))
+    x = torch.tensor([1e6, 1e6, 1e-9], dtype=torch.float64)
+    w = torch.tensor([[1.0, -1.0, 1.0], [0.0, 0.0, -5e8]], dtype=torch.float64, requires_grad=True)
+    e = torch.nn.functional.elu(w @ x, alpha=0.5)
+    out = e @ torch.tensor([3.0, 1.0], dtype=torch.float64)
+    (0.5 * (out - 1) ** 2).backward()
+    assert np.allclose(trace["e.out"].values.reshape(-1), e.detach().numpy(), rtol=1e-12, atol=0)
+    assert np.allclose(trace["d.grad.weights"].values, w.grad.numpy(), rtol=1e-12, atol=0)
+
+
+def test_a_max_pool_window_tied_only_by_float_noise_takes_its_exact_maximum(torch):
+    # c.out = (0, 1e6 − 1e6 + 1e-9): 1e-9 is within its noise bound of 0, but larger on paper
+    # and in PyTorch, which routes the error to it; a true tie still goes to the first
+    text = ("input: [[0, 0, 0, 1000000, 1000000, 0.000000001]]\nlayers:\n"
+            "  - {type: conv, name: c, kernel: [[1, -1, 1]], stride: [1, 3]}\n"
+            "  - {type: maxpool, name: p, size: [1, 2]}\n  - {type: flatten, name: f}\n"
+            "  - {type: dense, name: h, weights: [[2]]}\nloss: {type: half_sse, target: [1]}\n")
+    trace = bptrace.run(bptrace.loads(text))
+    x = torch.tensor([[[[0, 0, 0, 1e6, 1e6, 1e-9]]]], dtype=torch.float64)
+    k = torch.tensor([[[[1.0, -1.0, 1.0]]]], dtype=torch.float64, requires_grad=True)
+    out = 2 * torch.nn.functional.max_pool2d(torch.nn.functional.conv2d(x, k, stride=(1, 3)), (1, 2)).reshape(-1)
+    (0.5 * (out - 1) ** 2).sum().backward()
+    assert trace["p.out"].values.reshape(-1).tolist() == [1e-9]
+    assert np.allclose(trace["c.grad.kernel"].values.reshape(-1), k.grad.reshape(-1).numpy(), rtol=1e-12, atol=0)
+    assert any("exact" in note for note in trace["p.out"].notes)
+    # 0.1 + 0.2 against 0.3: equal on paper, the first takes the error
+    tie = bptrace.run(bptrace.loads(text.replace("0, 0, 0, 1000000, 1000000, 0.000000001", "0.1, 0.2, 0, 0.3, 0, 0")
+                                        .replace("[[1, -1, 1]]", "[[1, 1, 1]]")))
+    assert tie["c.out"].values.reshape(-1).tolist() == [0.1 + 0.2, 0.3]
+    assert tie["c.delta"].values.reshape(-1).tolist()[1] == 0 and any("tie" in note for note in tie["p.out"].notes)
+
+
+def test_a_max_pool_window_of_the_same_float_stays_a_tie_as_in_pytorch(torch):
+    # 1.35·x − 2 is −2.0 in floats for every x near 1e-150, though not on paper: PyTorch
+    # routes the error to the first cell, and so does bptrace
+    text = ("input: [[1e-150, 3e-150]]\nlayers:\n  - {type: conv, name: c, kernel: [[1.35]], bias: -2}\n"
+            "  - {type: maxpool, name: p, size: [1, 2]}\n  - {type: flatten, name: f}\n"
+            "loss: {type: half_sse, target: [0]}\n")
+    trace = bptrace.run(bptrace.loads(text))
+    x = torch.tensor([[[[1e-150, 3e-150]]]], dtype=torch.float64, requires_grad=True)
+    out = torch.nn.functional.max_pool2d(1.35 * x - 2, (1, 2))
+    (0.5 * out ** 2).sum().backward()
+    assert trace["input.delta"].values.reshape(-1).tolist() == x.grad.reshape(-1).tolist() == [1.35 * -2.0, 0.0]

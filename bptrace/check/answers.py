@@ -262,6 +262,10 @@ def _npy_array(stream, doc: Document, key: str, size: int, element: bool) -> np.
         shape, fortran_order, dtype = read_header(stream)
     except ValueError as exc:
         raise doc.error((key,), f"this member is not a .npy array ({exc})") from None
+    if not all(type(length) is int and length >= 0 for length in shape):
+        # numpy's header reader lets (-1,) and (True,) through: a negative count read the
+        # whole member, however large it inflates
+        raise doc.error((key,), f"this member is not a .npy array (its shape {shape} needs whole numbers of at least 0)")
     if dtype.kind not in "fiu" or dtype.fields is not None or dtype.subdtype is not None:
         raise doc.error((key,), f"expected numbers, found an array of {dtype}")
     count = math.prod(shape)

@@ -207,10 +207,7 @@ class Checker:
                 # C order, as the answer's numbers were written
                 cells = itertools.product(*map(range, shape))
                 cleans, mines = clean_values.reshape(-1).tolist(), own_values.reshape(-1).tolist()
-            scale = float(np.abs(clean_values).max(initial=0))
             for cell, written, clean, mine in zip(cells, answer.written, cleans, mines):
-                if written.dtype or written.precise:
-                    written = written.but(scale=scale)
                 clean_noise, mine_noise = float(model.refs.noise[answer.name][cell]), float(own.noise[answer.name][cell])
                 # how it matches the clean trace, None until known (held to float32 below)
                 numbers.append([answer.name, cell, written, float(clean), clean_noise, float(mine), mine_noise,

@@ -28,13 +28,15 @@ from ..scenario import Scenario, Tolerance, tolerance_problem
 DENOISE_DIGITS = 12
 # Numbers from an .npz have no text to read decimals from.  Each is right within NPZ_ULPS
 # units in the last place of its own float type at its own magnitude (storing bptrace's number
-# in that type costs half of one), plus NPZ_STEP_EPSILONS epsilons of the step's largest
-# magnitude: a sum that cancels (a delta of 1e-7 out of terms near 1) keeps the absolute
-# error of the terms, which float32 PyTorch gradients of the shipped scenarios show at up to
-# 7.4 epsilons of their step.  That floor is taken in float32 epsilons for coarser types
-# (float16 arrays are float32 results stored small), so a float16 number 1% off fails.
+# in that type costs half of one), plus that element's own float64 noise bound taken in the
+# type's epsilons (float32's for coarser types: float16 arrays are float32 results stored
+# small): a sum that cancels (a delta of 1e-7 out of terms near 1) keeps the absolute error
+# of its terms and of what its inputs carried, and the bound follows exactly those.  Over the
+# 35,045 float32 PyTorch numbers of the shipped scenarios without `given` or rounding, the
+# largest part of that bound used is 0.11.  (Before, 16 epsilons of the step's largest
+# magnitude: 0.002 passed for 0.001 beside a 1000.)
 NPZ_ULPS = 4
-NPZ_STEP_EPSILONS = 16
+F64_EPS = float(np.finfo(np.float64).eps)
 # An .npz array may hold at most this many numbers, or its step's count when that is more
 # (a wrong-shape answer is reported as such); checked in its header before any data is read.
 NPZ_MIN_LIMIT = 10_000
@@ -42,12 +44,11 @@ NPZ_MIN_LIMIT = 10_000
 # significant digits, that a float32 rounded to them gives) claims float32's precision, not
 # its own last digit.  It is right within half a unit of its last decimal (the printout's
 # rounding) plus what float32 arithmetic makes of its sum: F32_UNITS float32 epsilons of
-# Σ|terms| (a sum's rounding error grows with its terms, whatever cancels), plus
-# NPZ_STEP_EPSILONS of its step's largest magnitude (the error its inputs carry from
-# earlier sums that cancelled).  Over 28,539 float32 PyTorch
-# numbers of the shipped scenarios printed with 8 decimals, the largest difference is 0.87
-# of that bound, and no number of at least 0.001 and a tenth of its terms passes with its
-# 4th significant digit one off.
+# Σ|terms| (a sum's rounding error grows with its terms, whatever cancels), plus its float64
+# noise bound in float32 epsilons (the error its inputs carry from earlier sums that
+# cancelled).  Over 35,045 float32 PyTorch numbers of the shipped scenarios printed with 8
+# decimals, the largest part of the noise term used is 0.11, and no number of at least 0.001
+# and a tenth of its terms passes with its 4th significant digit one off.
 PRECISE_DECIMALS = 8
 PRECISE_DIGITS = 7
 F32_UNITS = 4
@@ -81,18 +82,20 @@ class Written:
     value: float
     text: str | None
     dtype: str | None = None   # an .npz number's float type ("float32"), which sets its precision
-    scale: float = 0.0         # the largest magnitude of the step it answers (bptrace's), for .npz or precise numbers
     magnitude: float = 0.0     # Σ|terms| of its sum, for a precise number (0: not known)
 
-    def slack(self, value: float) -> float:
-        """How far from `value` an .npz number may be and still be that number (0 without
-        a float type): see NPZ_ULPS."""
+    def slack(self, value: float, noise: float = 0.0) -> float:
+        """How far from `value`, whose float64 noise is at most `noise`, an .npz number may be
+        and still be that number (0 without a float type): see NPZ_ULPS."""
         if self.dtype is None:
             return 0.0
         info = np.finfo(self.dtype)
         eps = float(info.eps)
         ulp = max(math.ldexp(eps, math.frexp(abs(value))[1] - 1), float(info.smallest_subnormal))
-        return NPZ_ULPS * ulp + NPZ_STEP_EPSILONS * min(eps, float(np.finfo(np.float32).eps)) * self.scale
+        # below the normal range of the arithmetic that made it (float32's for float16 arrays)
+        # a number has no relative precision left: σ(−100) is 3.7e-44, float32 makes 0
+        tiny = float(np.finfo(np.promote_types(self.dtype, np.float32)).tiny)
+        return NPZ_ULPS * ulp + noise * min(eps, F32_EPS) / F64_EPS + tiny
 
     @cached_property
     def precise(self) -> bool:
@@ -131,11 +134,10 @@ class Written:
         """Decimals the text claims: 0.0360 → 4, 1.5e-3 → 4, 2 → 0; None without text."""
         return None if self.text is None else _claims(self.text)[0]
 
-    def but(self, *, scale: float | None = None, magnitude: float | None = None) -> "Written":
-        """A copy with its step's scale or its sum's magnitude known (`dataclasses.replace`,
-        without its cost: a class's sheets make hundreds of thousands)."""
-        return Written(self.value, self.text, self.dtype, self.scale if scale is None else scale,
-                       self.magnitude if magnitude is None else magnitude)
+    def but(self, *, magnitude: float) -> "Written":
+        """A copy with its sum's magnitude known (`dataclasses.replace`, without its cost: a
+        class's sheets make hundreds of thousands)."""
+        return Written(self.value, self.text, self.dtype, magnitude)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -162,7 +164,7 @@ def match(written: Written, value: float, tolerance: Tolerance, noise: float = 0
         return None
     if not tolerance.as_written:
         return "within tolerance" if abs(mine - value) <= tolerance.abs + tolerance.rel * abs(value) else None
-    if same_number(mine, value, noise, written.slack(value)):
+    if same_number(mine, value, noise, written.slack(value, noise)):
         return "equal at the array's precision" if written.dtype else "exact"
     decimals = written.decimals
     if not decimals:
@@ -174,7 +176,7 @@ def match(written: Written, value: float, tolerance: Tolerance, noise: float = 0
     if round_number(clean, decimals, "truncate") == mine:
         return f"matches when truncated ({_plural(decimals, 'decimal')})"
     if written.magnitude and abs(mine - value) <= 0.5 * 10.0 ** -decimals + F32_EPS * (
-            F32_UNITS * written.magnitude + NPZ_STEP_EPSILONS * written.scale):
+            F32_UNITS * written.magnitude) + noise * F32_EPS / F64_EPS:
         return F32_TEXT
     return None
 

@@ -113,9 +113,18 @@ class MaxPool(Pool):
     keys = Pool.keys | {"dilation"}
     in_delta_reads = ("delta", "in")       # the routing depends on where the maxima were
     decides = True
+    # the input's exact values (nested lists), set by the engine where float noise ties a
+    # window of different floats: they pick that window's maximum instead
+    exact = None
 
-    def winner(self, x, n, c, i, j):
-        """(h, w) of the window's maximum, the candidates, and whether it was a tie."""
+    def noisy_tie(self, x, floor) -> bool:
+        """Whether some window's maximum is a tie of different floats within their noise,
+        which the exact values could tell apart."""
+        self.floor, self.exact, x = floor, None, x.tolist()
+        return any(self._float_tie(x, n, c, i, j)[1] for n, c, i, j in np.ndindex(*self.grid))
+
+    def _float_tie(self, x, n, c, i, j):
+        """(the winner and tie of the floats, whether the tie is of different floats)."""
         cells = list(self.window(i, j))
         values = [x[n][c][h][w] for h, w in cells]
         # Values equal but for float noise (0.1 + 0.2 against 0.3) are equal on paper: a tie.
@@ -125,7 +134,19 @@ class MaxPool(Pool):
         for k in range(1, len(values)):
             if values[k] - noise[k] > values[best] + noise[best]:
                 best = k
-        tie = sum(1 for k, value in enumerate(values) if abs(value - values[best]) <= noise[k] + noise[best]) > 1
+        tied = [values[k] for k, value in enumerate(values) if abs(value - values[best]) <= noise[k] + noise[best]]
+        return (cells, values, best, len(tied) > 1), len(set(tied)) > 1
+
+    def winner(self, x, n, c, i, j):
+        """(h, w) of the window's maximum, the candidates, and whether it was a tie."""
+        (cells, values, best, tie), differ = self._float_tie(x, n, c, i, j)
+        if self.exact is not None and differ:
+            # different floats equal within their noise: the exact values tell (1e-9 beats 0
+            # however noisy its float), a tie only when equal on paper.  The same float in
+            # every tied cell stays a tie, as in PyTorch (paper could differ only below 1e-16).
+            exact = [self.exact[n][c][h][w] for h, w in cells]
+            best = exact.index(max(exact))
+            tie = exact.count(exact[best]) > 1
         return cells, values, best, tie
 
     def forward_noise(self, x, p, out, noise):

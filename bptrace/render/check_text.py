@@ -113,7 +113,10 @@ def _sheet(sheet) -> list:
                                     f"bptrace's {_shape(first.bptrace_shape)}")))
     else:
         own = f" ({signed(first.own)} from your own earlier values)" if first.own is not None else ""
-        parts.append(_indented(Text(f"{first.label}: yours {signed(first.yours)}, bptrace {signed(first.bptrace)}{own}")))
+        # as in the table: the answer as written (0.75000000001 is not 0.75, though both show so)
+        row = next((row for row in sheet.rows if not row.passed), None)
+        yours = _yours(row) if row is not None and row.label == first.label else signed(first.yours)
+        parts.append(_indented(Text(f"{first.label}: yours {yours}, bptrace {signed(first.bptrace)}{own}")))
     parts.append(_indented(Text(f"see every term: {first.explain}")))
     if not sheet.diagnosis:
         parts.append(Text.assemble(("likely mistake: ", TITLE), "no known mistake explains this"))
