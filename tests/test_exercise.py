@@ -355,6 +355,22 @@ def test_the_prairielearn_question_generates_and_grades_with_bptrace(tmp_path):
     assert data["partial_scores"]["p1_delta"]["score"] == 0.0
 
 
+def test_the_prairielearn_feedback_never_says_right_for_an_answer_that_scored_nothing(tmp_path):
+    # a missing or wrong-shape matrix scores 0: the submission panel's feedback says why,
+    # not "every number right"
+    assert cli("exercise", TEMPLATE, "--format", "prairielearn", "-o", tmp_path / "q").exit_code == 0
+    server = _server(tmp_path / "q")
+    data = {"variant_seed": 5, "params": {}, "correct_answers": {}, "options": {}}
+    server.generate(data)
+    data["submitted_answers"] = {"p1_delta": {"_type": "ndarray", "_value": [[1.0, 2.0, 3.0]], "_dtype": "float64"}}
+    data["partial_scores"] = {}
+    server.grade(data)
+    assert data["score"] == 0.0
+    feedback = data["feedback"]["bptrace"]
+    assert "every number right" not in feedback
+    assert "p1.delta" in feedback and "c1.grad.kernel" in feedback
+
+
 def test_the_python_api_draws_the_same_variant_as_the_command(tmp_path):
     assert cli("exercise", TEMPLATE, "--seed", 21, "-o", tmp_path / "v").exit_code == 0
     variant = bptrace.variant(str(TEMPLATE), 21)
