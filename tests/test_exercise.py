@@ -154,11 +154,13 @@ def test_the_sheet_shows_the_network_the_given_numbers_and_blank_matrices(tmp_pa
 
 
 def test_the_latex_sheet_and_key_compile(tmp_path):
-    from test_render_latex import compile_tex
+    from test_render_latex import OVERFULL_POINTS, compile_tex, worst_overfull
 
-    files = exercise_files(load_template(TEMPLATE), 11)
-    compile_tex(tmp_path, files["sheet.tex"], "sheet")
-    compile_tex(tmp_path, files["key.tex"], "key")
+    # a roster's seed has 20 digits: the title that carries it still fits the page
+    files = exercise_files(load_template(TEMPLATE), 11412288088629783350)
+    for stem in ("sheet", "key"):
+        log = compile_tex(tmp_path, files[f"{stem}.tex"], stem)
+        assert worst_overfull(log) <= OVERFULL_POINTS, f"{stem}: a line is {worst_overfull(log)}pt wider than the page"
 
 
 # --- rosters ----------------------------------------------------------------------------------
@@ -190,6 +192,14 @@ def test_a_roster_gives_each_student_a_recorded_seed_of_their_own(tmp_path):
 
 def test_a_roster_refuses_ids_that_would_share_a_folder(tmp_path):
     roster = write(tmp_path, "id\na/b\na_b\n", "class.csv")
+    result = cli("exercise", TEMPLATE, "--roster", roster, "-o", tmp_path / "hw")
+    assert result.exit_code == 2 and "share the folder" in result.output
+    assert not (tmp_path / "hw").exists()
+
+
+def test_a_roster_refuses_ids_whose_folders_differ_only_in_case(tmp_path):
+    # macOS's and Windows's file systems ignore case: one student's folder would hold the other's
+    roster = write(tmp_path, "email\nAda@uni.edu\nada@uni.edu\n", "class.csv")
     result = cli("exercise", TEMPLATE, "--roster", roster, "-o", tmp_path / "hw")
     assert result.exit_code == 2 and "share the folder" in result.output
     assert not (tmp_path / "hw").exists()
