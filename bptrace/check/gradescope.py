@@ -10,7 +10,6 @@ list but the sheet lacks is a failed test worth 0.  Plain data that
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 
 from ..errors import ScenarioError
