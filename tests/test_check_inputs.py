@@ -308,3 +308,14 @@ def test_a_json_sheet_that_is_refused_is_located_by_line(tmp_path, text, where, 
     result = invoke(SEED001, "--expected", tmp_path / "sheet.json")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"sheet.json{where}" in result.output and message in result.output, result.output
+
+
+@pytest.mark.parametrize("name", ["answers.yaml", "answers.json"])
+def test_a_binary_answer_file_is_called_an_answer_file_not_a_scenario(tmp_path, name):
+    # a student's PDF saved under the answer file's name: the message names what was expected
+    sheet = tmp_path / name
+    sheet.write_bytes(b"%PDF-1.4\n\0\x01\x02binary")
+    result = invoke(SEED001, "--expected", sheet)
+    assert result.exit_code == 2
+    assert "this is a binary file, not an answer file" in result.output
+    assert "scenario" not in result.output.split("binary file", 1)[1].splitlines()[0]
