@@ -319,3 +319,15 @@ def test_a_binary_answer_file_is_called_an_answer_file_not_a_scenario(tmp_path, 
     assert result.exit_code == 2
     assert "this is a binary file, not an answer file" in result.output
     assert "scenario" not in result.output.split("binary file", 1)[1].splitlines()[0]
+
+
+def test_the_minus_sign_bptrace_prints_reads_as_a_minus(tmp_path):
+    # a number copied from bptrace's own key or report (U+2212, as it prints negatives) is that
+    # number, not text that makes the whole sheet unreadable; seed 001's c1.delta[3,3] is
+    # -0.06818625
+    for text, verdict in (("\u22120.0682", "right"), ("\u22120.0683", "wrong")):
+        sheet = tmp_path / "answers.yaml"
+        sheet.write_text(f"'c1.delta[3,3]': {text}\n", encoding="utf-8")
+        report = json.loads(invoke(SEED001, "--expected", sheet, "--format", "json").output)["files"][0]
+        assert report["error"] is None
+        assert report["answers"][0]["yours"] == -float(text[1:]) and report["answers"][0]["verdict"] == verdict
