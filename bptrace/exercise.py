@@ -281,10 +281,11 @@ def read_roster(path) -> list[str]:
         if not student:
             raise ScenarioError(f"row {line} has no student id in column '{rows[0][column]}'", file=str(path))
         folder = folder_name(student)
-        if folder in seen:
-            raise ScenarioError(f"'{student}' and '{seen[folder]}' would share the folder {folder}", file=str(path),
-                                line=line)
-        seen[folder] = student
+        # compared without case: macOS's and Windows's file systems take Ada and ada as one folder
+        if folder.casefold() in seen:
+            raise ScenarioError(f"'{student}' and '{seen[folder.casefold()]}' would share the folder {folder}",
+                                file=str(path), line=line)
+        seen[folder.casefold()] = student
         ids.append(student)
     return ids
 

@@ -135,16 +135,19 @@ def grade_data(data: dict):
         value = _submitted(submitted.get(key))
         if value is None:
             scores[key] = {"score": 0.0, "feedback": "no answer"}
+            feedback.append(f"{name}: no answer")
             continue
         try:
             array = np.asarray(value, dtype=float).reshape([d for d in trace[name].shape if d != 1] or ())
         except (TypeError, ValueError):
             scores[key] = {"score": 0.0, "feedback": f"{name} has {trace[name].values.size} numbers"}
+            feedback.append(f"{name}: wrong shape, it has {trace[name].values.size} numbers")
             continue
         report = trace.check({name: array.tolist()})
         rows = report.files[0].rows
         if report.files[0].error or not rows:
             scores[key] = {"score": 0.0, "feedback": report.files[0].error or "not checked"}
+            feedback.append(f"{name}: {scores[key]['feedback']}")
             continue
         right = sum(1 for row in rows if row.passed)
         wrong = [f"{row.label}: {row.how}" for row in rows if not row.passed]

@@ -465,7 +465,9 @@ def read_document(path, what: str = "a scenario file") -> Document:
         raise ScenarioError("the file is UTF-16 text; bptrace reads UTF-8", file=name,
                             hint="save it as UTF-8")
     if b"\0" in blob:
-        raise ScenarioError("this is a binary file, not a YAML scenario", file=name)
+        # named as what the caller reads: a student's PDF under an answer file's name is no scenario
+        noun = "a YAML scenario" if what == "a scenario file" else f"{what} (YAML or JSON text)"
+        raise ScenarioError(f"this is a binary file, not {noun}", file=name)
     try:
         text = blob.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -354,3 +354,26 @@ def test_a_float32_value_that_underflows_is_equal_at_the_arrays_precision(tmp_pa
         np.savez(tmp_path / "a.npz", **{"s.out": np.array(values, dtype=np.float32)})
         result = invoke(tmp_path / "s.yaml", "--expected", tmp_path / "a.npz")
         assert result.output.splitlines()[-1] == last, (values, result.output)
+
+
+@pytest.mark.parametrize("name", ["answers.yaml", "answers.json"])
+def test_a_binary_answer_file_is_called_an_answer_file_not_a_scenario(tmp_path, name):
+    # a student's PDF saved under the answer file's name: the message names what was expected
+    sheet = tmp_path / name
+    sheet.write_bytes(b"%PDF-1.4\n\0\x01\x02binary")
+    result = invoke(SEED001, "--expected", sheet)
+    assert result.exit_code == 2
+    assert "this is a binary file, not an answer file" in result.output
+    assert "scenario" not in result.output.split("binary file", 1)[1].splitlines()[0]
+
+
+def test_the_minus_sign_bptrace_prints_reads_as_a_minus(tmp_path):
+    # a number copied from bptrace's own key or report (U+2212, as it prints negatives) is that
+    # number, not text that makes the whole sheet unreadable; seed 001's c1.delta[3,3] is
+    # -0.06818625
+    for text, verdict in (("\u22120.0682", "right"), ("\u22120.0683", "wrong")):
+        sheet = tmp_path / "answers.yaml"
+        sheet.write_text(f"'c1.delta[3,3]': {text}\n", encoding="utf-8")
+        report = json.loads(invoke(SEED001, "--expected", sheet, "--format", "json").output)["files"][0]
+        assert report["error"] is None
+        assert report["answers"][0]["yours"] == -float(text[1:]) and report["answers"][0]["verdict"] == verdict

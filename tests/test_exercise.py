@@ -154,11 +154,13 @@ def test_the_sheet_shows_the_network_the_given_numbers_and_blank_matrices(tmp_pa
 
 
 def test_the_latex_sheet_and_key_compile(tmp_path):
-    from test_render_latex import compile_tex
+    from test_render_latex import OVERFULL_POINTS, compile_tex, worst_overfull
 
-    files = exercise_files(load_template(TEMPLATE), 11)
-    compile_tex(tmp_path, files["sheet.tex"], "sheet")
-    compile_tex(tmp_path, files["key.tex"], "key")
+    # a roster's seed has 20 digits: the title that carries it still fits the page
+    files = exercise_files(load_template(TEMPLATE), 11412288088629783350)
+    for stem in ("sheet", "key"):
+        log = compile_tex(tmp_path, files[f"{stem}.tex"], stem)
+        assert worst_overfull(log) <= OVERFULL_POINTS, f"{stem}: a line is {worst_overfull(log)}pt wider than the page"
 
 
 # --- rosters ----------------------------------------------------------------------------------
@@ -190,6 +192,14 @@ def test_a_roster_gives_each_student_a_recorded_seed_of_their_own(tmp_path):
 
 def test_a_roster_refuses_ids_that_would_share_a_folder(tmp_path):
     roster = write(tmp_path, "id\na/b\na_b\n", "class.csv")
+    result = cli("exercise", TEMPLATE, "--roster", roster, "-o", tmp_path / "hw")
+    assert result.exit_code == 2 and "share the folder" in result.output
+    assert not (tmp_path / "hw").exists()
+
+
+def test_a_roster_refuses_ids_whose_folders_differ_only_in_case(tmp_path):
+    # macOS's and Windows's file systems ignore case: one student's folder would hold the other's
+    roster = write(tmp_path, "email\nAda@uni.edu\nada@uni.edu\n", "class.csv")
     result = cli("exercise", TEMPLATE, "--roster", roster, "-o", tmp_path / "hw")
     assert result.exit_code == 2 and "share the folder" in result.output
     assert not (tmp_path / "hw").exists()
@@ -353,6 +363,22 @@ def test_the_prairielearn_question_generates_and_grades_with_bptrace(tmp_path):
     data["submitted_answers"].pop("p1_delta")
     server.grade(data)
     assert data["partial_scores"]["p1_delta"]["score"] == 0.0
+
+
+def test_the_prairielearn_feedback_never_says_right_for_an_answer_that_scored_nothing(tmp_path):
+    # a missing or wrong-shape matrix scores 0: the submission panel's feedback says why,
+    # not "every number right"
+    assert cli("exercise", TEMPLATE, "--format", "prairielearn", "-o", tmp_path / "q").exit_code == 0
+    server = _server(tmp_path / "q")
+    data = {"variant_seed": 5, "params": {}, "correct_answers": {}, "options": {}}
+    server.generate(data)
+    data["submitted_answers"] = {"p1_delta": {"_type": "ndarray", "_value": [[1.0, 2.0, 3.0]], "_dtype": "float64"}}
+    data["partial_scores"] = {}
+    server.grade(data)
+    assert data["score"] == 0.0
+    feedback = data["feedback"]["bptrace"]
+    assert "every number right" not in feedback
+    assert "p1.delta" in feedback and "c1.grad.kernel" in feedback
 
 
 def test_the_python_api_draws_the_same_variant_as_the_command(tmp_path):

@@ -118,10 +118,16 @@ def test_points_on_the_command_line_replace_the_scenarios(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--points", "2", "--points", "p1.delta=1"], "give one number (every answer) or KEY=N pairs"),
     (["--points", "lots"], "'lots' is not a number of points"),
+    (["--points", "-2"], "points must be a number of at least 0"),
+    (["--points", "p1.delta=nan"], "points must be a number of at least 0"),
+    (["--points", "p1.delta=inf"], "points must be a number of at least 0"),
 ])
 def test_a_bad_points_option_is_refused(tmp_path, args, message):
-    result, _ = gradescope(write(tmp_path, "hw.yaml", SEED001 + sheet()), *args)
+    # a mistake on the command line writes no report (README "bptrace check")
+    report = tmp_path / "results.json"
+    result, _ = gradescope(write(tmp_path, "hw.yaml", SEED001 + sheet()), *args, "-o", report)
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not report.exists()
 
 
 @pytest.mark.parametrize("points, message", [

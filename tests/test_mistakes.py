@@ -87,6 +87,21 @@ def test_a_planted_mistake_is_named_by_its_id_alone(torch, id_, mistake, options
     assert report.diagnosis[0].explains == wrong
 
 
+@pytest.mark.parametrize("id_, mistake, first", [
+    ("learning-rate-in-gradient", "learning-rate-in-gradient", "h.grad.weights"),
+    ("update-is-gradient", "update-is-gradient", "h.new.weights"),
+    ("update-sign", "update-sign", "c1.new.kernel")])
+def test_mistakes_of_the_rate_are_named_with_torchs_optimizer_form_too(torch, id_, mistake, first):
+    # `optimizer: {type: sgd, lr: 0.1}` is the same update as `learning_rate: 0.1`: the
+    # mistakes and slips that read the learning rate read it from either form
+    text = conv_scenario(learning_rate=0.1).replace("learning_rate: 0.1", "optimizer: {type: sgd, lr: 0.1}")
+    assert "optimizer:" in text
+    report = check_text(text + expected_block(conv_sheet(mistake, learning_rate=0.1)))
+    assert report.first_wrong.name == first
+    assert [d.id for d in report.diagnosis] == [id_]
+    assert report.unexplained == []
+
+
 def test_a_valid_convolution_of_the_wrong_shape_is_named(torch, tmp_path):
     # the 'valid' convolution makes a 3×3 input.delta where 5×5 belongs; in an answer file
     # that is a wrong answer (in a scenario's own `expected:` the loader refuses it)

@@ -173,7 +173,7 @@ STEERING_NAME = ('name: "Problem 3\\n\\nthe \\e[31mred\\e[0m one\\a"\n'
 
 def test_a_name_with_blank_lines_and_control_characters_compiles(tmp_path):
     source = latex.render(run(loads(STEERING_NAME)))
-    assert r"{\Large\bfseries Problem 3 the [31mred [0m one\par}" in source
+    assert r"{\Large\bfseries\raggedright Problem 3 the [31mred [0m one\par}" in source
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202e]", source)
     compile_tex(tmp_path, source)
 

@@ -47,7 +47,9 @@ def _number(doc: Document, path: tuple, item, what: str, typed: bool) -> Written
         raise doc.error(path, f"expected a number in {what}, found {kind_of(item)}")
     elif isinstance(item, str):
         # `1e-5` and JSON's `1e-05` are text to YAML 1.1; as answers they are numbers, and
-        # so is a fraction, `3/8` or `-1/3`, taken as the exact number it names
+        # so is a fraction, `3/8` or `-1/3`, taken as the exact number it names; a leading
+        # `−` (U+2212) is the minus bptrace itself prints, so a number copied from its output
+        item = "-" + item.strip()[1:] if item.strip().startswith("\u2212") else item
         fraction = written_fraction(item)
         try:
             value = float(fraction) if fraction is not None else \

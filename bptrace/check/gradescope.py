@@ -9,6 +9,7 @@ list but the sheet lacks is a failed test worth 0.  Plain data that
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..errors import ScenarioError
@@ -113,6 +114,11 @@ def command_line_points(values) -> object:
 
 def _number(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ScenarioError(f"'{text}' is not a number of points", key="--points") from None
+    # refused here, as the command line's mistake, before any sheet is read or report written
+    if not math.isfinite(value) or value < 0:
+        raise ScenarioError(f"points must be a number of at least 0, found {text}", key="--points",
+                            hint="--points 2, or --points p1.delta=2 --points c1.grad.kernel=3")
+    return value

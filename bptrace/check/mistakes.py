@@ -437,6 +437,14 @@ def _optimizer_variants(sc: Scenario, active) -> list:
                     "this step's gradient.",
                     dataclasses.replace(sc, optimizer=MomentumStepFirst(opt.type, opt.options, opt.state)),
                     changes=updated, form="step_reads_new_buffer")])
+    if opt.type == "sgd":
+        # plain SGD written in torch's form: update-sign as for `learning_rate:`
+        return [Variant("update-sign",
+                        f"Gradient descent subtracts: new = old − {opt.options['lr']:g} · grad; your updated "
+                        "parameters add the gradient instead.",
+                        dataclasses.replace(sc, optimizer=dataclasses.replace(
+                            opt, options={**opt.options, "lr": -opt.options["lr"]})),
+                        changes=updated, form="lr")]
     return []
 
 
@@ -1092,7 +1100,8 @@ def _sources(model, mistaken: MistakenRun, overrides: dict) -> dict:
 def _slips(model, wrong: list, own: dict, match) -> dict:
     """id → (message, labels of the wrong numbers the slip reproduces)."""
     sc = model.scenario
-    rate = sc.learning_rate
+    # the rate of `learning_rate:` or of torch's form `optimizer: {type: sgd, lr: …}` alike
+    rate = float(sc.update.options["lr"]) if sc.update is not None else None
     base = sc.conventions.index_base
     found: dict = {}
 

@@ -340,8 +340,10 @@ def render(trace, only=None, fragment: bool = False, digits: int = DEFAULT_DIGIT
     links = frozenset(step.name for _, steps in view.sections for step in steps)
     out = [MACROS, r"\section*{" + text(view.title) + "}\n"]
     if not fragment:
+        # ragged right: a title too long for one line (a variant's 20-digit seed) breaks at its
+        # spaces instead of running past the margin, as justified text with few spaces would
         out[1] = (r"\thispagestyle{plain}" + "\n" + r"\pdfbookmark[0]{" + text(view.title) + "}{top}\n"
-                  + r"{\Large\bfseries " + text(view.title) + r"\par}\medskip" + "\n")
+                  + r"{\Large\bfseries\raggedright " + text(view.title) + r"\par}\medskip" + "\n")
     if view.description:
         out.append(text(view.description) + "\n\n")
     out.append(r"\textit{conventions:} " + text(view.conventions) + r"\\" + "\n")

@@ -34,7 +34,9 @@ def markdown(view) -> str:
 
 
 def latex(view) -> str:
-    out = [tex.PREAMBLE, tex.MACROS, r"{\Large\bfseries " + tex.text(view.title) + r"\par}\medskip" + "\n"]
+    # ragged right: a title too long for one line (a variant's 20-digit seed) breaks at its
+    # spaces instead of running past the margin, as justified text with few spaces would
+    out = [tex.PREAMBLE, tex.MACROS, r"{\Large\bfseries\raggedright " + tex.text(view.title) + r"\par}\medskip" + "\n"]
     if view.description:
         out.append(tex.text(view.description) + "\n\n")
     out.append(r"\textit{conventions:} " + tex.text(view.conventions) + r"\\" + "\n")
