@@ -266,6 +266,8 @@ class FloatOps:
         return -a
 
     def power(self, a, n):
+        if a < 0 and not float(n).is_integer():
+            raise ValueError("math domain error")      # Python's ** would give a complex number
         return a ** n
 
     def fn(self, name, a):
@@ -370,7 +372,7 @@ class NoisyOps(FloatOps):
         return Noisy(-a.v, -a.hi, -a.lo)
 
     def power(self, a, n):
-        v = a.v ** n
+        v = FLOAT.power(a.v, n)
         if float(n).is_integer():
             k = int(n)
             if k < 0 and a.lo <= 0 <= a.hi:
@@ -509,6 +511,8 @@ def gradients(tree: Node, values: dict, ops=FLOAT) -> dict:
             return ops.div(one, b) if k == 0 else ops.neg(ops.div(a, ops.mul(b, b)))
         if kind == "**":
             n = float(node.value)
+            if n == 0:
+                return ops.number("0")      # x⁰ = 1 everywhere, 0⁰ included (torch's pow too)
             return ops.mul(ops.number(node.value), ops.power(values[args[0].id], n - 1))
         name, out, u = node.value, values[node.id], values[args[0].id]
         if name in KINKS:
