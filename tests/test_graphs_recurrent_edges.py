@@ -5,6 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 import bptrace
+from conftest import ROOT
 from bptrace.cli import main
 
 
@@ -39,3 +40,32 @@ def test_a_power_of_zero_has_slope_zero_everywhere_as_in_torch(torch, tmp_path):
         f.sum().backward()
         assert trace.value("f.out").ravel().tolist() == f.tolist()
         assert trace.value("x.delta").ravel().tolist() == x.grad.tolist() == [1.0, 1.0]
+
+
+def _results(*args):
+    output = CliRunner().invoke(main, ["run", *args]).output
+    return output[output.index("━━ results"):]
+
+
+def test_results_say_what_a_computed_inner_value_is_not_as_written():
+    rnn = str(ROOT / "scenarios/rnn_small.yaml")
+    results = _results(rnn, "--only", "r.h,r.h.delta,r.weight_hh")
+    assert "r.h  computed by r" in results and "r.h.delta  ∂loss/∂r.h" in results, results
+    assert "r.weight_hh  as written" in results, results
+    # an expression graph's input has no `.out`; a node's edge is its local gradient
+    results = _results(str(ROOT / "scenarios/cs231n_circuit.yaml"), "--only", "x.delta,q.delta,f.local.q")
+    assert "x.delta = −4  ∂loss/∂x\n" in results and "q.delta = −4  ∂loss/∂q.out" in results, results
+    assert "f.local.q = −4  ∂f/∂q, a local gradient" in results, results
+    # `steps:`: the second step's parameters are the first update's result
+    results = _results(str(ROOT / "scenarios/sgd_momentum_two_steps.yaml"), "--only", "step2.d.weights")
+    assert "step2.d.weights = 1.6  as step 1's update left it" in results, results
+
+
+def test_a_sequence_is_shown_by_time_step_and_unit_and_recurrent_weights_by_their_rows():
+    rnn = str(ROOT / "scenarios/rnn_small.yaml")
+    output = CliRunner().invoke(main, ["run", rnn, "--only", "r.h,r.grad.weight_hh"]).output
+    assert "rows: time step · columns: unit" in output and "axis 2" not in output, output
+    assert "rows: unit · columns: hidden unit" in output and "rows: sample" not in output, output
+    output = CliRunner().invoke(main, ["run", str(ROOT / "scenarios/lstm_gomez.yaml"), "--only",
+                                       "lstm.grad.weight_ih"]).output
+    assert "rows: gate unit · columns: input feature" in output, output
