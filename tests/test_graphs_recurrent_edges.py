@@ -69,3 +69,47 @@ def test_a_sequence_is_shown_by_time_step_and_unit_and_recurrent_weights_by_thei
     output = CliRunner().invoke(main, ["run", str(ROOT / "scenarios/lstm_gomez.yaml"), "--only",
                                        "lstm.grad.weight_ih"]).output
     assert "rows: gate unit · columns: input feature" in output, output
+
+
+RELU_RNN = """
+input: [[[1, -2], [0.5, 1], [-1, 0.25]], [[0.2, 0.1], [-0.3, 0.6], [1.5, -0.5]]]
+layers:
+  - type: rnn
+    name: r
+    hidden: 3
+    nonlinearity: relu
+    weight_ih: [[0.5, -0.2], [-0.3, 0.8], [0.1, 0.1]]
+    weight_hh: [[0.1, 0.4, -0.2], [-0.2, 0.3, 0.5], [0.6, -0.1, 0.2]]
+    bias_ih: [0.1, 0.0, -0.1]
+    bias_hh: [0.05, 0.1, 0.0]
+    h0: [[0.1, -0.2, 0.3], [0, 0.5, 0]]
+    return: last
+  - {type: dense, weights: [[1, -1, 0.5]], bias: [0.2]}
+loss: {type: mse, target: [[0.5], [-0.25]]}
+"""
+
+
+def test_a_relu_rnn_runs_exactly_from_its_written_h0(torch):
+    import numpy as np
+    import yaml
+    trace = bptrace.run(bptrace.loads(RELU_RNN), arithmetic="exact")
+    spec = yaml.safe_load(RELU_RNN)
+    layer, dense = spec["layers"]
+    rnn = torch.nn.RNN(2, 3, nonlinearity="relu", batch_first=True).double()
+    with torch.no_grad():
+        for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(rnn, f"{role}_l0").copy_(torch.tensor(layer[role], dtype=torch.float64))
+    x = torch.tensor(spec["input"], dtype=torch.float64, requires_grad=True)
+    out, _ = rnn(x, torch.tensor(layer["h0"], dtype=torch.float64)[None])
+    y = out[:, -1] @ torch.tensor(dense["weights"], dtype=torch.float64).T + dense["bias"][0]
+    ((y - torch.tensor(spec["loss"]["target"], dtype=torch.float64)) ** 2).mean().backward()
+    assert trace["r.h"].exact is not None                          # fractions, not floats
+    for name, want in (("r.h", out), ("input.delta", x.grad), ("r.grad.weight_hh", rnn.weight_hh_l0.grad),
+                       ("r.grad.bias_ih", rnn.bias_ih_l0.grad)):
+        assert np.allclose(trace.value(name), want.detach().numpy().reshape(trace.value(name).shape),
+                           atol=1e-12), name
+
+
+def test_a_tanh_rnn_in_exact_arithmetic_is_refused_naming_the_layer(tmp_path):
+    result = _run(tmp_path, RELU_RNN.replace("nonlinearity: relu", "nonlinearity: tanh"), "--arithmetic", "exact")
+    assert result.exit_code == 2 and "layers[0]" in result.output and "r (rnn)" in result.output, result.output
