@@ -113,3 +113,14 @@ def test_a_relu_rnn_runs_exactly_from_its_written_h0(torch):
 def test_a_tanh_rnn_in_exact_arithmetic_is_refused_naming_the_layer(tmp_path):
     result = _run(tmp_path, RELU_RNN.replace("nonlinearity: relu", "nonlinearity: tanh"), "--arithmetic", "exact")
     assert result.exit_code == 2 and "layers[0]" in result.output and "r (rnn)" in result.output, result.output
+
+
+def test_the_staged_lists_follow_digits_and_show_exact_numbers_whole(tmp_path):
+    path = str(ROOT / "scenarios/cs231n_sigmoid_neuron.yaml")
+    text = CliRunner().invoke(main, ["run", path, "--digits", "3"]).output
+    assert "  f = 1 / h.out = 0.731\n" in text and "  x0.delta = a.delta · ∂a/∂x0 = 0.393\n" in text, text
+    result = _run(tmp_path, "inputs: {x: 1, y: 3}\nnodes:\n  f: x / y\n", "--arithmetic", "exact")
+    assert "  f = x / y = 1/3\n" in result.output and "  y.delta = f.delta · ∂f/∂y = −1/9\n" in result.output, \
+        result.output
+    latex = _run(tmp_path, "inputs: {x: 1, y: 3}\nnodes:\n  f: x / y\n", "--arithmetic", "exact", "--format", "latex")
+    assert "0.3333333333" not in latex.output, latex.output

@@ -12,10 +12,10 @@ from __future__ import annotations
 from html import escape
 
 from ..notation import Ref, add, eq, partial, prod, sym
-from .common import signed
+from .common import SIGNIFICANT, signed
 
 
-def circuit_data(trace) -> dict | None:
+def circuit_data(trace, digits: int = SIGNIFICANT) -> dict | None:
     """{"inputs": [...], "nodes": [...], "output": name} for an expression graph, else None.
     Each value: name, traced names, its value and delta as text (None where it has none);
     each node also its rule and the edges it reads: (value name, local gradient text,
@@ -30,7 +30,9 @@ def circuit_data(trace) -> dict | None:
         if name not in trace:
             return None
         step = trace[name]
-        return signed(step.values.reshape(-1)[0]) if step.values.size == 1 else \
+        # as the steps show it: `--digits`, and an exact number whole (1/3)
+        values = step.exact if step.exact is not None else step.values
+        return signed(values.reshape(-1)[0], digits) if step.values.size == 1 else \
             "×".join(str(n) for n in step.shown.shape) + " values"
 
     def part(value_name, reader):
@@ -42,7 +44,7 @@ def circuit_data(trace) -> dict | None:
         if step.parts:
             for item in step.parts:
                 if item.layer == reader:
-                    return signed(item.values.reshape(-1)[0]) if item.values.size == 1 else "…"
+                    return signed(item.values.reshape(-1)[0], digits) if item.values.size == 1 else "…"
             return None
         return shown(delta)
 

@@ -349,7 +349,7 @@ def render(trace, only=None, fragment: bool = False, digits: int = DEFAULT_DIGIT
     if not fragment and view.sections:
         out.append(r"{\small\tableofcontents}" + "\n")
     sectioning = r"\section*" if fragment else r"\section"
-    circuit = circuit_data(trace)       # an expression graph: its staged equations first
+    circuit = circuit_data(trace, digits)       # an expression graph: its staged equations first
     if circuit:
         forward, backward = stages(circuit)
         for title, lines in (("Forward, node by node", forward), ("Backward, from the output", backward)):
