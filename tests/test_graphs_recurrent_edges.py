@@ -124,3 +124,24 @@ def test_the_staged_lists_follow_digits_and_show_exact_numbers_whole(tmp_path):
         result.output
     latex = _run(tmp_path, "inputs: {x: 1, y: 3}\nnodes:\n  f: x / y\n", "--arithmetic", "exact", "--format", "latex")
     assert "0.3333333333" not in latex.output, latex.output
+
+
+def test_each_edge_label_of_the_circuit_sits_on_its_own_edge():
+    # the notes' picture: an edge's value above it, its gradient below it; a steep edge's
+    # labels left level with its end sat beside another edge (w1's −3 read as x0's)
+    import re
+
+    from bptrace.render.circuit import circuit_data, svg
+    trace = bptrace.run(bptrace.load(ROOT / "scenarios/cs231n_sigmoid_neuron.yaml"))
+    picture = svg(circuit_data(trace))
+    paths = [tuple(map(float, found)) for found in
+             re.findall(r'<path d="M(-?[\d.]+),(-?[\d.]+) C[\d.]+,[\d.]+ [\d.]+,[\d.]+ (-?[\d.]+),(-?[\d.]+)"', picture)]
+    greens = [(float(x), float(y)) for x, y in re.findall(r'<text x="([\d.]+)" y="([\d.]+)" fill="#2e7d32"', picture)]
+    assert len(paths) == 12 and len(greens) == 13       # 12 edges; the output's own edge is a line
+    for (sx, sy, ex, ey), (x, y) in zip(paths, greens):
+        mid = (sx + ex) / 2
+        curve = [((1 - t) ** 3 * sx + 3 * (1 - t) * t * mid + t ** 3 * ex,
+                  ((1 - t) ** 3 + 3 * (1 - t) ** 2 * t) * sy + (3 * (1 - t) * t ** 2 + t ** 3) * ey)
+                 for t in (k / 2000 for k in range(2001))]
+        distance = min(((cx - x) ** 2 + (cy - (y + 5)) ** 2) ** 0.5 for cx, cy in curve)
+        assert distance < 2, ((sx, sy, ex, ey), (x, y))
