@@ -145,3 +145,12 @@ def test_each_edge_label_of_the_circuit_sits_on_its_own_edge():
                  for t in (k / 2000 for k in range(2001))]
         distance = min(((cx - x) ** 2 + (cy - (y + 5)) ** 2) ** 0.5 for cx, cy in curve)
         assert distance < 2, ((sx, sy, ex, ey), (x, y))
+
+
+def test_explain_writes_a_written_h0_by_its_value_in_the_sum(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(RELU_RNN)
+    output = CliRunner().invoke(main, ["explain", str(path), "r.grad.weight_hh[1,0]"]).output
+    # h0 differs per sample (0.1 and 0): the name alone could not be checked by hand
+    assert "− 0.172854·0·0.1 + 0.303642·1·0 = 1.0763124" in output and "·r.h0" not in output, output
+    assert "r.h0[0,0] 0.1" in output, output

@@ -325,7 +325,8 @@ def _at(name, t="t"):
 
 
 def _h_factor(n, t, k, value):
-    return ("h", (n, t - 1, k), value) if t > 0 else ("h0", None, value)
+    # h0 by its element, as any factor: the written sum shows its value, not the name alone
+    return ("h", (n, t - 1, k), value) if t > 0 else ("h0", (n, k), value)
 
 
 class RNN(Recurrent):
