@@ -154,3 +154,35 @@ def test_explain_writes_a_written_h0_by_its_value_in_the_sum(tmp_path):
     # h0 differs per sample (0.1 and 0): the name alone could not be checked by hand
     assert "− 0.172854·0·0.1 + 0.303642·1·0 = 1.0763124" in output and "·r.h0" not in output, output
     assert "r.h0[0,0] 0.1" in output, output
+
+
+def test_a_formula_nested_too_deep_is_refused_with_its_place(tmp_path):
+    for formula in ("(" * 3000 + "x" + ")" * 3000, " + ".join(["x"] * 3000), "-" * 3000 + "x"):
+        result = _run(tmp_path, f"inputs: {{x: 2}}\nnodes:\n  f: '{formula}'\n")
+        assert result.exit_code == 2 and "nests more than 200 operations deep" in result.output, result.output[-300:]
+
+
+def test_a_nested_fraction_is_written_in_work_linear_in_its_depth(monkeypatch):
+    # each level wrote its parts twice (LaTeX) and wrote whole parts out to compare them with
+    # 0 and 1 (the derivative's rule): 1.1 million pieces at depth 16, minutes at depth 22
+    from bptrace import formula as F
+    from bptrace import notation
+    from bptrace.render import latex
+    calls = {"text": 0, "pieces": 0}
+    text, pieces = notation.text, latex.rule_pieces
+
+    def counted_text(*args, **kwargs):
+        calls["text"] += 1
+        return text(*args, **kwargs)
+
+    def counted_pieces(*args, **kwargs):
+        calls["pieces"] += 1
+        return pieces(*args, **kwargs)
+
+    monkeypatch.setattr(notation, "text", counted_text)
+    monkeypatch.setattr(latex, "rule_pieces", counted_pieces)
+    depth = 16
+    rules = F.local_gradient_rules(F.parse("1 / (" * depth + "x" + ")" * depth + " * y"))
+    for rule in rules.values():
+        latex.mixed(rule)
+    assert calls["text"] < depth ** 2 and calls["pieces"] < 10 * depth ** 2, calls
