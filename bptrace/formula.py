@@ -227,7 +227,7 @@ class _Parser:
 
 # Deeper formulas are refused: every pass over a tree (values, reverse mode, the rules'
 # notation, the renderers) walks it recursively, and no formula written by hand comes near.
-MAX_DEPTH = 200
+MAX_DEPTH = 64
 
 
 def parse(text: str) -> Node:
