@@ -191,3 +191,10 @@ def test_a_nested_fraction_is_written_in_work_linear_in_its_depth(monkeypatch):
     for rule in rules.values():
         latex.mixed(rule)
     assert calls["text"] < depth ** 2 and calls["pieces"] < 10 * depth ** 2, calls
+
+
+def test_explain_does_not_call_a_recurrent_state_zero():
+    path = str(ROOT / "scenarios/lstm_gomez.yaml")
+    for name in ("lstm.c.delta[0]", "lstm.gate.i.delta[0]", "lstm.c[1]"):
+        output = CliRunner().invoke(main, ["explain", path, name]).output
+        assert "so it is 0" not in output and "the rule above computes it" in output, output
