@@ -225,9 +225,27 @@ class _Parser:
         raise FormulaError(f"expected a number, a name or '(' here, found {found}", at)
 
 
+# Deeper formulas are refused: every pass over a tree (values, reverse mode, the rules'
+# notation, the renderers) walks it recursively, and no formula written by hand comes near.
+MAX_DEPTH = 64
+
+
 def parse(text: str) -> Node:
     """The tree of a formula, or FormulaError with the column where it went wrong."""
-    return _Parser(str(text)).parse()
+    too_deep = FormulaError(f"the formula nests more than {MAX_DEPTH} operations deep", 0,
+                            "split it into several nodes, each naming a part")
+    try:
+        tree = _Parser(str(text)).parse()
+    except RecursionError:
+        raise too_deep from None
+    level, deepest = [(tree, 1)], 0
+    while level:                # breadth first, without recursion
+        node, depth = level.pop()
+        deepest = max(deepest, depth)
+        level += [(arg, depth + 1) for arg in node.args]
+    if deepest > MAX_DEPTH:
+        raise too_deep
+    return tree
 
 
 # --- number types -----------------------------------------------------------------------
@@ -266,6 +284,8 @@ class FloatOps:
         return -a
 
     def power(self, a, n):
+        if a < 0 and not float(n).is_integer():
+            raise ValueError("math domain error")      # Python's ** would give a complex number
         return a ** n
 
     def fn(self, name, a):
@@ -370,7 +390,7 @@ class NoisyOps(FloatOps):
         return Noisy(-a.v, -a.hi, -a.lo)
 
     def power(self, a, n):
-        v = a.v ** n
+        v = FLOAT.power(a.v, n)
         if float(n).is_integer():
             k = int(n)
             if k < 0 and a.lo <= 0 <= a.hi:
@@ -509,6 +529,8 @@ def gradients(tree: Node, values: dict, ops=FLOAT) -> dict:
             return ops.div(one, b) if k == 0 else ops.neg(ops.div(a, ops.mul(b, b)))
         if kind == "**":
             n = float(node.value)
+            if n == 0:
+                return ops.number("0")      # x⁰ = 1 everywhere, 0⁰ included (torch's pow too)
             return ops.mul(ops.number(node.value), ops.power(values[args[0].id], n - 1))
         name, out, u = node.value, values[node.id], values[args[0].id]
         if name in KINKS:
@@ -686,28 +708,28 @@ class NotationOps(TextOps):
         raise AssertionError(f"no leading minus in {node}")
 
     def add(self, a, b):
-        if str(a[0]) == "0":
+        if _is(a[0], "0"):
             return b
-        if str(b[0]) == "0":
+        if _is(b[0], "0"):
             return a
-        if str(b[0]).startswith("−") and b[1] >= 2:
+        if _leads_minus(b[0]) and b[1] >= 2:
             return (N.Op("−", (a[0], self._unminus(b[0]))), 1)
         return (N.Op("+", (a[0], b[0])), 1)
 
     def sub(self, a, b):
-        if str(b[0]) == "0":
+        if _is(b[0], "0"):
             return a
         return (N.Op("−", (a[0], self._wrap(b, 2))), 1)
 
     def mul(self, a, b):
         for x, y in ((a, b), (b, a)):
-            if str(x[0]) == "1":
+            if _is(x[0], "1"):
                 return y
-            if str(x[0]) == "0":
+            if _is(x[0], "0"):
                 return (N.sym(0), 5)
-            if str(x[0]) == "−1":
+            if _is(x[0], "−1"):
                 return self.neg(y)
-        if str(a[0]).startswith("−") and a[1] == 3:
+        if _leads_minus(a[0]) and a[1] == 3:
             return self.neg(self.mul(self.neg(a), b))
         return (N.Op("·", (self._wrap(a, 2), self._wrap(b, 2))), 2)
 
@@ -715,7 +737,7 @@ class NotationOps(TextOps):
         return (N.Frac(self._wrap(a, 2), self._wrap(b, 3), spaced=True), 2)
 
     def neg(self, a):
-        if str(a[0]).startswith("−") and a[1] >= 3:
+        if _leads_minus(a[0]) and a[1] >= 3:
             return (self._unminus(a[0]), 5)
         return (N.Seq((N.Sym("−"), self._wrap(a, 3))), 3)
 
@@ -738,6 +760,46 @@ class NotationOps(TextOps):
 
     def sign(self, u):
         return (N.Func("sign", u[0]), 5)
+
+
+# The simplifications above ask whether a part is 0, 1 or −1, or starts with a minus.  Writing
+# the whole part out to ask made a nested formula's derivative take time cubic in its depth;
+# these look only as far as the answer needs.
+
+def _small_text(node, budget: int = 4):
+    """The text of a node of at most `budget` leaves (numbers, signs, words), else None."""
+    if isinstance(node, (N.Sym, N.Word)):
+        return node.text
+    if isinstance(node, N.Seq) and len(node.parts) <= budget:
+        texts = [_small_text(part, budget - 1) for part in node.parts]
+        return None if None in texts else "".join(texts)
+    return None
+
+
+def _is(node, value: str) -> bool:
+    """str(node) == value, for a short value (0, 1, −1): a longer node is never one."""
+    return _small_text(node) == value
+
+
+def _leads_minus(node) -> bool:
+    """str(node).startswith("−"), from the node's first leaf."""
+    while True:
+        if isinstance(node, (N.Sym, N.Word, N.Text)):
+            return node.text.startswith("−")
+        if isinstance(node, N.Op) and node.terms:
+            node = node.terms[0]
+        elif isinstance(node, N.Seq) and node.parts:
+            node = node.parts[0]
+        elif isinstance(node, N.Frac):
+            node = node.num
+        elif isinstance(node, N.Power):
+            node = node.base
+        elif isinstance(node, N.Eq) and node.sides:
+            node = node.sides[0]
+        elif isinstance(node, (N.Ref, N.Func, N.Paren, N.Sum)):
+            return False            # a name, a function, "(" or Σ first
+        else:
+            return str(node).startswith("−")
 
 
 def symbolic_forward(tree: Node, rename=None, ops=None) -> tuple:

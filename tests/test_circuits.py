@@ -97,7 +97,7 @@ def test_every_output_format_runs_on_a_graph_and_html_draws_the_circuit(tmp_path
     html = CliRunner().invoke(main, ["run", path, "--format", "html"]).output
     assert html.count("<svg") == 2 and html.count('id="circuit"') == 1 and ">0.7311<" in html and ">−0.1966<" in html   # f's value; w0's gradient
     text = CliRunner().invoke(main, ["run", path]).output
-    assert "forward, node by node" in text and "w0.delta = a.delta · ∂a/∂w0 = −0.1966119332" in text
+    assert "forward, node by node" in text and "w0.delta = a.delta · ∂a/∂w0 = −0.1966119\n" in text   # --digits, default 7
     latex = CliRunner().invoke(main, ["run", path, "--format", "latex"]).output
     assert "Backward, from the output" in latex
     data = json.loads(CliRunner().invoke(main, ["run", path, "--format", "json"]).output)

@@ -18,8 +18,14 @@ import numpy as np
 from .. import formula as F
 from ..errors import ScenarioError
 from ..notation import Formula, Ref, eq, partial, prod, sym
-from ..numbers import NotExact
+from ..numbers import NotExact, exact_text
 from .base import EPS, TINY, Layer, Names, as_array, nested, noise_bound
+
+
+def _shown(value) -> str:
+    """An input's value in an error message: a float shortly, an exact number whole (a
+    Fraction has no 'g' format before Python 3.12)."""
+    return format(value, "g") if isinstance(value, float) else exact_text(value)
 
 
 class Expression(Layer):
@@ -85,7 +91,7 @@ class Expression(Layer):
         """1/0, log of a negative number, exp past the float range: a located message."""
         at = np.unravel_index(k, self.out_shape)
         where = "" if math.prod(self.out_shape) == 1 else f" at element {list(int(a) for a in at)}"
-        values = ", ".join(f"{name} = {F.plain(v):g}" for name, v in env.items())
+        values = ", ".join(f"{name} = {_shown(F.plain(v))}" for name, v in env.items())
         reason = "divides by zero" if isinstance(error, ZeroDivisionError) else \
             "leaves the float range" if isinstance(error, OverflowError) else "takes a function outside its domain"
         return ScenarioError(f"node {self.name} ({self.text}) {reason}{where}, with {values}",

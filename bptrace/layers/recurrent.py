@@ -83,6 +83,14 @@ class Recurrent(Layer):
         layer.extra_shapes = {extra: (N, T, H) for extra in layer.extras + layer.backward_extras}
         return layer
 
+    def use(self, num):
+        super().use(num)
+        # h0 and c0 are constants the loops read, not parameters: as written, in `num`'s numbers
+        # (a relu rnn is + − · and a comparison, so it runs exactly from an exact h0)
+        for key in ("h0", "c0"):
+            if hasattr(self, key):
+                setattr(self, key, num.tensor(as_array(getattr(self, key))).tolist())
+
     def multiply_adds(self) -> int:
         N, T, F = self.in_shape
         rows = max(len(self.gates), 1) * self.hidden
@@ -317,7 +325,8 @@ def _at(name, t="t"):
 
 
 def _h_factor(n, t, k, value):
-    return ("h", (n, t - 1, k), value) if t > 0 else ("h0", None, value)
+    # h0 by its element, as any factor: the written sum shows its value, not the name alone
+    return ("h", (n, t - 1, k), value) if t > 0 else ("h0", (n, k), value)
 
 
 class RNN(Recurrent):

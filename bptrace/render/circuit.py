@@ -12,10 +12,10 @@ from __future__ import annotations
 from html import escape
 
 from ..notation import Ref, add, eq, partial, prod, sym
-from .common import signed
+from .common import SIGNIFICANT, signed
 
 
-def circuit_data(trace) -> dict | None:
+def circuit_data(trace, digits: int = SIGNIFICANT) -> dict | None:
     """{"inputs": [...], "nodes": [...], "output": name} for an expression graph, else None.
     Each value: name, traced names, its value and delta as text (None where it has none);
     each node also its rule and the edges it reads: (value name, local gradient text,
@@ -30,7 +30,9 @@ def circuit_data(trace) -> dict | None:
         if name not in trace:
             return None
         step = trace[name]
-        return signed(step.values.reshape(-1)[0]) if step.values.size == 1 else \
+        # as the steps show it: `--digits`, and an exact number whole (1/3)
+        values = step.exact if step.exact is not None else step.values
+        return signed(values.reshape(-1)[0], digits) if step.values.size == 1 else \
             "×".join(str(n) for n in step.shown.shape) + " values"
 
     def part(value_name, reader):
@@ -42,7 +44,7 @@ def circuit_data(trace) -> dict | None:
         if step.parts:
             for item in step.parts:
                 if item.layer == reader:
-                    return signed(item.values.reshape(-1)[0]) if item.values.size == 1 else "…"
+                    return signed(item.values.reshape(-1)[0], digits) if item.values.size == 1 else "…"
             return None
         return shown(delta)
 
@@ -124,6 +126,20 @@ def _short(text):
         return text
 
 
+def _curve_y(sx, sy, ex, ey, x) -> float:
+    """The height of the edge drawn from (sx, sy) to (ex, ey) (a cubic Bézier with both
+    control points at the middle's x) where it passes x: a steep edge is still far from its
+    end's height there, and a label left at that height would sit on another edge."""
+    mid = (sx + ex) / 2
+    lo, hi = 0.0, 1.0
+    for _ in range(40):         # x(t) rises with t: halve the interval
+        t = (lo + hi) / 2
+        at = (1 - t) ** 3 * sx + 3 * (1 - t) * t * mid + t ** 3 * ex
+        lo, hi = (t, hi) if at < x else (lo, t)
+    t = (lo + hi) / 2
+    return (1 - t) ** 3 * sy + 3 * (1 - t) ** 2 * t * sy + 3 * (1 - t) * t ** 2 * ey + t ** 3 * ey
+
+
 def svg(data: dict) -> str:
     """The circuit as an SVG string: forward values in green above each edge, gradients in
     red below it, as in the course notes' figures."""
@@ -151,7 +167,8 @@ def svg(data: dict) -> str:
                        f'{ex:.0f},{ey:.0f}" fill="none" stroke="{INK}" stroke-width="1.2"/>')
             # the labels near the end of the edge, where edges into one node are apart
             # (and, for several, at different distances from it)
-            mx, my = ex - GAP_X * (0.72 - 0.46 * k / (n_edges - 1) if n_edges > 1 else 0.42), ey
+            mx = ex - GAP_X * (0.72 - 0.46 * k / (n_edges - 1) if n_edges > 1 else 0.42)
+            my = _curve_y(sx, sy, ex, ey, mx)          # on the edge itself, not level with its end
             label(mx, my - 5, _short(edge["value"]), GREEN)
             label(mx, my + 13, _short(edge["gradient"]), RED)
     for kind, items in (("input", data["inputs"]), ("node", data["nodes"])):

@@ -58,7 +58,10 @@ AXES = {
     "weights": ("output unit", "input"),
     "conv bias": ("filter",),
     "bias": ("unit",),
+    "sequence": ("sample", "time step", "unit"),
 }
+
+RECURRENT = ("rnn", "lstm", "gru")
 
 
 def axis_names(name: str, shape, layer_type: str | None = None) -> tuple:
@@ -69,6 +72,10 @@ def axis_names(name: str, shape, layer_type: str | None = None) -> tuple:
         return AXES["transposed kernel"]
     if role in ("kernel", "weights"):
         return AXES[role]
+    if layer_type in RECURRENT and role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        # PyTorch's gate blocks one after another: a row is a gate's unit (rnn: a unit)
+        row = "unit" if layer_type == "rnn" else "gate unit"
+        return (row, "input feature" if role == "weight_ih" else "hidden unit")[:2 if role.startswith("weight") else 1]
     if role == "bias":
         return AXES["conv bias"] if layer_type in ("conv", "conv_transpose") else AXES["bias"]
     # batch norm's statistics, γ and β are per channel (or feature); layer norm's statistics
@@ -80,7 +87,8 @@ def axis_names(name: str, shape, layer_type: str | None = None) -> tuple:
         if role in ("gamma", "beta"):
             return AXES["map"][1:] if len(shape) == 3 else AXES["bias"]
         return ("sample",)
-    return AXES["map"] if len(shape) == 4 else AXES["dense"]
+    # [N][T][features] is the only 3-axis canonical shape: a sequence (maps have 4)
+    return AXES["map"] if len(shape) == 4 else AXES["sequence"] if len(shape) == 3 else AXES["dense"]
 
 
 def block_title(names, axes, outer, base: int) -> str:

@@ -122,6 +122,11 @@ def _where(e) -> str:
 
 def _terms(e, width: int) -> list:
     if not e.terms:
+        if e.total != 0:
+            # a recurrent layer's state, gates and their deltas: the rule above, not a sum of
+            # products bptrace records term by term (saying "so it is 0" would contradict it)
+            return [Text("this value is not written out term by term: the rule above computes it "
+                         "from the values it names")]
         return [Text("no term reaches this element: nothing flows into it, so it is 0")]
     factors = max(len(t.operands) for t in e.terms)
     headers = []

@@ -178,7 +178,7 @@ def render(trace, only=None, digits: int = DEFAULT_DIGITS, summary: bool = False
         parts.append(f'<p class="meta">backward pass: {escape(view.start)}</p>')
     parts.append(f'<p class="meta">legend: {escape(view.legend)}{CLICK_HINT}</p>')
     parts += ['<h2 id="network">Network</h2>', network_svg(view), _summary(view)]
-    circuit = circuit_data(trace)           # an expression graph: its circuit, before the steps
+    circuit = circuit_data(trace, digits)           # an expression graph: its circuit, before the steps
     if circuit:
         parts += ['<h2 id="circuit">Circuit</h2>', f'<div class="scroll">{circuit_svg(circuit)}</div>']
     for title, steps in view.sections:

@@ -244,10 +244,11 @@ def rule_pieces(node, links=frozenset(), sized: bool = True) -> list:
             return [("math", left + _joined(body) + right)]
         return [("math", "(")] + body + [("math", ")")]
     if isinstance(node, nt.Frac):
-        num, den = inner(_bare(node.num)), inner(_bare(node.den))
         atoms = all(isinstance(x, (nt.Sym, nt.Ref, nt.Word)) for x in (node.num, node.den))
         if not sized and not atoms:         # a paragraph keeps its line height: a / b
             return inner(node.num) + [("math", " / " if node.spaced else "/")] + inner(node.den)
+        # each side typeset once: a nested fraction took twice the work per level
+        num, den = inner(_bare(node.num)), inner(_bare(node.den))
         if _all_math(num) and _all_math(den):
             return [("math", r"\frac{" + _joined(num) + "}{" + _joined(den) + "}")]
         return inner(node.num) + [("math", " / ")] + inner(node.den)
@@ -354,7 +355,7 @@ def render(trace, only=None, fragment: bool = False, digits: int = DEFAULT_DIGIT
     if not fragment and view.sections:
         out.append(r"{\small\tableofcontents}" + "\n")
     sectioning = r"\section*" if fragment else r"\section"
-    circuit = circuit_data(trace)       # an expression graph: its staged equations first
+    circuit = circuit_data(trace, digits)       # an expression graph: its staged equations first
     if circuit:
         forward, backward = stages(circuit)
         for title, lines in (("Forward, node by node", forward), ("Backward, from the output", backward)):

@@ -46,7 +46,7 @@ def render(trace, only=None, digits: int = DEFAULT_DIGITS, summary: bool = False
     `summary=True`: the heading, the network summary and the results only."""
     view = trace_view(trace, only, digits, steps=not summary)
     parts = [Heading(view), Summary(view)]
-    circuit = circuit_data(trace)
+    circuit = circuit_data(trace, digits)
     if circuit and only is None and not summary:
         parts.append(Stages(circuit))       # an expression graph: its stages at a glance
     for title, steps in view.sections:

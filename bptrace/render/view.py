@@ -10,6 +10,7 @@ value: every number is one the trace holds.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -232,9 +233,10 @@ def _results(trace, only, digits, types):
             names += [n for n in (f"{layer}.grad.{role}", f"{layer}.new.{role}") if n in trace]
     results, hint = [], None
     base = trace.conventions.get("index_base", 0)
+    inputs = {s.name for s in trace.steps if s.phase == "input"}
     for name in names:
         step = trace[name]
-        what = _what(name)
+        what = _what(name, step.phase, inputs)
         if step.values.size == 1:
             results.append(Result(name, what, signed(paper(step).reshape(-1)[0], digits), None))
         elif step.values.size <= RESULT_LIMIT:
@@ -252,17 +254,32 @@ def _results(trace, only, digits, types):
     return results, hint
 
 
-def _what(name: str) -> str:
+def _what(name: str, phase: str = "", inputs=()) -> str:
+    """What a result is, in a few words; `inputs`: the trace's input names (they have no `.out`)."""
+    prefix = re.match(r"step\d+\.", name)
+    if prefix:                                      # `steps:`: step2.c1.grad.kernel
+        name = name[prefix.end():]
+        inputs = {n[prefix.end():] for n in inputs if n.startswith(prefix.group())}
     layer, _, rest = name.partition(".")
+    if phase == "parameter" and prefix and prefix.group() != "step1.":
+        return f"as step {int(prefix.group()[4:-1]) - 1}'s update left it"
+    if phase in ("parameter", "input"):
+        return "as written"
+    if rest.startswith("state."):                   # d.state.weights.momentum_buffer
+        return f"optimizer state of {layer}.{rest.split('.')[1]}"
     if rest.startswith("grad."):
         return f"gradient of {layer}.{rest[5:]}"
     if rest.startswith("new."):
         return f"{layer}.{rest[4:]} after the update"
     if rest == "delta":
-        return f"∂loss/∂{layer}.out" if layer != "input" else "∂loss/∂input"
+        return f"∂loss/∂{layer}" if layer in inputs else f"∂loss/∂{layer}.out"
+    if rest.endswith(".delta"):                     # an inner value's: r.h.delta, bn.mean.delta
+        return f"∂loss/∂{name[:-len('.delta')]}"
+    if rest.startswith("local."):                   # an expression node's edge
+        return f"∂{layer}/∂{rest[len('local.'):]}, a local gradient"
     if rest == "out":
         return f"{layer}'s output"
-    return "as written" if rest else ""
+    return f"computed by {layer}" if rest else ""
 
 
 # --- one step ------------------------------------------------------------------------------
