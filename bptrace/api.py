@@ -16,7 +16,7 @@ from .display import DEFAULT_WIDTH, Shown, rich_html, scoped_css
 if TYPE_CHECKING:                     # pragma: no cover
     from .check import CheckReport
     from .scenario import Scenario
-    from .trace import Step, Trace
+    from .trace import Trace
 
 Source = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
@@ -236,7 +236,7 @@ class TraceMethods(Shown):
             raise error.located(file=scenario.path) from None
 
     def check(self, answers: "Mapping[str, Any] | str | os.PathLike[str]", *,
-              tolerance: float | Mapping[str, float] | None = None) -> "CheckResult":
+              tolerance: float | Mapping[str, float] | None = None) -> "CheckReport":
         """Check answers against this trace's scenario, as `bptrace check` does.
 
         `answers`: a mapping `{name or name[index]: values}`, or the path of an answer file

@@ -139,7 +139,7 @@ def build_wheel() -> tuple[str, bytes]:
     for path in sorted(package.rglob("*.py")):
         if "__pycache__" not in path.parts:
             files.append(("bptrace/" + path.relative_to(package).as_posix(), path.read_bytes()))
-    metadata = [f"Metadata-Version: 2.1", "Name: bptrace", f"Version: {__version__}",
+    metadata = ["Metadata-Version: 2.1", "Name: bptrace", f"Version: {__version__}",
                 f"Summary: {project['summary']}"]
     if project["python"]:
         metadata.append(f"Requires-Python: {project['python']}")

@@ -7,7 +7,6 @@ command that needs them, so `bptrace --help` starts fast.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import os
 import sys
 import time

@@ -22,7 +22,6 @@ What the page shows, from the view every renderer reads (`view.py`):
 from __future__ import annotations
 
 import json
-import re
 from html import escape
 
 from .layout import DEFAULT_DIGITS
@@ -481,7 +480,7 @@ class Page:
                 return f"background:{fill[p]};color:#fff"
             return f"background:{colour[p]}" if p in colour else ""
 
-        title = (f"each window's delta goes back to its winner; the other cells get 0"
+        title = ("each window's delta goes back to its winner; the other cells get 0"
                  + (f" (from {pool_delta})" if pool_delta else ""))
         return (f'<div class="picture-title">{escape(title)}</div>'
                 + self.values(values, explained, style, {p: n for p, n in notes.items()}))
