@@ -147,7 +147,7 @@ def _removed_if_killed(holder: list):
             signal.signal(number, old)
 
 
-def write_output(text: str, output):
+def write_output(text: str | bytes, output):
     """Write all at once, so that a failure never leaves a half-written file: into a
     temporary file beside it, then renamed over it.  The temporary file is made by
     `mkstemp` (a new name, never a link someone planted) and removed whatever ends the
@@ -158,9 +158,11 @@ def write_output(text: str, output):
         return
     import tempfile
 
+    # text in UTF-8 (never the locale's encoding: the outputs are UTF-8 documents); bytes as they are
+    mode, encoding = ("wb", None) if isinstance(text, bytes) else ("w", "utf-8")
     try:
         if _is_stream(output):
-            with open(output, "w", encoding="utf-8") as fh:
+            with open(output, mode, encoding=encoding) as fh:
                 fh.write(text)
             return
         folder, base = os.path.split(os.path.abspath(output))
@@ -169,7 +171,7 @@ def write_output(text: str, output):
             try:
                 fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".tmp")
                 holder.append(tmp)
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                with os.fdopen(fd, mode, encoding=encoding) as fh:
                     # mkstemp makes the file private (0600); the output gets the usual mode
                     os.fchmod(fh.fileno(), _new_file_mode(output))
                     fh.write(text)
@@ -516,9 +518,10 @@ def autograder(scenario, output, points):
 
     refuse_overwriting_inputs(output, [scenario])
     try:
-        entries = build(scenario, output, points=command_line_points(points))
+        entries, archive = build(scenario, points=command_line_points(points))
     except ScenarioError as error:
         fail(error, scenario)
+    write_output(archive, output)
     click.echo(f"wrote {output}: {', '.join(entries)}", err=True)
 
 
