@@ -478,24 +478,17 @@ def exercise(template, seed, roster, fmt, output):
                        "it takes no --seed or --roster")
     if fmt == "files" and (seed is None) == (roster is None):
         raise BadInput("give --seed S (one variant) or --roster CSV (one per student)")
-    stem = os.path.splitext(os.path.basename(template))[0]
     try:
-        loaded = ex.load_template(template)
-        if fmt == "prairielearn":
-            from .prairielearn import question_files
-
-            files, folder = question_files(loaded), output or f"{stem}-pl"
-        elif roster:
-            files, folder = ex.roster_files(loaded, ex.read_roster(roster)), output or f"{stem}-roster"
-        else:
-            files, folder = ex.exercise_files(loaded, seed), output or f"{stem}-{seed}"
-        ex.write_folder(folder, files)
+        files, folder, what = ex.output_files(template, fmt=fmt, seed=seed, roster=roster, folder=output)
     except ScenarioError as error:
         fail(error, template)
+    try:
+        ex.write_folder(folder, files)
+    except ScenarioError as error:
+        fail(error)
     except OSError as exc:
-        raise BadInput(f"cannot write {output}: {exc.strerror}") from None
-    click.echo(f"wrote {folder}: " + ", ".join(sorted(files)) if len(files) <= 12 else
-               f"wrote {folder}: {len(files) - 1} files in {(len(files) - 1) // len(ex.FILES)} folders, and roster.csv")
+        raise BadInput(f"cannot write {folder}: {exc.strerror}") from None
+    click.echo(f"wrote {folder}: {what}")
 
 
 @main.command()
