@@ -20,9 +20,6 @@ if TYPE_CHECKING:                     # pragma: no cover
 
 Source = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
-# How the engine computes: IEEE double precision, fractions, or sympy formulas (numbers.py).
-ARITHMETICS = ("float", "exact", "symbolic")
-
 
 def load(source: Source, *, size_limit: bool = True, arithmetic: str | None = None) -> "Scenario":
     """Read and validate a scenario.
@@ -100,6 +97,8 @@ def plain_data(value, path: tuple = ()):
 
 
 def _arithmetic(arithmetic):
+    from .numbers import ARITHMETICS
+
     if arithmetic is not None and arithmetic not in ARITHMETICS:
         raise ValueError(f"arithmetic={arithmetic!r}: bptrace computes in "
                          + ", ".join(repr(a) for a in ARITHMETICS))

@@ -224,6 +224,8 @@ def show(renderable, output, width):
 
 def arithmetic_option(command):
     """--arithmetic, shared by run, explain and check."""
+    # numbers.ARITHMETICS, written out: importing numbers.py would load numpy for --help
+    # (tests/test_cli.py holds the two equal)
     return click.option("--arithmetic", type=click.Choice(("float", "exact", "symbolic")),
                         help="The numbers every loop runs on (default: the scenario's `arithmetic:`, else float): "
                              "exact = fractions, every written number as the decimal it is.")(command)
