@@ -151,13 +151,13 @@ def unroll(scenario, trace, layer_name: str) -> Unrolled:
     position = unrollable(scenario, layer_name)
     layer = scenario.layers[position]
     base = trace.conventions["index_base"]
-    wiring = scenario.names(layer)
+    # a scenario that trains several steps is unrolled in its first (its names: step1.c1.out)
+    wiring = scenario.names(layer, scenario.prefix(1))
     in_name, x_delta_name = wiring.x, wiring.x_delta
-    out_name, delta_name = f"{layer_name}.out", f"{layer_name}.delta"
-    kernel_name = f"{layer_name}.kernel"
+    out_name, delta_name, kernel_name = wiring.out, wiring.delta, wiring.param("kernel")
     kernel = trace.value(kernel_name)
     # no bias parameter at all (`bias: false`) adds nothing
-    bias = trace.value(f"{layer_name}.bias") if "bias" in layer.params else np.zeros(layer.out_shape[1])
+    bias = trace.value(wiring.param("bias")) if "bias" in layer.params else np.zeros(layer.out_shape[1])
 
     N, C, H, W = layer.in_shape
     _, O, Ho, Wo = layer.out_shape
