@@ -69,6 +69,7 @@ class Unrolled:
     in_name: str
     delta_name: str
     x_delta_name: str
+    bias_name: str             # its bias's traced name (zeros when the layer has none)
 
     @property
     def shape(self) -> tuple:
@@ -186,7 +187,8 @@ def unroll(scenario, trace, layer_name: str) -> Unrolled:
         weights=[(symbol(k), element(kernel_name, kernel.shape, at, base), float(kernel[at]))
                  for at, k in symbol_of.items()],
         max_row_weights=int(np.bincount(entry_rows, minlength=len(rows)).max()) if rows else 0,
-        checks=[], out_name=out_name, in_name=in_name, delta_name=delta_name, x_delta_name=x_delta_name)
+        checks=[], out_name=out_name, in_name=in_name, delta_name=delta_name, x_delta_name=x_delta_name,
+        bias_name=wiring.param("bias"))
 
     x, out = trace.value(in_name), trace.value(out_name)
     delta = trace.value(delta_name) if delta_name in trace else None

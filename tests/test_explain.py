@@ -310,6 +310,7 @@ def test_unrolled_reads_the_first_training_step_of_a_scenario_that_trains_severa
     assert u.checks and all(c.out_agree and c.x_delta_agree is not False for c in u.checks)
     result = CliRunner().invoke(main, ["explain", "--unrolled", str(path), "c1"])
     assert result.exit_code == 0, result.output
+    assert "step1.c1.out = M · step1.input + step1.c1.bias" in result.output
 
 
 def test_unrolled_refuses_other_layers():
