@@ -458,7 +458,10 @@ class Page:
             out_colour[out_flat] = WINDOW_COLOURS[k % len(WINDOW_COLOURS)]
             notes[out_flat] = "from " + source.label(cells[winner]).split("[", 1)[1].join(("[", ""))
         left = self.values(source, set(), lambda p: f"background:{colour[p]}" if p in colour else "")
-        right = self.values(step.values, explained, lambda p: f"background:{out_colour.get(p, '#fff')}", notes)
+        if step.values is not None:
+            right = self.values(step.values, explained, lambda p: f"background:{out_colour.get(p, '#fff')}", notes)
+        else:                     # one window, one number: no table to colour
+            right = f'<div class="scalar">{escape(step.scalar)}</div>'
         return (f'<div class="picture-title">{escape(source.name)}: each window in its colour, its winner outlined'
                 f'</div><div class="pictures"><div>{left}</div><div class="arrow">⟶ max ⟶</div><div>{right}</div></div>')
 
