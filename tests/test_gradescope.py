@@ -118,6 +118,7 @@ def test_points_on_the_command_line_replace_the_scenarios(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--points", "2", "--points", "p1.delta=1"], "give one number (every answer) or KEY=N pairs"),
     (["--points", "lots"], "'lots' is not a number of points"),
+    (["--points", "p1.delta=2", "--points", "p1.delta =3"], "--points gives p1.delta twice"),
 ])
 def test_a_bad_points_option_is_refused(tmp_path, args, message):
     result, _ = gradescope(write(tmp_path, "hw.yaml", SEED001 + sheet()), *args)
