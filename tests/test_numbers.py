@@ -119,6 +119,20 @@ def test_train_batch_norm_with_a_square_variance_runs_exactly():
     assert trace["bn.var.delta"].exact.reshape(-1).tolist() == [Fraction(1, 4)]
 
 
+def test_a_relu_rnn_runs_exactly_from_its_initial_state():
+    # h0 = 0 (not written): h[0] = relu(0.5·1) = 1/2, h[1] = relu(0.5·2 + 0.5·1/2) = 5/4; with
+    # loss `sum`, h.delta = [1 + 0.5·1, 1] = [3/2, 1], so grad W_ih = 3/2·1 + 1·2 = 7/2,
+    # grad W_hh = 3/2·0 + 1·1/2 = 1/2, input.delta = 0.5·[3/2, 1] = [3/4, 1/2]
+    sc = loads("arithmetic: exact\ninput: [[1], [2]]\nlayers:\n  - {type: rnn, name: r, hidden: 1, "
+               "nonlinearity: relu, weight_ih: [[0.5]], weight_hh: [[0.5]], bias_ih: [0], bias_hh: [0]}\n"
+               "loss: {type: sum}\n")
+    trace = bptrace.run(sc)
+    assert trace["r.out"].exact.reshape(-1).tolist() == [Fraction(1, 2), Fraction(5, 4)]
+    assert trace["r.grad.weight_ih"].exact.reshape(-1).tolist() == [Fraction(7, 2)]
+    assert trace["r.grad.weight_hh"].exact.reshape(-1).tolist() == [Fraction(1, 2)]
+    assert trace["input.delta"].exact.reshape(-1).tolist() == [Fraction(3, 4), Fraction(1, 2)]
+
+
 def test_rounding_works_on_the_true_value():
     # 0.48·0.84 + 0.29·(−0.31) is 0.3133 on paper (0.31329999999999997 in floats): truncated
     # to 4 decimals it stays 0.3133
