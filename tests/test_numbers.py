@@ -133,6 +133,15 @@ def test_a_relu_rnn_runs_exactly_from_its_initial_state():
     assert trace["input.delta"].exact.reshape(-1).tolist() == [Fraction(3, 4), Fraction(1, 2)]
 
 
+def test_elu_is_exact_at_zero_and_above():
+    # elu(0) = α·(e⁰ − 1) = 0 and elu′(0) = out + α = α (PyTorch's side at 0); above 0 x and 1
+    sc = loads("arithmetic: exact\ninput: [0, 0.5]\nlayers: [{type: elu, name: e, alpha: 0.5}]\n"
+               "upstream: {delta: [1, 1]}\n")
+    trace = bptrace.run(sc)
+    assert trace["e.out"].exact.reshape(-1).tolist() == [0, Fraction(1, 2)]
+    assert trace["input.delta"].exact.reshape(-1).tolist() == [Fraction(1, 2), 1]
+
+
 def test_rounding_works_on_the_true_value():
     # 0.48·0.84 + 0.29·(−0.31) is 0.3133 on paper (0.31329999999999997 in floats): truncated
     # to 4 decimals it stays 0.3133
