@@ -16,12 +16,9 @@ from .display import DEFAULT_WIDTH, Shown, rich_html, scoped_css
 if TYPE_CHECKING:                     # pragma: no cover
     from .check import CheckReport
     from .scenario import Scenario
-    from .trace import Step, Trace
+    from .trace import Trace
 
 Source = Union[str, "os.PathLike[str]", Mapping[str, Any]]
-
-# How the engine computes: IEEE double precision, fractions, or sympy formulas (numbers.py).
-ARITHMETICS = ("float", "exact", "symbolic")
 
 
 def load(source: Source, *, size_limit: bool = True, arithmetic: str | None = None) -> "Scenario":
@@ -100,6 +97,8 @@ def plain_data(value, path: tuple = ()):
 
 
 def _arithmetic(arithmetic):
+    from .numbers import ARITHMETICS
+
     if arithmetic is not None and arithmetic not in ARITHMETICS:
         raise ValueError(f"arithmetic={arithmetic!r}: bptrace computes in "
                          + ", ".join(repr(a) for a in ARITHMETICS))
@@ -236,7 +235,7 @@ class TraceMethods(Shown):
             raise error.located(file=scenario.path) from None
 
     def check(self, answers: "Mapping[str, Any] | str | os.PathLike[str]", *,
-              tolerance: float | Mapping[str, float] | None = None) -> "CheckResult":
+              tolerance: float | Mapping[str, float] | None = None) -> "CheckReport":
         """Check answers against this trace's scenario, as `bptrace check` does.
 
         `answers`: a mapping `{name or name[index]: values}`, or the path of an answer file

@@ -15,14 +15,12 @@ The zip holds, at its root (Gradescope's autograder specification):
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import io
 import json
 import os
 import stat
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -65,10 +63,10 @@ sys.exit(grade_submission(os.environ.get("AUTOGRADER_ROOT", "/autograder")))
 """
 
 
-def build(scenario_path, output, *, points=None) -> list[str]:
-    """Write the autograder zip for `scenario_path` to `output`; returns its entries.  The
-    scenario (and `points`, as `points:` holds them) is checked first: a mistake in either
-    raises ScenarioError and writes nothing."""
+def build(scenario_path, *, points=None) -> tuple[list[str], bytes]:
+    """The autograder zip for `scenario_path`: its entries and its bytes, for the caller to
+    write.  The scenario (and `points`, as `points:` holds them) is checked first: a mistake
+    in either raises ScenarioError."""
     scenario_path = Path(scenario_path)
     scenario = load(scenario_path)
     if points is not None:
@@ -85,8 +83,7 @@ def build(scenario_path, output, *, points=None) -> list[str]:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data, executable in entries:
             _add(archive, name, data, executable)
-    _write_atomically(Path(output), buffer.getvalue())
-    return [name for name, _, _ in entries]
+    return [name for name, _, _ in entries], buffer.getvalue()
 
 
 def _add(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool = False):
@@ -95,19 +92,6 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool = Fa
     # Unix permissions in the high bits: Gradescope runs run_autograder as a program
     info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
     archive.writestr(info, data)
-
-
-def _write_atomically(path: Path, data: bytes):
-    handle, temporary = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".bptrace-")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 # --- the wheel ----------------------------------------------------------------------------
@@ -139,7 +123,7 @@ def build_wheel() -> tuple[str, bytes]:
     for path in sorted(package.rglob("*.py")):
         if "__pycache__" not in path.parts:
             files.append(("bptrace/" + path.relative_to(package).as_posix(), path.read_bytes()))
-    metadata = [f"Metadata-Version: 2.1", "Name: bptrace", f"Version: {__version__}",
+    metadata = ["Metadata-Version: 2.1", "Name: bptrace", f"Version: {__version__}",
                 f"Summary: {project['summary']}"]
     if project["python"]:
         metadata.append(f"Requires-Python: {project['python']}")

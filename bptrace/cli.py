@@ -7,7 +7,6 @@ command that needs them, so `bptrace --help` starts fast.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import os
 import sys
 import time
@@ -148,7 +147,7 @@ def _removed_if_killed(holder: list):
             signal.signal(number, old)
 
 
-def write_output(text: str, output):
+def write_output(text: str | bytes, output):
     """Write all at once, so that a failure never leaves a half-written file: into a
     temporary file beside it, then renamed over it.  The temporary file is made by
     `mkstemp` (a new name, never a link someone planted) and removed whatever ends the
@@ -159,9 +158,11 @@ def write_output(text: str, output):
         return
     import tempfile
 
+    # text in UTF-8 (never the locale's encoding: the outputs are UTF-8 documents); bytes as they are
+    mode, encoding = ("wb", None) if isinstance(text, bytes) else ("w", "utf-8")
     try:
         if _is_stream(output):
-            with open(output, "w", encoding="utf-8") as fh:
+            with open(output, mode, encoding=encoding) as fh:
                 fh.write(text)
             return
         folder, base = os.path.split(os.path.abspath(output))
@@ -170,7 +171,7 @@ def write_output(text: str, output):
             try:
                 fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".tmp")
                 holder.append(tmp)
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                with os.fdopen(fd, mode, encoding=encoding) as fh:
                     # mkstemp makes the file private (0600); the output gets the usual mode
                     os.fchmod(fh.fileno(), _new_file_mode(output))
                     fh.write(text)
@@ -223,6 +224,8 @@ def show(renderable, output, width):
 
 def arithmetic_option(command):
     """--arithmetic, shared by run, explain and check."""
+    # numbers.ARITHMETICS, written out: importing numbers.py would load numpy for --help
+    # (tests/test_cli.py holds the two equal)
     return click.option("--arithmetic", type=click.Choice(("float", "exact", "symbolic")),
                         help="The numbers every loop runs on (default: the scenario's `arithmetic:`, else float): "
                              "exact = fractions, every written number as the decimal it is.")(command)
@@ -477,24 +480,17 @@ def exercise(template, seed, roster, fmt, output):
                        "it takes no --seed or --roster")
     if fmt == "files" and (seed is None) == (roster is None):
         raise BadInput("give --seed S (one variant) or --roster CSV (one per student)")
-    stem = os.path.splitext(os.path.basename(template))[0]
     try:
-        loaded = ex.load_template(template)
-        if fmt == "prairielearn":
-            from .prairielearn import question_files
-
-            files, folder = question_files(loaded), output or f"{stem}-pl"
-        elif roster:
-            files, folder = ex.roster_files(loaded, ex.read_roster(roster)), output or f"{stem}-roster"
-        else:
-            files, folder = ex.exercise_files(loaded, seed), output or f"{stem}-{seed}"
-        ex.write_folder(folder, files)
+        files, folder, what = ex.output_files(template, fmt=fmt, seed=seed, roster=roster, folder=output)
     except ScenarioError as error:
         fail(error, template)
+    try:
+        ex.write_folder(folder, files)
+    except ScenarioError as error:
+        fail(error)
     except OSError as exc:
-        raise BadInput(f"cannot write {output}: {exc.strerror}") from None
-    click.echo(f"wrote {folder}: " + ", ".join(sorted(files)) if len(files) <= 12 else
-               f"wrote {folder}: {len(files) - 1} files in {(len(files) - 1) // len(ex.FILES)} folders, and roster.csv")
+        raise BadInput(f"cannot write {folder}: {exc.strerror}") from None
+    click.echo(f"wrote {folder}: {what}")
 
 
 @main.command()
@@ -517,9 +513,10 @@ def autograder(scenario, output, points):
 
     refuse_overwriting_inputs(output, [scenario])
     try:
-        entries = build(scenario, output, points=command_line_points(points))
+        entries, archive = build(scenario, points=command_line_points(points))
     except ScenarioError as error:
         fail(error, scenario)
+    write_output(archive, output)
     click.echo(f"wrote {output}: {', '.join(entries)}", err=True)
 
 

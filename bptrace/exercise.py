@@ -553,6 +553,27 @@ def write_folder(folder: str, files: dict):
         raise
 
 
+def output_files(template_path, *, fmt: str = "files", seed: int | None = None, roster=None,
+                 folder: str | None = None) -> tuple[dict, str, str]:
+    """What `bptrace exercise` writes: the files, the folder they go in (by default named
+    after the template: TEMPLATE-SEED, TEMPLATE-roster or TEMPLATE-pl) and what they are,
+    in a few words.  A bad template or roster raises ScenarioError."""
+    template = load_template(template_path)
+    stem = os.path.splitext(os.path.basename(str(template_path)))[0]
+    if fmt == "prairielearn":
+        from .prairielearn import question_files
+
+        files = question_files(template)
+        return files, folder or f"{stem}-pl", ", ".join(sorted(files))
+    if roster is not None:
+        students = read_roster(roster)
+        files = roster_files(template, students)
+        return (files, folder or f"{stem}-roster",
+                f"{len(files) - 1} files in {len(students)} folders, and roster.csv")
+    files = exercise_files(template, seed)
+    return files, folder or f"{stem}-{seed}", ", ".join(sorted(files))
+
+
 def exercise_files(template: Template, seed: int) -> dict:
     return variant_files(draw(template, seed))
 

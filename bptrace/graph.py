@@ -26,8 +26,8 @@ def graph_top(top: Spec):
     """An expression graph has `inputs:` and `nodes:`, and neither `input:` nor `layers:`."""
     for key in ("layers", "input"):
         if key in top:
-            raise top.error(key, f"a scenario has `nodes:` (an expression graph) or `layers:` (a network), "
-                                 f"not both" if key == "layers" else
+            raise top.error(key, "a scenario has `nodes:` (an expression graph) or `layers:` (a network), "
+                                 "not both" if key == "layers" else
                                  "an expression graph names its inputs: `inputs: {x: -2, y: 5}`, not `input:`",
                             "remove one of them" if key == "layers" else None)
     for key in ("init", "learning_rate", "optimizer", "regularization", "steps"):

@@ -244,7 +244,7 @@ def read_fill(doc: Document, path: tuple, value: dict, *, what="numbers", shape=
         shape = tuple(spec._int("shape", v, 1, (i,)) for i, v in enumerate(raw)) if isinstance(raw, list) \
             else (spec._int("shape", raw, 1),)
     elif shape is None:
-        raise spec.error(None, f"this fill needs `shape:`, a list of sizes such as [1, 4, 4, 4]",
+        raise spec.error(None, "this fill needs `shape:`, a list of sizes such as [1, 4, 4, 4]",
                          "only where the shape is known already (a parameter, a target, given values) may a fill leave it out")
     size = int(np.prod(shape))
     if size > MAX_FILL_ELEMENTS:

@@ -69,6 +69,7 @@ class Unrolled:
     in_name: str
     delta_name: str
     x_delta_name: str
+    bias_name: str             # its bias's traced name (zeros when the layer has none)
 
     @property
     def shape(self) -> tuple:
@@ -151,13 +152,13 @@ def unroll(scenario, trace, layer_name: str) -> Unrolled:
     position = unrollable(scenario, layer_name)
     layer = scenario.layers[position]
     base = trace.conventions["index_base"]
-    wiring = scenario.names(layer)
+    # a scenario that trains several steps is unrolled in its first (its names: step1.c1.out)
+    wiring = scenario.names(layer, scenario.prefix(1))
     in_name, x_delta_name = wiring.x, wiring.x_delta
-    out_name, delta_name = f"{layer_name}.out", f"{layer_name}.delta"
-    kernel_name = f"{layer_name}.kernel"
+    out_name, delta_name, kernel_name = wiring.out, wiring.delta, wiring.param("kernel")
     kernel = trace.value(kernel_name)
     # no bias parameter at all (`bias: false`) adds nothing
-    bias = trace.value(f"{layer_name}.bias") if "bias" in layer.params else np.zeros(layer.out_shape[1])
+    bias = trace.value(wiring.param("bias")) if "bias" in layer.params else np.zeros(layer.out_shape[1])
 
     N, C, H, W = layer.in_shape
     _, O, Ho, Wo = layer.out_shape
@@ -186,7 +187,8 @@ def unroll(scenario, trace, layer_name: str) -> Unrolled:
         weights=[(symbol(k), element(kernel_name, kernel.shape, at, base), float(kernel[at]))
                  for at, k in symbol_of.items()],
         max_row_weights=int(np.bincount(entry_rows, minlength=len(rows)).max()) if rows else 0,
-        checks=[], out_name=out_name, in_name=in_name, delta_name=delta_name, x_delta_name=x_delta_name)
+        checks=[], out_name=out_name, in_name=in_name, delta_name=delta_name, x_delta_name=x_delta_name,
+        bias_name=wiring.param("bias"))
 
     x, out = trace.value(in_name), trace.value(out_name)
     delta = trace.value(delta_name) if delta_name in trace else None

@@ -148,7 +148,7 @@ def test_an_absurd_tolerance_key_is_located(tmp_path, tolerance, line):
     path.write_text(SEED001.read_text() + f"expected:\n  c1.delta[0,0]: 5\ntolerance: {tolerance}\n")
     result = invoke(path)
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert f"sheet.yaml:" in result.output and f"{line}: a relative tolerance must be below 1" in result.output
+    assert "sheet.yaml:" in result.output and f"{line}: a relative tolerance must be below 1" in result.output
 
 
 @pytest.mark.parametrize("tolerance, where", [(".nan", ":36:12: tolerance: '.nan' is not a finite number"),

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 import bptrace
 from bptrace.cli import main
 from bptrace.errors import ScenarioError
-from bptrace.exercise import draw, exercise_files, load_template, student_seed
+from bptrace.exercise import FILES, draw, exercise_files, load_template, student_seed
 from conftest import ROOT
 
 TEMPLATE = ROOT / "templates/seed001_exercise.yaml"
@@ -300,12 +300,22 @@ def test_a_bad_template_is_a_located_error_and_writes_nothing(tmp_path, old, new
     assert not (tmp_path / "out").exists()
 
 
+def test_the_default_folder_is_named_after_the_template_and_the_seed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("exercise", TEMPLATE, "--seed", 3)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "seed001_exercise-3").iterdir()) == sorted(FILES)
+    assert result.output.startswith("wrote seed001_exercise-3: ")
+
+
 def test_the_command_line_asks_for_a_seed_or_a_roster_and_keeps_existing_folders(tmp_path):
     assert cli("exercise", TEMPLATE).exit_code == 2
     (tmp_path / "full").mkdir()
     (tmp_path / "full/keep.txt").write_text("mine")
     result = cli("exercise", TEMPLATE, "--seed", 1, "-o", tmp_path / "full")
     assert result.exit_code == 2 and "not an empty folder" in result.output
+    # the folder is what is wrong, not the template: the message starts with the folder
+    assert result.output.startswith(f"error: {tmp_path / 'full'} already exists"), result.output
     assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]
     assert cli("exercise", TEMPLATE, "--seed", 1, "--format", "prairielearn").exit_code == 2
 

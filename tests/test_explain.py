@@ -299,6 +299,20 @@ def test_unrolled_seed002_is_the_sources_matrix():
     assert u.checks[0].delta.tolist() == [-1, -0.5, 1, -2]
 
 
+def test_unrolled_reads_the_first_training_step_of_a_scenario_that_trains_several(tmp_path):
+    # with `steps: 2` every name starts with step1. / step2.: the unrolled matrix is step 1's
+    path = tmp_path / "two_steps.yaml"
+    path.write_text(SEED002.read_text() + "\nlearning_rate: 0.1\nsteps: 2\n")
+    scenario = load(path)
+    trace = run(scenario)
+    u = unroll(scenario, trace, "c1")
+    assert u.weights[0][1] == "step1.c1.kernel[0,0]" and u.out_name == "step1.c1.out"
+    assert u.checks and all(c.out_agree and c.x_delta_agree is not False for c in u.checks)
+    result = CliRunner().invoke(main, ["explain", "--unrolled", str(path), "c1"])
+    assert result.exit_code == 0, result.output
+    assert "step1.c1.out = M · step1.input + step1.c1.bias" in result.output
+
+
 def test_unrolled_refuses_other_layers():
     scenario = load(SEED001)
     with pytest.raises(ScenarioError, match="maxpool layer"):

@@ -44,7 +44,6 @@ from bptrace import scenario as scenario_module
 from bptrace.check import check_files
 from bptrace.cli import main
 from bptrace.engine import run
-from bptrace.errors import ScenarioError
 from bptrace.explain import explain, explain_many
 from bptrace.layers import LAYERS
 from bptrace.losses import LOSSES

@@ -121,6 +121,7 @@ def test_points_on_the_command_line_replace_the_scenarios(tmp_path):
     (["--points", "-2"], "points must be a number of at least 0"),
     (["--points", "p1.delta=nan"], "points must be a number of at least 0"),
     (["--points", "p1.delta=inf"], "points must be a number of at least 0"),
+    (["--points", "p1.delta=2", "--points", "p1.delta =3"], "--points gives p1.delta twice"),
 ])
 def test_a_bad_points_option_is_refused(tmp_path, args, message):
     # a mistake on the command line writes no report (README "bptrace check")
@@ -238,6 +239,16 @@ def test_a_bad_scenario_writes_no_zip(tmp_path):
     result = CliRunner().invoke(main, ["autograder", str(scenario), "-o", str(tmp_path / "a.zip")])
     assert result.exit_code == 2 and "'c9.delta' is not a value in this trace" in result.output
     assert not (tmp_path / "a.zip").exists()
+
+
+def test_a_zip_that_cannot_be_written_is_a_located_error_and_stdout_takes_it(tmp_path):
+    scenario = write(tmp_path, "problem.yaml", SEED001)
+    result = CliRunner().invoke(main, ["autograder", str(scenario), "-o", str(tmp_path / "no/such/folder/a.zip")])
+    assert result.exit_code == 2 and "cannot write" in result.output and "Traceback" not in result.output
+    assert not list(tmp_path.rglob("*.zip")) and not list(tmp_path.glob(".*"))
+    # the same writer as every other output: a stream is written into, not replaced
+    result = CliRunner().invoke(main, ["autograder", str(scenario), "-o", "/dev/null"])
+    assert result.exit_code == 0, result.output
 
 
 def test_the_schema_takes_what_the_loader_takes_for_points():

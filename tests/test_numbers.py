@@ -96,6 +96,52 @@ def test_sigmoid_of_zero_is_exact():
     assert trace["input.delta"].exact.reshape(-1)[0] == Fraction(1, 4)
 
 
+@pytest.mark.parametrize("gamma", ["0.1", "[0.1]"])
+def test_eval_batch_norm_where_var_plus_eps_is_a_square_runs_exactly(gamma):
+    # running_var + eps = 1: x̂ = x − running_mean, and every step is rational, backward too
+    sc = loads("arithmetic: exact\ninput: [[0.5], [0.25]]\n"
+               "layers: [{type: batchnorm, name: bn, mode: eval, running_mean: 0.5, running_var: 0.99999, "
+               f"eps: 0.00001, gamma: {gamma}, beta: 0.3}}]\nupstream: {{delta: [[1], [1]]}}\n")
+    trace = bptrace.run(sc)
+    assert trace["bn.out"].exact.reshape(-1).tolist() == [Fraction(3, 10), Fraction(11, 40)]
+    assert trace["input.delta"].exact.reshape(-1).tolist() == [Fraction(1, 10), Fraction(1, 10)]
+    assert trace["bn.grad.gamma"].exact.reshape(-1).tolist() == [Fraction(-1, 4)]
+
+
+def test_train_batch_norm_with_a_square_variance_runs_exactly():
+    # x = [1, 3]: mean 2, var 1, eps 0, so √(var + eps) = 1 in the forward and backward loops
+    sc = loads("arithmetic: exact\ninput: [[1], [3]]\nlayers: [{type: batchnorm, name: bn, eps: 0, gamma: 0.5}]\n"
+               "loss: {type: half_sse, target: [[0], [2]]}\n")
+    trace = bptrace.run(sc)
+    assert trace["bn.out"].exact.reshape(-1).tolist() == [Fraction(-1, 2), Fraction(1, 2)]
+    # delta = out − target = [−1/2, −3/2], x̂.delta = γ·delta = [−1/4, −3/4],
+    # var.delta = Σ x̂.delta·(x − mean)·(−½)(var + eps)^(−3/2) = (1/4 − 3/4)·(−½) = 1/4
+    assert trace["bn.var.delta"].exact.reshape(-1).tolist() == [Fraction(1, 4)]
+
+
+def test_a_relu_rnn_runs_exactly_from_its_initial_state():
+    # h0 = 0 (not written): h[0] = relu(0.5·1) = 1/2, h[1] = relu(0.5·2 + 0.5·1/2) = 5/4; with
+    # loss `sum`, h.delta = [1 + 0.5·1, 1] = [3/2, 1], so grad W_ih = 3/2·1 + 1·2 = 7/2,
+    # grad W_hh = 3/2·0 + 1·1/2 = 1/2, input.delta = 0.5·[3/2, 1] = [3/4, 1/2]
+    sc = loads("arithmetic: exact\ninput: [[1], [2]]\nlayers:\n  - {type: rnn, name: r, hidden: 1, "
+               "nonlinearity: relu, weight_ih: [[0.5]], weight_hh: [[0.5]], bias_ih: [0], bias_hh: [0]}\n"
+               "loss: {type: sum}\n")
+    trace = bptrace.run(sc)
+    assert trace["r.out"].exact.reshape(-1).tolist() == [Fraction(1, 2), Fraction(5, 4)]
+    assert trace["r.grad.weight_ih"].exact.reshape(-1).tolist() == [Fraction(7, 2)]
+    assert trace["r.grad.weight_hh"].exact.reshape(-1).tolist() == [Fraction(1, 2)]
+    assert trace["input.delta"].exact.reshape(-1).tolist() == [Fraction(3, 4), Fraction(1, 2)]
+
+
+def test_elu_is_exact_at_zero_and_above():
+    # elu(0) = α·(e⁰ − 1) = 0 and elu′(0) = out + α = α (PyTorch's side at 0); above 0 x and 1
+    sc = loads("arithmetic: exact\ninput: [0, 0.5]\nlayers: [{type: elu, name: e, alpha: 0.5}]\n"
+               "upstream: {delta: [1, 1]}\n")
+    trace = bptrace.run(sc)
+    assert trace["e.out"].exact.reshape(-1).tolist() == [0, Fraction(1, 2)]
+    assert trace["input.delta"].exact.reshape(-1).tolist() == [Fraction(1, 2), 1]
+
+
 def test_rounding_works_on_the_true_value():
     # 0.48·0.84 + 0.29·(−0.31) is 0.3133 on paper (0.31329999999999997 in floats): truncated
     # to 4 decimals it stays 0.3133

@@ -787,14 +787,14 @@ layers:
   - {{type: conv, name: c, kernel: {lit(1, 2, 2, 2, seed=208)}}}
 loss: {{type: half_sse, target: {lit(2, 1, 2, 2, seed=209)}}}
 """,
-    "batchnorm-given-mean-rounded-var": f"""
+    "batchnorm-given-mean-rounded-var": """
 input: [[0.2, 1.0], [0.6, -0.5], [1.3, 0.4]]
 layers:
-  - {{type: batchnorm, name: bn, gamma: [2.0, 0.5]}}
-  - {{type: sigmoid, name: s}}
-loss: {{type: half_sse, target: [[1, 0], [0, 1], [1, 1]]}}
-given: {{bn.mean: [0.75, 0.25]}}
-rounding: {{decimals: 4, mode: half_up, apply: [bn.var, bn.xhat.delta, bn.mean.delta]}}
+  - {type: batchnorm, name: bn, gamma: [2.0, 0.5]}
+  - {type: sigmoid, name: s}
+loss: {type: half_sse, target: [[1, 0], [0, 1], [1, 1]]}
+given: {bn.mean: [0.75, 0.25]}
+rounding: {decimals: 4, mode: half_up, apply: [bn.var, bn.xhat.delta, bn.mean.delta]}
 """,
     "layernorm-maps": f"""
 input: {lit(2, 2, 3, 3, seed=210)}

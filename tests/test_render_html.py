@@ -309,3 +309,12 @@ def test_the_screenshot_matches_the_reviewed_reference(tmp_path, request):
     worst = max(abs(a - b) for row, ref in zip(grid, expected) for a, b in zip(row, ref))
     assert worst <= 0.06, (worst, grid, expected)
     assert sum(map(sum, grid)) > 1, "the page is blank"
+
+
+def test_a_max_pool_to_one_number_shows_its_window_and_its_value():
+    # the pool's output squeezes to one number (no table): the picture's right side is that number
+    sc = loads("input: [[0.1, 0.9], [-0.3, 0.4]]\nlayers: [{type: maxpool, name: p, size: 2}]\n"
+               "upstream: {delta: 1}\n")
+    page = html.render(run(sc))
+    assert "each window in its colour" in page
+    assert re.search(r'<div class="arrow">⟶ max ⟶</div><div>[^<]*<[^>]*>0\.9<', page), page[-3000:]

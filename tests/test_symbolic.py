@@ -68,7 +68,6 @@ def test_seed002_formulas_equal_the_chain_rule_by_hand():
 def test_seed002_steps_read_the_values_before_them():
     # c1.delta[1,1] = w²₁ · c2.delta: in terms of what the step reads, not expanded
     trace = run(load(SEED002))
-    local = trace["c1.delta"].exact[0, 0, 0, 0].expr
     assert str(trace["c1.delta"].exact[0, 0, 0, 0]) == "c2.delta·w²₁"
     grad = trace["c1.grad.kernel"].exact[0, 0, 0, 0]
     assert str(grad) == "c1.delta[1,1]·i₁ + c1.delta[1,2]·i₂ + c1.delta[2,1]·i₄ + c1.delta[2,2]·i₅"

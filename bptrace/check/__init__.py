@@ -19,7 +19,7 @@ from ..scenario import DEFAULT_WORK_LIMIT, Tolerance
 from .answers import ANSWER_SUFFIXES, Answer, answer_files, read_answers, scenario_answers
 from .answers import _answers  # noqa: F401  (the Python API reads answers given as a mapping)
 from .checker import Checker, Model, check_files
-from .matching import (FOLLOWS, FOLLOWS_TEXT, RIGHT, WRONG, Written, command_line_tolerance, evidence, match, near,
+from .matching import (FOLLOWS, FOLLOWS_TEXT, RIGHT, WRONG, Written, command_line_tolerance, evidence, match,
                        references, same_number)
 from .report import CheckReport, Diagnosis, FileReport, FirstWrong, Row
 

@@ -108,6 +108,9 @@ def command_line_points(values) -> object:
     listed = {}
     for pair in pairs:
         key, _, number = pair.rpartition("=")
+        if key.strip() in listed:
+            # the last one winning would silently drop the other
+            raise ScenarioError(f"--points gives {key.strip()} twice", key="--points", hint="give each key once")
         listed[key.strip()] = _number(number)
     return listed
 

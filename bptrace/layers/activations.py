@@ -420,20 +420,24 @@ class Elu(Smooth):
     @classmethod
     def build(cls, name, spec, ctx):
         layer = super().build(name, spec, ctx)
-        layer.alpha = spec.number("alpha", 1.0)
+        layer.alpha = layer.a = spec.number("alpha", 1.0)
         return layer
 
     def slope_rule(self, out, x):
         return Paren(seq(sym(1), " if ", x, sym(" > 0"), " else ", add(out, sym(f"{self.alpha:g}"))))
 
+    def use(self, num):
+        super().use(num)
+        self.a = num.of(self.alpha)
+
     def f(self, z):
-        return z if z > self.zero else self.alpha * self.num.expm1(z)
+        return z if z > self.zero else self.a * self.num.expm1(z)
 
     def range_at(self, z):
         return z if z > 0 else self.alpha * math.expm1(z)
 
     def slope(self, z, y):
-        return [("1 (x > 0)", 1)] if z > self.zero else [(f"out + {self.alpha:g}", y + self.alpha)]
+        return [("1 (x > 0)", 1)] if z > self.zero else [(f"out + {self.alpha:g}", y + self.a)]
 
     def slope_bound(self, z, y, e_in, e_out):
         return 0.0 if z > self.zero else e_out + EPS * (abs(y) + abs(self.alpha))

@@ -19,7 +19,6 @@ from .base import (
     _set_bias,
     _too_large,
     add_up,
-    as_array,
     gather,
     nested,
     position,

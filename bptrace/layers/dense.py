@@ -15,7 +15,6 @@ from .base import (
     _parameter,
     _set_bias,
     add_up,
-    as_array,
     nested,
     ref,
     sums,

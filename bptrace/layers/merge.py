@@ -18,7 +18,6 @@ from .base import (
     Layer,
     Names,
     add_up,
-    as_array,
     noise_bound,
     recording,
     ref,

@@ -226,7 +226,7 @@ class Norm(Layer):
         xhat_delta = stage("xhat.delta", self.num.array(xhat_delta).reshape(self.in_shape), reads=("delta", "gamma"),
                            noise=self._dxhat_noise(delta, gamma, bounds) if bounds is not None else None)
         xhat_delta = xhat_delta.reshape(-1).tolist()
-        roots = [_inverse_root(v + self.eps) for v in var]          # 1/√(var + eps) of each statistic
+        roots = [_inverse_root(v + self.e, self.num.sqrt) for v in var]          # 1/√(var + eps) of each statistic
 
         if not self.train:
             # the statistics are constants: x̂ = (x − running_mean)/√(running_var + eps)

@@ -17,7 +17,6 @@ from .base import (
     _pair,
     _too_large,
     add_up,
-    as_array,
     flat,
     gather,
     nested,

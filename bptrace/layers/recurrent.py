@@ -23,6 +23,8 @@ and on another number type given its operators.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..formula import NOISY, Noisy, apply, plain, radius, side
 from ..notation import Paren, Power, Ref, Sum, Text, Word, add, eq, func, had, prod, seq, sub, sym, transposed
 from ..spec import shape_words
@@ -79,6 +81,7 @@ class Recurrent(Layer):
         layer.h0 = _state(spec, "h0", N, H)
         if cls.cell_state:
             layer.c0 = _state(spec, "c0", N, H)
+        layer._initial = {"h0": layer.h0, "c0": getattr(layer, "c0", None)}     # as floats, until `use`
         layer.out_shape = (N, T, H) if layer.returns == "sequence" else (N, H)
         layer.extra_shapes = {extra: (N, T, H) for extra in layer.extras + layer.backward_extras}
         return layer
@@ -105,13 +108,20 @@ class Recurrent(Layer):
         # 0 is 0, as the relu layer decides (so the engine bounds what it reads)
         return getattr(self, "nonlinearity", "tanh") == "relu"
 
+    def use(self, num):
+        super().use(num)
+        # h0 and c0 start the loops: the number system's numbers, like the parameters (the
+        # floats stay for the noise bounds, which read them as written decimals)
+        self._initial = {key: num.tensor(np.asarray(getattr(self, key))).tolist() if hasattr(self, key) else None
+                         for key in ("h0", "c0")}
+
     # --- the passes: `_forward` and `_backward` hold the loops, on any number type ---------
 
     def _args(self, x, p, bounds=None):
-        """The loops' input and parameters (with h0, c0) as lists: floats, or with `bounds`
-        (role -> noise bound) Noisy values, h0 and c0 as written decimals."""
+        """The loops' input and parameters (with h0, c0) as lists: the number system's, or with
+        `bounds` (role -> noise bound) Noisy values, h0 and c0 as written decimals."""
         if bounds is None:
-            return x.tolist(), {"h0": self.h0, "c0": getattr(self, "c0", None), **{r: v.tolist() for r, v in p.items()}}
+            return x.tolist(), {**self._initial, **{r: v.tolist() for r, v in p.items()}}
         initial = {key: _written(getattr(self, key)) for key in ("h0", "c0") if hasattr(self, key)}
         return _noisy(x.tolist(), bounds["in"].tolist()), \
             {**initial, **{r: _noisy(v.tolist(), bounds[r].tolist()) for r, v in p.items()}}

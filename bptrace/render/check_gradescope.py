@@ -16,14 +16,10 @@ import json
 import math
 
 from ..check import FOLLOWS_TEXT
-from .common import signed
+from .common import all_right_text, first_wrong_text, signed
 
 # how many wrong numbers a test's output names before "and N more"
 SHOWN_WRONG = 5
-
-
-def _shape(shape) -> str:
-    return "×".join(map(str, shape)) + " numbers" if shape else "1 number"
 
 
 def _wrong(row) -> str:
@@ -55,16 +51,11 @@ def _output(grade) -> str:
         return "\n".join(lines)
     first = sheet.first_wrong
     if first is None:
-        lines.append("every answer is right" + (f" ({sheet.follows} follow from your own earlier values)"
-                                                if sheet.follows else ""))
+        lines.append(all_right_text(sheet.follows))
     else:
         lines.append(f"first wrong step: {first.name}")
         lines.append(f"  rule: {first.rule}")
-        if first.shape is not None:
-            lines.append(f"  {first.label}: yours is {_shape(first.shape)}, bptrace's {_shape(first.bptrace_shape)}")
-        else:
-            own = f" ({signed(first.own)} from your own earlier values)" if first.own is not None else ""
-            lines.append(f"  {first.label}: yours {signed(first.yours)}, bptrace {signed(first.bptrace)}{own}")
+        lines.append(f"  {first_wrong_text(first)}")
         for diagnosis in sheet.diagnosis:
             lines.append(f"likely mistake: {diagnosis.id} — {diagnosis.message}")
         if not sheet.diagnosis:

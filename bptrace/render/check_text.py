@@ -13,7 +13,7 @@ from rich.text import Text
 
 from ..check import FOLLOWS, WRONG
 from ..errors import visible
-from .common import minus_sign, signed
+from .common import all_right_text, first_wrong_text, minus_sign, numbers_text, signed
 
 WRONG_STYLE = Style(bold=True, color="red")
 FOLLOWS_STYLE = Style(color="yellow")
@@ -25,16 +25,12 @@ NAME = Style(bold=True, color="cyan")
 
 def _yours(row) -> str:
     if row.shape is not None:
-        return _shape(row.shape)
+        return numbers_text(row.shape)
     if row.written is not None and row.written.text is not None:
         # as written: its decimals are the point (but a zero has no sign)
         text = row.written.text.strip()
         return minus_sign(text.lstrip("-") if row.yours == 0 else text)
     return signed(row.yours)
-
-
-def _shape(shape) -> str:
-    return "×".join(map(str, shape)) + " numbers" if shape else "1 number"
 
 
 def _difference(value) -> str:
@@ -95,28 +91,21 @@ def _sheet(sheet) -> list:
     rows = []
     for row in sheet.rows:
         if row.shape is not None:
-            bptrace, difference = _shape(row.bptrace_shape), ""
+            bptrace, difference = numbers_text(row.bptrace_shape), ""
         else:
             bptrace, difference = signed(row.bptrace), _difference(row.difference)
         rows.append(([row.label, _yours(row), bptrace, difference], _verdict(row), row.verdict == WRONG))
     parts.append(AnswerTable(rows))
     first = sheet.first_wrong
     if first is None:
-        follows = sheet.follows
-        parts.append(Text("every answer is right" + (f" ({follows} follow from your own earlier values)"
-                                                     if follows else ""), style=RIGHT_STYLE))
+        parts.append(Text(all_right_text(sheet.follows), style=RIGHT_STYLE))
         return parts
     parts.append(Text.assemble(("first wrong step: ", TITLE), (first.name, NAME)))
     parts.append(_indented(Text(f"rule: {first.rule}")))
-    if first.shape is not None:
-        parts.append(_indented(Text(f"{first.label}: yours is {_shape(first.shape)}, "
-                                    f"bptrace's {_shape(first.bptrace_shape)}")))
-    else:
-        own = f" ({signed(first.own)} from your own earlier values)" if first.own is not None else ""
-        # as in the table: the answer as written (0.75000000001 is not 0.75, though both show so)
-        row = next((row for row in sheet.rows if not row.passed), None)
-        yours = _yours(row) if row is not None and row.label == first.label else signed(first.yours)
-        parts.append(_indented(Text(f"{first.label}: yours {yours}, bptrace {signed(first.bptrace)}{own}")))
+    # as in the table: the answer as written (0.75000000001 is not 0.75, though both show so)
+    row = next((row for row in sheet.rows if not row.passed), None)
+    yours = _yours(row) if first.shape is None and row is not None and row.label == first.label else None
+    parts.append(_indented(Text(first_wrong_text(first, yours))))
     parts.append(_indented(Text(f"see every term: {first.explain}")))
     if not sheet.diagnosis:
         parts.append(Text.assemble(("likely mistake: ", TITLE), "no known mistake explains this"))

@@ -157,3 +157,23 @@ def type_text(row) -> str:
     """A summary row's type, with what the layer reads where that is not the row above:
     `add ← c2, input`."""
     return f"{row.type} ← {', '.join(row.reads)}" if row.reads else row.type
+
+
+# --- check reports: the sentences the text report and Gradescope's output share ------------
+
+def numbers_text(shape) -> str:
+    """How many numbers an answer of `shape` holds: "2×2 numbers", "1 number"."""
+    return "×".join(map(str, shape)) + " numbers" if shape else "1 number"
+
+
+def all_right_text(follows: int) -> str:
+    return "every answer is right" + (f" ({follows} follow from your own earlier values)" if follows else "")
+
+
+def first_wrong_text(first, yours: str | None = None) -> str:
+    """The first wrong answer against bptrace's: its numbers (`yours`: the answer's text as
+    written, where the caller has it), or its shape when that differs."""
+    if first.shape is not None:
+        return f"{first.label}: yours is {numbers_text(first.shape)}, bptrace's {numbers_text(first.bptrace_shape)}"
+    own = f" ({signed(first.own)} from your own earlier values)" if first.own is not None else ""
+    return f"{first.label}: yours {yours or signed(first.yours)}, bptrace {signed(first.bptrace)}{own}"

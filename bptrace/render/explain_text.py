@@ -440,7 +440,7 @@ def _tensor(o, width):
 def render_unrolled(u, width: int = 100):
     rows, cols = u.shape
     distinct = len(u.weights)
-    parts = [_heading(f"{u.layer} as a dense layer: {u.out_name} = M · {u.in_name} + {u.layer}.bias"),
+    parts = [_heading(f"{u.layer} as a dense layer: {u.out_name} = M · {u.in_name} + {u.bias_name}"),
              Text(f"M is {rows}×{cols}: one row per output position, one column per input position. "
                   f"{u.nonzero} of its {rows * cols} entries are weights, and only {distinct} different ones "
                   f"(the kernel, shared); · is a structural zero (the kernel does not reach that input).",

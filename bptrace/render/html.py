@@ -22,7 +22,6 @@ What the page shows, from the view every renderer reads (`view.py`):
 from __future__ import annotations
 
 import json
-import re
 from html import escape
 
 from .layout import DEFAULT_DIGITS
@@ -459,7 +458,10 @@ class Page:
             out_colour[out_flat] = WINDOW_COLOURS[k % len(WINDOW_COLOURS)]
             notes[out_flat] = "from " + source.label(cells[winner]).split("[", 1)[1].join(("[", ""))
         left = self.values(source, set(), lambda p: f"background:{colour[p]}" if p in colour else "")
-        right = self.values(step.values, explained, lambda p: f"background:{out_colour.get(p, '#fff')}", notes)
+        if step.values is not None:
+            right = self.values(step.values, explained, lambda p: f"background:{out_colour.get(p, '#fff')}", notes)
+        else:                     # one window, one number: no table to colour
+            right = f'<div class="scalar">{escape(step.scalar)}</div>'
         return (f'<div class="picture-title">{escape(source.name)}: each window in its colour, its winner outlined'
                 f'</div><div class="pictures"><div>{left}</div><div class="arrow">⟶ max ⟶</div><div>{right}</div></div>')
 
@@ -481,7 +483,7 @@ class Page:
                 return f"background:{fill[p]};color:#fff"
             return f"background:{colour[p]}" if p in colour else ""
 
-        title = (f"each window's delta goes back to its winner; the other cells get 0"
+        title = ("each window's delta goes back to its winner; the other cells get 0"
                  + (f" (from {pool_delta})" if pool_delta else ""))
         return (f'<div class="picture-title">{escape(title)}</div>'
                 + self.values(values, explained, style, {p: n for p, n in notes.items()}))

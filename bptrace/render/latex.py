@@ -448,11 +448,12 @@ def formula_math(value: str) -> str:
 # --- tables --------------------------------------------------------------------------------
 
 def _cell(value: str, digits: int, sign: bool) -> str:
-    if _is_formula(value):
-        return "$" + formula_math(value) + "$"
     """A number's text in text mode, padded on the left with invisible digits (every digit is
     as wide as any other) so that the numbers of a column, set flush left, align on the point.
-    `digits`: the most digits before the point in the table; `sign`: some number has a minus."""
+    `digits`: the most digits before the point in the table; `sign`: some number has a minus.
+    A formula (`arithmetic: symbolic`) is set as math instead."""
+    if _is_formula(value):
+        return "$" + formula_math(value) + "$"
     whole, point, fraction = value.partition(".")
     negative = whole.startswith("−")
     bare = whole.lstrip("−")

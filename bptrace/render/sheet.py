@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 
 from . import latex as tex
-from .markdown import code, heading, inline, table
+from .markdown import code, heading, table
 
 INSTRUCTIONS = ("Work the backward pass by hand and fill in each matrix; indices start at {base}. "
                 "Write each number with its decimals (bptrace check reads them as written).")
