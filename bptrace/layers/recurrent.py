@@ -86,14 +86,6 @@ class Recurrent(Layer):
         layer.extra_shapes = {extra: (N, T, H) for extra in layer.extras + layer.backward_extras}
         return layer
 
-    def use(self, num):
-        super().use(num)
-        # h0 and c0 are constants the loops read, not parameters: as written, in `num`'s numbers
-        # (a relu rnn is + − · and a comparison, so it runs exactly from an exact h0)
-        for key in ("h0", "c0"):
-            if hasattr(self, key):
-                setattr(self, key, num.tensor(as_array(getattr(self, key))).tolist())
-
     def multiply_adds(self) -> int:
         N, T, F = self.in_shape
         rows = max(len(self.gates), 1) * self.hidden
