@@ -207,6 +207,13 @@ class Scenario:
     warnings: dict = field(default_factory=dict)     # layer name -> what runs but is likely not meant
 
     @property
+    def in_letters(self) -> bool:
+        """Symbolic arithmetic with letters in it: its answers are formulas.  Without letters
+        (`--arithmetic symbolic` on a scenario in numbers) they are numbers, checked as such."""
+        letters = self.document.letters if self.document is not None else None
+        return self.numbers.name == "symbolic" and bool(letters is not None and letters.seen)
+
+    @property
     def path(self):
         return self.document.file if self.document else None
 

@@ -291,3 +291,10 @@ def test_explain_and_check_json_write_formulas(tmp_path, capsys):
     assert done.value.code == 0
     report = json.loads(capsys.readouterr().out)
     assert "w²₁" in json.dumps(report, ensure_ascii=False) and '"right"' in json.dumps(report)
+
+
+def test_a_scenario_in_numbers_checked_in_symbolic_arithmetic_is_checked_as_numbers():
+    # no letters: the answers are numbers, as written (0.2507 rounded to 4 decimals is right)
+    from bptrace.check import check_files
+    report = check_files([ROOT / "scenarios/seed001_rounded.yaml"], arithmetic="symbolic")
+    assert report.files[0].failed == 0 and report.files[0].passed == 25

@@ -104,7 +104,7 @@ def _answers(scenario: Scenario, doc: Document, items, typed: bool = True) -> li
     answers = []
     for key, value, path in items:
         name, index = resolve(scenario, doc, path, str(key))
-        if scenario.numbers.name == "symbolic":
+        if scenario.in_letters:
             # formulas in the scenario's letters ("w11*x11 + w12*x12"), read by the number
             # system (symbolic.py: sympy is loaded only by a symbolic scenario)
             values, written = scenario.numbers.formula_answer(scenario, doc, path, value, f"the answer {key}")

@@ -173,7 +173,7 @@ class Checker:
         report = FileReport(file=file, scenario=scenario_path, title=scenario.name, tolerance=tolerance,
                             rounding=_rounding_text(sc), points=self.scenario_points(scenario))
 
-        if sc.numbers.name == "symbolic":
+        if sc.in_letters:
             # formulas: right when they are the trace's formula (symbolic.py)
             return sc.numbers.check_formulas(report, model, answers, scenario_path)
         fitting = [a for a in answers if a.index is not None or fits(a.values.shape, sc.shapes[a.name])]
