@@ -431,6 +431,9 @@ class NoisyOps(FloatOps):
 NOISY = NoisyOps()
 
 
+EXACT_POWER = 1000
+
+
 class ExactOps(FloatOps):
     """Fractions (`arithmetic: exact`): numbers as written, functions where they are exact."""
 
@@ -438,10 +441,15 @@ class ExactOps(FloatOps):
         return Fraction(text)
 
     def power(self, a, n):
-        if float(n).is_integer():
-            return a ** int(n)
+        # a whole power is exact; past EXACT_POWER the fraction's digits run into the millions
+        # (x ** 100000000 would not finish), so it is refused as a power without an exact value
         from .numbers import NotExact
-        raise NotExact("power", a)
+        if not float(n).is_integer():
+            raise NotExact("a power", a, f"{float(a):.6g} ** {float(n):g} is not a fraction")
+        if abs(n) > EXACT_POWER:
+            raise NotExact("a power", a, f"{float(a):.6g} ** {float(n):g} has too many digits to work out exactly "
+                                         f"(powers up to {EXACT_POWER} are)")
+        return a ** int(n)
 
     def fn(self, name, a):
         from .numbers import EXACT

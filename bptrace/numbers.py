@@ -27,8 +27,8 @@ ARITHMETICS = ("float", "exact", "symbolic")
 class NotExact(ArithmeticError):
     """A function without an exact value at this argument (exp(1), √2, log 3)."""
 
-    def __init__(self, function: str, argument):
-        super().__init__(f"{function}({float(argument):.6g}) is not a fraction")
+    def __init__(self, function: str, argument, why: str | None = None):
+        super().__init__(why or f"{function}({float(argument):.6g}) is not a fraction")
         self.function = function
 
 

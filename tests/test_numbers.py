@@ -271,3 +271,11 @@ def test_explain_shows_each_term_and_the_sum_as_fractions(tmp_path):
     path.write_text(text)
     shown = CliRunner().invoke(main, ["explain", str(path), "input.delta[0,0]"])
     assert shown.exit_code == 0 and "input.delta[0,0] = 1/9" in shown.output and "0.111" not in shown.output
+
+
+def test_a_huge_power_is_refused_in_exact_arithmetic_not_worked_out():
+    # 1.5 ** 100000000 has some 17 million digits: refused at once, with its layer and line
+    with pytest.raises(ScenarioError, match="too many digits"):
+        bptrace.run(loads('arithmetic: exact\ninputs: {x: 1.5}\nnodes: {f: "x ** 100000000"}\n', "p.yaml"))
+    assert bptrace.run(loads('arithmetic: exact\ninputs: {x: 1.5}\nnodes: {f: "x ** 3"}\n'))["f.out"].exact \
+        .reshape(-1)[0] == Fraction(27, 8)
