@@ -301,15 +301,17 @@ def submitted_answers(folder: Path) -> list[Path]:
 
 def grade_submission(root) -> int:
     """run_autograder: the submission under root/submission graded against the scenario in
-    root/source, written to root/results/results.json.  A submission that cannot be graded
-    (no answer file, several, one that cannot be read) gets a score of 0 and says why."""
+    root/source (from a roster: the submitter's variant, found by `find_student` in
+    root/submission_metadata.json), written to root/results/results.json.  A submission
+    that cannot be graded (no answer file, several, one that cannot be read, a submitter on
+    no roster row) gets a score of 0 and says why."""
     from .render import check_gradescope
 
     started = time.monotonic()
     root = Path(root)
     source, submission, results = root / "source", root / "submission", root / "results"
     config = json.loads((source / CONFIG).read_text())
-    missing = None
+    missing = None                  # why no variant could be chosen
     if "students" in config:
         student, missing = _submitting_student(root, config["students"])
         name = config["students"][student] if student else next(iter(config["students"].values()))
