@@ -86,6 +86,7 @@ AS_WRITTEN_WARNING = (
     "earns full credit (0.0 for 0.0364); write `tolerance:` in the problem to ask for more digits, "
     "such as `tolerance: {{abs: 0.00005}}` for 4 decimals")
 
+
 def is_roster(path) -> bool:
     """A folder written by `bptrace exercise --roster`: it holds roster.csv."""
     return Path(path).is_dir() and (Path(path) / ROSTER).is_file()
@@ -97,13 +98,15 @@ def build(scenario_path, output, *, points=None) -> tuple[list[str], list[str]]:
     warnings to show.  Every scenario (and `points`, as `points:` holds them) is checked
     first: a mistake raises ScenarioError and writes nothing."""
     scenario_path = Path(scenario_path)
+    if scenario_path.name == ROSTER and is_roster(scenario_path.parent):
+        scenario_path = scenario_path.parent        # hw3/roster.csv named for its folder
     if scenario_path.is_dir() and not is_roster(scenario_path):
         raise ScenarioError(f"{scenario_path} is a folder without {ROSTER}: give a scenario file, or the "
                             f"folder `bptrace exercise --roster` wrote", file=str(scenario_path))
     if is_roster(scenario_path):
         students = read_variants(scenario_path)
         asked = _asked(scenario_path)
-        sources = {path: f"variants/{path.parent.name}/{path.name}" for path in students.values()}
+        sources = {path: "variants/" + path.relative_to(scenario_path).as_posix() for path in students.values()}
         config = {"roster": ROSTER, "students": {student: sources[path] for student, path in students.items()}}
         files = [(ROSTER, (scenario_path / ROSTER).read_bytes())]
         files += [(name, path.read_bytes()) for path, name in sources.items()]
@@ -160,10 +163,10 @@ def read_variants(folder) -> dict:
         # a roster names files inside its own folder: an absolute or `..` path is not packed
         if not student or not variant or Path(variant).is_absolute() or ".." in Path(variant).parts \
                 or not path.is_file():
-            raise ScenarioError(f"row {line}: no variant file for student '{student}' ({variant or 'none named'})",
+            raise ScenarioError(f"no variant file for student '{student}' ({variant or 'none named'})",
                                 file=str(roster), line=line)
         if _same(student) in seen:
-            raise ScenarioError(f"row {line}: '{student}' is on the roster twice (as '{seen[_same(student)]}')",
+            raise ScenarioError(f"'{student}' is on the roster twice (as '{seen[_same(student)]}')",
                                 file=str(roster), line=line)
         seen[_same(student)] = student
         students[student] = path

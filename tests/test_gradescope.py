@@ -334,6 +334,21 @@ def test_a_student_not_on_the_roster_scores_zero_and_is_told_which_ids_were_trie
     assert results["score"] == 0 and "submission_metadata.json cannot be read" in results["output"]
 
 
+def test_a_templates_points_for_each_answer_are_given_to_every_asked_step(tmp_path):
+    # `points: 2` would let a sheet with one answer score 2 of 2; listed, every maximum is 4
+    hw3 = roster_folder(tmp_path, TEMPLATE + "points: 2\n")
+    for given in (hw3, hw3 / "roster.csv"):       # the folder, or its roster.csv
+        result = CliRunner().invoke(main, ["autograder", str(given), "-o", str(tmp_path / "a.zip")])
+        assert result.exit_code == 0, result.output
+        with zipfile.ZipFile(tmp_path / "a.zip") as zipped:
+            config = json.loads(zipped.read("bptrace-autograder.json"))
+        assert config["points"] == {"p1.delta": 2.0, "c1.grad.kernel": 2.0} and len(config["students"]) == 3
+    result = CliRunner().invoke(main, ["autograder", str(hw3), "--points", "c1.grad.kernel=5", "-o",
+                                       str(tmp_path / "a.zip")])
+    with zipfile.ZipFile(tmp_path / "a.zip") as zipped:
+        assert json.loads(zipped.read("bptrace-autograder.json"))["points"] == {"c1.grad.kernel": 5.0}
+
+
 def test_the_submitter_is_found_by_email_then_sid_then_name():
     from bptrace.autograder import find_student
 
@@ -364,7 +379,8 @@ def test_a_roster_naming_a_missing_variant_writes_no_zip(tmp_path):
     hw3 = roster_folder(tmp_path)
     (hw3 / "cy@uni.edu/variant.yaml").unlink()
     result = CliRunner().invoke(main, ["autograder", str(hw3), "-o", str(tmp_path / "a.zip")])
-    assert result.exit_code == 2 and "row 4: no variant file for student 'cy@uni.edu'" in result.output
+    assert result.exit_code == 2 and "roster.csv:4" in result.output
+    assert "no variant file for student 'cy@uni.edu' (cy@uni.edu/variant.yaml)" in result.output
     assert not (tmp_path / "a.zip").exists()
 
 
