@@ -494,30 +494,37 @@ def exercise(template, seed, roster, fmt, output):
 
 
 @main.command()
-@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.argument("scenario", type=click.Path())
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="autograder.zip",
               show_default=True, help="The zip to write.")
 @click.option("--points", "points", multiple=True, metavar="N|KEY=N",
               help="Points per answer (N), or per answer key (KEY=N, repeated); replaces the scenario's `points:`.")
 def autograder(scenario, output, points):
     """Build a Gradescope autograder (a zip to upload) that checks each submission's answer
-    file against SCENARIO, with partial credit per answer.
+    file against SCENARIO, with partial credit per answer.  SCENARIO may be the folder of
+    `bptrace exercise --roster` (it holds roster.csv): each student is graded against their
+    own variant.
 
     \b
     Examples:
       bptrace autograder problem.yaml -o autograder.zip
       bptrace autograder problem.yaml --points p1.delta=2 --points c1.grad.kernel=4
+      bptrace autograder hw3/ -o autograder.zip             # one variant per student
     """
     from .autograder import build
     from .check.gradescope import command_line_points
 
     refuse_overwriting_inputs(output, [scenario])
     try:
-        entries, archive = build(scenario, points=command_line_points(points))
+        entries, archive, warnings = build(scenario, points=command_line_points(points))
     except ScenarioError as error:
         fail(error, scenario)
     write_output(archive, output)
-    click.echo(f"wrote {output}: {', '.join(entries)}", err=True)
+    for warning in warnings:
+        click.echo(warning, err=True)
+    shown = [name for name in entries if not name.startswith("variants/")]
+    variants = len(entries) - len(shown)
+    click.echo(f"wrote {output}: {', '.join(shown)}" + (f" and {variants} variants" if variants else ""), err=True)
 
 
 @main.command()

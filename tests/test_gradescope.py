@@ -261,3 +261,157 @@ def test_the_schema_takes_what_the_loader_takes_for_points():
         assert not list(validator.iter_errors({**base, "points": points})), points
     for points in (-1, "lots", {}, {"p1.delta": -2}):
         assert list(validator.iter_errors({**base, "points": points})), points
+
+
+# --- bptrace autograder from a roster folder (one variant per student) ---------------------
+
+TEMPLATE = (ROOT / "templates/seed001_exercise.yaml").read_text()
+# a class as Gradescope lists it: the roster's ids are what the instructor wrote, the
+# metadata's users what Gradescope knows (email, sid, name)
+STUDENTS = "id,name\nada@uni.edu,Ada Lovelace\nbob@uni.edu,Bob Byron\ncy@uni.edu,Cy Young\n"
+
+
+def roster_folder(tmp_path, template=TEMPLATE):
+    """`bptrace exercise TEMPLATE --roster students.csv -o hw3`, as the README's flow runs it."""
+    write(tmp_path, "students.csv", STUDENTS)
+    write(tmp_path, "template.yaml", template)
+    result = CliRunner().invoke(main, ["exercise", str(tmp_path / "template.yaml"),
+                                       "--roster", str(tmp_path / "students.csv"), "-o", str(tmp_path / "hw3")])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "hw3"
+
+
+def metadata(root, *users):
+    """/autograder/submission_metadata.json as Gradescope writes it ("Submission Metadata")."""
+    data = {"id": 123456, "created_at": "2026-11-30T01:00:00.000000-08:00", "submission_method": "upload",
+            "assignment": {"id": 25828, "title": "hw3", "total_points": "6.0"},
+            "users": [{"email": email, "id": 1000 + k, "name": name, **({"sid": sid} if sid else {})}
+                      for k, (email, name, sid) in enumerate(users)],
+            "previous_submissions": []}
+    (root / "submission_metadata.json").write_text(json.dumps(data))
+
+
+def submit(root, answers_path):
+    for old in (root / "submission").iterdir():
+        old.unlink()
+    (root / "submission/answers.yaml").write_bytes(answers_path.read_bytes())
+    return run_autograder(root)
+
+
+def test_a_roster_zip_grades_each_student_against_their_own_variant(tmp_path):
+    # the template's points reach every variant, so every student's maximum is 6
+    hw3 = roster_folder(tmp_path, TEMPLATE + "points: {p1.delta: 2, c1.grad.kernel: 4}\n")
+    result = CliRunner().invoke(main, ["autograder", str(hw3), "-o", str(tmp_path / "autograder.zip")])
+    assert result.exit_code == 0, result.output
+    assert "and 3 variants" in result.stderr
+    with zipfile.ZipFile(tmp_path / "autograder.zip") as zipped:
+        names = set(zipped.namelist())
+        config = json.loads(zipped.read("bptrace-autograder.json"))
+    assert {"roster.csv", "variants/ada@uni.edu/variant.yaml", "variants/bob@uni.edu/variant.yaml",
+            "variants/cy@uni.edu/variant.yaml"} <= names
+    assert config["students"]["bob@uni.edu"] == "variants/bob@uni.edu/variant.yaml"
+    root = autograder_tree(tmp_path, tmp_path / "autograder.zip")
+    # Bob, as Gradescope names him (an email's case is not the roster's)
+    metadata(root, ("Bob@Uni.edu", "Bob Byron", "20261002"))
+    results = submit(root, hw3 / "bob@uni.edu/answers.yaml")
+    assert_gradescope_shape(results)
+    assert scores(results) == {"p1.delta": (2, 2), "c1.grad.kernel": (4, 4)} and results["score"] == 6
+    # Bob handing in Ada's answers: her kernel gradient is not his
+    results = submit(root, hw3 / "ada@uni.edu/answers.yaml")
+    assert_gradescope_shape(results)
+    assert results["score"] < 6 and scores(results)["c1.grad.kernel"][0] < 4
+    # and Ada's answers are Ada's full score
+    metadata(root, ("ada@uni.edu", "Ada Lovelace", None))
+    assert submit(root, hw3 / "ada@uni.edu/answers.yaml")["score"] == 6
+
+
+def test_a_student_not_on_the_roster_scores_zero_and_is_told_which_ids_were_tried(tmp_path):
+    hw3 = roster_folder(tmp_path)
+    result = CliRunner().invoke(main, ["autograder", str(hw3), "-o", str(tmp_path / "autograder.zip")])
+    assert result.exit_code == 0, result.output
+    root = autograder_tree(tmp_path, tmp_path / "autograder.zip")
+    metadata(root, ("zed@uni.edu", "Zed Zee", "777"))
+    results = submit(root, hw3 / "bob@uni.edu/answers.yaml")
+    assert_gradescope_shape(results)
+    assert results["score"] == 0
+    assert ("no variant for this submission: none of its ids (email 'zed@uni.edu', sid '777', name 'Zed Zee') "
+            "is on the roster of 3 students") in results["output"]
+    # every asked step is listed at 0: without `points:` each is worth 1, for every student
+    assert scores(results) == {"p1.delta": (0, 1), "c1.grad.kernel": (0, 1)}
+    assert "variant" not in results["output"].splitlines()[0]     # no other student's variant named
+    # no metadata at all (run by hand): 0, and why
+    (root / "submission_metadata.json").unlink()
+    results = run_autograder(root)
+    assert results["score"] == 0 and "submission_metadata.json cannot be read" in results["output"]
+
+
+def test_a_templates_points_for_each_answer_are_given_to_every_asked_step(tmp_path):
+    # `points: 2` would let a sheet with one answer score 2 of 2; listed, every maximum is 4
+    hw3 = roster_folder(tmp_path, TEMPLATE + "points: 2\n")
+    for given in (hw3, hw3 / "roster.csv"):       # the folder, or its roster.csv
+        result = CliRunner().invoke(main, ["autograder", str(given), "-o", str(tmp_path / "a.zip")])
+        assert result.exit_code == 0, result.output
+        with zipfile.ZipFile(tmp_path / "a.zip") as zipped:
+            config = json.loads(zipped.read("bptrace-autograder.json"))
+        assert config["points"] == {"p1.delta": 2.0, "c1.grad.kernel": 2.0} and len(config["students"]) == 3
+    result = CliRunner().invoke(main, ["autograder", str(hw3), "--points", "c1.grad.kernel=5", "-o",
+                                       str(tmp_path / "a.zip")])
+    with zipfile.ZipFile(tmp_path / "a.zip") as zipped:
+        assert json.loads(zipped.read("bptrace-autograder.json"))["points"] == {"c1.grad.kernel": 5.0}
+
+
+def test_the_submitter_is_found_by_email_then_sid_then_name():
+    from bptrace.autograder import find_student
+
+    roster = ["ada@uni.edu", "20261002", "Cy Young"]
+
+    def user(email, name, sid=None):
+        return {"email": email, "id": 1, "name": name, **({"sid": sid} if sid is not None else {})}
+
+    assert find_student({"users": [user("ADA@uni.edu", "Cy Young", "20261002")]}, roster)[0] == "ada@uni.edu"
+    assert find_student({"users": [user("b@x.org", "Cy Young", "20261002")]}, roster)[0] == "20261002"
+    assert find_student({"users": [user("c@x.org", " cy young ")]}, roster)[0] == "Cy Young"
+    # a group: the first member on the roster
+    group = {"users": [user("z@x.org", "Zed"), user("y@x.org", "Yan", "20261002")]}
+    assert find_student(group, roster) == ("20261002", ["email 'z@x.org'", "name 'Zed'", "email 'y@x.org'",
+                                                        "sid '20261002'"])
+    assert find_student({"users": []}, roster) == (None, [])
+    assert find_student({}, roster) == (None, [])
+
+
+def test_a_folder_without_a_roster_is_refused(tmp_path):
+    (tmp_path / "hw").mkdir()
+    result = CliRunner().invoke(main, ["autograder", str(tmp_path / "hw"), "-o", str(tmp_path / "a.zip")])
+    assert result.exit_code == 2 and "is a folder without roster.csv" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "a.zip").exists()
+
+
+def test_a_roster_naming_a_missing_variant_writes_no_zip(tmp_path):
+    hw3 = roster_folder(tmp_path)
+    (hw3 / "cy@uni.edu/variant.yaml").unlink()
+    result = CliRunner().invoke(main, ["autograder", str(hw3), "-o", str(tmp_path / "a.zip")])
+    assert result.exit_code == 2 and "roster.csv:4" in result.output
+    assert "no variant file for student 'cy@uni.edu' (cy@uni.edu/variant.yaml)" in result.output
+    assert not (tmp_path / "a.zip").exists()
+
+
+def test_an_as_written_problem_warns_that_one_decimal_earns_full_credit(tmp_path):
+    # what the warning says is so: 0.0 for 0.0364, as written, passes
+    _, results = gradescope(write(tmp_path, "hw.yaml", SEED001 + "expected:\n  p1.delta: [[0.0, 0.1], [0.0, -0.1]]\n"))
+    assert results["score"] == 1 and results["tests"][0]["status"] == "passed"
+    # ... and a scenario's `rounding:` does not change that; `tolerance:` does
+    rounded = SEED001 + "rounding: {decimals: 4}\n"
+    _, results = gradescope(write(tmp_path, "r.yaml", rounded + "expected:\n  p1.delta: [[0.0, 0.1], [0.0, -0.1]]\n"))
+    assert results["score"] == 1
+    for text, warned in ((SEED001, True), (rounded, True), (SEED001 + "tolerance: {abs: 0.00005}\n", False)):
+        scenario = write(tmp_path, "problem.yaml", text)
+        result = CliRunner().invoke(main, ["autograder", str(scenario), "-o", str(tmp_path / "a.zip")])
+        assert result.exit_code == 0, result.output
+        warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warning) == warned, result.stderr
+        if warned:
+            assert "grades answers as written" in warning[0] and "(0.0 for 0.0364)" in warning[0]
+            assert "`tolerance: {abs: 0.00005}`" in warning[0]
+    _, results = gradescope(write(tmp_path, "t.yaml", SEED001 + "tolerance: {abs: 0.00005}\n"
+                                  "expected:\n  p1.delta: [[0.0, 0.1], [0.0, -0.1]]\n"))
+    assert results["score"] == 0
