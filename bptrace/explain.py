@@ -21,6 +21,7 @@ Nothing here prints; `bptrace.render.explain_text` formats these objects.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -213,8 +214,9 @@ def explain_many(scenario: Scenario, wanted) -> list:
 
 
 def _number(value):
-    """A factor's value: a float, or a formula as it is (`arithmetic: symbolic`)."""
-    return value if hasattr(value, "expr") else float(value)
+    """A factor's value: a float, a fraction (`arithmetic: exact`, written whole as p/q when
+    its decimals do not end) or a formula (`arithmetic: symbolic`), each as it is."""
+    return value if hasattr(value, "expr") or isinstance(value, Fraction) else float(value)
 
 
 def overview(scenario: Scenario, trace, name: str) -> StepOverview:
@@ -329,6 +331,12 @@ class _Explainer:
         if step.exact is not None and hasattr(step.exact[index], "expr"):
             # `arithmetic: symbolic`: the element is a formula, its terms formulas
             engine_value = value = step.exact[index]
+        elif step.exact is not None:
+            # `arithmetic: exact`: the fraction itself (1/3, not 0.3333333333); the engine's
+            # own result is the same fraction unless rounding or `given` replaced it
+            value = Fraction(step.exact[index])
+            if step.computed is None:
+                engine_value = value
         replaced = None
         if value != engine_value or (step.given is not None and step.given[index]):
             if step.given is not None and step.given[index]:
@@ -352,10 +360,11 @@ class _Explainer:
             expansion = Expansion("sum")
         result.kind = expansion.kind
         if expansion.kind == "sum":
-            running = 0.0
+            # whole 0 and 1 to start from, so that fractions stay fractions
+            running = 0
             for factors in expansion.terms:
                 operands = tuple(self.operand(f, step) for f in factors)
-                product = 1.0
+                product = 1
                 for operand in operands:
                     product *= operand.value
                 running += product

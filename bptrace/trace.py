@@ -8,6 +8,7 @@ term by term (`Expansion`).  Nothing here computes; renderers only format what i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -164,8 +165,10 @@ class Recorder:
 
     def _factor(self, factor) -> Factor:
         role, index, value = factor
-        # a formula (`arithmetic: symbolic`) is kept: its sums read in letters, not as nan
-        return Factor(self.roles.get(role, role), index, value if hasattr(value, "expr") else float(value))
+        # a formula (`arithmetic: symbolic`) is kept: its sums read in letters, not as nan;
+        # a fraction (`arithmetic: exact`) too: its terms read 1/3, not 0.3333333333
+        kept = hasattr(value, "expr") or type(value) is Fraction
+        return Factor(self.roles.get(role, role), index, value if kept else float(value))
 
     def _slot(self, at, kind: str):
         if self.want is not None and at not in self.want:

@@ -212,3 +212,22 @@ def test_the_file_names_its_arithmetic_and_a_bad_one_is_located():
     with pytest.raises(ScenarioError, match="line 1|:1:"):
         loads("arithmetic: decimal\ninput: [1]\nlayers: [{type: relu}]\nupstream: {delta: [1]}\n", "n.yaml")
     assert load(ROOT / "scenarios/seed001.yaml").numbers.name == "float"
+
+
+def test_explain_in_exact_arithmetic_writes_each_term_as_a_fraction():
+    # a mean over 3 outputs: every delta is 1/3, and the weight gradient 1/3·1 — written as
+    # the fraction it is, not as 0.3333333333 (the issue: "explain … each term as a fraction")
+    scenario = loads("input: [[1, 0, 0]]\nlayers:\n  - {type: dense, name: h, weights: [[0.375, -0.5, 0], "
+                     "[0.1, 0, 0], [1, 1, 1]], bias: [0, 0, 0]}\nloss: {type: mean}\n")
+    trace = bptrace.run(scenario, arithmetic="exact")
+    explained = trace.explain("h.grad.weights[0,0]")
+    assert explained.total == Fraction(1, 3) and explained.value == Fraction(1, 3)
+    assert [t.operands[0].value for t in explained.terms] == [Fraction(1, 3)]
+    text = explained.to_text(width=100)
+    assert "1/3" in text and "0.3333" not in text
+    # a value that rounding replaced keeps saying so
+    rounded = loads("input: [[1, 0, 0]]\nlayers:\n  - {type: dense, name: h, weights: [[0.375, -0.5, 0], "
+                    "[0.1, 0, 0], [1, 1, 1]], bias: [0, 0, 0]}\nloss: {type: mean}\n"
+                    "rounding: {decimals: 2, mode: truncate, apply: [h.delta]}\n")
+    told = bptrace.run(rounded, arithmetic="exact").explain("h.delta[0]")
+    assert told.value == Fraction(33, 100) and told.replaced

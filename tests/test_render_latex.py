@@ -275,3 +275,12 @@ def test_pictures_in_the_pdf_pooling_windows_and_heat(tmp_path):
 
 
 ZHANG_PATH = ROOT / "scenarios" / "zhang2016.yaml"
+
+
+def test_a_max_pool_winner_written_in_powers_of_ten_compiles(tmp_path):
+    # the winner's star on 2×10^{20} was a second superscript (`10^{20}^{\star}`): a LaTeX error
+    trace = run(loads("input: [[2.0e+20, 1.0e+20], [3, 4]]\nlayers:\n  - {type: maxpool, name: m, size: 2}\n"
+                      "upstream: {delta: 1}\n"))
+    source = latex.render(trace)
+    assert "}^{\\star}" in source and not re.search(r"10\^\{\d+\}\^", source)
+    compile_tex(tmp_path, source)

@@ -604,7 +604,9 @@ def _sums(items, links) -> str:
 def _body(item, links):
     """[(latex piece, plain length)] of the right-hand side, and the tail after the total."""
     if item.kind == "max":
-        pieces = [((r"\max(" if k == 0 else " ") + step_number(t) + (r"^{\star}" if k == item.winner else "")
+        # the winner's star goes on the braced number: 2\times 10^{20} already has a superscript
+        pieces = [((r"\max(" if k == 0 else " ")
+                   + ("{" + step_number(t) + r"}^{\star}" if k == item.winner else step_number(t))
                    + (")" if k == len(item.products) - 1 else ","), len(t) + 2)
                   for k, t in enumerate(item.products)]
         tail = r"\ \text{from }" + _element(item.winner_label, links) + (r"\text{ (a tie: the first wins)}" if item.tie else "")
