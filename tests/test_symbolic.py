@@ -214,6 +214,27 @@ def test_relu_on_unbound_letters_is_a_located_refusal():
     assert same(full(trace, "r.out", (0, 0)), S("a") * S("w1") + S("b") * S("w2"))
 
 
+CLASSES = """arithmetic: symbolic
+input: [[1, 2], [3, 4]]
+layers:
+  - {type: dense, name: d, weights: [[1, 0], [0, 1]]}
+loss: {type: cross_entropy, target: [k, j]}
+"""
+
+
+def test_a_letter_as_a_class_index_is_a_located_refusal_or_its_value():
+    # a letter as cross_entropy's class index was a TypeError (Sym has no `:g` format)
+    with pytest.raises(ScenarioError, match="class index k is a letter without a value") as error:
+        loads(CLASSES, "ce.yaml")
+    assert error.value.line == 5 and "values:" in (error.value.hint or "")
+    with pytest.raises(ScenarioError, match="class index 1.5 is not a whole number"):
+        loads(CLASSES + "values: {k: 1.5, j: 0}\n")
+    # bound to whole numbers, the letters are the classes: −log softmax(d.out)[k], by hand
+    trace = run(loads(CLASSES + "values: {k: 1, j: 0}\n"))
+    loss = (sympy.log(sympy.exp(1) + sympy.exp(2)) - 2 + sympy.log(sympy.exp(3) + sympy.exp(4)) - 3) / 2
+    assert abs(float(trace["loss"].values) - float(loss)) < 1e-12
+
+
 def test_a_letter_in_a_float_scenario_is_a_located_refusal():
     with pytest.raises(ScenarioError) as error:
         loads("input: [a, 1]\nlayers:\n  - {type: relu, name: r}\nupstream: {layer: r, delta: [1, 1]}\n", "f.yaml")
