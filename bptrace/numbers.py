@@ -68,6 +68,12 @@ class Floats:
         float that slipped in through a function without an exact value)."""
         return True
 
+    @staticmethod
+    def softmax_shift(values):
+        """What softmax subtracts from its scores before exp: the largest, so that nothing
+        overflows (the ratio is unchanged; exact: exp(0) = 1 is exact at the largest)."""
+        return max(values)
+
     def sigmoid(self, z):
         """σ(z) = 1/(1 + e^(−z)); the two forms avoid overflow of exp for large |z|."""
         if z >= 0:

@@ -264,6 +264,12 @@ class Symbolic(Exact):
         return out
 
     @staticmethod
+    def softmax_shift(values):
+        # nothing to overflow in a formula, and letters cannot be compared: exp(a)/(exp(a) +
+        # exp(b)) as on paper
+        return 0
+
+    @staticmethod
     def exp(z): return _function(z, sympy.exp, math.exp)
     @staticmethod
     def log(z): return _function(z, sympy.log, math.log)

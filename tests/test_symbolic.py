@@ -235,6 +235,30 @@ def test_a_letter_as_a_class_index_is_a_located_refusal_or_its_value():
     assert abs(float(trace["loss"].values) - float(loss)) < 1e-12
 
 
+def test_softmax_and_cross_entropy_on_unbound_letters_are_the_textbook_formulas():
+    # shifting by the largest score (float overflow's guard) needed numbers to compare, so a
+    # softmax of letters was refused; on paper it is exp(a)/(exp(a) + exp(b))
+    a, b, u, v = S("a"), S("b"), S("u"), S("v")
+    trace = run(loads("arithmetic: symbolic\ninput: [[a, b]]\nlayers:\n  - {type: softmax, name: s}\n"
+                      "upstream: {layer: s, delta: [[u, v]]}\n"))
+    pa, pb = sympy.exp(a) / (sympy.exp(a) + sympy.exp(b)), sympy.exp(b) / (sympy.exp(a) + sympy.exp(b))
+    assert sympy.simplify(full(trace, "s.out", (0, 0)) - pa) == 0
+    assert sympy.simplify(full(trace, "input.delta", (0, 0)) - pa * (u - (u * pa + v * pb))) == 0
+    shown = trace.to_text(width=200)
+    assert "exp(a)/(exp(a) + exp(b))" in shown and "nan" not in shown
+    loss = run(loads("arithmetic: symbolic\ninput: [[a, b]]\nlayers:\n  - {type: identity, name: d}\n"
+                     "loss: {type: cross_entropy, target: 1}\n"))
+    assert sympy.simplify(full(loss, "loss") - (sympy.log(sympy.exp(a) + sympy.exp(b)) - b)) == 0
+    assert sympy.simplify(full(loss, "d.delta", (0, 0)) - pa) == 0
+    # bound, the numbers are the float run's
+    bound = "values: {a: 0.5, b: -1.25, u: 2, v: 0.75}\n"
+    text = "input: [[a, b]]\nlayers:\n  - {type: softmax, name: s}\nupstream: {layer: s, delta: [[u, v]]}\n"
+    floats = run(loads(text.replace("a, b", "0.5, -1.25").replace("u, v", "2, 0.75")))
+    letters = run(loads("arithmetic: symbolic\n" + text + bound))
+    for name in ("s.out", "input.delta"):
+        np.testing.assert_allclose(letters[name].values, floats[name].values, rtol=1e-12, atol=1e-15)
+
+
 def test_a_letter_in_a_float_scenario_is_a_located_refusal():
     with pytest.raises(ScenarioError) as error:
         loads("input: [a, 1]\nlayers:\n  - {type: relu, name: r}\nupstream: {layer: r, delta: [1, 1]}\n", "f.yaml")
