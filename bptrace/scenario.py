@@ -22,7 +22,7 @@ from .plan import Node, Plan, input_value, layer_value
 from .rounding import MODES
 from .source import Document, read_document, parse_text
 from .spec import Spec, fill_origin, kind_of, read_tensor, shape_error, shape_words
-from .tensors import canonical_index, display_index, fits, format_index, kept_axes
+from .tensors import canonical_index, display_index, every, fits, format_index, kept_axes
 
 TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "inputs", "layers", "output", "upstream",
             "loss", "given", "learning_rate", "rounding", "expected", "init", "tolerance",
@@ -689,7 +689,7 @@ def _start(top: Spec, scenario: Scenario):
         shape = scenario.layer(name).out_shape
         delta = spec.tensor("delta", what="the upstream delta", shape=shape)
         if delta.ndim == 0:
-            delta = np.full(shape, float(delta))     # one number: every element of the output gets it
+            delta = every(delta, shape)     # one number: every element of the output gets it
         if not fits(delta.shape, shape):
             raise shape_error(top.doc, ("upstream", "delta"), f"the error at {name}'s output",
                               delta.shape, shape)
@@ -934,7 +934,7 @@ def _optimizer_state(spec: Spec, scenario: Scenario) -> dict:
                 continue
             tensor = entry.tensor(name, what=f"{key}'s {name}", shape=shape)
             if tensor.ndim == 0:
-                tensor = np.full(shape, float(tensor))
+                tensor = every(tensor, shape)
             if not fits(tensor.shape, shape):
                 raise shape_error(spec.doc, entry.path + (name,), f"{key}'s {name}", tensor.shape, shape)
             if name in ("exp_avg_sq", "square_avg", "sum") and (tensor < 0).any():

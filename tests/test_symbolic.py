@@ -259,6 +259,18 @@ def test_softmax_and_cross_entropy_on_unbound_letters_are_the_textbook_formulas(
         np.testing.assert_allclose(letters[name].values, floats[name].values, rtol=1e-12, atol=1e-15)
 
 
+def test_one_letter_stands_for_every_element_as_one_number_does():
+    # `bias: b` and `upstream: {delta: u}` were filled through float(): nan, then a ValueError
+    x1, x2, k, b, u = (S(n) for n in ("x1", "x2", "k", "b", "u"))
+    trace = run(loads("arithmetic: symbolic\ninput: [[x1, x2]]\nlayers:\n"
+                      "  - {type: dense, name: d, weights: [[k, 1], [1, k]], bias: b}\nupstream: {delta: u}\n"))
+    assert same(full(trace, "d.out", (0, 1)), x1 + k * x2 + b)
+    assert same(full(trace, "d.grad.bias", (0,)), u) and same(full(trace, "input.delta", (0, 0)), u * k + u)
+    conv = run(loads("arithmetic: symbolic\ninput: [[x1, x2], [x3, x4]]\nlayers:\n"
+                     "  - {type: conv, name: c, kernel: [[k]], bias: b}\nloss: {type: sum}\n"))
+    assert same(full(conv, "c.out", (0, 0, 1, 1)), k * S("x4") + b)
+
+
 def test_a_letter_in_a_float_scenario_is_a_located_refusal():
     with pytest.raises(ScenarioError) as error:
         loads("input: [a, 1]\nlayers:\n  - {type: relu, name: r}\nupstream: {layer: r, delta: [1, 1]}\n", "f.yaml")
