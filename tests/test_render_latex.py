@@ -284,3 +284,13 @@ def test_a_max_pool_winner_written_in_powers_of_ten_compiles(tmp_path):
     source = latex.render(trace)
     assert "}^{\\star}" in source and not re.search(r"10\^\{\d+\}\^", source)
     compile_tex(tmp_path, source)
+
+
+def test_letters_with_two_digit_subscripts_are_one_subscript(tmp_path):
+    # k₂₂ in a sum's terms was written k_{2}_{2}: "Double subscript", and pdflatex stopped
+    pytest.importorskip("sympy")
+    trace = run(loads("arithmetic: symbolic\ninput: [[x11, x12], [x21, x22]]\nlayers:\n"
+                      "  - {type: conv, name: c, kernel: [[k11]], bias: b}\nloss: {type: sum}\n"))
+    source = latex.render(trace)
+    assert "k_{11}" in source and not re.search(r"_\{\d\}_\{", source)
+    compile_tex(tmp_path, source)

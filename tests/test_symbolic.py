@@ -266,6 +266,12 @@ def test_one_letter_stands_for_every_element_as_one_number_does():
                       "  - {type: dense, name: d, weights: [[k, 1], [1, k]], bias: b}\nupstream: {delta: u}\n"))
     assert same(full(trace, "d.out", (0, 1)), x1 + k * x2 + b)
     assert same(full(trace, "d.grad.bias", (0,)), u) and same(full(trace, "input.delta", (0, 0)), u * k + u)
+    # the loss's (out − target) of letters reads in names, never as "nan − y₁"
+    import bptrace
+
+    shown = bptrace.run("arithmetic: symbolic\ninput: [[x1, x2]]\nlayers:\n  - {type: dense, name: d, weights: "
+                        "[[k, 1], [1, k]]}\nloss: {type: mse, target: [[y1, y2]]}\n").to_text(width=200)
+    assert "d.out[0] − y₁" in shown and "nan" not in shown
     conv = run(loads("arithmetic: symbolic\ninput: [[x1, x2], [x3, x4]]\nlayers:\n"
                      "  - {type: conv, name: c, kernel: [[k]], bias: b}\nloss: {type: sum}\n"))
     assert same(full(conv, "c.out", (0, 0, 1, 1)), k * S("x4") + b)

@@ -479,6 +479,9 @@ def _difference(factor, trace, digits) -> str | None:
         out_value, target_value = trace[out].values[factor.index], np.asarray(target)[factor.index]
     except (IndexError, TypeError):
         return None
+    if np.isnan(out_value):
+        # letters without values (`arithmetic: symbolic`): the factor's formula says it
+        return None
     return f"({signed(out_value, digits)} − {signed(target_value, digits)})"
 
 
