@@ -473,6 +473,7 @@ def from_formula(text_: str, letters: dict) -> sympy.Expr:
     from . import formula as F
 
     tree = F.parse(text_)
+    _products(tree, F.FormulaError)
 
     def walk(node):
         kind = node.kind
@@ -499,6 +500,39 @@ def from_formula(text_: str, letters: dict) -> sympy.Expr:
         return FUNCS[node.value](*args)
 
     return walk(tree)
+
+
+# A student's formula is multiplied out to be compared: one that multiplies out to more
+# products than a page holds, or raises to a power no exercise asks for, would take sympy
+# minutes (i1**99999999, nine-term sums multiplied 8 times), so it is refused as it is read.
+MOST_PRODUCTS = 10_000
+MOST_POWER = 100
+
+
+def _products(node, error) -> int:
+    """How many products, at most, the formula under `node` multiplies out to (capped)."""
+    kind = node.kind
+    if kind in ("num", "name"):
+        return 1
+    counts = [_products(a, error) for a in node.args]
+    if kind in ("+", "-", "/"):
+        n = counts[0] + counts[1]         # a quotient's top and bottom multiply out apart
+    elif kind == "*":
+        n = counts[0] * counts[1]
+    elif kind == "**":
+        power = abs(Fraction(node.value))
+        if power > MOST_POWER:
+            raise error(f"the power {node.value} is too large for a formula answer (at most {MOST_POWER})",
+                        node.at, "write the formula as the chain rule gives it")
+        # a sum of t terms to the whole power k multiplies out to at most C(t + k − 1, k) products
+        k = math.ceil(power)
+        n = math.comb(counts[0] + k - 1, k) if counts[0] > 1 else 1
+    else:
+        n = counts[0] if counts else 1
+    if n > MOST_PRODUCTS:
+        raise error(f"the formula multiplies out to too many products (more than {MOST_PRODUCTS:,})", node.at,
+                    "write the formula as the chain rule gives it, without multiplying sums together")
+    return n
 
 
 def same_formula(answer, expected, *, trials: int = 5, seed: int = 0) -> tuple[bool, str | None]:

@@ -120,6 +120,22 @@ def test_a_formula_answer_is_parsed_by_the_whitelist_parser(tmp_path):
         read_answers(str(sheet), sc)
 
 
+@pytest.mark.parametrize("answer", ["i1**99999999", "2**-99999999", "(i1 + i2)**99999",
+                                    "((i1 + i2 + i3)**10)**10",
+                                    "*".join(["(i1 + i2 + i3 + i4 + i5 + i6 + i7 + i8 + i9)"] * 8)])
+def test_an_answer_that_multiplies_out_to_pages_is_refused_at_once(tmp_path, answer):
+    # each of these hung check (sympy expanding or computing a number of millions of digits)
+    from bptrace.check.answers import read_answers
+
+    sheet = tmp_path / "a.yaml"
+    sheet.write_text(f'c2.out: "{answer}"\n')
+    with pytest.raises(ScenarioError, match="too large|too many") as error:
+        read_answers(str(sheet), load(SEED002))
+    assert error.value.line == 1
+    sheet.write_text('c2.out: "(i1 + i2)**2 * w2_1**-3 + 2**10"\n')       # an ordinary power is read
+    read_answers(str(sheet), load(SEED002))
+
+
 def test_same_formula_spot_checks_and_gives_a_reason():
     from bptrace.symbolic import same_formula
 
