@@ -27,7 +27,7 @@ from .layers import EPS, Names, noise_bound
 from .losses import LOSS_DATA, LOSS_L2, REGULARIZED
 from .notation import Frac, Paren, Power, Ref, Sum, add, eq, listed, prod, seq, sym
 from .notation import node as as_notation
-from .numbers import NotExact, round_exact
+from .numbers import MOST_DIGITS, NotExact, round_exact, too_long
 from .optim import Update
 from .rounding import round_array
 from .scenario import Patch, Scenario, merge_patches, non_finite_error, step_error
@@ -268,6 +268,9 @@ class _Run:
         if why is None:
             computed = self.num.array(computed).reshape(shape)
             if all(map(self.num.own, computed.reshape(-1).tolist())):
+                if any(map(too_long, computed.reshape(-1).tolist())):
+                    raise step_error(self.scenario, name, f"{name} cannot be written exactly: its exact value has "
+                                     f"more than {MOST_DIGITS:,} digits", "use `arithmetic: float`")
                 return computed
         patch = self.pinned.get(name)
         if pinned and patch is not None and patch.mask.all():

@@ -155,6 +155,17 @@ class Exact(Floats):
     sqrt = staticmethod(_exact_sqrt)
 
 
+# Python writes no whole number of more than 4300 digits (sys.get_int_max_str_digits): an
+# exact value whose text could need more is refused where it is computed, as no page holds it
+MOST_DIGITS = 4000
+
+
+def too_long(q) -> bool:
+    """Whether q's text (its decimals, or p/q) may have more than MOST_DIGITS digits: at most
+    0.302 digits per bit of the numerator, plus one decimal per bit of the denominator."""
+    return type(q) is Fraction and q.numerator.bit_length() * 0.302 + q.denominator.bit_length() > MOST_DIGITS
+
+
 def _float(q) -> float:
     """The float nearest q; ±inf past the largest float, as float arithmetic would give."""
     try:

@@ -231,3 +231,18 @@ def test_explain_in_exact_arithmetic_writes_each_term_as_a_fraction():
                     "rounding: {decimals: 2, mode: truncate, apply: [h.delta]}\n")
     told = bptrace.run(rounded, arithmetic="exact").explain("h.delta[0]")
     assert told.value == Fraction(33, 100) and told.replaced
+
+
+def test_an_exact_value_too_long_to_write_is_a_located_refusal(tmp_path):
+    # (1/2)^10000 has 10,000 decimals: writing it raised Python's ValueError (more than 4300
+    # digits in one int's text), a traceback from every format; refused where it is computed
+    sheet = tmp_path / "long.yaml"
+    sheet.write_text("name: powers\ninputs: {x: 0.5}\nnodes:\n  f: x ** 100\n  g: f ** 100\n")
+    out = tmp_path / "out.json"
+    told = CliRunner().invoke(main, ["run", str(sheet), "--arithmetic", "exact", "--format", "json", "-o", str(out)])
+    assert told.exit_code == 2 and "Traceback" not in told.output and not out.exists()
+    assert "nodes.g" in told.output and "4,000 digits" in told.output and ":5:" in told.output
+    assert bptrace.run(str(sheet), arithmetic="float")["g.out"].values == 0.5 ** 10000
+    # (1/2)^100 is written whole
+    sheet.write_text("name: powers\ninputs: {x: 0.5}\nnodes:\n  f: x ** 100\n")
+    assert exact_text(bptrace.run(str(sheet), arithmetic="exact")["f.out"].exact.reshape(-1)[0]) == exact_text(Fraction(1, 2 ** 100))
