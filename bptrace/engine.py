@@ -370,7 +370,8 @@ class _Run:
                 noise = self._loop(("forward", layer.name, "noise"), lambda: layer.forward_noise(
                     x, params[layer.name], out, self.bounds({**self._inputs(layer, n),
                                                              **{r: n.param(r) for r in layer.param_roles}})))
-            notes = layer.notes(x, n)
+            # a forward pass refused (NotExact) has no winners or sides to note: emit refuses it
+            notes = [] if isinstance(out, NotExact) else layer.notes(x, n)
             if n.x in self.decided and layer.elementwise and layer.decides:
                 count = self.decided[n.x]
                 notes.append(f"{count} element{'s' if count > 1 else ''} of {n.x} {'are' if count > 1 else 'is'} 0 "

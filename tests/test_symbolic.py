@@ -293,6 +293,19 @@ def test_one_letter_stands_for_every_element_as_one_number_does():
     assert same(full(conv, "c.out", (0, 0, 1, 1)), k * S("x4") + b)
 
 
+def test_max_pool_on_unbound_letters_is_a_located_refusal():
+    # the winner was asked for again by the step's notes, outside the refusal: a traceback
+    text = "arithmetic: symbolic\ninput: [[a, b], [c, d]]\nlayers:\n  - {type: maxpool, name: m, size: 2}\n" \
+           "upstream: {layer: m, delta: u}\n"
+    with pytest.raises(ScenarioError) as error:
+        run(loads(text, "pool.yaml"))
+    assert "m (maxpool)" in str(error.value) and "values:" in (error.value.hint or "") and error.value.line == 4
+    with pytest.raises(ScenarioError, match="m \\(maxpool\\)"):
+        run(loads(text + "values: {a: 1, b: 3, c: 2}\n"))
+    trace = run(loads(text + "values: {a: 1, b: 3, c: 2, d: 0.5}\n"))
+    assert same(full(trace, "m.out", (0, 0, 0, 0)), S("b")) and same(full(trace, "input.delta", (0, 0, 0, 1)), S("u"))
+
+
 def test_a_letter_in_a_float_scenario_is_a_located_refusal():
     with pytest.raises(ScenarioError) as error:
         loads("input: [a, 1]\nlayers:\n  - {type: relu, name: r}\nupstream: {layer: r, delta: [1, 1]}\n", "f.yaml")
