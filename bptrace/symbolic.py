@@ -669,7 +669,7 @@ def check_formulas(report, model, answers, scenario_path: str):
     scenario's letters), whatever its form; wrong with the reason."""
     import shlex
 
-    from .check.matching import RIGHT, WRONG
+    from .check.matching import RIGHT, WRONG, Written, match
     from .check.report import FirstWrong, Row
     from .tensors import display_index, format_index, fits
 
@@ -689,11 +689,20 @@ def check_formulas(report, model, answers, scenario_path: str):
         for cell, expr, written in zip(cells, mine, answer.written):
             right = step.exact[cell]
             full = right.full if isinstance(right, Sym) else _rational(right)
-            ok, reason = same_formula(expr, full)
+            value = right.value if isinstance(right, Sym) else right
+            if not expr.free_symbols and value is not None:
+                # a number for a step whose letters are all bound: judged as float mode
+                # judges it, against the step's value (as written: 0.33 for 1/3)
+                how = match(Written(float(expr), written.text), float(value), report.tolerance)
+                ok, reason = how is not None, how or (f"yours is {written.text}; with the values bound it is "
+                                                      f"{text(full)} = {text(_rational(Fraction(value)))}")
+            else:
+                ok, reason = same_formula(expr, full)
+                reason = reason or "the same formula"
             shown = display_index(shape, cell, base)
             rows.append(Row(answer.name, cell, answer.name + format_index(shown), Sym(expr),
                             Sym(full, full, getattr(right, "value", None)), RIGHT if ok else WRONG,
-                            "the same formula" if ok else reason, written=written, shown_index=shown,
+                            reason, written=written, shown_index=shown,
                             element=answer.index is not None))
     rows.sort(key=lambda row: (model.order[row.name], row.index is None, row.index or ()))
     report.rows = rows

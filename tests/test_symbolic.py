@@ -136,6 +136,24 @@ def test_an_answer_that_multiplies_out_to_pages_is_refused_at_once(tmp_path, ans
     read_answers(str(sheet), load(SEED002))
 
 
+def test_a_number_answers_a_step_whose_letters_are_all_bound(tmp_path, capsys):
+    # r.out = a·w1 + b·w2 = 1·0.5 + 2·0.25 = 1 with every letter bound: "1" was called wrong
+    # ("yours is 1, … where the chain rule gives a·w₁ + b·w₂"), though it is that step's value
+    sc = tmp_path / "bound.yaml"
+    sc.write_text(RELU + "values: {a: 1, b: 2, w1: 0.5, w2: 0.25, y: 3}\n")
+    sheet = tmp_path / "a.yaml"
+    sheet.write_text('r.out: 1\nloss: 4\nd.grad.weights: ["2*(a*w1 + b*w2 - y)*a", -8]\nd.delta: -4.0\n')
+    with pytest.raises(SystemExit) as done:
+        main(["check", str(sc), "--expected", str(sheet), "--width", "300"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0, out
+    sheet.write_text("r.out: 1.5\nd.delta: -4.1\n")
+    with pytest.raises(SystemExit) as done:
+        main(["check", str(sc), "--expected", str(sheet), "--width", "300"])
+    out = capsys.readouterr().out
+    assert done.value.code == 1 and "0 passed, 2 failed" in out
+
+
 def test_same_formula_spot_checks_and_gives_a_reason():
     from bptrace.symbolic import same_formula
 
