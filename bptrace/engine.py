@@ -281,7 +281,10 @@ class _Run:
             what = f"the {sc.update.type} update"
         if getattr(why, "message", None):
             # symbolic: a comparison on letters without values (relu's side, max-pool's winner)
-            raise step_error(sc, name, f"{name}: {what} {why.message}", why.hint)
+            message = why.message
+            if layer and any(x.name == layer and x.type in ("maxpool", "global_maxpool") for x in sc.layers):
+                message = message.replace("decide its side", "decide each window's winner")
+            raise step_error(sc, name, f"{name}: {what} {message}", why.hint)
         need = f"{why.function}, which has no exact value here ({why})" if why else "floating-point numbers"
         raise step_error(sc, name, f"{name} cannot be computed exactly: {what} needs {need}",
                          f"pin {name} with `given:` (its values as on paper), or use `arithmetic: float`"

@@ -317,7 +317,8 @@ def test_max_pool_on_unbound_letters_is_a_located_refusal():
            "upstream: {layer: m, delta: u}\n"
     with pytest.raises(ScenarioError) as error:
         run(loads(text, "pool.yaml"))
-    assert "m (maxpool)" in str(error.value) and "values:" in (error.value.hint or "") and error.value.line == 4
+    assert "m (maxpool) needs numbers to decide each window's winner" in str(error.value)
+    assert "values:" in (error.value.hint or "") and error.value.line == 4
     with pytest.raises(ScenarioError, match="m \\(maxpool\\)"):
         run(loads(text + "values: {a: 1, b: 3, c: 2}\n"))
     trace = run(loads(text + "values: {a: 1, b: 3, c: 2, d: 0.5}\n"))
