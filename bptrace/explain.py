@@ -222,7 +222,10 @@ def _number(value):
 def overview(scenario: Scenario, trace, name: str) -> StepOverview:
     step = trace[name]
     base = trace.conventions["index_base"]
-    elements = [(display_index(step.shape, idx, base), float(step.values[idx])) for idx in np.ndindex(*step.shape)]
+    # exact and symbolic: each element as it is (1/3, c2.delta·w²₁), not its float (nan for letters)
+    elements = [(display_index(step.shape, idx, base),
+                 _number(step.exact[idx]) if step.exact is not None else float(step.values[idx]))
+                for idx in np.ndindex(*step.shape)]
     replaced = None
     if step.computed is not None:
         replaced = [(display_index(step.shape, idx, base), float(step.computed[idx]))

@@ -225,6 +225,8 @@ def test_explain_in_exact_arithmetic_writes_each_term_as_a_fraction():
     assert [t.operands[0].value for t in explained.terms] == [Fraction(1, 3)]
     text = explained.to_text(width=100)
     assert "1/3" in text and "0.3333" not in text
+    overview = trace.explain("h.delta").to_text(width=100)       # the whole step, laid out
+    assert "1/3   1/3   1/3" in overview and "0.3333" not in overview
     # a value that rounding replaced keeps saying so
     rounded = loads("input: [[1, 0, 0]]\nlayers:\n  - {type: dense, name: h, weights: [[0.375, -0.5, 0], "
                     "[0.1, 0, 0], [1, 1, 1]], bias: [0, 0, 0]}\nloss: {type: mean}\n"

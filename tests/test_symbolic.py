@@ -154,6 +154,14 @@ def test_a_number_answers_a_step_whose_letters_are_all_bound(tmp_path, capsys):
     assert done.value.code == 1 and "0 passed, 2 failed" in out
 
 
+def test_explain_of_a_whole_step_lays_out_its_formulas(capsys):
+    # the overview's table was each element's float: nan for every formula
+    with pytest.raises(SystemExit) as done:
+        main(["explain", str(SEED002), "c1.delta", "--width", "200"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "c2.delta·w²₄" in out.split("laid out as the tensor")[1] and "nan" not in out
+
+
 def test_same_formula_spot_checks_and_gives_a_reason():
     from bptrace.symbolic import same_formula
 
