@@ -162,6 +162,15 @@ def test_explain_of_a_whole_step_lays_out_its_formulas(capsys):
     assert done.value.code == 0 and "c2.delta·w²₄" in out.split("laid out as the tensor")[1] and "nan" not in out
 
 
+def test_unrolled_on_unbound_letters_is_refused_not_called_different(capsys):
+    # it printed a matrix of nan and "largest difference nan ✗ DIFFERENT"
+    with pytest.raises(SystemExit) as done:
+        main(["explain", "--unrolled", str(SEED002), "c1"])
+    out = capsys.readouterr()
+    assert done.value.code == 2 and "letters without values" in out.err + out.out
+    assert "DIFFERENT" not in out.out and "Traceback" not in out.err
+
+
 def test_same_formula_spot_checks_and_gives_a_reason():
     from bptrace.symbolic import same_formula
 
