@@ -499,7 +499,12 @@ def from_formula(text_: str, letters: dict) -> sympy.Expr:
             return args[0] ** _rational(Fraction(node.value))
         return FUNCS[node.value](*args)
 
-    return walk(tree)
+    expr = walk(tree)
+    if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        # i1/0 or log(0): sympy's zoo (complex infinity) is no answer to judge
+        raise F.FormulaError("the formula divides by zero (or takes log 0): it has no value", 0,
+                             "write the formula as the chain rule gives it")
+    return expr
 
 
 # A student's formula is multiplied out to be compared: one that multiplies out to more

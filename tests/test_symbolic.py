@@ -132,6 +132,9 @@ def test_an_answer_that_multiplies_out_to_pages_is_refused_at_once(tmp_path, ans
     with pytest.raises(ScenarioError, match="too large|too many") as error:
         read_answers(str(sheet), load(SEED002))
     assert error.value.line == 1
+    sheet.write_text('c2.out: "i1/0 + w2_1"\n')          # was judged wrong as "yours is zoo·i₁"
+    with pytest.raises(ScenarioError, match="divides by zero"):
+        read_answers(str(sheet), load(SEED002))
     sheet.write_text('c2.out: "(i1 + i2)**2 * w2_1**-3 + 2**10"\n')       # an ordinary power is read
     read_answers(str(sheet), load(SEED002))
 
