@@ -27,7 +27,7 @@ from .layers import EPS, Names, noise_bound
 from .losses import LOSS_DATA, LOSS_L2, REGULARIZED
 from .notation import Frac, Paren, Power, Ref, Sum, add, eq, listed, prod, seq, sym
 from .notation import node as as_notation
-from .numbers import NotExact, round_exact
+from .numbers import MOST_DIGITS, NotExact, round_exact, too_long
 from .optim import Update
 from .rounding import round_array
 from .scenario import Patch, Scenario, merge_patches, non_finite_error, step_error
@@ -276,6 +276,9 @@ class _Run:
         if why is None:
             computed = self.num.array(computed).reshape(shape)
             if all(map(self.num.own, computed.reshape(-1).tolist())):
+                if any(map(too_long, computed.reshape(-1).tolist())):
+                    raise step_error(self.scenario, name, f"{name} cannot be written exactly: its exact value has "
+                                     f"more than {MOST_DIGITS:,} digits", "use `arithmetic: float`")
                 return computed
         patch = self.pinned.get(name)
         if pinned and patch is not None and patch.mask.all():
@@ -286,7 +289,10 @@ class _Run:
             what = f"the {sc.update.type} update"
         if getattr(why, "message", None):
             # symbolic: a comparison on letters without values (relu's side, max-pool's winner)
-            raise step_error(sc, name, f"{name}: {what} {why.message}", why.hint)
+            message = why.message
+            if layer and any(x.name == layer and x.type in ("maxpool", "global_maxpool") for x in sc.layers):
+                message = message.replace("decide its side", "decide each window's winner")
+            raise step_error(sc, name, f"{name}: {what} {message}", why.hint)
         need = f"{why.function}, which has no exact value here ({why})" if why else "floating-point numbers"
         raise step_error(sc, name, f"{name} cannot be computed exactly: {what} needs {need}",
                          f"pin {name} with `given:` (its values as on paper), or use `arithmetic: float`"
@@ -395,7 +401,8 @@ class _Run:
                 noise = self._loop(("forward", layer.name, "noise"), lambda: layer.forward_noise(
                     x, params[layer.name], out, self.bounds({**self._inputs(layer, n),
                                                              **{r: n.param(r) for r in layer.param_roles}})))
-            notes = layer.notes(x, n)
+            # a forward pass refused (NotExact) has no winners or sides to note: emit refuses it
+            notes = [] if isinstance(out, NotExact) else layer.notes(x, n)
             if n.x in self.decided and hasattr(layer, "noisy_tie"):
                 notes.append(f"values of {n.x} equal within float noise: {layer.type} took each window's maximum "
                              "from the exact values (the scenario traced in fractions)")

@@ -214,16 +214,18 @@ def explain_many(scenario: Scenario, wanted) -> list:
 
 
 def _number(value):
-    """A factor's value: a float, or a fraction or formula as it is (`arithmetic: exact`,
-    `symbolic`)."""
-    return value if isinstance(value, Fraction) or hasattr(value, "expr") else float(value)
+    """A factor's value: a float, a fraction (`arithmetic: exact`, written whole as p/q when
+    its decimals do not end) or a formula (`arithmetic: symbolic`), each as it is."""
+    return value if hasattr(value, "expr") or isinstance(value, Fraction) else float(value)
 
 
 def overview(scenario: Scenario, trace, name: str) -> StepOverview:
     step = trace[name]
     base = trace.conventions["index_base"]
-    shown = step.values if step.exact is None else step.exact
-    elements = [(display_index(step.shape, idx, base), _number(shown[idx])) for idx in np.ndindex(*step.shape)]
+    # exact and symbolic: each element as it is (1/3, c2.delta·w²₁), not its float (nan for letters)
+    elements = [(display_index(step.shape, idx, base),
+                 _number(step.exact[idx]) if step.exact is not None else float(step.values[idx]))
+                for idx in np.ndindex(*step.shape)]
     replaced = None
     if step.computed is not None:
         replaced = [(display_index(step.shape, idx, base), float(step.computed[idx]))
@@ -329,11 +331,15 @@ class _Explainer:
         step = self.trace[name]
         engine_value = float(step.computed[index] if step.computed is not None else step.values[index])
         value = float(step.values[index])
-        if step.exact is not None:
-            # `arithmetic: exact` or `symbolic`: the element is a fraction or a formula, and so
-            # are its terms
-            value = step.exact[index]
-            engine_value = value if step.computed is None else engine_value
+        if step.exact is not None and hasattr(step.exact[index], "expr"):
+            # `arithmetic: symbolic`: the element is a formula, its terms formulas
+            engine_value = value = step.exact[index]
+        elif step.exact is not None:
+            # `arithmetic: exact`: the fraction itself (1/3, not 0.3333333333); the engine's
+            # own result is the same fraction unless rounding or `given` replaced it
+            value = Fraction(step.exact[index])
+            if step.computed is None:
+                engine_value = value
         replaced = None
         if value != engine_value or (step.given is not None and step.given[index]):
             if step.given is not None and step.given[index]:
@@ -357,7 +363,7 @@ class _Explainer:
             expansion = Expansion("sum")
         result.kind = expansion.kind
         if expansion.kind == "sum":
-            # from the whole numbers 0 and 1, so that fractions and formulas stay what they are
+            # whole 0 and 1 to start from, so that fractions stay fractions
             running = 0
             for factors in expansion.terms:
                 operands = tuple(self.operand(f, step) for f in factors)

@@ -168,7 +168,7 @@ class CrossEntropy(Loss):
     def _log_softmax(self, row):
         # (z − max) − log Σ exp(z − max): max + log Σ … would lose the log to the max's
         # rounding (at logits 1e17 the loss of [1e17, 1e17] would come out 0, not log 2)
-        top = max(row)
+        top = self.num.softmax_shift(row)
         shifted = [z - top for z in row]
         log_total = self.num.log(sum(self.num.exp(s) for s in shifted))
         return [s - log_total for s in shifted]

@@ -68,6 +68,12 @@ class Floats:
         float that slipped in through a function without an exact value)."""
         return True
 
+    @staticmethod
+    def softmax_shift(values):
+        """What softmax subtracts from its scores before exp: the largest, so that nothing
+        overflows (the ratio is unchanged; exact: exp(0) = 1 is exact at the largest)."""
+        return max(values)
+
     def sigmoid(self, z):
         """σ(z) = 1/(1 + e^(−z)); the two forms avoid overflow of exp for large |z|."""
         if z >= 0:
@@ -147,6 +153,17 @@ class Exact(Floats):
     tanh = staticmethod(_only_at("tanh", 0, 0))
     erf = staticmethod(_only_at("erf", 0, 0))
     sqrt = staticmethod(_exact_sqrt)
+
+
+# Python writes no whole number of more than 4300 digits (sys.get_int_max_str_digits): an
+# exact value whose text could need more is refused where it is computed, as no page holds it
+MOST_DIGITS = 4000
+
+
+def too_long(q) -> bool:
+    """Whether q's text (its decimals, or p/q) may have more than MOST_DIGITS digits: at most
+    0.302 digits per bit of the numerator, plus one decimal per bit of the denominator."""
+    return type(q) is Fraction and q.numerator.bit_length() * 0.302 + q.denominator.bit_length() > MOST_DIGITS
 
 
 def _float(q) -> float:

@@ -15,14 +15,14 @@ import numpy as np
 from .errors import ScenarioError, did_you_mean, plain_text, suggest
 from .layers import LAYERS, MAX_TENSOR_ELEMENTS, BuildContext, Layer, Names
 from .losses import LOSS_DATA, LOSS_L2, LOSSES
-from .numbers import ARITHMETICS, FLOAT, written_fraction
+from .numbers import ARITHMETICS, FLOAT, exact_text, written_fraction
 from .numbers import system as numbers_system
 from .optim import GIVEN_KEYS, OPTIONS, Optimizer
 from .plan import Node, Plan, input_value, layer_value
 from .rounding import MODES
 from .source import Document, read_document, parse_text
 from .spec import Spec, fill_origin, kind_of, read_tensor, shape_error, shape_words
-from .tensors import canonical_index, display_index, fits, format_index, kept_axes
+from .tensors import canonical_index, display_index, every, fits, format_index, kept_axes
 
 TOP_KEYS = ("bptrace", "name", "description", "conventions", "input", "inputs", "layers", "output", "upstream",
             "loss", "given", "learning_rate", "rounding", "expected", "init", "tolerance",
@@ -696,7 +696,7 @@ def _start(top: Spec, scenario: Scenario):
         shape = scenario.layer(name).out_shape
         delta = spec.tensor("delta", what="the upstream delta", shape=shape)
         if delta.ndim == 0:
-            delta = np.full(shape, float(delta))     # one number: every element of the output gets it
+            delta = every(delta, shape)     # one number: every element of the output gets it
         if not fits(delta.shape, shape):
             raise shape_error(top.doc, ("upstream", "delta"), f"the error at {name}'s output",
                               delta.shape, shape)
@@ -724,14 +724,23 @@ def _start(top: Spec, scenario: Scenario):
     classes = None
     if kind == "cross_entropy" and len(shape) == 2 and target.size == shape[0] and not fits(target.shape, shape):
         # one class index per sample
-        written = np.atleast_1d(target).reshape(-1)
+        written = list(np.atleast_1d(target).reshape(-1))
         for i, c in enumerate(written):
             where = ("loss", "target") + ((i,) if target.ndim else ())
+            if hasattr(c, "expr"):
+                # `arithmetic: symbolic`: the index picks which score is the right class, so
+                # it must be a number (a letter bound by `values:` stands for its value)
+                if c.value is None:
+                    raise top.doc.error(where, f"class index {c} is a letter without a value: cross_entropy "
+                                               "needs a number to pick the right class's score",
+                                        f"write a class index 0..{shape[1] - 1}, or bind {c} with `values:`")
+                written[i] = c = c.value
+            shown = f"{c:g}" if isinstance(c, float) else exact_text(c)
             if not float(c).is_integer():
-                raise top.doc.error(where, f"class index {c:g} is not a whole number",
+                raise top.doc.error(where, f"class index {shown} is not a whole number",
                                     f"write a class index 0..{shape[1] - 1} or a one-hot vector of {shape[1]}")
             if not 0 <= c < shape[1]:
-                raise top.doc.error(where, f"class index {c:g} is out of range 0..{shape[1] - 1} "
+                raise top.doc.error(where, f"class index {shown} is out of range 0..{shape[1] - 1} "
                                            f"({last.name} makes {shape[1]} class scores; class indices start at 0)")
         classes = [int(c) for c in written]
         target = np.zeros(shape)
@@ -932,7 +941,7 @@ def _optimizer_state(spec: Spec, scenario: Scenario) -> dict:
                 continue
             tensor = entry.tensor(name, what=f"{key}'s {name}", shape=shape)
             if tensor.ndim == 0:
-                tensor = np.full(shape, float(tensor))
+                tensor = every(tensor, shape)
             if not fits(tensor.shape, shape):
                 raise shape_error(spec.doc, entry.path + (name,), f"{key}'s {name}", tensor.shape, shape)
             if name in ("exp_avg_sq", "square_avg", "sum") and (tensor < 0).any():

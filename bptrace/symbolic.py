@@ -264,6 +264,12 @@ class Symbolic(Exact):
         return out
 
     @staticmethod
+    def softmax_shift(values):
+        # nothing to overflow in a formula, and letters cannot be compared: exp(a)/(exp(a) +
+        # exp(b)) as on paper
+        return 0
+
+    @staticmethod
     def exp(z): return _function(z, sympy.exp, math.exp)
     @staticmethod
     def log(z): return _function(z, sympy.log, math.log)
@@ -467,6 +473,7 @@ def from_formula(text_: str, letters: dict) -> sympy.Expr:
     from . import formula as F
 
     tree = F.parse(text_)
+    _products(tree, F.FormulaError)
 
     def walk(node):
         kind = node.kind
@@ -492,7 +499,45 @@ def from_formula(text_: str, letters: dict) -> sympy.Expr:
             return args[0] ** _rational(Fraction(node.value))
         return FUNCS[node.value](*args)
 
-    return walk(tree)
+    expr = walk(tree)
+    if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        # i1/0 or log(0): sympy's zoo (complex infinity) is no answer to judge
+        raise F.FormulaError("the formula divides by zero (or takes log 0): it has no value", 0,
+                             "write the formula as the chain rule gives it")
+    return expr
+
+
+# A student's formula is multiplied out to be compared: one that multiplies out to more
+# products than a page holds, or raises to a power no exercise asks for, would take sympy
+# minutes (i1**99999999, nine-term sums multiplied 8 times), so it is refused as it is read.
+MOST_PRODUCTS = 10_000
+MOST_POWER = 100
+
+
+def _products(node, error) -> int:
+    """How many products, at most, the formula under `node` multiplies out to (capped)."""
+    kind = node.kind
+    if kind in ("num", "name"):
+        return 1
+    counts = [_products(a, error) for a in node.args]
+    if kind in ("+", "-", "/"):
+        n = counts[0] + counts[1]         # a quotient's top and bottom multiply out apart
+    elif kind == "*":
+        n = counts[0] * counts[1]
+    elif kind == "**":
+        power = abs(Fraction(node.value))
+        if power > MOST_POWER:
+            raise error(f"the power {node.value} is too large for a formula answer (at most {MOST_POWER})",
+                        node.at, "write the formula as the chain rule gives it")
+        # a sum of t terms to the whole power k multiplies out to at most C(t + k − 1, k) products
+        k = math.ceil(power)
+        n = math.comb(counts[0] + k - 1, k) if counts[0] > 1 else 1
+    else:
+        n = counts[0] if counts else 1
+    if n > MOST_PRODUCTS:
+        raise error(f"the formula multiplies out to too many products (more than {MOST_PRODUCTS:,})", node.at,
+                    "write the formula as the chain rule gives it, without multiplying sums together")
+    return n
 
 
 def same_formula(answer, expected, *, trials: int = 5, seed: int = 0) -> tuple[bool, str | None]:
@@ -629,7 +674,7 @@ def check_formulas(report, model, answers, scenario_path: str):
     scenario's letters), whatever its form; wrong with the reason."""
     import shlex
 
-    from .check.matching import RIGHT, WRONG
+    from .check.matching import RIGHT, WRONG, Written, match
     from .check.report import FirstWrong, Row
     from .tensors import display_index, format_index, fits
 
@@ -649,11 +694,20 @@ def check_formulas(report, model, answers, scenario_path: str):
         for cell, expr, written in zip(cells, mine, answer.written):
             right = step.exact[cell]
             full = right.full if isinstance(right, Sym) else _rational(right)
-            ok, reason = same_formula(expr, full)
+            value = right.value if isinstance(right, Sym) else right
+            if not expr.free_symbols and value is not None:
+                # a number for a step whose letters are all bound: judged as float mode
+                # judges it, against the step's value (as written: 0.33 for 1/3)
+                how = match(Written(float(expr), written.text), float(value), report.tolerance)
+                ok, reason = how is not None, how or (f"yours is {written.text}; with the values bound it is "
+                                                      f"{text(full)} = {text(_rational(Fraction(value)))}")
+            else:
+                ok, reason = same_formula(expr, full)
+                reason = reason or "the same formula"
             shown = display_index(shape, cell, base)
             rows.append(Row(answer.name, cell, answer.name + format_index(shown), Sym(expr),
                             Sym(full, full, getattr(right, "value", None)), RIGHT if ok else WRONG,
-                            "the same formula" if ok else reason, written=written, shown_index=shown,
+                            reason, written=written, shown_index=shown,
                             element=answer.index is not None))
     rows.sort(key=lambda row: (model.order[row.name], row.index is None, row.index or ()))
     report.rows = rows

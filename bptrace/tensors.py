@@ -72,6 +72,14 @@ def nested_shape(value):
     return (len(value),) + shapes.pop()
 
 
+def every(value: np.ndarray, shape) -> np.ndarray:
+    """One number written for a whole tensor: every element of `shape` gets it (a letter of
+    `arithmetic: symbolic` stays that letter, not its float)."""
+    if value.dtype == object:
+        return np.full(shape, value.item(), dtype=object)
+    return np.full(shape, float(value))
+
+
 def fits(written_shape, canonical_shape) -> bool:
     """A written tensor fits a canonical shape when the two agree once length-1 axes are
     dropped from both (so [[1, 2]] and [1, 2] both fit [1, 1, 1, 2])."""

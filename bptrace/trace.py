@@ -165,10 +165,10 @@ class Recorder:
 
     def _factor(self, factor) -> Factor:
         role, index, value = factor
-        # a fraction or a formula (`arithmetic: exact`, `symbolic`) is kept: its sums read
-        # exactly (1/3, not 0.3333333333), or in letters
-        return Factor(self.roles.get(role, role), index,
-                      value if isinstance(value, Fraction) or hasattr(value, "expr") else float(value))
+        # a formula (`arithmetic: symbolic`) is kept: its sums read in letters, not as nan;
+        # a fraction (`arithmetic: exact`) too: its terms read 1/3, not 0.3333333333
+        kept = hasattr(value, "expr") or type(value) is Fraction
+        return Factor(self.roles.get(role, role), index, value if kept else float(value))
 
     def _slot(self, at, kind: str):
         if self.want is not None and at not in self.want:

@@ -159,6 +159,12 @@ def unroll(scenario, trace, layer_name: str) -> Unrolled:
     kernel = trace.value(kernel_name)
     # no bias parameter at all (`bias: false`) adds nothing
     bias = trace.value(wiring.param("bias")) if "bias" in layer.params else np.zeros(layer.out_shape[1])
+    if any(np.isnan(np.asarray(trace.value(name), dtype=float)).any() for name in (kernel_name, in_name, out_name)):
+        # `arithmetic: symbolic` with letters unbound: the matrix and its check are numbers
+        raise ScenarioError(f"--unrolled writes {layer_name} as a matrix of numbers, and its kernel or input has "
+                            "letters without values", key=layer_name,
+                            hint="bind the letters with `values:`, or explain one formula: bptrace explain FILE "
+                                 f"'{element(out_name, layer.out_shape[1:], (0, 0, 0), base)}'")
 
     N, C, H, W = layer.in_shape
     _, O, Ho, Wo = layer.out_shape

@@ -279,3 +279,39 @@ def test_a_huge_power_is_refused_in_exact_arithmetic_not_worked_out():
         bptrace.run(loads('arithmetic: exact\ninputs: {x: 1.5}\nnodes: {f: "x ** 100000000"}\n', "p.yaml"))
     assert bptrace.run(loads('arithmetic: exact\ninputs: {x: 1.5}\nnodes: {f: "x ** 3"}\n'))["f.out"].exact \
         .reshape(-1)[0] == Fraction(27, 8)
+
+
+def test_explain_in_exact_arithmetic_writes_each_term_as_a_fraction():
+    # a mean over 3 outputs: every delta is 1/3, and the weight gradient 1/3·1 — written as
+    # the fraction it is, not as 0.3333333333 (the issue: "explain … each term as a fraction")
+    scenario = loads("input: [[1, 0, 0]]\nlayers:\n  - {type: dense, name: h, weights: [[0.375, -0.5, 0], "
+                     "[0.1, 0, 0], [1, 1, 1]], bias: [0, 0, 0]}\nloss: {type: mean}\n")
+    trace = bptrace.run(scenario, arithmetic="exact")
+    explained = trace.explain("h.grad.weights[0,0]")
+    assert explained.total == Fraction(1, 3) and explained.value == Fraction(1, 3)
+    assert [t.operands[0].value for t in explained.terms] == [Fraction(1, 3)]
+    text = explained.to_text(width=100)
+    assert "1/3" in text and "0.3333" not in text
+    overview = trace.explain("h.delta").to_text(width=100)       # the whole step, laid out
+    assert "1/3   1/3   1/3" in overview and "0.3333" not in overview
+    # a value that rounding replaced keeps saying so
+    rounded = loads("input: [[1, 0, 0]]\nlayers:\n  - {type: dense, name: h, weights: [[0.375, -0.5, 0], "
+                    "[0.1, 0, 0], [1, 1, 1]], bias: [0, 0, 0]}\nloss: {type: mean}\n"
+                    "rounding: {decimals: 2, mode: truncate, apply: [h.delta]}\n")
+    told = bptrace.run(rounded, arithmetic="exact").explain("h.delta[0]")
+    assert told.value == Fraction(33, 100) and told.replaced
+
+
+def test_an_exact_value_too_long_to_write_is_a_located_refusal(tmp_path):
+    # (1/2)^10000 has 10,000 decimals: writing it raised Python's ValueError (more than 4300
+    # digits in one int's text), a traceback from every format; refused where it is computed
+    sheet = tmp_path / "long.yaml"
+    sheet.write_text("name: powers\ninputs: {x: 0.5}\nnodes:\n  f: x ** 100\n  g: f ** 100\n")
+    out = tmp_path / "out.json"
+    told = CliRunner().invoke(main, ["run", str(sheet), "--arithmetic", "exact", "--format", "json", "-o", str(out)])
+    assert told.exit_code == 2 and "Traceback" not in told.output and not out.exists()
+    assert "nodes.g" in told.output and "4,000 digits" in told.output and ":5:" in told.output
+    assert bptrace.run(str(sheet), arithmetic="float")["g.out"].values == 0.5 ** 10000
+    # (1/2)^100 is written whole
+    sheet.write_text("name: powers\ninputs: {x: 0.5}\nnodes:\n  f: x ** 100\n")
+    assert exact_text(bptrace.run(str(sheet), arithmetic="exact")["f.out"].exact.reshape(-1)[0]) == exact_text(Fraction(1, 2 ** 100))

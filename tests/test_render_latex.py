@@ -275,3 +275,22 @@ def test_pictures_in_the_pdf_pooling_windows_and_heat(tmp_path):
 
 
 ZHANG_PATH = ROOT / "scenarios" / "zhang2016.yaml"
+
+
+def test_a_max_pool_winner_written_in_powers_of_ten_compiles(tmp_path):
+    # the winner's star on 2×10^{20} was a second superscript (`10^{20}^{\star}`): a LaTeX error
+    trace = run(loads("input: [[2.0e+20, 1.0e+20], [3, 4]]\nlayers:\n  - {type: maxpool, name: m, size: 2}\n"
+                      "upstream: {delta: 1}\n"))
+    source = latex.render(trace)
+    assert "}^{\\star}" in source and not re.search(r"10\^\{\d+\}\^", source)
+    compile_tex(tmp_path, source)
+
+
+def test_letters_with_two_digit_subscripts_are_one_subscript(tmp_path):
+    # k₂₂ in a sum's terms was written k_{2}_{2}: "Double subscript", and pdflatex stopped
+    pytest.importorskip("sympy")
+    trace = run(loads("arithmetic: symbolic\ninput: [[x11, x12], [x21, x22]]\nlayers:\n"
+                      "  - {type: conv, name: c, kernel: [[k11]], bias: b}\nloss: {type: sum}\n"))
+    source = latex.render(trace)
+    assert "k_{11}" in source and not re.search(r"_\{\d\}_\{", source)
+    compile_tex(tmp_path, source)

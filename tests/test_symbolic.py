@@ -119,6 +119,60 @@ def test_a_formula_answer_is_parsed_by_the_whitelist_parser(tmp_path):
         read_answers(str(sheet), sc)
 
 
+@pytest.mark.parametrize("answer", ["i1**99999999", "2**-99999999", "(i1 + i2)**99999",
+                                    "((i1 + i2 + i3)**10)**10",
+                                    "*".join(["(i1 + i2 + i3 + i4 + i5 + i6 + i7 + i8 + i9)"] * 8)])
+def test_an_answer_that_multiplies_out_to_pages_is_refused_at_once(tmp_path, answer):
+    # each of these hung check (sympy expanding or computing a number of millions of digits)
+    from bptrace.check.answers import read_answers
+
+    sheet = tmp_path / "a.yaml"
+    sheet.write_text(f'c2.out: "{answer}"\n')
+    with pytest.raises(ScenarioError, match="too large|too many") as error:
+        read_answers(str(sheet), load(SEED002))
+    assert error.value.line == 1
+    sheet.write_text('c2.out: "i1/0 + w2_1"\n')          # was judged wrong as "yours is zoo·i₁"
+    with pytest.raises(ScenarioError, match="divides by zero"):
+        read_answers(str(sheet), load(SEED002))
+    sheet.write_text('c2.out: "(i1 + i2)**2 * w2_1**-3 + 2**10"\n')       # an ordinary power is read
+    read_answers(str(sheet), load(SEED002))
+
+
+def test_a_number_answers_a_step_whose_letters_are_all_bound(tmp_path, capsys):
+    # r.out = a·w1 + b·w2 = 1·0.5 + 2·0.25 = 1 with every letter bound: "1" was called wrong
+    # ("yours is 1, … where the chain rule gives a·w₁ + b·w₂"), though it is that step's value
+    sc = tmp_path / "bound.yaml"
+    sc.write_text(RELU + "values: {a: 1, b: 2, w1: 0.5, w2: 0.25, y: 3}\n")
+    sheet = tmp_path / "a.yaml"
+    sheet.write_text('r.out: 1\nloss: 4\nd.grad.weights: ["2*(a*w1 + b*w2 - y)*a", -8]\nd.delta: -4.0\n')
+    with pytest.raises(SystemExit) as done:
+        main(["check", str(sc), "--expected", str(sheet), "--width", "300"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0, out
+    sheet.write_text("r.out: 1.5\nd.delta: -4.1\n")
+    with pytest.raises(SystemExit) as done:
+        main(["check", str(sc), "--expected", str(sheet), "--width", "300"])
+    out = capsys.readouterr().out
+    assert done.value.code == 1 and "0 passed, 2 failed" in out
+
+
+def test_explain_of_a_whole_step_lays_out_its_formulas(capsys):
+    # the overview's table was each element's float: nan for every formula
+    with pytest.raises(SystemExit) as done:
+        main(["explain", str(SEED002), "c1.delta", "--width", "200"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "c2.delta·w²₄" in out.split("laid out as the tensor")[1] and "nan" not in out
+
+
+def test_unrolled_on_unbound_letters_is_refused_not_called_different(capsys):
+    # it printed a matrix of nan and "largest difference nan ✗ DIFFERENT"
+    with pytest.raises(SystemExit) as done:
+        main(["explain", "--unrolled", str(SEED002), "c1"])
+    out = capsys.readouterr()
+    assert done.value.code == 2 and "letters without values" in out.err + out.out
+    assert "DIFFERENT" not in out.out and "Traceback" not in out.err
+
+
 def test_same_formula_spot_checks_and_gives_a_reason():
     from bptrace.symbolic import same_formula
 
@@ -211,6 +265,83 @@ def test_relu_on_unbound_letters_is_a_located_refusal():
     # bound, the side is decided and the formula goes on
     trace = run(loads(RELU + "values: {a: 1, b: 2, w1: 0.5, w2: 0.25}\n"))
     assert same(full(trace, "r.out", (0, 0)), S("a") * S("w1") + S("b") * S("w2"))
+
+
+CLASSES = """arithmetic: symbolic
+input: [[1, 2], [3, 4]]
+layers:
+  - {type: dense, name: d, weights: [[1, 0], [0, 1]]}
+loss: {type: cross_entropy, target: [k, j]}
+"""
+
+
+def test_a_letter_as_a_class_index_is_a_located_refusal_or_its_value():
+    # a letter as cross_entropy's class index was a TypeError (Sym has no `:g` format)
+    with pytest.raises(ScenarioError, match="class index k is a letter without a value") as error:
+        loads(CLASSES, "ce.yaml")
+    assert error.value.line == 5 and "values:" in (error.value.hint or "")
+    with pytest.raises(ScenarioError, match="class index 1.5 is not a whole number"):
+        loads(CLASSES + "values: {k: 1.5, j: 0}\n")
+    # bound to whole numbers, the letters are the classes: −log softmax(d.out)[k], by hand
+    trace = run(loads(CLASSES + "values: {k: 1, j: 0}\n"))
+    loss = (sympy.log(sympy.exp(1) + sympy.exp(2)) - 2 + sympy.log(sympy.exp(3) + sympy.exp(4)) - 3) / 2
+    assert abs(float(trace["loss"].values) - float(loss)) < 1e-12
+
+
+def test_softmax_and_cross_entropy_on_unbound_letters_are_the_textbook_formulas():
+    # shifting by the largest score (float overflow's guard) needed numbers to compare, so a
+    # softmax of letters was refused; on paper it is exp(a)/(exp(a) + exp(b))
+    a, b, u, v = S("a"), S("b"), S("u"), S("v")
+    trace = run(loads("arithmetic: symbolic\ninput: [[a, b]]\nlayers:\n  - {type: softmax, name: s}\n"
+                      "upstream: {layer: s, delta: [[u, v]]}\n"))
+    pa, pb = sympy.exp(a) / (sympy.exp(a) + sympy.exp(b)), sympy.exp(b) / (sympy.exp(a) + sympy.exp(b))
+    assert sympy.simplify(full(trace, "s.out", (0, 0)) - pa) == 0
+    assert sympy.simplify(full(trace, "input.delta", (0, 0)) - pa * (u - (u * pa + v * pb))) == 0
+    shown = trace.to_text(width=200)
+    assert "exp(a)/(exp(a) + exp(b))" in shown and "nan" not in shown
+    loss = run(loads("arithmetic: symbolic\ninput: [[a, b]]\nlayers:\n  - {type: identity, name: d}\n"
+                     "loss: {type: cross_entropy, target: 1}\n"))
+    assert sympy.simplify(full(loss, "loss") - (sympy.log(sympy.exp(a) + sympy.exp(b)) - b)) == 0
+    assert sympy.simplify(full(loss, "d.delta", (0, 0)) - pa) == 0
+    # bound, the numbers are the float run's
+    bound = "values: {a: 0.5, b: -1.25, u: 2, v: 0.75}\n"
+    text = "input: [[a, b]]\nlayers:\n  - {type: softmax, name: s}\nupstream: {layer: s, delta: [[u, v]]}\n"
+    floats = run(loads(text.replace("a, b", "0.5, -1.25").replace("u, v", "2, 0.75")))
+    letters = run(loads("arithmetic: symbolic\n" + text + bound))
+    for name in ("s.out", "input.delta"):
+        np.testing.assert_allclose(letters[name].values, floats[name].values, rtol=1e-12, atol=1e-15)
+
+
+def test_one_letter_stands_for_every_element_as_one_number_does():
+    # `bias: b` and `upstream: {delta: u}` were filled through float(): nan, then a ValueError
+    x1, x2, k, b, u = (S(n) for n in ("x1", "x2", "k", "b", "u"))
+    trace = run(loads("arithmetic: symbolic\ninput: [[x1, x2]]\nlayers:\n"
+                      "  - {type: dense, name: d, weights: [[k, 1], [1, k]], bias: b}\nupstream: {delta: u}\n"))
+    assert same(full(trace, "d.out", (0, 1)), x1 + k * x2 + b)
+    assert same(full(trace, "d.grad.bias", (0,)), u) and same(full(trace, "input.delta", (0, 0)), u * k + u)
+    # the loss's (out − target) of letters reads in names, never as "nan − y₁"
+    import bptrace
+
+    shown = bptrace.run("arithmetic: symbolic\ninput: [[x1, x2]]\nlayers:\n  - {type: dense, name: d, weights: "
+                        "[[k, 1], [1, k]]}\nloss: {type: mse, target: [[y1, y2]]}\n").to_text(width=200)
+    assert "d.out[0] − y₁" in shown and "nan" not in shown
+    conv = run(loads("arithmetic: symbolic\ninput: [[x1, x2], [x3, x4]]\nlayers:\n"
+                     "  - {type: conv, name: c, kernel: [[k]], bias: b}\nloss: {type: sum}\n"))
+    assert same(full(conv, "c.out", (0, 0, 1, 1)), k * S("x4") + b)
+
+
+def test_max_pool_on_unbound_letters_is_a_located_refusal():
+    # the winner was asked for again by the step's notes, outside the refusal: a traceback
+    text = "arithmetic: symbolic\ninput: [[a, b], [c, d]]\nlayers:\n  - {type: maxpool, name: m, size: 2}\n" \
+           "upstream: {layer: m, delta: u}\n"
+    with pytest.raises(ScenarioError) as error:
+        run(loads(text, "pool.yaml"))
+    assert "m (maxpool) needs numbers to decide each window's winner" in str(error.value)
+    assert "values:" in (error.value.hint or "") and error.value.line == 4
+    with pytest.raises(ScenarioError, match="m \\(maxpool\\)"):
+        run(loads(text + "values: {a: 1, b: 3, c: 2}\n"))
+    trace = run(loads(text + "values: {a: 1, b: 3, c: 2, d: 0.5}\n"))
+    assert same(full(trace, "m.out", (0, 0, 0, 0)), S("b")) and same(full(trace, "input.delta", (0, 0, 0, 1)), S("u"))
 
 
 def test_a_letter_in_a_float_scenario_is_a_located_refusal():

@@ -226,7 +226,7 @@ class Softmax(Layer):
             (lambda idx: values[idx[0]][idx[1]][idx[2]][idx[3]])
         out = self.num.zeros(self.in_shape)
         for group in self._groups():
-            top = max(get(idx) for idx in group)  # shifting by the max keeps exp finite; the ratio is unchanged
+            top = self.num.softmax_shift([get(idx) for idx in group])
             exps = [self.num.exp(get(idx) - top) for idx in group]
             total = sum(exps)
             for idx, e in zip(group, exps):

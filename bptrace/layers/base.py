@@ -23,7 +23,7 @@ import numpy as np
 from ..notation import Ref, Sum, node
 from ..numbers import FLOAT
 from ..spec import Spec, shape_error, shape_words
-from ..tensors import fits
+from ..tensors import every, fits
 
 # --- helpers for the rules (bptrace.notation) ------------------------------------------
 
@@ -340,7 +340,7 @@ def _bias(spec: Spec, count: int, what: str, each: str = ""):
                          "write its numbers, leave it out for a bias of 0, or write `bias: false` for none")
     values = spec.tensor("bias", what=what, shape=(count,))
     if values.ndim == 0:
-        return np.full(count, float(values))
+        return every(values, count)
     if not fits(values.shape, (count,)):
         raise spec.error("bias", f"{what} should be {shape_words((count,))}{each}, found {shape_words(values.shape)}",
                          "or one number for all of them")

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..notation import Frac, Paren, Power, Word, add, eq, func, juxt, prod, seq, sub, sym
 from ..spec import Spec, shape_words
-from ..tensors import fits
+from ..tensors import every, fits
 from .base import (
     EPS,
     TINY,
@@ -63,7 +63,7 @@ def _per(spec: Spec, key: str, shape: tuple, default: float, what: str, each: st
         return np.full(shape, default)
     values = spec.tensor(key, what=what)
     if values.ndim == 0:
-        return np.full(shape, float(values))
+        return every(values, shape)
     if not fits(values.shape, shape):
         raise spec.error(key, f"{what} should be {shape_words(shape)}{each}, found {shape_words(values.shape)}",
                          "or one number for all of them")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from contextvars import ContextVar
+from fractions import Fraction
 
 from rich import box
 from rich.align import Align
@@ -415,7 +416,7 @@ def _tensor(o, width):
     """The step's elements as its tables (the run's layout, `--digits` significant digits
     of the step's largest), indices in the scenario's base."""
     from .common import axis_names
-    from .layout import arrange, grids, table_format, text_tables
+    from .layout import EXACT_FORMAT, arrange, grids, table_format, text_tables
 
     written = [index for index, _ in o.elements]
     values = [value for _, value in o.elements]
@@ -426,7 +427,8 @@ def _tensor(o, width):
     role = o.name.rsplit(".", 1)[-1]
     rank = 2 if role == "weights" or (len(kept) <= 2 and role not in ("kernel",) and len(kept) == 1) else 4
     shape = (1,) * max(0, rank - len(kept)) + kept
-    fmt = table_format(values, _DIGITS.get())
+    exact = any(isinstance(v, Fraction) or hasattr(v, "expr") for v in values)
+    fmt = EXACT_FORMAT if exact else table_format(values, _DIGITS.get())
     texts = [fmt.text(v) for v in values]
     tables = text_tables(grids(shape, axis_names(o.name, shape), base)[0], texts, width=width - 2)
     lines = arrange(tables, width - 2)

@@ -154,7 +154,13 @@ def label_math(label: str, links=frozenset()) -> str:
             out.append(r"\ ")
         else:
             out.append(_math_char(value))
-    return "".join(out).strip()
+    return _one_script("".join(out).strip())
+
+
+def _one_script(latex: str) -> str:
+    """k₂₂ char by char is k_{2}_{2}, a double subscript: one _{22} (and one ^{12})."""
+    latex = re.sub(r"(?:_\{\d\})+", lambda m: "_{" + "".join(re.findall(r"\d", m.group(0))) + "}", latex)
+    return re.sub(r"(?:\^\{[\d-]\}){2,}", lambda m: "^{" + "".join(re.findall(r"[\d-]", m.group(0))) + "}", latex)
 
 
 # --- rules: bptrace.notation as LaTeX ---------------------------------------------------------
@@ -166,7 +172,7 @@ SUPERSCRIPT_DIGITS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-"))
 
 def _chars(value: str) -> str:
     """A math atom (a letter, a number, an index expression) character by character."""
-    return "".join(_math_char(c) for c in value)
+    return _one_script("".join(_math_char(c) for c in value))
 
 
 def _function_name(value: str) -> str:
@@ -608,7 +614,9 @@ def _sums(items, links) -> str:
 def _body(item, links):
     """[(latex piece, plain length)] of the right-hand side, and the tail after the total."""
     if item.kind == "max":
-        pieces = [((r"\max(" if k == 0 else " ") + step_number(t) + (r"^{\star}" if k == item.winner else "")
+        # the winner's star goes on the braced number: 2\times 10^{20} already has a superscript
+        pieces = [((r"\max(" if k == 0 else " ")
+                   + ("{" + step_number(t) + r"}^{\star}" if k == item.winner else step_number(t))
                    + (")" if k == len(item.products) - 1 else ","), len(t) + 2)
                   for k, t in enumerate(item.products)]
         tail = r"\ \text{from }" + _element(item.winner_label, links) + (r"\text{ (a tie: the first wins)}" if item.tie else "")

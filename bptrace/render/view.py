@@ -496,6 +496,9 @@ def _difference(factor, trace, digits) -> str | None:
         out_value, target_value = trace[out].values[factor.index], np.asarray(target)[factor.index]
     except (IndexError, TypeError):
         return None
+    if np.isnan(out_value):
+        # letters without values (`arithmetic: symbolic`): the factor's formula says it
+        return None
     return f"({signed(out_value, digits)} − {signed(target_value, digits)})"
 
 
@@ -532,7 +535,8 @@ def _softmax(factor, trace, digits) -> str | None:
         group = [(index[0], c, index[2], index[3]) for c in range(values.shape[1])]
     else:
         return None
-    if len(group) > 6:
+    if len(group) > 6 or any(np.isnan(values[g]) for g in group):
+        # letters without values (`arithmetic: symbolic`): their formula is the derivation
         return None
     power = lambda v: f"e^{signed(v, digits)}"        # noqa: E731
     return f"{power(values[index])} / ({' + '.join(power(values[g]) for g in group)})"
