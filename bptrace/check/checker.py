@@ -209,23 +209,25 @@ class Checker:
                 cleans, mines = clean_values.reshape(-1).tolist(), own_values.reshape(-1).tolist()
             scale = float(np.abs(clean_values).max(initial=0))
             for cell, written, clean, mine in zip(cells, answer.written, cleans, mines):
-                if written.dtype or written.precise:
+                if written.dtype:
                     written = written.but(scale=scale)
                 clean_noise, mine_noise = float(model.refs.noise[answer.name][cell]), float(own.noise[answer.name][cell])
-                # how it matches the clean trace, None until known (held to float32 below)
+                # how it matches the clean trace, None until known (held to float32 below); the
+                # step's scale, which counts only with a float type or a known magnitude, last
                 numbers.append([answer.name, cell, written, float(clean), clean_noise, float(mine), mine_noise,
-                                answer.index is not None, match(written, clean, tolerance, clean_noise)])
+                                answer.index is not None, match(written, clean, tolerance, clean_noise), scale])
         if tolerance.as_written:
-            # framework printouts: held to float32's precision of their sums where as written fails
+            # framework printouts: held to float32's precision of their sums where as written
+            # fails (whether a number is written so is asked only of those: it costs)
             precise = [(number[0], number[1]) for number in numbers if number[8] is None and number[2].precise]
             if precise:
                 magnitudes = model.magnitudes(precise)
                 for number in numbers:
                     if number[8] is None and (number[0], number[1]) in magnitudes:
-                        number[2] = number[2].but(magnitude=magnitudes[(number[0], number[1])])
+                        number[2] = number[2].but(magnitude=magnitudes[(number[0], number[1])], scale=number[9])
                         number[8] = match(number[2], number[3], tolerance, number[4])
         axes = {}
-        for name, cell, written, clean, clean_noise, mine, mine_noise, element, how in numbers:
+        for name, cell, written, clean, clean_noise, mine, mine_noise, element, how, _ in numbers:
             verdict = RIGHT
             if how is None:
                 if match(written, mine, tolerance, mine_noise) is not None:
