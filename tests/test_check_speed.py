@@ -59,3 +59,43 @@ def test_a_report_without_styles_is_the_styled_report_as_text(tmp_path):
         assert "\x1b[" in styled.getvalue()
         assert plain.getvalue() == re.sub(r"\x1b\[[0-9;]*m", "", styled.getvalue())
         assert plain.getvalue().count("\n") > len(report.files[0].rows)
+
+
+def _covered_by_windows(layer) -> np.ndarray:
+    """The input cells every kernel tap reads, from every output position's window."""
+    _, _, H, W = layer.in_shape
+    _, _, kh, kw = layer.params["kernel"].shape
+    taps = {}
+    for i, j in np.ndindex(*layer.out_shape[2:]):
+        for ck, _, u, v, h, w in layer.window(0, i, j):
+            if ck == 0:
+                taps.setdefault((h, w), set()).add((u, v))
+    return np.array([[len(taps.get((h, w), ())) == kh * kw for w in range(W)] for h in range(H)])
+
+
+def test_covered_cells_are_those_every_window_reads(tmp_path):
+    """input-delta-valid-not-full's mask, worked out from the rows' and columns' taps, is the
+    one every window's cells give, with stride, padding, dilation, groups and either kernel
+    convention."""
+    from bptrace.check.mistakes import covered_cells
+    from bptrace.scenario import load
+
+    cases = [("convolution", "{size: 3}"), ("correlation", "{size: [2, 3], stride: 2}"),
+             ("convolution", "{size: 3, padding: 1, stride: [1, 2]}"),
+             ("correlation", "{size: 2, dilation: 2, padding: [2, 1]}"),
+             ("convolution", "{size: 3, stride: 3, padding: 2, dilation: [1, 2], groups: 2}")]
+    seen = set()
+    for kernel, options in cases:
+        path = tmp_path / "s.yaml"
+        path.write_text(f"conventions: {{kernel: {kernel}}}\n"
+                        "input: {random: uniform, shape: [2, 7, 8], seed: 1}\n"
+                        "init: {scheme: glorot_uniform, seed: 0}\n"
+                        f"layers:\n  - {{type: conv, name: c1, out_channels: 2, {options[1:-1]}}}\n"
+                        "  - {type: flatten, name: f}\n  - {type: dense, name: d, out: 1}\n"
+                        "loss: {type: half_sse, target: [0]}\n")
+        layer = load(path).layers[0]
+        mask = covered_cells(layer)
+        assert mask.shape == (7, 8)
+        assert (mask == _covered_by_windows(layer)).all(), options
+        seen.update(mask.reshape(-1).tolist())
+    assert seen == {True, False}
