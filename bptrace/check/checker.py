@@ -40,7 +40,7 @@ from ..errors import ScenarioError
 from ..scenario import (DEFAULT_WORK_LIMIT, Points, Rounding, Scenario, Tolerance, load, make_patch, merge_patches,
                         read_points)
 from ..source import Document
-from ..tensors import describe_shape, fits, format_index, kept_axes, plain, squeezed_shape
+from ..tensors import describe_shape, display_index, fits, format_index, plain, squeezed_shape
 from .answers import answer_files, is_answer_sheet, read_answers, scenario_answers
 from .matching import FOLLOWS, FOLLOWS_TEXT, RIGHT, WRONG, evidence, match, near, references, same_number
 from .mistakes import Catalog, diagnose
@@ -58,6 +58,23 @@ class Model:
         self.reads = {step.name: step.reads for step in self.trace.steps}
         self._catalog = None
         self._magnitudes: dict = {}
+        self._elements: dict = {}
+
+    def elements(self, name: str) -> list:
+        """(cell, index as shown, label) of every element of the step `name`, in C order (as
+        a whole answer's numbers are written): worked out once for every sheet of the problem."""
+        if name not in self._elements:
+            shape, base = self.scenario.shapes[name], self.scenario.conventions.index_base
+            self._elements[name] = [self.element(name, cell, shape, base)
+                                    for cell in itertools.product(*map(range, shape))]
+        return self._elements[name]
+
+    def element(self, name: str, cell: tuple, shape=None, base=None) -> tuple:
+        """(cell, index as shown: its axes of length 1 dropped, the index base added, label)."""
+        shape = self.scenario.shapes[name] if shape is None else shape
+        base = self.scenario.conventions.index_base if base is None else base
+        shown = display_index(shape, cell, base)
+        return cell, shown, name + format_index(shown)
 
     def reusable(self, changed: set, exclude=()) -> dict:
         """The clean run's layer loops (`engine.run(keep=)`) that a run differing from it
@@ -169,7 +186,6 @@ class Checker:
         tolerance = self.tolerance or scenario.tolerance
         model = self.model(scenario)
         sc = model.scenario
-        base = sc.conventions.index_base
         report = FileReport(file=file, scenario=scenario_path, title=scenario.name, tolerance=tolerance,
                             rounding=_rounding_text(sc), points=self.scenario_points(scenario))
 
@@ -202,18 +218,21 @@ class Checker:
                 continue
             clean_values, own_values = model.refs[answer.name], own[answer.name]
             if answer.index is not None:
-                cells, cleans, mines = [answer.index], [clean_values[answer.index]], [own_values[answer.index]]
+                cells = [model.element(answer.name, answer.index)]
+                cleans, mines = [clean_values[answer.index]], [own_values[answer.index]]
             else:
                 # C order, as the answer's numbers were written
-                cells = itertools.product(*map(range, shape))
+                cells = model.elements(answer.name)
                 cleans, mines = clean_values.reshape(-1).tolist(), own_values.reshape(-1).tolist()
-            for cell, written, clean, mine in zip(cells, answer.written, cleans, mines):
+            for (cell, shown, label), written, clean, mine in zip(cells, answer.written, cleans, mines):
                 clean_noise, mine_noise = float(model.refs.noise[answer.name][cell]), float(own.noise[answer.name][cell])
                 # how it matches the clean trace, None until known (held to float32 below)
                 numbers.append([answer.name, cell, written, float(clean), clean_noise, float(mine), mine_noise,
-                                answer.index is not None, match(written, clean, tolerance, clean_noise)])
+                                answer.index is not None, match(written, clean, tolerance, clean_noise),
+                                shown, label])
         if tolerance.as_written:
-            # framework printouts: held to float32's precision of their sums where as written fails
+            # framework printouts: held to float32's precision of their sums where as written
+            # fails (whether a number is written so is asked only of those: it costs)
             precise = [(number[0], number[1]) for number in numbers if number[8] is None and number[2].precise]
             if precise:
                 magnitudes = model.magnitudes(precise)
@@ -221,18 +240,14 @@ class Checker:
                     if number[8] is None and (number[0], number[1]) in magnitudes:
                         number[2] = number[2].but(magnitude=magnitudes[(number[0], number[1])])
                         number[8] = match(number[2], number[3], tolerance, number[4])
-        axes = {}
-        for name, cell, written, clean, clean_noise, mine, mine_noise, element, how in numbers:
+        for name, cell, written, clean, clean_noise, mine, mine_noise, element, how, shown, label in numbers:
             verdict = RIGHT
             if how is None:
                 if match(written, mine, tolerance, mine_noise) is not None:
                     verdict, how = FOLLOWS, FOLLOWS_TEXT
                 else:
                     verdict, how = WRONG, "wrong"
-            if name not in axes:
-                axes[name] = kept_axes(sc.shapes[name])
-            shown = tuple(cell[axis] + base for axis in axes[name])      # display_index, its axes kept once
-            rows.append(Row(name, cell, name + format_index(shown), written.value, clean, verdict, how,
+            rows.append(Row(name, cell, label, written.value, clean, verdict, how,
                             written=written, own=None if clean == mine or same_number(clean, mine, clean_noise + mine_noise)
                             else mine, shown_index=shown, element=element, noise=clean_noise))
         rows.sort(key=lambda row: (model.order[row.name], row.index is None, row.index or ()))

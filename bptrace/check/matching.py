@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+import struct
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
@@ -110,19 +111,7 @@ class Written:
         rounded to the text's decimals (as printing rounds), gives the text back.
         0.75000000001 cannot (the float32 nearest to it is 0.75), so it is held to float64's
         noise, not float32's."""
-        try:
-            exponent = Decimal(self.text.replace("_", "").strip()).as_tuple().exponent
-        except InvalidOperation:
-            return False
-        with np.errstate(over="ignore"):              # past float32's range: no float32's text
-            nearest = float(np.float32(self.value))
-        if not isinstance(exponent, int) or not math.isfinite(nearest):
-            return False
-        if nearest == self.value:
-            return True
-        if exponent > 0:                              # 1.234567e10: rounded to whole 10^exponent
-            return round(nearest, -exponent) == self.value
-        return float(f"{nearest:.{-exponent}f}") == self.value
+        return _float32_text(self.text, self.value)
 
     @property
     def digits(self) -> int | None:
@@ -150,6 +139,32 @@ def _claims(text: str) -> tuple[int, int]:
         return 0, 1
     exponent = parts.exponent
     return (-exponent if isinstance(exponent, int) and exponent < 0 else 0), max(1, len(parts.digits))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _float32_text(text: str, value: float) -> bool:
+    """`Written.float32` of the number `value` read from `text`; a class's sheets repeat the
+    same texts, so each is tested once."""
+    try:
+        exponent = Decimal(text.replace("_", "").strip()).as_tuple().exponent
+    except InvalidOperation:
+        return False
+    try:
+        # rounds to the nearest float32 as numpy's cast does; past float32's range no
+        # float32's text (numpy's cast gives inf there)
+        nearest = _F32.unpack(_F32.pack(value))[0]
+    except OverflowError:
+        return False
+    if not isinstance(exponent, int) or not math.isfinite(nearest):
+        return False
+    if nearest == value:
+        return True
+    if exponent > 0:                              # 1.234567e10: rounded to whole 10^exponent
+        return round(nearest, -exponent) == value
+    return float(f"{nearest:.{-exponent}f}") == value
+
+
+_F32 = struct.Struct("f")
 
 
 def _plural(count, word):

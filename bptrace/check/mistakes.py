@@ -146,12 +146,15 @@ def covered_cells(layer) -> np.ndarray:
     the delta with the turned kernel yields exactly these)."""
     _, _, H, W = layer.in_shape
     _, _, kh, kw = layer.params["kernel"].shape
-    taps = {}
-    for i, j in np.ndindex(*layer.out_shape[2:]):
-        for ck, _, u, v, h, w in layer.window(0, i, j):
-            if ck == 0:
-                taps.setdefault((h, w), set()).add((u, v))
-    return np.array([[len(taps.get((h, w), ())) == kh * kw for w in range(W)] for h in range(H)])
+    # a window is rows[i] × columns[j] (`taps()`), so the taps that read cell (h, w) over all
+    # windows are (the kernel rows that read row h) × (the columns that read column w)
+    rows, columns = layer.taps()
+    by_h, by_w = [set() for _ in range(H)], [set() for _ in range(W)]
+    for pairs, by in ((rows, by_h), (columns, by_w)):
+        for line in pairs:
+            for tap, at in line:
+                by[at].add(tap)
+    return np.array([[len(by_h[h]) == kh and len(by_w[w]) == kw for w in range(W)] for h in range(H)])
 
 
 class InputDeltaValid:

@@ -38,12 +38,13 @@ def _difference(value) -> str:
     return "" if value is None else signed(value, 3)
 
 
-def _verdict(row) -> Text:
+def _verdict(row) -> tuple:
+    """(text, style): not a `Text`, of which a big sheet would make tens of thousands."""
     if row.verdict == WRONG:
         # a follows-row's own value is its answer; a wrong row's tells what it should have been
         extra = f" ({signed(row.own)} from your values)" if row.own is not None else ""
-        return Text(f"✗ {row.how}{extra}", style=WRONG_STYLE)
-    return Text(f"✓ {row.how}", style=FOLLOWS_STYLE if row.verdict == FOLLOWS else RIGHT_STYLE)
+        return f"✗ {row.how}{extra}", WRONG_STYLE
+    return f"✓ {row.how}", FOLLOWS_STYLE if row.verdict == FOLLOWS else RIGHT_STYLE
 
 
 def _counts(passed: int, failed: int) -> str:
@@ -126,12 +127,12 @@ class AnswerTable:
     HEADINGS = ("answer", "yours", "bptrace", "difference")
 
     def __init__(self, rows):
-        self.rows = rows     # ([label, yours, bptrace, difference], verdict Text, wrong)
+        self.rows = rows     # ([label, yours, bptrace, difference], (verdict, its style), wrong)
 
     def __rich_console__(self, console, options):
         widths = [max([len(heading)] + [len(cells[i]) for cells, _, _ in self.rows])
                   for i, heading in enumerate(self.HEADINGS)]
-        verdict_width = max([len("verdict")] + [len(verdict) for _, verdict, _ in self.rows])
+        verdict_width = max([len("verdict")] + [len(verdict) for _, (verdict, _), _ in self.rows])
 
         def line(cells):
             return self.GAP.join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])])
@@ -143,15 +144,24 @@ class AnswerTable:
         yield newline
         yield Segment("─" * min(options.max_width, left + len(self.GAP) + verdict_width if inline else left))
         yield newline
-        for cells, verdict, wrong in self.rows:
+        gap = self.GAP if inline else "\n    "
+        if console.color_system is None and not console.record:
+            # nothing styled is written (a file, a pipe, NO_COLOR): the same text in a few
+            # long segments, since rich handles each segment on its way out (a second per
+            # 30,000 rows of five segments each)
+            for start in range(0, len(self.rows), 1000):
+                yield Segment("".join(line(cells) + gap + verdict + "\n"
+                                      for cells, (verdict, _), _ in self.rows[start:start + 1000]))
+            return
+        for cells, (verdict, style), wrong in self.rows:
             text = line(cells)
             if wrong:
                 yield Segment(text, WRONG_STYLE)
             else:
                 yield Segment(text[:len(cells[0])], NAME)
                 yield Segment(text[len(cells[0]):])
-            yield Segment(self.GAP if inline else "\n    ")
-            yield Segment(verdict.plain, verdict.style)
+            yield Segment(gap)
+            yield Segment(verdict, style)
             yield newline
 
 
