@@ -328,9 +328,16 @@ Noisy.__neg__ = lambda a: NOISY.neg(a)
 
 
 def apply(name: str, z):
-    """exp, log, sqrt, tanh or sigmoid of a float or a Noisy value: the one place the
-    layers written with operators (recurrent.py) take their math functions from."""
-    return NOISY.fn(name, z) if isinstance(z, Noisy) else FLOAT.fn(name, z)
+    """exp, log, sqrt, tanh or sigmoid of a float, a Noisy value, a fraction or a formula:
+    the one place the layers written with operators (recurrent.py) take their math functions
+    from.  A fraction or a formula goes to its number system (numbers.py): exact only where
+    rational (NotExact elsewhere), a formula kept a formula, never its float."""
+    if isinstance(z, Noisy):
+        return NOISY.fn(name, z)
+    if isinstance(z, Fraction) or hasattr(z, "expr"):
+        from .numbers import system
+        return getattr(system("symbolic" if hasattr(z, "expr") else "exact"), name)(z)
+    return FLOAT.fn(name, z)
 
 
 def side(z) -> int:

@@ -429,3 +429,17 @@ def test_a_scenario_in_numbers_checked_in_symbolic_arithmetic_is_checked_as_numb
     from bptrace.check import check_files
     report = check_files([ROOT / "scenarios/seed001_rounded.yaml"], arithmetic="symbolic")
     assert report.files[0].failed == 0 and report.files[0].passed == 25
+
+
+def test_a_recurrent_layers_tanh_stays_a_formula_and_is_refused_in_exact_arithmetic():
+    # recurrent.py takes tanh from formula.apply: a formula's tanh is tanh(3/5), not the
+    # 16-digit rational of its float; in fractions it has no exact value (refused, named)
+    import bptrace
+    from bptrace.errors import ScenarioError
+    trace = bptrace.run(ROOT / "scenarios/rnn_small.yaml", arithmetic="symbolic")
+    assert str(trace["r.h"].exact.reshape(-1)[0]) == "tanh(3/5)"
+    floats = bptrace.run(ROOT / "scenarios/rnn_small.yaml")
+    for step in floats.steps:
+        np.testing.assert_allclose(trace[step.name].values, step.values, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ScenarioError, match="needs tanh"):
+        bptrace.run(ROOT / "scenarios/rnn_small.yaml", arithmetic="exact")
