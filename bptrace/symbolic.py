@@ -114,6 +114,12 @@ class Sym:
 
     # --- arithmetic: the formula and the value, side by side ---------------------------
     def _op(self, other, f, swap=False):
+        if isinstance(other, (float, np.floating)):
+            # written numbers became formulas when the scenario was read: a float met in the
+            # loops came from float arithmetic (gelu's 1/√2, a math function), and taking its
+            # 17 digits for an exact number would show a float as exact
+            from .numbers import NotExact
+            raise NotExact("floating-point arithmetic", other, f"{float(other):.6g} is a float, not an exact number")
         other = lift(other)
         if other is NotImplemented:
             return NotImplemented

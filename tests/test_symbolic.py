@@ -443,3 +443,13 @@ def test_a_recurrent_layers_tanh_stays_a_formula_and_is_refused_in_exact_arithme
         np.testing.assert_allclose(trace[step.name].values, step.values, rtol=1e-12, atol=1e-12)
     with pytest.raises(ScenarioError, match="needs tanh"):
         bptrace.run(ROOT / "scenarios/rnn_small.yaml", arithmetic="exact")
+
+
+def test_a_float_met_in_symbolic_arithmetic_is_refused_not_taken_for_an_exact_number():
+    # gelu takes 1/√2 as a float: its 17 digits are no exact number, so the step is refused
+    # (before, the float became the rational 7071067811865476/10**16, shown as exact)
+    import bptrace
+    from bptrace.errors import ScenarioError
+    with pytest.raises(ScenarioError, match="is a float, not an exact number"):
+        bptrace.run(bptrace.loads("arithmetic: symbolic\ninput: [x]\nvalues: {x: 0.5}\n"
+                                  "layers: [{type: gelu, name: g}]\nupstream: {delta: [1]}\n"))
