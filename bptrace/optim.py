@@ -208,6 +208,15 @@ def _sgd(opt, u):
         step_terms = lambda idx: [((g_role, idx, g[idx]),)]
         roles = {}
 
+    u.stage("new", eq(Ref(new_name), sub(Ref(old_name), prod(sym(_g(lr)), step_text))),
+            _descent(num, u, lr, step, step_terms), roles)
+    return state
+
+
+def _descent(num, u, lr, step, step_terms):
+    """The loop of old − lr · step, element by element (SGD's update, and RMSprop's with
+    momentum, whose step is its buffer); step_terms(idx): the factors of each of the step's
+    terms at idx, recorded after −lr."""
     def parameter(rec):
         out = nested(u.old.shape)
         for idx in _cells(u.old.shape):
@@ -217,8 +226,7 @@ def _sgd(opt, u):
                 for term in step_terms(idx):
                     rec.term(idx, (f"−{_g(lr)}", None, -lr), *term)
         return num.array(out)
-    u.stage("new", eq(Ref(new_name), sub(Ref(old_name), prod(sym(_g(lr)), step_text))), parameter, roles)
-    return state
+    return parameter
 
 
 def _moving_average(num, shape, previous, beta, g, g_role, squared=False):
@@ -321,16 +329,8 @@ def _rmsprop(opt, u):
                                   add(*([prod(sym(_g(mu)), _state(before_b))] if before_b else []),
                                       Frac(g_text, denom_rule, spaced=True))), momentum, {"before": before_b})
 
-        def parameter(rec):
-            out = nested(u.old.shape)
-            for idx in _cells(u.old.shape):
-                _set(out, idx, u.old[idx] - lr * buf[idx])
-                if rec:
-                    rec.term(idx, ("old", idx, u.old[idx]))
-                    rec.term(idx, (f"−{_g(lr)}", None, -lr), ("buf", idx, buf[idx]))
-            return num.array(out)
         u.stage("new", eq(Ref(u.names["new"]), sub(Ref(u.names["old"]), prod(sym(_g(lr)), Ref(name("momentum_buffer"))))),
-                parameter,
+                _descent(num, u, lr, buf, lambda idx: [(("buf", idx, buf[idx]),)]),
                 {"buf": name("momentum_buffer")})
         return state
 
